@@ -1,0 +1,215 @@
+"""Calls and their transcripts: ``CallRecord`` in, plain dicts out."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+import aiosqlite
+
+from voxd.call.record import CallRecord
+from voxd.store.db import Database
+
+_CALL_COLUMNS = (
+    "id, agent, agent_version, transport, from_uri, to_uri, direction, status, started_at, "
+    "answered_at, ended_at, end_reason, ended_by, interruptions, metadata"
+)
+
+
+class InvalidCursor(ValueError):
+    """A pagination cursor that this repository did not hand out."""
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def encode_cursor(started_at: float, call_id: str) -> str:
+    raw = json.dumps([started_at, call_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        started_at, call_id = json.loads(raw)
+        if not isinstance(call_id, str) or isinstance(started_at, bool):
+            raise TypeError
+        return float(started_at), call_id
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as e:
+        raise InvalidCursor("cursor is not one returned by this API") from e
+
+
+class CallRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def save(self, record: CallRecord) -> None:
+        """Upsert the call with all its turns, tool calls and digits (idempotent)."""
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                f"INSERT INTO calls ({_CALL_COLUMNS}) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET agent = excluded.agent, "
+                "agent_version = excluded.agent_version, transport = excluded.transport, "
+                "from_uri = excluded.from_uri, to_uri = excluded.to_uri, "
+                "direction = excluded.direction, status = excluded.status, "
+                "started_at = excluded.started_at, answered_at = excluded.answered_at, "
+                "ended_at = excluded.ended_at, end_reason = excluded.end_reason, "
+                "ended_by = excluded.ended_by, interruptions = excluded.interruptions, "
+                "metadata = excluded.metadata",
+                (
+                    record.id, record.agent, record.agent_version, record.transport,
+                    record.from_uri, record.to_uri, record.direction, record.status,
+                    record.started_at, record.answered_at, record.ended_at, record.end_reason,
+                    record.ended_by, record.interruptions, _dumps(record.metadata),
+                ),
+            )
+            for table in ("turns", "tool_calls", "dtmf"):
+                await conn.execute(f"DELETE FROM {table} WHERE call_id = ?", (record.id,))
+            await self._insert_children(conn, record)
+
+    @staticmethod
+    async def _insert_children(conn: aiosqlite.Connection, record: CallRecord) -> None:
+        turn_rows = []
+        tool_rows = []
+        for t in record.turns:
+            latency = None
+            if t.latency is not None:
+                latency = _dumps({
+                    "transcript_ms": t.latency.transcript_ms,
+                    "first_token_ms": t.latency.first_token_ms,
+                    "first_audio_ms": t.latency.first_audio_ms,
+                })
+            turn_rows.append((
+                record.id, t.index, t.speaker, t.text, t.started_at, t.ended_at,
+                int(t.interrupted), t.heard_text, t.source, latency, t.barge_in_ms,
+            ))
+            for seq, tc in enumerate(t.tool_calls):
+                tool_rows.append((
+                    record.id, t.index, seq, tc.name, _dumps(tc.arguments),
+                    _dumps(tc.result), tc.error, tc.started_at, tc.duration_ms,
+                ))
+        await conn.executemany(
+            "INSERT INTO turns (call_id, idx, speaker, text, started_at, ended_at, interrupted, "
+            "heard_text, source, latency, barge_in_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            turn_rows,
+        )
+        await conn.executemany(
+            "INSERT INTO tool_calls (call_id, turn_idx, seq, name, arguments, result, error, "
+            "started_at, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            tool_rows,
+        )
+        await conn.executemany(
+            "INSERT INTO dtmf (call_id, seq, digit, at, source) VALUES (?, ?, ?, ?, ?)",
+            [(record.id, i, d.digit, d.at, d.source) for i, d in enumerate(record.dtmf)],
+        )
+
+    async def get(self, call_id: str) -> dict[str, Any] | None:
+        """The call as ``CallRecord.to_dict()`` shapes it, or None."""
+        row = await self._db.fetchone(f"SELECT {_CALL_COLUMNS} FROM calls WHERE id = ?", (call_id,))
+        if row is None:
+            return None
+        call = _call_dict(row)
+        tools: dict[int, list[dict[str, Any]]] = {}
+        for r in await self._db.fetchall(
+            "SELECT * FROM tool_calls WHERE call_id = ? ORDER BY turn_idx, seq", (call_id,)
+        ):
+            tools.setdefault(r["turn_idx"], []).append({
+                "name": r["name"],
+                "arguments": json.loads(r["arguments"]),
+                "result": json.loads(r["result"]) if r["result"] is not None else None,
+                "error": r["error"],
+                "started_at": r["started_at"],
+                "duration_ms": r["duration_ms"],
+                "call_id": call_id,
+            })
+        call["turns"] = [
+            {
+                "index": r["idx"],
+                "speaker": r["speaker"],
+                "text": r["text"],
+                "started_at": r["started_at"],
+                "ended_at": r["ended_at"],
+                "interrupted": bool(r["interrupted"]),
+                "heard_text": r["heard_text"],
+                "source": r["source"],
+                "latency": json.loads(r["latency"]) if r["latency"] is not None else None,
+                "tool_calls": tools.get(r["idx"], []),
+                "barge_in_ms": r["barge_in_ms"],
+            }
+            for r in await self._db.fetchall(
+                "SELECT * FROM turns WHERE call_id = ? ORDER BY idx", (call_id,)
+            )
+        ]
+        call["dtmf"] = [
+            {"digit": r["digit"], "at": r["at"], "source": r["source"]}
+            for r in await self._db.fetchall(
+                "SELECT digit, at, source FROM dtmf WHERE call_id = ? ORDER BY seq", (call_id,)
+            )
+        ]
+        return call
+
+    async def list(
+        self,
+        agent: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first, without turns; returns the page and the cursor for the next one."""
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("agent", agent), ("status", status)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            where.append("started_at >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("started_at < ?")
+            params.append(until)
+        if cursor is not None:
+            c_started, c_id = decode_cursor(cursor)
+            where.append("(started_at < ? OR (started_at = ? AND id < ?))")
+            params += [c_started, c_started, c_id]
+        limit = max(1, min(int(limit), 500))
+        sql = (
+            f"SELECT {_CALL_COLUMNS}, "
+            "(SELECT COUNT(*) FROM turns t WHERE t.call_id = calls.id) AS turn_count FROM calls"
+        )
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started_at DESC, id DESC LIMIT ?"
+        rows = await self._db.fetchall(sql, [*params, limit + 1])
+        page = [_call_dict(r) | {"turn_count": r["turn_count"]} for r in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = encode_cursor(last["started_at"], last["id"])
+        return page, next_cursor
+
+
+def _call_dict(row: aiosqlite.Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "agent": row["agent"],
+        "agent_version": row["agent_version"],
+        "transport": row["transport"],
+        "from_uri": row["from_uri"],
+        "to_uri": row["to_uri"],
+        "direction": row["direction"],
+        "started_at": row["started_at"],
+        "answered_at": row["answered_at"],
+        "ended_at": row["ended_at"],
+        "end_reason": row["end_reason"],
+        "ended_by": row["ended_by"],
+        "interruptions": row["interruptions"],
+        "metadata": json.loads(row["metadata"]),
+        "status": row["status"],
+    }

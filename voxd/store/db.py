@@ -1,0 +1,112 @@
+"""The SQLite database: one aiosqlite connection, WAL, migrations at open.
+
+Repositories hold the SQL; this class only owns the connection, serialises write
+transactions and reports the schema version. A server database could replace it
+behind the same repository classes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from voxd.store.migrations import MIGRATIONS, Migration
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 5000
+
+
+class MigrationError(RuntimeError):
+    """The database is newer than this code, or a migration failed."""
+
+
+class Database:
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | Path,
+        *,
+        migrations: Sequence[Migration] = MIGRATIONS,
+        target_version: int | None = None,
+    ) -> Database:
+        """Open (creating if needed) and migrate up to ``target_version`` (default: latest)."""
+        p = Path(path)
+        if str(p) != ":memory:":
+            p.parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(str(p), isolation_level=None)
+        conn.row_factory = aiosqlite.Row
+        db = cls(conn, p)
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await conn.execute("PRAGMA journal_mode = WAL")
+            await conn.execute("PRAGMA synchronous = NORMAL")
+            await conn.execute("PRAGMA foreign_keys = ON")
+            await db._migrate(migrations, target_version)
+        except BaseException:
+            await conn.close()
+            raise
+        return db
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    async def schema_version(self) -> int:
+        row = await self.fetchone("SELECT MAX(version) AS v FROM schema_version")
+        return int(row["v"]) if row and row["v"] is not None else 0
+
+    async def _migrate(self, migrations: Sequence[Migration], target: int | None) -> None:
+        await self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+        )
+        current = await self.schema_version()
+        latest = migrations[-1].version if migrations else 0
+        if current > latest:
+            raise MigrationError(
+                f"database {self.path} is at schema version {current}, this voxd knows {latest}"
+            )
+        goal = latest if target is None else target
+        for m in migrations:
+            if m.version <= current or m.version > goal:
+                continue
+            log.info("store: applying migration %d (%s)", m.version, m.name)
+            async with self.transaction() as conn:
+                for stmt in m.statements:
+                    await conn.execute(stmt)
+                await conn.execute(
+                    "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+                    (m.version, m.name, time.time()),
+                )
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction (BEGIN IMMEDIATE); one at a time on this connection."""
+        async with self._write_lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            await self._conn.execute("COMMIT")
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
+        async with self._conn.execute(sql, tuple(params)) as cur:
+            return await cur.fetchone()
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
+        async with self._conn.execute(sql, tuple(params)) as cur:
+            return list(await cur.fetchall())

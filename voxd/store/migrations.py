@@ -1,0 +1,144 @@
+"""Schema migrations, applied in order at start-up.
+
+Each migration moves the database from ``version - 1`` to ``version``. Append new
+ones at the end; never edit one that has shipped. ``tests/store/test_migrations.py``
+builds a database at every earlier version and upgrades it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "calls, turns, tool calls and DTMF",
+        (
+            """CREATE TABLE calls (
+                id TEXT PRIMARY KEY,
+                agent TEXT NOT NULL,
+                agent_version TEXT NOT NULL,
+                transport TEXT NOT NULL,
+                from_uri TEXT NOT NULL DEFAULT '',
+                to_uri TEXT NOT NULL DEFAULT '',
+                direction TEXT NOT NULL,
+                status TEXT NOT NULL,
+                started_at REAL NOT NULL,
+                answered_at REAL,
+                ended_at REAL,
+                end_reason TEXT,
+                ended_by TEXT,
+                interruptions INTEGER NOT NULL DEFAULT 0,
+                metadata TEXT NOT NULL DEFAULT '{}'
+            )""",
+            "CREATE INDEX calls_started ON calls (started_at DESC, id DESC)",
+            "CREATE INDEX calls_agent ON calls (agent, started_at DESC)",
+            "CREATE INDEX calls_status ON calls (status, started_at DESC)",
+            """CREATE TABLE turns (
+                call_id TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+                idx INTEGER NOT NULL,
+                speaker TEXT NOT NULL,
+                text TEXT NOT NULL,
+                started_at REAL NOT NULL,
+                ended_at REAL,
+                interrupted INTEGER NOT NULL DEFAULT 0,
+                heard_text TEXT,
+                source TEXT NOT NULL,
+                latency TEXT,
+                barge_in_ms REAL,
+                PRIMARY KEY (call_id, idx)
+            )""",
+            """CREATE TABLE tool_calls (
+                call_id TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+                turn_idx INTEGER NOT NULL,
+                seq INTEGER NOT NULL,
+                name TEXT NOT NULL,
+                arguments TEXT NOT NULL,
+                result TEXT,
+                error TEXT,
+                started_at REAL NOT NULL,
+                duration_ms REAL NOT NULL,
+                PRIMARY KEY (call_id, turn_idx, seq)
+            )""",
+            """CREATE TABLE dtmf (
+                call_id TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+                seq INTEGER NOT NULL,
+                digit TEXT NOT NULL,
+                at REAL NOT NULL,
+                source TEXT NOT NULL,
+                PRIMARY KEY (call_id, seq)
+            )""",
+        ),
+    ),
+    Migration(
+        2,
+        "API keys and usage",
+        (
+            """CREATE TABLE api_keys (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                prefix TEXT NOT NULL,
+                hash TEXT NOT NULL UNIQUE,
+                scopes TEXT NOT NULL,
+                created_by TEXT NOT NULL,
+                created_at REAL NOT NULL,
+                expires_at REAL,
+                revoked_at REAL,
+                last_used_at REAL,
+                rate_limit_per_minute INTEGER,
+                quota_per_day INTEGER,
+                quota_per_month INTEGER
+            )""",
+            """CREATE TABLE key_usage (
+                key_id TEXT NOT NULL REFERENCES api_keys (id) ON DELETE CASCADE,
+                day TEXT NOT NULL,
+                endpoint TEXT NOT NULL,
+                count INTEGER NOT NULL,
+                PRIMARY KEY (key_id, day, endpoint)
+            )""",
+        ),
+    ),
+    Migration(
+        3,
+        "agent change log and custom functions",
+        (
+            """CREATE TABLE agent_changes (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                agent TEXT NOT NULL,
+                version TEXT NOT NULL,
+                action TEXT NOT NULL,
+                actor TEXT NOT NULL,
+                at REAL NOT NULL
+            )""",
+            "CREATE INDEX agent_changes_agent ON agent_changes (agent, id DESC)",
+            """CREATE TABLE functions (
+                name TEXT PRIMARY KEY,
+                description TEXT NOT NULL,
+                parameters TEXT NOT NULL,
+                http TEXT NOT NULL,
+                created_by TEXT NOT NULL,
+                created_at REAL NOT NULL,
+                updated_at REAL NOT NULL
+            )""",
+            """CREATE TABLE function_executions (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                name TEXT NOT NULL,
+                arguments TEXT NOT NULL,
+                result TEXT,
+                error TEXT,
+                duration_ms REAL NOT NULL,
+                actor TEXT NOT NULL,
+                at REAL NOT NULL
+            )""",
+            "CREATE INDEX function_executions_name ON function_executions (name, id DESC)",
+        ),
+    ),
+)
