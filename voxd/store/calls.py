@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from dataclasses import asdict
 from typing import Any
 
 import aiosqlite
@@ -76,13 +77,7 @@ class CallRepository:
         turn_rows = []
         tool_rows = []
         for t in record.turns:
-            latency = None
-            if t.latency is not None:
-                latency = _dumps({
-                    "transcript_ms": t.latency.transcript_ms,
-                    "first_token_ms": t.latency.first_token_ms,
-                    "first_audio_ms": t.latency.first_audio_ms,
-                })
+            latency = None if t.latency is None else _dumps(asdict(t.latency))
             turn_rows.append((
                 record.id, t.index, t.speaker, t.text, t.started_at, t.ended_at,
                 int(t.interrupted), t.heard_text, t.source, latency, t.barge_in_ms,

@@ -1,0 +1,128 @@
+"""Agent change log and the custom-function registry (schemas only; running them is not here)."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import time
+from typing import Any
+
+import aiosqlite
+
+from voxd.store.db import Database
+
+
+class AgentChangeRepository:
+    """Who changed which agent, to which version, when."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def record(self, agent: str, version: str, action: str, actor: str) -> None:
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO agent_changes (agent, version, action, actor, at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (agent, version, action, actor, time.time()),
+            )
+
+    async def list(self, agent: str, limit: int = 50) -> list[dict[str, Any]]:
+        rows = await self._db.fetchall(
+            "SELECT agent, version, action, actor, at FROM agent_changes WHERE agent = ? "
+            "ORDER BY id DESC LIMIT ?",
+            (agent, limit),
+        )
+        return [dict(r) for r in rows]
+
+
+def _function(row: aiosqlite.Row) -> dict[str, Any]:
+    return {
+        "name": row["name"],
+        "description": row["description"],
+        "parameters": json.loads(row["parameters"]),
+        "http": json.loads(row["http"]),
+        "created_by": row["created_by"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
+
+
+class FunctionRepository:
+    """Custom functions: name, description, JSON-schema parameters and an HTTP spec."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def put(
+        self,
+        name: str,
+        description: str,
+        parameters: dict[str, Any],
+        http: dict[str, Any],
+        actor: str,
+    ) -> dict[str, Any]:
+        now = time.time()
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO functions (name, description, parameters, http, created_by, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET description = excluded.description, "
+                "parameters = excluded.parameters, http = excluded.http, "
+                "updated_at = excluded.updated_at",
+                (name, description, json.dumps(parameters), json.dumps(http), actor, now, now),
+            )
+        got = await self.get(name)
+        assert got is not None
+        return got
+
+    async def get(self, name: str) -> dict[str, Any] | None:
+        row = await self._db.fetchone("SELECT * FROM functions WHERE name = ?", (name,))
+        return _function(row) if row else None
+
+    async def list(self) -> list[dict[str, Any]]:
+        return [_function(r) for r in await self._db.fetchall(
+            "SELECT * FROM functions ORDER BY name"
+        )]
+
+    async def delete(self, name: str) -> bool:
+        async with self._db.transaction() as conn:
+            cur = await conn.execute("DELETE FROM functions WHERE name = ?", (name,))
+            return cur.rowcount > 0
+
+    async def log_execution(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        result: Any,
+        error: str | None,
+        duration_ms: float,
+        actor: str,
+    ) -> dict[str, Any]:
+        at = time.time()
+        async with self._db.transaction() as conn:
+            cur = await conn.execute(
+                "INSERT INTO function_executions (name, arguments, result, error, duration_ms, "
+                "actor, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (name, json.dumps(arguments, default=str),
+                 None if error else json.dumps(result, default=str),
+                 error, duration_ms, actor, at),
+            )
+            exec_id = cur.lastrowid
+        return {"id": exec_id, "name": name, "arguments": arguments,
+                "result": None if error else result, "error": error,
+                "duration_ms": duration_ms, "actor": actor, "at": at}
+
+    async def executions(self, name: str, limit: int = 50) -> builtins.list[dict[str, Any]]:
+        rows = await self._db.fetchall(
+            "SELECT * FROM function_executions WHERE name = ? ORDER BY id DESC LIMIT ?",
+            (name, limit),
+        )
+        return [
+            {
+                "id": r["id"], "name": r["name"], "arguments": json.loads(r["arguments"]),
+                "result": json.loads(r["result"]) if r["result"] is not None else None,
+                "error": r["error"], "duration_ms": r["duration_ms"], "actor": r["actor"],
+                "at": r["at"],
+            }
+            for r in rows
+        ]
