@@ -1,0 +1,251 @@
+"""The agent YAML schema: validated, frozen configuration for one agent.
+
+Every field here is documented because the JSON Schema exported from these models
+(`voxd schema`) is what editors show admins while they type.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+DTMF_KEYS = "0123456789*#ABCD"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class STTConfig(_Model):
+    engine: Literal["whisper", "fake"] = Field(
+        "whisper", description="Speech recogniser. 'whisper' runs faster-whisper tiny.en offline."
+    )
+    model: str = Field("tiny.en", description="Model name or path for the engine.")
+    language: str = Field("en", description="Language code passed to the engine.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Engine-specific options.")
+
+
+class LLMConfig(_Model):
+    engine: Literal["dialog", "openai-compatible", "fake"] = Field(
+        "dialog",
+        description="'dialog' is the offline intent engine driven by this file's `dialog:` block; "
+        "'openai-compatible' talks to any chat-completions server by base_url.",
+    )
+    base_url: str | None = Field(None, description="For openai-compatible: e.g. http://127.0.0.1:11434/v1")
+    model: str | None = Field(None, description="Model name sent to the server.")
+    api_key_env: str | None = Field(
+        None, description="Name of the environment variable holding the API key (never the key itself)."
+    )
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, gt=0)
+    timeout_s: float = Field(30.0, gt=0, description="Whole-request timeout.")
+    first_token_timeout_s: float = Field(10.0, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _needs_url(self) -> LLMConfig:
+        if self.engine == "openai-compatible" and not self.base_url:
+            raise ValueError("engine 'openai-compatible' needs base_url")
+        return self
+
+
+class VoiceConfig(_Model):
+    engine: Literal["piper", "espeak", "fake"] = Field(
+        "piper", description="'piper' (natural, en_US-joe-medium) or 'espeak' (instant, robotic)."
+    )
+    voice: str | None = Field(None, description="Voice name: piper model name/path or espeak voice (en-us).")
+    speed: float = Field(1.0, gt=0.3, le=3.0, description="Speaking rate multiplier.")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class TurnConfig(_Model):
+    """When the caller has finished speaking."""
+
+    detector: Literal["smart_turn", "silence"] = Field(
+        "smart_turn", description="'smart_turn' asks Smart Turn v3 after a short silence; 'silence' waits for max_silence_ms."
+    )
+    min_silence_ms: int = Field(200, ge=60, le=5000, description="Silence before the turn model is asked.")
+    max_silence_ms: int = Field(1200, ge=100, le=10000, description="Silence after which the turn ends regardless.")
+    smart_turn_threshold: float = Field(0.5, gt=0, lt=1)
+    max_turn_s: float = Field(30.0, gt=1, description="A turn longer than this is ended at the next pause.")
+
+    @model_validator(mode="after")
+    def _order(self) -> TurnConfig:
+        if self.max_silence_ms < self.min_silence_ms:
+            raise ValueError("max_silence_ms must be >= min_silence_ms")
+        return self
+
+
+class InterruptionConfig(_Model):
+    """Barge-in: the caller talks over the bot."""
+
+    enabled: bool = True
+    min_speech_ms: int = Field(
+        300, ge=0, le=3000,
+        description="Speech shorter than this while the bot talks is a backchannel: the bot pauses "
+        "at once and resumes if the caller stops within this time.",
+    )
+    min_words: int = Field(0, ge=0, description="Also require this many recognised words (streaming STT only).")
+
+
+class MenuOption(_Model):
+    say: str | None = Field(None, description="What the bot says when the key is pressed.")
+    then: Literal["llm", "hangup", "transfer", "goto", "collect", "repeat"] = Field(
+        "llm", description="What happens next: back to conversation, hang up, transfer, another menu, collect digits, repeat this menu."
+    )
+    target: str | None = Field(None, description="For transfer: number or SIP URI. For goto: menu name. For collect: collection name.")
+
+    @model_validator(mode="after")
+    def _target(self) -> MenuOption:
+        if self.then in ("transfer", "goto", "collect") and not self.target:
+            raise ValueError(f"then: {self.then} needs a target")
+        return self
+
+
+class Menu(_Model):
+    prompt: str = Field(..., description="Spoken when the menu starts.")
+    options: dict[str, MenuOption]
+    invalid: str = Field("Sorry, that's not an option.", description="Said for a key with no option.")
+    timeout_ms: int = Field(8000, ge=500, description="Re-prompt after this long without a key.")
+    max_retries: int = Field(2, ge=0)
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _keys(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            out = {}
+            for k, opt in v.items():
+                key = str(k)
+                if len(key) != 1 or key not in DTMF_KEYS:
+                    raise ValueError(f"menu key {key!r} is not a single keypad key ({DTMF_KEYS})")
+                out[key] = opt
+            return out
+        return v
+
+
+class Collect(_Model):
+    prompt: str
+    max_digits: int = Field(16, ge=1, le=64)
+    min_digits: int = Field(1, ge=1)
+    finish_on: str = Field("#", description="Key that ends entry early ('' for none).")
+    inter_digit_timeout_ms: int = Field(3000, ge=200)
+    then: Literal["llm", "tool"] = Field("llm", description="Give the digits to the conversation, or call `tool`.")
+    tool: str | None = None
+    argument: str = Field("digits", description="Argument name for the tool call.")
+    confirm: str | None = Field(None, description="Said after entry, {digits} is replaced.")
+
+
+class DtmfConfig(_Model):
+    menus: dict[str, Menu] = Field(default_factory=dict)
+    collect: dict[str, Collect] = Field(default_factory=dict)
+    main_menu: str | None = Field(None, description="Menu a key press opens when no menu is active.")
+    start_menu: bool = Field(False, description="Speak main_menu's prompt right after the greeting.")
+
+    @model_validator(mode="after")
+    def _refs(self) -> DtmfConfig:
+        if self.main_menu and self.main_menu not in self.menus:
+            raise ValueError(f"main_menu {self.main_menu!r} is not a defined menu")
+        for name, menu in self.menus.items():
+            for key, opt in menu.options.items():
+                if opt.then == "goto" and opt.target not in self.menus:
+                    raise ValueError(f"menus.{name}.options.{key}: goto target {opt.target!r} is not a menu")
+                if opt.then == "collect" and opt.target not in self.collect:
+                    raise ValueError(f"menus.{name}.options.{key}: collect target {opt.target!r} is not defined")
+        return self
+
+
+class Slot(_Model):
+    name: str
+    extract: Literal["number", "digits", "time", "date", "weekday", "expression", "text", "name"]
+    prompt: str = Field(..., description="Asked when the slot is missing.")
+    required: bool = True
+
+
+class Intent(_Model):
+    name: str = Field(..., pattern=r"^[a-z][a-z0-9_]*$")
+    examples: list[str] = Field(default_factory=list, description="Example phrases, matched fuzzily.")
+    keywords: list[str] = Field(default_factory=list, description="Words that point at this intent.")
+    patterns: list[str] = Field(default_factory=list, description="Regular expressions (case-insensitive).")
+    reply: str | None = Field(None, description="Reply template: {slot}, {result}, {result.field}.")
+    tool: str | None = Field(None, description="Function to call; its result fills {result}.")
+    arguments: dict[str, Any] = Field(default_factory=dict, description="Tool arguments; '$slot' takes a slot value.")
+    slots: list[Slot] = Field(default_factory=list)
+    menu: str | None = Field(None, description="Hand the caller to this keypad menu.")
+
+    @field_validator("patterns")
+    @classmethod
+    def _compile(cls, v: list[str]) -> list[str]:
+        for p in v:
+            try:
+                re.compile(p)
+            except re.error as e:
+                raise ValueError(f"bad regular expression {p!r}: {e}") from e
+        return v
+
+    @model_validator(mode="after")
+    def _something(self) -> Intent:
+        if not (self.examples or self.keywords or self.patterns):
+            raise ValueError("an intent needs examples, keywords or patterns")
+        if not (self.reply or self.tool or self.menu):
+            raise ValueError("an intent needs a reply, a tool or a menu")
+        return self
+
+
+class DialogConfig(_Model):
+    intents: list[Intent] = Field(default_factory=list)
+    fallback: str = Field("Sorry, I didn't catch that. Could you say it another way?")
+    threshold: float = Field(0.55, gt=0, lt=1, description="Minimum match score for an intent.")
+
+
+class SipConfig(_Model):
+    numbers: list[str] = Field(default_factory=list, description="Request-URI users routed to this agent.")
+
+
+class ToolRef(_Model):
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class AgentConfig(_Model):
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    description: str = ""
+    greeting: str | None = Field(None, description="Said when the call is answered.")
+    prompt: str = Field("You are a helpful voice assistant. Keep replies short.", description="System prompt for LLM engines.")
+    timezone: str = Field("UTC", description="IANA zone for time tools.")
+    goodbye: str | None = Field("Goodbye!", description="Said before the agent hangs up.")
+    stt: STTConfig = Field(default_factory=lambda: STTConfig())
+    llm: LLMConfig = Field(default_factory=lambda: LLMConfig())
+    voice: VoiceConfig = Field(default_factory=lambda: VoiceConfig())
+    turn: TurnConfig = Field(default_factory=lambda: TurnConfig())
+    interruption: InterruptionConfig = Field(default_factory=lambda: InterruptionConfig())
+    tools: list[str | ToolRef] = Field(default_factory=list, description="Functions this agent may call.")
+    dtmf: DtmfConfig = Field(default_factory=lambda: DtmfConfig())
+    dialog: DialogConfig = Field(default_factory=lambda: DialogConfig())
+    sip: SipConfig = Field(default_factory=lambda: SipConfig())
+    max_call_s: float = Field(3600, gt=0)
+
+    @property
+    def tool_names(self) -> list[str]:
+        return [t if isinstance(t, str) else t.name for t in self.tools]
+
+    def tool_options(self, name: str) -> dict[str, Any]:
+        for t in self.tools:
+            if isinstance(t, ToolRef) and t.name == name:
+                return dict(t.options)
+        return {}
+
+    @model_validator(mode="after")
+    def _refs(self) -> AgentConfig:
+        for intent in self.dialog.intents:
+            if intent.menu and intent.menu not in self.dtmf.menus:
+                raise ValueError(f"dialog intent {intent.name!r}: menu {intent.menu!r} is not defined")
+            if intent.tool and intent.tool not in self.tool_names:
+                raise ValueError(
+                    f"dialog intent {intent.name!r}: tool {intent.tool!r} is not in this agent's tools"
+                )
+        for name, c in self.dtmf.collect.items():
+            if c.then == "tool" and (not c.tool or c.tool not in self.tool_names):
+                raise ValueError(f"dtmf.collect.{name}: tool {c.tool!r} is not in this agent's tools")
+        return self

@@ -1,0 +1,156 @@
+"""One bot reply: LLM steps with tool calls, streamed clause by clause into TTS.
+
+The LLM producer and the TTS consumer run as two tasks joined by a clause queue,
+so speech starts while the LLM is still writing. The whole reply is one
+cancellable unit: barge-in cancels it and the playout is cleared by the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from voxd.call.record import ToolCallRecord, Turn
+from voxd.call.text import ClauseSplitter, strip_for_speech
+from voxd.media.audio import SAMPLE_RATE, StreamResampler
+from voxd.media.playout import Playout
+from voxd.providers.base import (
+    LanguageModel,
+    Message,
+    ProviderError,
+    TextDelta,
+    TextToSpeech,
+    ToolCall,
+    ToolCallsRequested,
+    ToolSpec,
+    Usage,
+)
+from voxd.tools.registry import ToolResult
+
+MAX_TOOL_ROUNDS = 5
+
+ToolRunner = Callable[[ToolCall], Awaitable[ToolResult]]
+
+
+@dataclass
+class ReplyMetrics:
+    started: float = field(default_factory=time.perf_counter)
+    first_token: float | None = None
+    first_audio: float | None = None
+    usage: Usage | None = None
+
+    def ms(self, t: float | None) -> float | None:
+        return None if t is None else (t - self.started) * 1000
+
+
+async def synthesize_into(
+    tts: TextToSpeech, text: str, playout: Playout, metrics: ReplyMetrics | None = None
+) -> None:
+    """Synthesise one clause and queue it for playout at the pipeline rate."""
+    seg = playout.open_segment(text)
+    rs = StreamResampler(tts.sample_rate, SAMPLE_RATE)
+    try:
+        async for chunk in tts.synthesize(text):
+            pcm = rs.process(chunk)
+            if pcm:
+                if metrics is not None and metrics.first_audio is None:
+                    metrics.first_audio = time.perf_counter()
+                playout.push(seg, pcm)
+        tail = rs.process(b"", last=True)
+        if tail:
+            playout.push(seg, tail)
+    finally:
+        playout.finish_segment(seg)
+
+
+class Speaker:
+    """Turns a stream of clauses into queued audio, one clause at a time."""
+
+    def __init__(self, tts: TextToSpeech, playout: Playout, metrics: ReplyMetrics) -> None:
+        self.tts = tts
+        self.playout = playout
+        self.metrics = metrics
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.spoken: list[str] = []
+
+    def say(self, clause: str) -> None:
+        clause = strip_for_speech(clause)
+        if clause:
+            self.queue.put_nowait(clause)
+
+    def done(self) -> None:
+        self.queue.put_nowait(None)
+
+    async def run(self) -> None:
+        while (clause := await self.queue.get()) is not None:
+            self.spoken.append(clause)
+            await synthesize_into(self.tts, clause, self.playout, self.metrics)
+
+
+async def run_llm_reply(
+    llm: LanguageModel,
+    messages: list[Message],
+    tools: list[ToolSpec],
+    speaker: Speaker,
+    turn: Turn,
+    run_tool: ToolRunner,
+) -> str:
+    """Drive the LLM until it stops asking for tools. Appends the tool exchange to
+    `messages` as it happens; returns the full text the LLM produced for speech."""
+    splitter = ClauseSplitter()
+    text_parts: list[str] = []
+    for _ in range(MAX_TOOL_ROUNDS + 1):
+        calls: tuple[ToolCall, ...] = ()
+        step_text: list[str] = []
+        async for ev in llm.stream(messages, tools):
+            if isinstance(ev, TextDelta):
+                if speaker.metrics.first_token is None:
+                    speaker.metrics.first_token = time.perf_counter()
+                step_text.append(ev.text)
+                for clause in splitter.push(ev.text):
+                    speaker.say(clause)
+            elif isinstance(ev, ToolCallsRequested):
+                if speaker.metrics.first_token is None:
+                    speaker.metrics.first_token = time.perf_counter()
+                calls = ev.calls
+            elif isinstance(ev, Usage):
+                speaker.metrics.usage = ev
+        for clause in splitter.flush():
+            speaker.say(clause)
+        text_parts.append("".join(step_text))
+        if not calls:
+            break
+        messages.append(Message("assistant", "".join(step_text), tool_calls=list(calls)))
+        results = await asyncio.gather(*(run_tool(c) for c in calls))
+        for call, res in zip(calls, results, strict=True):
+            turn.tool_calls.append(
+                ToolCallRecord(
+                    name=res.name,
+                    arguments=res.arguments,
+                    result=res.result,
+                    error=res.error,
+                    started_at=time.time() - res.duration_ms / 1000,
+                    duration_ms=round(res.duration_ms, 2),
+                    call_id=call.id,
+                )
+            )
+            messages.append(Message("tool", res.for_llm(), tool_call_id=call.id, name=call.name))
+    else:
+        raise ProviderError(llm.name, f"more than {MAX_TOOL_ROUNDS} tool rounds in one turn", retryable=False)
+    return " ".join(p.strip() for p in text_parts if p.strip())
+
+
+def tool_call_from_json(call_id: str, name: str, raw: str) -> ToolCall:
+    """Parse streamed tool-call arguments; bad JSON becomes an argument error the
+    registry will report back to the LLM."""
+    try:
+        args: Any = json.loads(raw) if raw.strip() else {}
+    except json.JSONDecodeError:
+        args = {"__invalid_json__": raw[:200]}
+    if not isinstance(args, dict):
+        args = {"__invalid_json__": raw[:200]}
+    return ToolCall(call_id, name, args, raw)

@@ -1,0 +1,476 @@
+"""One call's conversation: listens, decides turns, replies, yields to barge-in and keys.
+
+The session is clocked by its transport (see `voxd.call.ports`): one caller frame in
+and one bot frame out every 20 ms. Turn-taking and keypad logic are sans-IO state
+machines (`turns`, `dtmf`) evaluated on that media clock; model work (Silero,
+Smart Turn, STT, LLM, TTS) runs in tracked tasks so it can be cancelled at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from voxd.agents.schema import AgentConfig
+from voxd.call import dtmf as kp
+from voxd.call import turns as tt
+from voxd.call.events import (
+    CallEnded,
+    CallerSpeaking,
+    CallEvent,
+    CallStarted,
+    DtmfReceived,
+    EngineError,
+    ToolExecuted,
+    TurnCompleted,
+)
+from voxd.call.ports import CallControl
+from voxd.call.record import CallRecord, DtmfRecord, Turn, TurnLatency
+from voxd.call.reply import ReplyMetrics, Speaker, run_llm_reply, synthesize_into
+from voxd.call.toolctx import SessionTools
+from voxd.media.audio import FRAME_BYTES, SAMPLE_RATE
+from voxd.media.playout import Playout
+from voxd.media.vad import FrameVAD
+from voxd.providers.base import LanguageModel, Message, ProviderError, SpeechToText, TextToSpeech
+from voxd.tools.registry import ToolRegistry
+
+log = logging.getLogger("voxd.call")
+
+FRAME_S = 0.02
+TURN_AUDIO_S = 8.0  # Smart Turn looks at the last 8 s
+CONFIRM_FRAMES = 5  # Silero window: the last 100 ms
+
+
+@dataclass
+class Engines:
+    stt: SpeechToText
+    llm: LanguageModel
+    tts: TextToSpeech
+    # Silero confirmation (probability of speech for a short window); None = trust webrtcvad
+    confirm: Callable[[np.ndarray], Awaitable[float]] | None = None
+    # Smart Turn (probability the turn is complete); None = silence-only endpointing
+    turn_model: Callable[[np.ndarray], Awaitable[float]] | None = None
+
+
+class CallSession:
+    def __init__(
+        self,
+        agent: AgentConfig,
+        agent_version: str,
+        engines: Engines,
+        tools: ToolRegistry,
+        control: CallControl,
+        record: CallRecord,
+        *,
+        vad: FrameVAD | None = None,
+        on_event: Callable[[CallEvent], None] | None = None,
+    ) -> None:
+        self.agent = agent
+        self.agent_version = agent_version
+        self.engines = engines
+        self.control = control
+        self.record = record
+        self.vad = vad or FrameVAD()
+        self._on_event = on_event
+        self.playout = Playout()
+        self.turns = tt.TurnTaker(agent.turn, agent.interruption)
+        self.keypad = kp.KeypadMachine(agent.dtmf)
+        self.stt = engines.stt.stream()
+        self.tools = SessionTools(self, tools)
+        self.messages: list[Message] = [Message("system", agent.prompt)]
+        self.media_t = 0.0
+        self.closed = False
+        self.ended = asyncio.Event()
+        self._recent: deque[bytes] = deque(maxlen=15)  # preroll / Silero window
+        self._utterance = bytearray()  # captured caller audio for Smart Turn
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._reply: asyncio.Task[None] | None = None
+        self._bot_turn: Turn | None = None
+        self._barge_onset: float | None = None  # caller onset that paused the bot
+        self._hangup_reason: str | None = None
+        self._menu_after: str | None = None
+        self._speaker: Speaker | None = None
+        self._drained = asyncio.Event()
+        self.backchannels = 0
+
+    # ------------------------------------------------------------ transport side
+    async def start(self) -> None:
+        """The call is answered: greet, and open the main menu if asked to."""
+        self.record.answered_at = time.time()
+        self._emit(CallStarted(self.record))
+        lines = [self.agent.greeting] if self.agent.greeting else []
+        if self.agent.dtmf.start_menu and self.agent.dtmf.main_menu:
+            lines += [a.text for a in self.keypad.open_menu(self.agent.dtmf.main_menu, 0.0)
+                      if isinstance(a, kp.Say)]
+        if lines:
+            self._start_reply(self._say_lines(lines, "greeting"))
+
+    def feed_audio(self, frame: bytes) -> None:
+        """One 20 ms frame of caller audio (16 kHz s16le mono)."""
+        now = self.media_t
+        self.media_t += FRAME_S
+        if self.closed:
+            return
+        if len(frame) != FRAME_BYTES:
+            frame = (frame + bytes(FRAME_BYTES))[:FRAME_BYTES]
+        self._recent.append(frame)
+        if self.turns.capturing:
+            self._capture(frame)
+        for action in self.turns.frame(self.vad.is_voiced(frame), now):
+            self._on_turn_action(action, now)
+        for kaction in self.keypad.tick(now):
+            self._on_keypad([kaction])
+        if now >= self.agent.max_call_s and not self.closed:
+            self._spawn(self._hangup_now("max_duration"))
+
+    def next_frame(self) -> bytes | None:
+        """The bot's next 20 ms of audio, or None for silence."""
+        frame = self.playout.next_frame()
+        if frame is not None and not self.playout.pending:
+            self._drained.set()
+        return frame
+
+    def feed_dtmf(self, digit: str, source: str = "rfc4733") -> None:
+        if self.closed or len(digit) != 1:
+            return
+        rec = DtmfRecord(digit=digit, at=time.time(), source=source)
+        self.record.dtmf.append(rec)
+        self._emit(DtmfReceived(self.record, rec))
+        if self._bot_busy():
+            self._interrupt(reason="dtmf")
+        self._on_keypad(self.keypad.digit(digit, self.media_t))
+
+    async def close(self, reason: str, ended_by: str = "caller") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._bot_turn is not None:
+            self._finish_bot_turn(interrupted=True)
+        for t in list(self._tasks):
+            t.cancel()
+        for t in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await t
+        self.playout.clear()
+        with contextlib.suppress(Exception):
+            await self.stt.aclose()
+        self.record.ended_at = time.time()
+        self.record.end_reason = self.record.end_reason or reason
+        self.record.ended_by = self.record.ended_by or ended_by  # type: ignore[assignment]
+        self._emit(CallEnded(self.record))
+        self.ended.set()
+
+    async def wait_idle(self) -> None:
+        """Wait until no model work is in flight (virtual-clock harness)."""
+        while self._busy:
+            self._idle.clear()
+            await self._idle.wait()
+
+    # ------------------------------------------------------------ turn-taking
+    def _capture(self, frame: bytes) -> None:
+        self.stt.push_audio(frame)
+        self._utterance += frame
+        excess = len(self._utterance) - int(TURN_AUDIO_S * SAMPLE_RATE) * 2
+        if excess > 0:
+            del self._utterance[:excess]
+
+    def _on_turn_action(self, a: tt.TurnAction, now: float) -> None:
+        if isinstance(a, tt.ConfirmOnset):
+            # start capturing with the preroll so the first syllable is kept
+            self._utterance.clear()
+            for f in self._recent:
+                self._capture(f)
+            self._spawn(self._confirm(a.ticket))
+        elif isinstance(a, tt.SpeechStarted):
+            self._on_speech_started(a.onset, now)
+        elif isinstance(a, tt.SpeechSustained):
+            if self._barge_onset is not None:
+                self._interrupt(reason="speech")
+        elif isinstance(a, tt.ShortSpeechEnded):
+            if self._barge_onset is not None:  # a backchannel: carry on talking
+                self.backchannels += 1
+                self._barge_onset = None
+                self.playout.resume()
+                self.turns.reset()
+                self.stt.reset()
+        elif isinstance(a, tt.AskTurnModel):
+            if self.engines.turn_model is None:
+                return
+            self._spawn(self._ask_turn_model(a.ticket))
+        elif isinstance(a, tt.TurnEnded):
+            self._on_turn_end(a, now)
+
+    def _on_speech_started(self, onset: float, now: float) -> None:
+        self._emit(CallerSpeaking(self.record, interrupting=self._bot_busy()))
+        self.keypad.note_activity(now)
+        if not self._bot_busy():
+            return
+        if not self.agent.interruption.enabled:
+            self.turns.reset()
+            self.stt.reset()
+            return
+        # stop the bot's voice on the very next frame; decide later if it is a real interruption
+        self.playout.pause()
+        self._barge_onset = onset
+        if self._bot_turn is not None and self._bot_turn.barge_in_ms is None:
+            self._bot_turn.barge_in_ms = round((now + FRAME_S - onset) * 1000, 1)
+
+    def _on_turn_end(self, a: tt.TurnEnded, now: float) -> None:
+        audio_turn_end = time.perf_counter()
+        endpoint_ms = round((now + FRAME_S - a.speech_end) * 1000, 1)
+        self._utterance.clear()
+        self._start_reply(self._caller_turn(audio_turn_end, endpoint_ms))
+
+    async def _confirm(self, ticket: int) -> None:
+        window = b"".join(list(self._recent)[-CONFIRM_FRAMES:])
+        ok = True
+        if self.engines.confirm is not None:
+            try:
+                prob = await self.engines.confirm(np.frombuffer(window, dtype="<i2"))
+                ok = prob >= 0.5
+            except Exception as e:  # a broken confirmer must not deafen the call
+                log.warning("speech confirmation failed: %s", e)
+        actions = self.turns.confirmed(ticket, ok, self.media_t)
+        if not actions and not ok:
+            self.stt.reset()
+        for action in actions:
+            self._on_turn_action(action, self.media_t)
+
+    async def _ask_turn_model(self, ticket: int) -> None:
+        assert self.engines.turn_model is not None
+        audio = np.frombuffer(bytes(self._utterance), dtype="<i2")
+        try:
+            prob = await self.engines.turn_model(audio)
+        except Exception as e:
+            log.warning("turn model failed: %s", e)
+            return
+        for action in self.turns.turn_model(ticket, prob):
+            self._on_turn_action(action, self.media_t)
+
+    # ------------------------------------------------------------ barge-in
+    def _bot_busy(self) -> bool:
+        return (self._reply is not None and not self._reply.done()) or self.playout.pending
+
+    def _interrupt(self, reason: str) -> None:
+        """Cancel the in-flight reply and drop queued audio; keep what was heard."""
+        self._barge_onset = None
+        if self._reply is not None and not self._reply.done():
+            self._reply.cancel()
+        self._reply = None
+        self.playout.clear()
+        self.control.clear_output()
+        self.record.interruptions += 1
+        if self._bot_turn is not None:
+            self._finish_bot_turn(interrupted=True)
+        log.debug("interrupted by %s", reason)
+
+    def _finish_bot_turn(self, interrupted: bool) -> None:
+        turn, self._bot_turn = self._bot_turn, None
+        if turn is None:
+            return
+        turn.ended_at = time.time()
+        self.keypad.note_activity(self.media_t)
+        if interrupted:
+            if not turn.text and self._speaker is not None:
+                turn.text = " ".join(self._speaker.spoken)
+            turn.interrupted = True
+            turn.heard_text = self.playout.heard_text()
+        # the LLM context holds only what the caller heard
+        spoken = turn.heard_text if turn.interrupted else turn.text
+        if spoken:
+            self.messages.append(Message("assistant", spoken))
+        self._emit(TurnCompleted(self.record, turn))
+
+    # ------------------------------------------------------------ replies
+    def _start_reply(self, coro: Coroutine[Any, Any, None]) -> None:
+        if self._reply is not None and not self._reply.done():
+            self._interrupt(reason="new_turn")
+        self._reply = self._spawn(coro)
+
+    def _new_bot_turn(self, source: str) -> Turn:
+        self.playout.new_reply()
+        turn = Turn(index=len(self.record.turns), speaker="bot", text="", started_at=time.time(),
+                    source=source)  # type: ignore[arg-type]
+        self.record.turns.append(turn)
+        self._bot_turn = turn
+        return turn
+
+    async def _caller_turn(self, t0: float, endpoint_ms: float) -> None:
+        try:
+            text = (await self.stt.finalize()).strip()
+        except ProviderError as e:
+            self._engine_error("stt", e)
+            return
+        transcript_ms = (time.perf_counter() - t0) * 1000
+        if not text:
+            if self.playout.paused:
+                self.playout.resume()
+            return
+        self.record.turns.append(
+            Turn(index=len(self.record.turns), speaker="caller", text=text, started_at=time.time(),
+                 ended_at=time.time())
+        )
+        self._emit(TurnCompleted(self.record, self.record.turns[-1]))
+        self.messages.append(Message("user", text))
+        await self._llm_reply(t0, TurnLatency(endpoint_ms=endpoint_ms, transcript_ms=round(transcript_ms, 1)))
+
+    async def _llm_reply(self, t0: float, latency: TurnLatency) -> None:
+        turn = self._new_bot_turn("reply")
+        turn.latency = latency
+        metrics = ReplyMetrics(started=t0)
+        speaker = Speaker(self.engines.tts, self.playout, metrics)
+        self._speaker = speaker
+        tts_task = asyncio.ensure_future(speaker.run())
+        try:
+            try:
+                turn.text = await run_llm_reply(
+                    self.engines.llm, self.messages, self.tools.specs(), speaker, turn, self.tools.run
+                )
+            except ProviderError as e:
+                self._engine_error("llm", e)
+                speaker.say("Sorry, I'm having trouble right now.")
+                turn.text = "Sorry, I'm having trouble right now."
+            finally:
+                speaker.done()
+            if not turn.text and self._hangup_reason and self.agent.goodbye:
+                speaker.say(self.agent.goodbye)
+                turn.text = self.agent.goodbye
+            await tts_task
+        finally:
+            if not tts_task.done():
+                tts_task.cancel()
+        latency.first_token_ms = metrics.ms(metrics.first_token)
+        latency.first_audio_ms = metrics.ms(metrics.first_audio)
+        for k in ("first_token_ms", "first_audio_ms"):
+            v = getattr(latency, k)
+            if v is not None:
+                setattr(latency, k, round(v, 1))
+        await self._drain_then_finish()
+
+    async def _say_lines(self, lines: list[str], source: str) -> None:
+        turn = self._new_bot_turn(source)
+        turn.text = " ".join(lines)
+        for line in lines:
+            await synthesize_into(self.engines.tts, line, self.playout)
+        await self._drain_then_finish()
+
+    async def _drain_then_finish(self) -> None:
+        """Wait until the caller has heard everything, then close the bot turn."""
+        await self._wait_playout()
+        self._finish_bot_turn(interrupted=False)
+        self._speaker = None
+        if self._hangup_reason is not None:
+            await self._hangup_now(self._hangup_reason)
+        elif self._menu_after is not None:
+            name, self._menu_after = self._menu_after, None
+            await self._keypad_actions(self.keypad.open_menu(name, self.media_t))
+
+    async def _wait_playout(self) -> None:
+        self._busy -= 1  # waiting for the media clock is not work
+        self._check_idle()
+        try:
+            while self.playout.pending:
+                self._drained.clear()
+                await self._drained.wait()
+        finally:
+            self._busy += 1
+
+    def say(self, text: str, source: str = "menu") -> None:
+        """Speak fixed text as its own bot turn (menus, API), replacing any reply."""
+        self._start_reply(self._say_lines([text], source))
+
+    async def say_now(self, text: str) -> None:
+        """Speak within the running reply and wait until it has been heard."""
+        await synthesize_into(self.engines.tts, text, self.playout)
+        await self._wait_playout()
+
+    def open_menu_after_reply(self, name: str) -> None:
+        self._menu_after = name
+
+    # ------------------------------------------------------------ keypad
+    def _on_keypad(self, actions: list[kp.DtmfAction]) -> None:
+        if actions:
+            self._start_reply(self._keypad_actions(actions))
+
+    async def _keypad_actions(self, actions: list[kp.DtmfAction]) -> None:
+        lines = [a.text for a in actions if isinstance(a, kp.Say)]
+        if lines:
+            await self._say_lines(lines, "menu")
+        for a in actions:
+            if isinstance(a, kp.Hangup):
+                await self._hangup_now("menu_hangup")
+            elif isinstance(a, kp.Transfer):
+                await self.tools.transfer(a.target)
+            elif isinstance(a, kp.ToConversation):
+                self.messages.append(Message("user", a.text))
+                await self._llm_reply(time.perf_counter(), TurnLatency())
+            elif isinstance(a, kp.CallTool):
+                res = await self.tools.run_named(a.name, a.arguments)
+                self.messages.append(Message("user", f"(Keypad entry sent to {a.name}: {res.for_llm()})"))
+                await self._llm_reply(time.perf_counter(), TurnLatency())
+
+    # ------------------------------------------------------------ call control
+    def request_hangup(self, reason: str) -> None:
+        """Hang up once the current reply has been heard (end_call tool)."""
+        self._hangup_reason = reason
+
+    async def _hangup_now(self, reason: str) -> None:
+        self.record.end_reason = reason
+        self.record.ended_by = "agent"
+        try:
+            await self.control.hangup()
+        finally:
+            task = asyncio.current_task()
+            if task is not None:
+                self._tasks.discard(task)
+                self._task_done_busy()
+            await self.close(reason, ended_by="agent")
+
+    def _engine_error(self, role: str, e: ProviderError) -> None:
+        log.warning("%s engine error: %s", role, e)
+        self._emit(EngineError(self.record, role, str(e), {"provider": e.provider}))
+
+    # ------------------------------------------------------------ plumbing
+    def _emit(self, event: CallEvent) -> None:
+        if self._on_event is not None:
+            try:
+                self._on_event(event)
+            except Exception:
+                log.exception("event listener failed")
+
+    def emit_tool(self, event: ToolExecuted) -> None:
+        self._emit(event)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        self._busy += 1
+        self._idle.clear()
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if task in self._tasks:
+            self._tasks.discard(task)
+            self._task_done_busy()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("call task failed", exc_info=task.exception())
+
+    def _task_done_busy(self) -> None:
+        self._busy -= 1
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        if self._busy <= 0:
+            self._idle.set()

@@ -1,0 +1,106 @@
+"""The session's side of function calling: which tools an agent sees, how they run,
+and the call-control abilities (`ToolContext`) tools are given."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from voxd.call.events import ToolExecuted
+from voxd.call.record import ToolCallRecord
+from voxd.providers.base import ToolCall, ToolSpec
+from voxd.tools.registry import ToolRegistry, ToolResult
+
+if TYPE_CHECKING:
+    from voxd.call.session import CallSession
+
+OPEN_MENU = "open_keypad_menu"
+
+
+class SessionTools:
+    """Implements `voxd.tools.registry.ToolContext` for one call."""
+
+    def __init__(self, session: CallSession, registry: ToolRegistry) -> None:
+        self.session = session
+        self.registry = registry
+        self.allowed = list(session.agent.tool_names)
+
+    # ToolContext
+    @property
+    def call_id(self) -> str:
+        return self.session.record.id
+
+    @property
+    def timezone(self) -> str:
+        return self.session.agent.timezone
+
+    def options_for(self, tool: str) -> dict[str, Any]:
+        return self.session.agent.tool_options(tool)
+
+    async def end_call(self, reason: str) -> None:
+        self.session.request_hangup(reason)
+
+    async def transfer_call(self, target: str) -> bool:
+        return await self.session.control.transfer(target)
+
+    async def send_dtmf(self, digits: str) -> None:
+        await self.session.control.send_dtmf(digits)
+
+    # what the LLM sees
+    def specs(self) -> list[ToolSpec]:
+        specs = self.registry.specs(self.allowed)
+        menus = sorted(self.session.agent.dtmf.menus)
+        if menus:
+            specs.append(
+                ToolSpec(
+                    OPEN_MENU,
+                    "Offer the caller a keypad menu; the menu prompt is read to them.",
+                    {
+                        "type": "object",
+                        "properties": {"menu": {"type": "string", "enum": menus}},
+                        "required": ["menu"],
+                        "additionalProperties": False,
+                    },
+                )
+            )
+        return specs
+
+    async def run(self, call: ToolCall) -> ToolResult:
+        return await self.run_named(call.name, call.arguments, call.id)
+
+    async def run_named(self, name: str, arguments: dict[str, Any], call_id: str = "") -> ToolResult:
+        if name == OPEN_MENU:
+            res = self._open_menu(arguments)
+        else:
+            res = await self.registry.execute(name, arguments, self, allowed=self.allowed)
+        self.session.emit_tool(
+            ToolExecuted(
+                self.session.record,
+                ToolCallRecord(
+                    name=res.name, arguments=res.arguments, result=res.result, error=res.error,
+                    started_at=time.time() - res.duration_ms / 1000,
+                    duration_ms=round(res.duration_ms, 2), call_id=call_id,
+                ),
+            )
+        )
+        return res
+
+    def _open_menu(self, arguments: dict[str, Any]) -> ToolResult:
+        res = ToolResult(OPEN_MENU, arguments)
+        menu = arguments.get("menu")
+        if menu not in self.session.agent.dtmf.menus:
+            res.error = f"no keypad menu named {menu!r}"
+            return res
+        self.session.open_menu_after_reply(str(menu))
+        res.result = {"opened": menu, "note": "the menu prompt will be read next; say nothing more"}
+        return res
+
+    async def transfer(self, target: str) -> bool:
+        ok = False
+        try:
+            ok = await self.session.control.transfer(target)
+        except Exception:
+            ok = False
+        if not ok:
+            await self.session.say_now("Sorry, I couldn't transfer you right now.")
+        return ok

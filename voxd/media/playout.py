@@ -1,0 +1,117 @@
+"""The bot's outbound audio: a clearable, pausable frame queue that knows what was heard.
+
+TTS pushes PCM per text segment (a clause); the transport pulls one 20 ms frame per
+tick. On barge-in the queue is paused at once (the caller stops hearing the bot on
+the next tick) and then either resumed (a backchannel) or cleared. `heard_text()`
+reports the words the caller actually heard, so the LLM context stays honest.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from voxd.media.audio import FRAME_BYTES
+
+
+@dataclass
+class Segment:
+    text: str
+    queued_bytes: int = 0
+    played_bytes: int = 0
+    complete: bool = False  # all audio for this text has been pushed
+    audio: bytearray = field(default_factory=bytearray, repr=False)
+
+    def heard_fraction(self) -> float:
+        if self.queued_bytes == 0:
+            return 0.0
+        return min(1.0, self.played_bytes / self.queued_bytes)
+
+
+class Playout:
+    def __init__(self, frame_bytes: int = FRAME_BYTES) -> None:
+        self.frame_bytes = frame_bytes
+        self._queue: deque[Segment] = deque()
+        self._done: list[Segment] = []  # fully or partially played segments of this reply
+        self.paused = False
+        self.frames_out = 0
+
+    # -- producer side
+    def open_segment(self, text: str) -> Segment:
+        seg = Segment(text)
+        self._queue.append(seg)
+        return seg
+
+    def push(self, seg: Segment, pcm: bytes) -> None:
+        if seg not in self._queue:
+            return  # cleared while TTS was still producing
+        seg.audio += pcm
+        seg.queued_bytes += len(pcm)
+
+    def finish_segment(self, seg: Segment) -> None:
+        seg.complete = True
+
+    # -- consumer side
+    @property
+    def has_audio(self) -> bool:
+        return any(s.audio for s in self._queue)
+
+    @property
+    def pending(self) -> bool:
+        """Audio queued or a segment still being synthesised."""
+        return bool(self._queue)
+
+    def next_frame(self) -> bytes | None:
+        if self.paused:
+            return None
+        while self._queue:
+            seg = self._queue[0]
+            if len(seg.audio) >= self.frame_bytes or (seg.complete and seg.audio):
+                chunk = bytes(seg.audio[: self.frame_bytes])
+                del seg.audio[: self.frame_bytes]
+                seg.played_bytes += len(chunk)
+                if len(chunk) < self.frame_bytes:
+                    chunk += bytes(self.frame_bytes - len(chunk))
+                if seg.complete and not seg.audio:
+                    self._done.append(self._queue.popleft())
+                self.frames_out += 1
+                return chunk
+            if seg.complete:  # empty segment (TTS produced nothing)
+                self._done.append(self._queue.popleft())
+                continue
+            return None  # waiting for TTS: underrun
+        return None
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+
+    def clear(self) -> None:
+        """Drop everything queued; keep what was played for heard_text()."""
+        while self._queue:
+            seg = self._queue.popleft()
+            seg.audio.clear()
+            if seg.played_bytes:
+                self._done.append(seg)
+        self.paused = False
+
+    def new_reply(self) -> None:
+        """Forget per-reply bookkeeping (called when a new bot turn starts)."""
+        self._done = []
+
+    def heard_text(self) -> str:
+        parts: list[str] = []
+        for seg in self._done + list(self._queue):
+            frac = seg.heard_fraction()
+            if seg.played_bytes == 0:
+                continue
+            words = seg.text.split()
+            if frac >= 0.999:
+                parts.append(seg.text.strip())
+            else:
+                n = int(len(words) * frac)
+                if n:
+                    parts.append(" ".join(words[:n]))
+        return " ".join(p for p in parts if p)

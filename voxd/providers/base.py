@@ -1,0 +1,133 @@
+"""Typed interfaces every speech and language engine implements.
+
+The call session sees only these: an STT stream that takes the caller's audio and
+returns a transcript when the turn ends, a language model that streams text and
+tool calls, and a TTS engine that streams PCM for a piece of text. Local engines
+and cloud engines are interchangeable behind them, and all are cancellable: the
+session cancels the task that iterates them on barge-in.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+class ProviderError(Exception):
+    """An engine failed. `retryable` says whether trying again (or a fallback) may help."""
+
+    def __init__(self, provider: str, message: str, *, retryable: bool = True) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+        self.retryable = retryable
+
+
+# ---------------------------------------------------------------- speech to text
+
+
+class STTStream(abc.ABC):
+    """One caller turn's worth of recognition, reused across turns of a call."""
+
+    on_interim: Callable[[str], None] | None = None
+
+    @abc.abstractmethod
+    def push_audio(self, pcm: bytes) -> None:
+        """Caller audio: 16-bit mono PCM at the pipeline rate (16 kHz), any length."""
+
+    @abc.abstractmethod
+    async def finalize(self) -> str:
+        """The caller's turn ended: return the final transcript of the audio since the
+        last finalize/reset, and start a new utterance."""
+
+    @abc.abstractmethod
+    def reset(self) -> None:
+        """Drop buffered audio (speech that turned out not to be a turn)."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release per-call resources."""
+
+
+class SpeechToText(abc.ABC):
+    name: str = "stt"
+
+    @abc.abstractmethod
+    def stream(self) -> STTStream: ...
+
+    async def warm_up(self) -> None:  # noqa: B027 - optional hook
+        """Load models before the first call (off the event loop)."""
+
+
+# ---------------------------------------------------------------- language model
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: dict[str, Any]
+    raw_arguments: str = ""
+
+
+@dataclass
+class Message:
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallsRequested:
+    calls: tuple[ToolCall, ...]
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+LLMEvent = TextDelta | ToolCallsRequested | Usage
+
+
+class LanguageModel(abc.ABC):
+    """Streams one assistant step. If the step ends in tool calls, the session runs
+    them, appends the results to `messages`, and calls `stream` again."""
+
+    name: str = "llm"
+
+    @abc.abstractmethod
+    def stream(self, messages: list[Message], tools: list[ToolSpec]) -> AsyncIterator[LLMEvent]: ...
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+
+# ---------------------------------------------------------------- text to speech
+
+
+class TextToSpeech(abc.ABC):
+    name: str = "tts"
+    sample_rate: int = 16_000
+
+    @abc.abstractmethod
+    def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        """Yield 16-bit mono PCM at `self.sample_rate` for `text`, first chunk as soon as possible."""
+
+    async def warm_up(self) -> None:  # noqa: B027 - optional hook
+        pass
