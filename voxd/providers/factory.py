@@ -32,6 +32,10 @@ def _cached(key: str, build: Callable[[], T]) -> T:
 
 
 def _fakes() -> Any:
+    """The scripted test engines (another module's; imported only for engine: fake).
+
+    A `make_stt(cfg)` / `make_tts(cfg)` there wins; otherwise the config's options are
+    passed to FakeSTT / FakeTTS."""
     return importlib.import_module("voxd.providers.fakes")
 
 
@@ -50,9 +54,6 @@ def _build_stt(cfg: STTConfig) -> SpeechToText:
 
         opts = _options(cfg.options, {"beam_size", "threads", "compute_type"}, "stt")
         return WhisperSTT(cfg.model, language=cfg.language, **opts)
-    if cfg.engine == "fake":
-        stt: SpeechToText = _fakes().make_stt(cfg)
-        return stt
     raise ValueError(f"stt.engine: unknown engine {cfg.engine!r}")
 
 
@@ -67,19 +68,28 @@ def _build_tts(cfg: VoiceConfig) -> TextToSpeech:
 
         opts = _options(cfg.options, {"pitch"}, "voice")
         return EspeakTTS(cfg.voice, speed=cfg.speed, **opts)
-    if cfg.engine == "fake":
-        tts: TextToSpeech = _fakes().make_tts(cfg)
-        return tts
     raise ValueError(f"voice.engine: unknown engine {cfg.engine!r}")
 
 
 def make_stt(cfg: STTConfig) -> SpeechToText:
-    """The speech recogniser for this config (shared with every identical config)."""
+    """The speech recogniser for this config (shared with every identical config;
+    fakes, which hold a script, are built fresh each time)."""
+    if cfg.engine == "fake":
+        fakes = _fakes()
+        build = getattr(fakes, "make_stt", None)
+        stt: SpeechToText = build(cfg) if build else fakes.FakeSTT(**cfg.options)
+        return stt
     return _cached("stt:" + cfg.model_dump_json(), lambda: _build_stt(cfg))
 
 
 def make_tts(cfg: VoiceConfig) -> TextToSpeech:
-    """The voice for this config (shared with every identical config)."""
+    """The voice for this config (shared with every identical config; fakes are built
+    fresh each time)."""
+    if cfg.engine == "fake":
+        fakes = _fakes()
+        build = getattr(fakes, "make_tts", None)
+        tts: TextToSpeech = build(cfg) if build else fakes.FakeTTS(**cfg.options)
+        return tts
     return _cached("tts:" + cfg.model_dump_json(), lambda: _build_tts(cfg))
 
 
