@@ -9,7 +9,13 @@ Each utterance is written twice as 16-bit mono WAV:
   <voice>/<slug>.16k.wav   wideband, 16 kHz
   <voice>/<slug>.8k.wav    telephone: 8 kHz through a G.711 mu-law round trip
 
-`manifest.json` maps each slug to its text. The WAVs are committed, so tests do not
+Two utterances are also cut mid-sentence at a word boundary (after the word in
+CUTS, found with faster-whisper word timestamps) and followed by the same trailing
+silence, as a caller who stopped mid-thought:
+
+  <voice>/<slug>.cut.16k.wav, <voice>/<slug>.cut.8k.wav
+
+`manifest.json` maps each slug to its text and records the cut times. The WAVs are committed, so tests do not
 need the synthesisers; run this again to regenerate them:
 
   apt-get install -y flite festival sox
@@ -39,6 +45,9 @@ UTTERANCES: dict[str, str] = {
     "yes": "Yes.",
     "mm_hmm": "Mm-hmm.",
 }
+
+# slug -> the word after which the cut version stops.
+CUTS: dict[str, str] = {"speak_to_sales": "to", "book_tuesday": "on"}
 
 FLITE_VOICES = ("slt", "kal", "awb", "rms")
 PAD_START_S = 0.2
@@ -79,6 +88,49 @@ def finish(raw: Path, dest_dir: Path, slug: str) -> None:
         run(["sox", str(ulaw), "-e", "signed-integer", "-b", "16", str(tel)])
 
 
+def _word(w: str) -> str:
+    return w.strip(" ,.?!").lower()
+
+
+def make_cuts(voice_dir: Path) -> dict[str, float]:
+    """Write the cut-off versions; returns slug -> cut time (s) in the 16 kHz file."""
+    import numpy as np
+    from faster_whisper import WhisperModel
+
+    from voxd.media.audio import read_wav, write_wav
+    from voxd.providers.stt.whisper import bundled_model_dir
+
+    model = WhisperModel(bundled_model_dir(), device="cpu", compute_type="int8", cpu_threads=2)
+    cuts: dict[str, float] = {}
+    for slug, after in CUTS.items():
+        pcm, rate = read_wav(voice_dir / f"{slug}.16k.wav")
+        segments, _ = model.transcribe(
+            pcm.astype(np.float32) / 32768.0, language="en", word_timestamps=True, beam_size=1
+        )
+        words = [w for seg in segments for w in seg.words]
+        idx = [i for i, w in enumerate(words[:-1]) if _word(w.word) == after]
+        if not idx:
+            print(f"  {voice_dir.name}/{slug}: {after!r} not heard, no cut", file=sys.stderr)
+            continue
+        i = idx[0]
+        t = (words[i].end + words[i + 1].start) / 2
+        cut = np.concatenate([pcm[: int(t * rate)], np.zeros(int(PAD_END_S * rate), np.int16)])
+        raw = voice_dir / f"{slug}.cut.raw.wav"
+        write_wav(raw, cut, rate)
+        finish_cut(raw, voice_dir, f"{slug}.cut")
+        raw.unlink()
+        cuts[slug] = round(t, 3)
+    return cuts
+
+
+def finish_cut(raw: Path, dest_dir: Path, name: str) -> None:
+    run(["sox", str(raw), str(dest_dir / f"{name}.16k.wav")])
+    with tempfile.TemporaryDirectory() as tmp:
+        ulaw = Path(tmp) / "ulaw.wav"
+        run(["sox", str(raw), "-r", "8000", "-c", "1", "-e", "mu-law", str(ulaw)])
+        run(["sox", str(ulaw), "-e", "signed-integer", "-b", "16", str(dest_dir / f"{name}.8k.wav")])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -108,7 +160,9 @@ def main() -> int:
                 make(text, raw)
                 finish(raw, args.out / voice, slug)
             print(f"{voice}: {len(UTTERANCES)} utterances")
-    manifest = {"voices": sorted(makers), "utterances": UTTERANCES}
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    cuts = {voice: make_cuts(args.out / voice) for voice in makers}
+    manifest = {"voices": sorted(makers), "utterances": UTTERANCES, "cut_after": CUTS, "cuts_s": cuts}
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return 0
 

@@ -3,7 +3,7 @@
 The model is pipecat's bundled `silero_vad.onnx`, run with onnxruntime through one
 session shared by every call in the process. It is not run per frame: when the
 per-frame VAD reports an onset, the session asks `speech_probability` about the
-last ~100 ms, which is run from a fresh recurrent state (so calls never leak state
+last ~250 ms, which is run from a fresh recurrent state (so calls never leak state
 into each other and the session needs no per-call object) off the event loop.
 
 The model takes 512-sample windows at 16 kHz, each preceded by the previous
@@ -40,7 +40,7 @@ class SileroVAD:
     32 ms model steps); the result is the highest per-step probability.
     """
 
-    def __init__(self, window_ms: int = 128) -> None:
+    def __init__(self, window_ms: int = 256) -> None:
         if window_ms < 32:
             raise ValueError(f"window_ms must be at least 32 (one model step), got {window_ms}")
         self.steps = -(-window_ms * SAMPLE_RATE // 1000 // WINDOW)
