@@ -1,0 +1,82 @@
+"""``/api/v1/calls``: history with transcripts from the store, live calls from the daemon."""
+
+from __future__ import annotations
+
+from voxd.api.deps import NotFound
+from voxd.api.models import (
+    ActiveCalls,
+    CallDetail,
+    CallPage,
+    CallsQuery,
+    DialRequest,
+    DialResult,
+    EndResult,
+)
+from voxd.api.problems import validation_problem
+from voxd.api.routing import Ctx, Reply, RouteTable
+from voxd.store.calls import InvalidCursor
+
+routes = RouteTable()
+TAG = "calls"
+BASE = "/api/v1/calls"
+
+
+@routes.route("GET", BASE, scope="calls:read", summary="List calls, newest first", tag=TAG,
+              query=CallsQuery, response=CallPage,
+              description="Filter by agent, status and start time; page with `cursor`.")
+async def list_calls(ctx: Ctx) -> Reply:
+    q: CallsQuery = ctx.query
+    try:
+        calls, cursor = await ctx.services.calls.list(
+            agent=q.agent, status=q.status, since=q.since, until=q.until, limit=q.limit,
+            cursor=q.cursor)
+    except InvalidCursor as e:
+        raise validation_problem([{"field": "cursor", "message": str(e)}], "query") from e
+    return Reply(CallPage.model_validate({"calls": calls, "next_cursor": cursor}))
+
+
+@routes.route("GET", BASE + "/active", scope="calls:read", summary="Calls in progress",
+              tag=TAG, response=ActiveCalls)
+async def active_calls(ctx: Ctx) -> Reply:
+    return Reply(ActiveCalls.model_validate({"calls": await ctx.services.deps.calls.active()}))
+
+
+@routes.route("GET", BASE + "/{call_id}", scope="calls:read",
+              summary="A call with its transcript", tag=TAG, response=CallDetail,
+              problems=("not-found",),
+              description="Turns with timestamps, speaker, interrupted flag and what the caller "
+              "heard, latencies, tool calls with arguments and results, and DTMF digits.")
+async def get_call(ctx: Ctx) -> Reply:
+    call_id = ctx.path["call_id"]
+    call = await ctx.services.calls.get(call_id)
+    if call is None:
+        for active in await ctx.services.deps.calls.active():
+            if active.get("id") == call_id:
+                call = active
+                break
+    if call is None:
+        raise NotFound(f"no call {call_id!r}")
+    return Reply(CallDetail.model_validate(call))
+
+
+@routes.route("POST", BASE + "/{call_id}/end", scope="calls:write", summary="End an active call",
+              tag=TAG, limit_class="write", response=EndResult, status=202,
+              problems=("not-found",))
+async def end_call(ctx: Ctx) -> Reply:
+    call_id = ctx.path["call_id"]
+    if not await ctx.services.deps.calls.end(call_id):
+        raise NotFound(f"no active call {call_id!r}")
+    return Reply(EndResult(id=call_id), status=202)
+
+
+@routes.route("POST", BASE, scope="calls:write", summary="Place an outbound call", tag=TAG,
+              limit_class="write", body=DialRequest, response=DialResult, status=202,
+              problems=("not-found", "not-implemented"),
+              description="Answers 501 when no configured transport can dial out.")
+async def dial(ctx: Ctx) -> Reply:
+    body: DialRequest = ctx.body
+    try:
+        call_id = await ctx.services.deps.calls.dial(body.agent, body.to, body.from_)
+    except ValueError as e:
+        raise validation_problem([{"field": "to", "message": str(e)}], "body") from e
+    return Reply(DialResult(id=call_id), status=202, headers={"Location": f"{BASE}/{call_id}"})

@@ -1,0 +1,141 @@
+"""What the control API needs from the daemon, as typed Protocols.
+
+The daemon (``voxd/app.py``) implements :class:`AgentSource`, :class:`CallSource` and
+:class:`FunctionSource` and passes them in :class:`ApiDeps` to
+:func:`voxd.api.app.setup_api`. ``voxd/api/fakes.py`` holds in-memory versions used by
+the tests and ``scripts/bench_api.py``. Every method is a coroutine.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from voxd.store.db import Database
+
+PEPPER_ENV = "VOXD_API_KEY_PEPPER"
+
+
+class NotFound(LookupError):
+    """The named agent, call or function does not exist."""
+
+
+class NotSupported(Exception):
+    """The operation is not available here (e.g. outbound calls on a transport without it)."""
+
+
+class InvalidAgent(ValueError):
+    """``AgentSource.put`` refused the YAML; ``errors`` as ``AgentSource.validate`` returns them."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__("; ".join(str(e.get("message", "")) for e in errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class AgentInfo:
+    name: str
+    version: str  # bumps on every change; calls in progress keep the one they started with
+    description: str
+    path: str  # the YAML file on disk
+    updated_at: float  # unix seconds
+
+
+@runtime_checkable
+class AgentSource(Protocol):
+    async def list(self) -> list[AgentInfo]: ...
+
+    async def get(self, name: str) -> tuple[AgentInfo, str, dict[str, Any]]:
+        """(info, the YAML text as on disk, the parsed config as a plain dict); NotFound."""
+        ...
+
+    async def validate(self, yaml_text: str) -> builtins.list[dict[str, Any]]:
+        """Errors as ``{"field": "turn.min_silence_ms", "line": 12 | None, "message": ...}``;
+        empty when valid. Same schema as file loading (``voxd.agents.schema.AgentConfig``)."""
+        ...
+
+    async def put(self, name: str, yaml_text: str, actor: str) -> AgentInfo:
+        """Write the file atomically (temp + rename), reload, bump the version.
+        Raises InvalidAgent when the YAML does not validate."""
+        ...
+
+    async def delete(self, name: str, actor: str) -> None:
+        """Remove the agent's file; NotFound when there is none."""
+        ...
+
+
+@runtime_checkable
+class CallSource(Protocol):
+    async def active(self) -> builtins.list[dict[str, Any]]:
+        """Calls in progress, each as ``CallRecord.to_dict()``."""
+        ...
+
+    async def end(self, call_id: str) -> bool:
+        """Hang up an active call; False when no such call is active."""
+        ...
+
+    async def dial(self, agent: str, to: str, from_: str | None) -> str:
+        """Start an outbound call and return its id. Raises NotSupported when no transport
+        can dial, NotFound for an unknown agent, ValueError for an unusable ``to``."""
+        ...
+
+
+@runtime_checkable
+class FunctionSource(Protocol):
+    async def list(self) -> list[dict[str, Any]]:
+        """``{"name", "description", "parameters" (JSON Schema), "builtin": bool}`` for every
+        function the daemon knows. Custom functions stored by the API (``FunctionRepository``)
+        are merged in by the API; the daemon may list them too (the API dedupes by name)."""
+        ...
+
+    async def get(self, name: str) -> dict[str, Any]:
+        """One entry as in ``list``; NotFound."""
+        ...
+
+    async def execute(
+        self, name: str, arguments: dict[str, Any], custom: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Run it once, outside a call. ``custom`` is the stored record (description,
+        parameters, http spec) for custom functions, None for built-ins. Returns
+        ``{"result": Any, "error": str | None, "duration_ms": float}``."""
+        ...
+
+
+@dataclass(frozen=True)
+class RateSpec:
+    """A token bucket: ``requests`` per ``window_s`` seconds, burst up to ``requests``."""
+
+    requests: int
+    window_s: float = 60.0
+
+
+def _default_classes() -> dict[str, RateSpec]:
+    return {
+        "read": RateSpec(1200),
+        "write": RateSpec(120),
+        "execute": RateSpec(60),
+    }
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    # HMAC key mixed into stored key hashes; the CLI must use the same one.
+    pepper: str = field(default_factory=lambda: os.environ.get(PEPPER_ENV, ""), repr=False)
+    key_rate: RateSpec = RateSpec(600)  # per key, unless the key sets its own per-minute rate
+    ip_rate: RateSpec = RateSpec(60)  # per client IP, for requests without a valid key
+    failed_auth_rate: RateSpec = RateSpec(10, 300.0)  # failed authentications per client IP
+    class_rates: dict[str, RateSpec] = field(default_factory=_default_classes)  # per key
+    max_body_bytes: int = 256 * 1024
+    max_query_bytes: int = 4096
+    trust_forwarded_for: bool = False  # use X-Forwarded-For's first hop as the client IP
+
+
+@dataclass
+class ApiDeps:
+    db: Database
+    agents: AgentSource
+    calls: CallSource
+    functions: FunctionSource
+    settings: ApiSettings = field(default_factory=ApiSettings)

@@ -1,0 +1,60 @@
+"""What ``voxd keys create|list|revoke`` call. The CLI prints the returned key once.
+
+The pepper must be the one the daemon's API uses (``ApiSettings.pepper``); both default
+to the ``VOXD_API_KEY_PEPPER`` environment variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from voxd.api.deps import PEPPER_ENV
+from voxd.api.keys import key_out
+from voxd.api.models import SCOPES
+from voxd.store.db import Database
+from voxd.store.keys import ApiKeyRepository
+
+
+def _repo(db: Database, pepper: str | None) -> ApiKeyRepository:
+    return ApiKeyRepository(db, pepper=os.environ.get(PEPPER_ENV, "") if pepper is None else pepper)
+
+
+async def create_key(
+    db: Database,
+    name: str,
+    scopes: Sequence[str],
+    expires: float | None = None,
+    *,
+    pepper: str | None = None,
+    created_by: str = "cli",
+    quota_per_day: int | None = None,
+    quota_per_month: int | None = None,
+    rate_limit_per_minute: int | None = None,
+) -> str:
+    """Create a key and return the raw key (print it once; it is not stored).
+
+    ``expires`` is unix seconds. Raises ValueError for an unknown scope or empty name."""
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown or not scopes:
+        raise ValueError(f"unknown scopes {unknown}; choose from {', '.join(SCOPES)}"
+                         if unknown else "give at least one scope")
+    if not name.strip():
+        raise ValueError("a key needs a name")
+    raw, _ = await _repo(db, pepper).create(
+        name, list(scopes), created_by=created_by, expires_at=expires,
+        rate_limit_per_minute=rate_limit_per_minute, quota_per_day=quota_per_day,
+        quota_per_month=quota_per_month)
+    return raw
+
+
+async def list_keys(db: Database) -> list[dict[str, Any]]:
+    """Every key as a dict (id, name, prefix, scopes, status, created/expires/revoked/last
+    used times, limits); never the key or its hash."""
+    return [key_out(k).model_dump() for k in await ApiKeyRepository(db).list()]
+
+
+async def revoke_key(db: Database, key_id: str) -> bool:
+    """True when the key exists (revoking twice keeps the first time); False when unknown."""
+    return await ApiKeyRepository(db).revoke(key_id) is not None

@@ -1,0 +1,226 @@
+"""Turns a ``RouteSpec`` into an aiohttp handler: rate limits, authentication, scope,
+quota, usage, input validation, output validation and problem responses, in that order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from voxd.api.deps import NotFound, NotSupported
+from voxd.api.problems import ApiProblem, field_path, validation_problem
+from voxd.api.ratelimit import Outcome, headers_for
+from voxd.api.routing import Ctx, RouteSpec
+from voxd.api.services import Services
+from voxd.store.keys import ApiKey
+
+log = logging.getLogger(__name__)
+
+JSON_TYPES = ("application/json",)
+
+
+def client_ip(request: web.Request, trust_forwarded: bool) -> str:
+    if trust_forwarded:
+        fwd = request.headers.get("X-Forwarded-For", "")
+        if fwd:
+            return fwd.split(",")[0].strip()
+    return request.remote or "unknown"
+
+
+def holds(key: ApiKey, scope: str) -> bool:
+    return "admin" in key.scopes or scope in key.scopes
+
+
+def _errors(e: ValidationError) -> list[dict[str, Any]]:
+    return [{"field": field_path(err["loc"]), "message": err["msg"]} for err in e.errors()]
+
+
+def _next_utc(period: str) -> float:
+    now = datetime.now(UTC)
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "day":
+        return (day + timedelta(days=1)).timestamp()
+    first = day.replace(day=1)
+    nxt = (first + timedelta(days=32)).replace(day=1)
+    return nxt.timestamp()
+
+
+class Pipeline:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+        self._adapters: dict[type[BaseModel], TypeAdapter[Any]] = {}
+
+    def handler(self, spec: RouteSpec) -> Handler:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            outcomes: list[Outcome] = []
+            try:
+                return await self._run(spec, request, outcomes)
+            except ApiProblem as p:
+                return self._problem(p, request, outcomes)
+            except NotFound as e:
+                return self._problem(ApiProblem("not-found", str(e) or "no such resource"),
+                                     request, outcomes)
+            except NotSupported as e:
+                return self._problem(ApiProblem("not-implemented", str(e) or "not supported"),
+                                     request, outcomes)
+
+        setattr(handle, "__voxd_route__", spec)  # noqa: B010 (read back by tests and docs)
+        return handle
+
+    def _problem(
+        self, p: ApiProblem, request: web.Request, outcomes: list[Outcome]
+    ) -> web.Response:
+        resp = p.response(instance=request.path)
+        for k, v in headers_for(outcomes).items():
+            resp.headers.setdefault(k, v)
+        return resp
+
+    async def _run(
+        self, spec: RouteSpec, request: web.Request, outcomes: list[Outcome]
+    ) -> web.StreamResponse:
+        settings = self.s.settings
+        ip = client_ip(request, settings.trust_forwarded_for)
+        key: ApiKey | None = None
+        if spec.scope is None:
+            self._limit(outcomes, "ip", f"ip:{ip}", settings.ip_rate)
+        else:
+            key = await self._authenticate(request, ip, outcomes)
+            if not holds(key, spec.scope):
+                raise ApiProblem(
+                    "insufficient-scope",
+                    f"this operation needs scope '{spec.scope}'; the key has "
+                    f"{', '.join(key.scopes) or 'none'}",
+                    required_scope=spec.scope,
+                )
+            key_rate = settings.key_rate
+            if key.rate_limit_per_minute:
+                key_rate = type(key_rate)(key.rate_limit_per_minute, 60.0)
+            self._limit(outcomes, "key", f"key:{key.id}", key_rate)
+            class_rate = settings.class_rates.get(spec.limit_class)
+            if class_rate is not None:
+                self._limit(outcomes, spec.limit_class,
+                            f"class:{spec.limit_class}:{key.id}", class_rate)
+            await self._quota(key)
+            await self.s.keys.record_use(key.id, spec.endpoint)
+
+        ctx = Ctx(request=request, services=self.s, key=key, path=dict(request.match_info))
+        ctx.query = self._query(spec, request)
+        ctx.body = await self._body(spec, request)
+        reply = await spec.handler(ctx)
+        headers = {**headers_for(outcomes), **reply.headers}
+        if reply.raw is not None:
+            return web.Response(status=reply.status, body=reply.raw, headers=headers,
+                                content_type=reply.content_type)
+        if reply.body is None:
+            return web.Response(status=reply.status, headers=headers)
+        payload = self._dump(spec, reply.body)
+        return web.Response(status=reply.status, body=payload, headers=headers,
+                            content_type="application/json")
+
+    def _limit(self, outcomes: list[Outcome], name: str, key: str, spec: Any) -> None:
+        out = self.s.buckets.take(name, key, spec)
+        outcomes.append(out)
+        if not out.allowed:
+            raise ApiProblem("rate-limited",
+                             f"rate limit '{name}' exceeded; retry in {out.retry_after_s} s")
+
+    async def _authenticate(
+        self, request: web.Request, ip: str, outcomes: list[Outcome]
+    ) -> ApiKey:
+        settings = self.s.settings
+        failed = self.s.buckets.peek("auth", f"auth:{ip}", settings.failed_auth_rate)
+        if not failed.allowed:
+            outcomes.append(failed)
+            raise ApiProblem("auth-throttled",
+                             f"too many failed authentications; retry in {failed.retry_after_s} s")
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if not header:
+            self._limit(outcomes, "ip", f"ip:{ip}", settings.ip_rate)
+            raise self._unauthenticated("send 'Authorization: Bearer <API key>'")
+        key = None
+        if scheme.lower() == "bearer" and token.strip():
+            key = await self.s.keys.lookup(token.strip())
+        if key is None or key.revoked_at is not None or key.expired():
+            self.s.buckets.take("auth", f"auth:{ip}", settings.failed_auth_rate)
+            self._limit(outcomes, "ip", f"ip:{ip}", settings.ip_rate)
+            if key is None:
+                raise self._unauthenticated("the API key is malformed or unknown")
+            if key.revoked_at is not None:
+                raise ApiProblem("key-revoked", f"API key {key.id} was revoked",
+                                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            raise ApiProblem("key-expired", f"API key {key.id} expired",
+                             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        return key
+
+    @staticmethod
+    def _unauthenticated(detail: str) -> ApiProblem:
+        return ApiProblem("unauthenticated", detail,
+                          headers={"WWW-Authenticate": 'Bearer realm="voxd"'})
+
+    async def _quota(self, key: ApiKey) -> None:
+        if key.quota_per_day is None and key.quota_per_month is None:
+            return
+        today, month = await self.s.keys.usage_totals(key.id)
+        for period, used, quota in (("day", today, key.quota_per_day),
+                                    ("month", month, key.quota_per_month)):
+            if quota is not None and used >= quota:
+                retry = max(1, int(_next_utc(period) - time.time()))
+                raise ApiProblem(
+                    "quota-exhausted",
+                    f"API key {key.id} used its {quota} requests per {period}",
+                    headers={"Retry-After": str(retry)}, period=period, quota=quota,
+                )
+
+    def _query(self, spec: RouteSpec, request: web.Request) -> BaseModel | None:
+        if len(request.query_string) > self.s.settings.max_query_bytes:
+            raise ApiProblem("payload-too-large", "the query string is too long")
+        if spec.query is None:
+            return None
+        values: dict[str, Any] = {}
+        for name in request.query:
+            all_values = request.query.getall(name)
+            values[name] = all_values[0] if len(all_values) == 1 else all_values
+        try:
+            return spec.query.model_validate(values)
+        except ValidationError as e:
+            raise validation_problem(_errors(e), "query") from e
+
+    async def _body(self, spec: RouteSpec, request: web.Request) -> BaseModel | None:
+        limit = self.s.settings.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise ApiProblem("payload-too-large", f"the body is larger than {limit} bytes")
+        if spec.body is None:
+            return None
+        if request.content_type not in JSON_TYPES:
+            raise ApiProblem("unsupported-media-type",
+                             f"Content-Type must be application/json, not '{request.content_type}'")
+        raw = await request.content.read(limit + 1)
+        if len(raw) > limit:
+            raise ApiProblem("payload-too-large", f"the body is larger than {limit} bytes")
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ApiProblem("malformed-request", f"body: {e}") from e
+        try:
+            return spec.body.model_validate(data)
+        except ValidationError as e:
+            raise validation_problem(_errors(e), "body") from e
+
+    def _dump(self, spec: RouteSpec, body: Any) -> bytes:
+        model = spec.response
+        if model is None:
+            return json.dumps(body, default=str).encode()
+        if isinstance(body, model):
+            return body.model_dump_json(by_alias=True).encode()
+        adapter = self._adapters.get(model)
+        if adapter is None:
+            adapter = self._adapters[model] = TypeAdapter(model)
+        return adapter.dump_json(adapter.validate_python(body), by_alias=True)

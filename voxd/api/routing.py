@@ -1,0 +1,116 @@
+"""The route table: every operation declares its method, path, scope and models in one place.
+
+``RouteTable.route`` is a decorator; ``voxd.api.app`` registers each table's routes on the
+aiohttp router, ``voxd.api.openapi`` documents them, and the scope-matrix test enumerates
+them. A route's ``scope`` is ``None`` only when it is public (declared with ``PUBLIC``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from aiohttp import web
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from voxd.api.services import Services
+    from voxd.store.keys import ApiKey
+
+PUBLIC: Final = None
+ROUTE_SPEC_ATTR = "__voxd_route__"
+
+
+@dataclass
+class Reply:
+    body: Any = None
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None  # sent as is with ``content_type`` instead of JSON
+    content_type: str = "application/json"
+
+
+@dataclass
+class Ctx:
+    request: web.Request
+    services: Services
+    key: ApiKey | None
+    path: dict[str, str]
+    body: Any = None  # the validated body model
+    query: Any = None  # the validated query model
+
+    @property
+    def actor(self) -> str:
+        return self.key.id if self.key else "anonymous"
+
+
+Handler = Callable[[Ctx], Awaitable[Reply]]
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    method: str
+    path: str
+    handler: Handler
+    scope: str | None
+    summary: str
+    tag: str
+    limit_class: str = "read"
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    problems: tuple[str, ...] = ()  # operation-specific problem slugs (404, 409, 501, ...)
+    description: str = ""
+    documented: bool = True  # False keeps it out of the OpenAPI document (the docs pages)
+
+    @property
+    def operation_id(self) -> str:
+        return self.handler.__name__
+
+    @property
+    def path_params(self) -> list[str]:
+        return re.findall(r"{(\w+)}", self.path)
+
+    @property
+    def endpoint(self) -> str:
+        """How usage is recorded: ``GET /api/v1/agents/{name}``."""
+        return f"{self.method} {self.path}"
+
+
+class RouteTable:
+    def __init__(self) -> None:
+        self._specs: list[RouteSpec] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        scope: str | None,
+        summary: str,
+        tag: str,
+        limit_class: str = "read",
+        body: type[BaseModel] | None = None,
+        query: type[BaseModel] | None = None,
+        response: type[BaseModel] | None = None,
+        status: int = 200,
+        problems: tuple[str, ...] = (),
+        description: str = "",
+        documented: bool = True,
+    ) -> Callable[[Handler], Handler]:
+        def deco(fn: Handler) -> Handler:
+            self._specs.append(RouteSpec(
+                method=method, path=path, handler=fn, scope=scope, summary=summary, tag=tag,
+                limit_class=limit_class, body=body, query=query, response=response,
+                status=status, problems=problems, description=description or (fn.__doc__ or ""),
+                documented=documented,
+            ))
+            return fn
+
+        return deco
+
+    def __iter__(self) -> Iterator[RouteSpec]:
+        return iter(self._specs)

@@ -1,0 +1,35 @@
+"""Everything a handler may use, built once per application by ``setup_api``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from voxd.api.deps import ApiDeps, ApiSettings
+from voxd.api.ratelimit import BucketSet
+from voxd.store.calls import CallRepository
+from voxd.store.keys import ApiKeyRepository
+from voxd.store.registry import AgentChangeRepository, FunctionRepository
+
+
+@dataclass
+class Services:
+    deps: ApiDeps
+    keys: ApiKeyRepository
+    calls: CallRepository
+    functions: FunctionRepository
+    agent_changes: AgentChangeRepository
+    buckets: BucketSet = field(default_factory=BucketSet)
+
+    @property
+    def settings(self) -> ApiSettings:
+        return self.deps.settings
+
+    @classmethod
+    def build(cls, deps: ApiDeps) -> Services:
+        return cls(
+            deps=deps,
+            keys=ApiKeyRepository(deps.db, pepper=deps.settings.pepper),
+            calls=CallRepository(deps.db),
+            functions=FunctionRepository(deps.db),
+            agent_changes=AgentChangeRepository(deps.db),
+        )
