@@ -1,0 +1,112 @@
+"""Per-call dialog state (RFC 3261 §12) and in-dialog request construction."""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from dataclasses import dataclass, field
+
+from .headers import Headers
+from .message import SipRequest
+from .transaction import ClientTransaction, ServerTransaction
+from .uri import NameAddr
+
+Addr = tuple[str, int]
+
+
+def new_tag() -> str:
+    return secrets.token_hex(6)
+
+
+def new_branch() -> str:
+    return "z9hG4bK" + secrets.token_hex(8)
+
+
+class CallState(enum.Enum):
+    INCOMING = "incoming"  # UAS: INVITE received, no final response yet
+    OUTGOING = "outgoing"  # UAC: INVITE sent, no final response yet
+    ANSWERED = "answered"  # UAS: 2xx sent, waiting for ACK
+    CONFIRMED = "confirmed"
+    TERMINATED = "terminated"
+
+
+@dataclass
+class Retransmit2xx:
+    """A 2xx we keep re-sending until the ACK (RFC 3261 §13.3.1.4)."""
+
+    data: bytes
+    cseq: int
+    next_at: float
+    interval: float
+    give_up_at: float
+
+
+@dataclass
+class Call:
+    call_id: str
+    uas: bool
+    peer: Addr  # where requests/responses for this call are sent
+    local: NameAddr  # our From (UAC) / To (UAS) value, with our tag
+    remote: NameAddr
+    remote_target: str  # Request-URI for in-dialog requests (peer's Contact)
+    local_cseq: int = 1
+    remote_cseq: int | None = None
+    route_set: list[str] = field(default_factory=list)
+    state: CallState = CallState.INCOMING
+    invite_server: ServerTransaction | None = None
+    invite_client: ClientTransaction | None = None
+    reoffer: ServerTransaction | None = None  # pending re-INVITE/UPDATE to answer
+    ok_retransmit: Retransmit2xx | None = None
+    ack_bytes: bytes | None = None  # UAC: our ACK for the 2xx, re-sent on retransmits
+    local_sdp: bytes = b""
+    cancel_pending: bool = False
+    provisional_seen: bool = False
+    auth_attempts: int = 0
+    refer_cseq: int | None = None
+    reoffer_client: ClientTransaction | None = None
+    refer_received: bool = False
+
+    @property
+    def local_tag(self) -> str:
+        return self.local.tag or ""
+
+    @property
+    def remote_tag(self) -> str | None:
+        return self.remote.tag
+
+    def next_cseq(self) -> int:
+        self.local_cseq += 1
+        return self.local_cseq
+
+    def request(self, method: str, via_host: str, via_port: int, contact: str,
+                *, cseq: int | None = None, branch: str | None = None,
+                body: bytes = b"", content_type: str | None = None,
+                extra: list[tuple[str, str]] | None = None) -> SipRequest:
+        """A request inside this dialog (RFC 3261 §12.2.1.1)."""
+        headers = Headers()
+        headers.add("Via", f"SIP/2.0/UDP {via_host}:{via_port};branch={branch or new_branch()}"
+                           ";rport")
+        for route in self.route_set:
+            headers.add("Route", route)
+        headers.add("Max-Forwards", "70")
+        headers.add("From", self.local.serialize())
+        headers.add("To", self.remote.serialize())
+        headers.add("Call-ID", self.call_id)
+        number = cseq if cseq is not None else self.next_cseq()
+        headers.add("CSeq", f"{number} {method}")
+        headers.add("Contact", contact)
+        for name, value in extra or []:
+            headers.add(name, value)
+        if body:
+            headers.add("Content-Type", content_type or "application/sdp")
+        return SipRequest(method, self.remote_target, headers, body)
+
+
+def sdp_is_hold(sdp: bytes) -> bool:
+    """True if an offer puts the receiver on hold (RFC 3264 §8.4, RFC 2543 c=0.0.0.0)."""
+    text = sdp.decode("utf-8", "replace").replace("\r\n", "\n")
+    lines = [line.strip() for line in text.split("\n")]
+    if any(line.startswith("c=") and line.split()[-1:] in (["0.0.0.0"], ["::"])
+           for line in lines):
+        return True
+    return any(line in ("a=sendonly", "a=inactive") for line in lines)

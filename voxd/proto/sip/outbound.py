@@ -1,0 +1,266 @@
+"""UAC side of :class:`~voxd.proto.sip.agent.UserAgent`: outbound calls, CANCEL,
+BYE, REFER (RFC 3515) with NOTIFY tracking, and answering digest challenges."""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING
+
+from . import events as ev
+from .auth import authorization_for
+from .dialog import Call, CallState, new_branch, new_tag
+from .headers import Headers
+from .message import REASONS, SipRequest, SipResponse
+from .transaction import ClientTransaction, ServerTransaction
+from .uri import NameAddr, SipUri
+
+if TYPE_CHECKING:
+    from .agent import UAConfig
+
+Addr = tuple[str, int]
+
+
+class OutboundMixin:
+    if TYPE_CHECKING:
+        config: UAConfig
+        calls: dict[str, Call]
+        _client_tx: dict[tuple[str, str], ClientTransaction]
+
+        @property
+        def contact(self) -> str: ...
+        def _send(self, data: bytes, addr: Addr) -> None: ...
+        def _end(self, call: Call) -> None: ...
+        def _drain(self, tx: ServerTransaction | ClientTransaction) -> None: ...
+        def reject(self, call_id: str, status: int, now: float, *,
+                   retry_after: int | None = None, reason: str = "") -> None: ...
+        def _send_in_dialog(self, call: Call, method: str, now: float, *, body: bytes = b"",
+                            content_type: str | None = None,
+                            extra: list[tuple[str, str]] | None = None
+                            ) -> ClientTransaction: ...
+        def _reply(self, req: SipRequest, addr: Addr, status: int, now: float, *,
+                   tx: ServerTransaction | None = None, to_tag: str | None = None,
+                   body: bytes = b"", extra: list[tuple[str, str]] | None = None,
+                   reason: str = "") -> ServerTransaction: ...
+
+    def _start_client(self, req: SipRequest, addr: Addr, now: float) -> ClientTransaction:
+        tx = ClientTransaction(req, addr, now, self.config.timers)
+        self._client_tx[(req.top_via.branch or "", req.method)] = tx
+        self._drain(tx)
+        return tx
+
+    def invite(self, target: str, now: float, *, sdp: bytes, peer: Addr,
+               from_user: str | None = None, display_name: str | None = None,
+               call_id: str | None = None,
+               headers: list[tuple[str, str]] | None = None) -> str:
+        """Place an outbound call to SIP URI ``target`` via ``peer``; returns the Call-ID."""
+        uri = SipUri.parse(target)
+        cfg = self.config
+        local = NameAddr(SipUri(cfg.local_host, from_user or cfg.user), display_name,
+                         {"tag": new_tag()})
+        call = Call(call_id=call_id or f"{secrets.token_hex(10)}@{cfg.local_host}", uas=False,
+                    peer=peer, local=local, remote=NameAddr(uri), remote_target=uri.serialize(),
+                    local_cseq=0, state=CallState.OUTGOING, local_sdp=sdp)
+        self.calls[call.call_id] = call
+        call.invite_client = self._start_client(self._invite_request(call, headers or []),
+                                                peer, now)
+        return call.call_id
+
+    def _invite_request(self, call: Call, extra: list[tuple[str, str]]) -> SipRequest:
+        req = call.request("INVITE", self.config.local_host, self.config.local_port,
+                           self.contact, body=call.local_sdp,
+                           extra=[("User-Agent", self.config.user_agent), *extra])
+        return req
+
+    def cancel(self, call_id: str, now: float) -> None:
+        """CANCEL an outbound call that has not been answered yet (sent after a 1xx)."""
+        call = self.calls.get(call_id)
+        if call is None or call.state is not CallState.OUTGOING or call.invite_client is None:
+            raise KeyError(f"no outgoing call {call_id} to cancel")
+        if not call.provisional_seen:
+            call.cancel_pending = True
+            return
+        call.cancel_pending = False
+        inv = call.invite_client.request
+        headers = Headers()
+        headers.add("Via", inv.headers.get_all("Via")[0])
+        for route in inv.headers.get_all("Route"):
+            headers.add("Route", route)
+        headers.add("Max-Forwards", "70")
+        for name in ("From", "To", "Call-ID"):
+            headers.add(name, inv.headers.get(name) or "")
+        headers.add("CSeq", f"{inv.cseq.seq} CANCEL")
+        self._start_client(SipRequest("CANCEL", inv.uri, headers), call.peer, now)
+
+    def bye(self, call_id: str, now: float) -> None:
+        """Hang up: BYE when answered, CANCEL when still ringing out, 480 when still
+        ringing in."""
+        call = self.calls.get(call_id)
+        if call is None:
+            raise KeyError(f"no call {call_id}")
+        if call.state is CallState.INCOMING:
+            self.reject(call_id, 480, now)
+        elif call.state is CallState.OUTGOING:
+            self.cancel(call_id, now)
+        elif call.state is not CallState.TERMINATED:
+            self._send_in_dialog(call, "BYE", now, extra=[("User-Agent", self.config.user_agent)])
+            self._end(call)
+
+    def refer(self, call_id: str, target: str, now: float) -> None:
+        """Blind transfer: REFER the peer to ``target`` (results arrive as events)."""
+        call = self.calls.get(call_id)
+        if call is None or call.state not in (CallState.CONFIRMED, CallState.ANSWERED):
+            raise KeyError(f"no established call {call_id}")
+        SipUri.parse(target)
+        tx = self._send_in_dialog(call, "REFER", now, extra=[
+            ("Refer-To", f"<{target}>"), ("Referred-By", call.local.serialize()),
+            ("User-Agent", self.config.user_agent)])
+        call.refer_cseq = tx.request.cseq.seq
+
+    def reoffer(self, call_id: str, sdp: bytes, now: float, *, method: str = "INVITE") -> None:
+        """Send a new offer in the dialog (re-INVITE or UPDATE), e.g. to hold/unhold."""
+        call = self.calls.get(call_id)
+        if call is None or call.state is not CallState.CONFIRMED:
+            raise KeyError(f"no established call {call_id}")
+        if method not in ("INVITE", "UPDATE"):
+            raise ValueError("re-offer method must be INVITE or UPDATE")
+        if call.reoffer_client is not None and call.reoffer_client.pending:
+            raise RuntimeError("a re-offer is already in progress")
+        call.reoffer_client = self._send_in_dialog(call, method, now, body=sdp)
+        call.local_sdp = sdp
+
+    def _reoffer_response(self, call: Call, tx: ClientTransaction,
+                          resp: SipResponse) -> list[ev.Event]:
+        if resp.status < 200:
+            return []
+        if resp.status >= 300:
+            return [ev.ReofferFailed(call.call_id, resp.status)]
+        if tx.invite:
+            ack = call.request("ACK", self.config.local_host, self.config.local_port,
+                               self.contact, cseq=tx.request.cseq.seq, branch=new_branch())
+            call.ack_bytes = ack.serialize()
+            self._send(call.ack_bytes, call.peer)
+        return [ev.ReofferAnswered(call.call_id, resp.body)]
+
+    def send_info_dtmf(self, call_id: str, digit: str, now: float, *,
+                       duration_ms: int = 160) -> None:
+        """Send one digit as SIP INFO (application/dtmf-relay)."""
+        call = self.calls.get(call_id)
+        if call is None or call.state is not CallState.CONFIRMED:
+            raise KeyError(f"no established call {call_id}")
+        if len(digit) != 1 or digit.upper() not in "0123456789*#ABCD":
+            raise ValueError("not a DTMF digit")
+        body = f"Signal={digit.upper()}\r\nDuration={duration_ms}\r\n".encode()
+        self._send_in_dialog(call, "INFO", now, body=body, content_type="application/dtmf-relay")
+
+    def _refer_received(self, call: Call, req: SipRequest, addr: Addr,
+                        now: float) -> list[ev.Event]:
+        refer_to = req.headers.get("Refer-To")
+        if not refer_to:
+            self._reply(req, addr, 400, now, to_tag=call.local_tag, reason="Missing Refer-To")
+            return []
+        self._reply(req, addr, 202, now, to_tag=call.local_tag)
+        call.refer_received = True
+        self.notify_refer(call.call_id, 100, now)
+        return [ev.ReferReceived(call.call_id, refer_to.strip().strip("<>"))]
+
+    def notify_refer(self, call_id: str, status: int, now: float, *, reason: str = "") -> None:
+        """Report the progress of a REFER we accepted (RFC 3515 §2.4.4)."""
+        call = self.calls.get(call_id)
+        if call is None or not call.refer_received:
+            raise KeyError(f"no accepted REFER on call {call_id}")
+        final = status >= 200
+        state = "terminated;reason=noresource" if final else "active;expires=60"
+        body = f"SIP/2.0 {status} {reason or REASONS.get(status, '')}\r\n".encode()
+        self._send_in_dialog(call, "NOTIFY", now, body=body,
+                             content_type="message/sipfrag;version=2.0",
+                             extra=[("Event", "refer"), ("Subscription-State", state)])
+        if final:
+            call.refer_received = False
+
+    def _notify(self, call: Call, req: SipRequest, addr: Addr, now: float) -> list[ev.Event]:
+        self._reply(req, addr, 200, now, to_tag=call.local_tag)
+        event = (req.headers.get("Event") or "").split(";")[0].strip().lower()
+        if event != "refer" or call.refer_cseq is None:
+            return []
+        line = req.body.decode("utf-8", "replace").strip().split("\n", 1)[0].strip()
+        parts = line.split(" ", 2)
+        if len(parts) < 2 or not parts[1].isdigit():
+            return []
+        status = int(parts[1])
+        terminated = (req.headers.get("Subscription-State") or "").lower().startswith(
+            "terminated")
+        return [ev.ReferProgress(call.call_id, status, parts[2] if len(parts) > 2 else "",
+                                 final=status >= 200 or terminated)]
+
+    def _client_response(self, tx: ClientTransaction, resp: SipResponse,
+                         now: float) -> list[ev.Event]:
+        method = tx.request.method
+        call = self.calls.get(tx.request.call_id)
+        if call is None:
+            return []
+        if method == "REFER":
+            if resp.status >= 300:
+                call.refer_cseq = None
+                return [ev.ReferFailed(call.call_id, resp.status)]
+            return [ev.ReferAccepted(call.call_id)] if resp.status >= 200 else []
+        if tx is call.reoffer_client:
+            return self._reoffer_response(call, tx, resp)
+        if method != "INVITE" or tx is not call.invite_client:
+            return []
+        return self._invite_response(call, tx, resp, now)
+
+    def _invite_response(self, call: Call, tx: ClientTransaction, resp: SipResponse,
+                         now: float) -> list[ev.Event]:
+        status = resp.status
+        if status < 200:
+            call.provisional_seen = True
+            if resp.to.tag:
+                call.remote = resp.to
+            if call.cancel_pending:
+                self.cancel(call.call_id, now)
+            return [] if status == 100 else [ev.CallProgress(call.call_id, status, resp.body)]
+        if status < 300:
+            if call.state is CallState.CONFIRMED:
+                if call.ack_bytes is not None:
+                    self._send(call.ack_bytes, call.peer)
+                return []
+            call.remote = resp.to
+            contact = resp.contact
+            if contact is not None:
+                call.remote_target = contact.uri.serialize()
+            call.route_set = list(reversed(resp.headers.get_all("Record-Route")))
+            ack = call.request("ACK", self.config.local_host, self.config.local_port,
+                               self.contact, cseq=tx.request.cseq.seq, branch=new_branch())
+            call.ack_bytes = ack.serialize()
+            self._send(call.ack_bytes, call.peer)
+            call.state = CallState.CONFIRMED
+            if call.cancel_pending:  # answered while we wanted to cancel: hang up
+                self.bye(call.call_id, now)
+                return [ev.CallFailed(call.call_id, 487, "Request Terminated")]
+            return [ev.CallEstablished(call.call_id, resp.body)]
+        if status in (401, 407) and self._retry_with_auth(call, tx, resp, now):
+            return []
+        self._end(call)
+        retry = resp.headers.get("Retry-After")
+        retry_after = int(retry.split()[0]) if retry and retry.split()[0].isdigit() else None
+        return [ev.CallFailed(call.call_id, status, resp.reason, retry_after)]
+
+    def _retry_with_auth(self, call: Call, tx: ClientTransaction, resp: SipResponse,
+                         now: float) -> bool:
+        creds = self.config.credentials
+        if creds is None or call.auth_attempts >= 1:
+            return False
+        header = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
+        challenges = sorted(resp.headers.get_all(header),
+                            key=lambda c: 0 if "SHA-256" in c.upper() else 1)
+        req = tx.request
+        for challenge in challenges:
+            value = authorization_for(challenge, creds, "INVITE", req.uri)
+            if value is None:
+                continue
+            call.auth_attempts += 1
+            answer = "Authorization" if resp.status == 401 else "Proxy-Authorization"
+            new = self._invite_request(call, [(answer, value)])
+            call.invite_client = self._start_client(new, call.peer, now)
+            return True
+        return False
