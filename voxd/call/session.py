@@ -46,7 +46,7 @@ log = logging.getLogger("voxd.call")
 
 FRAME_S = 0.02
 TURN_AUDIO_S = 8.0  # Smart Turn looks at the last 8 s
-CONFIRM_FRAMES = 5  # Silero window: the last 100 ms
+CONFIRM_FRAMES = 10  # Silero sees at most the last 200 ms since the onset
 
 
 @dataclass
@@ -188,10 +188,13 @@ class CallSession:
     def _on_turn_action(self, a: tt.TurnAction, now: float) -> None:
         if isinstance(a, tt.ConfirmOnset):
             # start capturing with the preroll so the first syllable is kept
+            if len(self._utterance) == 0:  # first ask for this onset: start with the preroll
+                for f in self._recent:
+                    self._capture(f)
+            self._spawn(self._confirm(a.ticket, now))
+        elif isinstance(a, tt.OnsetRejected):
+            self.stt.reset()
             self._utterance.clear()
-            for f in self._recent:
-                self._capture(f)
-            self._spawn(self._confirm(a.ticket))
         elif isinstance(a, tt.SpeechStarted):
             self._on_speech_started(a.onset, now)
         elif isinstance(a, tt.SpeechSustained):
@@ -202,8 +205,7 @@ class CallSession:
                 self.backchannels += 1
                 self._barge_onset = None
                 self.playout.resume()
-                self.turns.reset()
-                self.stt.reset()
+                self._drop_utterance()
         elif isinstance(a, tt.AskTurnModel):
             if self.engines.turn_model is None:
                 return
@@ -217,8 +219,7 @@ class CallSession:
         if not self._bot_busy():
             return
         if not self.agent.interruption.enabled:
-            self.turns.reset()
-            self.stt.reset()
+            self._drop_utterance()
             return
         # stop the bot's voice on the very next frame; decide later if it is a real interruption
         self.playout.pause()
@@ -226,14 +227,20 @@ class CallSession:
         if self._bot_turn is not None and self._bot_turn.barge_in_ms is None:
             self._bot_turn.barge_in_ms = round((now + FRAME_S - onset) * 1000, 1)
 
+    def _drop_utterance(self) -> None:
+        self.turns.reset()
+        self.stt.reset()
+        self._utterance.clear()
+
     def _on_turn_end(self, a: tt.TurnEnded, now: float) -> None:
         audio_turn_end = time.perf_counter()
         endpoint_ms = round((now + FRAME_S - a.speech_end) * 1000, 1)
         self._utterance.clear()
         self._start_reply(self._caller_turn(audio_turn_end, endpoint_ms))
 
-    async def _confirm(self, ticket: int) -> None:
-        window = b"".join(list(self._recent)[-CONFIRM_FRAMES:])
+    async def _confirm(self, ticket: int, now: float) -> None:
+        since_onset = int(round((now - self.turns.onset) / FRAME_S)) + 2
+        window = b"".join(list(self._recent)[-min(CONFIRM_FRAMES, max(since_onset, 5)):])
         ok = True
         if self.engines.confirm is not None:
             try:
@@ -242,8 +249,6 @@ class CallSession:
             except Exception as e:  # a broken confirmer must not deafen the call
                 log.warning("speech confirmation failed: %s", e)
         actions = self.turns.confirmed(ticket, ok, self.media_t)
-        if not actions and not ok:
-            self.stt.reset()
         for action in actions:
             self._on_turn_action(action, self.media_t)
 

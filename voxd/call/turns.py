@@ -32,6 +32,11 @@ class ConfirmOnset:
 
 
 @dataclass(frozen=True)
+class OnsetRejected:
+    """The onset candidate was never confirmed: drop what was captured."""
+
+
+@dataclass(frozen=True)
 class SpeechStarted:
     onset: float  # media time of the first voiced frame
 
@@ -61,12 +66,16 @@ class TurnEnded:
     reason: str  # "turn_model" | "max_silence" | "max_turn"
 
 
-TurnAction = ConfirmOnset | SpeechStarted | SpeechSustained | AskTurnModel | ShortSpeechEnded | TurnEnded
+TurnAction = ConfirmOnset | OnsetRejected | SpeechStarted | SpeechSustained | AskTurnModel | ShortSpeechEnded | TurnEnded
 
 
 class TurnTaker:
-    ONSET_FRAMES = 3  # consecutive voiced frames before asking Silero (60 ms)
+    ONSET_FRAMES = 3  # voiced frames among the last ONSET_WINDOW before asking Silero
+    ONSET_WINDOW = 4
+    REASK_S = 0.15  # while the caller stays silent, ask the turn model again this often
     RESUME_FRAMES = 2  # voiced frames that end a pause
+    RECHECK_S = 0.04  # after a "no" from Silero, ask again this much later while voiced
+    MAX_PENDING_S = 0.5  # give up on a candidate Silero keeps rejecting
 
     def __init__(self, turn: TurnConfig, interruption: InterruptionConfig) -> None:
         self.cfg = turn
@@ -81,6 +90,14 @@ class TurnTaker:
         self._sustained = False
         self._asked = False
         self._long_turn = False
+        self._awaiting = False
+        self._recheck_at = 0.0
+        self._last_ask = 0.0
+        self._recent: list[bool] = []
+
+    @property
+    def onset(self) -> float:
+        return self._onset
 
     @property
     def in_speech(self) -> bool:
@@ -101,18 +118,33 @@ class TurnTaker:
             self._silent_run += 1
             self._voiced_run = 0
 
+        self._recent.append(voiced)
+        if len(self._recent) > self.ONSET_WINDOW:
+            del self._recent[0]
         if self.state is State.IDLE:
-            if self._voiced_run >= self.ONSET_FRAMES:
+            if voiced and sum(self._recent) >= self.ONSET_FRAMES:
                 self.state = State.PENDING
-                self._onset = now - (self.ONSET_FRAMES - 1) * FRAME_S
-                self._voiced_s = self._voiced_run * FRAME_S
+                first = self._recent.index(True)
+                self._onset = now - (len(self._recent) - 1 - first) * FRAME_S
+                self._voiced_s = sum(self._recent) * FRAME_S
                 self._ticket += 1
+                self._awaiting = True
                 out.append(ConfirmOnset(self._ticket))
         elif self.state is State.PENDING:
             if voiced:
                 self._voiced_s += FRAME_S
-            elif self._silent_run * FRAME_S >= self.cfg.min_silence_ms / 1000:
-                self.state = State.IDLE  # Silero never answered yes in time
+                if not self._awaiting and now >= self._recheck_at:
+                    self._ticket += 1
+                    self._awaiting = True
+                    out.append(ConfirmOnset(self._ticket))
+            if (
+                self._silent_run * FRAME_S >= self.cfg.min_silence_ms / 1000
+                or now - self._onset >= self.MAX_PENDING_S
+            ):
+                self.state = State.IDLE  # Silero never said yes: noise
+                self._ticket += 1
+                self._voiced_run = 0
+                out = [OnsetRejected()]
         elif self.state is State.SPEAKING:
             if voiced:
                 self._voiced_s += FRAME_S
@@ -135,6 +167,7 @@ class TurnTaker:
                 if self.cfg.detector == "smart_turn":
                     self._ticket += 1
                     self._asked = True
+                    self._last_ask = now + FRAME_S
                     out.append(AskTurnModel(self._ticket))
         elif self.state is State.PAUSED:
             if self._voiced_run >= self.RESUME_FRAMES:
@@ -144,15 +177,24 @@ class TurnTaker:
                 self._asked = False
             elif now - self._speech_end + FRAME_S >= self.cfg.max_silence_ms / 1000:
                 out.append(self._end("max_silence"))
+            elif (
+                self.cfg.detector == "smart_turn"
+                and not self._asked
+                and now + FRAME_S - self._last_ask >= self.REASK_S
+            ):
+                self._ticket += 1
+                self._asked = True
+                self._last_ask = now + FRAME_S
+                out.append(AskTurnModel(self._ticket))
         return out
 
     def confirmed(self, ticket: int, is_speech: bool, now: float) -> list[TurnAction]:
         """Silero's answer for ConfirmOnset(ticket)."""
         if ticket != self._ticket or self.state is not State.PENDING:
             return []
+        self._awaiting = False
         if not is_speech:
-            self.state = State.IDLE
-            self._voiced_run = 0
+            self._recheck_at = now + self.RECHECK_S
             return []
         self.state = State.SPEAKING
         self._sustained = False
@@ -171,6 +213,7 @@ class TurnTaker:
             return []
         if probability >= self.cfg.smart_turn_threshold:
             return [self._end("turn_model")]
+        self._asked = False  # ask again after more silence
         return []
 
     def _end(self, reason: str) -> TurnEnded:

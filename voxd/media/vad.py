@@ -22,7 +22,7 @@ class FrameVAD:
     habit of flagging low-level hiss on some trunks).
     """
 
-    def __init__(self, aggressiveness: int = 3, min_dbfs: float = -50.0) -> None:
+    def __init__(self, aggressiveness: int = 2, min_dbfs: float = -50.0) -> None:
         self._vad = webrtcvad.Vad(aggressiveness)
         # int16 mean-square threshold equivalent to min_dbfs
         self._min_ms = (32768.0 * 10 ** (min_dbfs / 20.0)) ** 2

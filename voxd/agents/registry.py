@@ -1,0 +1,189 @@
+"""The set of agents the daemon serves, kept in step with the `agents/` folder.
+
+Files are re-read when they change (polling their mtimes: cheap, and it works on
+every filesystem). A file that fails validation is reported and the last good
+version of that agent keeps serving; calls in progress hold a reference to the
+`LoadedAgent` they started with, so a reload never changes a live call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from voxd.agents.loader import AgentLoadError, FieldError, LoadedAgent, load_agent_file, parse_agent
+
+log = logging.getLogger("voxd.agents")
+
+SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class ReloadReport:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    errors: list[FieldError] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+
+class AgentRegistry:
+    def __init__(self, directory: Path, default: str | None = None) -> None:
+        self.directory = Path(directory)
+        self.default_name = default
+        self._agents: dict[str, LoadedAgent] = {}
+        self._files: dict[Path, tuple[float, int]] = {}  # path -> (mtime, size) last seen
+        self._file_agent: dict[Path, str] = {}
+        self.errors: dict[Path, list[FieldError]] = {}
+        self.listeners: list[Callable[[ReloadReport], None]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    # -- queries
+    def names(self) -> list[str]:
+        return sorted(self._agents)
+
+    def get(self, name: str) -> LoadedAgent | None:
+        return self._agents.get(name)
+
+    def all(self) -> list[LoadedAgent]:
+        return [self._agents[n] for n in self.names()]
+
+    def default(self) -> LoadedAgent | None:
+        if self.default_name and self.default_name in self._agents:
+            return self._agents[self.default_name]
+        names = self.names()
+        return self._agents[names[0]] if names else None
+
+    def for_number(self, user: str) -> LoadedAgent | None:
+        """Route a dialled number / Request-URI user to an agent (SIP)."""
+        for a in self._agents.values():
+            if user in a.config.sip.numbers or user == a.name:
+                return a
+        return self.default()
+
+    # -- loading
+    def _scan(self) -> dict[Path, tuple[float, int]]:
+        out: dict[Path, tuple[float, int]] = {}
+        if not self.directory.is_dir():
+            return out
+        for p in sorted(self.directory.iterdir()):
+            if p.suffix in SUFFIXES and not p.name.startswith("."):
+                try:
+                    st = p.stat()
+                except OSError:
+                    continue
+                out[p] = (st.st_mtime, st.st_size)
+        return out
+
+    def reload(self, force: bool = False) -> ReloadReport:
+        report = ReloadReport()
+        seen = self._scan()
+        for path, stamp in seen.items():
+            if not force and self._files.get(path) == stamp:
+                continue
+            self._files[path] = stamp
+            try:
+                loaded = load_agent_file(path)
+            except AgentLoadError as e:
+                self.errors[path] = e.errors
+                report.errors += e.errors
+                for err in e.errors:
+                    log.error("agent file rejected, keeping the last good version: %s", err)
+                continue
+            self.errors.pop(path, None)
+            other = self._agents.get(loaded.name)
+            if other is not None and other.path != path and other.path in seen:
+                err = FieldError(str(path), None, "name", f"agent {loaded.name!r} is already defined in {other.path}")
+                self.errors[path] = [err]
+                report.errors.append(err)
+                log.error("%s", err)
+                continue
+            old_name = self._file_agent.get(path)
+            if old_name and old_name != loaded.name:
+                self._agents.pop(old_name, None)
+                report.removed.append(old_name)
+            self._file_agent[path] = loaded.name
+            prev = self._agents.get(loaded.name)
+            if prev is None:
+                report.added.append(loaded.name)
+            elif prev.version != loaded.version:
+                report.updated.append(loaded.name)
+            self._agents[loaded.name] = loaded
+        for path in list(self._files):
+            if path not in seen:
+                self._files.pop(path)
+                self.errors.pop(path, None)
+                name = self._file_agent.pop(path, None)
+                if name and self._agents.get(name) and self._agents[name].path == path:
+                    self._agents.pop(name)
+                    report.removed.append(name)
+        if report.changed:
+            log.info("agents reloaded: added=%s updated=%s removed=%s", report.added, report.updated, report.removed)
+            for fn in self.listeners:
+                fn(report)
+        return report
+
+    # -- writing (control API)
+    def validate_text(self, text: str, name: str | None = None) -> list[FieldError]:
+        try:
+            parse_agent(text, f"{name or 'agent'}.yaml", default_name=name)
+        except AgentLoadError as e:
+            return e.errors
+        return []
+
+    def write(self, name: str, text: str) -> LoadedAgent:
+        """Validate, then atomically replace agents/<name>.yaml and reload it."""
+        loaded = parse_agent(text, f"{name}.yaml", default_name=name)
+        if loaded.name != name:
+            raise AgentLoadError([FieldError(f"{name}.yaml", None, "name", f"must be {name!r}")])
+        existing = self._agents.get(name)
+        path = existing.path if existing and existing.path else self.directory / f"{name}.yaml"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.directory)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        self.reload()
+        agent = self._agents.get(name)
+        assert agent is not None
+        return agent
+
+    def delete(self, name: str) -> bool:
+        agent = self._agents.get(name)
+        if agent is None or agent.path is None:
+            return False
+        agent.path.unlink(missing_ok=True)
+        self.reload()
+        return True
+
+    # -- watching
+    def start_watching(self, interval_s: float = 1.0) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._watch(interval_s), name="agents-watch")
+
+    async def stop_watching(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _watch(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                self.reload()
+            except Exception:
+                log.exception("agent reload failed")

@@ -1,0 +1,194 @@
+"""Starts, tracks and records calls: the one place transports ask for a session.
+
+It builds each call's engines from its agent (speech engines and models shared
+process-wide, a language model per call), keeps the active calls, persists each
+call record at start and end, and fans call events out to listeners (API, webhooks,
+metrics).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from voxd.agents.loader import LoadedAgent
+from voxd.call.events import CallEnded, CallEvent, CallStarted
+from voxd.call.ports import CallControl
+from voxd.call.record import CallRecord, new_call_id
+from voxd.call.session import CallSession, Engines
+from voxd.config import EnginesConfig
+from voxd.media.vad import FrameVAD
+from voxd.providers.factory import make_stt, make_tts
+from voxd.providers.llm.factory import make_llm
+from voxd.tools.registry import ToolRegistry
+
+log = logging.getLogger("voxd.calls")
+
+
+class CallLimitReached(Exception):
+    pass
+
+
+class CallManager:
+    def __init__(
+        self,
+        tools: ToolRegistry,
+        engines: EnginesConfig | None = None,
+        repo: Any | None = None,  # voxd.store.calls.CallRepository (anything with async save(record))
+        max_calls: int = 500,
+    ) -> None:
+        self.tools = tools
+        self.engines_cfg = engines or EnginesConfig()
+        self.repo = repo
+        self.max_calls = max_calls
+        self.active: dict[str, CallSession] = {}
+        self.listeners: list[Callable[[CallEvent], None]] = []
+        self.accepting = True
+        self._bg: set[asyncio.Task[None]] = set()
+        self._silero: Any = None
+        self._smart_turn: Any = None
+
+    # -- models shared by all calls
+    def _confirmer(self) -> Any:
+        if not self.engines_cfg.silero_confirm:
+            return None
+        if self._silero is None:
+            from voxd.media.silero import SileroVAD
+
+            self._silero = SileroVAD()
+        return self._silero.speech_probability
+
+    def _turn_model(self) -> Any:
+        if self._smart_turn is None:
+            from voxd.media.turn import SmartTurn
+
+            self._smart_turn = SmartTurn()
+        return self._smart_turn.end_probability
+
+    def engines_for(self, agent: LoadedAgent) -> Engines:
+        cfg = agent.config
+        return Engines(
+            stt=make_stt(cfg.stt),
+            llm=make_llm(cfg),
+            tts=make_tts(cfg.voice),
+            confirm=self._confirmer(),
+            turn_model=self._turn_model() if cfg.turn.detector == "smart_turn" else None,
+        )
+
+    async def warm_up(self, agents: list[LoadedAgent]) -> None:
+        """Load every model the agents need before the first call arrives."""
+        jobs = []
+        if self.engines_cfg.silero_confirm:
+            self._confirmer()
+            jobs.append(self._silero.warm_up())
+        if any(a.config.turn.detector == "smart_turn" for a in agents):
+            self._turn_model()
+            jobs.append(self._smart_turn.warm_up())
+        for a in agents:
+            jobs.append(make_stt(a.config.stt).warm_up())
+            jobs.append(make_tts(a.config.voice).warm_up())
+        for job in jobs:
+            try:
+                await job
+            except Exception as e:
+                log.error("engine warm-up failed: %s", e)
+
+    # -- calls
+    def create(
+        self,
+        agent: LoadedAgent,
+        control: CallControl,
+        *,
+        from_uri: str = "",
+        to_uri: str = "",
+        direction: str = "inbound",
+        metadata: dict[str, Any] | None = None,
+        engines: Engines | None = None,
+        listener: Callable[[CallEvent], None] | None = None,
+    ) -> CallSession:
+        if not self.accepting:
+            raise CallLimitReached("draining")
+        if len(self.active) >= self.max_calls:
+            raise CallLimitReached(f"{self.max_calls} calls active")
+        record = CallRecord(
+            id=new_call_id(),
+            agent=agent.name,
+            agent_version=agent.version,
+            transport=control.transport_name,
+            from_uri=from_uri,
+            to_uri=to_uri,
+            direction=direction,  # type: ignore[arg-type]
+            metadata=dict(metadata or {}),
+        )
+        session = CallSession(
+            agent.config,
+            agent.version,
+            engines or self.engines_for(agent),
+            self.tools,
+            control,
+            record,
+            vad=FrameVAD(self.engines_cfg.vad_aggressiveness),
+            on_event=self._on_event if listener is None else _both(self._on_event, listener),
+        )
+        self.active[record.id] = session
+        log.info("call %s started: agent=%s version=%s transport=%s", record.id, agent.name, agent.version, record.transport)
+        return session
+
+    def _on_event(self, event: CallEvent) -> None:
+        if isinstance(event, CallStarted):
+            self._persist(event.record)
+        elif isinstance(event, CallEnded):
+            self.active.pop(event.record.id, None)
+            log.info("call %s ended: %s", event.record.id, event.record.end_reason)
+            self._persist(event.record)
+        for fn in self.listeners:
+            try:
+                fn(event)
+            except Exception:
+                log.exception("call event listener failed")
+
+    def _persist(self, record: CallRecord) -> None:
+        if self.repo is None:
+            return
+        task = asyncio.ensure_future(self._save(record))
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+
+    async def _save(self, record: CallRecord) -> None:
+        try:
+            await self.repo.save(record)  # type: ignore[union-attr]
+        except Exception:
+            log.exception("could not save call %s", record.id)
+
+    async def end(self, call_id: str, reason: str = "api_hangup") -> bool:
+        session = self.active.get(call_id)
+        if session is None:
+            return False
+        try:
+            await session.control.hangup()
+        finally:
+            await session.close(reason, ended_by="system")
+        return True
+
+    async def close_all(self, reason: str = "shutdown") -> None:
+        for call_id in list(self.active):
+            await self.end(call_id, reason)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Wait until every call record has been written."""
+        while self._bg:
+            await asyncio.gather(*list(self._bg), return_exceptions=True)
+
+
+def _both(a: Callable[[CallEvent], None], b: Callable[[CallEvent], None]) -> Callable[[CallEvent], None]:
+    def call(event: CallEvent) -> None:
+        a(event)
+        try:
+            b(event)
+        except Exception:
+            log.exception("transport event listener failed")
+
+    return call

@@ -1,0 +1,127 @@
+"""The `voxd` command: run the daemon, check configuration, run a call from a WAV."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from voxd import __version__
+
+
+def _run_async(coro: Any) -> Any:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:
+        return asyncio.run(coro)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from voxd.app import serve
+    from voxd.config import ConfigError, load_config
+    from voxd.logs import setup_logging
+
+    try:
+        cfg, base = load_config(args.config)
+    except ConfigError as e:
+        print(f"voxd: {e}", file=sys.stderr)
+        return 2
+    overrides: dict[str, Any] = {}
+    if args.http_port is not None:
+        overrides["http"] = cfg.http.model_copy(update={"port": args.http_port})
+    if args.agents:
+        overrides["agents_dir"] = str(Path(args.agents).resolve())
+    if overrides:
+        cfg = cfg.model_copy(update=overrides)
+    setup_logging(cfg.log_level, cfg.log_levels)
+    return int(_run_async(serve(cfg, base)))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from voxd.agents.registry import AgentRegistry
+    from voxd.config import ConfigError, load_config
+
+    try:
+        cfg, base = load_config(args.config)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 1
+    agents_dir = Path(args.agents) if args.agents else Path(cfg.agents_dir)
+    if not agents_dir.is_absolute() and not args.agents:
+        agents_dir = base / agents_dir
+    import logging
+
+    logging.getLogger("voxd.agents").setLevel(logging.CRITICAL)  # errors are printed below
+    reg = AgentRegistry(agents_dir)
+    report = reg.reload()
+    for err in report.errors:
+        print(err, file=sys.stderr)
+    for a in reg.all():
+        print(f"ok  {a.path}  agent={a.name} version={a.version}")
+    if not reg.names() and not report.errors:
+        print(f"no agent files in {agents_dir}", file=sys.stderr)
+        return 1
+    return 1 if report.errors else 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from voxd.agents.schema import AgentConfig
+
+    schema = AgentConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "voxd agent"
+    text = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    from voxd.harness import run_harness
+
+    return int(_run_async(run_harness(args)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="voxd", description="Self-hosted runtime for real-time voice AI agents.")
+    p.add_argument("--version", action="version", version=f"voxd {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="start the daemon")
+    r.add_argument("--config", "-c", help="path to voxd.yaml (default: built-in defaults)")
+    r.add_argument("--agents", help="agents folder (overrides the config)")
+    r.add_argument("--http-port", type=int, help="override http.port (0 = any free port)")
+    r.set_defaults(fn=cmd_run)
+
+    c = sub.add_parser("check", help="validate the config and every agent file; exit 1 on errors")
+    c.add_argument("--config", "-c")
+    c.add_argument("--agents", help="agents folder")
+    c.set_defaults(fn=cmd_check)
+
+    s = sub.add_parser("schema", help="print the JSON Schema of agent files (for editor completion)")
+    s.add_argument("--output", "-o")
+    s.set_defaults(fn=cmd_schema)
+
+    k = sub.add_parser("call", help="run one whole call from a WAV file through the real session")
+    k.add_argument("--agent", required=True, help="agent YAML file")
+    k.add_argument("--input", required=True, help="caller audio (WAV, any rate)")
+    k.add_argument("--output", help="write what the bot said to this WAV (16 kHz)")
+    k.add_argument("--dtmf", default="", help='digits with times in seconds, e.g. "1@4.0,2@4.5"')
+    k.add_argument("--realtime", action="store_true", help="pace in real time instead of the virtual clock")
+    k.add_argument("--json", action="store_true", help="print the call record as JSON")
+    k.add_argument("--tail", type=float, default=1.5, help="seconds of quiet after the bot finishes before hanging up")
+    k.set_defaults(fn=cmd_call)
+
+    args = p.parse_args(argv)
+    return int(args.fn(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

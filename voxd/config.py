@@ -1,0 +1,89 @@
+"""Daemon configuration (`config/voxd.yaml`): validated, frozen, with defaults a
+newcomer can rely on. Every field is optional; an empty file is a valid config."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from ruamel.yaml import YAML
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HttpConfig(_Model):
+    host: str = Field("127.0.0.1", description="Control API, /healthz, websocket media and WebRTC signalling.")
+    port: int = Field(8080, ge=0, le=65535)
+    enabled: bool = True
+
+
+class SipListenConfig(_Model):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(5080, ge=0, le=65535, description="5060 under systemd.")
+    rtp_port_min: int = Field(20000, ge=1024, le=65535)
+    rtp_port_max: int = Field(20999, ge=1024, le=65535)
+    max_calls: int = Field(200, ge=1)
+
+
+class EnginesConfig(_Model):
+    inference_threads: int = Field(2, ge=1, le=64, description="Worker threads shared by all model inference.")
+    silero_confirm: bool = Field(True, description="Confirm webrtcvad onsets with Silero.")
+    vad_aggressiveness: int = Field(2, ge=0, le=3, description="webrtcvad mode for the first stage (Silero confirms onsets).")
+    preload: bool = Field(True, description="Load models at start-up instead of on the first call.")
+
+
+class VoxdConfig(_Model):
+    state_dir: str | None = Field(None, description="Default: $VOXD_STATE_DIR, else $STATE_DIRECTORY (systemd), else ./var")
+    agents_dir: str = Field("agents", description="Folder of agent YAML files (relative to the config file's parent folder's parent, or absolute).")
+    default_agent: str | None = Field(None, description="Agent for calls that name none.")
+    database: str | None = Field(None, description="SQLite path; default <state_dir>/voxd.db")
+    http: HttpConfig = Field(default_factory=lambda: HttpConfig())
+    sip: SipListenConfig = Field(default_factory=lambda: SipListenConfig())
+    engines: EnginesConfig = Field(default_factory=lambda: EnginesConfig())
+    log_level: str = Field("INFO", description="Root log level; per-module levels in log_levels.")
+    log_levels: dict[str, str] = Field(default_factory=dict)
+    reload_interval_s: float = Field(1.0, gt=0, description="How often agent files are checked for changes.")
+
+    def resolved_state_dir(self) -> Path:
+        return resolve_state_dir(self.state_dir)
+
+    def resolved_database(self) -> Path:
+        return Path(self.database) if self.database else self.resolved_state_dir() / "voxd.db"
+
+
+def resolve_state_dir(configured: str | None = None) -> Path:
+    for candidate in (os.environ.get("VOXD_STATE_DIR"), configured, os.environ.get("STATE_DIRECTORY")):
+        if candidate:
+            return Path(candidate.split(":")[0])
+    return Path("var")
+
+
+class ConfigError(Exception):
+    pass
+
+
+def load_config(path: str | Path | None) -> tuple[VoxdConfig, Path]:
+    """Returns the config and the base folder relative paths are resolved against."""
+    if path is None:
+        return VoxdConfig(), Path.cwd()
+    p = Path(path)
+    try:
+        data: Any = YAML(typ="safe").load(p.read_text(encoding="utf-8")) or {}
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read: {e}") from None
+    except Exception as e:
+        raise ConfigError(f"{p}: YAML: {e}") from None
+    try:
+        cfg = VoxdConfig.model_validate(data)
+    except ValidationError as e:
+        lines = [f"{p}: {'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()]
+        raise ConfigError("\n".join(lines)) from None
+    base = p.resolve().parent
+    if base.name == "config":
+        base = base.parent
+    return cfg, base

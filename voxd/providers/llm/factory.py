@@ -1,0 +1,26 @@
+"""Build the language model for one call from an agent's `llm:` block.
+
+LLM objects are per call: the dialog engine keeps per-conversation slot state, and
+HTTP clients are cheap to create."""
+
+from __future__ import annotations
+
+from voxd.agents.schema import AgentConfig
+from voxd.providers.base import LanguageModel
+
+
+def make_llm(agent: AgentConfig) -> LanguageModel:
+    cfg = agent.llm
+    if cfg.engine == "dialog":
+        from voxd.providers.llm.dialog import DialogEngine
+
+        return DialogEngine(agent.dialog)
+    if cfg.engine == "openai-compatible":
+        from voxd.providers.llm.openai_compat import OpenAICompatibleLLM
+
+        return OpenAICompatibleLLM(cfg)
+    if cfg.engine == "fake":
+        from voxd.providers.fakes import FakeLLM
+
+        return FakeLLM(list(cfg.options.get("steps", [])))
+    raise ValueError(f"llm.engine: unknown engine {cfg.engine!r}")

@@ -1,0 +1,147 @@
+"""Chat completions with tools over HTTP to any OpenAI-compatible server
+(llama.cpp's server, Ollama, vLLM, LM Studio, OpenAI itself), streamed as SSE.
+
+Tool-call arguments arrive as JSON fragments spread over many chunks, keyed by
+`index`; they are joined and parsed when the stream ends. Cancelling the task
+that iterates `stream()` closes the HTTP response, which aborts generation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+from voxd.agents.schema import LLMConfig
+from voxd.call.reply import tool_call_from_json
+from voxd.providers.base import (
+    LanguageModel,
+    LLMEvent,
+    Message,
+    ProviderError,
+    TextDelta,
+    ToolCallsRequested,
+    ToolSpec,
+    Usage,
+)
+
+
+def to_openai_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        d: dict[str, Any] = {"role": m.role, "content": m.content}
+        if m.tool_calls:
+            d["tool_calls"] = [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.raw_arguments or json.dumps(c.arguments)},
+                }
+                for c in m.tool_calls
+            ]
+            if not m.content:
+                d["content"] = None
+        if m.role == "tool":
+            d["tool_call_id"] = m.tool_call_id
+        out.append(d)
+    return out
+
+
+def to_openai_tools(tools: list[ToolSpec]) -> list[dict[str, Any]]:
+    return [
+        {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
+        for t in tools
+    ]
+
+
+class OpenAICompatibleLLM(LanguageModel):
+    name = "openai-compatible"
+
+    def __init__(self, cfg: LLMConfig, session: aiohttp.ClientSession | None = None) -> None:
+        assert cfg.base_url
+        self.cfg = cfg
+        self.url = cfg.base_url.rstrip("/") + "/chat/completions"
+        self._session = session
+        self._own_session = session is None
+        self._api_key = os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else ""
+
+    def __repr__(self) -> str:  # never show the key
+        return f"OpenAICompatibleLLM(url={self.url!r}, model={self.cfg.model!r})"
+
+    async def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+            self._own_session = True
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._own_session and self._session is not None:
+            await self._session.close()
+
+    async def stream(self, messages: list[Message], tools: list[ToolSpec]) -> AsyncIterator[LLMEvent]:
+        body: dict[str, Any] = {
+            "model": self.cfg.model or "default",
+            "messages": to_openai_messages(messages),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if tools:
+            body["tools"] = to_openai_tools(tools)
+        if self.cfg.temperature is not None:
+            body["temperature"] = self.cfg.temperature
+        if self.cfg.max_tokens is not None:
+            body["max_tokens"] = self.cfg.max_tokens
+        body.update(self.cfg.options)
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        client = await self._client()
+        timeout = aiohttp.ClientTimeout(total=self.cfg.timeout_s, sock_read=self.cfg.first_token_timeout_s)
+        try:
+            async with client.post(self.url, json=body, headers=headers, timeout=timeout) as resp:
+                if resp.status >= 400:
+                    detail = (await resp.text())[:200]
+                    raise ProviderError(self.name, f"HTTP {resp.status}: {detail}", retryable=resp.status in (429, 500, 502, 503, 504))
+                async for ev in self._events(resp):
+                    yield ev
+        except ProviderError:
+            raise
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise ProviderError(self.name, f"{type(e).__name__}: {e}") from None
+
+    async def _events(self, resp: aiohttp.ClientResponse) -> AsyncIterator[LLMEvent]:
+        calls: dict[int, dict[str, str]] = {}
+        async for raw in resp.content:
+            line = raw.decode("utf-8", "replace").strip()
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                break
+            try:
+                chunk = json.loads(data)
+            except json.JSONDecodeError:
+                raise ProviderError(self.name, "malformed JSON in stream", retryable=True) from None
+            if chunk.get("usage"):
+                u = chunk["usage"]
+                yield Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0))
+            for choice in chunk.get("choices") or []:
+                delta = choice.get("delta") or {}
+                if delta.get("content"):
+                    yield TextDelta(delta["content"])
+                for tc in delta.get("tool_calls") or []:
+                    slot = calls.setdefault(int(tc.get("index", 0)), {"id": "", "name": "", "args": ""})
+                    slot["id"] = tc.get("id") or slot["id"]
+                    fn = tc.get("function") or {}
+                    slot["name"] = fn.get("name") or slot["name"]
+                    slot["args"] += fn.get("arguments") or ""
+        if calls:
+            yield ToolCallsRequested(
+                tuple(
+                    tool_call_from_json(c["id"] or f"call_{i}", c["name"], c["args"])
+                    for i, c in sorted(calls.items())
+                )
+            )
