@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import select
@@ -56,6 +57,7 @@ class Recorder:
         self.first: dict[str, bytes] = {}
         self.audio: list[bytes] = []
         self.events: list[bytes] = []
+        self.other: list[bytes] = []  # non-RTP (STUN) or unexpected payload types
         self.te_pts: set[int] = set()
         self.bye_seen = False
 
@@ -102,10 +104,13 @@ class Recorder:
                     self._sip(data, addr)
 
     def _rtp(self, data: bytes) -> None:
-        if len(data) < 12 or 200 <= data[1] <= 204:
+        if 200 <= data[1] <= 204:
             return
         pt = data[1] & 0x7F
-        if pt in self.te_pts or pt in (96, 101):
+        if len(data) < 12 or data[0] >> 6 != 2 or pt not in (0, 8, *self.te_pts):
+            if len(self.other) < 3:
+                self.other.append(data)
+        elif pt in self.te_pts:
             if len(self.events) < 60:
                 self.events.append(data)
         elif len(self.audio) < 5:
@@ -133,7 +138,8 @@ class Recorder:
         for method, data in self.first.items():
             if method.isalpha():
                 (SIP_DIR / f"{name}_{method.lower()}.sip").write_bytes(data)
-        for label, packets in (("audio", self.audio), ("dtmf", self.events)):
+        for label, packets in (("audio", self.audio), ("dtmf", self.events),
+                               ("other", self.other)):
             if packets:
                 blob = b"".join(len(p).to_bytes(2, "big") + p for p in packets)
                 (RTP_DIR / f"{name}_{label}.rtp").write_bytes(blob)
@@ -203,6 +209,8 @@ Max-Forwards: 70
 Content-Length: 0
 
   ]]></send>
+  <nop><action><exec rtp_stream="@ULAW@,1,0"/></action></nop>
+  <pause milliseconds="500"/>
   <nop><action><exec play_dtmf="12#"/></action></nop>
   <pause milliseconds="2500"/>
   <send retrans="500"><![CDATA[
@@ -240,10 +248,22 @@ Content-Length: 0
 """
 
 
+def _ulaw(sample: int) -> int:
+    """G.711 mu-law of one sample (kept local: this script must not need voxd)."""
+    sign = 0x80 if sample >= 0 else 0
+    mag = min((~sample if sample < 0 else sample) >> 2, 8158) + 33
+    seg = max(0, min(7, mag.bit_length() - 6))
+    return (sign | ((7 - seg) << 4) | (15 - ((mag >> (seg + 1)) & 15))) & 0xFF
+
+
 def run_sipp(work: Path) -> None:
     rec = Recorder(25080, 25082)
     scen = work / "uac.xml"
-    scen.write_text(SIPP_SCENARIO)
+    ulaw = work / "tone.ulaw"
+    # 1 s of a 440 Hz tone, headerless mu-law (sipp 3.6.1 would send a WAV header).
+    tone = bytes(_ulaw(int(8000 * math.sin(2 * math.pi * 440 * n / 8000))) for n in range(8000))
+    ulaw.write_bytes(tone)
+    scen.write_text(SIPP_SCENARIO.replace("@ULAW@", str(ulaw)))
     proc = subprocess.Popen(
         ["sipp", f"{HOST}:25080", "-sf", str(scen), "-i", HOST, "-p", "25090",
          "-mp", "25100", "-m", "1", "-timeout", "20", "-timeout_error", "-nostdin"],

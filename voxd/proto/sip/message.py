@@ -74,11 +74,16 @@ class _Common:
 
     def _serialize(self, start: str) -> bytes:
         lines = [start]
+        length_written = False
         for name, value in self.headers:
             if name == "Content-Length":
+                if not length_written:  # keep its position, fix its value
+                    lines.append(f"Content-Length: {len(self.body)}")
+                    length_written = True
                 continue
             lines.append(f"{name}: {value}")
-        lines.append(f"Content-Length: {len(self.body)}")
+        if not length_written:
+            lines.append(f"Content-Length: {len(self.body)}")
         head = "\r\n".join(lines) + "\r\n\r\n"
         return head.encode("utf-8", "surrogateescape") + self.body
 
