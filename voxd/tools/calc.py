@@ -8,6 +8,7 @@ limits on length, depth, exponent size and result magnitude so hostile input
 from __future__ import annotations
 
 import ast
+import re
 import math
 import operator
 from collections.abc import Callable
@@ -43,8 +44,9 @@ _CONSTS = {"pi": math.pi, "e": math.e}
 
 def _normalise(expr: str) -> str:
     s = expr.strip().lower()
-    for a, b in (("×", "*"), ("÷", "/"), ("−", "-"), ("^", "**"), (",", "")):
+    for a, b in (("×", "*"), ("÷", "/"), ("−", "-"), ("^", "**")):
         s = s.replace(a, b)
+    s = re.sub(r"(?<=\d),(?=\d{3}\b)", "", s)  # 1,000 -> 1000
     return s.rstrip("=?. ")
 
 
@@ -53,6 +55,11 @@ def evaluate(expr: str) -> float | int:
         raise CalcError("empty expression")
     if len(expr) > MAX_LEN:
         raise CalcError(f"expression longer than {MAX_LEN} characters")
+    depth = 0
+    for ch in expr:
+        depth += (ch == "(") - (ch == ")")
+        if depth > MAX_DEPTH:
+            raise CalcError("expression nested too deeply")
     try:
         tree = ast.parse(_normalise(expr), mode="eval")
     except SyntaxError:

@@ -124,7 +124,7 @@ class DialogEngine(LanguageModel):
             intent, _ = self.match(text)
             if intent is None or intent is pending.intent:
                 slot = next(s for s in pending.intent.slots if s.name == pending.asked)
-                return _say(slot.prompt)
+                return _say(render(slot.prompt, pending.slots))
         intent, _ = self.match(text)
         if intent is None:
             self._pending = None
@@ -141,7 +141,7 @@ class DialogEngine(LanguageModel):
         for slot in p.intent.slots:
             if slot.required and slot.name not in p.slots:
                 p.asked = slot.name
-                return _say(slot.prompt)
+                return _say(render(slot.prompt, p.slots))
         intent = p.intent
         if intent.tool and intent.tool in tools:
             args = self._arguments(intent, p.slots, text)
