@@ -40,7 +40,10 @@ _CLAUSE = re.compile(r"(?<=[,;:])\s+|\s+(?=[-–—]\s)")
 
 
 _PHRASE_START = frozenset(
-    ["and", "but", "or", "so", "because", "at", "on", "in", "for", "with", "to", "from", "which", "that", "who", "when", "if", "until", "after", "before", "while"]
+    {
+        "and", "but", "or", "so", "because", "at", "on", "in", "for", "with", "to", "from",
+        "which", "who", "when", "if", "until", "after", "before", "while",
+    }
 )
 
 

@@ -1,0 +1,51 @@
+"""Silero confirms speech onsets; Smart Turn tells a finished question from a cut one."""
+
+from __future__ import annotations
+
+import statistics
+
+import numpy as np
+import pytest
+
+from voxd.media.audio import SAMPLE_RATE
+from voxd.media.silero import SileroVAD
+from voxd.media.turn import SmartTurn, log_mel
+
+from . import speech
+
+pytestmark = pytest.mark.engines
+
+
+async def test_silero_speech_versus_silence_and_noise() -> None:
+    vad = SileroVAD()
+    onset = int((0.2 + 0.3) * SAMPLE_RATE)  # fixtures start with 200 ms of silence
+    probs = [await vad.speech_probability(speech.load(v, "what_time")[:onset]) for v in speech.voices()]
+    assert min(probs) > 0.5, probs
+    rng = np.random.default_rng(3)
+    assert await vad.speech_probability(np.zeros(SAMPLE_RATE // 2, dtype=np.int16)) < 0.1
+    for level in (100, 1000, 5000):
+        noise = (rng.standard_normal(SAMPLE_RATE // 2) * level).astype(np.int16)
+        assert await vad.speech_probability(noise) < 0.3, level
+    # Shorter than one 32 ms model step still works (padded), as does float input.
+    assert 0.0 <= await vad.speech_probability(np.zeros(100, dtype=np.float32)) <= 1.0
+
+
+async def test_smart_turn_complete_question_beats_cut_off_sentence() -> None:
+    turn = SmartTurn()
+    complete = {v: await turn.end_probability(speech.load(v, "what_time")) for v in speech.voices()}
+    cut = {v: await turn.end_probability(speech.load(v, "speak_to_sales.cut")) for v in speech.voices()}
+    assert statistics.mean(complete.values()) > statistics.mean(cut.values()) + 0.3, (complete, cut)
+    assert sum(complete[v] > cut[v] for v in complete) >= len(complete) - 1, (complete, cut)
+    # The same sentence, whole vs. stopped after "Can I speak to": clear on natural voices.
+    for voice in ("piper-joe", "festival-kal", "flite-awb"):
+        whole = await turn.end_probability(speech.load(voice, "speak_to_sales"))
+        assert whole > 0.5 > cut[voice], (voice, whole, cut[voice])
+
+
+def test_features_are_whisper_log_mel_of_the_last_8_seconds() -> None:
+    rng = np.random.default_rng(5)
+    long = (rng.standard_normal(12 * SAMPLE_RATE) * 2000).astype(np.int16)
+    feats = log_mel(long)
+    assert feats.shape == (80, 800) and feats.dtype == np.float32
+    assert np.allclose(feats, log_mel(long[-8 * SAMPLE_RATE :]))
+    assert float(feats.max() - feats.min()) <= 2.0 + 1e-5
