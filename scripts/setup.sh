@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Install everything voxd needs on a fresh Debian/Ubuntu machine: system packages,
+# a virtualenv in .venv, and voxd itself (editable) with its offline engines.
+#   ./scripts/setup.sh            daemon + test dependencies
+#   ./scripts/setup.sh --no-apt   skip system packages (already installed)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  # caller speech for tests and audio tools
+  sox flite festival espeak-ng
+  # real SIP peers and packet capture for interop tests
+  sip-tester baresip-core linphone-cli tshark
+  # network namespaces for the offline test
+  iproute2 util-linux
+)
+
+if [[ "${1:-}" != "--no-apt" ]] && command -v apt-get >/dev/null; then
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  missing=()
+  for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if (( ${#missing[@]} )); then
+    echo "setup: installing system packages: ${missing[*]}"
+    $SUDO apt-get update -qq
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+PY=${PYTHON:-$(command -v python3.11 || command -v python3)}
+"$PY" -c 'import sys; assert sys.version_info[:2] == (3, 11), "voxd needs Python 3.11"' 
+[[ -x .venv/bin/python ]] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[dev]'
+echo "setup: done. Run the daemon with: .venv/bin/voxd run -c config/voxd.yaml"
