@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -141,9 +142,9 @@ def test_audio_captures(client):
     packets = [RtpPacket.parse(raw) for raw in load_rtp(f"{client}_audio")]
     assert all(p.payload_type == 0 and len(p.payload) == 160 for p in packets)
     seqs = [p.sequence for p in packets]
-    assert [(b - a) & 0xFFFF for a, b in zip(seqs, seqs[1:], strict=False)] == [1] * 4
+    assert [(b - a) & 0xFFFF for a, b in itertools.pairwise(seqs)] == [1] * 4
     assert {(b.timestamp - a.timestamp) & 0xFFFFFFFF
-            for a, b in zip(packets, packets[1:], strict=False)} == {160}
+            for a, b in itertools.pairwise(packets)} == {160}
     if client == "sipp":  # sipp streamed a 440 Hz tone written by the capture script
         pcm = ulaw_decode(b"".join(p.payload for p in packets)).astype(float)
         spectrum = np.abs(np.fft.rfft(pcm))

@@ -72,6 +72,9 @@ class JitterBuffer:
         self._update_jitter(packet, arrival)
         if self._next is not None and ext < self._next:
             self.late += 1
+            # It missed its slot by little: the buffer is too shallow, grow it.
+            if self._next - ext <= self.max_frames:
+                self.target_frames = min(self.max_frames, self.target_frames + 1)
             return
         if ext in self._packets:
             self.duplicates += 1
@@ -104,10 +107,9 @@ class JitterBuffer:
         """The next frame's payload, or ``None`` for a missing frame."""
         if not self._packets:
             if not self._buffering and self._next is not None:
-                # Underrun: lost frame; grow the target and re-buffer.
+                # Underrun (loss, or the stream paused): skip the slot and re-buffer.
                 self._next += 1
                 self.missing += 1
-                self.target_frames = min(self.max_frames, self.target_frames + 1)
                 self._buffering = True
             return None
         if self._buffering:
