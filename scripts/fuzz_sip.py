@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""Fuzz the sans-IO wire decoders with hypothesis: only typed parse errors may escape.
+
+Targets: SIP datagram parser, SIP stream framer, the UserAgent (which must never
+raise), SDP parse + answer, RTP, RTCP, RFC 4733 payloads + receiver, SIP INFO
+bodies and digest header parsing. Inputs are random bytes and structured
+mutations (flip, truncate, splice, duplicate, insert tokens) of golden captures
+from tests/data/. Prints how many inputs ran; exits 1 on any other exception.
+
+    /work/venv/bin/python scripts/fuzz_sip.py [--count 100000] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from voxd.proto.negotiate import SdpNegotiationError, answer  # noqa: E402
+from voxd.proto.rfc4733 import DtmfReceiver, TelephoneEvent  # noqa: E402
+from voxd.proto.rtcp import parse_rtcp  # noqa: E402
+from voxd.proto.rtp import RtpPacket, RtpParseError  # noqa: E402
+from voxd.proto.sdp import SdpParseError, SessionDescription  # noqa: E402
+from voxd.proto.sip import (  # noqa: E402
+    DigestServer,
+    SipParseError,
+    StreamParser,
+    UAConfig,
+    UserAgent,
+    bad_request,
+    parse_info_dtmf,
+    parse_message,
+)
+from voxd.proto.sip.auth import parse_auth_params  # noqa: E402
+
+DATA = ROOT / "tests" / "data"
+TOKENS = [b"\r\n", b"\r\n\r\n", b";", b",", b":", b"<", b">", b'"', b"@", b" ", b"\t", b"=",
+          b"\x00", b"\xff", b"Content-Length: 999999", b"l: 0", b"v: SIP/2.0/UDP [::1", b"%",
+          b"sip:", b"tag=", b"m=audio 0 RTP/AVP", b"a=rtpmap:101 telephone-event/8000",
+          b"c=IN IP4 0.0.0.0", b"CSeq: 4294967296 INVITE", b"To: <sip:x>;tag=", b"\r\n ",
+          b"Authorization: Digest username=\"u\", nonce=", b"SIP/2.0 200 OK"]
+
+
+def _load_rtp(path: Path) -> list[bytes]:
+    blob, out, pos = path.read_bytes(), [], 0
+    while pos + 2 <= len(blob):
+        size = int.from_bytes(blob[pos : pos + 2], "big")
+        out.append(blob[pos + 2 : pos + 2 + size])
+        pos += 2 + size
+    return out
+
+
+def corpus() -> dict[str, list[bytes]]:
+    sip = [p.read_bytes() for p in sorted((DATA / "sip").glob("*.sip"))]
+    sip.append(b"SIP/2.0 180 Ringing\r\nv: SIP/2.0/UDP h;branch=z9hG4bK1\r\nf: <sip:a@b>;tag=1"
+               b"\r\nt: <sip:c@d>;tag=2\r\ni: x\r\nCSeq: 1 INVITE\r\nl: 0\r\n\r\n")
+    sdp = [m.split(b"\r\n\r\n", 1)[1] for m in sip if b"\r\n\r\nv=0" in m]
+    rtp = [pkt for p in sorted((DATA / "rtp").glob("*.rtp")) for pkt in _load_rtp(p)]
+    rtcp = [bytes.fromhex("80c8000600000001000000000000000000000000000000000000000000000000"),
+            bytes.fromhex("81c90007000000020000000500000000000000000000000000000000000000000000"
+                          "00000000")]
+    info = [b"Signal=5\r\nDuration=160\r\n", b"5", b"Signal=#\r\n"]
+    return {"sip": sip or [b"OPTIONS sip:x SIP/2.0\r\n\r\n"], "sdp": sdp or [b"v=0\r\n"],
+            "rtp": rtp or [bytes(12)], "rtcp": rtcp, "info": info}
+
+
+def mutate(data: bytes, seeds: list[bytes], rnd: random.Random) -> bytes:
+    """A few structured mutations: flip, truncate, insert token, delete, duplicate, splice."""
+    buf = bytearray(data)
+    for _ in range(rnd.randint(0, 4)):
+        op = rnd.randint(0, 5)
+        pos = rnd.randint(0, len(buf))
+        if op == 0 and buf:
+            buf[min(pos, len(buf) - 1)] = rnd.randint(0, 255)
+        elif op == 1:
+            del buf[pos:]
+        elif op == 2:
+            buf[pos:pos] = rnd.choice(TOKENS)
+        elif op == 3:
+            del buf[pos : pos + rnd.randint(1, 40)]
+        elif op == 4:
+            buf[pos:pos] = buf[pos : pos + rnd.randint(1, 60)]
+        else:
+            other = rnd.choice(seeds)
+            buf[pos:] = other[rnd.randint(0, len(other)) :]
+    return bytes(buf)
+
+
+def mutated(seeds: list[bytes]) -> st.SearchStrategy[bytes]:
+    """One in ten: hypothesis' own random bytes; otherwise a seed input mutated by a
+    PRNG whose seed hypothesis draws (cheap per example, still reproducible)."""
+    raw = st.binary(max_size=300)
+    derived = st.builds(lambda data, n: mutate(data, seeds, random.Random(n)),
+                        st.sampled_from(seeds), st.integers(0, 2**32 - 1))
+    return st.one_of(derived, derived, derived, derived, derived, derived, derived, derived,
+                     derived, raw)
+
+
+def check_sip(data: bytes) -> None:
+    try:
+        msg = parse_message(data)
+    except SipParseError as exc:
+        resp = bad_request(exc)
+        if resp is not None:
+            parse_message(resp.serialize())  # our 400 must itself be valid
+        return
+    again = parse_message(msg.serialize())
+    assert again.serialize() == msg.serialize(), "serialize is not a fixpoint"
+
+
+def check_stream(data: bytes) -> None:
+    parser = StreamParser()
+    try:
+        for i in range(0, len(data), 17):
+            parser.feed(data[i : i + 17])
+    except SipParseError:
+        pass
+
+
+_SERVER = DigestServer("fuzz", {"u": "p"}, secret=b"k" * 32)
+
+
+def check_agent(data: bytes) -> None:
+    ua = UserAgent(UAConfig("127.0.0.1", 5060), auth=lambda src, req: _SERVER
+                   if data[:1] == b"A" else None)
+    for now in (0.0, 0.1):
+        ua.receive(data, ("127.0.0.1", 5062), now)  # must never raise
+    ua.poll(100.0)
+    ua.data_to_send()
+
+
+def check_sdp(data: bytes) -> None:
+    try:
+        sdp = SessionDescription.parse(data)
+    except SdpParseError:
+        return
+    again = SessionDescription.parse(sdp.serialize())
+    assert again.serialize() == sdp.serialize(), "SDP serialize is not a fixpoint"
+    try:
+        neg = answer(sdp, "127.0.0.1", 30000)
+    except SdpNegotiationError:
+        return
+    SessionDescription.parse(neg.sdp.serialize())
+
+
+def check_rtp(data: bytes) -> None:
+    try:
+        pkt = RtpPacket.parse(data)
+    except RtpParseError:
+        return
+    assert RtpPacket.parse(pkt.serialize()) == pkt, "RTP round trip"
+    DtmfReceiver({pkt.payload_type}).feed(pkt)
+
+
+def check_rtcp(data: bytes) -> None:
+    try:
+        parse_rtcp(data)
+    except RtpParseError:
+        pass
+
+
+def check_events(data: bytes) -> None:
+    rx = DtmfReceiver({101})
+    for i in range(0, max(len(data) - 3, 1), 4):
+        chunk = data[i : i + 4]
+        try:
+            TelephoneEvent.parse(chunk)
+        except RtpParseError:
+            pass
+        rx.feed(RtpPacket(101, i, data[0] if data else 0, 1, payload=chunk))
+    rx.flush()
+
+
+def check_text(data: bytes) -> None:
+    text = data.decode("utf-8", "replace")
+    parse_info_dtmf("application/dtmf-relay", data)
+    parse_info_dtmf("application/dtmf", data)
+    parse_auth_params(text)
+
+
+def targets() -> list[tuple[str, Callable[[bytes], None], str]]:
+    return [("sip", check_sip, "sip"), ("sip-stream", check_stream, "sip"),
+            ("user-agent", check_agent, "sip"), ("sdp", check_sdp, "sdp"),
+            ("rtp", check_rtp, "rtp"), ("rtcp", check_rtcp, "rtcp"),
+            ("rfc4733", check_events, "rtp"), ("info+digest", check_text, "info")]
+
+
+def _make_test(check: Callable[[bytes], None], counter: list[int], seeds: list[bytes],
+               examples: int, seed_value: int) -> Callable[[], None]:
+    @seed(seed_value)
+    @settings(max_examples=examples, deadline=None, database=None,
+              phases=[Phase.generate, Phase.shrink], suppress_health_check=list(HealthCheck))
+    @given(mutated(seeds))
+    def fuzz(data: bytes) -> None:
+        counter[0] += 1
+        check(data)
+
+    return fuzz
+
+
+def run(count: int, seed_value: int = 0, *, quiet: bool = False) -> dict[str, int]:
+    """Run ``count`` inputs spread over the targets; raise on an unexpected exception."""
+    seeds = corpus()
+    plan = targets()
+    per_target = max(1, count // len(plan))
+    ran: dict[str, int] = {}
+    for name, check, kind in plan:
+        counter = [0]
+        fuzz = _make_test(check, counter, seeds[kind], per_target, seed_value)
+        started = time.monotonic()
+        fuzz()
+        ran[name] = counter[0]
+        if not quiet:
+            print(f"{name:12s} {counter[0]:7d} inputs  {time.monotonic() - started:6.1f} s",
+                  flush=True)
+    return ran
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=100_000, help="total inputs (all targets)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    started = time.monotonic()
+    try:
+        ran = run(args.count, args.seed)
+    except Exception:
+        traceback.print_exc()
+        print("FAIL: an exception other than the typed parse errors escaped")
+        return 1
+    print(f"OK: {sum(ran.values())} inputs in {time.monotonic() - started:.1f} s, "
+          "no unexpected exception")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
