@@ -26,6 +26,7 @@ from voxd.proto.sip import (
     ReferReceived,
     ReInvite,
     ReofferAnswered,
+    ReofferFailed,
     UAConfig,
     UserAgent,
     parse_message,
@@ -107,6 +108,7 @@ def test_cancel_while_ringing():
     assert pair.of(CallCancelled) == [CallCancelled(call_id)]
     assert [(e.status) for e in pair.of(CallFailed, "uac")] == [487]
     assert pair.labels()[-4:] == ["CANCEL", "200 CANCEL", "487 INVITE", "ACK"]
+    assert call_id not in pair.uas.calls and call_id not in pair.uac.calls
     with pytest.raises(KeyError):
         pair.uas.answer(call_id, b"v=0\r\n", pair.now)
     pair.advance(60)
@@ -224,8 +226,11 @@ def test_reoffer_hold_and_unhold(method):
     pair.uac.reoffer(call_id, unhold, pair.now, method=method)
     pair.flush()
     assert not pair.of(ReInvite)[-1].hold
-    pair.uas.answer_reoffer(call_id, b"", pair.now, status=488)
+    pair.uas.answer_reoffer(call_id, b"v=0\r\n", pair.now, status=488)
     pair.flush()
+    refused = [s for s in pair.wire if s.label == f"488 {method}"]
+    assert len(refused) == 1 and parse_message(refused[0].data).body == b""
+    assert pair.of(ReofferFailed, "uac") == [ReofferFailed(call_id, 488)]
     pair.advance(40)
     assert call_id in pair.uas.calls  # a failed re-offer keeps the call
 

@@ -226,7 +226,7 @@ class UserAgent(OutboundMixin):
             return []
         invite_tx.respond(make_response(invite_tx.request, 487, to_tag=tag), now)
         self._drain(invite_tx)
-        call.state = CallState.TERMINATED
+        self._end(call)
         return [ev.CallCancelled(call.call_id)]
 
     def _in_dialog(self, call: Call, req: SipRequest, addr: Addr, now: float) -> list[ev.Event]:
@@ -318,7 +318,7 @@ class UserAgent(OutboundMixin):
         if call is None or call.reoffer is None:
             raise KeyError(f"no pending re-offer for call {call_id}")
         tx, call.reoffer = call.reoffer, None
-        body = sdp or b"" if status < 300 else b""
+        body = (sdp or b"") if status < 300 else b""
         self._reply(tx.request, tx.addr, status, now, tx=tx, to_tag=call.local_tag, body=body)
         if status < 300 and body:
             call.local_sdp = body
