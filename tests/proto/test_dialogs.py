@@ -29,6 +29,7 @@ from voxd.proto.sip import (
     ReofferFailed,
     UAConfig,
     UserAgent,
+    make_response,
     parse_message,
 )
 
@@ -336,3 +337,35 @@ def test_in_dialog_request_for_unknown_call_gets_481():
     pair.uas.receive(forged, UAC_ADDR, pair.now)
     ((data, _),) = pair.uas.data_to_send()
     assert parse_message(data).status == 481
+
+
+def test_183_early_media_then_answer():
+    pair = Pair()
+    call_id = dial(pair)
+    (incoming,) = pair.of(IncomingCall)
+    early = answer_sdp(incoming)
+    pair.uas.ring(call_id, pair.now, sdp=early)
+    pair.flush()
+    (progress,) = pair.of(CallProgress, "uac")
+    assert (progress.status, progress.sdp) == (183, early)
+    pair.uas.answer(call_id, early, pair.now)
+    pair.flush()
+    assert pair.labels() == ["INVITE", "100 INVITE", "183 INVITE", "200 INVITE", "ACK"]
+
+
+def test_uac_answers_proxy_407_challenge():
+    proxy = DigestServer("proxy.test", {"bob": "pw"}, algorithms=("MD5",))
+    uac = UserAgent(UAConfig(*UAC_ADDR, credentials=Credentials("bob", "pw")))
+    call_id = uac.invite("sip:x@127.0.0.1:5060", 0.0, sdp=OFFER, peer=UAS_ADDR)
+    ((first, _),) = uac.data_to_send()
+    invite = parse_message(first)
+    challenge = make_response(invite, 407, to_tag="p1",
+                              extra=[("Proxy-Authenticate", c) for c in proxy.challenges(0.0)])
+    assert uac.receive(challenge.serialize(), UAS_ADDR, 0.1) == []
+    sent = [parse_message(d) for d, _ in uac.data_to_send()]
+    assert [getattr(m, "method", None) for m in sent] == ["ACK", "INVITE"]
+    retry = sent[1]
+    assert retry.cseq.seq == invite.cseq.seq + 1 and retry.call_id == call_id
+    assert retry.from_.tag == invite.from_.tag
+    assert proxy.verify(retry, 0.2, header="Proxy-Authorization") == ("bob", False)
+    assert proxy.verify(retry, 1000.0, header="Proxy-Authorization") == (None, True)  # stale
