@@ -369,3 +369,20 @@ def test_uac_answers_proxy_407_challenge():
     assert retry.from_.tag == invite.from_.tag
     assert proxy.verify(retry, 0.2, header="Proxy-Authorization") == ("bob", False)
     assert proxy.verify(retry, 1000.0, header="Proxy-Authorization") == (None, True)  # stale
+
+
+def test_cancel_crossing_200_is_acked_then_byed():
+    pair = Pair()
+    call_id = dial(pair)
+    (incoming,) = pair.of(IncomingCall)
+    pair.uas.ring(call_id, pair.now)
+    pair.flush()
+    pair.uac.cancel(call_id, pair.now)  # CANCEL and 200 cross on the wire
+    pair.uas.answer(call_id, answer_sdp(incoming), pair.now)
+    pair.flush()
+    assert pair.of(CallCancelled) == []  # too late to cancel: 200 to CANCEL, no 487
+    assert "487 INVITE" not in pair.labels()
+    assert [e.status for e in pair.of(CallFailed, "uac")] == [487]
+    assert pair.of(ByeReceived) == [ByeReceived(call_id)]
+    assert pair.labels(UAC_ADDR)[-3:] == ["CANCEL", "ACK", "BYE"]
+    assert not pair.uac.calls and not pair.uas.calls

@@ -59,7 +59,8 @@ class Call:
     ok_retransmit: Retransmit2xx | None = None
     ack_bytes: bytes | None = None  # UAC: our ACK for the 2xx, re-sent on retransmits
     local_sdp: bytes = b""
-    cancel_pending: bool = False
+    cancel_pending: bool = False  # CANCEL wanted, waiting for a provisional response
+    cancelled: bool = False  # CANCEL sent
     provisional_seen: bool = False
     auth_attempts: int = 0
     refer_cseq: int | None = None

@@ -80,6 +80,7 @@ class OutboundMixin:
             call.cancel_pending = True
             return
         call.cancel_pending = False
+        call.cancelled = True
         inv = call.invite_client.request
         headers = Headers()
         headers.add("Via", inv.headers.get_all("Via")[0])
@@ -100,7 +101,8 @@ class OutboundMixin:
         if call.state is CallState.INCOMING:
             self.reject(call_id, 480, now)
         elif call.state is CallState.OUTGOING:
-            self.cancel(call_id, now)
+            if not call.cancelled:
+                self.cancel(call_id, now)
         elif call.state is not CallState.TERMINATED:
             self._send_in_dialog(call, "BYE", now, extra=[("User-Agent", self.config.user_agent)])
             self._end(call)
@@ -234,7 +236,7 @@ class OutboundMixin:
             call.ack_bytes = ack.serialize()
             self._send(call.ack_bytes, call.peer)
             call.state = CallState.CONFIRMED
-            if call.cancel_pending:  # answered while we wanted to cancel: hang up
+            if call.cancel_pending or call.cancelled:  # answered while cancelling: hang up
                 self.bye(call.call_id, now)
                 return [ev.CallFailed(call.call_id, 487, "Request Terminated")]
             return [ev.CallEstablished(call.call_id, resp.body)]
