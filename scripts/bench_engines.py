@@ -63,12 +63,41 @@ async def timed(fn: Callable[..., object], *args: object) -> tuple[float, float]
     return time.perf_counter() - t0, time.process_time() - c0
 
 
+class LagProbe:
+    """Measures how late a 10 ms timer fires on the event loop while engines run."""
+
+    def __init__(self) -> None:
+        self.lags_ms: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            t = loop.time()
+            await asyncio.sleep(0.01)
+            self.lags_ms.append((loop.time() - t - 0.01) * 1000)
+
+    def start(self) -> LagProbe:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+
+    def summary(self) -> str:
+        if not self.lags_ms:
+            return "no samples"
+        return f"p50 {pct(self.lags_ms, 50):.1f} ms  p99 {pct(self.lags_ms, 99):.1f} ms"
+
+
 async def bench_whisper(stt: WhisperSTT, rate: int) -> None:
     print(f"\n== whisper tiny.en on {rate // 1000} kHz callers (beam {stt.options.beam_size}, "
           f"{stt.options.threads} threads)")
     print(f"{'voice':14s} {'WER':>6s} {'CPU-s/audio-s':>14s} {'wall-s/utt':>11s}  worst")
     all_pairs: list[tuple[str, str]] = []
     cpu_total = audio_total = 0.0
+    probe = LagProbe().start()
     for voice in speech.voices():
         pairs, cpu, audio, walls = [], 0.0, 0.0, []
         for slug in WER_SLUGS:
@@ -85,7 +114,9 @@ async def bench_whisper(stt: WhisperSTT, rate: int) -> None:
         all_pairs += pairs
         cpu_total += cpu
         audio_total += audio
+    probe.stop()
     print(f"{'all':14s} {speech.wer(all_pairs):6.1%} {cpu_total / audio_total:14.2f}")
+    print(f"event-loop lag while decoding (10 ms timer): {probe.summary()}")
 
 
 async def first_audio(tts: TextToSpeech, text: str) -> tuple[float, float, float, bytes]:

@@ -8,7 +8,7 @@ Piper synthesises a whole sentence in one model run, so first audio waits for th
 first sentence. To start speaking sooner the text is cut into clauses (sentence
 ends, then commas, semicolons and dashes in long sentences), each clause is
 synthesised in the inference pool and yielded as soon as it is ready, and the next
-clause is already being synthesised while the caller plays this one.
+clause is synthesised while the caller plays this one.
 """
 
 from __future__ import annotations
@@ -190,10 +190,11 @@ class PiperTTS(TextToSpeech):
         try:
             submit(pieces[0])
             for i in range(len(pieces)):
-                # Start the next clause now so it is ready when this one has played.
+                pcm = await asyncio.wrap_future(pending[i], loop=loop)
+                # Start the next clause while this one plays (not earlier: two clauses
+                # of one reply racing for the cores would delay the first audio).
                 if i + 1 < len(pieces):
                     submit(pieces[i + 1])
-                pcm = await asyncio.wrap_future(pending[i], loop=loop)
                 if pcm:
                     yield pcm
         finally:
