@@ -153,7 +153,10 @@ class EspeakTTS(TextToSpeech):
                 yield pcm
             await job  # re-raise a synthesis error
         finally:
-            cancelled.set()
+            cancelled.set()  # the callback aborts espeak at its next buffer
+            if not job.done():
+                # Nobody awaits it now: consume its outcome so no error goes unretrieved.
+                job.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     async def warm_up(self) -> None:
         await asyncio.get_running_loop().run_in_executor(executor(), self.synth_sync, "Hello.")
