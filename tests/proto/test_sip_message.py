@@ -222,3 +222,18 @@ def test_user_agent_survives_garbage_and_answers_400():
     sent = ua.data_to_send()
     assert sent and all(parse_message(d).status == 400 for d, _ in sent)
     assert not ua.calls
+
+
+def test_user_agent_stamps_received_in_place():
+    from voxd.proto.sip import UAConfig, UserAgent
+
+    ua = UserAgent(UAConfig("127.0.0.1", 5060))
+    (event,) = ua.receive(BASIC, ("198.51.100.4", 6000), 0.0)
+    req = event.request
+    assert [name for name, _ in req.headers][:2] == ["Via", "Via"]
+    vias = req.vias
+    assert len(vias) == 3 and vias[0].params["rport"] == "6000"
+    assert vias[0].params["received"] == "198.51.100.4" and vias[1].host == "[2001:db8::1]"
+    ((data, dst),) = ua.data_to_send()
+    assert dst == ("198.51.100.4", 6000)
+    assert len(parse_message(data).vias) == 3

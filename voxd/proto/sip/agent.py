@@ -15,6 +15,7 @@ from . import events as ev
 from .auth import Credentials, DigestServer
 from .dialog import Call, CallState, Retransmit2xx, new_tag, sdp_is_hold
 from .errors import SipParseError
+from .headers import Headers, split_list
 from .info import parse_info_dtmf
 from .message import SipRequest, SipResponse, bad_request, make_response, parse_message
 from .outbound import OutboundMixin
@@ -138,11 +139,7 @@ class UserAgent(OutboundMixin):
     def _request(self, req: SipRequest, source: Addr, now: float) -> list[ev.Event]:
         via = req.top_via
         via.stamp_received(source)
-        vias = req.headers.get_all("Via")
-        req.headers.remove("Via")
-        req.headers.add("Via", via.serialize())
-        for value in vias[1:]:
-            req.headers.add("Via", value)
+        req.headers = _with_top_via(req.headers, via.serialize())
         addr = via.response_address(source)
         branch = via.branch or ""
         if req.method == "ACK":
@@ -366,6 +363,16 @@ class UserAgent(OutboundMixin):
         deliver = tx.on_response(resp, now)
         self._drain(tx)
         return self._client_response(tx, deliver, now) if deliver is not None else []
+
+
+def _with_top_via(headers: Headers, value: str) -> Headers:
+    """A copy of ``headers`` whose first Via value is replaced, in place."""
+    items = list(headers)
+    for i, (name, old) in enumerate(items):
+        if name == "Via":
+            items[i] = (name, ", ".join([value, *split_list(old)[1:]]))
+            break
+    return Headers(items)
 
 
 def parse_target(target: str) -> SipUri:
