@@ -41,7 +41,9 @@ from voxd.proto.sip import (  # noqa: E402
     parse_info_dtmf,
     parse_message,
 )
+from voxd.proto.sip import agent as agent_module  # noqa: E402
 from voxd.proto.sip.auth import parse_auth_params  # noqa: E402
+from voxd.proto.sip.events import IncomingCall  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
 TOKENS = [b"\r\n", b"\r\n\r\n", b";", b",", b":", b"<", b">", b'"', b"@", b" ", b"\t", b"=",
@@ -128,13 +130,26 @@ def check_stream(data: bytes) -> None:
 
 
 _SERVER = DigestServer("fuzz", {"u": "p"}, secret=b"k" * 32)
+_INVITES = [p.read_bytes() for p in sorted((DATA / "sip").glob("*_invite.sip"))]
 
 
 def check_agent(data: bytes) -> None:
+    """The UserAgent must never raise. Calls from the captured INVITEs are set up
+    first (answered with the To-tag the captured ACK/BYE/INFO carry) so mutated
+    in-dialog requests reach the dialog code, not only the 481 path."""
     ua = UserAgent(UAConfig("127.0.0.1", 5060), auth=lambda src, req: _SERVER
                    if data[:1] == b"A" else None)
-    for now in (0.0, 0.1):
-        ua.receive(data, ("127.0.0.1", 5062), now)  # must never raise
+    original_tag = agent_module.new_tag
+    agent_module.new_tag = lambda: "cap1"
+    try:
+        for n, invite in enumerate(_INVITES):
+            for event in ua.receive(invite, ("127.0.0.1", 5062), 0.0):
+                if isinstance(event, IncomingCall) and n % 2 == 0:
+                    ua.answer(event.call_id, b"v=0\r\n", 0.0)
+        for now in (0.0, 0.1):
+            ua.receive(data, ("127.0.0.1", 5062), now)
+    finally:
+        agent_module.new_tag = original_tag
     ua.poll(100.0)
     ua.data_to_send()
 
