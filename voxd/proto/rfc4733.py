@@ -131,7 +131,9 @@ class DtmfSender:
 
     Each digit: a first packet with the marker bit, updates every
     ``interval_ms`` carrying the growing duration (same RTP timestamp), then the
-    final duration three times with the E bit (RFC 4733 §2.5.1.4). Sequence
+    final duration three times with the E bit (RFC 4733 §2.5.1.4). Updates
+    default to 20 ms, the audio packetization interval, which is what sipp,
+    baresip and linphone send (see the captures in tests/data/rtp). Sequence
     numbers come from the shared :class:`RtpSender`, whose timestamp is advanced
     past the digits so audio resumes in step.
     """
