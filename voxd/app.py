@@ -1,8 +1,10 @@
 """The composition root: builds every part of the daemon, starts and stops it in order.
 
 Start: database -> agents (loaded, then watched) -> tools -> calls -> engines warmed
--> listeners (HTTP: /healthz, control API, websocket media; SIP). Stop: refuse new
-calls -> end active ones -> listeners -> database.
+-> listeners (HTTP: /healthz, /readyz, /metrics, control API, websocket media; SIP)
+-> READY=1 to systemd. Stop (SIGTERM): refuse new calls, let active calls finish
+up to the drain timeout, close the rest with a closing line, then listeners and
+database; a second SIGTERM forces the exit.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,8 @@ from voxd.config import VoxdConfig
 from voxd.media import inference
 from voxd.net.clock import MediaClock
 from voxd.net.ws_media import setup_ws_media
+from voxd.ops.metrics import Metrics
+from voxd.ops.sdnotify import Notifier
 from voxd.tools.builtins import default_registry
 
 log = logging.getLogger("voxd")
@@ -38,15 +43,23 @@ class Daemon:
         self.agents = AgentRegistry(agents_dir, default=cfg.default_agent)
         self.tools = default_registry()
         self.clock = MediaClock()
+        self.metrics = Metrics()
+        self.notifier = Notifier()
         self.db: Any = None
         self.calls: CallManager | None = None
         self._runner: web.AppRunner | None = None
         self.http_port: int | None = None
         self.started_at = time.time()
         self.ready = False
+        self.draining = False
         self._stop = asyncio.Event()
-        self.extra_stops: list[Any] = []
+        self._stop_requests = 0
+        self._force = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        # transports and services register (start, stop) pairs here
+        self.services: list[tuple[str, Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]] = []
 
+    # ------------------------------------------------------------ start
     async def start(self) -> None:
         from voxd.store.calls import CallRepository
         from voxd.store.db import Database
@@ -56,25 +69,35 @@ class Daemon:
         state.mkdir(parents=True, exist_ok=True)
         self.db = await Database.open(self.cfg.resolved_database())
         self.calls = CallManager(self.tools, self.cfg.engines, CallRepository(self.db), max_calls=self.cfg.sip.max_calls)
+        self.calls.listeners.append(self.metrics.on_call_event)
         report = self.agents.reload()
         if not self.agents.names():
             log.warning("no valid agents in %s", self.agents.directory)
-        for err in report.errors:
-            log.error("%s", err)
         self.agents.start_watching(self.cfg.reload_interval_s)
         if self.cfg.engines.preload:
+            self.notifier.notify(STATUS="loading speech models")
             await self.calls.warm_up(self.agents.all())
+        self.engines_loaded = True
         if self.cfg.http.enabled:
             await self._start_http()
+        for name, start, _ in self.services:
+            await start()
+            log.info("%s listening", name)
+        self.metrics.start_lag_probe()
+        self._start_watchdog()
         self.ready = True
-        log.info("voxd %s ready: agents=%s http=%s", __version__, self.agents.names(),
-                 f"{self.cfg.http.host}:{self.http_port}" if self.http_port else "off")
+        self.notifier.notify(READY=1, STATUS=self._status())
+        self._tasks.append(asyncio.create_task(self._status_loop(), name="sd-status"))
+        log.info("voxd %s ready: agents=%s http=%s errors=%d", __version__, self.agents.names(),
+                 f"{self.cfg.http.host}:{self.http_port}" if self.http_port else "off", len(report.errors))
 
     def build_http_app(self) -> web.Application:
         assert self.calls is not None
-        app = web.Application(client_max_size=1 << 20)
+        app = web.Application(client_max_size=1 << 20, middlewares=[self.metrics.middleware])
         app.router.add_get("/healthz", self._healthz)
-        setup_ws_media(app, self.agents, self.calls, self.clock)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self.metrics.handle)
+        setup_ws_media(app, self.agents, self.calls, self.clock, accepting=lambda: not self.draining)
         return app
 
     async def _start_http(self) -> None:
@@ -83,27 +106,84 @@ class Daemon:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.cfg.http.host, self.cfg.http.port)
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
+        sockets = getattr(site._server, "sockets", None) or []
         self.http_port = sockets[0].getsockname()[1] if sockets else self.cfg.http.port
 
+    # ------------------------------------------------------------ health
     async def _healthz(self, request: web.Request) -> web.Response:
-        assert self.calls is not None
         return web.json_response({
             "status": "ok",
             "version": __version__,
             "uptime_s": round(time.time() - self.started_at, 1),
-            "active_calls": len(self.calls.active),
+            "active_calls": len(self.calls.active) if self.calls else 0,
             "agents": self.agents.names(),
         })
 
+    async def _readyz(self, request: web.Request) -> web.Response:
+        checks: dict[str, bool] = {
+            "listeners": self.ready,
+            "engines": getattr(self, "engines_loaded", False),
+            "agents": bool(self.agents.names()),
+            "not_draining": not self.draining,
+            "database": await self._db_writable(),
+        }
+        ok = all(checks.values())
+        return web.json_response({"ready": ok, "checks": checks}, status=200 if ok else 503)
+
+    async def _db_writable(self) -> bool:
+        if self.db is None:
+            return False
+        try:
+            async with self.db.transaction() as conn:
+                await conn.execute("CREATE TEMP TABLE IF NOT EXISTS _voxd_probe (x INTEGER)")
+                await conn.execute("INSERT INTO _voxd_probe VALUES (1)")
+                await conn.execute("DELETE FROM _voxd_probe")
+            return True
+        except Exception:
+            return False
+
+    # ------------------------------------------------------------ systemd
+    def _status(self) -> str:
+        n = len(self.calls.active) if self.calls else 0
+        return f"{'draining, ' if self.draining else ''}{n} active call{'s' if n != 1 else ''}, agents: {', '.join(self.agents.names())}"
+
+    async def _status_loop(self) -> None:
+        last = ""
+        while True:
+            await asyncio.sleep(1.0)
+            status = self._status()
+            if status != last:
+                self.notifier.notify(STATUS=status)
+                last = status
+
+    def _start_watchdog(self) -> None:
+        interval = self.notifier.watchdog_interval_s()
+        if interval is None:
+            return
+
+        async def ping() -> None:  # runs on the event loop: a stalled loop stops the pings
+            while True:
+                self.notifier.notify(WATCHDOG=1)
+                await asyncio.sleep(interval)
+
+        self._tasks.append(asyncio.create_task(ping(), name="sd-watchdog"))
+
+    # ------------------------------------------------------------ signals
     def reload(self) -> None:
+        """SIGHUP: re-read agents; a broken file is logged and the last good one kept."""
+        self.notifier.notify(RELOADING=1, MONOTONIC_USEC=int(time.monotonic() * 1e6))
         report = self.agents.reload(force=True)
         for err in report.errors:
             log.error("reload: %s", err)
+        log.info("reload done: %d agents, %d errors", len(self.agents.names()), len(report.errors))
+        self.notifier.notify(READY=1, STATUS=self._status())
 
     def request_stop(self) -> None:
+        self._stop_requests += 1
         self._stop.set()
+        if self._stop_requests >= 2:
+            log.warning("second stop request: forcing exit")
+            self._force.set()
 
     async def run_until_stopped(self) -> None:
         loop = asyncio.get_running_loop()
@@ -114,20 +194,54 @@ class Daemon:
                 pass
         await self._stop.wait()
 
+    # ------------------------------------------------------------ stop
+    async def drain(self) -> None:
+        """Refuse new calls; wait for active ones up to drain_timeout_s; close the rest."""
+        if self.calls is None:
+            return
+        self.draining = True
+        self.calls.accepting = False
+        self.notifier.notify(STOPPING=1, STATUS=self._status())
+        deadline = time.monotonic() + self.cfg.drain_timeout_s
+        if self.calls.active:
+            log.info("draining %d active calls (up to %.0f s)", len(self.calls.active), self.cfg.drain_timeout_s)
+        await self._wait_calls_or_force(deadline - time.monotonic())
+        if self.calls.active and not self._force.is_set():
+            for session in list(self.calls.active.values()):
+                session.end_with(self.cfg.drain_message, "shutdown")
+            await self._wait_calls_or_force(15.0)
+        await self.calls.close_all("shutdown")
+
+    async def _wait_calls_or_force(self, seconds: float) -> None:
+        assert self.calls is not None
+        waits = [asyncio.ensure_future(self.calls.wait_empty()), asyncio.ensure_future(self._force.wait())]
+        try:
+            await asyncio.wait(waits, timeout=max(0.0, seconds), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
     async def stop(self) -> None:
         self.ready = False
-        if self.calls is not None:
-            self.calls.accepting = False
-            await self.calls.close_all("shutdown")
-        for fn in self.extra_stops:
-            await fn()
-        await self.agents.stop_watching()
-        await self.clock.stop()
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self.db is not None:
-            await self.db.close()
-        log.info("voxd stopped")
+        try:
+            await self.drain()
+        finally:
+            for _, _, stop in reversed(self.services):
+                try:
+                    await stop()
+                except Exception:
+                    log.exception("service stop failed")
+            for t in self._tasks:
+                t.cancel()
+            await self.metrics.stop()
+            await self.agents.stop_watching()
+            await self.clock.stop()
+            if self._runner is not None:
+                await self._runner.cleanup()
+            if self.db is not None:
+                await self.db.close()
+            self.notifier.close()
+            log.info("voxd stopped")
 
 
 async def serve(cfg: VoxdConfig, base_dir: Path) -> int:

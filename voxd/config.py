@@ -48,6 +48,11 @@ class VoxdConfig(_Model):
     log_level: str = Field("INFO", description="Root log level; per-module levels in log_levels.")
     log_levels: dict[str, str] = Field(default_factory=dict)
     reload_interval_s: float = Field(1.0, gt=0, description="How often agent files are checked for changes.")
+    drain_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, how long active calls may go on before being closed.")
+    drain_message: str = Field(
+        "Sorry, this line is closing now. Please call again in a moment. Goodbye.",
+        description="Said to calls still active when the drain timeout ends.",
+    )
 
     def resolved_state_dir(self) -> Path:
         return resolve_state_dir(self.state_dir)

@@ -30,7 +30,7 @@ def test_exported_schema_is_in_sync() -> None:
     ("text", "expected"),
     [
         ("name: x\nturn:\n  max_silence_ms: 5\n", "a.yaml:3: turn.max_silence_ms: Input should be greater than or equal to 100"),
-        ("name: x\nvoice: {engine: sam}\n", "a.yaml:2: voice.engine: Input should be 'piper', 'espeak' or 'fake'"),
+        ("name: x\nvoice: {engine: sam}\n", "a.yaml:2: voice.engine: Input should be 'piper', 'espeak'"),
         ("name: x\nbogus: 1\n", "a.yaml:2: bogus: Extra inputs are not permitted"),
         ("name: x\n  greeting: [\n", "a.yaml:2: YAML syntax"),
         ("name: x\ndtmf:\n  main_menu: nope\n", "a.yaml:2: dtmf: Value error, main_menu 'nope' is not a defined menu"),

@@ -47,6 +47,8 @@ class CallManager:
         self.listeners: list[Callable[[CallEvent], None]] = []
         self.accepting = True
         self._bg: set[asyncio.Task[None]] = set()
+        self._empty = asyncio.Event()
+        self._empty.set()
         self._silero: Any = None
         self._smart_turn: Any = None
 
@@ -133,6 +135,7 @@ class CallManager:
             on_event=self._on_event if listener is None else _both(self._on_event, listener),
         )
         self.active[record.id] = session
+        self._empty.clear()
         log.info("call %s started: agent=%s version=%s transport=%s", record.id, agent.name, agent.version, record.transport)
         return session
 
@@ -141,6 +144,8 @@ class CallManager:
             self._persist(event.record)
         elif isinstance(event, CallEnded):
             self.active.pop(event.record.id, None)
+            if not self.active:
+                self._empty.set()
             log.info("call %s ended: %s", event.record.id, event.record.end_reason)
             self._persist(event.record)
         for fn in self.listeners:
@@ -171,6 +176,9 @@ class CallManager:
         finally:
             await session.close(reason, ended_by="system")
         return True
+
+    async def wait_empty(self) -> None:
+        await self._empty.wait()
 
     async def close_all(self, reason: str = "shutdown") -> None:
         for call_id in list(self.active):

@@ -239,7 +239,7 @@ class CallSession:
         self._start_reply(self._caller_turn(audio_turn_end, endpoint_ms))
 
     async def _confirm(self, ticket: int, now: float) -> None:
-        since_onset = int(round((now - self.turns.onset) / FRAME_S)) + 2
+        since_onset = round((now - self.turns.onset) / FRAME_S) + 2
         window = b"".join(list(self._recent)[-min(CONFIRM_FRAMES, max(since_onset, 5)):])
         ok = True
         if self.engines.confirm is not None:
@@ -399,6 +399,17 @@ class CallSession:
         """Speak within the running reply and wait until it has been heard."""
         await synthesize_into(self.engines.tts, text, self.playout)
         await self._wait_playout()
+
+    def end_with(self, text: str | None, reason: str) -> None:
+        """Say `text` (cutting off any reply in progress), then hang up."""
+
+        async def go() -> None:
+            if text:
+                await self._say_lines([text], "reply")
+            await self._hangup_now(reason)
+
+        if not self.closed:
+            self._start_reply(go())
 
     def open_menu_after_reply(self, name: str) -> None:
         self._menu_after = name

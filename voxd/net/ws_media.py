@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -112,8 +113,16 @@ class WsCall:
                 await self.ws.send_str(item)
 
 
-def setup_ws_media(app: web.Application, agents: AgentRegistry, calls: CallManager, clock: MediaClock) -> None:
+def setup_ws_media(
+    app: web.Application,
+    agents: AgentRegistry,
+    calls: CallManager,
+    clock: MediaClock,
+    accepting: Callable[[], bool] = lambda: True,
+) -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
+        if not accepting():
+            raise web.HTTPServiceUnavailable(text="draining: not accepting new calls", headers={"Retry-After": "30"})
         try:
             rate = int(request.query.get("sample_rate", "16000"))
         except ValueError:

@@ -8,9 +8,9 @@ limits on length, depth, exponent size and result magnitude so hostile input
 from __future__ import annotations
 
 import ast
-import re
 import math
 import operator
+import re
 from collections.abc import Callable
 from typing import Any
 

@@ -1,0 +1,1 @@
+"""Operations: systemd integration, metrics."""
