@@ -386,3 +386,30 @@ def test_cancel_crossing_200_is_acked_then_byed():
     assert pair.of(ByeReceived) == [ByeReceived(call_id)]
     assert pair.labels(UAC_ADDR)[-3:] == ["CANCEL", "ACK", "BYE"]
     assert not pair.uac.calls and not pair.uas.calls
+
+
+@pytest.mark.parametrize("pattern", [(0,), (1,), (2, 3), (0, 2, 4), (1, 3, 5, 7)])
+def test_whole_call_survives_loss_patterns(pattern):
+    """Drop the n-th datagrams on the wire; retransmissions must still complete the
+    call and the hang-up, and leave no state or timers behind."""
+    counter = [0]
+
+    def drop(src, dst, data):
+        counter[0] += 1
+        return counter[0] - 1 in pattern
+
+    pair = Pair(drop=drop)
+    call_id = dial(pair)
+    pair.advance(5)
+    (incoming,) = pair.of(IncomingCall)
+    pair.uas.answer(call_id, answer_sdp(incoming), pair.now)
+    pair.advance(5)
+    assert pair.of(CallEstablished) == [CallEstablished(call_id)]
+    assert len(pair.of(CallEstablished, "uac")) == 1
+    pair.uac.bye(call_id, pair.now)
+    pair.advance(5)
+    assert pair.of(ByeReceived) == [ByeReceived(call_id)]
+    pair.advance(60)
+    assert not pair.uac.calls and not pair.uas.calls
+    assert pair.uac.next_deadline() is None and pair.uas.next_deadline() is None
+    assert any(s.dropped for s in pair.wire)
