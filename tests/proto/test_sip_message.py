@@ -237,3 +237,13 @@ def test_user_agent_stamps_received_in_place():
     ((data, dst),) = ua.data_to_send()
     assert dst == ("198.51.100.4", 6000)
     assert len(parse_message(data).vias) == 3
+
+
+def test_user_agent_accepts_stream_framed_messages():
+    from voxd.proto.sip import UAConfig, UserAgent
+
+    ua = UserAgent(UAConfig("127.0.0.1", 5060))
+    parser = StreamParser()
+    (msg,) = parser.feed(parse_message(BASIC).serialize())
+    (event,) = ua.receive_message(msg, ("127.0.0.1", 7000), 0.0)
+    assert event.call_id == "call-1@10.0.0.1"

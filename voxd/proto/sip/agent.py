@@ -121,10 +121,7 @@ class UserAgent(OutboundMixin):
         if not data.strip(b"\r\n \t"):
             return []  # keep-alive
         try:
-            msg = parse_message(data)
-            if isinstance(msg, SipRequest):
-                return self._request(msg, source, now)
-            return self._response(msg, now)
+            return self.receive_message(parse_message(data), source, now)
         except SipParseError as exc:
             resp = bad_request(exc)
             if resp is not None:
@@ -135,6 +132,14 @@ class UserAgent(OutboundMixin):
                 except SipParseError:
                     pass
             return []
+
+    def receive_message(self, msg: SipRequest | SipResponse, source: Addr,
+                        now: float) -> list[ev.Event]:
+        """Handle an already framed message (e.g. from :class:`StreamParser` on TCP).
+        Raises :class:`SipParseError` if a header it needs is malformed."""
+        if isinstance(msg, SipRequest):
+            return self._request(msg, source, now)
+        return self._response(msg, now)
 
     def _request(self, req: SipRequest, source: Addr, now: float) -> list[ev.Event]:
         via = req.top_via
