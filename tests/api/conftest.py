@@ -69,7 +69,7 @@ async def make_api(tmp_path, settings: ApiSettings = GENEROUS) -> tuple[Api, Any
 
     async def close() -> None:
         await client.close()
-        await db.close()
+        await api.db.close()
 
     return api, close
 

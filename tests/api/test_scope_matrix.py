@@ -63,7 +63,7 @@ async def test_no_key_401_wrong_scope_403(api):
 
 
 async def test_public_routes_need_no_key(api):
-    for method, path, spec in _routes(api.app):
+    for method, path, _spec in _routes(api.app):
         if path in PUBLIC_PATHS:
             resp = await api.client.request(method, _concrete(path))
             assert resp.status == 200, path
