@@ -25,6 +25,7 @@ from voxd.call.manager import CallManager
 from voxd.config import VoxdConfig
 from voxd.media import inference
 from voxd.net.clock import MediaClock
+from voxd.net.twilio import setup_twilio
 from voxd.net.ws_media import setup_ws_media
 from voxd.ops.metrics import Metrics
 from voxd.ops.sdnotify import Notifier
@@ -98,6 +99,7 @@ class Daemon:
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self.metrics.handle)
         setup_ws_media(app, self.agents, self.calls, self.clock, accepting=lambda: not self.draining)
+        setup_twilio(app, self.agents, self.calls, self.clock, accepting=lambda: not self.draining)
         return app
 
     async def _start_http(self) -> None:
