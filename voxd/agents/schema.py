@@ -18,31 +18,69 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class STTConfig(_Model):
-    engine: Literal["whisper", "fake"] = Field(
-        "whisper", description="Speech recogniser. 'whisper' runs faster-whisper tiny.en offline."
-    )
-    model: str = Field("tiny.en", description="Model name or path for the engine.")
-    language: str = Field("en", description="Language code passed to the engine.")
-    options: dict[str, Any] = Field(default_factory=dict, description="Engine-specific options.")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class LLMConfig(_Model):
-    engine: Literal["dialog", "openai-compatible", "fake"] = Field(
-        "dialog",
-        description="'dialog' is the offline intent engine driven by this file's `dialog:` block; "
-        "'openai-compatible' talks to any chat-completions server by base_url.",
-    )
-    base_url: str | None = Field(None, description="For openai-compatible: e.g. http://127.0.0.1:11434/v1")
-    model: str | None = Field(None, description="Model name sent to the server.")
+class _Cloud(_Model):
+    """Where a hosted engine lives and how its key is found. The key itself never
+    appears in agent YAML: it is read from an environment variable or a file."""
+
+    base_url: str | None = Field(None, description="Server base URL (default: the vendor's public endpoint).")
     api_key_env: str | None = Field(
         None, description="Name of the environment variable holding the API key (never the key itself)."
     )
+    api_key_file: str | None = Field(None, description="Path of a file holding the API key (e.g. a mounted secret).")
+    prices: dict[str, float] = Field(
+        default_factory=dict,
+        description="USD per usage unit (audio_s, prompt_tokens, completion_tokens, characters), "
+        "overriding the built-in price table.",
+    )
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is not None and not _ENV_NAME.match(v):
+            raise ValueError("api_key_env must be the NAME of an environment variable, not the key")
+        return v
+
+    @model_validator(mode="after")
+    def _flat_fallback(self) -> Any:
+        for fb in getattr(self, "fallback", []):
+            if fb.fallback:
+                raise ValueError("a fallback engine cannot have its own fallback list")
+        return self
+
+
+class STTConfig(_Cloud):
+    engine: Literal["whisper", "deepgram", "fake"] = Field(
+        "whisper",
+        description="Speech recogniser. 'whisper' runs faster-whisper tiny.en offline; 'deepgram' streams to Deepgram.",
+    )
+    model: str = Field("tiny.en", description="Model name or path for the engine (deepgram: nova-3 unless set).")
+    language: str = Field("en", description="Language code passed to the engine.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Engine-specific options.")
+    fallback: list[STTConfig] = Field(
+        default_factory=list, description="Engines to switch to, in order, if this one fails during a call."
+    )
+
+
+class LLMConfig(_Cloud):
+    engine: Literal["dialog", "openai", "openai-compatible", "fake"] = Field(
+        "dialog",
+        description="'dialog' is the offline intent engine driven by this file's `dialog:` block; "
+        "'openai' uses the official OpenAI SDK (any compatible server via base_url); "
+        "'openai-compatible' talks to any chat-completions server by base_url.",
+    )
+    model: str | None = Field(None, description="Model name sent to the server.")
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, gt=0)
     timeout_s: float = Field(30.0, gt=0, description="Whole-request timeout.")
     first_token_timeout_s: float = Field(10.0, gt=0)
+    max_retries: int = Field(2, ge=0, le=10, description="Retries on 429/5xx before the first token (openai).")
     options: dict[str, Any] = Field(default_factory=dict)
+    fallback: list[LLMConfig] = Field(
+        default_factory=list, description="Engines to switch to, in order, if this one fails during a call."
+    )
 
     @model_validator(mode="after")
     def _needs_url(self) -> LLMConfig:
@@ -51,13 +89,31 @@ class LLMConfig(_Model):
         return self
 
 
-class VoiceConfig(_Model):
-    engine: Literal["piper", "espeak", "fake"] = Field(
-        "piper", description="'piper' (natural, en_US-joe-medium) or 'espeak' (instant, robotic)."
+class VoiceConfig(_Cloud):
+    engine: Literal["piper", "espeak", "elevenlabs", "fake"] = Field(
+        "piper",
+        description="'piper' (natural, en_US-joe-medium), 'espeak' (instant, robotic) or 'elevenlabs' (hosted).",
     )
     voice: str | None = Field(None, description="Voice name: piper model name/path or espeak voice (en-us).")
+    voice_id: str | None = Field(None, description="Hosted voice id (elevenlabs).")
+    model: str | None = Field(None, description="Hosted TTS model (elevenlabs: eleven_flash_v2_5 unless set).")
+    output_format: Literal["pcm_16000", "pcm_22050", "pcm_24000", "ulaw_8000"] = Field(
+        "pcm_16000", description="Audio format asked of a hosted voice (ulaw_8000 suits G.711 calls)."
+    )
     speed: float = Field(1.0, gt=0.3, le=3.0, description="Speaking rate multiplier.")
+    first_audio_timeout_s: float = Field(
+        5.0, gt=0, description="A hosted voice that sends no audio within this time is treated as failed."
+    )
     options: dict[str, Any] = Field(default_factory=dict)
+    fallback: list[VoiceConfig] = Field(
+        default_factory=list, description="Engines to switch to, in order, if this one fails during a call."
+    )
+
+    @model_validator(mode="after")
+    def _needs_voice_id(self) -> VoiceConfig:
+        if self.engine == "elevenlabs" and not self.voice_id:
+            raise ValueError("engine 'elevenlabs' needs voice_id")
+        return self
 
 
 class TurnConfig(_Model):
@@ -225,6 +281,16 @@ class AgentConfig(_Model):
     dialog: DialogConfig = Field(default_factory=lambda: DialogConfig())
     sip: SipConfig = Field(default_factory=lambda: SipConfig())
     max_call_s: float = Field(3600, gt=0)
+
+    @field_validator("stt", "llm", "voice", mode="before")
+    @classmethod
+    def _chain(cls, v: Any) -> Any:
+        """`stt: [primary, fallback, ...]` is short for `stt: {<primary>, fallback: [...]}`."""
+        if isinstance(v, list):
+            if not v or not all(isinstance(x, dict) for x in v):
+                raise ValueError("an engine chain is a non-empty list of engine blocks")
+            return {**v[0], "fallback": list(v[0].get("fallback", [])) + list(v[1:])}
+        return v
 
     @property
     def tool_names(self) -> list[str]:

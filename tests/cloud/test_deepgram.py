@@ -1,0 +1,111 @@
+"""Deepgram streaming STT through the real deepgram-sdk against a local /v1/listen server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.cloud.fake_deepgram import FakeDeepgram
+from tests.synth import silence, voiced
+from voxd.providers.base import ProviderError
+from voxd.providers.keys import Secret
+from voxd.providers.stt.deepgram import DeepgramOptions, DeepgramStream, DeepgramSTT
+
+WORDS = {140: "What time is it?", 220: "Thanks, goodbye."}
+
+
+def frames(pcm: bytes) -> list[bytes]:
+    return [pcm[i : i + 640] for i in range(0, len(pcm), 640)]
+
+
+async def speak(stream: DeepgramStream, pcm: bytes) -> None:
+    for f in frames(pcm):
+        stream.push_audio(f)
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+async def dg() -> FakeDeepgram:
+    fake = await FakeDeepgram(WORDS).start()
+    yield fake
+    await fake.stop()
+
+
+def engine(url: str, **opts: object) -> DeepgramSTT:
+    return DeepgramSTT(Secret("dg-secret-key"), DeepgramOptions(**opts), base_url=url)  # type: ignore[arg-type]
+
+
+async def test_turns_interims_and_clean_close(dg: FakeDeepgram) -> None:
+    stt = engine(dg.url)
+    s = stt.stream()
+    interims: list[str] = []
+    s.on_interim = interims.append
+    await asyncio.wait_for(s.connected.wait(), 5)
+    await speak(s, silence(0.2) + voiced(1.0, f0=140) + silence(0.5))
+    assert await s.finalize() == "What time is it?"
+    await speak(s, voiced(0.8, f0=220) + silence(0.1))
+    assert await s.finalize() == "Thanks, goodbye."
+    assert await s.finalize() == ""  # nothing said since
+    await s.aclose()
+    conn = dg.conns[0]
+    q = conn.query
+    assert (q["model"], q["encoding"], q["sample_rate"], q["interim_results"]) == ("nova-3", "linear16", "16000", "true")
+    assert (q["endpointing"], q["utterance_end_ms"], q["vad_events"]) == ("300", "1000", "true")
+    assert conn.headers["Authorization"] == "Token dg-secret-key"
+    assert conn.messages.count("Finalize") == 2 and conn.messages[-1] == "CloseStream"
+    assert conn.close_code == 1000 and len(dg.conns) == 1
+    assert interims and interims[0] in ("What time", "What time is")
+    assert s.request_ids and abs(s.audio_s_sent - 2.6) < 0.05
+    assert "dg-secret-key" not in repr(stt) and "dg-secret-key" not in repr(stt._key)
+
+
+async def test_keepalive_while_silent(dg: FakeDeepgram) -> None:
+    s = engine(dg.url, keepalive_s=0.05).stream()
+    await asyncio.wait_for(s.connected.wait(), 5)
+    await asyncio.sleep(0.3)
+    await s.aclose()
+    assert dg.conns[0].messages.count("KeepAlive") >= 3
+
+
+async def test_reset_discards_rejected_audio(dg: FakeDeepgram) -> None:
+    s = engine(dg.url).stream()
+    await speak(s, voiced(0.4, f0=220))
+    s.reset()  # it was a cough, not a turn
+    await speak(s, silence(0.1) + voiced(1.0, f0=140) + silence(0.1))
+    assert await s.finalize() == "What time is it?"
+    await s.aclose()
+
+
+@pytest.mark.parametrize("fault", ["drop_1011", "malformed_json"])
+async def test_drop_mid_utterance_reconnects_without_losing_the_turn(fault: str) -> None:
+    kw = {"drop_after_s": 0.8} if fault == "drop_1011" else {"malformed_after_s": 0.8}
+    fake = await FakeDeepgram(WORDS, **kw).start()  # type: ignore[arg-type]
+    try:
+        s = engine(fake.url).stream()
+        await speak(s, silence(0.2) + voiced(1.2, f0=140) + silence(0.2))
+        assert await s.finalize() == "What time is it?"
+        if fault == "drop_1011":
+            assert s.reconnects == 1 and len(fake.conns) == 2 and fake.conns[0].close_code == 1011
+            # the second socket got the whole unconfirmed utterance again
+            assert fake.conns[1].audio_bytes >= int(1.2 * 32000)
+        else:  # the SDK skips a message it cannot parse; the socket and the turn carry on
+            assert s.reconnects == 0 and len(fake.conns) == 1
+        await speak(s, voiced(0.6, f0=220) + silence(0.1))
+        assert await s.finalize() == "Thanks, goodbye."
+        await s.aclose()
+    finally:
+        await fake.stop()
+
+
+async def test_unreachable_server_fails_the_stream() -> None:
+    fake = await FakeDeepgram(WORDS, reject_status=503).start()
+    try:
+        s = engine(fake.url, max_reconnects=1).stream()
+        await speak(s, voiced(0.5))
+        with pytest.raises(ProviderError):
+            await s.finalize()
+        assert s.error is not None
+        await s.aclose()
+    finally:
+        await fake.stop()

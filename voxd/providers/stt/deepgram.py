@@ -1,0 +1,349 @@
+"""Deepgram live streaming recognition (`/v1/listen` websocket) on the official SDK.
+
+One websocket per call, opened when the call's stream is created. Caller audio
+(linear16, 16 kHz) is sent as it is captured; the session's turn end sends
+`Finalize`, and the transcript of the turn is every `is_final` result up to the
+result marked `from_finalize`. While the caller is silent, `KeepAlive` keeps the
+socket open (Deepgram closes idle sockets with 1011 after about 10 s); the call's
+end sends `CloseStream` and waits for the closing `Metadata`.
+
+A dropped socket (1011, a reset, a network blip) is reopened at once, and every
+byte of audio not yet covered by a final result is sent again on the new socket,
+so the turn in progress loses nothing. Positions are kept on one timeline of
+bytes pushed by the session (`abs`); a connection maps its own result times onto
+it from the point where its audio started (`_origin`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from voxd.providers.base import ProviderError, SpeechToText, STTStream
+from voxd.providers.keys import Secret
+
+log = logging.getLogger("voxd.providers.deepgram")
+
+DEFAULT_URL = "wss://api.deepgram.com"
+BACKOFF_S = (0.0, 0.1, 0.3, 1.0, 2.0)
+SEND_CHUNK = 3200 * 2  # at most 200 ms of 16 kHz audio per websocket message
+
+
+@dataclass
+class DeepgramOptions:
+    model: str = "nova-3"
+    language: str = "en"
+    sample_rate: int = 16_000
+    encoding: Literal["linear16", "mulaw"] = "linear16"
+    interim_results: bool = True
+    endpointing: int | bool = 300
+    utterance_end_ms: int | None = 1000
+    vad_events: bool = True
+    smart_format: bool = True
+    punctuate: bool = True
+    keepalive_s: float = 4.0
+    finalize_timeout_s: float = 3.0
+    max_reconnects: int = 4
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def query(self) -> dict[str, Any]:
+        q: dict[str, Any] = {
+            "model": self.model, "language": self.language, "encoding": self.encoding,
+            "sample_rate": self.sample_rate, "channels": 1, "interim_results": self.interim_results,
+            "endpointing": self.endpointing, "vad_events": self.vad_events,
+            "smart_format": self.smart_format, "punctuate": self.punctuate,
+        }
+        if self.utterance_end_ms is not None:  # Deepgram needs interim results for UtteranceEnd
+            q["utterance_end_ms"] = self.utterance_end_ms
+            q["interim_results"] = True
+        return {**q, **self.extra}
+
+
+class DeepgramSTT(SpeechToText):
+    name = "deepgram"
+
+    def __init__(self, api_key: Secret, options: DeepgramOptions, base_url: str | None = None) -> None:
+        self._key = api_key
+        self.options = options
+        self.base_url = (base_url or DEFAULT_URL).rstrip("/")
+
+    def __repr__(self) -> str:  # the key stays out of logs
+        return f"DeepgramSTT(url={self.base_url!r}, model={self.options.model!r})"
+
+    def stream(self) -> DeepgramStream:
+        return DeepgramStream(self)
+
+    @contextlib.asynccontextmanager
+    async def connect(self) -> AsyncIterator[Any]:
+        """An SDK socket client (`AsyncV1SocketClient`) on a fresh connection."""
+        from deepgram import AsyncDeepgramClient
+        from deepgram.environment import DeepgramClientEnvironment
+
+        ws = self.base_url.replace("https://", "wss://").replace("http://", "ws://")
+        http = ws.replace("wss://", "https://").replace("ws://", "http://")
+        env = DeepgramClientEnvironment(base=http, production=ws, agent=ws, agent_rest=http)
+        client = AsyncDeepgramClient(api_key=self._key.reveal(), environment=env)
+        q = self.options.query()
+        async with client.listen.v1.connect(
+            model=q.pop("model"), request_options={"additional_query_parameters": q}
+        ) as sock:
+            yield sock
+
+
+@dataclass
+class _Fin:
+    kind: Literal["turn", "discard"]
+    boundary: int  # abs byte position the Finalize follows
+    future: asyncio.Future[str] | None = None
+    sent: bool = False
+
+
+class DeepgramStream(STTStream):
+    def __init__(self, engine: DeepgramSTT) -> None:
+        self.engine = engine
+        self.opt = engine.options
+        self.bps = self.opt.sample_rate * (2 if self.opt.encoding == "linear16" else 1)
+        self.error: ProviderError | None = None
+        self.reconnects = 0
+        self.connected = asyncio.Event()
+        self.audio_s_sent = 0.0
+        self.request_ids: list[str] = []
+        self._buf = bytearray()  # audio from _buf_start to _pushed
+        self._buf_start = 0
+        self._pushed = 0  # abs bytes pushed by the session
+        self._sent = 0  # abs position sent on the current connection
+        self._confirmed = 0  # abs position covered by final results (or dropped by reset)
+        self._origin = 0  # abs position of the current connection's first byte
+        self._turn_start = 0
+        self._finals: list[str] = []
+        self._fins: list[_Fin] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._last_send = time.monotonic()
+        self._task: asyncio.Task[None] | None = None
+        with contextlib.suppress(RuntimeError):  # no loop yet: connect on first audio
+            asyncio.get_running_loop()
+            self._start()
+
+    # ------------------------------------------------------------ STTStream
+    def push_audio(self, pcm: bytes) -> None:
+        if self._closing:
+            return
+        self._start()
+        self._buf += pcm
+        self._pushed += len(pcm)
+        self._wake.set()
+
+    def reset(self) -> None:
+        """Drop the audio since the last turn: Deepgram is told to cut there (a
+        `Finalize` whose results are discarded) so none of it leaks into the next turn."""
+        if self._pushed > self._turn_start:
+            self._fins.append(_Fin("discard", self._pushed))
+            self._wake.set()
+        self._confirmed = max(self._confirmed, self._pushed)
+        self._turn_start = self._pushed
+        self._finals.clear()
+
+    async def finalize(self) -> str:
+        if self.error is not None:
+            raise self.error
+        boundary, self._turn_start = self._pushed, self._pushed
+        if boundary <= self._confirmed and not any(f.kind == "turn" for f in self._fins):
+            return self._take()  # nothing new was said since the last final result
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        fin = _Fin("turn", boundary, fut)
+        self._fins.append(fin)
+        self._wake.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), self.opt.finalize_timeout_s)
+        except TimeoutError:
+            if fin in self._fins:
+                self._fins.remove(fin)
+            if not self.connected.is_set():
+                raise ProviderError(self.engine.name, "no transcript: connection down", retryable=True) from None
+            log.info("deepgram: no from_finalize within %.1fs; using the final results so far", self.opt.finalize_timeout_s)
+            self._confirmed = max(self._confirmed, boundary)
+            return self._take()
+
+    async def aclose(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), 2.0)
+            except (TimeoutError, Exception):
+                self._task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._task
+        self._fail_pending(ProviderError(self.engine.name, "stream closed", retryable=False))
+
+    # ------------------------------------------------------------ connection
+    def _start(self) -> None:
+        if self._task is None and not self._closing:
+            self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._closing:
+            if failures:
+                if failures > self.opt.max_reconnects:
+                    self._give_up(f"connection lost; {failures - 1} reconnects failed")
+                    return
+                await asyncio.sleep(BACKOFF_S[min(failures, len(BACKOFF_S) - 1)])
+                self.reconnects += 1
+            try:
+                async with self.engine.connect() as sock:
+                    failures = 0
+                    self._on_open()
+                    clean = await self._session(sock)
+                    if clean:
+                        return
+                    log.warning("deepgram: socket closed mid-call; reconnecting")
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                code = getattr(e, "status_code", None)
+                if code in (401, 403):
+                    self._give_up(f"rejected the key (HTTP {code})", retryable=False)
+                    return
+                log.warning("deepgram: %s; reconnecting", _describe(e))
+            finally:
+                self.connected.clear()
+            failures += 1
+
+    def _on_open(self) -> None:
+        """A new socket: resend everything not covered by a final result."""
+        self._origin = self._sent = self._confirmed
+        for f in self._fins:
+            f.sent = False
+        self._fins = [f for f in self._fins if f.kind == "turn"]
+        self.connected.set()
+        self._wake.set()
+
+    async def _session(self, sock: Any) -> bool:
+        """Run one socket; True if it ended because the call ended."""
+        sender = asyncio.ensure_future(self._send_loop(sock))
+        try:
+            async for msg in sock:
+                self._on_message(msg)
+            return self._closing  # the server closed (cleanly after CloseStream)
+        except Exception as e:
+            if self._closing:
+                return True
+            log.warning("deepgram: receive failed: %s", _describe(e))
+            return False
+        finally:
+            sender.cancel()
+            with contextlib.suppress(BaseException):
+                await sender
+
+    async def _send_loop(self, sock: Any) -> None:
+        ka = self.opt.keepalive_s
+        try:
+            while True:
+                self._wake.clear()
+                await self._send_pending(sock)
+                if self._closing:
+                    await sock.send_close_stream()
+                    return
+                try:
+                    await asyncio.wait_for(self._wake.wait(), ka)
+                except TimeoutError:
+                    if time.monotonic() - self._last_send >= ka * 0.9:
+                        await sock.send_keep_alive()
+                        self._last_send = time.monotonic()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the receive side sees the close and reconnects
+            log.debug("deepgram: send failed: %s", _describe(e))
+
+    async def _send_pending(self, sock: Any) -> None:
+        while True:
+            fin = next((f for f in self._fins if not f.sent), None)
+            limit = fin.boundary if fin is not None else self._pushed
+            if self._sent < limit:
+                start = self._sent - self._buf_start
+                chunk = bytes(self._buf[start : start + min(SEND_CHUNK, limit - self._sent)])
+                await sock.send_media(chunk)
+                self._sent += len(chunk)
+                self.audio_s_sent += len(chunk) / self.bps
+                self._last_send = time.monotonic()
+                self._trim()
+            elif fin is not None:
+                await sock.send_finalize()
+                fin.sent = True
+                self._last_send = time.monotonic()
+            else:
+                return
+
+    def _trim(self) -> None:
+        keep_from = min(self._sent, self._confirmed)
+        if keep_from > self._buf_start:
+            del self._buf[: keep_from - self._buf_start]
+            self._buf_start = keep_from
+
+    # ------------------------------------------------------------ results
+    def _on_message(self, msg: Any) -> None:
+        kind = getattr(msg, "type", None)
+        if kind == "Results":
+            self._on_results(msg)
+        elif kind == "Metadata":
+            self.request_ids.append(str(getattr(msg, "request_id", "")))
+        elif kind == "Error":
+            log.warning("deepgram error: %s %s", getattr(msg, "variant", ""), getattr(msg, "description", ""))
+        # SpeechStarted / UtteranceEnd: the session's own VAD and turn model decide turns
+
+    def _on_results(self, msg: Any) -> None:
+        alts = msg.channel.alternatives
+        text = (alts[0].transcript if alts else "").strip()
+        end = self._origin + round((msg.start + msg.duration) * self.bps)
+        end = min(end, self._sent)
+        if msg.is_final:
+            if end > self._confirmed or msg.from_finalize:
+                if end > self._confirmed and text:
+                    self._finals.append(text)
+                self._confirmed = max(self._confirmed, end)
+                self._trim()
+        elif text and end > self._confirmed and self.on_interim is not None:
+            self.on_interim(" ".join([*self._finals, text]))
+        if msg.from_finalize:
+            self._finalized(end)
+
+    def _finalized(self, end: int) -> None:
+        sent = [f for f in self._fins if f.sent]
+        done = [f for f in sent if f.boundary <= end + self.bps // 2] or sent[:1]
+        for f in done:
+            self._fins.remove(f)
+            self._confirmed = max(self._confirmed, min(f.boundary, self._sent))
+            if f.kind == "turn" and f.future is not None and not f.future.done():
+                f.future.set_result(self._take())
+        self._trim()
+
+    def _take(self) -> str:
+        text = " ".join(self._finals)
+        self._finals.clear()
+        return text
+
+    def _give_up(self, why: str, retryable: bool = True) -> None:
+        self.error = ProviderError(self.engine.name, why, retryable=retryable)
+        log.warning("deepgram: giving up: %s", why)
+        self._fail_pending(self.error)
+
+    def _fail_pending(self, err: ProviderError) -> None:
+        for f in self._fins:
+            if f.future is not None and not f.future.done():
+                f.future.set_exception(err)
+                f.future.exception()  # retrieved here so an abandoned future does not warn
+        self._fins.clear()
+
+
+def _describe(e: BaseException) -> str:
+    code = getattr(e, "code", None) or getattr(getattr(e, "rcvd", None), "code", None)
+    return f"{type(e).__name__}{f' {code}' if code else ''}: {e}"
