@@ -36,6 +36,7 @@ from voxd.call.ports import CallControl
 from voxd.call.record import CallRecord, DtmfRecord, Turn, TurnLatency
 from voxd.call.reply import ReplyMetrics, Speaker, run_llm_reply, synthesize_into
 from voxd.call.toolctx import SessionTools
+from voxd.media import inference
 from voxd.media.audio import FRAME_BYTES, SAMPLE_RATE
 from voxd.media.playout import Playout
 from voxd.media.vad import FrameVAD
@@ -46,6 +47,7 @@ log = logging.getLogger("voxd.call")
 
 FRAME_S = 0.02
 TURN_AUDIO_S = 8.0  # Smart Turn looks at the last 8 s
+OVERLOAD_BACKLOG = 8  # inference jobs in flight beyond which Smart Turn is skipped
 CONFIRM_FRAMES = 10  # Silero sees at most the last 200 ms since the onset
 
 
@@ -254,6 +256,8 @@ class CallSession:
 
     async def _ask_turn_model(self, ticket: int) -> None:
         assert self.engines.turn_model is not None
+        if inference.backlog() > OVERLOAD_BACKLOG:
+            return  # shed load: the max_silence cap still ends the turn
         audio = np.frombuffer(bytes(self._utterance), dtype="<i2")
         try:
             prob = await self.engines.turn_model(audio)

@@ -72,7 +72,8 @@ TurnAction = ConfirmOnset | OnsetRejected | SpeechStarted | SpeechSustained | As
 class TurnTaker:
     ONSET_FRAMES = 3  # voiced frames among the last ONSET_WINDOW before asking Silero
     ONSET_WINDOW = 4
-    REASK_S = 0.15  # while the caller stays silent, ask the turn model again this often
+    REASK_S = 0.3  # while the caller stays silent, ask the turn model again this often
+    MAX_ASKS = 3  # per pause: Smart Turn costs tens of ms of CPU per question
     RESUME_FRAMES = 2  # voiced frames that end a pause
     RECHECK_S = 0.04  # after a "no" from Silero, ask again this much later while voiced
     MAX_PENDING_S = 0.5  # give up on a candidate Silero keeps rejecting
@@ -93,6 +94,7 @@ class TurnTaker:
         self._awaiting = False
         self._recheck_at = 0.0
         self._last_ask = 0.0
+        self._asks = 0
         self._recent: list[bool] = []
 
     @property
@@ -167,6 +169,7 @@ class TurnTaker:
                 if self.cfg.detector == "smart_turn":
                     self._ticket += 1
                     self._asked = True
+                    self._asks = 1
                     self._last_ask = now + FRAME_S
                     out.append(AskTurnModel(self._ticket))
         elif self.state is State.PAUSED:
@@ -180,8 +183,10 @@ class TurnTaker:
             elif (
                 self.cfg.detector == "smart_turn"
                 and not self._asked
+                and self._asks < self.MAX_ASKS
                 and now + FRAME_S - self._last_ask >= self.REASK_S
             ):
+                self._asks += 1
                 self._ticket += 1
                 self._asked = True
                 self._last_ask = now + FRAME_S

@@ -95,16 +95,46 @@ def pool_size() -> int:
     return _workers
 
 
+_backlog = 0
+_fast: ThreadPoolExecutor | None = None
+
+
+def backlog() -> int:
+    """Inferences submitted to the main pool and not finished yet (queued or running)."""
+    return _backlog
+
+
+def _fast_executor() -> ThreadPoolExecutor:
+    global _fast
+    with _lock:
+        if _fast is None:
+            _fast = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voxd-fast")
+        return _fast
+
+
 async def run_inference(fn: Callable[..., T], *args: Any) -> T:
     """Run `fn(*args)` in the inference pool and await its result.
 
     Cancelling the awaiting task does not interrupt an inference already running
     (threads cannot be killed); its result is simply dropped.
     """
+    global _backlog
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()
     call = functools.partial(ctx.run, fn, *args)
-    return await loop.run_in_executor(executor(), call)
+    _backlog += 1
+    try:
+        return await loop.run_in_executor(executor(), call)
+    finally:
+        _backlog -= 1
+
+
+async def run_fast(fn: Callable[..., T], *args: Any) -> T:
+    """Run a short inference (milliseconds, e.g. a Silero confirmation) in its own
+    lane, so it never queues behind whisper, piper or Smart Turn work."""
+    loop = asyncio.get_running_loop()
+    call = functools.partial(contextvars.copy_context().run, fn, *args)
+    return await loop.run_in_executor(_fast_executor(), call)
 
 
 def shared(key: str, factory: Callable[[], T]) -> T:
@@ -160,8 +190,10 @@ def package_file(package: str, *parts: str) -> str:
 
 def shutdown() -> None:
     """Stop the pool (tests, daemon exit). A later call to run_inference starts a new one."""
-    global _executor
+    global _executor, _fast
     with _lock:
         ex, _executor = _executor, None
-    if ex is not None:
-        ex.shutdown(wait=True, cancel_futures=True)
+        fast, _fast = _fast, None
+    for pool in (ex, fast):
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)

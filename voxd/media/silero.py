@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from voxd.media.audio import SAMPLE_RATE
-from voxd.media.inference import onnx_session, package_file, run_inference
+from voxd.media.inference import onnx_session, package_file, run_fast, run_inference
 
 WINDOW = 512  # samples per model step at 16 kHz (32 ms)
 CONTEXT = 64  # samples of the previous step prepended to each step
@@ -78,5 +78,6 @@ class SileroVAD:
 
     async def speech_probability(self, pcm16k: np.ndarray) -> float:
         """Highest speech probability over the last `window_ms` of `pcm16k` (int16 or
-        float in [-1, 1], 16 kHz mono), computed off the event loop."""
-        return await run_inference(self.probability_sync, np.array(pcm16k, copy=True))
+        float in [-1, 1], 16 kHz mono), computed off the event loop in the fast lane
+        (never queued behind long decodes)."""
+        return await run_fast(self.probability_sync, np.array(pcm16k, copy=True))
