@@ -81,6 +81,8 @@ def canonical_name(name: str) -> str:
 
 def split_list(value: str) -> list[str]:
     """Split a comma-joined header value, ignoring commas in quotes or <...>."""
+    if '"' not in value and "<" not in value:
+        return [p for p in (part.strip() for part in value.split(",")) if p]
     parts: list[str] = []
     start = 0
     quoted = False

@@ -32,6 +32,8 @@ def format_params(params: Params) -> str:
 
 
 def _split_unquoted(text: str, sep: str) -> list[str]:
+    if '"' not in text:
+        return text.split(sep)
     parts: list[str] = []
     start = 0
     quoted = False
