@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from tests.call.helpers import make_session
+from tests.synth import silence, voiced
 from voxd.call.driver import drive, frames_of
 from voxd.providers.base import ToolCall
-
-from tests.synth import silence, voiced
-from tests.call.helpers import make_session
 
 F = 0.02
 
@@ -31,7 +30,7 @@ async def test_greeting_plays_on_answer() -> None:
 
 async def test_turn_ends_after_silence_and_tool_runs_inside_turn() -> None:
     steps = [[ToolCall("c1", "calculate", {"expression": "12*7"})], "That's 84."]
-    s, _, _, tts, llm = make_session(
+    s, _, _, _tts, llm = make_session(
         {"greeting": None, "turn": {"detector": "silence", "min_silence_ms": 200, "max_silence_ms": 600}},
         transcripts=["what is twelve times seven"],
         steps=steps,
@@ -138,7 +137,7 @@ async def test_dtmf_menu_paths_and_digit_interrupts() -> None:
         },
     }
     s, control, _, tts, _ = make_session(agent)
-    res = await drive(s, frames_of(silence(12.0)), dtmf=[(0.5, "2"), (4.0, "1"), (7.0, "9")])
+    await drive(s, frames_of(silence(12.0)), dtmf=[(0.5, "2"), (4.0, "1"), (7.0, "9")])
     assert tts.texts[0].startswith("Welcome")
     # digit 2 at 0.5 s cut the greeting: the caller heard about half a second of it
     greeting = s.record.turns[0]

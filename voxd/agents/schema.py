@@ -281,6 +281,10 @@ class AgentConfig(_Model):
     dialog: DialogConfig = Field(default_factory=lambda: DialogConfig())
     sip: SipConfig = Field(default_factory=lambda: SipConfig())
     max_call_s: float = Field(3600, gt=0)
+    filler_after_ms: int = Field(
+        1500, ge=0, description="If a function runs longer than this, say `filler` once so the caller never hears dead air (0 = never)."
+    )
+    filler: str = Field("One moment while I check that.", description="Said while a slow function runs.")
 
     @field_validator("stt", "llm", "voice", mode="before")
     @classmethod

@@ -91,6 +91,88 @@ class Speaker:
             await synthesize_into(self.tts, clause, self.playout, self.metrics)
 
 
+@dataclass
+class ToolPolicy:
+    """How tools behave inside a reply: the filler line for slow ones, and which may be
+    cancelled by barge-in (the others finish in the background, via `keep`)."""
+
+    filler_after_s: float = 1.5
+    filler: str = "One moment while I check that."
+    interruptible: Callable[[str], bool] = lambda name: True
+    keep: Callable[[asyncio.Future[Any]], None] = lambda fut: None
+
+
+def _record(turn: Turn, call: ToolCall, res: ToolResult) -> None:
+    turn.tool_calls.append(
+        ToolCallRecord(
+            name=res.name,
+            arguments=res.arguments,
+            result=res.result,
+            error=res.error,
+            started_at=time.time() - res.duration_ms / 1000,
+            duration_ms=round(res.duration_ms, 2),
+            call_id=call.id,
+        )
+    )
+
+
+async def run_tools(
+    calls: tuple[ToolCall, ...],
+    run_tool: ToolRunner,
+    speaker: Speaker,
+    messages: list[Message],
+    turn: Turn,
+    policy: ToolPolicy | None = None,
+) -> bool:
+    """Run one round of tool calls concurrently; results go into `messages` in order.
+
+    A round still running after `filler_after_s` gets the filler line, once. If the
+    reply is cancelled (barge-in), interruptible tools are cancelled and their result
+    says so; the others finish in the background and fill in their result in place,
+    so the LLM context stays well-formed and keeps what they did.
+    """
+    p = policy or ToolPolicy()
+    tasks = [asyncio.ensure_future(run_tool(c)) for c in calls]
+    slots = [Message("tool", json.dumps({"pending": True}), tool_call_id=c.id, name=c.name) for c in calls]
+    messages.extend(slots)
+    filled = False
+    try:
+        if p.filler_after_s > 0 and p.filler:
+            _, pending = await asyncio.wait(tasks, timeout=p.filler_after_s)
+            if pending:
+                speaker.say(p.filler)
+                filled = True
+        await asyncio.wait(tasks)  # unlike gather, cancelling this wait leaves the tools running
+        results = [t.result() for t in tasks]
+    except asyncio.CancelledError:
+        for call, task, slot in zip(calls, tasks, slots, strict=True):
+            if task.done() and not task.cancelled():
+                slot.content = task.result().for_llm()
+                _record(turn, call, task.result())
+            elif p.interruptible(call.name):
+                task.cancel()
+                slot.content = json.dumps({"error": "cancelled: the caller interrupted"})
+            else:
+                task.add_done_callback(_fill(turn, call, slot))
+                p.keep(task)
+        raise
+    for call, res, slot in zip(calls, results, slots, strict=True):
+        slot.content = res.for_llm()
+        _record(turn, call, res)
+    return filled
+
+
+def _fill(turn: Turn, call: ToolCall, slot: Message) -> Callable[[asyncio.Future[ToolResult]], None]:
+    def done(task: asyncio.Future[ToolResult]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            slot.content = json.dumps({"error": "the function did not complete"})
+            return
+        slot.content = task.result().for_llm()
+        _record(turn, call, task.result())
+
+    return done
+
+
 async def run_llm_reply(
     llm: LanguageModel,
     messages: list[Message],
@@ -98,6 +180,7 @@ async def run_llm_reply(
     speaker: Speaker,
     turn: Turn,
     run_tool: ToolRunner,
+    policy: ToolPolicy | None = None,
 ) -> str:
     """Drive the LLM until it stops asking for tools. Appends the tool exchange to
     `messages` as it happens; returns the full text the LLM produced for speech."""
@@ -125,20 +208,8 @@ async def run_llm_reply(
         if not calls:
             break
         messages.append(Message("assistant", "".join(step_text), tool_calls=list(calls)))
-        results = await asyncio.gather(*(run_tool(c) for c in calls))
-        for call, res in zip(calls, results, strict=True):
-            turn.tool_calls.append(
-                ToolCallRecord(
-                    name=res.name,
-                    arguments=res.arguments,
-                    result=res.result,
-                    error=res.error,
-                    started_at=time.time() - res.duration_ms / 1000,
-                    duration_ms=round(res.duration_ms, 2),
-                    call_id=call.id,
-                )
-            )
-            messages.append(Message("tool", res.for_llm(), tool_call_id=call.id, name=call.name))
+        if await run_tools(calls, run_tool, speaker, messages, turn, policy):
+            text_parts.append((policy or ToolPolicy()).filler)
     else:
         raise ProviderError(llm.name, f"more than {MAX_TOOL_ROUNDS} tool rounds in one turn", retryable=False)
     return " ".join(p.strip() for p in text_parts if p.strip())

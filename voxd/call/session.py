@@ -34,7 +34,7 @@ from voxd.call.events import (
 )
 from voxd.call.ports import CallControl
 from voxd.call.record import CallRecord, DtmfRecord, Turn, TurnLatency
-from voxd.call.reply import ReplyMetrics, Speaker, run_llm_reply, synthesize_into
+from voxd.call.reply import ReplyMetrics, Speaker, ToolPolicy, run_llm_reply, synthesize_into
 from voxd.call.toolctx import SessionTools
 from voxd.media import inference
 from voxd.media.audio import FRAME_BYTES, SAMPLE_RATE
@@ -88,6 +88,12 @@ class CallSession:
         self.stt = engines.stt.stream()
         self.tools = SessionTools(self, tools)
         self.messages: list[Message] = [Message("system", agent.prompt)]
+        self._tool_policy = ToolPolicy(
+            filler_after_s=agent.filler_after_ms / 1000,
+            filler=agent.filler,
+            interruptible=self.tools.interruptible,
+            keep=self._keep,
+        )
         self.media_t = 0.0
         self.closed = False
         self.ended = asyncio.Event()
@@ -344,7 +350,7 @@ class CallSession:
         try:
             try:
                 turn.text = await run_llm_reply(
-                    self.engines.llm, self.messages, self.tools.specs(), speaker, turn, self.tools.run
+                    self.engines.llm, self.messages, self.tools.specs(), speaker, turn, self.tools.run, self._tool_policy
                 )
             except ProviderError as e:
                 self._engine_error("llm", e)
@@ -471,6 +477,13 @@ class CallSession:
 
     def emit_tool(self, event: ToolExecuted) -> None:
         self._emit(event)
+
+    def _keep(self, fut: asyncio.Future[Any]) -> None:
+        """Track work that outlives its reply (a non-interruptible tool)."""
+        self._tasks.add(fut)  # type: ignore[arg-type]
+        self._busy += 1
+        self._idle.clear()
+        fut.add_done_callback(self._task_done)  # type: ignore[arg-type]
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)

@@ -46,6 +46,10 @@ class SessionTools:
     async def send_dtmf(self, digits: str) -> None:
         await self.session.control.send_dtmf(digits)
 
+    def interruptible(self, name: str) -> bool:
+        tool = self.registry.get(name)
+        return tool.interruptible if tool is not None else True
+
     # what the LLM sees
     def specs(self) -> list[ToolSpec]:
         specs = self.registry.specs(self.allowed)
