@@ -264,6 +264,54 @@ class ToolRef(_Model):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class HttpFunction(_Model):
+    """A request voxd sends when the LLM calls the function, signed with Standard Webhooks
+    headers (webhook-id, webhook-timestamp, webhook-signature) so the receiver can verify it."""
+
+    url: str = Field(..., pattern=r"^https?://\S+$", description="May hold {argument} placeholders (URL-encoded).")
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Values may reference environment variables as ${NAME} (allowed by tools.function_env); never logged.",
+    )
+    body: Any = Field(
+        None,
+        description="JSON body template: a string that is exactly '{arg}' becomes the argument's value, "
+        "'{arg}' inside longer strings is replaced by its text. Default: the arguments themselves "
+        "(GET/DELETE: as the query string).",
+    )
+    timeout_s: float = Field(10.0, gt=0, le=60)
+    secret_env: str | None = Field(
+        None, description="Environment variable holding this function's whsec_ signing secret (default: the daemon's)."
+    )
+
+
+class FunctionDef(_Model):
+    """A custom function this agent may call, besides the built-ins listed in `tools`."""
+
+    name: str = Field(..., pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    description: str = Field(..., min_length=1, description="Tells the LLM when to call it.")
+    parameters: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="JSON Schema (an object schema) of the arguments.",
+    )
+    http: HttpFunction | None = None
+    python: str | None = Field(
+        None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="'module:function' found in the daemon's tools.plugin_paths; called with (arguments, context).",
+    )
+    timeout_s: float = Field(10.0, gt=0, le=300)
+    interruptible: bool = Field(True, description="Whether the caller talking over the bot cancels it.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> FunctionDef:
+        if (self.http is None) == (self.python is None):
+            raise ValueError(f"function {self.name!r} needs exactly one of http or python")
+        if self.parameters.get("type") != "object":
+            raise ValueError(f"function {self.name!r}: parameters must be an object schema")
+        return self
+
+
 class AgentConfig(_Model):
     name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     description: str = ""
@@ -277,6 +325,9 @@ class AgentConfig(_Model):
     turn: TurnConfig = Field(default_factory=lambda: TurnConfig())
     interruption: InterruptionConfig = Field(default_factory=lambda: InterruptionConfig())
     tools: list[str | ToolRef] = Field(default_factory=list, description="Functions this agent may call.")
+    functions: list[FunctionDef] = Field(
+        default_factory=list, description="Custom HTTP or Python functions; each is available to this agent."
+    )
     dtmf: DtmfConfig = Field(default_factory=lambda: DtmfConfig())
     dialog: DialogConfig = Field(default_factory=lambda: DialogConfig())
     sip: SipConfig = Field(default_factory=lambda: SipConfig())
@@ -298,7 +349,7 @@ class AgentConfig(_Model):
 
     @property
     def tool_names(self) -> list[str]:
-        return [t if isinstance(t, str) else t.name for t in self.tools]
+        return [t if isinstance(t, str) else t.name for t in self.tools] + [f.name for f in self.functions]
 
     def tool_options(self, name: str) -> dict[str, Any]:
         for t in self.tools:
@@ -308,6 +359,9 @@ class AgentConfig(_Model):
 
     @model_validator(mode="after")
     def _refs(self) -> AgentConfig:
+        names = self.tool_names
+        if len(names) != len(set(names)):
+            raise ValueError("a function name appears twice in tools/functions")
         for intent in self.dialog.intents:
             if intent.menu and intent.menu not in self.dtmf.menus:
                 raise ValueError(f"dialog intent {intent.name!r}: menu {intent.menu!r} is not defined")
