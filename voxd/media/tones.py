@@ -32,8 +32,9 @@ class DtmfDetector:
         self.hop = 80 * sample_rate // 8000
         n = np.arange(self.window)
         freqs = np.array(ROWS + COLS)
-        # Goertzel kernels: one complex exponential per DTMF frequency.
-        self._kernels = np.exp(-2j * np.pi * np.outer(n, freqs) / sample_rate)
+        # Goertzel kernels: cosine and sine of each DTMF frequency, as one real matrix.
+        phase = 2 * np.pi * np.outer(n, freqs) / sample_rate
+        self._kernels = np.ascontiguousarray(np.hstack([np.cos(phase), np.sin(phase)]))
         full_scale = 32768.0 * 10 ** (min_level_dbfs / 20)
         self._min_energy = self.window * full_scale**2 / 2  # sum of squares of a sine
         self._twist = 10 ** (max_twist_db / 10)
@@ -50,7 +51,8 @@ class DtmfDetector:
         self._candidate, self._count, self._held, self._gap = None, 0, None, 0
 
     def _classify(self, frames: FloatArray) -> list[str | None]:
-        spectrum = np.abs(frames @ self._kernels) ** 2  # (windows, 8)
+        proj = frames @ self._kernels  # (windows, 16): real and imaginary parts
+        spectrum = proj[:, :8] ** 2 + proj[:, 8:] ** 2  # (windows, 8)
         energy = np.sum(frames**2, axis=1)
         rows, cols = spectrum[:, :4], spectrum[:, 4:]
         r_idx, c_idx = rows.argmax(axis=1), cols.argmax(axis=1)
