@@ -1,0 +1,164 @@
+"""Streaming chat completions with tools on the official `openai` SDK (engine `openai`).
+
+`base_url` points it at OpenAI or any compatible server (vLLM, llama.cpp, Ollama).
+The SDK retries 429 and 5xx answers (honouring Retry-After) up to `max_retries`
+times; all of that, and the first streamed chunk, must fit in
+`first_token_timeout_s`, or the step fails with a retryable ProviderError so a
+fallback can take over before the caller notices dead air. Cancelling the task
+that iterates `stream()` (barge-in) closes the HTTP response, which stops
+generation on the server. Parallel tool calls arrive interleaved by `index`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from voxd.agents.schema import LLMConfig
+from voxd.providers.base import (
+    LanguageModel,
+    LLMEvent,
+    Message,
+    ProviderError,
+    TextDelta,
+    ToolCallsRequested,
+    ToolSpec,
+    Usage,
+)
+from voxd.providers.keys import Secret, api_key
+from voxd.providers.llm.openai_compat import to_openai_messages, to_openai_tools
+
+log = logging.getLogger("voxd.providers.openai")
+
+
+def _tool_call(call_id: str, name: str, raw: str) -> Any:
+    from voxd.call.reply import tool_call_from_json  # the runtime's lenient argument parser
+
+    return tool_call_from_json(call_id, name, raw)
+
+
+class OpenAILLM(LanguageModel):
+    name = "openai"
+
+    def __init__(self, cfg: LLMConfig, key: Secret | None = None) -> None:
+        self.cfg = cfg
+        local = bool(cfg.base_url) and not cfg.api_key_env and not cfg.api_key_file
+        self._key = key if key is not None else api_key(cfg, self.name, "OPENAI_API_KEY", required=not local)
+        self._client: Any = None
+
+    def __repr__(self) -> str:
+        return f"OpenAILLM(base_url={self.cfg.base_url!r}, model={self.cfg.model!r})"
+
+    def client(self) -> Any:
+        if self._client is None:
+            import httpx2
+            from openai import AsyncOpenAI
+
+            self._client = AsyncOpenAI(
+                api_key=self._key.reveal() or "none",
+                base_url=self.cfg.base_url,
+                max_retries=self.cfg.max_retries,
+                timeout=httpx2.Timeout(self.cfg.timeout_s, connect=min(5.0, self.cfg.first_token_timeout_s)),
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    def _request(self, messages: list[Message], tools: list[ToolSpec]) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.cfg.model or "gpt-4o-mini",
+            "messages": to_openai_messages(messages),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if tools:
+            body["tools"] = to_openai_tools(tools)
+            body["parallel_tool_calls"] = True
+        if self.cfg.temperature is not None:
+            body["temperature"] = self.cfg.temperature
+        if self.cfg.max_tokens is not None:
+            body["max_tokens"] = self.cfg.max_tokens
+        body.update(self.cfg.options)
+        return body
+
+    async def stream(self, messages: list[Message], tools: list[ToolSpec]) -> AsyncIterator[LLMEvent]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cfg.first_token_timeout_s
+        stream: Any = None
+        try:
+            try:
+                stream = await asyncio.wait_for(
+                    self.client().chat.completions.create(**self._request(messages, tools)),
+                    max(0.01, deadline - loop.time()),
+                )
+                chunks = stream.__aiter__()
+                first = await asyncio.wait_for(chunks.__anext__(), max(0.01, deadline - loop.time()))
+            except TimeoutError:
+                raise ProviderError(self.name, f"no first token within {self.cfg.first_token_timeout_s:g}s") from None
+            calls: dict[int, dict[str, str]] = {}
+            chunk: Any = first
+            while True:
+                for ev in self._events(chunk, calls):
+                    yield ev
+                try:
+                    chunk = await chunks.__anext__()
+                except StopAsyncIteration:
+                    break
+            if calls:
+                yield ToolCallsRequested(tuple(
+                    _tool_call(c["id"] or f"call_{i}", c["name"], c["args"]) for i, c in sorted(calls.items())
+                ))
+        except ProviderError:
+            raise
+        except StopAsyncIteration:
+            raise ProviderError(self.name, "empty response stream") from None
+        except Exception as e:
+            raise _translate(self.name, e) from None
+        finally:
+            if stream is not None:  # also on cancellation: closing the response aborts generation
+                try:
+                    await stream.close()
+                except Exception:
+                    pass
+
+    @staticmethod
+    def _events(chunk: Any, calls: dict[int, dict[str, str]]) -> list[LLMEvent]:
+        out: list[LLMEvent] = []
+        usage = getattr(chunk, "usage", None)
+        if usage is not None:
+            out.append(Usage(int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0)))
+        for choice in chunk.choices or []:
+            delta = choice.delta
+            if delta is None:
+                continue
+            if delta.content:
+                out.append(TextDelta(delta.content))
+            for tc in delta.tool_calls or []:
+                slot = calls.setdefault(int(tc.index or 0), {"id": "", "name": "", "args": ""})
+                slot["id"] = tc.id or slot["id"]
+                if tc.function is not None:
+                    slot["name"] = tc.function.name or slot["name"]
+                    slot["args"] += tc.function.arguments or ""
+        return out
+
+
+def _translate(provider: str, e: Exception) -> ProviderError:
+    """SDK and transport failures as one ProviderError, with whether a retry may help."""
+    import openai
+
+    if isinstance(e, openai.APIStatusError):
+        code = e.status_code
+        return ProviderError(provider, f"HTTP {code}", retryable=code in (408, 409, 429) or code >= 500)
+    if isinstance(e, openai.APITimeoutError):
+        return ProviderError(provider, "request timed out")
+    if isinstance(e, openai.APIConnectionError):
+        return ProviderError(provider, f"connection failed: {e}")
+    if isinstance(e, json.JSONDecodeError | ValueError):
+        return ProviderError(provider, "malformed JSON in stream")
+    return ProviderError(provider, f"{type(e).__name__}: {e}")
