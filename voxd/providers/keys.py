@@ -11,8 +11,10 @@ from voxd.providers.base import ProviderError
 
 
 class _KeyConfig(Protocol):
-    api_key_env: str | None
-    api_key_file: str | None
+    @property
+    def api_key_env(self) -> str | None: ...
+    @property
+    def api_key_file(self) -> str | None: ...
 
 
 class Secret(str):
