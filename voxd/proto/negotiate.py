@@ -25,6 +25,9 @@ class Negotiated:
     telephone_event: Codec | None
     remote_address: tuple[str, int] | None
     direction: str  # our direction: sendrecv, sendonly, recvonly or inactive
+    # Every telephone-event payload type the offer listed at the codec's rate: some
+    # peers (sipp with a pcap) send on one we did not put in the answer.
+    dtmf_payload_types: frozenset[int] = frozenset()
 
     @property
     def on_hold(self) -> bool:
@@ -127,7 +130,10 @@ def answer(
     remote = None
     if remote_ip and remote_ip not in ("0.0.0.0", "::"):
         remote = (remote_ip, media.port)
-    return Negotiated(answer_sdp, codec, dtmf, remote, direction)
+    dtmf_types = frozenset(c.payload_type for c in media.codecs()
+                           if c.name.lower() == "telephone-event"
+                           and c.clock_rate == codec.clock_rate)
+    return Negotiated(answer_sdp, codec, dtmf, remote, direction, dtmf_types)
 
 
 def offer(
@@ -178,4 +184,5 @@ def accept_answer(our_offer: SessionDescription, answer_sdp: SessionDescription)
     ip = answer_sdp.connection_address(media)
     direction = _REVERSE.get(media.direction or "sendrecv", "sendrecv")
     remote = (ip, media.port) if ip and ip not in ("0.0.0.0", "::") else None
-    return Negotiated(answer_sdp, codec, dtmf, remote, direction)
+    types = frozenset([dtmf.payload_type]) if dtmf is not None else frozenset()
+    return Negotiated(answer_sdp, codec, dtmf, remote, direction, types)
