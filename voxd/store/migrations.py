@@ -141,4 +141,26 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX function_executions_name ON function_executions (name, id DESC)",
         ),
     ),
+    Migration(
+        4,
+        "in-call function executions and voxd's own calendar",
+        (
+            "ALTER TABLE function_executions ADD COLUMN call_id TEXT",
+            "ALTER TABLE function_executions ADD COLUMN turn_idx INTEGER",
+            "CREATE INDEX function_executions_call ON function_executions (call_id, id)",
+            """CREATE TABLE calendar_events (
+                uid TEXT PRIMARY KEY,
+                agent TEXT NOT NULL DEFAULT '',
+                call_id TEXT,
+                summary TEXT NOT NULL,
+                description TEXT NOT NULL DEFAULT '',
+                location TEXT NOT NULL DEFAULT '',
+                starts_at TEXT NOT NULL,
+                ends_at TEXT NOT NULL,
+                attendee TEXT,
+                created_at REAL NOT NULL
+            )""",
+            "CREATE INDEX calendar_events_start ON calendar_events (starts_at)",
+        ),
+    ),
 )

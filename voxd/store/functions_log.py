@@ -1,0 +1,76 @@
+"""The function execution log: every run, in a call or from the API, in one table.
+
+Rows written here share ``function_executions`` with ``FunctionRepository.log_execution``
+(API test runs), so ``GET /api/v1/functions/{name}/executions`` shows both. In-call rows
+carry ``call_id`` and ``turn_idx`` and the actor ``agent:<name>``. Arguments and results
+arrive already redacted (``voxd.tools.execlog``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from voxd.store.db import Database
+
+
+@dataclass(frozen=True)
+class Execution:
+    name: str
+    arguments: dict[str, Any]
+    result: Any
+    error: str | None
+    duration_ms: float
+    actor: str
+    call_id: str | None = None
+    turn_idx: int | None = None
+    at: float = 0.0
+
+
+def _row(r: aiosqlite.Row) -> dict[str, Any]:
+    return {
+        "id": r["id"], "name": r["name"], "arguments": json.loads(r["arguments"]),
+        "result": json.loads(r["result"]) if r["result"] is not None else None,
+        "error": r["error"], "duration_ms": r["duration_ms"], "actor": r["actor"], "at": r["at"],
+        "call_id": r["call_id"], "turn_idx": r["turn_idx"],
+    }
+
+
+class ExecutionLogRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add(self, rows: list[Execution]) -> None:
+        if not rows:
+            return
+        async with self._db.transaction() as conn:
+            await conn.executemany(
+                "INSERT INTO function_executions (name, arguments, result, error, duration_ms, actor, at, "
+                "call_id, turn_idx) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (e.name, json.dumps(e.arguments, default=str),
+                     None if e.error else json.dumps(e.result, default=str), e.error, e.duration_ms,
+                     e.actor, e.at or time.time(), e.call_id, e.turn_idx)
+                    for e in rows
+                ],
+            )
+
+    async def for_call(self, call_id: str) -> list[dict[str, Any]]:
+        rows = await self._db.fetchall(
+            "SELECT * FROM function_executions WHERE call_id = ? ORDER BY id", (call_id,)
+        )
+        return [_row(r) for r in rows]
+
+    async def recent(self, name: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        limit = max(1, min(int(limit), 500))
+        if name is None:
+            rows = await self._db.fetchall("SELECT * FROM function_executions ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = await self._db.fetchall(
+                "SELECT * FROM function_executions WHERE name = ? ORDER BY id DESC LIMIT ?", (name, limit)
+            )
+        return [_row(r) for r in rows]

@@ -1,0 +1,85 @@
+"""Feeds the execution log from call events, with secrets redacted.
+
+``ExecutionLogger`` is a CallManager listener: ``manager.listeners.append(logger)``.
+Listeners are synchronous, so rows are queued and written by one task the logger
+owns; ``flush()`` waits for the queue, ``close()`` flushes and stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Protocol
+
+from voxd.store.functions_log import Execution, ExecutionLogRepository
+from voxd.tools.redact import Redactor, default_redactor
+
+log = logging.getLogger(__name__)
+
+
+class _ToolRecord(Protocol):
+    name: str
+    arguments: dict[str, Any]
+    result: Any
+    error: str | None
+    started_at: float
+    duration_ms: float
+
+
+class ExecutionLogger:
+    def __init__(self, repo: ExecutionLogRepository, redactor: Redactor | None = None) -> None:
+        self.repo = repo
+        self.redact = redactor or default_redactor
+        self._queue: asyncio.Queue[Execution | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def __call__(self, event: Any) -> None:
+        """A call event; only ``ToolExecuted`` (an event with ``.tool``) is logged."""
+        tool: _ToolRecord | None = getattr(event, "tool", None)
+        record = getattr(event, "record", None)
+        if tool is None or record is None:
+            return
+        turns = getattr(record, "turns", None) or []
+        # the session appends the bot turn when the reply starts, so a tool belongs to the last one
+        turn_idx = getattr(turns[-1], "index", len(turns) - 1) if turns else None
+        self.add(Execution(
+            name=tool.name,
+            arguments=self.redact(dict(tool.arguments)),
+            result=self.redact(tool.result),
+            error=self.redact.text(tool.error) if tool.error else None,
+            duration_ms=float(tool.duration_ms),
+            actor=f"agent:{getattr(record, 'agent', '')}",
+            call_id=getattr(record, "id", None),
+            turn_idx=turn_idx,
+            at=tool.started_at or 0.0,
+        ))
+
+    def add(self, row: Execution) -> None:
+        self._queue.put_nowait(row)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._writer(), name="function-log")
+
+    async def _writer(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            rows = [r for r in batch if r is not None]
+            try:
+                await self.repo.add(rows)
+            except Exception:
+                log.exception("could not write %d function executions", len(rows))
+            for _ in batch:
+                self._queue.task_done()
+            if None in batch:
+                return
+
+    async def flush(self) -> None:
+        await self._queue.join()
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._queue.put_nowait(None)
+            await self._task
+        self._task = None

@@ -1,0 +1,163 @@
+"""Custom HTTP functions: a signed request to the integrator's endpoint per call.
+
+The request body (or query string) is built from the arguments through a small
+template, headers may reference allowed environment variables as ``${NAME}``, and
+every request carries Standard Webhooks signature headers. Header values are never
+logged; expanded environment values are handed to the redactor.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from voxd.agents.schema import HttpFunction
+from voxd.tools.redact import Redactor
+from voxd.tools.registry import Tool, ToolContext, ToolError
+from voxd.webhooks.signing import Signer
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+MAX_RESPONSE_BYTES = 64 * 1024
+MAX_TEXT_CHARS = 4000
+
+SessionGetter = Callable[[], Awaitable[aiohttp.ClientSession]]
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"))
+
+
+def render(template: Any, args: dict[str, Any]) -> Any:
+    """'{x}' alone becomes args['x'] with its type; inside a longer string, its text.
+    A placeholder for a missing argument becomes null / empty."""
+    if isinstance(template, str):
+        whole = _PLACEHOLDER.fullmatch(template)
+        if whole:
+            return args.get(whole.group(1))
+        return _PLACEHOLDER.sub(lambda m: _text(args.get(m.group(1), "")), template)
+    if isinstance(template, dict):
+        return {k: render(v, args) for k, v in template.items()}
+    if isinstance(template, list):
+        return [render(v, args) for v in template]
+    return template
+
+
+def render_url(url: str, args: dict[str, Any]) -> str:
+    return _PLACEHOLDER.sub(lambda m: quote(_text(args.get(m.group(1), "")), safe=""), url)
+
+
+def expand_env(value: str, allowed: list[str], redactor: Redactor) -> str:
+    def one(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if not any(fnmatch.fnmatchcase(name, pat) for pat in allowed):
+            raise ToolError(f"environment variable {name} is not allowed for functions (tools.function_env)")
+        got = os.environ.get(name)
+        if got is None:
+            raise ToolError(f"environment variable {name} is not set")
+        redactor.remember(got)
+        return got
+
+    return _ENV_REF.sub(one, value)
+
+
+def env_refs(headers: dict[str, str]) -> list[str]:
+    return [m.group(1) for v in headers.values() for m in _ENV_REF.finditer(v)]
+
+
+class HttpFunctionRunner:
+    """Runs one HTTP function definition; the handler of its `Tool`."""
+
+    def __init__(
+        self,
+        name: str,
+        spec: HttpFunction,
+        signer: Signer | None,
+        session: SessionGetter,
+        allowed_env: list[str],
+        redactor: Redactor,
+    ) -> None:
+        self.name = name
+        self.spec = spec
+        self.signer = signer
+        self.session = session
+        self.allowed_env = allowed_env
+        self.redactor = redactor
+
+    def build(self, args: dict[str, Any]) -> tuple[str, dict[str, str], bytes | None, dict[str, str]]:
+        """(url, headers, body, query) for these arguments, signed."""
+        spec = self.spec
+        url = render_url(spec.url, args)
+        headers = {k: expand_env(v, self.allowed_env, self.redactor) for k, v in spec.headers.items()}
+        query: dict[str, str] = {}
+        body: bytes | None = None
+        if spec.body is not None:
+            rendered = render(spec.body, args)
+            body = rendered.encode() if isinstance(rendered, str) else json.dumps(rendered).encode()
+        elif spec.method in ("GET", "DELETE"):
+            query = {k: _text(v) for k, v in args.items() if v is not None}
+        else:
+            body = json.dumps(args).encode()
+        if body is not None and not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = "application/json"
+        headers.setdefault("User-Agent", "voxd-function/1")
+        if self.signer is not None:
+            headers.update(self.signer.headers(body or b""))
+        return url, headers, body, query
+
+    async def __call__(self, args: dict[str, Any], ctx: ToolContext | None) -> Any:
+        url, headers, body, query = self.build(args)
+        if ctx is not None and ctx.call_id:
+            headers.setdefault("X-Voxd-Call-Id", ctx.call_id)
+        session = await self.session()
+        timeout = aiohttp.ClientTimeout(total=self.spec.timeout_s)
+        try:
+            async with session.request(
+                self.spec.method, url, headers=headers, data=body, params=query or None,
+                timeout=timeout, allow_redirects=False,
+            ) as resp:
+                raw = await resp.content.read(MAX_RESPONSE_BYTES + 1)
+                status = resp.status
+                ctype = resp.headers.get("Content-Type", "")
+        except aiohttp.ClientError as e:
+            raise ToolError(f"{self.name}: could not reach the service ({type(e).__name__})") from None
+        if len(raw) > MAX_RESPONSE_BYTES:
+            raise ToolError(f"{self.name}: the response was larger than {MAX_RESPONSE_BYTES} bytes")
+        text = self.redactor.text(raw.decode("utf-8", "replace"))
+        if status >= 400:
+            raise ToolError(f"{self.name}: the service answered HTTP {status}: {text[:200]}")
+        if "json" in ctype or text[:1] in "{[":
+            try:
+                return self.redactor(json.loads(text)) if text else None
+            except ValueError:
+                pass
+        return text[:MAX_TEXT_CHARS]
+
+
+def http_tool(
+    name: str,
+    description: str,
+    parameters: dict[str, Any],
+    spec: HttpFunction,
+    *,
+    signer: Signer | None,
+    session: SessionGetter,
+    allowed_env: list[str],
+    redactor: Redactor,
+    timeout_s: float | None = None,
+    interruptible: bool = True,
+) -> Tool:
+    runner = HttpFunctionRunner(name, spec, signer, session, allowed_env, redactor)
+    return Tool(
+        name, description, parameters, runner,
+        timeout_s=timeout_s or spec.timeout_s + 1, interruptible=interruptible, builtin=False,
+    )

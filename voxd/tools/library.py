@@ -1,0 +1,191 @@
+"""The function library the daemon owns: built-ins, custom functions, per-agent registries.
+
+``ToolLibrary`` holds what tools share across calls (daemon settings, the HTTP client
+session, knowledge-base indexes, the signing secret, functions created through the API)
+and builds each agent's registry: the built-ins plus the agent's own ``functions:``
+plus API-created functions, all of which the agent may call when it lists them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from voxd.agents.schema import AgentConfig, FunctionDef, HttpFunction
+from voxd.store.db import Database
+from voxd.store.registry import FunctionRepository
+from voxd.tools.builtins import builtin_tools
+from voxd.tools.calendar_events import calendar_tool
+from voxd.tools.config import ToolsConfig, read_secret
+from voxd.tools.http_functions import http_tool
+from voxd.tools.knowledge import KnowledgeBases, knowledge_tool
+from voxd.tools.mail import email_tool
+from voxd.tools.plugins import PluginError, python_tool
+from voxd.tools.redact import Redactor, default_redactor
+from voxd.tools.registry import Tool, ToolError, ToolRegistry
+from voxd.tools.weather import weather_tool
+from voxd.webhooks.signing import Signer, SigningError, load_or_create_secret
+
+log = logging.getLogger(__name__)
+
+SIGNING_KEY_FILE = "function-signing.key"
+
+
+class ToolLibrary:
+    def __init__(
+        self,
+        config: ToolsConfig | None = None,
+        *,
+        base_dir: Path | None = None,
+        state_dir: Path | None = None,
+        db: Database | None = None,
+        redactor: Redactor | None = None,
+        embedder: Any = "auto",
+    ) -> None:
+        self.config = config or ToolsConfig()
+        self.base_dir = base_dir or Path.cwd()
+        self.state_dir = state_dir
+        self.db = db
+        self.redactor = redactor or default_redactor
+        if embedder == "auto":
+            embedder = _auto_embedder() if self.config.knowledge.embeddings else None
+        self.knowledge = KnowledgeBases(self.config.knowledge, self.base_dir, embedder)
+        self.plugin_folders = [self._path(p) for p in self.config.plugin_paths]
+        self._session: aiohttp.ClientSession | None = None
+        self._signer: Signer | None = None
+        self._stored: dict[str, Tool] = {}
+        self._refresh_task: asyncio.Task[None] | None = None
+        self.base = ToolRegistry()
+        for t in self.builtin_tools():
+            self.base.register(t)
+
+    def _path(self, raw: str) -> Path:
+        p = Path(raw).expanduser()
+        return (p if p.is_absolute() else self.base_dir / p).resolve()
+
+    # -- shared resources
+    async def http_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    def signer(self) -> Signer:
+        """The daemon's signer: tools.signing_secret_env / _file, else a key file in the state
+        folder, created on first use (give that secret to integrators to verify requests)."""
+        if self._signer is None:
+            cfg = self.config
+            secret = read_secret(cfg.signing_secret_env, cfg.signing_secret_file)
+            if secret is None:
+                if self.state_dir is None:
+                    raise ToolError("no signing secret configured for HTTP functions (tools.signing_secret_env)")
+                secret = load_or_create_secret(self.state_dir / SIGNING_KEY_FILE)
+            self._signer = Signer(secret)
+            self.redactor.remember(secret)
+        return self._signer
+
+    def builtin_tools(self) -> list[Tool]:
+        cfg = self.config
+        return [
+            *builtin_tools(),
+            weather_tool(cfg.weather, self.http_session),
+            knowledge_tool(self.knowledge),
+            email_tool(cfg.email),
+            calendar_tool(cfg.calendar, self.db),
+        ]
+
+    # -- custom functions
+    def http_function(
+        self, name: str, description: str, parameters: dict[str, Any], spec: HttpFunction,
+        *, timeout_s: float | None = None, interruptible: bool = True,
+    ) -> Tool:
+        signer = Signer(read_secret(spec.secret_env, None) or "") if spec.secret_env else self.signer()
+        return http_tool(
+            name, description, parameters, spec, signer=signer, session=self.http_session,
+            allowed_env=list(self.config.function_env), redactor=self.redactor,
+            timeout_s=timeout_s, interruptible=interruptible,
+        )
+
+    def custom_tool(self, fn: FunctionDef) -> Tool:
+        if fn.http is not None:
+            return self.http_function(fn.name, fn.description, fn.parameters, fn.http,
+                                      timeout_s=fn.timeout_s, interruptible=fn.interruptible)
+        assert fn.python is not None
+        return python_tool(fn.name, fn.description, fn.parameters, fn.python, self.plugin_folders,
+                           timeout_s=fn.timeout_s, interruptible=fn.interruptible)
+
+    def stored_tool(self, rec: dict[str, Any]) -> Tool:
+        """A function created through the API (``FunctionRepository`` record)."""
+        return self.http_function(rec["name"], rec["description"], rec["parameters"],
+                                  HttpFunction.model_validate(rec["http"]))
+
+    async def refresh_stored(self) -> None:
+        if self.db is None:
+            return
+        fresh: dict[str, Tool] = {}
+        for rec in await FunctionRepository(self.db).list():
+            if rec["name"] in self.base.tools:
+                continue
+            try:
+                fresh[rec["name"]] = self.stored_tool(rec)
+            except (ToolError, SigningError, ValueError) as e:
+                log.error("function %s (API): %s", rec["name"], e)
+        self._stored = fresh
+
+    def registry_for(self, agent: AgentConfig) -> ToolRegistry:
+        """The functions this agent's calls can run (``SessionTools`` still limits them to
+        ``agent.tool_names``). Never raises: a custom function that cannot be built is
+        logged and left out, and the LLM hears 'not available' if it calls it."""
+        reg = ToolRegistry(tools=dict(self.base.tools) | self._stored)
+        for fn in agent.functions:
+            if fn.name in self.base.tools:
+                log.error("agent %s: function %s has the name of a built-in; left out", agent.name, fn.name)
+                continue
+            try:
+                reg.register(self.custom_tool(fn))
+            except (PluginError, ToolError, SigningError, ValueError) as e:
+                log.error("agent %s: function %s: %s", agent.name, fn.name, e)
+        return reg
+
+    # -- life cycle
+    async def start(self) -> None:
+        """Load API-created functions and keep them fresh."""
+        await self.refresh_stored()
+        if self.db is not None and self._refresh_task is None:
+            self._refresh_task = asyncio.create_task(self._refresh_loop(), name="functions-refresh")
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.stored_refresh_s)
+            try:
+                await self.refresh_stored()
+            except Exception:
+                log.exception("could not reload custom functions")
+
+    async def warm_up(self, agents: list[AgentConfig]) -> None:
+        """Index every knowledge-base folder the agents name (off the event loop)."""
+        folders = {f for a in agents if "search_knowledge_base" in a.tool_names
+                   if (f := self.knowledge.folder(a.tool_options("search_knowledge_base"))) is not None}
+        await self.knowledge.warm_up(sorted(folders))
+
+    async def close(self) -> None:
+        if self._refresh_task is not None:
+            self._refresh_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresh_task
+            self._refresh_task = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _auto_embedder() -> Any:
+    try:
+        from voxd.tools.embed import load_embedder
+    except ImportError:
+        return None
+    return load_embedder()
