@@ -56,14 +56,14 @@ async def test_invalid_yaml_names_field_and_line(api):
     assert "turn.min_silence_ms" in problem["detail"]
     assert api.agents.agents == {}
 
-    resp = await api.client.post("/api/v1/agents/validate", headers=h, json={"yaml": bad})
+    resp = await api.client.post("/api/v1/agents/_validate", headers=h, json={"yaml": bad})
     assert resp.status == 200
     result = await resp.json()
     assert result["valid"] is False and len(result["errors"]) == 2
-    resp = await api.client.post("/api/v1/agents/validate", headers=h,
+    resp = await api.client.post("/api/v1/agents/_validate", headers=h,
                                  json={"yaml": AGENT_YAML})
     assert await resp.json() == {"valid": True, "errors": []}
-    resp = await api.client.post("/api/v1/agents/validate", headers=h,
+    resp = await api.client.post("/api/v1/agents/_validate", headers=h,
                                  json={"yaml": "name: [unclosed"})
     assert (await resp.json())["errors"][0]["field"] == "(yaml)"
 

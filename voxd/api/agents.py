@@ -8,6 +8,7 @@ from voxd.api.agent_yaml import agent_name
 from voxd.api.deps import AgentInfo, InvalidAgent, NotFound
 from voxd.api.models import (
     NAME_PATTERN,
+    NAME_RE,
     AgentDetail,
     AgentHistory,
     AgentList,
@@ -18,7 +19,7 @@ from voxd.api.models import (
 from voxd.api.problems import ApiProblem
 from voxd.api.routing import Ctx, Reply, RouteTable
 
-routes = RouteTable()
+routes = RouteTable(params={"name": NAME_RE})
 TAG = "agents"
 BASE = "/api/v1/agents"
 
@@ -125,7 +126,7 @@ async def delete_agent(ctx: Ctx) -> Reply:
     return Reply(status=204)
 
 
-@routes.route("POST", BASE + "/validate", scope="agents:read", summary="Validate agent YAML",
+@routes.route("POST", BASE + "/_validate", scope="agents:read", summary="Validate agent YAML",
               tag=TAG, limit_class="read", body=AgentWrite, response=AgentValidation,
               description="Checks the YAML with the same schema as file loading; writes nothing.")
 async def validate_agent(ctx: Ctx) -> Reply:

@@ -23,7 +23,7 @@ SPECS_KEY = web.AppKey("voxd_api_specs", list)
 STATIC_PREFIX = "/api/docs/static"
 SWAGGER_FILES = ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js")
 
-public = RouteTable()
+public = RouteTable(params={"file": r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"})
 
 
 def _swagger_dir() -> Path:
@@ -105,7 +105,7 @@ def setup_api(app: web.Application, deps: ApiDeps) -> None:
     public_specs = [s for s in public if not (s.path == "/healthz" and "/healthz" in existing)]
     registered: list[RouteSpec] = []
     for spec in [*public_specs, *specs]:
-        app.router.add_route(spec.method, spec.path, pipeline.handler(spec),
+        app.router.add_route(spec.method, spec.router_path, pipeline.handler(spec),
                              name=spec.operation_id)
         registered.append(spec)
     app[SERVICES_KEY] = services

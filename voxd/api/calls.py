@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from voxd.api.deps import NotFound
 from voxd.api.models import (
+    CALL_ID_RE,
     ActiveCalls,
     CallDetail,
     CallPage,
@@ -16,7 +17,7 @@ from voxd.api.problems import validation_problem
 from voxd.api.routing import Ctx, Reply, RouteTable
 from voxd.store.calls import InvalidCursor
 
-routes = RouteTable()
+routes = RouteTable(params={"call_id": CALL_ID_RE})
 TAG = "calls"
 BASE = "/api/v1/calls"
 

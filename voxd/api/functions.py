@@ -10,6 +10,7 @@ import jsonschema
 from voxd.api.deps import NotFound
 from voxd.api.models import (
     FUNCTION_NAME_PATTERN,
+    FUNCTION_NAME_RE,
     ExecuteRequest,
     Execution,
     ExecutionList,
@@ -21,7 +22,7 @@ from voxd.api.models import (
 from voxd.api.problems import ApiProblem, validation_problem
 from voxd.api.routing import Ctx, Reply, RouteTable
 
-routes = RouteTable()
+routes = RouteTable(params={"name": FUNCTION_NAME_RE})
 TAG = "functions"
 BASE = "/api/v1/functions"
 

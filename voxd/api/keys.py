@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from voxd.api.deps import NotFound
 from voxd.api.models import (
+    KEY_ID_RE,
     SCOPES,
     KeyCreate,
     KeyCreated,
@@ -21,7 +22,7 @@ from voxd.api.problems import ApiProblem, validation_problem
 from voxd.api.routing import Ctx, Reply, RouteTable
 from voxd.store.keys import ApiKey
 
-routes = RouteTable()
+routes = RouteTable(params={"key_id": KEY_ID_RE})
 TAG = "api-keys"
 BASE = "/api/v1/api-keys"
 

@@ -6,9 +6,10 @@ send (the pipeline validates each response against its model before sending).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 SCOPES: tuple[str, ...] = (
     "agents:read", "agents:write", "calls:read", "calls:write", "functions:read",
@@ -20,8 +21,13 @@ Scope = Literal[
     "functions:write", "functions:execute", "webhooks:read", "webhooks:write", "keys:admin",
     "admin",
 ]
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-FUNCTION_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+MAX_QUOTA = 10**12
+FUNCTION_NAME_RE = r"[a-z][a-z0-9_]{0,63}"
+CALL_ID_RE = r"call_[A-Za-z0-9_-]{1,64}"
+KEY_ID_RE = r"key_[0-9a-f]{16}"
+NAME_PATTERN = f"^{NAME_RE}$"
+FUNCTION_NAME_PATTERN = f"^{FUNCTION_NAME_RE}$"
 
 
 class Request(BaseModel):
@@ -122,6 +128,7 @@ class FunctionUpdate(Request):
     description: str = Field(min_length=1, max_length=1024)
     parameters: dict[str, Any] = Field(
         description="JSON Schema (an object schema) of the arguments.",
+        json_schema_extra={"required": ["type"], "properties": {"type": {"const": "object"}}},
         examples=[{"type": "object", "properties": {"order": {"type": "string"}}}],
     )
     http: HttpSpec
@@ -252,19 +259,22 @@ class KeyCreate(Request):
     scopes: list[Scope] = Field(min_length=1, max_length=len(SCOPES), examples=[["calls:read"]])
     expires_at: float | None = Field(None, allow_inf_nan=False, description="Unix seconds.")
     rate_limit_per_minute: int | None = Field(None, ge=1, le=1_000_000)
-    quota_per_day: int | None = Field(None, ge=1)
-    quota_per_month: int | None = Field(None, ge=1)
+    quota_per_day: int | None = Field(None, ge=1, le=MAX_QUOTA)
+    quota_per_month: int | None = Field(None, ge=1, le=MAX_QUOTA)
 
 
 class KeyUpdate(Request):
     """Fields left out stay as they are; scopes may only narrow."""
 
-    name: str | None = Field(None, min_length=1, max_length=100)
-    scopes: list[Scope] | None = Field(None, min_length=1, max_length=len(SCOPES))
+    name: Annotated[str, Field(min_length=1, max_length=100)] | SkipJsonSchema[None] = None
+    scopes: (
+        Annotated[list[Scope], Field(min_length=1, max_length=len(SCOPES))]
+        | SkipJsonSchema[None]
+    ) = None
     expires_at: float | None = Field(None, allow_inf_nan=False)
     rate_limit_per_minute: int | None = Field(None, ge=1, le=1_000_000)
-    quota_per_day: int | None = Field(None, ge=1)
-    quota_per_month: int | None = Field(None, ge=1)
+    quota_per_day: int | None = Field(None, ge=1, le=MAX_QUOTA)
+    quota_per_month: int | None = Field(None, ge=1, le=MAX_QUOTA)
 
 
 class KeyOut(BaseModel):

@@ -18,7 +18,8 @@ from voxd.api.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPES, problem_type
 from voxd.api.routing import RouteSpec
 
 AUTH_PROBLEMS = ("unauthenticated", "key-expired", "key-revoked", "insufficient-scope",
-                 "rate-limited", "auth-throttled", "quota-exhausted", "payload-too-large")
+                 "rate-limited", "auth-throttled", "quota-exhausted", "payload-too-large",
+                 "internal-error")
 BODY_PROBLEMS = ("malformed-request", "unsupported-media-type", "validation-error")
 
 DESCRIPTION = """\
@@ -130,7 +131,8 @@ def _operation(spec: RouteSpec, refs: dict[Any, Any]) -> dict[str, Any]:
         op["security"] = []
         if description:
             op["description"] = description
-    params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+    params = [{"name": p, "in": "path", "required": True,
+               "schema": {"type": "string", "pattern": f"^{spec.params[p]}$"}}
               for p in spec.path_params]
     if spec.query is not None:
         params += _query_parameters(spec.query)
@@ -149,6 +151,8 @@ def _operation(spec: RouteSpec, refs: dict[Any, Any]) -> dict[str, Any]:
         slugs += BODY_PROBLEMS
     if spec.query is not None:
         slugs.append("validation-error")
+    if spec.path_params:
+        slugs.append("not-found")  # a value outside the parameter's pattern matches no route
     slugs += spec.problems
     op["responses"] = {str(spec.status): ok, **_error_responses(slugs)}
     return op

@@ -39,7 +39,15 @@ def holds(key: ApiKey, scope: str) -> bool:
 
 
 def _errors(e: ValidationError) -> list[dict[str, Any]]:
-    return [{"field": field_path(err["loc"]), "message": err["msg"]} for err in e.errors()]
+    """Field paths without pydantic's union-branch tags; the 'or null' branch is dropped."""
+    out = []
+    for err in e.errors():
+        loc = list(err["loc"])
+        if len(loc) > 1 and loc[-1] == "none":
+            continue
+        loc = [p for p in loc if not (isinstance(p, str) and "[" in p)]
+        out.append({"field": field_path(loc), "message": err["msg"]})
+    return out or [{"field": "(root)", "message": str(e)}]
 
 
 def _next_utc(period: str) -> float:
@@ -70,6 +78,11 @@ class Pipeline:
             except NotSupported as e:
                 return self._problem(ApiProblem("not-implemented", str(e) or "not supported"),
                                      request, outcomes)
+            except Exception:
+                # headers (and so keys) are never logged; the route and the traceback are
+                log.exception("api: %s failed", spec.endpoint)
+                return self._problem(ApiProblem("internal-error", "internal error; see the "
+                                                "daemon log"), request, outcomes)
 
         setattr(handle, "__voxd_route__", spec)  # noqa: B010 (read back by tests and docs)
         return handle

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from voxd.store.keys import ApiKey
 
 PUBLIC: Final = None
+DEFAULT_PARAM = r"[A-Za-z0-9_.-]{1,128}"
 ROUTE_SPEC_ATTR = "__voxd_route__"
 
 
@@ -65,6 +66,7 @@ class RouteSpec:
     problems: tuple[str, ...] = ()  # operation-specific problem slugs (404, 409, 501, ...)
     description: str = ""
     documented: bool = True  # False keeps it out of the OpenAPI document (the docs pages)
+    params: dict[str, str] = field(default_factory=dict)  # path parameter -> regex (no anchors)
 
     @property
     def operation_id(self) -> str:
@@ -75,14 +77,24 @@ class RouteSpec:
         return re.findall(r"{(\w+)}", self.path)
 
     @property
+    def router_path(self) -> str:
+        """The path with each parameter's regex, so a literal segment never hits a {param}."""
+        def with_regex(m: re.Match[str]) -> str:
+            regex = self.params.get(m[1])
+            return "{" + m[1] + ":" + regex + "}" if regex else m[0]
+
+        return re.sub(r"{(\w+)}", with_regex, self.path)
+
+    @property
     def endpoint(self) -> str:
         """How usage is recorded: ``GET /api/v1/agents/{name}``."""
         return f"{self.method} {self.path}"
 
 
 class RouteTable:
-    def __init__(self) -> None:
+    def __init__(self, params: dict[str, str] | None = None) -> None:
         self._specs: list[RouteSpec] = []
+        self._params = dict(params or {})
 
     def route(
         self,
@@ -107,6 +119,7 @@ class RouteTable:
                 limit_class=limit_class, body=body, query=query, response=response,
                 status=status, problems=problems, description=description or (fn.__doc__ or ""),
                 documented=documented,
+                params={p: self._params.get(p, DEFAULT_PARAM) for p in re.findall(r"{(\w+)}", path)},
             ))
             return fn
 
