@@ -47,6 +47,7 @@ class Daemon:
         self.metrics = Metrics()
         self.notifier = Notifier()
         self.db: Any = None
+        self.sip: Any = None
         self.calls: CallManager | None = None
         self._runner: web.AppRunner | None = None
         self.http_port: int | None = None
@@ -75,6 +76,11 @@ class Daemon:
         if not self.agents.names():
             log.warning("no valid agents in %s", self.agents.directory)
         self.agents.start_watching(self.cfg.reload_interval_s)
+        if self.cfg.sip.enabled:
+            from voxd.net.sip import SipEndpoint
+
+            self.sip = SipEndpoint(self.cfg.sip, self.agents, self.calls, self.clock, accepting=lambda: not self.draining)
+            self.services.append(("sip", self.sip.start, self.sip.stop))
         if self.cfg.engines.preload:
             self.notifier.notify(STATUS="loading speech models")
             await self.calls.warm_up(self.agents.all())

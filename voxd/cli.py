@@ -34,6 +34,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.http_port is not None:
         overrides["http"] = cfg.http.model_copy(update={"port": args.http_port})
+    if args.sip_port is not None:
+        overrides["sip"] = cfg.sip.model_copy(update={"port": args.sip_port})
     if args.agents:
         overrides["agents_dir"] = str(Path(args.agents).resolve())
     if overrides:
@@ -98,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--config", "-c", help="path to voxd.yaml (default: built-in defaults)")
     r.add_argument("--agents", help="agents folder (overrides the config)")
     r.add_argument("--http-port", type=int, help="override http.port (0 = any free port)")
+    r.add_argument("--sip-port", type=int, help="override sip.port")
     r.set_defaults(fn=cmd_run)
 
     c = sub.add_parser("check", help="validate the config and every agent file; exit 1 on errors")

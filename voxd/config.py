@@ -21,13 +21,32 @@ class HttpConfig(_Model):
     enabled: bool = True
 
 
+class TrunkConfig(_Model):
+    """Who may call in. A request is accepted if it matches any trunk (or if no
+    trunks are configured at all, in which case only loopback callers are accepted
+    unless sip.allow_any is set)."""
+
+    name: str
+    allow: list[str] = Field(default_factory=list, description="Source networks (CIDR), e.g. 203.0.113.0/24.")
+    username: str | None = Field(None, description="Digest authentication user for this trunk.")
+    password_env: str | None = Field(None, description="Environment variable holding the digest password.")
+    realm: str = "voxd"
+
+
 class SipListenConfig(_Model):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(5080, ge=0, le=65535, description="5060 under systemd.")
+    tcp: bool = Field(True, description="Also listen on TCP.")
+    public_host: str | None = Field(None, description="Address put in SDP/Contact (default: host).")
     rtp_port_min: int = Field(20000, ge=1024, le=65535)
     rtp_port_max: int = Field(20999, ge=1024, le=65535)
-    max_calls: int = Field(200, ge=1)
+    max_calls: int = Field(200, ge=1, description="Concurrent calls in total; beyond: 503.")
+    max_calls_per_source: int = Field(50, ge=1, description="Concurrent calls from one source address; beyond: 503.")
+    ring_ms: int = Field(0, ge=0, le=60000, description="Ring (180) this long before answering.")
+    codecs: list[str] = Field(default_factory=lambda: ["PCMU", "PCMA"], description="Preference order.")
+    trunks: list[TrunkConfig] = Field(default_factory=list)
+    allow_any: bool = Field(False, description="Accept calls from any source when no trunk is configured.")
 
 
 class EnginesConfig(_Model):

@@ -111,6 +111,7 @@ class CallSession:
         self._speaker: Speaker | None = None
         self._drained = asyncio.Event()
         self.backchannels = 0
+        self.ended_hooks: list[Callable[[], None]] = []  # transports: release media before the record is saved
 
     # ------------------------------------------------------------ transport side
     async def start(self) -> None:
@@ -176,6 +177,11 @@ class CallSession:
         self.record.ended_at = time.time()
         self.record.end_reason = self.record.end_reason or reason
         self.record.ended_by = self.record.ended_by or ended_by  # type: ignore[assignment]
+        for hook in self.ended_hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("call end hook failed")
         self._emit(CallEnded(self.record))
         self.ended.set()
 

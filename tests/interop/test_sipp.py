@@ -1,0 +1,174 @@
+"""Real SIP calls from sipp (a third-party SIP client) against the daemon's SIP stack.
+
+The daemon runs in-process with the real offline engines; sipp streams caller
+speech, sends RFC 4733 digits (payload types 96 and 101) and SIP INFO, cancels
+while ringing, and waits for the bot to hang up. Assertions read the call records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from voxd.app import Daemon
+from voxd.config import VoxdConfig
+from voxd.store.calls import CallRepository
+
+ROOT = Path(__file__).parents[2]
+SCENARIOS = Path(__file__).parent / "sipp"
+SPEECH = ROOT / "tests" / "data" / "speech"
+
+pytestmark = [pytest.mark.interop, pytest.mark.skipif(not shutil.which("sipp"), reason="sipp not installed")]
+
+AGENT = """
+greeting: Hello from voxd.
+voice: {engine: espeak}
+turn: {detector: silence, max_silence_ms: 600}
+tools: [get_current_time]
+dialog:
+  intents:
+    - {name: time, examples: ["what time is it"], keywords: [time], tool: get_current_time, reply: "It's {result.spoken}."}
+sip: {numbers: ["2000"]}
+"""
+
+MENU_AGENT = """
+greeting: Press nine to hang up.
+voice: {engine: espeak}
+dtmf:
+  main_menu: main
+  menus:
+    main:
+      prompt: Press nine to hang up.
+      options:
+        "9": {say: Goodbye., then: hangup}
+sip: {numbers: ["3000"]}
+"""
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def sipd(tmp_path: Path) -> AsyncIterator[Daemon]:
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    (agents / "front.yaml").write_text(AGENT)
+    (agents / "menu.yaml").write_text(MENU_AGENT)
+    cfg = VoxdConfig.model_validate({
+        "state_dir": str(tmp_path / "state"), "agents_dir": str(agents), "default_agent": "front",
+        "http": {"enabled": False},
+        "sip": {"port": free_udp_port(), "rtp_port_min": 31000, "rtp_port_max": 31200, "ring_ms": 0},
+    })
+    d = Daemon(cfg, tmp_path)
+    await d.start()
+    yield d
+    await d.stop()
+
+
+def scenario(tmp: Path, name: str, **subs: str) -> Path:
+    text = (SCENARIOS / name).read_text()
+    for k, v in subs.items():
+        text = text.replace(f"@{k}@", v)
+    out = tmp / name
+    out.write_text(text)
+    return out
+
+
+def caller_audio(tmp: Path, codec: str, lead_s: float = 1.5) -> Path:
+    """flite speech, headerless G.711 (what sipp's rtp_stream wants)."""
+    out = tmp / f"caller.{codec}"
+    enc = "u-law" if codec == "ulaw" else "a-law"
+    subprocess.run(["sox", str(SPEECH / "flite-slt" / "what_time.8k.wav"), "-t", "raw", "-e", enc, "-b", "8", "-r", "8000",
+                    str(out), "pad", str(lead_s), "0"], check=True)
+    return out
+
+
+async def run_sipp(d: Daemon, scen: Path, tmp: Path, *extra: str, timeout: float = 60) -> None:
+    media = free_udp_port()
+    proc = await asyncio.create_subprocess_exec(
+        "sipp", f"127.0.0.1:{d.sip.port}", "-sf", str(scen), "-i", "127.0.0.1", "-p", str(free_udp_port()),
+        "-mi", "127.0.0.1", "-mp", str(media), "-m", "1", "-timeout", str(int(timeout)), "-timeout_error",
+        "-nostdin", "-trace_err", "-error_file", str(tmp / "sipp_errors.log"), *extra,
+        cwd=tmp, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), timeout + 10)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    errors = (tmp / "sipp_errors.log").read_text() if (tmp / "sipp_errors.log").exists() else ""
+    assert proc.returncode == 0, f"sipp failed ({proc.returncode}): {err.decode()[-1000:]} {errors[-2000:]}"
+
+
+async def records(d: Daemon) -> list[dict[str, Any]]:
+    assert d.calls is not None
+    for _ in range(50):
+        if not d.calls.active:
+            break
+        await asyncio.sleep(0.1)
+    await d.calls.flush()
+    repo = CallRepository(d.db)
+    rows, _ = await repo.list(limit=50)
+    full = [await repo.get(r["id"]) for r in rows]
+    return [r for r in full if r is not None]
+
+
+@pytest.mark.parametrize(("codec", "offer", "pt"), [("ulaw", "0 8", "0"), ("alaw", "8", "8")])
+async def test_speech_rfc4733_and_info_digits(sipd: Daemon, tmp_path: Path, codec: str, offer: str, pt: str) -> None:
+    scen = scenario(tmp_path, "call_speech_dtmf.xml", USER="2000", CODECS=offer, PT=pt,
+                    ULAW=str(caller_audio(tmp_path, codec)), WAIT_MS="7000")
+    await run_sipp(sipd, scen, tmp_path)
+    (rec,) = await records(sipd)
+    assert rec["agent"] == "front" and rec["transport"] == "sip" and rec["end_reason"] == "caller_hangup"
+    assert rec["metadata"]["codec"] == ("PCMU" if codec == "ulaw" else "PCMA")
+    said = [(t["speaker"], t["text"]) for t in rec["turns"]]
+    assert said[0] == ("bot", "Hello from voxd.")
+    assert any(s == "caller" and "time" in t.lower() for s, t in said), said
+    tools = [tc["name"] for t in rec["turns"] for tc in t["tool_calls"]]
+    assert tools == ["get_current_time"]
+    assert [(x["digit"], x["source"]) for x in rec["dtmf"]] == [("1", "rfc4733"), ("2", "rfc4733"), ("5", "sip-info")]
+    rtp = rec["metadata"]["rtp"]
+    assert rtp["received"] > 100 and rtp["sent"] > 300
+
+
+async def test_rfc4733_on_payload_type_101_from_capture(sipd: Daemon, tmp_path: Path) -> None:
+    scen = scenario(tmp_path, "bot_hangs_up.xml", USER="3000", PCAP="/usr/share/sip-tester/dtmf_2833_9.pcap")
+    await run_sipp(sipd, scen, tmp_path)
+    (rec,) = await records(sipd)
+    assert rec["agent"] == "menu" and rec["metadata"]["codec"] == "PCMA"
+    assert [(x["digit"], x["source"]) for x in rec["dtmf"]] == [("9", "rfc4733")]
+    # the bot said goodbye and hung up (sipp received our BYE and answered it)
+    assert rec["end_reason"] == "menu_hangup" and rec["ended_by"] == "agent"
+    assert [t["text"] for t in rec["turns"] if t["speaker"] == "bot"][-1] == "Goodbye."
+
+
+async def test_cancel_while_ringing(tmp_path: Path) -> None:
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    (agents / "front.yaml").write_text(AGENT)
+    cfg = VoxdConfig.model_validate({
+        "state_dir": str(tmp_path / "state"), "agents_dir": str(agents), "http": {"enabled": False},
+        "engines": {"preload": False},
+        "sip": {"port": free_udp_port(), "rtp_port_min": 31300, "rtp_port_max": 31400, "ring_ms": 3000},
+    })
+    d = Daemon(cfg, tmp_path)
+    await d.start()
+    try:
+        await run_sipp(d, scenario(tmp_path, "cancel_ringing.xml", USER="2000"), tmp_path, timeout=20)
+        (rec,) = await records(d)
+        assert rec["end_reason"] == "caller_cancelled" and rec["answered_at"] is None
+        assert not rec["turns"]  # nobody spoke: the call was never answered
+        assert d.sip.ports.in_use == 0 and not d.sip.sip_calls  # media port released
+    finally:
+        await d.stop()

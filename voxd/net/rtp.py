@@ -1,0 +1,184 @@
+"""One call's RTP media: a UDP socket, G.711 in and out, RFC 4733 and in-band DTMF.
+
+Clocked by the shared MediaClock: each tick plays one frame out of the jitter
+buffer into the session and sends one 20 ms packet of bot audio (or of silence,
+which keeps NAT bindings and the far end's jitter buffer happy). Bot audio is
+never burst: a tick sends exactly one packet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from voxd.media.audio import FRAME_BYTES, SILENCE_FRAME, StreamResampler
+from voxd.media.tones import DtmfDetector
+from voxd.proto.g711 import encoder_for
+from voxd.proto.jitter import JitterBuffer
+from voxd.proto.negotiate import Negotiated
+from voxd.proto.rfc4733 import DtmfReceiver, DtmfSender, ScheduledPacket
+from voxd.proto.rtp import ReceiverStats, RtpPacket, RtpParseError, RtpSender, is_rtcp
+
+log = logging.getLogger("voxd.rtp")
+
+SAMPLES_8K = 160
+
+
+class PortPool:
+    """Even RTP ports from a configured range (RTCP would take the odd one above)."""
+
+    def __init__(self, low: int, high: int) -> None:
+        self._free = list(range(low + (low % 2), high, 2))
+        self._used: set[int] = set()
+
+    def bind(self, host: str) -> tuple[socket.socket, int]:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        for _ in range(len(self._free)):
+            port = self._free.pop(0)
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                sock.bind((host, port))
+            except OSError:
+                sock.close()
+                self._free.append(port)  # in use by someone else: try later
+                continue
+            sock.setblocking(False)
+            self._used.add(port)
+            return sock, port
+        raise OSError("no free RTP port in the configured range")
+
+    def release(self, port: int) -> None:
+        if port in self._used:
+            self._used.discard(port)
+            self._free.append(port)
+
+    @property
+    def in_use(self) -> int:
+        return len(self._used)
+
+
+@dataclass
+class RtpCounters:
+    received: int = 0
+    sent: int = 0
+    ignored: int = 0  # unknown payload types, malformed packets, wrong source
+
+
+class RtpStream(asyncio.DatagramProtocol):
+    def __init__(
+        self,
+        neg: Negotiated,
+        on_audio: Callable[[bytes], None],
+        on_dtmf: Callable[[str, str], None],
+        next_frame: Callable[[], bytes | None],
+    ) -> None:
+        self.neg = neg
+        self.remote = neg.remote_address
+        self.on_audio = on_audio
+        self.on_dtmf = on_dtmf
+        self.next_frame = next_frame
+        self.codec_pt = neg.codec.payload_type
+        self.dtmf_pt = neg.telephone_event.payload_type if neg.telephone_event else None
+        self._enc, self._dec = encoder_for(neg.codec.name)
+        self.jitter = JitterBuffer()
+        self.stats = ReceiverStats()
+        self.sender = RtpSender(self.codec_pt)
+        self.dtmf_rx = DtmfReceiver({self.dtmf_pt} if self.dtmf_pt is not None else set())
+        self.dtmf_tx = DtmfSender(self.sender, self.dtmf_pt) if self.dtmf_pt is not None else None
+        self.inband = DtmfDetector(8000) if self.dtmf_pt is None else None
+        self._up = StreamResampler(8000, 16000)
+        self._down = StreamResampler(16000, 8000)
+        self._silence = self._enc[np.zeros(SAMPLES_8K, np.int16).view(np.uint16)].tobytes()
+        self._dtmf_out: list[ScheduledPacket] = []
+        self._dtmf_started = 0.0
+        self.transport: asyncio.DatagramTransport | None = None
+        self.counters = RtpCounters()
+        self.on_hold = neg.on_hold
+        self.latched = False
+
+    # -- asyncio
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if is_rtcp(data):
+            return  # RTCP reports are accepted and ignored
+        try:
+            pkt = RtpPacket.parse(data)
+        except RtpParseError:
+            self.counters.ignored += 1
+            return
+        if not self.latched and self.remote is not None and addr != self.remote:
+            # symmetric RTP (NAT): answer to where the media really comes from
+            self.remote = (addr[0], addr[1])
+        self.latched = True
+        if pkt.payload_type == self.codec_pt:
+            self.counters.received += 1
+            now = time.monotonic()
+            self.stats.update(pkt, now)
+            self.jitter.push(pkt, now)
+        elif self.dtmf_pt is not None and pkt.payload_type == self.dtmf_pt:
+            for d in self.dtmf_rx.feed(pkt):
+                self.on_dtmf(d.digit, "rfc4733")
+        else:
+            self.counters.ignored += 1
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("rtp socket error: %s", exc)
+
+    # -- media clock
+    def tick(self) -> None:
+        payload = self.jitter.pop()
+        if payload is not None and len(payload) == SAMPLES_8K:
+            pcm8 = self._dec[np.frombuffer(payload, np.uint8)]
+            if self.inband is not None:
+                for digit in self.inband.feed(pcm8):
+                    self.on_dtmf(digit, "inband")
+            frame = self._up.process(pcm8.tobytes())
+            self.on_audio(frame if len(frame) == FRAME_BYTES else (frame + SILENCE_FRAME)[:FRAME_BYTES])
+        else:
+            self.on_audio(SILENCE_FRAME)
+        out = self.next_frame()
+        if self._dtmf_out:
+            self._send_dtmf_due()
+            return
+        if out is None:
+            data = self._silence
+        else:
+            pcm8 = np.frombuffer(self._down.process(out), np.int16)
+            data = self._enc[pcm8.view(np.uint16)].tobytes() if pcm8.size else self._silence
+            if len(data) != SAMPLES_8K:
+                data = (data + self._silence)[:SAMPLES_8K]
+        if self.on_hold:
+            self.sender.skip(SAMPLES_8K)
+            return
+        self._send(self.sender.packet(data, SAMPLES_8K).serialize())
+
+    def _send(self, data: bytes) -> None:
+        if self.transport is not None and self.remote is not None:
+            self.transport.sendto(data, self.remote)
+            self.counters.sent += 1
+
+    # -- DTMF out
+    def send_dtmf(self, digits: str) -> None:
+        if self.dtmf_tx is None:
+            raise ValueError("telephone-event was not negotiated for this call")
+        self._dtmf_out = self.dtmf_tx.packets(digits)
+        self._dtmf_started = time.monotonic()
+
+    def _send_dtmf_due(self) -> None:
+        elapsed = time.monotonic() - self._dtmf_started
+        while self._dtmf_out and self._dtmf_out[0].at <= elapsed + 0.001:
+            self._send(self._dtmf_out.pop(0).packet.serialize())
+        if not self._dtmf_out:
+            self.sender.start_talkspurt()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()

@@ -1,0 +1,433 @@
+"""The SIP endpoint: UDP and TCP listeners around the sans-IO UserAgent, and the glue
+that turns SIP dialogs into call sessions with RTP media.
+
+The transport only moves bytes: datagrams and TCP-framed messages go into
+`UserAgent`, whatever it queues goes out, and its earliest timer deadline is kept
+scheduled. Events (new call, ACK, BYE, INFO digits, REFER progress...) are mapped
+onto `SipCall`s, which implement the session's CallControl.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from voxd.agents.registry import AgentRegistry
+from voxd.call.manager import CallLimitReached, CallManager
+from voxd.call.session import CallSession
+from voxd.config import SipListenConfig
+from voxd.net.clock import MediaClock
+from voxd.net.rtp import PortPool, RtpStream
+from voxd.proto import negotiate
+from voxd.proto.sdp import SdpParseError, SessionDescription
+from voxd.proto.sip import events as ev
+from voxd.proto.sip.agent import UAConfig, UserAgent
+from voxd.proto.sip.auth import DigestServer
+from voxd.proto.sip.errors import SipParseError
+from voxd.proto.sip.message import SipRequest, StreamParser
+
+log = logging.getLogger("voxd.sip")
+
+Addr = tuple[str, int]
+
+
+class SipCall:
+    """One SIP call: dialog id, RTP stream, session. Implements CallControl."""
+
+    transport_name = "sip"
+
+    def __init__(self, endpoint: SipEndpoint, call_id: str, source: Addr) -> None:
+        self.endpoint = endpoint
+        self.call_id = call_id
+        self.source = source
+        self.rtp: RtpStream | None = None
+        self.rtp_port: int | None = None
+        self.session: CallSession | None = None
+        self.clock_handle: int | None = None
+        self.transfer_result: asyncio.Future[bool] | None = None
+        self.ended = False
+        self.bye_sent = False
+
+    async def hangup(self) -> None:
+        self.endpoint.bye(self)
+
+    async def transfer(self, target: str) -> bool:
+        loop = asyncio.get_running_loop()
+        self.transfer_result = loop.create_future()
+        try:
+            self.endpoint.refer(self, target)
+        except (KeyError, SipParseError, ValueError) as e:
+            log.warning("call %s: cannot transfer to %s: %s", self.call_id, target, e)
+            return False
+        try:
+            async with asyncio.timeout(30):
+                return await self.transfer_result
+        except TimeoutError:
+            return False
+
+    async def send_dtmf(self, digits: str) -> None:
+        if self.rtp is not None:
+            self.rtp.send_dtmf(digits)
+
+    def clear_output(self) -> None:
+        pass  # bot audio is pulled one frame per tick: nothing is queued below the session
+
+    def tick(self) -> None:
+        if self.rtp is not None:
+            self.rtp.tick()
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, endpoint: SipEndpoint) -> None:
+        self.endpoint = endpoint
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.endpoint.on_datagram(data, (addr[0], addr[1]))
+
+
+class _Tcp(asyncio.Protocol):
+    def __init__(self, endpoint: SipEndpoint) -> None:
+        self.endpoint = endpoint
+        self.parser = StreamParser()
+        self.transport: asyncio.Transport | None = None
+        self.peer: Addr = ("", 0)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.peer = (peer[0], peer[1])
+        self.endpoint.tcp_peers[self.peer] = self
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            messages = self.parser.feed(data)
+        except SipParseError as e:
+            log.info("bad SIP stream from %s: %s", self.peer[0], e)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        for msg in messages:
+            self.endpoint.on_message(msg, self.peer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.endpoint.tcp_peers.pop(self.peer, None)
+
+
+class SipEndpoint:
+    def __init__(
+        self,
+        cfg: SipListenConfig,
+        agents: AgentRegistry,
+        calls: CallManager,
+        clock: MediaClock,
+        accepting: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.cfg = cfg
+        self.agents = agents
+        self.calls = calls
+        self.clock = clock
+        self.accepting = accepting
+        self.host = cfg.public_host or cfg.host
+        self.ports = PortPool(cfg.rtp_port_min, cfg.rtp_port_max)
+        self.ua: UserAgent | None = None
+        self.sip_calls: dict[str, SipCall] = {}
+        self.per_source: Counter[str] = Counter()
+        self.tcp_peers: dict[Addr, _Tcp] = {}
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp_server: asyncio.Server | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._digest = {t.name: self._digest_for(t) for t in cfg.trunks if t.username}
+        self.port = cfg.port
+        self.malformed = 0
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=(self.cfg.host, self.cfg.port))
+        self._udp = transport
+        self.port = transport.get_extra_info("sockname")[1]
+        if self.cfg.tcp:
+            self._tcp_server = await loop.create_server(lambda: _Tcp(self), self.cfg.host, self.port)
+        self.ua = UserAgent(UAConfig(self.host, self.port, user="voxd", user_agent="voxd"), auth=self._auth)
+        log.info("SIP listening on %s:%d (udp%s)", self.cfg.host, self.port, "+tcp" if self.cfg.tcp else "")
+
+    async def stop(self) -> None:
+        for call in list(self.sip_calls.values()):
+            if call.session is not None and not call.session.closed:
+                await call.session.close("shutdown", ended_by="system")
+            self._cleanup(call)
+        self._flush()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._udp is not None:
+            self._udp.close()
+        if self._tcp_server is not None:
+            self._tcp_server.close()
+            await self._tcp_server.wait_closed()
+        for t in list(self._tasks):
+            t.cancel()
+
+    # ------------------------------------------------------------ bytes in/out
+    def on_datagram(self, data: bytes, addr: Addr) -> None:
+        assert self.ua is not None
+        try:
+            events = self.ua.receive(data, addr, time.monotonic())
+        except Exception:  # the UA promises not to raise; never let one packet kill the listener
+            log.exception("SIP datagram from %s crashed the parser", addr[0])
+            self.malformed += 1
+            return
+        self._handle(events)
+
+    def on_message(self, msg: object, addr: Addr) -> None:
+        assert self.ua is not None
+        try:
+            events = self.ua.receive_message(msg, addr, time.monotonic())  # type: ignore[arg-type]
+        except SipParseError:
+            self.malformed += 1
+            return
+        self._handle(events)
+
+    def _flush(self) -> None:
+        if self.ua is None:
+            return
+        for data, addr in self.ua.data_to_send():
+            tcp = self.tcp_peers.get(addr)
+            if tcp is not None and tcp.transport is not None:
+                tcp.transport.write(data)
+            elif self._udp is not None:
+                self._udp.sendto(data, addr)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        assert self.ua is not None
+        deadline = self.ua.next_deadline()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if deadline is not None:
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, deadline - time.monotonic())
+            self._timer = loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        assert self.ua is not None
+        self._timer = None
+        self._handle(self.ua.poll(time.monotonic()))
+
+    # ------------------------------------------------------------ security
+    def _digest_for(self, trunk: object) -> DigestServer:
+        username = trunk.username  # type: ignore[attr-defined]
+        password = os.environ.get(trunk.password_env or "", "")  # type: ignore[attr-defined]
+        if not password:
+            log.error("trunk %s: digest password variable %s is empty", trunk.name, trunk.password_env)  # type: ignore[attr-defined]
+        return DigestServer(trunk.realm, {username: password})  # type: ignore[attr-defined]
+
+    def _trunk_for(self, source: Addr) -> object | None:
+        ip = ipaddress.ip_address(source[0])
+        for t in self.cfg.trunks:
+            if not t.allow or any(ip in ipaddress.ip_network(n, strict=False) for n in t.allow):
+                return t
+        return None
+
+    def source_allowed(self, source: Addr) -> bool:
+        if self.cfg.trunks:
+            return self._trunk_for(source) is not None
+        return self.cfg.allow_any or ipaddress.ip_address(source[0]).is_loopback
+
+    def _auth(self, source: Addr, req: SipRequest) -> DigestServer | None:
+        if req.method != "INVITE" or not self._digest:
+            return None
+        trunk = self._trunk_for(source)
+        return self._digest.get(trunk.name) if trunk is not None else None  # type: ignore[attr-defined]
+
+    # ------------------------------------------------------------ events
+    def _handle(self, events: list[ev.Event]) -> None:
+        for e in events:
+            try:
+                self._on_event(e)
+            except Exception:
+                log.exception("SIP event %s failed", type(e).__name__)
+        self._flush()
+
+    def _on_event(self, e: ev.Event) -> None:
+        assert self.ua is not None
+        now = time.monotonic()
+        call = self.sip_calls.get(e.call_id)
+        if isinstance(e, ev.IncomingCall):
+            self._incoming(e, now)
+        elif isinstance(e, ev.CallEstablished) and call is not None:
+            if call.session is not None and call.clock_handle is None:
+                call.clock_handle = self.clock.register(call.tick)
+                self._spawn(call.session.start())
+        elif isinstance(e, ev.CallCancelled) and call is not None:
+            self._end(call, "caller_cancelled", "caller")
+        elif isinstance(e, ev.ByeReceived) and call is not None:
+            self._end(call, "caller_hangup", "caller")
+        elif isinstance(e, ev.CallTerminated) and call is not None:
+            call.bye_sent = True  # the user agent already ended the dialog
+            self._end(call, e.reason.replace("-", "_"), "system")
+        elif isinstance(e, ev.InfoDtmf) and call is not None and call.session is not None:
+            call.session.feed_dtmf(e.digit, source="sip-info")
+        elif isinstance(e, ev.ReInvite) and call is not None:
+            self._reinvite(call, e, now)
+        elif isinstance(e, ev.ReferProgress) and call is not None and e.final:
+            self._transfer_done(call, 200 <= e.status < 300)
+        elif isinstance(e, ev.ReferFailed) and call is not None:
+            self._transfer_done(call, False)
+
+    def _incoming(self, e: ev.IncomingCall, now: float) -> None:
+        assert self.ua is not None
+        ua = self.ua
+        src = e.source[0]
+        if not self.source_allowed(e.source):
+            log.info("SIP INVITE from %s refused: source not allowed", src)
+            ua.reject(e.call_id, 403, now, reason="Forbidden")
+            return
+        if not self.accepting():
+            ua.reject(e.call_id, 503, now, retry_after=30, reason="Draining")
+            return
+        if len(self.sip_calls) >= self.cfg.max_calls or self.per_source[src] >= self.cfg.max_calls_per_source:
+            ua.reject(e.call_id, 503, now, retry_after=5, reason="Too many calls")
+            return
+        agent = self.agents.for_number(e.user or "")
+        if agent is None:
+            ua.reject(e.call_id, 404, now, reason="No agent")
+            return
+        try:
+            offer = SessionDescription.parse(e.offer)
+        except SdpParseError:
+            ua.reject(e.call_id, 488, now, reason="Bad SDP")
+            return
+        call = SipCall(self, e.call_id, e.source)
+        try:
+            sock, port = self.ports.bind(self.cfg.host)
+        except OSError:
+            ua.reject(e.call_id, 503, now, retry_after=5, reason="No media ports")
+            return
+        call.rtp_port = port
+        try:
+            neg = negotiate.answer(offer, self.host, port, self.cfg.codecs, session_id=int(now))
+        except negotiate.SdpNegotiationError:
+            self.ports.release(port)
+            sock.close()
+            ua.reject(e.call_id, 488, now, reason="Not Acceptable Here")
+            return
+        try:
+            session = self.calls.create(agent, call, from_uri=e.from_.uri.serialize(), to_uri=e.to.uri.serialize(),
+                                        metadata={"sip_call_id": e.call_id, "codec": neg.codec.name,
+                                                  "source": src, "auth_user": e.auth_user})
+        except CallLimitReached:
+            self.ports.release(port)
+            sock.close()
+            ua.reject(e.call_id, 503, now, retry_after=5, reason="Busy")
+            return
+        call.session = session
+        session.ended_hooks.append(lambda: self._session_ended(call))
+        self.sip_calls[e.call_id] = call
+        self.per_source[src] += 1
+        self._spawn(self._open_media(call, sock, neg))
+
+    async def _open_media(self, call: SipCall, sock: object, neg: negotiate.Negotiated) -> None:
+        assert self.ua is not None and call.session is not None
+        loop = asyncio.get_running_loop()
+        s = call.session
+        stream = RtpStream(neg, s.feed_audio, lambda d, src: s.feed_dtmf(d, source=src), s.next_frame)
+        await loop.create_datagram_endpoint(lambda: stream, sock=sock)  # type: ignore[arg-type]
+        call.rtp = stream
+        if call.ended:
+            stream.close()
+            return
+        try:
+            if self.cfg.ring_ms:
+                self.ua.ring(call.call_id, time.monotonic())
+                self._flush()
+                await asyncio.sleep(self.cfg.ring_ms / 1000)
+                if call.ended:
+                    return
+            self.ua.answer(call.call_id, neg.sdp.serialize(), time.monotonic())
+        except KeyError:  # cancelled while ringing
+            return
+        self._flush()
+
+    def _reinvite(self, call: SipCall, e: ev.ReInvite, now: float) -> None:
+        assert self.ua is not None
+        try:
+            neg = negotiate.answer(SessionDescription.parse(e.offer), self.host, call.rtp_port or 0, self.cfg.codecs,
+                                   session_id=int(now), session_version=int(now))
+        except (SdpParseError, negotiate.SdpNegotiationError):
+            self.ua.answer_reoffer(call.call_id, None, now, status=488)
+            return
+        if call.rtp is not None:
+            call.rtp.on_hold = neg.on_hold
+            if neg.remote_address is not None:
+                call.rtp.remote = neg.remote_address
+        self.ua.answer_reoffer(call.call_id, neg.sdp.serialize(), now)
+
+    def _transfer_done(self, call: SipCall, ok: bool) -> None:
+        if call.transfer_result is not None and not call.transfer_result.done():
+            call.transfer_result.set_result(ok)
+        if ok and call.session is not None:
+            call.session.record.end_reason = "transferred"
+            self._end(call, "transferred", "agent")
+
+    # ------------------------------------------------------------ our actions
+    def bye(self, call: SipCall) -> None:
+        if self.ua is None or call.ended or call.bye_sent:
+            return
+        call.bye_sent = True
+        try:
+            self.ua.bye(call.call_id, time.monotonic())
+        except KeyError:
+            pass
+        self._flush()
+
+    def refer(self, call: SipCall, target: str) -> None:
+        assert self.ua is not None
+        self.ua.refer(call.call_id, target, time.monotonic())
+        self._flush()
+
+    def _end(self, call: SipCall, reason: str, by: str) -> None:
+        if call.session is not None and not call.session.closed:
+            self._spawn(call.session.close(reason, ended_by=by))
+        else:
+            self._cleanup(call)
+
+    def _session_ended(self, call: SipCall) -> None:
+        # the session closed (either side): make sure the dialog ends too
+        if not call.ended and call.session is not None and call.session.record.ended_by != "caller":
+            self.bye(call)
+        self._cleanup(call)
+
+    def _cleanup(self, call: SipCall) -> None:
+        if call.ended:
+            return
+        call.ended = True
+        if call.clock_handle is not None:
+            self.clock.unregister(call.clock_handle)
+        if call.rtp is not None:
+            stats = call.rtp
+            if call.session is not None:
+                call.session.record.metadata["rtp"] = {
+                    "received": stats.counters.received, "sent": stats.counters.sent,
+                    "ignored": stats.counters.ignored, "lost": stats.stats.lost,
+                    "jitter_ms": round(stats.stats.jitter_ms, 2),
+                }
+            call.rtp.close()
+        if call.rtp_port is not None:
+            self.ports.release(call.rtp_port)
+        self.sip_calls.pop(call.call_id, None)
+        src = call.source[0]
+        self.per_source[src] -= 1
+        if self.per_source[src] <= 0:
+            del self.per_source[src]
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
