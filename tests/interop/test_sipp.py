@@ -93,16 +93,16 @@ def caller_audio(tmp: Path, codec: str, lead_s: float = 1.5) -> Path:
     return out
 
 
-async def run_sipp(d: Daemon, scen: Path, tmp: Path, *extra: str, timeout: float = 60) -> None:
+async def run_sipp(d: Daemon, scen: Path, tmp: Path, *extra: str, limit_s: float = 60) -> None:
     media = free_udp_port()
     proc = await asyncio.create_subprocess_exec(
         "sipp", f"127.0.0.1:{d.sip.port}", "-sf", str(scen), "-i", "127.0.0.1", "-p", str(free_udp_port()),
-        "-mi", "127.0.0.1", "-mp", str(media), "-m", "1", "-timeout", str(int(timeout)), "-timeout_error",
+        "-mi", "127.0.0.1", "-mp", str(media), "-m", "1", "-timeout", str(int(limit_s)), "-timeout_error",
         "-nostdin", "-trace_err", "-error_file", str(tmp / "sipp_errors.log"), *extra,
         cwd=tmp, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )
     try:
-        _, err = await asyncio.wait_for(proc.communicate(), timeout + 10)
+        _, err = await asyncio.wait_for(proc.communicate(), limit_s + 10)
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -165,7 +165,7 @@ async def test_cancel_while_ringing(tmp_path: Path) -> None:
     d = Daemon(cfg, tmp_path)
     await d.start()
     try:
-        await run_sipp(d, scenario(tmp_path, "cancel_ringing.xml", USER="2000"), tmp_path, timeout=20)
+        await run_sipp(d, scenario(tmp_path, "cancel_ringing.xml", USER="2000"), tmp_path, limit_s=20)
         (rec,) = await records(d)
         assert rec["end_reason"] == "caller_cancelled" and rec["answered_at"] is None
         assert not rec["turns"]  # nobody spoke: the call was never answered
