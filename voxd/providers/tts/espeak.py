@@ -1,11 +1,12 @@
 """Offline instant TTS: libespeak-ng from the `espeakng-loader` wheel, via ctypes.
 
 espeak-ng is a formant synthesiser: robotic, but it produces its first audio within
-milliseconds and costs about 2% of a core per second of speech. The library keeps
+milliseconds and costs under 1% of a core per second of speech. The library keeps
 global state (one voice, one rate, one callback), so every synthesis in the process
-runs under one lock, in the inference pool. It is used in synchronous mode: the
-library calls our callback with each buffer of samples as it makes them, and the
-callback hands them to the event loop at once, so even a long text starts playing
+runs under one lock, in the inference module's fast lane (it takes milliseconds, so
+it never waits behind a whisper decode). It is used in synchronous mode: the library
+calls our callback with each buffer of samples as it makes them, and the callback
+hands them to the event loop at once, so even a long text starts playing
 after the first buffer.
 """
 
@@ -17,7 +18,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from voxd.media.inference import executor, package_file
+from voxd.media.inference import package_file, run_fast
 from voxd.providers.base import ProviderError, TextToSpeech
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -147,7 +148,8 @@ class EspeakTTS(TextToSpeech):
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, None)
 
-        job = loop.run_in_executor(executor(), run)
+        # espeak takes milliseconds: the fast lane keeps it from queuing behind decodes.
+        job = asyncio.ensure_future(run_fast(run))
         try:
             while (pcm := await queue.get()) is not None:
                 yield pcm
@@ -159,4 +161,4 @@ class EspeakTTS(TextToSpeech):
                 job.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     async def warm_up(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(executor(), self.synth_sync, "Hello.")
+        await run_fast(self.synth_sync, "Hello.")

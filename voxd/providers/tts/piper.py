@@ -17,14 +17,13 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from voxd.media.inference import executor, onnx_session, package_file, run_inference, shared
+from voxd.media.inference import onnx_session, package_file, run_inference, shared
 from voxd.providers.base import ProviderError, TextToSpeech
 
 if TYPE_CHECKING:
@@ -181,16 +180,16 @@ class PiperTTS(TextToSpeech):
         pieces = self.pieces(text)
         if not pieces:
             return
-        loop = asyncio.get_running_loop()
-        pending: list[Future[bytes]] = []
+        pending: list[asyncio.Task[bytes]] = []
 
         def submit(piece: _Piece) -> None:
-            pending.append(executor().submit(self.synth_sync, piece.text, piece.pause_s))
+            job = run_inference(self.synth_sync, piece.text, piece.pause_s)
+            pending.append(asyncio.ensure_future(job))
 
         try:
             submit(pieces[0])
             for i in range(len(pieces)):
-                pcm = await asyncio.wrap_future(pending[i], loop=loop)
+                pcm = await pending[i]
                 # Start the next clause while this one plays (not earlier: two clauses
                 # of one reply racing for the cores would delay the first audio).
                 if i + 1 < len(pieces):
@@ -198,8 +197,8 @@ class PiperTTS(TextToSpeech):
                 if pcm:
                     yield pcm
         finally:
-            for fut in pending:
-                fut.cancel()
+            for task in pending:
+                task.cancel()  # a clause not started yet is never synthesised
 
     async def warm_up(self) -> None:
         await run_inference(self.synth_sync, "Hello.")
