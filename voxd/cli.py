@@ -91,6 +91,12 @@ def cmd_call(args: argparse.Namespace) -> int:
     return int(_run_async(run_harness(args)))
 
 
+def cmd_dial(args: argparse.Namespace) -> int:
+    from voxd.dial import run_dial
+
+    return int(_run_async(run_dial(args)))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="voxd", description="Self-hosted runtime for real-time voice AI agents.")
     p.add_argument("--version", action="version", version=f"voxd {__version__}")
@@ -121,6 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--json", action="store_true", help="print the call record as JSON")
     k.add_argument("--tail", type=float, default=1.5, help="seconds of quiet after the bot finishes before hanging up")
     k.set_defaults(fn=cmd_call)
+
+    d = sub.add_parser("dial", help="place an outbound SIP call with an agent and print its transcript")
+    d.add_argument("target", help="sip:user@host[:port]")
+    d.add_argument("--agent", required=True, help="agent YAML file or name in the agents folder")
+    d.add_argument("--config", "-c")
+    d.add_argument("--from-user", default="voxd")
+    d.add_argument("--sip-port", type=int, default=0, help="local SIP port (default: any free port)")
+    d.add_argument("--max-seconds", type=float, help="hang up after this long")
+    d.add_argument("--json", action="store_true", help="print the call record as JSON")
+    d.set_defaults(fn=cmd_dial)
 
     args = p.parse_args(argv)
     return int(args.fn(args))

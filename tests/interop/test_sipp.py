@@ -172,3 +172,51 @@ async def test_cancel_while_ringing(tmp_path: Path) -> None:
         assert d.sip.ports.in_use == 0 and not d.sip.sip_calls  # media port released
     finally:
         await d.stop()
+
+
+async def run_dial(target: str, *extra: str) -> dict[str, Any]:
+    import json
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "voxd.cli", "dial", target, "--agent", str(ROOT / "agents" / "minimal.yaml"),
+        "--json", *extra, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 90)
+    return dict(json.loads(out))
+
+
+async def test_outbound_call_answered_then_agent_hangs_up(tmp_path: Path) -> None:
+    port = free_udp_port()
+    callee = await asyncio.create_subprocess_exec(
+        "sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(port), "-mi", "127.0.0.1", "-mp", str(free_udp_port()),
+        "-m", "1", "-nostdin", "-timeout", "60", "-timeout_error", cwd=tmp_path,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        rec = await run_dial(f"sip:bob@127.0.0.1:{port}", "--max-seconds", "4")
+        assert await asyncio.wait_for(callee.wait(), 20) == 0  # sipp saw INVITE/ACK and our BYE
+    finally:
+        if callee.returncode is None:
+            callee.kill()
+            await callee.wait()
+    assert rec["direction"] == "outbound" and rec["answered_at"] is not None
+    assert rec["end_reason"] == "max_duration" and rec["turns"][0]["text"] == "Hello! Ask me the time."
+    assert rec["metadata"]["codec"] == "PCMU" and rec["metadata"]["rtp"]["sent"] > 50
+
+
+async def test_outbound_call_to_busy_callee(tmp_path: Path) -> None:
+    port = free_udp_port()
+    callee = await asyncio.create_subprocess_exec(
+        "sipp", "-sf", str(SCENARIOS / "uas_busy.xml"), "-i", "127.0.0.1", "-p", str(port), "-m", "1", "-nostdin",
+        "-timeout", "30", cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        rec = await run_dial(f"sip:bob@127.0.0.1:{port}", "--max-seconds", "10")
+        assert await asyncio.wait_for(callee.wait(), 20) == 0
+    finally:
+        if callee.returncode is None:
+            callee.kill()
+            await callee.wait()
+    assert rec["answered_at"] is None and rec["end_reason"] == "busy" and rec["metadata"]["sip_status"] == 486
+    assert not rec["turns"]

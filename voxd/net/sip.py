@@ -13,10 +13,12 @@ import asyncio
 import ipaddress
 import logging
 import os
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
 
+from voxd.agents.loader import LoadedAgent
 from voxd.agents.registry import AgentRegistry
 from voxd.call.manager import CallLimitReached, CallManager
 from voxd.call.session import CallSession
@@ -52,6 +54,8 @@ class SipCall:
         self.transfer_result: asyncio.Future[bool] | None = None
         self.ended = False
         self.bye_sent = False
+        self.outbound_offer: SessionDescription | None = None  # set for calls we place
+        self.outbound_sock: socket.socket | None = None
 
     async def hangup(self) -> None:
         self.endpoint.bye(self)
@@ -262,9 +266,20 @@ class SipEndpoint:
         if isinstance(e, ev.IncomingCall):
             self._incoming(e, now)
         elif isinstance(e, ev.CallEstablished) and call is not None:
-            if call.session is not None and call.clock_handle is None:
+            if call.outbound_offer is not None:
+                self._spawn(self._outbound_answered(call, e.answer))
+            elif call.session is not None and call.clock_handle is None:
                 call.clock_handle = self.clock.register(call.tick)
                 self._spawn(call.session.start())
+        elif isinstance(e, ev.CallProgress) and call is not None and e.sdp and call.outbound_offer is not None:
+            self._spawn(self._early_media(call, e.sdp))
+        elif isinstance(e, ev.CallFailed) and call is not None:
+            from voxd.net.sip_outbound import FAILURE_REASONS
+
+            call.bye_sent = True
+            if call.session is not None:
+                call.session.record.metadata["sip_status"] = e.status
+            self._end(call, FAILURE_REASONS.get(e.status, f"failed_{e.status}"), "system")
         elif isinstance(e, ev.CallCancelled) and call is not None:
             self._end(call, "caller_cancelled", "caller")
         elif isinstance(e, ev.ByeReceived) and call is not None:
@@ -355,6 +370,29 @@ class SipEndpoint:
             return
         self._flush()
 
+    async def _outbound_answered(self, call: SipCall, answer: bytes) -> None:
+        from voxd.net.sip_outbound import start_media
+
+        if not await start_media(self, call, answer, early=False):
+            self._end(call, "bad_answer_sdp", "system")
+            self.bye(call)
+            return
+        if call.clock_handle is None:
+            call.clock_handle = self.clock.register(call.tick)
+        assert call.session is not None
+        await call.session.start()
+
+    async def _early_media(self, call: SipCall, sdp: bytes) -> None:
+        from voxd.net.sip_outbound import start_media
+
+        if await start_media(self, call, sdp, early=True) and call.clock_handle is None:
+            call.clock_handle = self.clock.register(call.tick)  # listen (and stay quiet) before the answer
+
+    async def dial(self, agent: LoadedAgent, target: str, from_user: str = "voxd") -> CallSession:
+        from voxd.net.sip_outbound import dial
+
+        return await dial(self, agent, target, from_user=from_user)
+
     def _reinvite(self, call: SipCall, e: ev.ReInvite, now: float) -> None:
         assert self.ua is not None
         try:
@@ -410,6 +448,8 @@ class SipEndpoint:
         call.ended = True
         if call.clock_handle is not None:
             self.clock.unregister(call.clock_handle)
+        if call.rtp is None and call.outbound_sock is not None:
+            call.outbound_sock.close()
         if call.rtp is not None:
             stats = call.rtp
             if call.session is not None:

@@ -1,0 +1,53 @@
+"""`voxd dial`: place one outbound SIP call with an agent, standalone, and print the record."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from voxd.agents.loader import AgentLoadError, LoadedAgent, load_agent_file
+from voxd.call.manager import CallManager
+from voxd.config import ConfigError, VoxdConfig, load_config
+from voxd.harness import format_record
+from voxd.net.clock import MediaClock
+from voxd.net.sip import SipEndpoint
+from voxd.tools.builtins import default_registry
+
+
+def _load(args: argparse.Namespace) -> tuple[VoxdConfig, LoadedAgent]:
+    cfg, base = load_config(args.config)
+    agent_path = Path(args.agent)
+    if not agent_path.exists():
+        agent_path = base / cfg.agents_dir / f"{args.agent}.yaml"
+    return cfg, load_agent_file(agent_path)
+
+
+async def run_dial(args: argparse.Namespace) -> int:
+    try:
+        cfg, agent = _load(args)
+    except (ConfigError, AgentLoadError) as e:
+        print(f"voxd dial: {e}", file=sys.stderr)
+        return 2
+    sip_cfg = cfg.sip.model_copy(update={"port": args.sip_port, "tcp": False})
+    calls = CallManager(default_registry(), cfg.engines)
+    await calls.warm_up([agent])
+    clock = MediaClock()
+    endpoint = SipEndpoint(sip_cfg, None, calls, clock)  # type: ignore[arg-type]
+    await endpoint.start()
+    try:
+        session = await endpoint.dial(agent, args.target, from_user=args.from_user)
+        try:
+            async with asyncio.timeout(args.max_seconds):
+                await session.ended.wait()
+        except TimeoutError:
+            session.end_with(None, "max_duration")
+            await session.ended.wait()
+    finally:
+        await endpoint.stop()
+        await clock.stop()
+    rec = session.record
+    print(json.dumps(rec.to_dict(), default=str, indent=2) if args.json else format_record(rec))
+    return 0 if rec.answered_at is not None else 1
