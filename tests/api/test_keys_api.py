@@ -3,6 +3,7 @@ from __future__ import annotations
 import logging
 import time
 
+from voxd.api.app import SERVICES_KEY
 from voxd.api.keys_cli import create_key, list_keys, revoke_key
 from voxd.store.keys import ApiKeyRepository
 
@@ -140,6 +141,7 @@ async def test_raw_key_never_in_db_or_logs(api, caplog, tmp_path):
         await api.client.get("/api/v1/calls", headers=api.auth(raw))
         await api.client.get("/api/v1/agents/nope", headers=api.auth(raw))
     await api.client.get("/api/v1/calls", headers=api.auth(raws[1][:-2] + "zz"))
+    await api.app[SERVICES_KEY].usage.flush()
     await api.db.close()  # checkpoint the WAL into the main file
     blobs = b"".join(p.read_bytes() for p in tmp_path.glob("voxd.db*"))
     assert b"vx_live_" in blobs  # display prefixes are stored, so the grep can see the file
@@ -167,3 +169,20 @@ async def test_cli_helpers(api):
             pass
         else:
             raise AssertionError(f"scopes {bad} accepted")
+
+
+async def test_usage_is_written_at_shutdown(tmp_path):
+    from .conftest import make_api
+
+    api, close = await make_api(tmp_path)
+    raw = await api.key("calls:read")
+    for _ in range(3):
+        assert (await api.client.get("/api/v1/calls", headers=api.auth(raw))).status == 200
+    await api.client.close()  # app cleanup flushes the pending counts
+    try:
+        rows = await api.db.fetchall("SELECT endpoint, count FROM key_usage")
+        assert [tuple(r) for r in rows] == [("GET /api/v1/calls", 3)]
+        row = await api.db.fetchone("SELECT last_used_at FROM api_keys")
+        assert row["last_used_at"] is not None and row["last_used_at"] <= time.time()
+    finally:
+        await close()

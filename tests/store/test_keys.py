@@ -111,3 +111,18 @@ async def test_functions(db):
     assert await repo.delete("lookup") is True
     assert await repo.delete("lookup") is False
     assert await repo.get("lookup") is None
+
+
+async def test_lookup_cache_sees_other_writers(db, tmp_path):
+    from voxd.store.db import Database
+
+    api_repo = ApiKeyRepository(db, pepper="p")
+    raw, key = await api_repo.create("k", ["admin"], created_by="cli")
+    assert (await api_repo.lookup(raw)).revoked_at is None
+    assert (await api_repo.lookup(raw)).revoked_at is None  # served from the cache
+    other = await Database.open(tmp_path / "voxd.db")  # another process, e.g. the CLI
+    try:
+        await ApiKeyRepository(other, pepper="p").revoke(key.id)
+    finally:
+        await other.close()
+    assert (await api_repo.lookup(raw)).revoked_at is not None

@@ -97,7 +97,8 @@ def all_specs() -> list[RouteSpec]:
 def setup_api(app: web.Application, deps: ApiDeps) -> None:
     """Add /api/v1/..., /api/docs.json, /api/docs (and /healthz when absent) to ``app``.
 
-    Call before the application starts (it appends a middleware)."""
+    Call before the application starts (it appends a middleware and a cleanup hook that
+    writes pending usage counts; the daemon closes the Database after the app's cleanup)."""
     services = Services.build(deps)
     pipeline = Pipeline(services)
     existing = {r.resource.canonical for r in app.router.routes() if r.resource is not None}
@@ -112,3 +113,8 @@ def setup_api(app: web.Application, deps: ApiDeps) -> None:
     app[SPECS_KEY] = registered
     app[DOC_KEY] = json.dumps(build_openapi([s for s in registered if s.documented])).encode()
     app.middlewares.append(api_problem_middleware)
+
+    async def flush_usage(_: web.Application) -> None:
+        await services.usage.close()
+
+    app.on_cleanup.append(flush_usage)

@@ -130,6 +130,7 @@ async def revoke_key(ctx: Ctx) -> Reply:
 async def key_usage(ctx: Ctx) -> Reply:
     q: UsageQuery = ctx.query
     key = await _get(ctx)
+    await ctx.services.usage.flush()
     today, month = await ctx.services.keys.usage_totals(key.id)
     rows = await ctx.services.keys.usage(key.id, q.since, q.until)
     return Reply(Usage(key_id=key.id, today=today, this_month=month,

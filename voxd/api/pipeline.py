@@ -121,7 +121,7 @@ class Pipeline:
                 self._limit(outcomes, spec.limit_class,
                             f"class:{spec.limit_class}:{key.id}", class_rate)
             await self._quota(key)
-            await self.s.keys.record_use(key.id, spec.endpoint)
+            self.s.usage.note(key.id, spec.endpoint)
 
         ctx = Ctx(request=request, services=self.s, key=key, path=dict(request.match_info))
         ctx.query = self._query(spec, request)
@@ -181,7 +181,7 @@ class Pipeline:
     async def _quota(self, key: ApiKey) -> None:
         if key.quota_per_day is None and key.quota_per_month is None:
             return
-        today, month = await self.s.keys.usage_totals(key.id)
+        today, month = await self.s.usage.totals(key.id)
         for period, used, quota in (("day", today, key.quota_per_day),
                                     ("month", month, key.quota_per_month)):
             if quota is not None and used >= quota:

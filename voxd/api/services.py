@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from voxd.api.deps import ApiDeps, ApiSettings
 from voxd.api.ratelimit import BucketSet
+from voxd.api.usage import UsageRecorder
 from voxd.store.calls import CallRepository
 from voxd.store.keys import ApiKeyRepository
 from voxd.store.registry import AgentChangeRepository, FunctionRepository
@@ -18,6 +19,7 @@ class Services:
     calls: CallRepository
     functions: FunctionRepository
     agent_changes: AgentChangeRepository
+    usage: UsageRecorder
     buckets: BucketSet = field(default_factory=BucketSet)
 
     @property
@@ -26,9 +28,11 @@ class Services:
 
     @classmethod
     def build(cls, deps: ApiDeps) -> Services:
+        keys = ApiKeyRepository(deps.db, pepper=deps.settings.pepper)
         return cls(
             deps=deps,
-            keys=ApiKeyRepository(deps.db, pepper=deps.settings.pepper),
+            keys=keys,
+            usage=UsageRecorder(keys),
             calls=CallRepository(deps.db),
             functions=FunctionRepository(deps.db),
             agent_changes=AgentChangeRepository(deps.db),

@@ -12,6 +12,7 @@ import builtins
 import hashlib
 import hmac
 import json
+import os
 import secrets
 import time
 import uuid
@@ -30,6 +31,8 @@ SECRET_LEN = 32
 CHECKSUM_LEN = 6
 KEY_LEN = len(KEY_PREFIX) + SECRET_LEN + CHECKSUM_LEN
 DISPLAY_LEN = len(KEY_PREFIX) + 8  # "vx_live_" and the first 8 secret characters
+# Upper bound on how long a cached key is trusted, should two writes share an mtime tick.
+CACHE_TTL_S = 2.0
 
 
 def _base62(n: int, width: int) -> str:
@@ -117,9 +120,34 @@ def utc_day(ts: float) -> str:
 
 
 class ApiKeyRepository:
+    """Keys by hash. ``lookup`` keeps found keys in memory while the database files are
+    unchanged (size and mtime of the file and its WAL) and for at most ``CACHE_TTL_S``, so
+    a request usually costs no query, yet a revocation by any process (the CLI too) is
+    seen by the next request."""
+
     def __init__(self, db: Database, pepper: str = "") -> None:
         self._db = db
         self._pepper = pepper
+        self._cache: dict[str, tuple[ApiKey, float]] = {}
+        self._cache_stamp: tuple[int, ...] | None = None
+
+    def _stamp(self) -> tuple[int, ...] | None:
+        path = str(self._db.path)
+        if path == ":memory:":
+            return None
+        out: list[int] = []
+        for p in (path, path + "-wal"):
+            try:
+                st = os.stat(p)
+            except FileNotFoundError:
+                out += [-1, -1]
+                continue
+            out += [st.st_size, st.st_mtime_ns]
+        return tuple(out)
+
+    def _forget(self) -> None:
+        self._cache.clear()
+        self._cache_stamp = None
 
     async def create(
         self,
@@ -160,12 +188,22 @@ class ApiKeyRepository:
         if not well_formed(raw):
             return None
         digest = hash_key(raw, self._pepper)
+        stamp = self._stamp()
+        if stamp is None or stamp != self._cache_stamp:
+            self._cache.clear()
+            self._cache_stamp = stamp
+        cached = self._cache.get(digest)
+        if cached is not None and time.monotonic() - cached[1] < CACHE_TTL_S:
+            return cached[0]
         row = await self._db.fetchone(
             f"SELECT {_COLUMNS}, hash FROM api_keys WHERE hash = ?", (digest,)
         )
         if row is None or not hmac.compare_digest(row["hash"], digest):
             return None
-        return _key(row)
+        key = _key(row)
+        if stamp is not None and stamp == self._stamp():
+            self._cache[digest] = (key, time.monotonic())
+        return key
 
     async def get(self, key_id: str) -> ApiKey | None:
         row = await self._db.fetchone(f"SELECT {_COLUMNS} FROM api_keys WHERE id = ?", (key_id,))
@@ -188,6 +226,7 @@ class ApiKeyRepository:
             sets = ", ".join(f"{k} = ?" for k in fields)
             async with self._db.transaction() as conn:
                 await conn.execute(f"UPDATE api_keys SET {sets} WHERE id = ?", (*values, key_id))
+            self._forget()
         return await self.get(key_id)
 
     async def revoke(self, key_id: str) -> ApiKey | None:
@@ -196,6 +235,7 @@ class ApiKeyRepository:
                 "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                 (time.time(), key_id),
             )
+        self._forget()
         return await self.get(key_id)
 
     async def record_use(self, key_id: str, endpoint: str, now: float | None = None) -> None:
@@ -207,6 +247,24 @@ class ApiKeyRepository:
                 (key_id, utc_day(ts), endpoint),
             )
             await conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (ts, key_id))
+
+    async def record_uses(
+        self, counts: dict[tuple[str, str, str], int], last_used: dict[str, float]
+    ) -> None:
+        """Add many ``(key_id, day, endpoint) -> count`` at once, in one transaction."""
+        if not counts and not last_used:
+            return
+        async with self._db.transaction() as conn:
+            await conn.executemany(
+                "INSERT INTO key_usage (key_id, day, endpoint, count) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (key_id, day, endpoint) DO UPDATE SET count = count + excluded.count",
+                [(k, d, e, n) for (k, d, e), n in counts.items()],
+            )
+            await conn.executemany(
+                "UPDATE api_keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) "
+                "WHERE id = ?",
+                [(ts, k) for k, ts in last_used.items()],
+            )
 
     async def usage_totals(self, key_id: str, now: float | None = None) -> tuple[int, int]:
         """Requests so far today and this month (UTC)."""
