@@ -43,6 +43,8 @@ async def test_swagger_ui_is_served_locally(api):
         resp = await api.client.get(f"/api/docs/static/{asset}")
         assert resp.status == 200, asset
         assert len(await resp.read()) > 50
+    bundle = await (await api.client.get("/api/docs/static/swagger-ui-bundle.js")).text()
+    assert "isOAS31" in bundle  # Swagger UI 5: renders OpenAPI 3.1 (4.x refuses it)
     init = await (await api.client.get("/api/docs/static/voxd-init.js")).text()
     assert "/api/docs.json" in init
     assert (await api.client.get("/api/docs/static/..%2Fapp.py")).status == 404

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import mimetypes
 from pathlib import Path
@@ -27,9 +28,12 @@ public = RouteTable(params={"file": r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"})
 
 
 def _swagger_dir() -> Path:
-    import swagger_ui_bundle
-
-    return Path(swagger_ui_bundle.swagger_ui_path)
+    """Swagger UI 5 (OpenAPI 3.1 capable) as bundled by the swagger-ui-py wheel; found
+    without importing the package, whose own code targets other frameworks."""
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or spec.origin is None:
+        raise ApiProblem("not-found", "Swagger UI assets are not installed (swagger-ui-py)")
+    return Path(spec.origin).parent / "static"
 
 
 @public.route("GET", "/healthz", scope=PUBLIC, summary="Liveness", tag="health",
