@@ -4,6 +4,7 @@ environment-referenced headers, templates, and the API's stored functions."""
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from voxd.tools.config import ToolsConfig
 from voxd.tools.library import ToolLibrary
 from voxd.tools.redact import REDACTED, Redactor
 from voxd.tools.source import LibraryFunctionSource
-from voxd.webhooks.signing import SigningError, Signer, new_secret, verify
+from voxd.webhooks.signing import Signer, SigningError, new_secret, verify
 
 SECRET = new_secret()
 
@@ -164,11 +165,11 @@ async def test_api_stored_function_runs_through_the_function_source(serve: Serve
 
 
 def test_signer_matches_the_reference_implementation() -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     body = b'{"x": 1}'
     headers = Signer(SECRET).headers(body, msg_id="msg_1", timestamp=1_700_000_000)
-    ref = Webhook(SECRET).sign("msg_1", datetime.fromtimestamp(1_700_000_000, tz=timezone.utc), body.decode())
+    ref = Webhook(SECRET).sign("msg_1", datetime.fromtimestamp(1_700_000_000, tz=UTC), body.decode())
     assert headers["webhook-signature"] == ref
     with pytest.raises(SigningError):
         Signer("whsec_c2hvcnQ=")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -49,13 +49,18 @@ def _when(args: dict[str, Any], zone: str, default_min: int) -> tuple[datetime, 
     return start, start + timedelta(minutes=int(args.get("duration_minutes") or default_min))
 
 
+def _utc(iso: str) -> datetime:
+    """Times go out in UTC: icalendar writes a fixed-offset time as floating (no zone)."""
+    return datetime.fromisoformat(iso).astimezone(UTC)
+
+
 def vevent(ev: dict[str, Any]) -> icalendar.Event:
     e = icalendar.Event()
     e.add("uid", ev["uid"])
-    e.add("dtstamp", datetime.fromisoformat(ev["starts_at"]))
+    e.add("dtstamp", datetime.now(UTC).replace(microsecond=0))
     e.add("summary", ev["summary"])
-    e.add("dtstart", datetime.fromisoformat(ev["starts_at"]))
-    e.add("dtend", datetime.fromisoformat(ev["ends_at"]))
+    e.add("dtstart", _utc(ev["starts_at"]))
+    e.add("dtend", _utc(ev["ends_at"]))
     if ev.get("description"):
         e.add("description", ev["description"])
     if ev.get("location"):

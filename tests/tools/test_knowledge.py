@@ -1,0 +1,108 @@
+"""search_knowledge_base: chunking, BM25 ranking the right passage first, re-indexing on change."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.tools.conftest import Ctx
+from voxd.tools import knowledge
+from voxd.tools.config import KnowledgeConfig
+from voxd.tools.knowledge import KnowledgeBase, chunk
+from voxd.tools.library import ToolLibrary
+
+HOURS = """# Opening hours
+
+We are open Monday to Friday from 9 AM to 6 PM, and on Saturdays from 10 AM to 2 PM.
+We are closed on Sundays and public holidays.
+
+# Parking
+
+Free parking is available behind the building, entrance on Rue Garibaldi.
+"""
+
+PRICES = """Prices
+
+A standard haircut costs 35 euros. Children under 12 pay 20 euros.
+Colouring starts at 60 euros and takes about two hours.
+"""
+
+POLICY = """## Cancellations
+
+Appointments can be cancelled free of charge up to 24 hours before. Later cancellations are charged half the price.
+
+## Gift cards
+
+Gift cards are sold at the front desk and are valid for one year.
+"""
+
+
+@pytest.fixture
+def kb_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "kb"
+    (folder / "policies").mkdir(parents=True)
+    (folder / "hours.md").write_text(HOURS)
+    (folder / "prices.txt").write_text(PRICES)
+    (folder / "policies" / "cancel.md").write_text(POLICY)
+    (folder / "logo.png").write_bytes(b"\x89PNG not text")
+    return folder
+
+
+def test_chunks_follow_headings_and_size() -> None:
+    parts = chunk(HOURS, "hours.md", words=10, overlap=5)
+    headings = [p.heading for p in parts]
+    assert headings[0] == headings[1] == "Opening hours" and headings[-1] == "Parking"
+    assert "Parking" not in " ".join(p.text for p in parts if p.heading == "Opening hours")
+    long = chunk("word " * 500, "x.txt", words=100, overlap=10)
+    assert all(len(p.text.split()) <= 200 for p in long) and len(long) >= 4
+
+
+@pytest.mark.parametrize(
+    ("question", "source", "needle"),
+    [
+        ("When are you open on Saturday?", "hours.md", "Saturdays"),
+        ("how much does a haircut cost", "prices.txt", "35 euros"),
+        ("can I cancel my appointment", "policies/cancel.md", "24 hours"),
+        ("where can I park my car", "hours.md", "parking"),
+        ("do you sell gift cards", "policies/cancel.md", "front desk"),
+    ],
+)
+async def test_best_passage_first(kb_folder: Path, question: str, source: str, needle: str) -> None:
+    lib = ToolLibrary(base_dir=kb_folder.parent, embedder=None)
+    ctx = Ctx({"search_knowledge_base": {"path": "kb"}})
+    res = await lib.base.execute("search_knowledge_base", {"query": question}, ctx)
+    assert res.error is None, res.error
+    top = res.result["passages"][0]
+    assert top["source"] == source and needle.lower() in top["text"].lower(), res.result
+
+
+async def test_reindexes_when_a_file_changes(kb_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(knowledge, "CHECK_EVERY_S", 0.0)
+    kb = KnowledgeBase(kb_folder, KnowledgeConfig(), embedder=None)
+    assert await kb.asearch("loyalty points", 3) == []
+    (kb_folder / "loyalty.md").write_text("# Loyalty\n\nEvery tenth haircut is free with loyalty points.\n")
+    hits = await kb.asearch("loyalty points", 3)
+    assert hits and hits[0][0].source == "loyalty.md"
+    (kb_folder / "loyalty.md").unlink()
+    assert await kb.asearch("loyalty points", 3) == []
+    hours = kb_folder / "hours.md"
+    hours.write_text(HOURS.replace("Saturdays", "Saturdays and Sundays"))
+    st = hours.stat()
+    os.utime(hours, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    [(top, _)] = await kb.asearch("open on Sundays", 1)
+    assert "Saturdays and Sundays" in top.text
+
+
+async def test_warm_up_indexes_agent_folders_and_missing_option_is_explained(kb_folder: Path) -> None:
+    from voxd.agents.schema import AgentConfig
+
+    lib = ToolLibrary(base_dir=kb_folder.parent, embedder=None)
+    agent = AgentConfig.model_validate(
+        {"name": "salon", "tools": [{"name": "search_knowledge_base", "options": {"path": str(kb_folder)}}]})
+    await lib.warm_up([agent])
+    folder = lib.knowledge.folder({"path": str(kb_folder)})
+    assert folder is not None and len(lib.knowledge.get(folder).passages) >= 5
+    res = await lib.base.execute("search_knowledge_base", {"query": "hours"}, Ctx())
+    assert res.error is not None and "no knowledge base folder" in res.error
