@@ -106,6 +106,12 @@ class Daemon:
         app.router.add_get("/metrics", self.metrics.handle)
         setup_ws_media(app, self.agents, self.calls, self.clock, accepting=lambda: not self.draining)
         setup_twilio(app, self.agents, self.calls, self.clock, accepting=lambda: not self.draining)
+        from voxd.api.app import setup_api
+        from voxd.api.deps import ApiDeps
+        from voxd.sources import DaemonAgents, DaemonCalls, DaemonFunctions
+
+        setup_api(app, ApiDeps(self.db, DaemonAgents(self.agents), DaemonCalls(self.calls, self.agents, self.sip),
+                               DaemonFunctions(self.tools)))
         return app
 
     async def _start_http(self) -> None:

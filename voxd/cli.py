@@ -91,6 +91,50 @@ def cmd_call(args: argparse.Namespace) -> int:
     return int(_run_async(run_harness(args)))
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    from voxd.api import keys_cli
+    from voxd.config import ConfigError, load_config
+    from voxd.store.db import Database
+
+    try:
+        cfg, _ = load_config(args.config)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 2
+
+    async def go() -> int:
+        path = cfg.resolved_database()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await Database.open(path)
+        try:
+            if args.keys_cmd == "create":
+                import time
+
+                expires = time.time() + args.expires_days * 86400 if args.expires_days else None
+                try:
+                    raw = await keys_cli.create_key(db, args.name, args.scope, expires,
+                                                    quota_per_day=args.quota_per_day,
+                                                    rate_limit_per_minute=args.rate_per_minute)
+                except ValueError as e:
+                    print(f"voxd keys: {e}", file=sys.stderr)
+                    return 2
+                print(raw)
+                print("Store this key now: it is shown only once.", file=sys.stderr)
+            elif args.keys_cmd == "list":
+                for k in await keys_cli.list_keys(db):
+                    print(json.dumps(k, default=str))
+            elif args.keys_cmd == "revoke":
+                if not await keys_cli.revoke_key(db, args.key_id):
+                    print(f"voxd keys: no key {args.key_id}", file=sys.stderr)
+                    return 1
+                print(f"revoked {args.key_id}")
+            return 0
+        finally:
+            await db.close()
+
+    return int(asyncio.run(go()))
+
+
 def cmd_dial(args: argparse.Namespace) -> int:
     from voxd.dial import run_dial
 
@@ -127,6 +171,20 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--json", action="store_true", help="print the call record as JSON")
     k.add_argument("--tail", type=float, default=1.5, help="seconds of quiet after the bot finishes before hanging up")
     k.set_defaults(fn=cmd_call)
+
+    ks = sub.add_parser("keys", help="manage control-API keys (stored hashed; shown once)")
+    ks.add_argument("--config", "-c")
+    ksub = ks.add_subparsers(dest="keys_cmd", required=True)
+    kc = ksub.add_parser("create", help="create a key and print it once")
+    kc.add_argument("--name", required=True)
+    kc.add_argument("--scope", action="append", required=True, help="repeat for several (admin = all)")
+    kc.add_argument("--expires-days", type=float)
+    kc.add_argument("--quota-per-day", type=int)
+    kc.add_argument("--rate-per-minute", type=int)
+    ksub.add_parser("list", help="list keys (never the keys themselves)")
+    kr = ksub.add_parser("revoke", help="revoke a key by id")
+    kr.add_argument("key_id")
+    ks.set_defaults(fn=cmd_keys)
 
     d = sub.add_parser("dial", help="place an outbound SIP call with an agent and print its transcript")
     d.add_argument("target", help="sip:user@host[:port]")

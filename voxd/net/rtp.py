@@ -89,7 +89,8 @@ class RtpStream(asyncio.DatagramProtocol):
         self.jitter = JitterBuffer()
         self.stats = ReceiverStats()
         self.sender = RtpSender(self.codec_pt)
-        self.dtmf_rx = DtmfReceiver({self.dtmf_pt} if self.dtmf_pt is not None else set())
+        self.dtmf_rx_types = set(neg.dtmf_payload_types)
+        self.dtmf_rx = DtmfReceiver(self.dtmf_rx_types)
         self.dtmf_tx = DtmfSender(self.sender, self.dtmf_pt) if self.dtmf_pt is not None else None
         self.inband = DtmfDetector(8000) if self.dtmf_pt is None else None
         self._up = StreamResampler(8000, 16000)
@@ -123,7 +124,7 @@ class RtpStream(asyncio.DatagramProtocol):
             now = time.monotonic()
             self.stats.update(pkt, now)
             self.jitter.push(pkt, now)
-        elif self.dtmf_pt is not None and pkt.payload_type == self.dtmf_pt:
+        elif pkt.payload_type in self.dtmf_rx_types:
             for d in self.dtmf_rx.feed(pkt):
                 self.on_dtmf(d.digit, "rfc4733")
         else:

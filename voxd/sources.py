@@ -1,0 +1,124 @@
+"""The daemon's side of the control API: its agents, calls and functions, adapted to
+the Protocols in `voxd.api.deps`."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import time
+from typing import TYPE_CHECKING, Any
+
+from voxd.agents.loader import AgentLoadError, FieldError, LoadedAgent
+from voxd.agents.registry import AgentRegistry
+from voxd.api.deps import AgentInfo, InvalidAgent, NotFound, NotSupported
+from voxd.call.manager import CallManager
+from voxd.tools.registry import ToolRegistry
+
+if TYPE_CHECKING:
+    from voxd.net.sip import SipEndpoint
+
+
+def _errors(errors: builtins.list[FieldError]) -> builtins.list[dict[str, Any]]:
+    return [{"field": e.field, "line": e.line, "message": e.message} for e in errors]
+
+
+def _info(a: LoadedAgent) -> AgentInfo:
+    mtime = a.path.stat().st_mtime if a.path is not None and a.path.exists() else time.time()
+    return AgentInfo(a.name, a.version, a.config.description, str(a.path or ""), mtime)
+
+
+class DaemonAgents:
+    def __init__(self, registry: AgentRegistry) -> None:
+        self.registry = registry
+
+    async def list(self) -> builtins.list[AgentInfo]:
+        return [_info(a) for a in self.registry.all()]
+
+    async def get(self, name: str) -> tuple[AgentInfo, str, dict[str, Any]]:
+        a = self.registry.get(name)
+        if a is None:
+            raise NotFound(name)
+        return _info(a), a.text, a.config.model_dump(mode="json")
+
+    async def validate(self, yaml_text: str) -> builtins.list[dict[str, Any]]:
+        return _errors(self.registry.validate_text(yaml_text))
+
+    async def put(self, name: str, yaml_text: str, actor: str) -> AgentInfo:
+        try:
+            agent = await asyncio.to_thread(self.registry.write, name, yaml_text)
+        except AgentLoadError as e:
+            raise InvalidAgent(_errors(e.errors)) from None
+        return _info(agent)
+
+    async def delete(self, name: str, actor: str) -> None:
+        if not await asyncio.to_thread(self.registry.delete, name):
+            raise NotFound(name)
+
+
+class DaemonCalls:
+    def __init__(self, calls: CallManager, agents: AgentRegistry, sip: SipEndpoint | None) -> None:
+        self.calls = calls
+        self.agents = agents
+        self.sip = sip
+
+    async def active(self) -> builtins.list[dict[str, Any]]:
+        return [s.record.to_dict() for s in self.calls.active.values()]
+
+    async def end(self, call_id: str) -> bool:
+        return await self.calls.end(call_id)
+
+    async def dial(self, agent: str, to: str, from_: str | None) -> str:
+        if self.sip is None:
+            raise NotSupported("outbound calls need the SIP listener (sip.enabled: true)")
+        a = self.agents.get(agent)
+        if a is None:
+            raise NotFound(agent)
+        if not to.startswith(("sip:", "sips:")):
+            raise ValueError("'to' must be a SIP URI like sip:user@host:port")
+        session = await self.sip.dial(a, to, from_user=from_ or "voxd")
+        return session.record.id
+
+
+class DaemonFunctions:
+    def __init__(self, tools: ToolRegistry) -> None:
+        self.tools = tools
+
+    def _entry(self, name: str) -> dict[str, Any]:
+        t = self.tools.get(name)
+        if t is None:
+            raise NotFound(name)
+        return {"name": t.name, "description": t.description, "parameters": t.parameters, "builtin": t.builtin}
+
+    async def list(self) -> builtins.list[dict[str, Any]]:
+        return [self._entry(n) for n in self.tools.names()]
+
+    async def get(self, name: str) -> dict[str, Any]:
+        return self._entry(name)
+
+    async def execute(self, name: str, arguments: dict[str, Any], custom: dict[str, Any] | None = None) -> dict[str, Any]:
+        if self.tools.get(name) is None:
+            raise NotFound(name)
+        res = await self.tools.execute(name, arguments, _ApiContext())
+        return {"result": res.result, "error": res.error, "duration_ms": round(res.duration_ms, 2)}
+
+
+class _ApiContext:
+    """ToolContext for test executions from the API: no call to act on."""
+
+    call_id = ""
+    timezone = "UTC"
+
+    def options_for(self, tool: str) -> dict[str, Any]:
+        return {}
+
+    async def end_call(self, reason: str) -> None:
+        raise NotSupported("no call to end")
+
+    async def transfer_call(self, target: str) -> bool:
+        raise NotSupported("no call to transfer")
+
+    async def send_dtmf(self, digits: str) -> None:
+        raise NotSupported("no call to send digits on")
+
+
+__all__ = ["DaemonAgents", "DaemonCalls", "DaemonFunctions"]
