@@ -4,13 +4,16 @@ Engines are stateless between calls (per-call state lives in STT streams and TTS
 iterators; model sessions are shared process-wide by voxd.media.inference), so every
 agent with the same `stt:` or `voice:` block gets the same engine object.
 
-Engine names: stt "whisper"; voice "piper", "espeak". The "fake" engines used by
-timing tests live in `voxd.providers.fakes` and are imported only when asked for.
+Engine names: stt "whisper", "deepgram"; voice "piper", "espeak", "elevenlabs". The
+"fake" engines used by timing tests live in `voxd.providers.fakes` and are imported
+only when asked for. A config with a `fallback:` list becomes a chain
+(`voxd.providers.fallback`) of the engines it names.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -54,6 +57,18 @@ def _build_stt(cfg: STTConfig) -> SpeechToText:
 
         opts = _options(cfg.options, {"beam_size", "threads", "compute_type"}, "stt")
         return WhisperSTT(cfg.model, language=cfg.language, **opts)
+    if cfg.engine == "deepgram":
+        from voxd.providers.keys import api_key
+        from voxd.providers.stt.deepgram import DeepgramOptions, DeepgramSTT
+
+        allowed = {"interim_results", "endpointing", "utterance_end_ms", "vad_events", "smart_format",
+                   "punctuate", "keepalive_s", "finalize_timeout_s", "max_reconnects", "extra"}
+        opts = _options(cfg.options, allowed, "stt")
+        model = cfg.model if "model" in cfg.model_fields_set else "nova-3"
+        dg = DeepgramSTT(api_key(cfg, "deepgram", "DEEPGRAM_API_KEY"),
+                         DeepgramOptions(model=model, language=cfg.language, **opts), base_url=cfg.base_url)
+        dg.prices = dict(cfg.prices)  # type: ignore[attr-defined]
+        return dg
     raise ValueError(f"stt.engine: unknown engine {cfg.engine!r}")
 
 
@@ -68,7 +83,34 @@ def _build_tts(cfg: VoiceConfig) -> TextToSpeech:
 
         opts = _options(cfg.options, {"pitch"}, "voice")
         return EspeakTTS(cfg.voice, speed=cfg.speed, **opts)
+    if cfg.engine == "elevenlabs":
+        from voxd.providers.keys import api_key
+        from voxd.providers.tts.elevenlabs import ElevenLabsTTS
+
+        opts = _options(cfg.options, {"stability", "similarity_boost", "chunk_length_schedule", "idle_timeout_s"}, "voice")
+        assert cfg.voice_id
+        el = ElevenLabsTTS(api_key(cfg, "elevenlabs", "ELEVENLABS_API_KEY"), cfg.voice_id, model=cfg.model,
+                           output_format=cfg.output_format, base_url=cfg.base_url, speed=cfg.speed,
+                           first_audio_timeout_s=cfg.first_audio_timeout_s, **opts)
+        el.prices = dict(cfg.prices)  # type: ignore[attr-defined]
+        return el
     raise ValueError(f"voice.engine: unknown engine {cfg.engine!r}")
+
+
+def _chain(role: str, cfgs: list[Any], build: Callable[[Any], T]) -> list[T]:
+    """The engines of a fallback chain; one that cannot be built at all (no key) is
+    skipped with an error in the log, unless it is the only one."""
+    from voxd.providers.base import ProviderError
+
+    engines: list[T] = []
+    for i, c in enumerate(cfgs):
+        try:
+            engines.append(build(c.model_copy(update={"fallback": []})))
+        except ProviderError as e:
+            if i == len(cfgs) - 1 and not engines:
+                raise
+            logging.getLogger("voxd.providers").error("%s engine %s left out of the chain: %s", role, c.engine, e)
+    return engines
 
 
 def make_stt(cfg: STTConfig) -> SpeechToText:
@@ -79,6 +121,10 @@ def make_stt(cfg: STTConfig) -> SpeechToText:
         build = getattr(fakes, "make_stt", None)
         stt: SpeechToText = build(cfg) if build else fakes.FakeSTT(**cfg.options)
         return stt
+    if cfg.fallback:
+        from voxd.providers.fallback import FallbackSTT
+
+        return FallbackSTT(_chain("stt", [cfg, *cfg.fallback], make_stt))
     return _cached("stt:" + cfg.model_dump_json(), lambda: _build_stt(cfg))
 
 
@@ -90,6 +136,10 @@ def make_tts(cfg: VoiceConfig) -> TextToSpeech:
         build = getattr(fakes, "make_tts", None)
         tts: TextToSpeech = build(cfg) if build else fakes.FakeTTS(**cfg.options)
         return tts
+    if cfg.fallback:
+        from voxd.providers.fallback import FallbackTTS
+
+        return FallbackTTS(_chain("voice", [cfg, *cfg.fallback], make_tts))
     return _cached("tts:" + cfg.model_dump_json(), lambda: _build_tts(cfg))
 
 

@@ -5,12 +5,20 @@ HTTP clients are cheap to create."""
 
 from __future__ import annotations
 
-from voxd.agents.schema import AgentConfig
+from voxd.agents.schema import AgentConfig, LLMConfig
 from voxd.providers.base import LanguageModel
 
 
 def make_llm(agent: AgentConfig) -> LanguageModel:
-    cfg = agent.llm
+    if agent.llm.fallback:
+        from voxd.providers.factory import _chain
+        from voxd.providers.fallback import FallbackLLM
+
+        return FallbackLLM(_chain("llm", [agent.llm, *agent.llm.fallback], lambda c: _make(agent, c)))
+    return _make(agent, agent.llm)
+
+
+def _make(agent: AgentConfig, cfg: LLMConfig) -> LanguageModel:
     if cfg.engine == "dialog":
         from voxd.providers.llm.dialog import DialogEngine
 
@@ -19,6 +27,12 @@ def make_llm(agent: AgentConfig) -> LanguageModel:
         from voxd.providers.llm.openai_compat import OpenAICompatibleLLM
 
         return OpenAICompatibleLLM(cfg)
+    if cfg.engine == "openai":
+        from voxd.providers.llm.openai_sdk import OpenAILLM
+
+        llm = OpenAILLM(cfg)
+        llm.prices = dict(cfg.prices)  # type: ignore[attr-defined]
+        return llm
     if cfg.engine == "fake":
         from voxd.providers.fakes import FakeLLM
 

@@ -17,6 +17,9 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx2
+import openai
+
 from voxd.agents.schema import LLMConfig
 from voxd.providers.base import (
     LanguageModel,
@@ -47,17 +50,15 @@ class OpenAILLM(LanguageModel):
         self.cfg = cfg
         local = bool(cfg.base_url) and not cfg.api_key_env and not cfg.api_key_file
         self._key = key if key is not None else api_key(cfg, self.name, "OPENAI_API_KEY", required=not local)
-        self._client: Any = None
+        self._client: openai.AsyncOpenAI | None = None
+        self.client()  # built now, so the first request's deadline is spent on the request
 
     def __repr__(self) -> str:
         return f"OpenAILLM(base_url={self.cfg.base_url!r}, model={self.cfg.model!r})"
 
-    def client(self) -> Any:
+    def client(self) -> openai.AsyncOpenAI:
         if self._client is None:
-            import httpx2
-            from openai import AsyncOpenAI
-
-            self._client = AsyncOpenAI(
+            self._client = openai.AsyncOpenAI(
                 api_key=self._key.reveal() or "none",
                 base_url=self.cfg.base_url,
                 max_retries=self.cfg.max_retries,
@@ -150,8 +151,6 @@ class OpenAILLM(LanguageModel):
 
 def _translate(provider: str, e: Exception) -> ProviderError:
     """SDK and transport failures as one ProviderError, with whether a retry may help."""
-    import openai
-
     if isinstance(e, openai.APIStatusError):
         code = e.status_code
         return ProviderError(provider, f"HTTP {code}", retryable=code in (408, 409, 429) or code >= 500)
