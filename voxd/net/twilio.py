@@ -47,9 +47,15 @@ from voxd.proto.g711 import ulaw_decode, ulaw_encode
 log = logging.getLogger("voxd.twilio")
 
 PATH = "/media/twilio"
-MAX_BUFFER_S = 10.0
 MARK_EVERY = 10  # frames (200 ms) between marks during continuous bot audio
 START_TIMEOUT_S = 10.0
+# Caller audio drives the session's clock: the platform sends 20 ms of audio every 20 ms
+# (silence included), so each frame is fed as it arrives; no silence is invented when a
+# frame is merely late, which would split the caller's words. A timestamp jump (audio the
+# platform never got) is filled with silence, up to MAX_GAP_FRAMES. If the platform sends
+# nothing for STALL_S, the media clock feeds silence so the call's timers keep running.
+STALL_S = 0.2
+MAX_GAP_FRAMES = 50
 OUT_FRAME_BYTES = 320  # 20 ms of 8 kHz PCM16 -> 160 mu-law bytes per media message
 PUBLIC_URL_ENV = "VOXD_PUBLIC_URL"  # e.g. https://voice.example.com, when behind a proxy
 
@@ -86,8 +92,9 @@ class TwilioCall:
         self.stream_sid = ""
         self._in_rs = StreamResampler(8000, 16000)
         self._in_split = FrameSplitter(FRAME_BYTES)
-        self._inbox: list[bytes] = []
-        self._max_frames = int(MAX_BUFFER_S / 0.02)
+        self._next_ts: int | None = None  # media.timestamp (ms) expected next
+        self.last_media = 0.0  # loop time of the last caller frame
+        self.gap_frames = 0
         self._out_rs = StreamResampler(16000, 8000)
         self._out_split = FrameSplitter(OUT_FRAME_BYTES)
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
@@ -125,17 +132,31 @@ class TwilioCall:
         self._out_split = FrameSplitter(OUT_FRAME_BYTES)
 
     # inbound
-    def on_media(self, payload: Any) -> None:
+    def on_media(self, payload: Any, timestamp: Any, now: float) -> None:
         if not isinstance(payload, str):
             raise ProtocolError("media.payload is not a string")
         try:
             ulaw = base64.b64decode(payload, validate=True)
         except (binascii.Error, ValueError) as e:
             raise ProtocolError(f"media.payload is not base64: {e}") from None
+        s = self.session
+        if s is None or s.closed:
+            return
+        try:
+            ts: int | None = int(timestamp)
+        except (TypeError, ValueError):
+            ts = None
+        if ts is not None and self._next_ts is not None and ts > self._next_ts + 10:
+            gap = min((ts - self._next_ts) // 20, MAX_GAP_FRAMES)
+            self.gap_frames += gap
+            for _ in range(gap):
+                s.feed_audio(SILENCE_FRAME)
+        if ts is not None:
+            self._next_ts = ts + len(ulaw) // 8
+        self.last_media = now
         pcm8 = ulaw_decode(ulaw).astype("<i2").tobytes()
-        frames = self._in_split.push(self._in_rs.process(pcm8))
-        room = self._max_frames - len(self._inbox)
-        self._inbox += frames[: max(room, 0)]  # drop what overflows rather than grow without bound
+        for frame in self._in_split.push(self._in_rs.process(pcm8)):
+            s.feed_audio(frame)
 
     def on_mark(self, name: Any) -> None:
         if not isinstance(name, str):
@@ -151,7 +172,8 @@ class TwilioCall:
         s = self.session
         if s is None or s.closed:
             return
-        s.feed_audio(self._inbox.pop(0) if self._inbox else SILENCE_FRAME)
+        if self.clock_time() - self.last_media > STALL_S:
+            s.feed_audio(SILENCE_FRAME)
         out = s.next_frame()
         if out is not None:
             self.sent += 1
@@ -166,6 +188,10 @@ class TwilioCall:
             if rest is not None:
                 self._send_media(rest)
             self._mark()
+
+    @staticmethod
+    def clock_time() -> float:
+        return asyncio.get_running_loop().time()
 
     def _send_media(self, pcm8: bytes) -> None:
         payload = base64.b64encode(ulaw_encode(np.frombuffer(pcm8, dtype="<i2"))).decode("ascii")
@@ -273,7 +299,7 @@ def setup_twilio(
                 if event == "media":
                     body = _dict(frame, "media")
                     if body.get("track", "inbound") == "inbound":
-                        call.on_media(body.get("payload"))
+                        call.on_media(body.get("payload"), body.get("timestamp"), call.clock_time())
                 elif event == "dtmf":
                     digit = _dict(frame, "dtmf").get("digit")
                     if isinstance(digit, str) and len(digit) == 1:
@@ -295,7 +321,8 @@ def setup_twilio(
             log.warning("twilio call %s failed: %s", session.record.id, e)
         finally:
             clock.unregister(handle)
-            session.record.metadata.update(marks_echoed=call.marks_echoed, frames_taken_back=call.frames_taken_back)
+            session.record.metadata.update(marks_echoed=call.marks_echoed, frames_taken_back=call.frames_taken_back,
+                                           gap_frames=call.gap_frames)
             if not session.closed:
                 await session.close(reason, ended_by=by)
             await call.close_writer(writer)
