@@ -56,6 +56,20 @@ class EnginesConfig(_Model):
     preload: bool = Field(True, description="Load models at start-up instead of on the first call.")
 
 
+class WebhooksConfig(_Model):
+    allow_private_destinations: bool = Field(
+        False, description="Allow endpoints on private, loopback and link-local addresses "
+        "(also: env VOXD_WEBHOOKS_ALLOW_PRIVATE_DESTINATIONS=1).")
+    retry_schedule_s: list[float] = Field(
+        default_factory=lambda: [1.0, 5.0, 15.0, 60.0, 300.0, 1800.0, 7200.0], min_length=0, max_length=50,
+        description="Delay before each retry; after the last one a delivery is marked failed. Endpoints may override.")
+    retry_jitter: float = Field(0.1, ge=0, le=1, description="Each delay is scaled by a random factor in [1-j, 1+j].")
+    concurrency_per_endpoint: int = Field(4, ge=1, le=256, description="Requests in flight to one endpoint.")
+    timeout_s: float = Field(10.0, gt=0, le=120, description="Per request, unless the endpoint sets its own.")
+    response_excerpt_bytes: int = Field(2048, ge=0, le=65536, description="How much of each response body is read and logged.")
+    failing_after: int = Field(5, ge=1, description="Consecutive failed attempts before an endpoint is marked failing.")
+
+
 class VoxdConfig(_Model):
     state_dir: str | None = Field(None, description="Default: $VOXD_STATE_DIR, else $STATE_DIRECTORY (systemd), else ./var")
     agents_dir: str = Field("agents", description="Folder of agent YAML files (relative to the config file's parent folder's parent, or absolute).")
@@ -64,6 +78,7 @@ class VoxdConfig(_Model):
     http: HttpConfig = Field(default_factory=lambda: HttpConfig())
     sip: SipListenConfig = Field(default_factory=lambda: SipListenConfig())
     engines: EnginesConfig = Field(default_factory=lambda: EnginesConfig())
+    webhooks: WebhooksConfig = Field(default_factory=lambda: WebhooksConfig())
     log_level: str = Field("INFO", description="Root log level; per-module levels in log_levels.")
     log_levels: dict[str, str] = Field(default_factory=dict)
     reload_interval_s: float = Field(1.0, gt=0, description="How often agent files are checked for changes.")
