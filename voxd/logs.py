@@ -1,11 +1,47 @@
-"""Logging set-up: readable lines on a terminal, JSON lines otherwise (journald, files)."""
+"""Logging set-up: readable lines on a terminal, JSON lines otherwise (journald, files).
+
+Every line logged while handling a call carries its call id (a context variable the
+call session sets on its tasks), and anything that looks like a secret is masked
+before it is written: API keys, webhook secrets, bearer tokens, passwords.
+"""
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
+import re
 import sys
 import time
+
+call_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("voxd_call_id", default="")
+
+_SECRETS = [
+    (re.compile(r"\bvx_(live|test)_[A-Za-z0-9]{8,}"), r"vx_\1_***"),
+    (re.compile(r"\bwhsec_[A-Za-z0-9+/=]{8,}"), "whsec_***"),
+    (re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"), "sk-***"),
+    (re.compile(r"(?i)\b(bearer|token|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 ***"),
+    (re.compile(r"(?i)\b(password|passwd|secret|api[_-]?key|authorization)(\"?\s*[:=]\s*\"?)[^\s\",}]+"), r"\1\2***"),
+]
+
+
+def redact(text: str) -> str:
+    for pattern, repl in _SECRETS:
+        text = pattern.sub(repl, text)
+    return text
+
+
+class ContextFilter(logging.Filter):
+    """Adds `call_id` to every record and masks secrets in the message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "call_id", ""):
+            record.call_id = call_id_var.get()
+        msg = record.getMessage()
+        clean = redact(msg)
+        if clean != msg:
+            record.msg, record.args = clean, None
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -17,24 +53,31 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        call_id = getattr(record, "call_id", None)
+        call_id = getattr(record, "call_id", "")
         if call_id:
             out["call_id"] = call_id
         if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+            out["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(out)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        call_id = getattr(record, "call_id", "")
+        return f"{line} [{call_id}]" if call_id else line
 
 
 def setup_logging(level: str = "INFO", per_module: dict[str, str] | None = None, json_lines: bool | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if json_lines is None:
         json_lines = not sys.stderr.isatty()
-    handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if json_lines else TextFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(ContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     for name, lvl in (per_module or {}).items():
         logging.getLogger(name).setLevel(lvl.upper())
-    # third-party chatter
     for noisy in ("faster_whisper", "aiohttp.access", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

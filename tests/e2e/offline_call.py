@@ -63,18 +63,20 @@ async def call(port: int) -> dict:
 def main() -> int:
     port, state = int(sys.argv[1]), sys.argv[2]
     env = dict(os.environ, VOXD_STATE_DIR=state)
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "voxd.cli", "run", "-c", str(ROOT / "config/voxd.yaml"), "--http-port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(Path(state) / "daemon.log", "w"),
-    )
-    t0 = time.time()
-    try:
-        result = asyncio.run(call(port))
-        result["seconds"] = round(time.time() - t0, 1)
-        print(json.dumps(result))
-    finally:
-        daemon.terminate()
-        result_rc = daemon.wait(30)
+    with open(Path(state) / "daemon.log", "w") as log:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "voxd.cli", "run", "-c", str(ROOT / "config/voxd.yaml"), "--http-port", str(port),
+             "--sip-port", str(port)],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
+        )
+        t0 = time.time()
+        try:
+            result = asyncio.run(call(port))
+            result["seconds"] = round(time.time() - t0, 1)
+            print(json.dumps(result))
+        finally:
+            daemon.terminate()
+            result_rc = daemon.wait(30)
     return 0 if result_rc == 0 else 3
 
 

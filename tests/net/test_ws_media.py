@@ -41,10 +41,10 @@ async def daemon(tmp_path: Path) -> Any:
     await d.stop()
 
 
-async def collect(ws: aiohttp.ClientWebSocketResponse, until: str, timeout: float = 10.0) -> tuple[list[dict], int]:
+async def collect(ws: aiohttp.ClientWebSocketResponse, until: str, limit_s: float = 10.0) -> tuple[list[dict], int]:
     events: list[dict] = []
     audio = 0
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(limit_s):
         async for msg in ws:
             if msg.type == aiohttp.WSMsgType.BINARY:
                 audio += len(msg.data)

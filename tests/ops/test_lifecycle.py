@@ -57,15 +57,15 @@ class Daemon:
             "sip: {enabled: false}\nengines: {silero_confirm: false, preload: false}\ndrain_timeout_s: 20\n"
         )
         env = dict(os.environ, NOTIFY_SOCKET=self.notify_path, WATCHDOG_USEC="2000000", WATCHDOG_PID="")
-        self.log_file = open(self.log, "w")  # noqa: SIM115 - closed by the fixture
+        self.log_file = open(self.log, "w")  # noqa: SIM115, ASYNC230 - tiny, closed by the fixture
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "voxd.cli", "run", "-c", str(cfg), cwd=ROOT, env=env,
             stdout=asyncio.subprocess.DEVNULL, stderr=self.log_file,
         )
 
-    async def wait_message(self, prefix: str, timeout: float = 60) -> str:
+    async def wait_message(self, prefix: str, limit_s: float = 60) -> str:
         loop = asyncio.get_running_loop()
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(limit_s):
             while True:
                 for m in self.messages:
                     for line in m.splitlines():
@@ -115,7 +115,7 @@ async def greeting_of(http: aiohttp.ClientSession, url: str, ask: bool = False) 
 
 async def test_ready_reload_and_metrics(daemon: Daemon) -> None:
     assert await daemon.wait_message("READY=1")
-    assert (await daemon.wait_message("WATCHDOG=1", timeout=5)) == "WATCHDOG=1"
+    assert (await daemon.wait_message("WATCHDOG=1", limit_s=5)) == "WATCHDOG=1"
     async with aiohttp.ClientSession() as http:
         async with http.get(daemon.url + "/readyz") as r:
             assert r.status == 200 and (await r.json())["ready"] is True

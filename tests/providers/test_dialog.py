@@ -1,13 +1,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from voxd.agents.loader import load_agent_file
 from voxd.providers.base import Message, TextDelta, ToolCallsRequested, ToolSpec
 from voxd.providers.llm.dialog import DialogEngine
 from voxd.providers.llm.extract import extract_expression, extract_time, extract_weekday, words_to_numbers
-
-from pathlib import Path
 
 AGENT = load_agent_file(Path(__file__).parents[2] / "agents" / "receptionist.yaml").config
 TOOLS = [ToolSpec(n, "", {}) for n in [*AGENT.tool_names, "open_keypad_menu"]]

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from voxd.agents.schema import LLMConfig
-from voxd.providers.base import Message, ProviderError, TextDelta, ToolCallsRequested, ToolSpec, Usage
+from voxd.providers.base import Message, ProviderError, ToolCallsRequested, ToolSpec, Usage
 from voxd.providers.llm.openai_compat import OpenAICompatibleLLM
 
 ROOT = Path(__file__).parents[2]

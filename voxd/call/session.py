@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections import deque
@@ -36,6 +37,7 @@ from voxd.call.ports import CallControl
 from voxd.call.record import CallRecord, DtmfRecord, Turn, TurnLatency
 from voxd.call.reply import ReplyMetrics, Speaker, ToolPolicy, run_llm_reply, synthesize_into
 from voxd.call.toolctx import SessionTools
+from voxd.logs import call_id_var
 from voxd.media import inference
 from voxd.media.audio import FRAME_BYTES, SAMPLE_RATE
 from voxd.media.playout import Playout
@@ -492,7 +494,9 @@ class CallSession:
         fut.add_done_callback(self._task_done)  # type: ignore[arg-type]
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.ensure_future(coro)
+        ctx = contextvars.copy_context()
+        ctx.run(call_id_var.set, self.record.id)  # every log line from this call's work names it
+        task = asyncio.get_running_loop().create_task(coro, context=ctx)
         self._tasks.add(task)
         self._busy += 1
         self._idle.clear()
