@@ -78,3 +78,45 @@ async def test_daemon_healthz_is_kept(tmp_path):
         assert daemon_health in handlers and len({id(h) for h in handlers}) == 1
     finally:
         await db.close()
+
+
+async def test_extra_route_tables_are_served_scoped_and_documented(tmp_path):
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+    from pydantic import BaseModel
+
+    from voxd.api.app import setup_api
+    from voxd.api.deps import ApiDeps
+    from voxd.api.fakes import MemoryAgentSource, MemoryCallSource, MemoryFunctionSource
+    from voxd.api.keys_cli import create_key
+    from voxd.api.routing import Ctx, Reply, RouteTable
+    from voxd.store.db import Database
+
+    class Hooks(BaseModel):
+        webhooks: list[str]
+
+    table = RouteTable()
+
+    @table.route("GET", "/api/v1/webhooks", scope="webhooks:read", summary="List webhooks",
+                 tag="webhooks", response=Hooks)
+    async def list_webhooks(ctx: Ctx) -> Reply:
+        return Reply(Hooks(webhooks=["wh_1"]))
+
+    db = await Database.open(tmp_path / "x.db")
+    app = web.Application()
+    setup_api(app, ApiDeps(db, MemoryAgentSource(), MemoryCallSource(), MemoryFunctionSource()),
+              extra_routes=[table])
+    client = TestClient(TestServer(app, host="127.0.0.1"))
+    await client.start_server()
+    try:
+        reader = await create_key(db, "r", ["webhooks:read"])
+        other = await create_key(db, "o", ["calls:read"])
+        ok = await client.get("/api/v1/webhooks", headers={"Authorization": f"Bearer {reader}"})
+        assert ok.status == 200 and await ok.json() == {"webhooks": ["wh_1"]}
+        no = await client.get("/api/v1/webhooks", headers={"Authorization": f"Bearer {other}"})
+        assert no.status == 403
+        doc = await (await client.get("/api/docs.json")).json()
+        assert doc["paths"]["/api/v1/webhooks"]["get"]["x-required-scope"] == "webhooks:read"
+    finally:
+        await client.close()
+        await db.close()

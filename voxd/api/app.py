@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import mimetypes
+from collections.abc import Iterable
 from pathlib import Path
 
 from aiohttp import web
@@ -92,21 +93,28 @@ async def api_problem_middleware(
         return ApiProblem("not-found", f"no route {request.path}").response(request.path)
 
 
-def all_specs() -> list[RouteSpec]:
+def all_specs(extra_routes: Iterable[RouteTable] = ()) -> list[RouteSpec]:
     specs = [*agents.routes, *functions.routes, *calls.routes, *keys.routes]
+    for table in extra_routes:
+        specs += table
     # literal segments before {params}: /calls/active must win over /calls/{call_id}
     return sorted(specs, key=lambda s: s.path.count("{"))
 
 
-def setup_api(app: web.Application, deps: ApiDeps) -> None:
+def setup_api(
+    app: web.Application, deps: ApiDeps, *, extra_routes: Iterable[RouteTable] = ()
+) -> None:
     """Add /api/v1/..., /api/docs.json, /api/docs (and /healthz when absent) to ``app``.
+
+    ``extra_routes`` are more ``RouteTable``s (e.g. webhooks) served, scoped and documented
+    like the built-in ones.
 
     Call before the application starts (it appends a middleware and a cleanup hook that
     writes pending usage counts; the daemon closes the Database after the app's cleanup)."""
     services = Services.build(deps)
     pipeline = Pipeline(services)
     existing = {r.resource.canonical for r in app.router.routes() if r.resource is not None}
-    specs = all_specs()
+    specs = all_specs(extra_routes)
     public_specs = [s for s in public if not (s.path == "/healthz" and "/healthz" in existing)]
     registered: list[RouteSpec] = []
     for spec in [*public_specs, *specs]:

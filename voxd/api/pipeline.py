@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from voxd.api.deps import NotFound, NotSupported
+from voxd.api.deps import NotFound, NotSupported, RateSpec
 from voxd.api.problems import ApiProblem, field_path, validation_problem
 from voxd.api.ratelimit import Outcome, headers_for
 from voxd.api.routing import Ctx, RouteSpec
@@ -114,7 +114,7 @@ class Pipeline:
                 )
             key_rate = settings.key_rate
             if key.rate_limit_per_minute:
-                key_rate = type(key_rate)(key.rate_limit_per_minute, 60.0)
+                key_rate = RateSpec(key.rate_limit_per_minute, 60.0)
             self._limit(outcomes, "key", f"key:{key.id}", key_rate)
             class_rate = settings.class_rates.get(spec.limit_class)
             if class_rate is not None:
@@ -137,7 +137,7 @@ class Pipeline:
         return web.Response(status=reply.status, body=payload, headers=headers,
                             content_type="application/json")
 
-    def _limit(self, outcomes: list[Outcome], name: str, key: str, spec: Any) -> None:
+    def _limit(self, outcomes: list[Outcome], name: str, key: str, spec: RateSpec) -> None:
         out = self.s.buckets.take(name, key, spec)
         outcomes.append(out)
         if not out.allowed:
