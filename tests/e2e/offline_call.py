@@ -66,7 +66,7 @@ def main() -> int:
     with open(Path(state) / "daemon.log", "w") as log:
         daemon = subprocess.Popen(
             [sys.executable, "-m", "voxd.cli", "run", "-c", str(ROOT / "config/voxd.yaml"), "--http-port", str(port),
-             "--sip-port", str(port)],
+             "--sip-port", str(port + 1)],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
         )
         t0 = time.time()
