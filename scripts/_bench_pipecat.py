@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os as _os
 import sys
 import time
 from collections import deque
@@ -33,6 +34,7 @@ import numpy as np
 from bench_calls import Caller, DensityResult, LagProbe, ModelMeter, callers, measure, rss_mb
 
 FRAME_BYTES = 640
+SMART = _os.environ.get("VOXD_BENCH_TURN", "smart") == "smart"
 RATE = 16_000
 TRANSCRIPT = "what time is it"
 
@@ -121,7 +123,7 @@ def build_processors(who: Caller, stats: CallStats, turn_session: Any) -> list[A
         async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
             await super().process_frame(frame, direction)
             if isinstance(frame, InputAudioRawFrame):
-                if self.smart.append_audio(frame.audio, self.speaking) == EndOfTurnState.COMPLETE:
+                if SMART and self.smart.append_audio(frame.audio, self.speaking) == EndOfTurnState.COMPLETE:
                     await self._end_turn()  # the silence cap
             elif isinstance(frame, VADUserStartedSpeakingFrame):
                 self.speaking = True
@@ -130,7 +132,10 @@ def build_processors(who: Caller, stats: CallStats, turn_session: Any) -> list[A
                     await self.broadcast_interruption()  # type: ignore[no-untyped-call]
             elif isinstance(frame, VADUserStoppedSpeakingFrame):
                 self.speaking = False
-                self._pending = self.create_task(self._ask_model(), "smart-turn")
+                if SMART:
+                    self._pending = self.create_task(self._ask_model(), "smart-turn")
+                else:
+                    await self._end_turn()  # VAD silence only
             await self.push_frame(frame, direction)
 
         async def _ask_model(self) -> None:

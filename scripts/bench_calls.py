@@ -51,11 +51,16 @@ CALLER_VOICES = ("flite-slt", "festival-kal", "flite-awb", "piper-joe")
 UTTERANCES = ("what_time", "opening_hours", "twelve_times_seven", "book_tuesday")
 PAUSES_S = (2.2, 3.0, 3.7)  # silence after each utterance (bot replies, caller barges in)
 
+def turn_mode() -> str:
+    """'smart' (Smart Turn v3 asked on pauses) or 'silence' (VAD silence only), from --turn."""
+    return os.environ.get("VOXD_BENCH_TURN", "smart")
+
+
 BENCH_AGENT = """\
 name: bench
 greeting: Hi, this is the benchmark agent.
 prompt: You are a benchmark.
-turn: {detector: smart_turn, min_silence_ms: 200, max_silence_ms: 1000}
+turn: {detector: DETECTOR, min_silence_ms: 200, max_silence_ms: 1000}
 interruption: {min_speech_ms: 300}
 """
 
@@ -258,7 +263,8 @@ async def voxd_density(n: int, seconds: float) -> DensityResult:
     from voxd.providers.fakes import FakeLLM, FakeSTT, FakeTTS
     from voxd.tools.builtins import default_registry
 
-    agent = parse_agent(BENCH_AGENT, "bench.yaml")
+    detector = "smart_turn" if turn_mode() == "smart" else "silence"
+    agent = parse_agent(BENCH_AGENT.replace("DETECTOR", detector), "bench.yaml")
     silero, smart = SileroVAD(), SmartTurn()
     meters = [ModelMeter("silero"), ModelMeter("smart-turn")]
     silero.probability_sync = meters[0].wrap(silero.probability_sync)  # type: ignore[method-assign]
@@ -289,7 +295,8 @@ async def voxd_density(n: int, seconds: float) -> DensityResult:
 
     for who in people:
         engines = Engines(stt=FakeSTT(), llm=FakeLLM(), tts=FakeTTS(),
-                          confirm=silero.speech_probability, turn_model=smart.end_probability)
+                          confirm=silero.speech_probability,
+                          turn_model=smart.end_probability if detector == "smart_turn" else None)
         s = manager.create(agent, NullControl(), engines=engines)
         await s.start()
         sessions.append(s)
@@ -484,9 +491,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=10.0, help="measured seconds per configuration")
     p.add_argument("--latency", action="store_true", help="per-turn latency with the offline engines")
     p.add_argument("--voice", choices=["piper", "espeak"], default=None, help="override the agent's voice (--latency)")
+    p.add_argument("--turn", choices=["smart", "silence"], default=None,
+                   help="end of turn: Smart Turn v3 on pauses (default) or VAD silence only (both engines)")
     p.add_argument("--child", choices=["voxd", "pipecat"], help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, default=1, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.turn:
+        os.environ["VOXD_BENCH_TURN"] = args.turn
     if args.child:
         args.engine = args.child
         return run_child(args)
