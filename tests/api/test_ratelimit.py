@@ -77,6 +77,9 @@ async def test_failed_auth_throttles_the_ip(tight):
     assert resp.status == 429
     assert (await resp.json())["type"] == "urn:voxd:problem:auth-throttled"
     assert int(resp.headers["Retry-After"]) >= 1
+    # a request with no credentials is not a guess: it still learns it needs a key
+    resp = await tight.client.get("/api/v1/calls")
+    assert resp.status == 401
 
 
 def test_bucket_refills_with_time():

@@ -148,16 +148,17 @@ class Pipeline:
         self, request: web.Request, ip: str, outcomes: list[Outcome]
     ) -> ApiKey:
         settings = self.s.settings
-        failed = self.s.buckets.peek("auth", f"auth:{ip}", settings.failed_auth_rate)
-        if not failed.allowed:
-            outcomes.append(failed)
-            raise ApiProblem("auth-throttled",
-                             f"too many failed authentications; retry in {failed.retry_after_s} s")
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if not header:
             self._limit(outcomes, "ip", f"ip:{ip}", settings.ip_rate)
             raise self._unauthenticated("send 'Authorization: Bearer <API key>'")
+        # credentials are presented: refuse to check them while this address is guessing
+        failed = self.s.buckets.peek("auth", f"auth:{ip}", settings.failed_auth_rate)
+        if not failed.allowed:
+            outcomes.append(failed)
+            raise ApiProblem("auth-throttled",
+                             f"too many failed authentications; retry in {failed.retry_after_s} s")
         key = None
         if scheme.lower() == "bearer" and token.strip():
             key = await self.s.keys.lookup(token.strip())
