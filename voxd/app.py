@@ -26,6 +26,8 @@ from voxd.config import VoxdConfig
 from voxd.media import inference
 from voxd.net.clock import MediaClock
 from voxd.net.twilio import setup_twilio
+from voxd.net.webrtc import setup_webrtc
+from voxd.net.webtoken import WebTokens
 from voxd.net.ws_media import setup_ws_media
 from voxd.ops.metrics import Metrics
 from voxd.ops.sdnotify import Notifier
@@ -106,6 +108,7 @@ class Daemon:
         app.router.add_get("/metrics", self.metrics.handle)
         setup_ws_media(app, self.agents, self.calls, self.clock, accepting=lambda: not self.draining)
         setup_twilio(app, self.agents, self.calls, self.clock, accepting=lambda: not self.draining)
+        setup_webrtc(app, self.agents, self.calls, self.clock, tokens=WebTokens.from_state_dir(self.cfg.resolved_state_dir()), db=self.db, http_host=self.cfg.http.host, accepting=lambda: not self.draining)
         from voxd.api.app import setup_api
         from voxd.api.deps import ApiDeps
         from voxd.sources import DaemonAgents, DaemonCalls, DaemonFunctions

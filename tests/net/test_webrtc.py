@@ -1,0 +1,247 @@
+"""WebRTC transport: an aiortc peer calls the daemon over 127.0.0.1; web tokens; the page's routes."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame
+
+from tests.synth import silence, voiced
+from voxd.app import Daemon
+from voxd.config import VoxdConfig
+from voxd.media.audio import resample
+from voxd.net.webrtc import ice_hosts
+from voxd.net.webtoken import InvalidToken, WebTokens
+from voxd.store.calls import CallRepository
+from voxd.store.keys import ApiKeyRepository
+
+AGENT = """
+greeting: Hello and welcome.
+stt: {engine: fake, options: {transcripts: ["what time is it"]}}
+llm: {engine: dialog}
+voice: {engine: fake}
+turn: {detector: silence, max_silence_ms: 400}
+tools: [get_current_time]
+dialog:
+  intents:
+    - {name: time, examples: ["what time is it"], tool: get_current_time, reply: "It's {result.spoken}."}
+"""
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path) -> Any:
+    (tmp_path / "agents").mkdir()
+    (tmp_path / "agents" / "fakey.yaml").write_text(AGENT)
+    (tmp_path / "agents" / "other.yaml").write_text(AGENT)
+    cfg = VoxdConfig.model_validate({
+        "state_dir": str(tmp_path / "state"), "agents_dir": str(tmp_path / "agents"),
+        "http": {"port": 0}, "sip": {"enabled": False}, "engines": {"silero_confirm": False, "preload": False},
+    })
+    d = Daemon(cfg, tmp_path)
+    await d.start()
+    yield d
+    await d.stop()
+
+
+class MicTrack(MediaStreamTrack):
+    """A fake microphone: 48 kHz mono frames of a PCM script, then silence, in real time."""
+
+    kind = "audio"
+
+    def __init__(self, pcm16k: bytes) -> None:
+        super().__init__()
+        self.pcm = resample(np.frombuffer(pcm16k, "<i2"), 16000, 48000).tobytes()
+        self.pts = 0
+        self.t0: float | None = None
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        loop = asyncio.get_running_loop()
+        if self.t0 is None:
+            self.t0 = loop.time()
+        await asyncio.sleep(max(0.0, self.t0 + self.pts / 48000 - loop.time()))
+        chunk = self.pcm[self.pts * 2 : (self.pts + 960) * 2]
+        chunk += bytes(1920 - len(chunk))
+        frame = AudioFrame(format="s16", layout="mono", samples=960)
+        frame.planes[0].update(chunk)
+        frame.pts, frame.sample_rate, frame.time_base = self.pts, 48000, fractions.Fraction(1, 48000)
+        self.pts += 960
+        return frame
+
+
+class Browser:
+    """The page's side of a call, in aiortc."""
+
+    def __init__(self, pcm16k: bytes) -> None:
+        self.pc = RTCPeerConnection()
+        self.channel = self.pc.createDataChannel("voxd")
+        self.messages: list[dict[str, Any]] = []
+        self.got = asyncio.Event()
+        self.loud_frames = 0
+        self.tasks: list[asyncio.Task[None]] = []
+        self.pc.addTrack(MicTrack(pcm16k))
+        self.channel.on("message", self._on_message)
+        self.pc.on("track", lambda t: self.tasks.append(asyncio.create_task(self._listen(t))))
+
+    def _on_message(self, data: str) -> None:
+        self.messages.append(json.loads(data))
+        self.got.set()
+
+    async def _listen(self, track: MediaStreamTrack) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            assert isinstance(frame, AudioFrame)
+            if np.abs(frame.to_ndarray()).max() > 1000:
+                self.loud_frames += 1
+
+    async def offer(self, url: str, **body: Any) -> tuple[int, Any]:
+        with ice_hosts(("127.0.0.1",)):
+            await self.pc.setLocalDescription(await self.pc.createOffer())
+        async with aiohttp.ClientSession() as http:
+            headers = body.pop("headers", {})
+            async with http.post(url + "/webrtc/offer", headers=headers,
+                                 json={"type": "offer", "sdp": self.pc.localDescription.sdp, **body}) as r:
+                if r.status != 200:
+                    return r.status, await r.text()
+                answer = await r.json()
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
+        return 200, answer
+
+    async def wait_for(self, pred: Any, within_s: float = 10.0) -> dict[str, Any]:
+        async with asyncio.timeout(within_s):
+            while True:
+                for m in self.messages:
+                    if pred(m):
+                        return m
+                self.got.clear()
+                await self.got.wait()
+
+    def send(self, obj: dict[str, Any]) -> None:
+        self.channel.send(json.dumps(obj))
+
+    async def close(self) -> None:
+        await self.pc.close()
+        for t in self.tasks:
+            t.cancel()
+
+
+async def token_for(url: str, agent: str) -> str:
+    async with aiohttp.ClientSession() as http, http.post(f"{url}/talk/{agent}/token") as r:
+        assert r.status == 200
+        return str((await r.json())["token"])
+
+
+async def test_browser_call_audio_transcript_keypad_hangup(daemon: Daemon) -> None:
+    url = f"http://127.0.0.1:{daemon.http_port}"
+    b = Browser(silence(1.8) + voiced(0.9) + silence(3.0))
+    try:
+        status, answer = await b.offer(url, agent="fakey", token=await token_for(url, "fakey"))
+        assert status == 200, answer
+        assert "a=candidate:" in answer["sdp"] and " 127.0.0.1 " in answer["sdp"]
+        started = await b.wait_for(lambda m: m["type"] == "started")
+        assert started["call_id"] == answer["call_id"]
+        await b.wait_for(lambda m: m["type"] == "state" and m["state"] == "speaking")
+        await b.wait_for(lambda m: m["type"] == "transcript" and m["speaker"] == "caller", within_s=15)
+        reply = await b.wait_for(lambda m: m["type"] == "transcript" and m["speaker"] == "bot" and m["text"].startswith("It's"))
+        assert not reply["interrupted"]
+        assert b.loud_frames > 25  # greeting and reply came back as audible Opus
+        b.send({"type": "dtmf", "digit": "5"})
+        await b.wait_for(lambda m: m["type"] == "dtmf" and m["digit"] == "5")
+        b.send({"type": "hangup"})
+        end = await b.wait_for(lambda m: m["type"] == "end")
+        assert end["reason"] == "caller_hangup"
+    finally:
+        await b.close()
+    assert daemon.calls is not None
+    for _ in range(100):
+        if not daemon.calls.active:
+            break
+        await asyncio.sleep(0.05)
+    await daemon.calls.flush()
+    rec = await CallRepository(daemon.db).get(answer["call_id"])
+    assert rec is not None and rec["transport"] == "webrtc" and rec["end_reason"] == "caller_hangup"
+    assert [(d["digit"], d["source"]) for d in rec["dtmf"]] == [("5", "webrtc")]
+    assert ("caller", "what time is it") in [(t["speaker"], t["text"]) for t in rec["turns"]]
+
+
+async def test_offer_needs_a_valid_token_or_key(daemon: Daemon) -> None:
+    url = f"http://127.0.0.1:{daemon.http_port}"
+    b = Browser(silence(0.5))
+    try:
+        assert (await b.offer(url, agent="fakey"))[0] == 401
+        assert (await b.offer(url, agent="fakey", token="vxw1.e30.AAAA"))[0] == 403
+        token = await token_for(url, "other")
+        status, text = await b.offer(url, agent="fakey", token=token)
+        assert status == 403 and "other" in text
+        assert (await b.offer(url, agent="fakey", token="vx_live_" + "a" * 38))[0] == 403
+        raw, _ = await ApiKeyRepository(daemon.db).create("web", ["calls:read"], created_by="test")
+        assert (await b.offer(url, agent="fakey", headers={"Authorization": f"Bearer {raw}"}))[0] == 403
+        raw, _ = await ApiKeyRepository(daemon.db).create("web", ["calls:write"], created_by="test")
+        status, answer = await b.offer(url, agent="fakey", headers={"Authorization": f"Bearer {raw}"})
+        assert status == 200, answer
+        await b.wait_for(lambda m: m["type"] == "started")
+    finally:
+        await b.close()
+    assert daemon.calls is not None
+    for _ in range(100):  # the browser went away: the call ends as connection_lost
+        if not daemon.calls.active:
+            break
+        await asyncio.sleep(0.05)
+    await daemon.calls.flush()
+    rec = await CallRepository(daemon.db).get(answer["call_id"])
+    assert rec is not None and rec["end_reason"] == "connection_lost"
+
+
+async def test_page_and_playground_routes(daemon: Daemon) -> None:
+    url = f"http://127.0.0.1:{daemon.http_port}"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url + "/talk/fakey") as r:
+            assert r.status == 200 and "talk.js" in await r.text()
+        async with http.get(url + "/talk/static/talk.js") as r:
+            assert r.status == 200 and "RTCPeerConnection" in await r.text()
+        async with http.get(url + "/talk/static/../../app.py") as r:
+            assert r.status == 404
+        async with http.get(url + "/talk/nobody") as r:
+            assert r.status == 404
+        async with http.post(url + "/talk/fakey/token", headers={"X-Forwarded-For": "203.0.113.9"}) as r:
+            assert r.status == 403
+        async with http.get(url + "/webrtc/ice") as r:
+            assert await r.json() == {"ice_servers": []}
+        async with http.post(url + "/webrtc/offer", data=b"nope") as r:
+            assert r.status == 400
+
+
+def test_web_tokens(tmp_path: Path) -> None:
+    tokens = WebTokens.from_state_dir(tmp_path)
+    assert (tmp_path / "web_token.key").stat().st_mode & 0o777 == 0o600
+    token, exp = tokens.mint("fakey", ttl_s=60)
+    assert exp > time.time() + 59
+    with pytest.raises(InvalidToken, match="agent"):
+        tokens.verify(token, "other")
+    assert tokens.verify(token, "fakey").agent == "fakey"
+    with pytest.raises(InvalidToken, match="already used"):
+        tokens.verify(token, "fakey")
+    again = WebTokens.from_state_dir(tmp_path)  # same secret from the state dir
+    token, _ = again.mint("fakey", ttl_s=60)
+    assert tokens.verify(token, consume=False).agent == "fakey"
+    with pytest.raises(InvalidToken, match="expired"):
+        tokens.verify(token, now=time.time() + 61)
+    head, claims, sig = token.split(".")
+    with pytest.raises(InvalidToken, match="signature"):
+        tokens.verify(f"{head}.{claims}x.{sig}")
+    with pytest.raises(InvalidToken, match="signature"):
+        WebTokens(b"another secret of 32 bytes......").verify(token)

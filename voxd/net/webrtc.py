@@ -1,0 +1,433 @@
+"""WebRTC (aiortc): browsers call an agent; the developer playground at /talk/<agent>.
+
+    POST /webrtc/offer      {"sdp", "type": "offer", "agent", "token"} -> {"sdp", "type": "answer", "call_id"}
+                            token: a web token (voxd.net.webtoken), in the body or as
+                            `Authorization: Bearer`; or an API key with calls:write.
+                            The answer carries every ICE candidate (gathering is complete).
+    GET  /webrtc/ice        {"ice_servers": [...]} for the page's RTCPeerConnection
+    GET  /talk/<agent>      the playground page (voxd/net/static, no CDN, no build step)
+    POST /talk/<agent>/token  a web token, only for requests from loopback (the local playground)
+
+Media: the browser's Opus (48 kHz) arrives decoded; it is downmixed, resampled to
+16 kHz and fed to the session as it arrives (the browser's audio is the caller-side
+clock). `BotAudioTrack` pulls the bot's 20 ms frames in real time when aiortc asks
+for them, so nothing is queued on our side and barge-in takes effect on the next frame.
+
+DataChannel "voxd" (created by the page): page -> voxd `{"type": "dtmf", "digit": "5"}`,
+`{"type": "hangup"}`; voxd -> page `started`, `state` (listening / speaking / thinking),
+`transcript` (speaker, text, interrupted), `dtmf`, `clear`, `end`.
+
+ICE: host candidates on the HTTP listener's address (127.0.0.1 by default; all
+interfaces when it listens on 0.0.0.0), overridable with $VOXD_WEBRTC_HOSTS
+("192.0.2.10,10.0.0.5"); STUN/TURN servers from $VOXD_WEBRTC_ICE_SERVERS, a JSON list
+of {"urls", "username", "credential"}. No STUN server is contacted unless configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import fractions
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aioice.ice
+import numpy as np
+from aiohttp import web
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame
+
+from voxd.agents.registry import AgentRegistry
+from voxd.call.events import CallEnded, CallerSpeaking, CallEvent, DtmfReceived, TurnCompleted
+from voxd.call.manager import CallLimitReached, CallManager
+from voxd.call.session import CallSession
+from voxd.media.audio import (
+    FRAME_BYTES,
+    FRAME_SAMPLES,
+    SAMPLE_RATE,
+    SILENCE_FRAME,
+    FrameSplitter,
+    StreamResampler,
+)
+from voxd.net.clock import MediaClock
+from voxd.net.webtoken import ApiKeyCheck, InvalidToken, WebTokens, api_key_check
+
+log = logging.getLogger("voxd.webrtc")
+
+STATIC = Path(__file__).with_name("static")
+STATIC_FILES = {"talk.html": "text/html", "talk.js": "text/javascript", "talk.css": "text/css"}
+CONNECT_TIMEOUT_S = 20.0
+STALL_S = 0.2  # no caller audio for this long: the media clock feeds silence
+QUIET_FRAMES = 10  # bot silent this many frames: state goes back to "listening"
+LOOPBACK = ("127.0.0.1", "::1")
+
+
+@dataclass(frozen=True)
+class WebRtcSettings:
+    ice_servers: list[dict[str, Any]] = field(default_factory=list)
+    host_addresses: tuple[str, ...] | None = None  # None: every interface aioice finds
+
+    @classmethod
+    def from_env(cls, http_host: str = "127.0.0.1") -> WebRtcSettings:
+        servers = json.loads(os.environ.get("VOXD_WEBRTC_ICE_SERVERS", "[]") or "[]")
+        hosts_env = os.environ.get("VOXD_WEBRTC_HOSTS", "")
+        if hosts_env:
+            hosts: tuple[str, ...] | None = tuple(h.strip() for h in hosts_env.split(",") if h.strip())
+        elif http_host in ("", "0.0.0.0", "::"):
+            hosts = None
+        else:
+            hosts = (http_host,)
+        return cls(ice_servers=list(servers), host_addresses=hosts)
+
+    def rtc_configuration(self) -> RTCConfiguration:
+        servers = [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+                   for s in self.ice_servers]
+        return RTCConfiguration(iceServers=servers)  # an empty list: aiortc's default public STUN is not used
+
+
+# aioice lists host addresses itself and leaves out 127.0.0.1; a call's gathering runs in
+# the offer handler's context, where this variable names the addresses to offer instead.
+_ICE_HOSTS: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar("voxd_ice_hosts", default=None)
+_aioice_hosts = aioice.ice.get_host_addresses
+
+
+def _host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    hosts = _ICE_HOSTS.get()
+    return list(hosts) if hosts is not None else _aioice_hosts(use_ipv4, use_ipv6)
+
+
+aioice.ice.get_host_addresses = _host_addresses
+
+
+@contextlib.contextmanager
+def ice_hosts(addresses: tuple[str, ...] | None) -> Iterator[None]:
+    """Gather host candidates on exactly these addresses (None: aioice's own list) in this block."""
+    token = _ICE_HOSTS.set(addresses)
+    try:
+        yield
+    finally:
+        _ICE_HOSTS.reset(token)
+
+
+class BotAudioTrack(MediaStreamTrack):
+    """The bot's voice: one 20 ms, 16 kHz frame per recv(), paced in real time."""
+
+    kind = "audio"
+
+    def __init__(self, call: RtcCall) -> None:
+        super().__init__()
+        self.call = call
+        self._start: float | None = None
+        self._pts = 0
+        self._quiet = QUIET_FRAMES
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        loop = asyncio.get_running_loop()
+        if self._start is None:
+            self._start = loop.time()
+        else:
+            self._pts += FRAME_SAMPLES
+            wait = self._start + self._pts / SAMPLE_RATE - loop.time()
+            if wait < -0.2:  # the loop stalled: skip ahead rather than burst
+                self._start = loop.time() - self._pts / SAMPLE_RATE
+            await asyncio.sleep(max(wait, 0.0))
+        pcm = self.call.next_frame()
+        if pcm is None:
+            self._quiet += 1
+            if self._quiet == QUIET_FRAMES:
+                self.call.set_state("listening")
+            pcm = SILENCE_FRAME
+        else:
+            if self._quiet >= QUIET_FRAMES:
+                self.call.set_state("speaking")
+            self._quiet = 0
+        frame = AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
+        frame.planes[0].update(pcm)
+        frame.pts = self._pts
+        frame.sample_rate = SAMPLE_RATE
+        frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
+        return frame
+
+
+class RtcCall:
+    """One browser call: a peer connection adapted to a call session (implements CallControl)."""
+
+    transport_name = "webrtc"
+
+    def __init__(self, pc: RTCPeerConnection) -> None:
+        self.pc = pc
+        self.session: CallSession | None = None
+        self.out_track = BotAudioTrack(self)
+        self.channel: Any = None
+        self._pending: list[str] = []
+        self._rs = StreamResampler(48000, SAMPLE_RATE)
+        self._split = FrameSplitter(FRAME_BYTES)
+        self.last_media = 0.0
+        self.state = ""
+        self.done = asyncio.Event()
+        self.reason, self.ended_by = "connection_lost", "system"
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    # CallControl
+    async def hangup(self) -> None:
+        self.end("agent_hangup", "agent")
+
+    async def transfer(self, target: str) -> bool:
+        return False
+
+    async def send_dtmf(self, digits: str) -> None:
+        self.send({"type": "dtmf_out", "digits": digits})
+
+    def clear_output(self) -> None:
+        self.send({"type": "clear"})  # BotAudioTrack holds no backlog: the next frame is already silence
+
+    # plumbing
+    def end(self, reason: str, by: str) -> None:
+        if not self.done.is_set():
+            self.reason, self.ended_by = reason, by
+            self.done.set()
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def send(self, obj: dict[str, Any]) -> None:
+        text = json.dumps(obj)
+        if self.channel is not None and self.channel.readyState == "open":
+            self.channel.send(text)
+        else:
+            self._pending.append(text)
+
+    def on_channel(self, channel: Any) -> None:
+        self.channel = channel
+
+        @channel.on("open")  # type: ignore[untyped-decorator]
+        def flush() -> None:
+            for text in self._pending:
+                channel.send(text)
+            self._pending.clear()
+
+        @channel.on("message")  # type: ignore[untyped-decorator]
+        def message(data: Any) -> None:
+            self.on_message(data)
+
+        if channel.readyState == "open":
+            flush()
+
+    def on_message(self, data: Any) -> None:
+        s = self.session
+        try:
+            obj = json.loads(data) if isinstance(data, str) else None
+        except json.JSONDecodeError:
+            obj = None
+        if not isinstance(obj, dict):
+            obj = {}
+        kind, digit = obj.get("type"), obj.get("digit")
+        if kind == "dtmf" and s is not None and isinstance(digit, str) and len(digit) == 1:
+            s.feed_dtmf(digit, source="webrtc")
+        elif kind == "hangup":
+            self.end("caller_hangup", "caller")
+        else:
+            self.send({"type": "error", "message": "unknown or malformed message"})
+
+    def set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.send({"type": "state", "state": state})
+
+    def next_frame(self) -> bytes | None:
+        s = self.session
+        return None if s is None or s.closed else s.next_frame()
+
+    def on_event(self, event: CallEvent) -> None:
+        if isinstance(event, TurnCompleted):
+            t = event.turn
+            self.send({"type": "transcript", "speaker": t.speaker, "interrupted": t.interrupted,
+                       "text": (t.heard_text or "") if t.interrupted else t.text})
+            if t.speaker == "caller":
+                self.set_state("thinking")
+        elif isinstance(event, CallerSpeaking):
+            self.send({"type": "caller_speaking", "interrupting": event.interrupting})
+        elif isinstance(event, DtmfReceived):
+            self.send({"type": "dtmf", "digit": event.dtmf.digit})
+        elif isinstance(event, CallEnded):
+            self.end(event.record.end_reason or "ended", event.record.ended_by or "system")
+
+    async def read_audio(self, track: MediaStreamTrack) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            s = self.session
+            if s is None or s.closed or not isinstance(frame, AudioFrame):
+                continue
+            pcm = frame.to_ndarray().reshape(-1, len(frame.layout.channels))
+            mono = pcm.mean(axis=1).astype("<i2") if pcm.shape[1] > 1 else pcm[:, 0].astype("<i2")
+            self._rs = self._rs if self._rs.src_rate == frame.sample_rate else StreamResampler(frame.sample_rate, SAMPLE_RATE)
+            self.last_media = loop.time()
+            for f in self._split.push(self._rs.process(np.ascontiguousarray(mono).tobytes())):
+                s.feed_audio(f)
+
+    def tick(self) -> None:
+        s = self.session
+        if s is not None and not s.closed and asyncio.get_running_loop().time() - self.last_media > STALL_S:
+            s.feed_audio(SILENCE_FRAME)
+
+
+def setup_webrtc(
+    app: web.Application,
+    agents: AgentRegistry,
+    calls: CallManager,
+    clock: MediaClock,
+    *,
+    tokens: WebTokens,
+    db: Any = None,
+    http_host: str = "127.0.0.1",
+    accepting: Callable[[], bool] = lambda: True,
+    settings: WebRtcSettings | None = None,
+) -> None:
+    cfg = settings or WebRtcSettings.from_env(http_host)
+    key_check: ApiKeyCheck | None = api_key_check(db) if db is not None else None
+    live: set[RtcCall] = set()
+
+    async def authorize(request: web.Request, body: dict[str, Any]) -> str | None:
+        """The agent the caller may reach; raises 401/403."""
+        header = request.headers.get("Authorization", "")
+        token = body.get("token") or (header[7:].strip() if header.lower().startswith("bearer ") else "")
+        agent = body.get("agent") if isinstance(body.get("agent"), str) else None
+        if not isinstance(token, str) or not token:
+            raise web.HTTPUnauthorized(text="send a web token (or an API key with calls:write)")
+        if token.startswith("vxw1."):
+            try:
+                return tokens.verify(token, agent).agent
+            except InvalidToken as e:
+                raise web.HTTPForbidden(text=str(e)) from None
+        if key_check is not None and await key_check(token):
+            return agent
+        raise web.HTTPForbidden(text="invalid web token or API key")
+
+    async def offer(request: web.Request) -> web.Response:
+        if not accepting():
+            raise web.HTTPServiceUnavailable(text="draining: not accepting new calls", headers={"Retry-After": "30"})
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise web.HTTPBadRequest(text="body must be JSON") from None
+        if not isinstance(body, dict) or body.get("type") != "offer" or not isinstance(body.get("sdp"), str):
+            raise web.HTTPBadRequest(text='expected {"type": "offer", "sdp": "..."}')
+        name = await authorize(request, body)
+        agent = agents.get(name) if name else agents.default()
+        if agent is None:
+            raise web.HTTPNotFound(text=f"no agent {name!r}" if name else "no agents loaded")
+        pc = RTCPeerConnection(cfg.rtc_configuration())
+        call = RtcCall(pc)
+        try:
+            session = calls.create(agent, call, from_uri=request.remote or "", listener=call.on_event,
+                                   metadata={"user_agent": request.headers.get("User-Agent", "")[:200]})
+        except CallLimitReached as e:
+            await pc.close()
+            raise web.HTTPServiceUnavailable(text=f"busy: {e}") from None
+        call.session = session
+        pc.on("datachannel", call.on_channel)
+        pc.on("track", lambda track: call.spawn(call.read_audio(track)) if track.kind == "audio" else None)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type="offer"))
+            pc.addTrack(call.out_track)
+            with ice_hosts(cfg.host_addresses):
+                await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as e:
+            session.record.metadata["error"] = f"{type(e).__name__}: {e}"
+            await session.close("bad_offer", ended_by="system")
+            await pc.close()
+            raise web.HTTPBadRequest(text=f"cannot answer this offer: {e}") from None
+        live.add(call)
+        call.spawn(run(call, session))
+        answer = pc.localDescription
+        return web.json_response({"sdp": answer.sdp, "type": answer.type, "call_id": session.record.id})
+
+    async def run(call: RtcCall, session: CallSession) -> None:
+        """The call's life: wait for media, start the session, end on hangup or lost connection."""
+        connected = asyncio.Event()
+
+        @call.pc.on("connectionstatechange")
+        def changed() -> None:
+            state = call.pc.connectionState
+            if state == "connected":
+                connected.set()
+            elif state in ("failed", "closed"):
+                call.end("connection_lost", "system")
+
+        handle = clock.register(call.tick)
+        try:
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                    await connected.wait()
+            except TimeoutError:
+                call.end("ice_timeout", "system")
+            if not call.done.is_set():
+                call.send({"type": "started", "call_id": session.record.id, "agent": session.record.agent})
+                call.set_state("listening")
+                await session.start()
+                await call.done.wait()
+        finally:
+            clock.unregister(handle)
+            if not session.closed:
+                await session.close(call.reason, ended_by=call.ended_by)
+            call.send({"type": "end", "reason": session.record.end_reason or call.reason})
+            await asyncio.sleep(0.2)  # let the DataChannel deliver "end" before the transport goes
+            await call.pc.close()
+            for t in list(call.tasks):
+                if t is not asyncio.current_task():
+                    t.cancel()
+            live.discard(call)
+
+    async def ice(request: web.Request) -> web.Response:
+        return web.json_response({"ice_servers": cfg.ice_servers})
+
+    async def talk(request: web.Request) -> web.Response:
+        name = request.match_info["agent"]
+        if agents.get(name) is None:
+            raise web.HTTPNotFound(text=f"no agent {name!r}")
+        return web.Response(body=(STATIC / "talk.html").read_bytes(), content_type="text/html",
+                            headers={"Cache-Control": "no-store"})
+
+    async def asset(request: web.Request) -> web.Response:
+        name = request.match_info["file"]
+        if name not in STATIC_FILES:
+            raise web.HTTPNotFound()
+        return web.Response(body=(STATIC / name).read_bytes(), content_type=STATIC_FILES[name])
+
+    async def playground_token(request: web.Request) -> web.Response:
+        name = request.match_info["agent"]
+        if request.remote not in LOOPBACK or "X-Forwarded-For" in request.headers:
+            raise web.HTTPForbidden(text="playground tokens are only minted for loopback; "
+                                    "mint one with POST /api/v1/calls/web-token and open /talk/<agent>?token=...")
+        if agents.get(name) is None:
+            raise web.HTTPNotFound(text=f"no agent {name!r}")
+        token, exp = tokens.mint(name)
+        return web.json_response({"token": token, "expires_at": exp})
+
+    async def close_all(_: web.Application) -> None:
+        for call in list(live):
+            call.end("shutdown", "system")
+        for call in list(live):
+            await call.pc.close()
+
+    app.router.add_post("/webrtc/offer", offer)
+    app.router.add_get("/webrtc/ice", ice)
+    app.router.add_get("/talk/static/{file}", asset)
+    app.router.add_get("/talk/{agent}", talk)
+    app.router.add_post("/talk/{agent}/token", playground_token)
+    app.on_shutdown.append(close_all)
