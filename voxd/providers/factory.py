@@ -116,30 +116,30 @@ def _chain(role: str, cfgs: list[Any], build: Callable[[Any], T]) -> list[T]:
 def make_stt(cfg: STTConfig) -> SpeechToText:
     """The speech recogniser for this config (shared with every identical config;
     fakes, which hold a script, are built fresh each time)."""
+    if cfg.fallback:
+        from voxd.providers.fallback import FallbackSTT
+
+        return FallbackSTT(_chain("stt", [cfg, *cfg.fallback], make_stt))
     if cfg.engine == "fake":
         fakes = _fakes()
         build = getattr(fakes, "make_stt", None)
         stt: SpeechToText = build(cfg) if build else fakes.FakeSTT(**cfg.options)
         return stt
-    if cfg.fallback:
-        from voxd.providers.fallback import FallbackSTT
-
-        return FallbackSTT(_chain("stt", [cfg, *cfg.fallback], make_stt))
     return _cached("stt:" + cfg.model_dump_json(), lambda: _build_stt(cfg))
 
 
 def make_tts(cfg: VoiceConfig) -> TextToSpeech:
     """The voice for this config (shared with every identical config; fakes are built
     fresh each time)."""
+    if cfg.fallback:
+        from voxd.providers.fallback import FallbackTTS
+
+        return FallbackTTS(_chain("voice", [cfg, *cfg.fallback], make_tts))
     if cfg.engine == "fake":
         fakes = _fakes()
         build = getattr(fakes, "make_tts", None)
         tts: TextToSpeech = build(cfg) if build else fakes.FakeTTS(**cfg.options)
         return tts
-    if cfg.fallback:
-        from voxd.providers.fallback import FallbackTTS
-
-        return FallbackTTS(_chain("voice", [cfg, *cfg.fallback], make_tts))
     return _cached("tts:" + cfg.model_dump_json(), lambda: _build_tts(cfg))
 
 
