@@ -1,0 +1,391 @@
+"""Webhook endpoints, the outbox of event messages, deliveries and their attempt log.
+
+A *message* is one event (its id is the ``webhook-id`` every retry carries). Writing a
+message fans it out, in the same transaction, to one *delivery* per enabled endpoint
+whose filters match. A delivery is ``pending`` (with ``next_attempt_at``) until it
+``succeeded`` or ``failed``; every HTTP try is an *attempt* row.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiosqlite
+
+from voxd.store.db import Database
+
+HEALTHY, FAILING, DISABLED = "healthy", "failing", "disabled"
+PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def new_endpoint_id() -> str:
+    return "wh_" + secrets.token_hex(8)
+
+
+def new_delivery_id() -> str:
+    return "dlv_" + secrets.token_hex(10)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    id: str
+    url: str
+    description: str
+    events: list[str]
+    agents: list[str] | None
+    enabled: bool
+    secret: str
+    previous_secret: str | None
+    previous_secret_until: float | None
+    headers: dict[str, str]
+    timeout_s: float | None
+    retry_schedule: list[float] | None
+    health: str
+    consecutive_failures: int
+    disabled_reason: str | None
+    created_by: str
+    created_at: float
+    updated_at: float
+
+    def secrets(self, now: float | None = None) -> list[str]:
+        """The secrets that sign a request now: the current one, and the previous one
+        while its overlap window lasts."""
+        out = [self.secret]
+        if self.previous_secret and (self.previous_secret_until or 0) > (now or time.time()):
+            out.append(self.previous_secret)
+        return out
+
+    def wants(self, event_type: str, agent: str | None) -> bool:
+        if not self.enabled:
+            return False
+        if "*" not in self.events and event_type not in self.events:
+            return False
+        return not (self.agents and agent is not None and agent not in self.agents)
+
+    @classmethod
+    def from_row(cls, r: Any) -> Endpoint:
+        return cls(
+            id=r["id"], url=r["url"], description=r["description"], events=json.loads(r["events"]),
+            agents=json.loads(r["agents"]) if r["agents"] is not None else None,
+            enabled=bool(r["enabled"]), secret=r["secret"], previous_secret=r["previous_secret"],
+            previous_secret_until=r["previous_secret_until"], headers=json.loads(r["headers"]),
+            timeout_s=r["timeout_s"],
+            retry_schedule=json.loads(r["retry_schedule"]) if r["retry_schedule"] is not None else None,
+            health=r["health"], consecutive_failures=r["consecutive_failures"],
+            disabled_reason=r["disabled_reason"], created_by=r["created_by"],
+            created_at=r["created_at"], updated_at=r["updated_at"],
+        )
+
+
+@dataclass(frozen=True)
+class Message:
+    """One event as sent: ``payload`` is the exact request body."""
+
+    id: str
+    type: str
+    payload: str
+    agent: str | None = None
+    call_id: str | None = None
+    created_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class DueDelivery:
+    """A pending delivery with what sending it needs."""
+
+    id: str
+    attempts: int
+    trigger: str
+    message_id: str
+    payload: str
+    endpoint: Endpoint
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    at: float
+    status_code: int | None
+    latency_ms: float
+    response_excerpt: str | None
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+_ENDPOINT_COLS = (
+    "id, url, description, events, agents, enabled, secret, previous_secret, previous_secret_until, "
+    "headers, timeout_s, retry_schedule, health, consecutive_failures, disabled_reason, created_by, "
+    "created_at, updated_at"
+)
+_UPDATABLE = {"url", "description", "events", "agents", "enabled", "headers", "timeout_s", "retry_schedule"}
+_JSON = {"events", "agents", "headers", "retry_schedule"}
+
+
+class WebhookStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # ---------------------------------------------------------------- endpoints
+    async def create_endpoint(
+        self, *, url: str, secret: str, created_by: str, description: str = "",
+        events: list[str] | None = None, agents: list[str] | None = None, enabled: bool = True,
+        headers: dict[str, str] | None = None, timeout_s: float | None = None,
+        retry_schedule: list[float] | None = None,
+    ) -> Endpoint:
+        now = time.time()
+        eid = new_endpoint_id()
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                f"INSERT INTO webhook_endpoints ({_ENDPOINT_COLS}) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, 0, NULL, ?, ?, ?)",
+                (eid, url, description, _dumps(events or ["*"]),
+                 None if agents is None else _dumps(agents), int(enabled), secret,
+                 _dumps(headers or {}), timeout_s,
+                 None if retry_schedule is None else _dumps(retry_schedule),
+                 HEALTHY if enabled else DISABLED, created_by, now, now),
+            )
+        ep = await self.get_endpoint(eid)
+        assert ep is not None
+        return ep
+
+    async def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
+        row = await self.db.fetchone(
+            f"SELECT {_ENDPOINT_COLS} FROM webhook_endpoints WHERE id = ?", (endpoint_id,))
+        return Endpoint.from_row(row) if row else None
+
+    async def list_endpoints(self) -> list[Endpoint]:
+        rows = await self.db.fetchall(
+            f"SELECT {_ENDPOINT_COLS} FROM webhook_endpoints ORDER BY created_at, id")
+        return [Endpoint.from_row(r) for r in rows]
+
+    async def update_endpoint(self, endpoint_id: str, **fields: Any) -> Endpoint | None:
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot update {sorted(unknown)}")
+        sets: list[str] = ["updated_at = ?"]
+        params: list[Any] = [time.time()]
+        for name, value in fields.items():
+            sets.append(f"{name} = ?")
+            if name in _JSON:
+                params.append(None if value is None else _dumps(value))
+            else:
+                params.append(int(value) if isinstance(value, bool) else value)
+        if fields.get("enabled") is True:  # re-enabling starts with a clean record
+            sets += ["health = 'healthy'", "consecutive_failures = 0", "disabled_reason = NULL"]
+        elif fields.get("enabled") is False:
+            sets += ["health = 'disabled'", "disabled_reason = 'disabled through the API'"]
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                f"UPDATE webhook_endpoints SET {', '.join(sets)} WHERE id = ?", (*params, endpoint_id))
+        return await self.get_endpoint(endpoint_id)
+
+    async def rotate_secret(self, endpoint_id: str, new_secret: str, overlap_s: float) -> Endpoint | None:
+        now = time.time()
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_until = ?, "
+                "secret = ?, updated_at = ? WHERE id = ?",
+                (now + overlap_s if overlap_s > 0 else None, new_secret, now, endpoint_id))
+        return await self.get_endpoint(endpoint_id)
+
+    async def delete_endpoint(self, endpoint_id: str) -> bool:
+        async with self.db.transaction() as conn:
+            cur = await conn.execute("DELETE FROM webhook_endpoints WHERE id = ?", (endpoint_id,))
+            return (cur.rowcount or 0) > 0
+
+    # ---------------------------------------------------------------- outbox
+    async def add_messages(self, messages: list[Message]) -> int:
+        async with self.db.transaction() as conn:
+            return await self.add_messages_in(conn, messages)
+
+    async def add_messages_in(self, conn: aiosqlite.Connection, messages: list[Message]) -> int:
+        """Write messages and their deliveries inside the caller's transaction (so an event
+        commits with the state change that caused it). Returns deliveries created."""
+        async with conn.execute(
+            f"SELECT {_ENDPOINT_COLS} FROM webhook_endpoints WHERE enabled = 1"
+        ) as cur:
+            endpoints = [Endpoint.from_row(r) for r in await cur.fetchall()]
+        await conn.executemany(
+            "INSERT OR IGNORE INTO webhook_messages (id, type, agent, call_id, payload, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(m.id, m.type, m.agent, m.call_id, m.payload, m.created_at) for m in messages])
+        rows = [
+            (new_delivery_id(), ep.id, m.id, PENDING, m.created_at, "event", m.created_at, m.created_at)
+            for m in messages for ep in endpoints if ep.wants(m.type, m.agent)
+        ]
+        await conn.executemany(
+            "INSERT INTO webhook_deliveries (id, endpoint_id, message_id, status, next_attempt_at, "
+            "trigger, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        return len(rows)
+
+    async def add_delivery(self, endpoint_id: str, message: Message, trigger: str,
+                           *, status: str = PENDING) -> str:
+        """A delivery outside the fan-out: a replay or a test (the message may be new)."""
+        now = time.time()
+        did = new_delivery_id()
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT OR IGNORE INTO webhook_messages (id, type, agent, call_id, payload, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (message.id, message.type, message.agent, message.call_id, message.payload,
+                 message.created_at))
+            await conn.execute(
+                "INSERT INTO webhook_deliveries (id, endpoint_id, message_id, status, next_attempt_at, "
+                "trigger, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (did, endpoint_id, message.id, status, now if status == PENDING else None, trigger, now, now))
+        return did
+
+    async def message(self, message_id: str) -> Message | None:
+        r = await self.db.fetchone("SELECT * FROM webhook_messages WHERE id = ?", (message_id,))
+        if r is None:
+            return None
+        return Message(id=r["id"], type=r["type"], payload=r["payload"], agent=r["agent"],
+                       call_id=r["call_id"], created_at=r["created_at"])
+
+    # ---------------------------------------------------------------- worker side
+    async def due(self, now: float, per_endpoint: int, limit: int) -> list[DueDelivery]:
+        """Pending deliveries due by ``now`` on enabled endpoints, oldest first, at most
+        ``per_endpoint`` per endpoint so one backlog does not starve the others."""
+        cols = ", ".join(f"e.{c.strip()} AS ep_{c.strip()}" for c in _ENDPOINT_COLS.split(","))
+        rows = await self.db.fetchall(
+            "SELECT * FROM (SELECT d.id, d.attempts, d.trigger, d.message_id, d.next_attempt_at, "
+            f"m.payload, {cols}, ROW_NUMBER() OVER (PARTITION BY d.endpoint_id "
+            "ORDER BY d.next_attempt_at, d.id) AS rn FROM webhook_deliveries d "
+            "JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.enabled = 1 "
+            "JOIN webhook_messages m ON m.id = d.message_id "
+            "WHERE d.status = 'pending' AND d.next_attempt_at <= ?) WHERE rn <= ? "
+            "ORDER BY next_attempt_at, id LIMIT ?",
+            (now, per_endpoint, limit))
+        out = []
+        for r in rows:
+            ep = Endpoint.from_row(_Prefixed(r, "ep_"))
+            out.append(DueDelivery(id=r["id"], attempts=r["attempts"], trigger=r["trigger"],
+                                   message_id=r["message_id"], payload=r["payload"], endpoint=ep))
+        return out
+
+    async def next_due_at(self, after: float) -> float | None:
+        row = await self.db.fetchone(
+            "SELECT MIN(d.next_attempt_at) AS t FROM webhook_deliveries d JOIN webhook_endpoints e "
+            "ON e.id = d.endpoint_id AND e.enabled = 1 WHERE d.status = 'pending' AND d.next_attempt_at > ?",
+            (after,))
+        return float(row["t"]) if row and row["t"] is not None else None
+
+    async def record_attempt(
+        self, delivery: DueDelivery, result: AttemptResult, *, next_attempt_at: float | None,
+        gone: bool = False, failing_after: int = 5, affects_health: bool = True,
+    ) -> str:
+        """Log one attempt and move the delivery (and the endpoint's health) on. Returns
+        the delivery's new status."""
+        attempt = delivery.attempts + 1
+        status = SUCCEEDED if result.ok else (PENDING if next_attempt_at is not None and not gone else FAILED)
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO webhook_attempts (delivery_id, attempt, at, status_code, latency_ms, "
+                "response_excerpt, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (delivery.id, attempt, result.at, result.status_code, result.latency_ms,
+                 result.response_excerpt, result.error))
+            await conn.execute(
+                "UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, "
+                "last_status_code = ?, last_error = ?, updated_at = ? WHERE id = ?",
+                (status, attempt, next_attempt_at if status == PENDING else None, result.status_code,
+                 result.error, time.time(), delivery.id))
+            if gone:
+                await conn.execute(
+                    "UPDATE webhook_endpoints SET enabled = 0, health = 'disabled', disabled_reason = ?, "
+                    "updated_at = ? WHERE id = ?",
+                    ("the endpoint answered 410 Gone", time.time(), delivery.endpoint.id))
+            elif not affects_health:
+                pass
+            elif result.ok:
+                await conn.execute(
+                    "UPDATE webhook_endpoints SET consecutive_failures = 0, health = 'healthy' "
+                    "WHERE id = ? AND enabled = 1", (delivery.endpoint.id,))
+            else:
+                await conn.execute(
+                    "UPDATE webhook_endpoints SET consecutive_failures = consecutive_failures + 1, "
+                    "health = CASE WHEN consecutive_failures + 1 >= ? THEN 'failing' ELSE health END "
+                    "WHERE id = ? AND enabled = 1", (failing_after, delivery.endpoint.id))
+        return status
+
+    async def due_delivery(self, endpoint_id: str, delivery_id: str) -> DueDelivery | None:
+        """One delivery (any status) in the shape the sender takes, for tests and replays."""
+        ep = await self.get_endpoint(endpoint_id)
+        row = await self.db.fetchone(
+            "SELECT d.id, d.attempts, d.trigger, d.message_id, m.payload FROM webhook_deliveries d "
+            "JOIN webhook_messages m ON m.id = d.message_id WHERE d.id = ? AND d.endpoint_id = ?",
+            (delivery_id, endpoint_id))
+        if ep is None or row is None:
+            return None
+        return DueDelivery(id=row["id"], attempts=row["attempts"], trigger=row["trigger"],
+                           message_id=row["message_id"], payload=row["payload"], endpoint=ep)
+
+    # ---------------------------------------------------------------- delivery log
+    async def list_deliveries(
+        self, endpoint_id: str, *, status: str | None = None, limit: int = 50, before: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first; ``before`` is the ``next_cursor`` of the previous page."""
+        where: list[str] = ["d.endpoint_id = ?"]
+        params: list[Any] = [endpoint_id]
+        if status is not None:
+            where.append("d.status = ?")
+            params.append(status)
+        if before is not None:
+            where.append("d.rowid < (SELECT rowid FROM webhook_deliveries WHERE id = ?)")
+            params.append(before)
+        rows = await self.db.fetchall(
+            "SELECT d.*, m.type AS event_type FROM webhook_deliveries d JOIN webhook_messages m "
+            f"ON m.id = d.message_id WHERE {' AND '.join(where)} ORDER BY d.rowid DESC LIMIT ?",
+            (*params, limit + 1))
+        page = [_delivery_dict(r) for r in rows[:limit]]
+        return page, (page[-1]["id"] if len(rows) > limit else None)
+
+    async def get_delivery(self, endpoint_id: str, delivery_id: str) -> dict[str, Any] | None:
+        row = await self.db.fetchone(
+            "SELECT d.*, m.type AS event_type, m.payload FROM webhook_deliveries d JOIN webhook_messages m "
+            "ON m.id = d.message_id WHERE d.id = ? AND d.endpoint_id = ?", (delivery_id, endpoint_id))
+        if row is None:
+            return None
+        out = _delivery_dict(row)
+        out["payload"] = json.loads(row["payload"])
+        out["attempt_log"] = await self.attempts(delivery_id)
+        return out
+
+    async def attempts(self, delivery_id: str) -> list[dict[str, Any]]:
+        rows = await self.db.fetchall(
+            "SELECT attempt, at, status_code, latency_ms, response_excerpt, error FROM webhook_attempts "
+            "WHERE delivery_id = ? ORDER BY id", (delivery_id,))
+        return [dict(r) for r in rows]
+
+    async def counts(self) -> dict[str, int]:
+        rows = await self.db.fetchall("SELECT status, COUNT(*) AS n FROM webhook_deliveries GROUP BY status")
+        return {r["status"]: r["n"] for r in rows}
+
+
+def _delivery_dict(r: aiosqlite.Row) -> dict[str, Any]:
+    return {
+        "id": r["id"], "endpoint_id": r["endpoint_id"], "message_id": r["message_id"],
+        "event_type": r["event_type"], "status": r["status"], "attempts": r["attempts"],
+        "next_attempt_at": r["next_attempt_at"], "trigger": r["trigger"],
+        "last_status_code": r["last_status_code"], "last_error": r["last_error"],
+        "created_at": r["created_at"], "updated_at": r["updated_at"],
+    }
+
+
+class _Prefixed:
+    """A row seen through a column prefix (``ep_url`` read as ``url``)."""
+
+    def __init__(self, row: aiosqlite.Row, prefix: str) -> None:
+        self._row, self._prefix = row, prefix
+
+    def __getitem__(self, key: str) -> Any:
+        return self._row[self._prefix + key]

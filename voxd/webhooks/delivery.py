@@ -1,0 +1,281 @@
+"""Sending webhook requests: destination checks, signing, and the retrying delivery worker.
+
+``Sender`` makes one signed POST: no redirects, a timeout, the response body read only up
+to a cap, and (unless private destinations are allowed) every address the host resolves
+to checked before connecting, at connect time, so a DNS answer cannot swap in 127.0.0.1
+after the check. ``DeliveryWorker`` takes due deliveries from the store, sends them with
+at most N requests in flight per endpoint, and logs each attempt; failures are retried on
+the schedule with jitter, then the delivery is marked failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import ipaddress
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+from yarl import URL
+
+from voxd import __version__
+from voxd.config import WebhooksConfig
+from voxd.store.webhooks import SUCCEEDED, AttemptResult, DueDelivery, Endpoint, WebhookStore
+from voxd.webhooks.signing import signature
+
+log = logging.getLogger("voxd.webhooks")
+
+ALLOW_PRIVATE_ENV = "VOXD_WEBHOOKS_ALLOW_PRIVATE_DESTINATIONS"
+RESERVED_HEADERS = {"content-type", "content-length", "host", "user-agent", "webhook-id",
+                    "webhook-timestamp", "webhook-signature", "transfer-encoding", "connection"}
+
+
+def private_allowed(cfg: WebhooksConfig) -> bool:
+    return cfg.allow_private_destinations or os.environ.get(ALLOW_PRIVATE_ENV, "") in ("1", "true", "yes")
+
+
+class DestinationRefused(OSError):
+    """The webhook URL points at a private, loopback or link-local address."""
+
+
+def is_private(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast
+
+
+def url_problem(url: str, allow_private: bool) -> str | None:
+    """Why ``url`` cannot be a webhook destination (checks needing no DNS), or None."""
+    try:
+        u = URL(url)
+        host = u.host
+    except (ValueError, TypeError):
+        return "is not a valid URL"
+    if u.scheme not in ("http", "https") or not host:
+        return "must be an http:// or https:// URL with a host"
+    if u.user or u.password:
+        return "must not carry credentials (use custom headers)"
+    if allow_private:
+        return None
+    if host == "localhost" or host.endswith(".localhost"):
+        return "points at this machine; set webhooks.allow_private_destinations to allow it"
+    try:
+        if is_private(host):
+            return "is a private, loopback or link-local address; set webhooks.allow_private_destinations to allow it"
+    except ValueError:
+        pass  # a name: its addresses are checked when connecting
+    return None
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves like aiohttp's default resolver, then refuses private addresses."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self._inner = DefaultResolver()
+        self._allow = allow_private
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        if not self._allow:
+            bad = [r["host"] for r in results if is_private(r["host"])]
+            if bad:
+                raise DestinationRefused(f"{host} resolves to a non-public address ({bad[0]})")
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class Sender:
+    def __init__(self, cfg: WebhooksConfig) -> None:
+        self.cfg = cfg
+        self.allow_private = private_allowed(cfg)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Sender:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            conn = aiohttp.TCPConnector(resolver=GuardedResolver(self.allow_private), limit=0, ttl_dns_cache=10)
+            self._session = aiohttp.ClientSession(connector=conn, auto_decompress=False)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def headers(self, endpoint: Endpoint, msg_id: str, body: bytes, now: float) -> dict[str, str]:
+        ts = int(now)
+        out = {k: v for k, v in endpoint.headers.items() if k.lower() not in RESERVED_HEADERS}
+        out.update({
+            "Content-Type": "application/json",
+            "User-Agent": f"voxd-webhooks/{__version__}",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(ts),
+            "webhook-signature": " ".join(signature(s, msg_id, ts, body) for s in endpoint.secrets(now)),
+        })
+        return out
+
+    async def send(self, endpoint: Endpoint, msg_id: str, payload: str) -> AttemptResult:
+        body = payload.encode()
+        started = time.time()
+        t0 = time.perf_counter()
+        problem = url_problem(endpoint.url, self.allow_private)
+        if problem:
+            return AttemptResult(started, None, 0.0, None, f"destination refused: url {problem}")
+        timeout = aiohttp.ClientTimeout(total=endpoint.timeout_s or self.cfg.timeout_s)
+        cap = self.cfg.response_excerpt_bytes
+        try:
+            async with self._client().post(endpoint.url, data=body, allow_redirects=False, timeout=timeout,
+                                           headers=self.headers(endpoint, msg_id, body, started)) as resp:
+                raw = await resp.content.read(cap) if cap else b""
+                excerpt = raw.decode("utf-8", errors="replace") if raw else None
+                error = None
+                if 300 <= resp.status < 400:
+                    error = f"redirect to {resp.headers.get('Location', '?')} not followed"
+                return AttemptResult(started, resp.status, _ms(t0), excerpt, error)
+        except aiohttp.ClientConnectorError as e:
+            refused = isinstance(e.os_error, DestinationRefused) or isinstance(e.__cause__, DestinationRefused)
+            reason = f"destination refused: {e.os_error}" if refused else f"connection failed: {e.os_error}"
+            return AttemptResult(started, None, _ms(t0), None, reason)
+        except TimeoutError:
+            return AttemptResult(started, None, _ms(t0), None, f"timed out after {timeout.total} s")
+        except (aiohttp.ClientError, OSError, ValueError) as e:
+            return AttemptResult(started, None, _ms(t0), None, f"{type(e).__name__}: {e}"[:500])
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000, 2)
+
+
+def retry_delay(attempts_done: int, schedule: list[float], jitter: float) -> float | None:
+    """Seconds until the next try after ``attempts_done`` failed ones; None: give up."""
+    if attempts_done - 1 >= len(schedule):
+        return None
+    base = schedule[attempts_done - 1]
+    return max(0.0, base * (1 + random.uniform(-jitter, jitter)))
+
+
+class DeliveryWorker:
+    """One asyncio task; ``wake()`` when new deliveries were written."""
+
+    def __init__(self, store: WebhookStore, sender: Sender, cfg: WebhooksConfig,
+                 on_attempt: Callable[[DueDelivery, AttemptResult, str], None] | None = None) -> None:
+        self.store, self.sender, self.cfg = store, sender, cfg
+        self.on_attempt = on_attempt
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: dict[str, asyncio.Task[None]] = {}  # delivery id -> task
+        self._per_endpoint: dict[str, int] = {}
+        self.poll_s = 1.0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="webhooks-delivery")
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Stop taking work; let requests in flight finish for up to ``grace_s``. Anything
+        cut short stays pending in the database and is sent again after a restart."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._inflight:
+            _, late = await asyncio.wait(list(self._inflight.values()), timeout=grace_s)
+            for t in late:
+                t.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                started = await self._dispatch()
+            except Exception:
+                log.exception("webhooks: delivery loop failed; retrying")
+                started = 0
+            if started:
+                continue
+            now = time.time()
+            nxt = await self._next_due(now)
+            timeout = self.poll_s if nxt is None else min(self.poll_s, max(0.005, nxt - now))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+
+    async def _next_due(self, now: float) -> float | None:
+        try:
+            return await self.store.next_due_at(now)
+        except Exception:
+            log.exception("webhooks: next_due_at failed")
+            return None
+
+    async def _dispatch(self) -> int:
+        cap = self.cfg.concurrency_per_endpoint
+        due = await self.store.due(time.time(), per_endpoint=cap * 2, limit=500)
+        started = 0
+        for d in due:
+            if d.id in self._inflight or self._per_endpoint.get(d.endpoint.id, 0) >= cap:
+                continue
+            self._per_endpoint[d.endpoint.id] = self._per_endpoint.get(d.endpoint.id, 0) + 1
+            task = asyncio.create_task(self._deliver(d), name=f"webhook-{d.id}")
+            self._inflight[d.id] = task
+            task.add_done_callback(functools.partial(self._done, d))
+            started += 1
+        return started
+
+    def _done(self, d: DueDelivery, _task: asyncio.Task[None]) -> None:
+        self._inflight.pop(d.id, None)
+        n = self._per_endpoint.get(d.endpoint.id, 1) - 1
+        if n > 0:
+            self._per_endpoint[d.endpoint.id] = n
+        else:
+            self._per_endpoint.pop(d.endpoint.id, None)
+        self._wake.set()
+
+    async def _deliver(self, d: DueDelivery) -> None:
+        try:
+            await self.attempt(d)
+        except Exception:
+            log.exception("webhooks: delivery %s failed unexpectedly", d.id)
+
+    async def attempt(self, d: DueDelivery, *, retry: bool = True, affects_health: bool = True) -> tuple[str, AttemptResult]:
+        """Send once and record it; returns the delivery's new status and the attempt."""
+        result = await self.sender.send(d.endpoint, d.message_id, d.payload)
+        gone = result.status_code == 410
+        nxt = None
+        if not result.ok and not gone and retry:
+            schedule = d.endpoint.retry_schedule if d.endpoint.retry_schedule is not None else self.cfg.retry_schedule_s
+            delay = retry_delay(d.attempts + 1, schedule, self.cfg.retry_jitter)
+            nxt = None if delay is None else time.time() + delay
+        status = await self.store.record_attempt(d, result, next_attempt_at=nxt, gone=gone,
+                                                 failing_after=self.cfg.failing_after, affects_health=affects_health)
+        if gone:
+            log.warning("webhooks: %s answered 410 Gone; endpoint %s disabled", d.endpoint.url, d.endpoint.id)
+        elif status not in (SUCCEEDED, "pending"):
+            log.warning("webhooks: delivery %s to %s failed for good: %s", d.id, d.endpoint.id,
+                        result.error or result.status_code)
+        if self.on_attempt is not None:
+            self.on_attempt(d, result, status)
+        return status, result
+
+    def stats(self) -> dict[str, Any]:
+        return {"in_flight": len(self._inflight), "endpoints_busy": len(self._per_endpoint)}

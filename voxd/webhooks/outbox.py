@@ -1,0 +1,114 @@
+"""The durable outbox: events become SQLite rows before anything is sent.
+
+Call and agent listeners are synchronous, so ``publish`` queues messages in memory and a
+writer task commits them in batches (one transaction per batch, each message fanned out to
+its deliveries in that same transaction), then wakes the delivery worker. Code that owns a
+write transaction can instead call ``add_in(conn, ...)`` so the event commits with the state
+change that caused it, and ``notify()`` after the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+import aiosqlite
+
+from voxd.store.webhooks import Message, WebhookStore
+
+log = logging.getLogger("voxd.webhooks")
+
+BATCH = 500
+
+
+class Outbox:
+    def __init__(self, store: WebhookStore, on_written: Callable[[], None] | None = None) -> None:
+        self.store = store
+        self.on_written = on_written
+        self._queue: list[Message] = []
+        self._more = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self.written = 0
+        self.latencies_ms: list[float] = []  # publish -> committed, for the benchmark
+        self.track_latency = False
+
+    # -- writing
+    def publish(self, messages: list[Message]) -> None:
+        """From synchronous code: queue now, committed by the writer task shortly."""
+        if not messages:
+            return
+        self._queue.extend(messages)
+        self._idle.clear()
+        self._more.set()
+
+    async def add(self, messages: list[Message]) -> int:
+        """Commit now (own transaction); returns the deliveries created."""
+        n = await self.store.add_messages(messages)
+        self._committed(messages)
+        return n
+
+    async def add_in(self, conn: aiosqlite.Connection, messages: list[Message]) -> int:
+        """Inside the caller's transaction; call ``notify()`` once it has committed."""
+        return await self.store.add_messages_in(conn, messages)
+
+    def notify(self) -> None:
+        if self.on_written is not None:
+            self.on_written()
+
+    def _committed(self, messages: list[Message]) -> None:
+        self.written += len(messages)
+        if self.track_latency:
+            now = time.time()
+            self.latencies_ms += [(now - m.created_at) * 1000 for m in messages]
+        self.notify()
+
+    # -- the writer task
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="webhooks-outbox")
+
+    async def flush(self) -> None:
+        """Wait until everything published so far is committed."""
+        if self._task is None:
+            while self._queue:
+                await self._write_batch()
+            return
+        await self._idle.wait()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.flush(), 10.0)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        while self._queue:  # what the task did not get to
+            if not await self._write_batch():
+                log.error("webhooks: %d events could not be written to the outbox", len(self._queue))
+                break
+
+    async def _run(self) -> None:
+        while True:
+            await self._more.wait()
+            self._more.clear()
+            while self._queue:
+                if not await self._write_batch():
+                    await asyncio.sleep(0.5)
+            self._idle.set()
+
+    async def _write_batch(self) -> bool:
+        batch = self._queue[:BATCH]
+        try:
+            await self.store.add_messages(batch)
+        except Exception:
+            log.exception("webhooks: could not write %d events to the outbox; retrying", len(batch))
+            return False
+        del self._queue[: len(batch)]
+        self._committed(batch)
+        return True

@@ -1,0 +1,130 @@
+"""``Webhooks``: store, outbox, sender and worker put together, and ``setup_webhooks(daemon)``.
+
+The daemon calls ``setup_webhooks(self)`` once its database, call manager and agents are
+loaded; that subscribes to call and agent events and registers a ``("webhooks", start,
+stop)`` service. The control API finds the running instance with ``for_database(db)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from typing import Any
+
+from voxd.agents.registry import AgentRegistry, ReloadReport
+from voxd.call.events import CallEvent
+from voxd.config import WebhooksConfig
+from voxd.store.db import Database
+from voxd.store.webhooks import FAILED, PENDING, AttemptResult, Endpoint, Message, WebhookStore
+from voxd.webhooks import events
+from voxd.webhooks.delivery import DeliveryWorker, Sender, private_allowed, url_problem
+from voxd.webhooks.outbox import Outbox
+from voxd.webhooks.signing import new_secret
+
+log = logging.getLogger("voxd.webhooks")
+
+_RUNNING: weakref.WeakKeyDictionary[Database, Webhooks] = weakref.WeakKeyDictionary()
+
+
+class Webhooks:
+    def __init__(self, db: Database, cfg: WebhooksConfig | None = None) -> None:
+        self.cfg = cfg or WebhooksConfig()
+        self.store = WebhookStore(db)
+        self.sender = Sender(self.cfg)
+        self.worker = DeliveryWorker(self.store, self.sender, self.cfg)
+        self.outbox = Outbox(self.store, self.worker.wake)
+        self.running = False
+        self._agents: AgentRegistry | None = None
+
+    @property
+    def allow_private(self) -> bool:
+        return private_allowed(self.cfg)
+
+    def url_problem(self, url: str) -> str | None:
+        return url_problem(url, self.allow_private)
+
+    # -- lifecycle
+    async def start(self) -> None:
+        self.outbox.start()
+        self.worker.start()
+        self.running = True
+        _RUNNING[self.store.db] = self
+        counts = await self.store.counts()
+        if counts.get(PENDING):
+            log.info("webhooks: resuming %d pending deliveries", counts[PENDING])
+
+    async def stop(self) -> None:
+        self.running = False
+        await self.outbox.stop()
+        await self.worker.stop()
+        await self.sender.close()
+        _RUNNING.pop(self.store.db, None)
+
+    # -- event sources
+    def on_call_event(self, event: CallEvent) -> None:
+        try:
+            self.outbox.publish(events.from_call_event(event))
+        except Exception:
+            log.exception("webhooks: could not build the payload for %s", type(event).__name__)
+
+    def on_agents_reloaded(self, report: ReloadReport) -> None:
+        if self._agents is None:
+            return
+        out: list[Message] = []
+        for kind, names in (("agent.deployed", report.added), ("agent.updated", report.updated)):
+            for name in names:
+                agent = self._agents.get(name)
+                if agent is not None:
+                    out.append(events.agent_message(kind, name, agent.version))  # type: ignore[arg-type]
+        self.outbox.publish(out)
+
+    def watch_agents(self, registry: AgentRegistry) -> None:
+        self._agents = registry
+        registry.listeners.append(self.on_agents_reloaded)
+
+    # -- API operations
+    async def create_endpoint(self, created_by: str, **fields: Any) -> Endpoint:
+        return await self.store.create_endpoint(secret=new_secret(), created_by=created_by, **fields)
+
+    async def rotate_secret(self, endpoint_id: str, overlap_s: float) -> Endpoint | None:
+        return await self.store.rotate_secret(endpoint_id, new_secret(), overlap_s)
+
+    async def replay(self, endpoint_id: str, delivery_id: str) -> str | None:
+        """A new delivery of the same message (same webhook-id), due now."""
+        old = await self.store.due_delivery(endpoint_id, delivery_id)
+        msg = None if old is None else await self.store.message(old.message_id)
+        if msg is None:
+            return None
+        new_id = await self.store.add_delivery(endpoint_id, msg, "replay")
+        self.worker.wake()
+        return new_id
+
+    async def test(self, endpoint: Endpoint) -> tuple[str, str, AttemptResult]:
+        """Send a ``webhook.test`` now (once, no retries, endpoint health untouched).
+        Returns (delivery id, status, attempt)."""
+        msg = events.message("webhook.test", events.TestInfo(webhook_id=endpoint.id))
+        did = await self.store.add_delivery(endpoint.id, msg, "test", status=FAILED)
+        due = await self.store.due_delivery(endpoint.id, did)
+        assert due is not None
+        if self.running:
+            status, result = await self.worker.attempt(due, retry=False, affects_health=False)
+        else:  # the API without a daemon (tests, tools): a one-off client
+            async with Sender(self.cfg) as sender:
+                worker = DeliveryWorker(self.store, sender, self.cfg)
+                status, result = await worker.attempt(due, retry=False, affects_health=False)
+        return did, status, result
+
+
+def for_database(db: Database) -> Webhooks:
+    """The daemon's running instance for ``db``, or a stand-alone one (API-only use)."""
+    return _RUNNING.get(db) or Webhooks(db)
+
+
+def setup_webhooks(daemon: Any) -> Webhooks:
+    """Wire webhooks into a ``voxd.app.Daemon`` whose ``db`` and ``calls`` exist (call it
+    after the first agent load, or every agent is announced as deployed at each start)."""
+    hooks = Webhooks(daemon.db, daemon.cfg.webhooks)
+    daemon.calls.listeners.append(hooks.on_call_event)
+    hooks.watch_agents(daemon.agents)
+    daemon.services.append(("webhooks", hooks.start, hooks.stop))
+    return hooks
