@@ -134,3 +134,13 @@ async def test_embeddings_find_passages_without_shared_words(kb_folder: Path, em
     assert top.heading == "Parking"
     [(top, _)] = await hybrid.asearch("how much does a haircut cost", 1)
     assert top.source == "prices.txt"
+
+
+async def test_folders_outside_the_roots_are_refused(kb_folder: Path, tmp_path: Path) -> None:
+    lib = ToolLibrary(base_dir=kb_folder, embedder=None)
+    res = await lib.base.execute("search_knowledge_base", {"query": "passwd"},
+                                 Ctx({"search_knowledge_base": {"path": "/etc"}}))
+    assert res.error == "knowledge base folder '/etc' is outside tools.knowledge.roots"
+    escape = await lib.base.execute("search_knowledge_base", {"query": "x"},
+                                    Ctx({"search_knowledge_base": {"path": "../"}}))
+    assert escape.error is not None and "outside" in escape.error

@@ -68,6 +68,10 @@ class KnowledgeConfig(_Model):
     overlap_words: int = Field(30, ge=0, le=500)
     results: int = Field(3, ge=1, le=20)
     embeddings: bool = Field(True, description="Blend sentence embeddings with BM25 when the model package is installed.")
+    roots: list[str] = Field(
+        default_factory=list,
+        description="Folders knowledge bases may live under (default: voxd's base folder, the parent of config/).",
+    )
 
 
 class ToolsConfig(_Model):

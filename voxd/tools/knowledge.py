@@ -181,11 +181,17 @@ class KnowledgeBases:
         self._kbs: dict[Path, KnowledgeBase] = {}
 
     def folder(self, options: dict[str, Any]) -> Path | None:
+        """The agent's folder, or None; ToolError when it lies outside the allowed roots
+        (an agent file must not turn the daemon's disk into a knowledge base)."""
         raw = options.get("path") or options.get("folder")
         if not raw:
             return None
         p = Path(str(raw)).expanduser()
-        return (p if p.is_absolute() else self.base_dir / p).resolve()
+        folder = (p if p.is_absolute() else self.base_dir / p).resolve()
+        roots = [Path(r).expanduser().resolve() for r in self.cfg.roots] or [self.base_dir.resolve()]
+        if not any(folder.is_relative_to(r) for r in roots):
+            raise ToolError(f"knowledge base folder {raw!r} is outside tools.knowledge.roots")
+        return folder
 
     def get(self, folder: Path) -> KnowledgeBase:
         kb = self._kbs.get(folder)

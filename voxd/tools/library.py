@@ -168,8 +168,17 @@ class ToolLibrary:
 
     async def warm_up(self, agents: list[AgentConfig]) -> None:
         """Index every knowledge-base folder the agents name (off the event loop)."""
-        folders = {f for a in agents if "search_knowledge_base" in a.tool_names
-                   if (f := self.knowledge.folder(a.tool_options("search_knowledge_base"))) is not None}
+        folders: set[Path] = set()
+        for a in agents:
+            if "search_knowledge_base" not in a.tool_names:
+                continue
+            try:
+                f = self.knowledge.folder(a.tool_options("search_knowledge_base"))
+            except ToolError as e:
+                log.error("agent %s: %s", a.name, e)
+                continue
+            if f is not None:
+                folders.add(f)
         await self.knowledge.warm_up(sorted(folders))
 
     async def close(self) -> None:
