@@ -367,3 +367,120 @@ async def baresip_call(workdir: Path, source_wav: Path, uri: str, *, digits: tup
     finally:
         await b.stop()
     return b
+
+
+# ---------------------------------------------------------------- sipp load
+LOAD_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!-- One load-test caller: speech (rtp_stream), an RFC 4733 digit, BYE. -->
+<scenario name="voxd load call">
+  <send retrans="500"><![CDATA[
+INVITE sip:@USER@@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+From: "sipp load" <sip:load@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:@USER@@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: sip:load@[local_ip]:[local_port]
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [rtpstream_audio_port] RTP/AVP 0 96
+a=rtpmap:0 PCMU/8000
+a=rtpmap:96 telephone-event/8000
+a=fmtp:96 0-15
+a=ptime:20
+  ]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rrs="true" rtd="true"/>
+  <send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+From: "sipp load" <sip:load@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Contact: sip:load@[local_ip]:[local_port]
+Max-Forwards: 70
+Content-Length: 0
+
+  ]]></send>
+  <nop><action><exec rtp_stream="@ULAW@,1,0"/></action></nop>
+  <pause milliseconds="@TALK_MS@"/>
+  <nop><action><exec play_dtmf="@DIGITS@"/></action></nop>
+  <pause milliseconds="@TAIL_MS@"/>
+  <send retrans="500"><![CDATA[
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+From: "sipp load" <sip:load@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 2 BYE
+Contact: sip:load@[local_ip]:[local_port]
+Max-Forwards: 70
+Content-Length: 0
+
+  ]]></send>
+  <recv response="200"/>
+</scenario>
+"""
+
+
+def write_load_scenario(out: Path, user: str, ulaw: Path, *, digits: str = "5", talk_ms: int = 3000,
+                        tail_ms: int = 3000) -> Path:
+    text = LOAD_SCENARIO
+    for k, v in {"USER": user, "ULAW": str(ulaw), "DIGITS": digits, "TALK_MS": str(talk_ms),
+                 "TAIL_MS": str(tail_ms)}.items():
+        text = text.replace(f"@{k}@", v)
+    out.write_text(text)
+    return out
+
+
+async def make_ulaw(out: Path, speech: Path, lead_s: float = 0.5, tail_s: float = 0.5) -> Path:
+    """Headerless mu-law (what sipp's rtp_stream wants: it would play a WAV header as audio)."""
+    await run_checked(["sox", str(speech), "-t", "raw", "-e", "u-law", "-b", "8", "-r", "8000", "-c", "1",
+                       str(out), "pad", str(lead_s), str(tail_s)])
+    return out
+
+
+@dataclass
+class SippResult:
+    returncode: int
+    successful: int
+    failed: int
+    stderr: str
+    errors: str
+
+
+async def run_sipp_load(target: str, scenario: Path, workdir: Path, *, calls: int, concurrent: int,
+                        rate: float, limit_s: float = 110.0) -> SippResult:
+    """sipp -r rate -l concurrent -m calls against target (host:port); its per-call
+    outcome from -trace_stat (the last row of the CSV)."""
+    proc = await asyncio.create_subprocess_exec(
+        "sipp", target, "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(free_port()),
+        "-mi", "127.0.0.1", "-mp", str(free_port() & ~1), "-r", str(rate), "-l", str(concurrent), "-m", str(calls),
+        "-timeout", f"{int(limit_s)}s", "-timeout_error", "-max_recv_loops", "5000", "-nostdin",
+        "-trace_stat", "-fd", "1", "-trace_err", "-error_file", str(workdir / "sipp_errors.log"),
+        "-stf", str(workdir / "sipp_stat.csv"),
+        cwd=workdir, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), limit_s + 15)
+    finally:
+        await stop_process(proc)
+    successful = failed = -1
+    stat = workdir / "sipp_stat.csv"
+    if stat.exists():
+        rows = [r.split(";") for r in stat.read_text().splitlines() if r.strip()]
+        if len(rows) >= 2:
+            head, last = rows[0], rows[-1]
+            successful = int(last[head.index("SuccessfulCall(C)")])
+            failed = int(last[head.index("FailedCall(C)")])
+    errors = (workdir / "sipp_errors.log").read_text(errors="replace") if (workdir / "sipp_errors.log").exists() else ""
+    assert proc.returncode is not None
+    return SippResult(proc.returncode, successful, failed, err.decode(errors="replace"), errors)
