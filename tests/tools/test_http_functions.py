@@ -173,3 +173,21 @@ def test_signer_matches_the_reference_implementation() -> None:
     assert headers["webhook-signature"] == ref
     with pytest.raises(SigningError):
         Signer("whsec_c2hvcnQ=")
+
+
+async def test_per_function_secret(serve: Serve, library: ToolLibrary, monkeypatch: pytest.MonkeyPatch) -> None:
+    other = new_secret()
+    monkeypatch.setenv("ORDERS_SIGNING", other)
+    seen: list[dict[str, Any]] = []
+    base = await serve(orders_app(seen))
+    reg = library.registry_for(agent([
+        {"name": "own_key", "description": "d", "http": {"url": base + "/orders/1", "secret_env": "ORDERS_SIGNING"}},
+        {"name": "unset_key", "description": "d", "http": {"url": base + "/orders/1", "secret_env": "NOT_SET_ANYWHERE"}},
+    ]))
+    try:
+        res = await reg.execute("own_key", {}, Ctx())
+    finally:
+        await library.close()
+    assert "unset_key" not in reg.tools  # left out, logged
+    assert res.error is not None and "HTTP 401" in res.error  # the receiver only knows SECRET
+    Webhook(other).verify(seen[0]["body"], seen[0]["headers"], json_parse=False)

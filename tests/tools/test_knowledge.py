@@ -144,3 +144,25 @@ async def test_folders_outside_the_roots_are_refused(kb_folder: Path, tmp_path: 
     escape = await lib.base.execute("search_knowledge_base", {"query": "x"},
                                     Ctx({"search_knowledge_base": {"path": "../"}}))
     assert escape.error is not None and "outside" in escape.error
+
+
+async def test_embeddings_load_lazily_and_are_reused_on_reindex(kb_folder: Path, embedder: object,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(knowledge, "CHECK_EVERY_S", 0.0)
+    embedded: list[str] = []
+
+    class Counting:
+        def embed(self, texts: list[str]) -> object:
+            embedded.extend(texts)
+            return embedder.embed(texts)  # type: ignore[attr-defined]
+
+    loads: list[int] = []
+    kb = KnowledgeBase(kb_folder, KnowledgeConfig(), embedder=lambda: loads.append(1) or Counting())
+    assert loads == []  # nothing loads before the first index
+    await kb.ensure()
+    first = len(embedded)
+    assert loads == [1] and first == len(kb.passages)
+    (kb_folder / "new.md").write_text("# Gift wrapping\n\nWe wrap presents for free.\n")
+    hits = await kb.asearch("do you wrap gifts", 1)
+    assert hits[0][0].source == "new.md"
+    assert loads == [1] and len(embedded) == first + 2  # the new passage and the query only

@@ -168,3 +168,19 @@ async def test_execution_log_from_call_events_with_secrets_redacted(tmp_path: Pa
     assert first["duration_ms"] == 12.5 and first["at"] == 100.0
     assert rows[1]["error"] == "division by zero" and rows[1]["result"] is None
     assert "pw-1" not in json.dumps(api_view) and api_view[0]["actor"] == "agent:shop"
+
+
+async def test_log_prune_and_recent(tmp_path: Path) -> None:
+    from voxd.store.functions_log import Execution
+
+    db = await Database.open(tmp_path / "voxd.db")
+    repo = ExecutionLogRepository(db)
+    try:
+        await repo.add([Execution("a", {}, 1, None, 1.0, "agent:x", at=10.0),
+                        Execution("b", {}, 2, None, 1.0, "agent:x", at=20.0)])
+        assert [r["name"] for r in await repo.recent()] == ["b", "a"]
+        assert [r["name"] for r in await repo.recent("a")] == ["a"]
+        assert await repo.prune(15.0) == 1
+        assert [r["name"] for r in await repo.recent()] == ["b"]
+    finally:
+        await db.close()

@@ -74,3 +74,9 @@ class ExecutionLogRepository:
                 "SELECT * FROM function_executions WHERE name = ? ORDER BY id DESC LIMIT ?", (name, limit)
             )
         return [_row(r) for r in rows]
+
+    async def prune(self, before: float) -> int:
+        """Drop rows older than ``before`` (unix seconds); returns how many."""
+        async with self._db.transaction() as conn:
+            cur = await conn.execute("DELETE FROM function_executions WHERE at < ?", (before,))
+            return cur.rowcount

@@ -95,9 +95,13 @@ class KnowledgeBase:
     through ``asearch`` (a worker thread) from coroutines."""
 
     def __init__(self, folder: Path, cfg: KnowledgeConfig, embedder: Any = None) -> None:
+        """``embedder`` has ``embed(texts) -> unit vectors``, or is a function returning one
+        (or None), called in the indexing thread so a model loads off the event loop."""
         self.folder = folder
         self.cfg = cfg
-        self.embedder = embedder
+        self._embedder_src = embedder
+        self.embedder: Any = None
+        self._vector_cache: dict[str, np.ndarray] = {}  # passage text -> vector, kept across re-indexing
         self.passages: list[Passage] = []
         self._bm25: bm25s.BM25 | None = None
         self._vectors: np.ndarray | None = None
@@ -129,12 +133,26 @@ class KnowledgeBase:
         if passages:
             bm25 = bm25s.BM25()
             bm25.index(_tokens([f"{p.heading} {p.text}" for p in passages]), show_progress=False)
-            if self.embedder is not None and self.cfg.embeddings:
-                vectors = self.embedder.embed([f"{p.heading}. {p.text}" for p in passages])
+            if self.cfg.embeddings:
+                vectors = self._embed_passages(passages)
         self.passages, self._bm25, self._vectors, self._signature = passages, bm25, vectors, sig
         self._checked = time.monotonic()
         log.info("knowledge base %s: %d files, %d passages%s", self.folder, len(sig), len(passages),
                  ", with embeddings" if vectors is not None else "")
+
+    def _embed_passages(self, passages: list[Passage]) -> np.ndarray | None:
+        src = self._embedder_src
+        if self.embedder is None and src is not None:
+            self.embedder = src if hasattr(src, "embed") else src()
+        if self.embedder is None:
+            return None
+        texts = [f"{p.heading}. {p.text}" for p in passages]
+        todo = sorted({t for t in texts if t not in self._vector_cache})
+        if todo:
+            for t, v in zip(todo, self.embedder.embed(todo), strict=True):
+                self._vector_cache[t] = v
+        self._vector_cache = {t: self._vector_cache[t] for t in texts}
+        return np.stack([self._vector_cache[t] for t in texts])
 
     def stale(self) -> bool:
         return self._signature is None or self.signature() != self._signature

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ class ToolLibrary:
         self.db = db
         self.redactor = redactor or default_redactor
         if embedder == "auto":
-            embedder = _auto_embedder() if self.config.knowledge.embeddings else None
+            embedder = shared_embedder if self.config.knowledge.embeddings else None
         self.knowledge = KnowledgeBases(self.config.knowledge, self.base_dir, embedder)
         self.plugin_folders = [self._path(p) for p in self.config.plugin_paths]
         self._session: aiohttp.ClientSession | None = None
@@ -103,7 +104,12 @@ class ToolLibrary:
         self, name: str, description: str, parameters: dict[str, Any], spec: HttpFunction,
         *, timeout_s: float | None = None, interruptible: bool = True,
     ) -> Tool:
-        signer = Signer(read_secret(spec.secret_env, None) or "") if spec.secret_env else self.signer()
+        if spec.secret_env:
+            secret = read_secret(spec.secret_env, None) or ""
+            signer = Signer(secret)
+            self.redactor.remember(secret)
+        else:
+            signer = self.signer()
         return http_tool(
             name, description, parameters, spec, signer=signer, session=self.http_session,
             allowed_env=list(self.config.function_env), redactor=self.redactor,
@@ -192,7 +198,9 @@ class ToolLibrary:
             self._session = None
 
 
-def _auto_embedder() -> Any:
+@functools.cache
+def shared_embedder() -> Any:
+    """The process's sentence-embedding model (loaded once, on first indexing), or None."""
     try:
         from voxd.tools.embed import load_embedder
     except ImportError:
