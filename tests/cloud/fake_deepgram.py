@@ -38,10 +38,11 @@ class Conn:
 
 
 class FakeDeepgram:
-    def __init__(self, words: dict[int, str], *, drop_after_s: float | None = None, drop_code: int = 1011,
+    def __init__(self, words: dict[int, str], *, sequence: list[str] | None = None, drop_after_s: float | None = None, drop_code: int = 1011,
                  malformed_after_s: float | None = None, reject_status: int | None = None,
                  interim_every_s: float = 0.3) -> None:
         self.words = words
+        self.sequence = list(sequence or [])  # recorded speech: utterances in order, whatever the pitch
         self.drop_after_s = drop_after_s  # first connection closes (1011) after this much audio
         self.drop_code = drop_code
         self.malformed_after_s = malformed_after_s
@@ -68,6 +69,8 @@ class FakeDeepgram:
             await self._runner.cleanup()
 
     def phrase(self, f0: float) -> str:
+        if self.sequence:
+            return self.sequence[0]
         key = min(self.words, key=lambda k: abs(k - f0))
         return self.words[key] if abs(key - f0) < 25 else ""
 
@@ -197,4 +200,6 @@ class _Recogniser:
                          "model_uuid": "00000000-0000-0000-0000-000000000000"},
         }
         await self.ws.send_json(msg)
+        if is_final and text and self.fake.sequence:
+            self.fake.sequence.pop(0)
         await asyncio.sleep(0)
