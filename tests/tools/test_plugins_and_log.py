@@ -140,6 +140,8 @@ async def test_execution_log_from_call_events_with_secrets_redacted(tmp_path: Pa
     redactor = Redactor()
     redactor.remember("Bearer sk-live-abcdef")
     logger = ExecutionLogger(ExecutionLogRepository(db), redactor)
+    published: list[Any] = []
+    logger.subscribers.append(published.append)
     record = CallRecord(id="call_abc", agent="shop", agent_version="3", transport="sip")
     record.turns += [Turn(0, "caller", "hi", 0.0), Turn(1, "bot", "", 0.0)]
     events: list[Any] = [
@@ -168,6 +170,8 @@ async def test_execution_log_from_call_events_with_secrets_redacted(tmp_path: Pa
     assert first["duration_ms"] == 12.5 and first["at"] == 100.0
     assert rows[1]["error"] == "division by zero" and rows[1]["result"] is None
     assert "pw-1" not in json.dumps(api_view) and api_view[0]["actor"] == "agent:shop"
+    assert [p.name for p in published] == ["login_portal", "calculate"]
+    assert published[0].arguments["password"] == REDACTED
 
 
 async def test_log_prune_and_recent(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from voxd.store.functions_log import Execution, ExecutionLogRepository
@@ -32,6 +33,8 @@ class ExecutionLogger:
         self.redact = redactor or default_redactor
         self._queue: asyncio.Queue[Execution | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        # called with each redacted row as it is queued (e.g. the function.executed webhook)
+        self.subscribers: list[Callable[[Execution], None]] = []
 
     def __call__(self, event: Any) -> None:
         """A call event; only ``ToolExecuted`` (an event with ``.tool``) is logged."""
@@ -56,6 +59,11 @@ class ExecutionLogger:
 
     def add(self, row: Execution) -> None:
         self._queue.put_nowait(row)
+        for fn in self.subscribers:
+            try:
+                fn(row)
+            except Exception:
+                log.exception("function execution subscriber failed")
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._writer(), name="function-log")
 
