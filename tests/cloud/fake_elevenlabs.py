@@ -38,11 +38,13 @@ class Session:
     chunks: list[dict[str, Any]] = field(default_factory=list)
     spoken: str = ""  # text turned into audio
     closed_by_client: bool = False
+    aborted: bool = False  # the client went away while audio was still being generated
 
 
 class FakeElevenLabs:
-    def __init__(self, faults: list[str] | None = None) -> None:
+    def __init__(self, faults: list[str] | None = None, chunk_delay_s: float = 0.001) -> None:
         self.faults = list(faults or [])
+        self.chunk_delay_s = chunk_delay_s
         self.sessions: list[Session] = []
         self.url = ""
         self._closing = asyncio.Event()
@@ -76,10 +78,11 @@ class FakeElevenLabs:
         await ws.prepare(request)
         s = Session(request.match_info["voice_id"], dict(request.query), request.headers.get("xi-api-key"))
         self.sessions.append(s)
-        rate = int(s.query.get("output_format", "pcm_16000").split("_")[1])
         pending = ""
-        sent_chunks = 0
-        async for msg in ws:
+        work: list[str | None] = []  # text to voice at each flush; None = the close message
+        wake = asyncio.Event()
+        gen = asyncio.ensure_future(self._generate(ws, s, fault, work, wake))
+        async for msg in ws:  # keep receiving while generating, to see the client leave
             if msg.type != WSMsgType.TEXT:
                 continue
             data = json.loads(msg.data)
@@ -89,13 +92,37 @@ class FakeElevenLabs:
                 continue
             s.chunks.append(data)
             pending += data["text"]
-            if not (data.get("flush") or data["text"] == ""):
-                continue
+            if data.get("flush") or data["text"] == "":
+                work.append(pending)
+                pending = ""
+            if data["text"] == "":
+                work.append(None)
+            wake.set()
+        if not gen.done():
+            s.aborted = True
+            gen.cancel()
+        elif not gen.cancelled():
+            gen.exception()  # retrieved: a send to a client that left is not a test failure
+        return ws
+
+    async def _generate(self, ws: web.WebSocketResponse, s: Session, fault: str | None,
+                        work: list[str | None], wake: asyncio.Event) -> None:
+        rate = int(s.query.get("output_format", "pcm_16000").split("_")[1])
+        sent_chunks = 0
+        while True:
+            while not work:
+                wake.clear()
+                await wake.wait()
+            text = work.pop(0)
+            if text is None:
+                s.closed_by_client = True
+                await ws.send_json({"isFinal": True})
+                await ws.close()
+                return
             if fault == "stall":
                 await self._closing.wait()
-                break
-            words = pending.split(" ")
-            pending = ""
+                return
+            words = text.split(" ")
             for i in range(0, len(words), 3):  # audio in chunks of three words
                 part = " ".join(words[i : i + 3]).strip()
                 if not part:
@@ -103,15 +130,15 @@ class FakeElevenLabs:
                 part += " "
                 if sent_chunks == 1 and fault == "drop":
                     await ws.close(code=1011, message=b"internal error")
-                    return ws
+                    return
                 if sent_chunks == 1 and fault == "garbage":
                     await ws.send_str('{"audio": "AAAA", "isFinal": nu')
                     await self._closing.wait()
-                    return ws
+                    return
                 if sent_chunks == 0 and fault == "quota":
                     await ws.send_json({"message": "This request exceeds your quota.", "error": "quota_exceeded", "code": 1008})
                     await ws.close(code=1008, message=b"quota_exceeded")
-                    return ws
+                    return
                 pcm = tone(len(part), rate)
                 if s.query.get("output_format") == "ulaw_8000":
                     from voxd.proto.g711 import ulaw_encode
@@ -125,10 +152,4 @@ class FakeElevenLabs:
                                     "normalizedAlignment": align, "alignment": align})
                 s.spoken += part
                 sent_chunks += 1
-                await asyncio.sleep(0.001)
-            if data["text"] == "":
-                s.closed_by_client = True
-                await ws.send_json({"isFinal": True})
-                await ws.close()
-                break
-        return ws
+                await asyncio.sleep(self.chunk_delay_s)

@@ -55,21 +55,29 @@ async def test_ulaw_8000_is_decoded_to_pcm(el: FakeElevenLabs) -> None:
     assert len(pcm) == 2 * int(4 * MS_PER_CHAR / 1000 * 8000)
 
 
-async def test_cancel_on_barge_in_closes_the_socket(el: FakeElevenLabs) -> None:
-    t = tts(el.url)
-    first = asyncio.Event()
+async def test_cancel_on_barge_in_closes_the_socket() -> None:
+    fake = await FakeElevenLabs(chunk_delay_s=0.05).start()
+    try:
+        t = tts(fake.url)
+        first = asyncio.Event()
 
-    async def speak() -> None:
-        async for _ in t.synthesize("A very long sentence that goes on and on, for quite a while indeed."):
-            first.set()
-            await asyncio.sleep(1)
+        async def speak() -> None:
+            async for _ in t.synthesize("A very long sentence that goes on and on, for quite a while indeed."):
+                first.set()
 
-    task = asyncio.ensure_future(speak())
-    await asyncio.wait_for(first.wait(), 5)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert not el.sessions[0].closed_by_client or len(el.sessions[0].spoken) < 60
+        task = asyncio.ensure_future(speak())
+        await asyncio.wait_for(first.wait(), 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for _ in range(100):
+            if fake.sessions[0].aborted:
+                break
+            await asyncio.sleep(0.01)
+        s = fake.sessions[0]
+        assert s.aborted and not s.closed_by_client and len(s.spoken) < 30  # generation stopped early
+    finally:
+        await fake.stop()
 
 
 @pytest.mark.parametrize(("fault", "message"), [
