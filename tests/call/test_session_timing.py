@@ -191,3 +191,29 @@ async def test_bad_tool_arguments_go_back_to_llm() -> None:
     tool_msg = next(m for m in llm.calls[1] if m.role == "tool")
     assert "invalid arguments for calculate" in tool_msg.content
     assert s.record.turns[-1].text == "Sorry." and not s.closed
+
+
+async def test_min_words_backchannel_is_decided_on_the_transcript() -> None:
+    reply = "Here is a long answer about our opening hours and all of our prices for you."
+    s, control, _, tts, _ = make_session(
+        {"greeting": reply, "interruption": {"min_speech_ms": 200, "min_words": 2},
+         "turn": {"detector": "silence", "max_silence_ms": 300}},
+        transcripts=["yeah"],
+    )
+    res = await drive(s, frames_of(silence(1.0) + voiced(0.5) + silence(6.0)))
+    # the bot paused at once, then resumed: one word is a backchannel
+    assert not res.bot_active[int(1.1 / F)]
+    assert s.record.interruptions == 0 and s.backchannels == 1 and control.clears == 0
+    assert not s.record.turns[0].interrupted and tts.texts == [reply]
+    assert not [t for t in s.record.turns if t.speaker == "caller"]
+
+
+async def test_min_words_enough_words_interrupt() -> None:
+    s, control, _, _, _ = make_session(
+        {"greeting": "Here is a long answer about our opening hours and all of our prices.",
+         "interruption": {"min_speech_ms": 200, "min_words": 2}, "turn": {"detector": "silence", "max_silence_ms": 300}},
+        transcripts=["wait a second"], steps=["Sure."],
+    )
+    await drive(s, frames_of(silence(1.0) + voiced(0.5) + silence(3.0)))
+    assert s.record.interruptions == 1 and s.record.turns[0].interrupted and control.clears == 1
+    assert [t.text for t in s.record.turns[1:]] == ["wait a second", "Sure."]

@@ -88,6 +88,8 @@ class CallSession:
         self.turns = tt.TurnTaker(agent.turn, agent.interruption)
         self.keypad = kp.KeypadMachine(agent.dtmf)
         self.stt = engines.stt.stream()
+        self._interim = ""
+        self.stt.on_interim = self._on_interim
         self.tools = SessionTools(self, tools)
         self.messages: list[Message] = [Message("system", agent.prompt)]
         self._tool_policy = ToolPolicy(
@@ -214,7 +216,7 @@ class CallSession:
         elif isinstance(a, tt.SpeechStarted):
             self._on_speech_started(a.onset, now)
         elif isinstance(a, tt.SpeechSustained):
-            if self._barge_onset is not None:
+            if self._barge_onset is not None and self._enough_words():
                 self._interrupt(reason="speech")
         elif isinstance(a, tt.ShortSpeechEnded):
             if self._barge_onset is not None:  # a backchannel: carry on talking
@@ -252,7 +254,24 @@ class CallSession:
         audio_turn_end = time.perf_counter()
         endpoint_ms = round((now + FRAME_S - a.speech_end) * 1000, 1)
         self._utterance.clear()
-        self._start_reply(self._caller_turn(audio_turn_end, endpoint_ms))
+        if self._barge_onset is not None:
+            # the bot is paused, waiting to know if this was an interruption (min_words):
+            # decide on the transcript without cutting the reply first
+            self._spawn(self._caller_turn(audio_turn_end, endpoint_ms))
+        else:
+            self._start_reply(self._caller_turn(audio_turn_end, endpoint_ms))
+
+    def _enough_words(self, text: str | None = None) -> bool:
+        need = self.agent.interruption.min_words
+        if need <= 0:
+            return True
+        words = len((text if text is not None else self._interim).split())
+        return words >= need
+
+    def _on_interim(self, text: str) -> None:
+        self._interim = text
+        if self._barge_onset is not None and self.turns.in_speech and self._enough_words():
+            self._interrupt(reason="speech")
 
     async def _confirm(self, ticket: int, now: float) -> None:
         since_onset = round((now - self.turns.onset) / FRAME_S) + 2
@@ -336,6 +355,15 @@ class CallSession:
             self._engine_error("stt", e)
             return
         transcript_ms = (time.perf_counter() - t0) * 1000
+        self._interim = ""
+        if self._barge_onset is not None:
+            if not self._enough_words(text):  # "yeah", "mm-hmm": a backchannel after all
+                self.backchannels += 1
+                self._barge_onset = None
+                self.playout.resume()
+                return
+            self._interrupt(reason="speech")
+            self._reply = asyncio.current_task()  # type: ignore[assignment]  # this task is now the reply
         if not text:
             if self.playout.paused:
                 self.playout.resume()
