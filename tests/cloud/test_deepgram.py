@@ -109,3 +109,24 @@ async def test_unreachable_server_fails_the_stream() -> None:
         await s.aclose()
     finally:
         await fake.stop()
+
+
+async def test_a_dead_stream_tries_again_for_a_later_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    import voxd.providers.stt.deepgram as dgmod
+
+    fake = await FakeDeepgram(WORDS, reject_status=503).start()
+    try:
+        s = engine(fake.url, max_reconnects=0).stream()
+        await speak(s, voiced(0.5))
+        with pytest.raises(ProviderError):
+            await s.finalize()
+        buffered = len(s._buf)
+        await speak(s, voiced(0.5))
+        assert len(s._buf) == buffered  # nothing piles up while dead
+        fake.reject_status = None  # Deepgram is back
+        monkeypatch.setattr(dgmod, "REVIVE_AFTER_S", 0.0)
+        await speak(s, silence(0.1) + voiced(1.0, f0=220) + silence(0.1))
+        assert await s.finalize() == "Thanks, goodbye."
+        await s.aclose()
+    finally:
+        await fake.stop()

@@ -31,6 +31,7 @@ log = logging.getLogger("voxd.providers.deepgram")
 
 DEFAULT_URL = "wss://api.deepgram.com"
 BACKOFF_S = (0.0, 0.1, 0.3, 1.0, 2.0)
+REVIVE_AFTER_S = 10.0  # after giving up, try a fresh connection for a later turn
 SEND_CHUNK = 3200 * 2  # at most 200 ms of 16 kHz audio per websocket message
 
 
@@ -71,6 +72,7 @@ class DeepgramSTT(SpeechToText):
         self._key = api_key
         self.options = options
         self.base_url = (base_url or DEFAULT_URL).rstrip("/")
+        self._client: Any = None
 
     def __repr__(self) -> str:  # the key stays out of logs
         return f"DeepgramSTT(url={self.base_url!r}, model={self.options.model!r})"
@@ -81,15 +83,16 @@ class DeepgramSTT(SpeechToText):
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[Any]:
         """An SDK socket client (`AsyncV1SocketClient`) on a fresh connection."""
-        from deepgram import AsyncDeepgramClient
-        from deepgram.environment import DeepgramClientEnvironment
+        if self._client is None:
+            from deepgram import AsyncDeepgramClient
+            from deepgram.environment import DeepgramClientEnvironment
 
-        ws = self.base_url.replace("https://", "wss://").replace("http://", "ws://")
-        http = ws.replace("wss://", "https://").replace("ws://", "http://")
-        env = DeepgramClientEnvironment(base=http, production=ws, agent=ws, agent_rest=http)
-        client = AsyncDeepgramClient(api_key=self._key.reveal(), environment=env)
+            ws = self.base_url.replace("https://", "wss://").replace("http://", "ws://")
+            http = ws.replace("wss://", "https://").replace("ws://", "http://")
+            env = DeepgramClientEnvironment(base=http, production=ws, agent=ws, agent_rest=http)
+            self._client = AsyncDeepgramClient(api_key=self._key.reveal(), environment=env)
         q = self.options.query()
-        async with client.listen.v1.connect(
+        async with self._client.listen.v1.connect(
             model=q.pop("model"), request_options={"additional_query_parameters": q}
         ) as sock:
             yield sock
@@ -109,6 +112,7 @@ class DeepgramStream(STTStream):
         self.opt = engine.options
         self.bps = self.opt.sample_rate * (2 if self.opt.encoding == "linear16" else 1)
         self.error: ProviderError | None = None
+        self._gave_up_at = 0.0
         self.reconnects = 0
         self.connected = asyncio.Event()
         self.audio_s_sent = 0.0
@@ -134,6 +138,10 @@ class DeepgramStream(STTStream):
     def push_audio(self, pcm: bytes) -> None:
         if self._closing:
             return
+        if self.error is not None:
+            if time.monotonic() - self._gave_up_at < REVIVE_AFTER_S:
+                return  # dead: a fallback (if any) has this turn's audio
+            self._revive()
         self._start()
         self._buf += pcm
         self._pushed += len(pcm)
@@ -318,7 +326,7 @@ class DeepgramStream(STTStream):
 
     def _finalized(self, end: int) -> None:
         sent = [f for f in self._fins if f.sent]
-        done = [f for f in sent if f.boundary <= end + self.bps // 2] or sent[:1]
+        done = [f for f in sent if f.boundary <= end + self.bps // 10] or sent[:1]
         for f in done:
             self._fins.remove(f)
             self._confirmed = max(self._confirmed, min(f.boundary, self._sent))
@@ -331,8 +339,17 @@ class DeepgramStream(STTStream):
         self._finals.clear()
         return text
 
+    def _revive(self) -> None:
+        """Start over on a fresh connection, from the audio pushed from now on."""
+        log.info("deepgram: trying a new connection")
+        self.error, self._task = None, None
+        self._confirmed = self._sent = self._origin = self._turn_start = self._buf_start = self._pushed
+        self._buf.clear()
+        self._finals.clear()
+
     def _give_up(self, why: str, retryable: bool = True) -> None:
         self.error = ProviderError(self.engine.name, why, retryable=retryable)
+        self._gave_up_at = time.monotonic()
         log.warning("deepgram: giving up: %s", why)
         self._fail_pending(self.error)
 
