@@ -19,6 +19,7 @@ import pytest
 
 from tests.synth import silence, voiced
 from voxd.app import Daemon
+from voxd.call.events import EngineError
 from voxd.config import VoxdConfig
 from voxd.media.audio import resample
 from voxd.proto.g711 import ulaw_encode
@@ -206,6 +207,9 @@ async def test_barge_in_clears_and_keeps_only_what_was_heard(daemon: Daemon) -> 
 
 async def test_bad_input_ends_only_that_call(daemon: Daemon) -> None:
     url = f"http://127.0.0.1:{daemon.http_port}/media/twilio"
+    errors: list[EngineError] = []
+    assert daemon.calls is not None
+    daemon.calls.listeners.append(lambda ev: errors.append(ev) if isinstance(ev, EngineError) else None)
     async with aiohttp.ClientSession() as http:
         socks = [await http.ws_connect(url) for _ in range(4)]
         calls = [Platform(ws, f"MZB{i}") for i, ws in enumerate(socks)]
@@ -218,7 +222,7 @@ async def test_bad_input_ends_only_that_call(daemon: Daemon) -> None:
         await socks[1].send_bytes(b"\x00\x01binary")
         await socks[2].close()  # dropped without stop
         await calls[3].say(voiced(0.8) + silence(1.5))  # the healthy call carries on talking
-        assert ids[3] in daemon.calls.active  # type: ignore[union-attr]
+        assert ids[3] in daemon.calls.active
         await calls[3].send("stop", stop={})
         for p in calls:
             await asyncio.wait_for(p.reader, 5)
@@ -229,6 +233,8 @@ async def test_bad_input_ends_only_that_call(daemon: Daemon) -> None:
     assert [r["end_reason"] for r in recs] == ["protocol_error", "protocol_error", "connection_lost", "caller_hangup"]
     assert "not JSON" in recs[0]["metadata"]["error"] and "binary" in recs[1]["metadata"]["error"]
     assert all(r["ended_at"] for r in recs)
+    assert sorted((e.record.id, e.role) for e in errors) == sorted((cid, "transport") for cid in ids[:3])
+    assert errors[0].detail["end_reason"] in ("protocol_error", "connection_lost")
     assert any(t["speaker"] == "caller" for t in recs[3]["turns"])
 
 

@@ -37,6 +37,7 @@ import numpy as np
 from aiohttp import WSMsgType, web
 
 from voxd.agents.registry import AgentRegistry
+from voxd.call.events import EngineError
 from voxd.call.manager import CallLimitReached, CallManager
 from voxd.call.session import CallSession
 from voxd.media.audio import FRAME_BYTES, SILENCE_FRAME, FrameSplitter, StreamResampler
@@ -62,6 +63,19 @@ PUBLIC_URL_ENV = "VOXD_PUBLIC_URL"  # e.g. https://voice.example.com, when behin
 
 class ProtocolError(Exception):
     """The platform sent something that is not the Media Streams protocol."""
+
+
+def publish_transport_error(calls: CallManager, session: CallSession, message: str, **detail: Any) -> None:
+    """Tell the call's observers (webhooks `error.occurred`, metrics) that its transport failed.
+
+    An EngineError with role "transport", handed to the manager's listeners directly:
+    the session has no public way to emit one for its transport."""
+    event = EngineError(session.record, "transport", message, {"transport": session.record.transport, **detail})
+    for fn in list(calls.listeners):
+        try:
+            fn(event)
+        except Exception:
+            log.exception("call event listener failed")
 
 
 class HeardPlayout(Playout):
@@ -323,6 +337,9 @@ def setup_twilio(
             clock.unregister(handle)
             session.record.metadata.update(marks_echoed=call.marks_echoed, frames_taken_back=call.frames_taken_back,
                                            gap_frames=call.gap_frames)
+            if reason in ("protocol_error", "transport_error", "connection_lost") and not session.closed:
+                publish_transport_error(calls, session, session.record.metadata.get("error", "websocket closed without stop"),
+                                        end_reason=reason)
             if not session.closed:
                 await session.close(reason, ended_by=by)
             await call.close_writer(writer)

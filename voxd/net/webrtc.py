@@ -57,6 +57,7 @@ from voxd.media.audio import (
     StreamResampler,
 )
 from voxd.net.clock import MediaClock
+from voxd.net.twilio import publish_transport_error
 from voxd.net.webtoken import ApiKeyCheck, InvalidToken, WebTokens, api_key_check
 
 log = logging.getLogger("voxd.webrtc")
@@ -383,6 +384,9 @@ def setup_webrtc(
                 await call.done.wait()
         finally:
             clock.unregister(handle)
+            if call.reason in ("connection_lost", "ice_timeout") and not session.closed:
+                publish_transport_error(calls, session, f"peer connection {call.pc.connectionState}",
+                                        end_reason=call.reason)
             if not session.closed:
                 await session.close(call.reason, ended_by=call.ended_by)
             call.send({"type": "end", "reason": session.record.end_reason or call.reason})
