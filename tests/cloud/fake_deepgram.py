@@ -40,7 +40,7 @@ class Conn:
 class FakeDeepgram:
     def __init__(self, words: dict[int, str], *, sequence: list[str] | None = None, drop_after_s: float | None = None, drop_code: int = 1011,
                  malformed_after_s: float | None = None, reject_status: int | None = None,
-                 interim_every_s: float = 0.3) -> None:
+                 interim_every_s: float = 0.3, quiet_finalize: bool = False) -> None:
         self.words = words
         self.sequence = list(sequence or [])  # recorded speech: utterances in order, whatever the pitch
         self.drop_after_s = drop_after_s  # first connection closes (1011) after this much audio
@@ -48,6 +48,7 @@ class FakeDeepgram:
         self.malformed_after_s = malformed_after_s
         self.reject_status = reject_status
         self.interim_every_s = interim_every_s
+        self.quiet_finalize = quiet_finalize  # no from_finalize reply when nothing is left to transcribe
         self.conns: list[Conn] = []
         self.url = ""
         self._runner: web.AppRunner | None = None
@@ -182,6 +183,9 @@ class _Recogniser:
     async def finalize(self, from_finalize: bool = True) -> None:
         """Flush: a final result for the audio since the last one (maybe empty)."""
         text = self._text()
+        if not text and self.fake.quiet_finalize:
+            self._cut()
+            return
         if text or from_finalize:
             await self._results(text, is_final=True, speech_final=False, from_finalize=from_finalize)
         self._cut()

@@ -130,3 +130,21 @@ async def test_a_dead_stream_tries_again_for_a_later_turn(monkeypatch: pytest.Mo
         await s.aclose()
     finally:
         await fake.stop()
+
+
+async def test_no_from_finalize_after_speech_final_costs_no_seconds() -> None:
+    """If Deepgram sends nothing for a Finalize with only silence left, a turn it already
+    closed with speech_final is returned after a short grace, not the full timeout."""
+    fake = await FakeDeepgram(WORDS, quiet_finalize=True).start()
+    try:
+        s = engine(fake.url, finalize_timeout_s=5.0).stream()
+        loop = asyncio.get_running_loop()
+        for phrase, f0 in (("What time is it?", 140), ("Thanks, goodbye.", 220)):
+            await speak(s, voiced(1.0, f0=f0) + silence(0.6))
+            await asyncio.sleep(0.2)  # the speech_final result arrives
+            t0 = loop.time()
+            assert await s.finalize() == phrase
+            assert loop.time() - t0 < 1.0
+        await s.aclose()
+    finally:
+        await fake.stop()

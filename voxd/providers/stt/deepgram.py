@@ -49,6 +49,7 @@ class DeepgramOptions:
     punctuate: bool = True
     keepalive_s: float = 4.0
     finalize_timeout_s: float = 3.0
+    settled_grace_s: float = 0.3  # after a speech_final, wait only this long for from_finalize
     max_reconnects: int = 4
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -125,6 +126,7 @@ class DeepgramStream(STTStream):
         self._origin = 0  # abs position of the current connection's first byte
         self._turn_start = 0
         self._finals: list[str] = []
+        self._settled = False  # the last result closed an utterance and nothing was heard since
         self._fins: list[_Fin] = []
         self._wake = asyncio.Event()
         self._closing = False
@@ -167,15 +169,20 @@ class DeepgramStream(STTStream):
         fin = _Fin("turn", boundary, fut)
         self._fins.append(fin)
         self._wake.set()
+        # Deepgram already closed the utterance (speech_final, nothing heard since): the
+        # transcript is complete, so a missing from_finalize must not cost seconds.
+        settled = self._settled and bool(self._finals)
+        timeout = self.opt.settled_grace_s if settled else self.opt.finalize_timeout_s
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), self.opt.finalize_timeout_s)
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
         except TimeoutError:
-            if fin in self._fins:
-                self._fins.remove(fin)
+            fin.kind, fin.future = "discard", None  # a late from_finalize still pairs with it
+            fut.cancel()
             if not self.connected.is_set():
                 raise ProviderError(self.engine.name, "no transcript: connection down", retryable=True) from None
-            log.info("deepgram: no from_finalize within %.1fs; using the final results so far", self.opt.finalize_timeout_s)
-            self._confirmed = max(self._confirmed, boundary)
+            if not settled:
+                log.info("deepgram: no from_finalize within %.1fs; using the final results so far", timeout)
+            self._confirmed = max(self._confirmed, min(boundary, self._sent))
             return self._take()
 
     async def aclose(self) -> None:
@@ -317,10 +324,15 @@ class DeepgramStream(STTStream):
             if end > self._confirmed or msg.from_finalize:
                 if end > self._confirmed and text:
                     self._finals.append(text)
+                    self._settled = bool(msg.speech_final)
+                elif msg.speech_final:
+                    self._settled = True
                 self._confirmed = max(self._confirmed, end)
                 self._trim()
-        elif text and end > self._confirmed and self.on_interim is not None:
-            self.on_interim(" ".join([*self._finals, text]))
+        elif text and end > self._confirmed:
+            self._settled = False
+            if self.on_interim is not None:
+                self.on_interim(" ".join([*self._finals, text]))
         if msg.from_finalize:
             self._finalized(end)
 
@@ -337,6 +349,7 @@ class DeepgramStream(STTStream):
     def _take(self) -> str:
         text = " ".join(self._finals)
         self._finals.clear()
+        self._settled = False
         return text
 
     def _revive(self) -> None:
