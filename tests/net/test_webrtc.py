@@ -37,12 +37,21 @@ dialog:
     - {name: time, examples: ["what time is it"], tool: get_current_time, reply: "It's {result.spoken}."}
 """
 
+TALKER = """
+greeting: "Thanks for calling the test line. This greeting is long on purpose, so that a caller has plenty of time to talk over it."
+stt: {engine: fake, options: {transcripts: ["stop talking"]}}
+llm: {engine: dialog}
+voice: {engine: fake}
+turn: {detector: silence, max_silence_ms: 400}
+"""
+
 
 @pytest.fixture
 async def daemon(tmp_path: Path) -> Any:
     (tmp_path / "agents").mkdir()
     (tmp_path / "agents" / "fakey.yaml").write_text(AGENT)
     (tmp_path / "agents" / "other.yaml").write_text(AGENT)
+    (tmp_path / "agents" / "talker.yaml").write_text(TALKER)
     cfg = VoxdConfig.model_validate({
         "state_dir": str(tmp_path / "state"), "agents_dir": str(tmp_path / "agents"),
         "http": {"port": 0}, "sip": {"enabled": False}, "engines": {"silero_confirm": False, "preload": False},
@@ -176,6 +185,23 @@ async def test_browser_call_audio_transcript_keypad_hangup(daemon: Daemon) -> No
     assert rec is not None and rec["transport"] == "webrtc" and rec["end_reason"] == "caller_hangup"
     assert [(d["digit"], d["source"]) for d in rec["dtmf"]] == [("5", "webrtc")]
     assert ("caller", "what time is it") in [(t["speaker"], t["text"]) for t in rec["turns"]]
+
+
+async def test_barge_in_stops_bot_audio_at_once(daemon: Daemon) -> None:
+    url = f"http://127.0.0.1:{daemon.http_port}"
+    b = Browser(silence(2.0) + voiced(1.2) + silence(3.0))
+    try:
+        status, answer = await b.offer(url, agent="talker", token=await token_for(url, "talker"))
+        assert status == 200, answer
+        await b.wait_for(lambda m: m["type"] == "clear", within_s=10)
+        loud_at_clear = b.loud_frames
+        greeting = await b.wait_for(lambda m: m["type"] == "transcript" and m["speaker"] == "bot")
+        assert greeting["interrupted"] and 0 < len(greeting["text"].split()) < 20
+        await asyncio.sleep(0.5)
+        assert b.loud_frames - loud_at_clear < 10  # at most the browser-side jitter buffer played on
+        await b.wait_for(lambda m: m["type"] == "transcript" and m["speaker"] == "caller")
+    finally:
+        await b.close()
 
 
 async def test_offer_needs_a_valid_token_or_key(daemon: Daemon) -> None:
