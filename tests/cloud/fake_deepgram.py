@@ -88,7 +88,7 @@ class FakeDeepgram:
             if msg.type == WSMsgType.BINARY:
                 conn.audio_bytes += len(msg.data)
                 await rec.audio(msg.data)
-                t = conn.audio_bytes / (2 * RATE)
+                t = rec.now
                 if first and self.drop_after_s is not None and t >= self.drop_after_s:
                     conn.close_code = self.drop_code
                     await ws.close(code=self.drop_code, message=b"NET-0001: simulated drop")
@@ -106,7 +106,7 @@ class FakeDeepgram:
                     await ws.send_json({
                         "type": "Metadata", "transaction_key": "deprecated", "request_id": str(uuid.uuid4()),
                         "sha256": "0" * 64, "created": "2026-01-01T00:00:00.000Z",
-                        "duration": conn.audio_bytes / (2 * RATE), "channels": 1,
+                        "duration": rec.now, "channels": 1,
                     })
                     conn.close_code = 1000
                     await ws.close()
@@ -124,6 +124,8 @@ class _Recogniser:
         self.utterance_end = int(q["utterance_end_ms"]) if "utterance_end_ms" in q else None
         self.vad_events = q.get("vad_events") == "true"
         self.interim = q.get("interim_results") == "true"
+        self.mulaw = q.get("encoding") == "mulaw"
+        assert not self.mulaw or q.get("sample_rate") == "8000"
         self.pcm = np.zeros(0, np.int16)
         self.frames = 0  # frames analysed
         self.seg_start = 0.0  # start of the audio not yet finalised
@@ -139,7 +141,13 @@ class _Recogniser:
         return self.frames * FRAME / RATE
 
     async def audio(self, data: bytes) -> None:
-        self.pcm = np.concatenate([self.pcm, np.frombuffer(data, "<i2")])
+        if self.mulaw:  # G.711 at 8 kHz: decode, and analyse at 16 kHz like linear16
+            from voxd.proto.g711 import ulaw_decode
+
+            samples = np.repeat(ulaw_decode(data), 2).astype(np.int16)
+        else:
+            samples = np.frombuffer(data, "<i2")
+        self.pcm = np.concatenate([self.pcm, samples])
         while len(self.pcm) >= FRAME:
             frame, self.pcm = self.pcm[:FRAME], self.pcm[FRAME:]
             self.frames += 1

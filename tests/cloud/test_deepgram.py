@@ -148,3 +148,13 @@ async def test_no_from_finalize_after_speech_final_costs_no_seconds() -> None:
         await s.aclose()
     finally:
         await fake.stop()
+
+
+async def test_mulaw_8k_sends_a_quarter_of_the_bytes(dg: FakeDeepgram) -> None:
+    s = engine(dg.url, encoding="mulaw").stream()
+    await speak(s, silence(0.2) + voiced(1.0, f0=140) + silence(0.5))
+    assert await s.finalize() == "What time is it?"
+    await s.aclose()
+    q = dg.conns[0].query
+    assert (q["encoding"], q["sample_rate"]) == ("mulaw", "8000")
+    assert abs(dg.conns[0].audio_bytes - 1.7 * 8000) < 400 and abs(s.audio_s_sent - 1.7) < 0.05

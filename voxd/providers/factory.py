@@ -62,7 +62,8 @@ def _build_stt(cfg: STTConfig) -> SpeechToText:
         from voxd.providers.stt.deepgram import DeepgramOptions, DeepgramSTT
 
         allowed = {"interim_results", "endpointing", "utterance_end_ms", "vad_events", "smart_format",
-                   "punctuate", "keepalive_s", "finalize_timeout_s", "max_reconnects", "extra"}
+                   "punctuate", "keepalive_s", "finalize_timeout_s", "settled_grace_s", "max_reconnects",
+                   "encoding", "extra"}
         opts = _options(cfg.options, allowed, "stt")
         model = cfg.model if "model" in cfg.model_fields_set else "nova-3"
         dg = DeepgramSTT(api_key(cfg, "deepgram", "DEEPGRAM_API_KEY"),

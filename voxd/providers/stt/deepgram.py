@@ -53,6 +53,10 @@ class DeepgramOptions:
     max_reconnects: int = 4
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.encoding == "mulaw":  # G.711 rate and width: a quarter of the bytes of 16 kHz linear16
+            self.sample_rate = 8_000
+
     def query(self) -> dict[str, Any]:
         q: dict[str, Any] = {
             "model": self.model, "language": self.language, "encoding": self.encoding,
@@ -132,6 +136,7 @@ class DeepgramStream(STTStream):
         self._closing = False
         self._last_send = time.monotonic()
         self._task: asyncio.Task[None] | None = None
+        self._to_mulaw = _mulaw_encoder() if self.opt.encoding == "mulaw" else None
         with contextlib.suppress(RuntimeError):  # no loop yet: connect on first audio
             asyncio.get_running_loop()
             self._start()
@@ -140,6 +145,8 @@ class DeepgramStream(STTStream):
     def push_audio(self, pcm: bytes) -> None:
         if self._closing:
             return
+        if self._to_mulaw is not None:
+            pcm = self._to_mulaw(pcm)
         if self.error is not None:
             if time.monotonic() - self._gave_up_at < REVIVE_AFTER_S:
                 return  # dead: a fallback (if any) has this turn's audio
@@ -372,6 +379,21 @@ class DeepgramStream(STTStream):
                 f.future.set_exception(err)
                 f.future.exception()  # retrieved here so an abandoned future does not warn
         self._fins.clear()
+
+
+def _mulaw_encoder() -> Any:
+    """16 kHz linear16 from the pipeline -> 8 kHz mu-law, keeping filter state across frames."""
+    import numpy as np
+
+    from voxd.media.audio import StreamResampler
+    from voxd.proto.g711 import ulaw_encode
+
+    rs = StreamResampler(16_000, 8_000)
+
+    def encode(pcm: bytes) -> bytes:
+        return ulaw_encode(np.frombuffer(rs.process(pcm), dtype="<i2"))
+
+    return encode
 
 
 def _describe(e: BaseException) -> str:
