@@ -42,6 +42,16 @@ dialog:
     - {name: time, examples: ["what time is it"], tool: get_current_time, reply: "It's {result.spoken}."}
 """
 
+WHISPER_AGENT = """
+greeting: Hello! Ask me the time.
+stt: {engine: whisper, model: tiny.en}
+voice: {engine: espeak}
+tools: [get_current_time]
+dialog:
+  intents:
+    - {name: time, examples: ["what time is it"], keywords: [time], tool: get_current_time, reply: "It's {result.spoken}."}
+"""
+
 
 def _npm_ready() -> None:
     if (DRIVER / "node_modules" / "playwright-core").is_dir():
@@ -54,15 +64,19 @@ def _npm_ready() -> None:
 
 
 @pytest.fixture
-async def daemon(tmp_path: Path) -> Any:
+async def daemon(tmp_path: Path, request: pytest.FixtureRequest) -> Any:
     if shutil.which(CHROMIUM) is None or shutil.which("node") is None:
         pytest.skip("needs Debian chromium and node")
     await asyncio.to_thread(_npm_ready)
+    real = request.node.get_closest_marker("engines") is not None
     (tmp_path / "agents").mkdir()
     (tmp_path / "agents" / "fakey.yaml").write_text(FAKE_AGENT)
+    if real:
+        (tmp_path / "agents" / "whisper.yaml").write_text(WHISPER_AGENT)
     cfg = VoxdConfig.model_validate({
         "state_dir": str(tmp_path / "state"), "agents_dir": str(tmp_path / "agents"),
-        "http": {"port": 0}, "sip": {"enabled": False}, "engines": {"silero_confirm": False, "preload": False},
+        "http": {"port": 0}, "sip": {"enabled": False},
+        "engines": {"silero_confirm": real, "preload": real},
     })
     d = Daemon(cfg, tmp_path)
     await d.start()
@@ -117,3 +131,16 @@ async def test_browser_calls_the_talk_page(daemon: Daemon, tmp_path: Path) -> No
     assert rec["end_reason"] == "caller_hangup"
     assert [(d["digit"], d["source"]) for d in rec["dtmf"]] == [("5", "webrtc")]
     assert "Chrome" in rec["metadata"]["user_agent"]
+
+
+@pytest.mark.engines
+async def test_browser_with_the_whisper_agent(daemon: Daemon, tmp_path: Path) -> None:
+    """The same call with real recognition: whisper tiny.en hears a flite voice through Opus."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "browser-talk-whisper.png"
+    wav = microphone_wav(tmp_path / "mic.wav", SPEECH / "flite-slt" / "what_time.16k.wav")
+    result = await drive(f"http://127.0.0.1:{daemon.http_port}/talk/whisper", wav, shot)
+    assert result["ok"], result
+    said = " ".join(t["text"] for t in result["transcript"] if t["speaker"] == "caller").lower()
+    assert "time" in said, result["transcript"]
+    assert result["maxLevel"] > 0.01 and result["dtmf"] == ["5"]

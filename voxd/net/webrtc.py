@@ -58,7 +58,7 @@ from voxd.media.audio import (
 )
 from voxd.net.clock import MediaClock
 from voxd.net.twilio import publish_transport_error
-from voxd.net.webtoken import ApiKeyCheck, InvalidToken, WebTokens, api_key_check
+from voxd.net.webtoken import WEB_TOKENS_KEY, ApiKeyCheck, InvalidToken, WebTokens, api_key_check
 
 log = logging.getLogger("voxd.webrtc")
 
@@ -429,6 +429,7 @@ def setup_webrtc(
         for call in list(live):
             await call.pc.close()
 
+    app[WEB_TOKENS_KEY] = tokens
     app.router.add_post("/webrtc/offer", offer)
     app.router.add_get("/webrtc/ice", ice)
     app.router.add_get("/talk/static/{file}", asset)

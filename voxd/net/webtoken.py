@@ -28,12 +28,17 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
 PREFIX = "vxw1"
 SECRET_ENV = "VOXD_WEB_TOKEN_SECRET"
 KEY_FILE = "web_token.key"
 DEFAULT_TTL_S = 300.0
 MAX_TTL_S = 3600.0
 CALL_SCOPE = "calls:write"  # an API key may start a browser call itself with this scope
+# The daemon's WebTokens on its aiohttp Application (set by voxd.net.webrtc.setup_webrtc),
+# for the control API's mint endpoint: `request.app[WEB_TOKENS_KEY].mint(agent, ttl_s)`.
+WEB_TOKENS_KEY: web.AppKey[WebTokens] = web.AppKey("voxd_web_tokens")
 
 
 class InvalidToken(ValueError):
