@@ -54,7 +54,7 @@ def _ms(t0: float, t1: float | None = None) -> float:
     return round(((t1 if t1 is not None else time.perf_counter()) - t0) * 1000, 1)
 
 
-def _as_provider_error(role: str, name: str, e: Exception) -> ProviderError:
+def _as_provider_error(name: str, e: Exception) -> ProviderError:
     return e if isinstance(e, ProviderError) else ProviderError(name, f"{type(e).__name__}: {e}")
 
 
@@ -221,7 +221,6 @@ class FallbackLLM(_Chain, LanguageModel):
             t0 = time.perf_counter()
             first: float | None = None
             units: dict[str, float] = {}
-            done = False
             try:
                 async for ev in provider.stream(messages, tools):
                     if isinstance(ev, TextDelta | ToolCallsRequested) and first is None:
@@ -229,9 +228,8 @@ class FallbackLLM(_Chain, LanguageModel):
                     elif isinstance(ev, Usage):
                         units = {"prompt_tokens": ev.prompt_tokens, "completion_tokens": ev.completion_tokens}
                     yield ev
-                done = True
             except Exception as e:
-                err = _as_provider_error("llm", provider.name, e)
+                err = _as_provider_error(provider.name, e)
                 self._record(ProviderMetric("llm", provider.name, _ms(t0, first) if first else None, _ms(t0), units, ok=False))
                 nxt = self._next(i, err)
                 if first is not None:
@@ -240,9 +238,7 @@ class FallbackLLM(_Chain, LanguageModel):
                     raise err from None
                 i = nxt
                 continue
-            finally:
-                if done:
-                    self._record(ProviderMetric("llm", provider.name, _ms(t0, first) if first else None, _ms(t0), units))
+            self._record(ProviderMetric("llm", provider.name, _ms(t0, first) if first else None, _ms(t0), units))
             return
 
     async def aclose(self) -> None:
@@ -296,7 +292,7 @@ class FallbackTTS(_Chain, TextToSpeech):
                 if tail:
                     yield tail
             except Exception as e:
-                err = _as_provider_error("tts", provider.name, e)
+                err = _as_provider_error(provider.name, e)
                 self._record(ProviderMetric("tts", provider.name, _ms(t0, first) if first else None, _ms(t0),
                                             {"characters": len(remaining)}, ok=False))
                 nxt = self._next(i, err)
