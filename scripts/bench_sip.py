@@ -256,12 +256,13 @@ def pct(values: list[float], q: float) -> float:
 
 
 # ---------------------------------------------------------------- barge-in
-async def barge_calls(workdir: Path, sip_port: int, count: int, start_after_s: float) -> list[Baresip]:
+async def barge_calls(workdir: Path, sip_port: int, count: int, start_after_s: float,
+                      lead_s: float) -> list[Baresip]:
     await asyncio.sleep(start_after_s)
     voices = ["festival-kal", "flite-slt", "flite-awb", "flite-rms", "flite-kal"]
     done: list[Baresip] = []
     for i in range(count):
-        wav = await make_wav(workdir / f"barge{i}.wav", ("silence", 2.0 + 0.13 * i),
+        wav = await make_wav(workdir / f"barge{i}.wav", ("silence", lead_s + 0.13 * i),
                              (str(SPEECH / voices[i % len(voices)] / "speak_to_sales.8k.wav"), 2.5))
         b = Baresip(workdir / f"baresip{i}", wav, rtp_range=BARESIP_RTP, quit_after_s=40)
         await b.start()
@@ -296,7 +297,10 @@ def measure_barge(b: Baresip, tx: list[Packet], rx: list[Packet]) -> BargeResult
     onset = onset_s(sent, rate, after_s=1.0)
     if onset is None:
         return BargeResult(None, None, "no caller onset")
-    stop = silence_from_s(heard, rate, after_s=onset - 0.1, hold_ms=400)
+    before = heard[max(0, int((onset - 0.3) * rate)): int(onset * rate)]
+    if before.size == 0 or float(np.abs(before).max()) < 3000:
+        return BargeResult(None, None, "bot was not talking at the caller's onset")
+    stop = silence_from_s(heard, rate, after_s=onset, hold_ms=400)
     if stop is None:
         return BargeResult(None, None, "bot never went quiet")
     # wall clock through the capture: frame k of enc = k-th packet baresip sent,
@@ -358,7 +362,8 @@ async def run_one(n: int, args: argparse.Namespace, base: Path) -> RunResult:
         sampler = asyncio.create_task(sample_rss())
         sipp = asyncio.create_task(run_sipp_load(f"127.0.0.1:{d.sip_port}", scen, work, calls=n, concurrent=n,
                                                  rate=min(n, 25), limit_s=args.talk_ms / 1000 + 60))
-        barge = asyncio.create_task(barge_calls(work, d.sip_port, args.barge_calls, start_after_s=n / 25 + 1))
+        barge = asyncio.create_task(barge_calls(work, d.sip_port, args.barge_calls, start_after_s=n / 25 + 1,
+                                                 lead_s=args.barge_after_s))
         sipp_res, barge_list = await asyncio.gather(sipp, barge)
         await asyncio.sleep(1.0)
         res.cpu_s = d.cpu_s() - cpu0
@@ -483,10 +488,14 @@ def main() -> int:
     p.add_argument("--calls", default="10,50", help="concurrent calls per run, comma separated (default 10,50)")
     p.add_argument("--agent", choices=["fake", "receptionist"], default="fake")
     p.add_argument("--barge-calls", type=int, default=3, help="baresip barge-in calls per run (sequential)")
+    p.add_argument("--barge-after-s", type=float, default=None,
+                   help="baresip caller talks this long after answer (default 2; 4 with the receptionist's piper)")
     p.add_argument("--talk-ms", type=int, default=12000, help="sipp: ms from answer to the digits")
     p.add_argument("--rtp-range", default="34000-34998", help="daemon RTP ports (captured by tshark)")
     p.add_argument("--keep", action="store_true", help="keep the work folder (captures, recordings, logs)")
     args = p.parse_args()
+    if args.barge_after_s is None:  # piper takes a moment to start a long sentence
+        args.barge_after_s = 4.0 if args.agent == "receptionist" else 2.0
     return asyncio.run(amain(args))
 
 
