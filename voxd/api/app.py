@@ -11,7 +11,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from voxd.api import agents, calls, functions, keys
+from voxd.api import agents, calls, functions, keys, webhooks
 from voxd.api.deps import ApiDeps
 from voxd.api.models import Health
 from voxd.api.openapi import SWAGGER_HTML, SWAGGER_INIT, build_openapi
@@ -94,7 +94,7 @@ async def api_problem_middleware(
 
 
 def all_specs(extra_routes: Iterable[RouteTable] = ()) -> list[RouteSpec]:
-    specs = [*agents.routes, *functions.routes, *calls.routes, *keys.routes]
+    specs = [*agents.routes, *functions.routes, *calls.routes, *keys.routes, *webhooks.routes]
     for table in extra_routes:
         specs += table
     # literal segments before {params}: /calls/active must win over /calls/{call_id}
