@@ -77,6 +77,9 @@ class Daemon:
         report = self.agents.reload()
         if not self.agents.names():
             log.warning("no valid agents in %s", self.agents.directory)
+        from voxd.webhooks.service import setup_webhooks
+
+        self.webhooks = setup_webhooks(self)  # after the first load: only later agent changes are events
         self.agents.start_watching(self.cfg.reload_interval_s)
         if self.cfg.sip.enabled:
             from voxd.net.sip import SipEndpoint
