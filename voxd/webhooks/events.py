@@ -25,6 +25,7 @@ from voxd.call.events import (
 )
 from voxd.call.record import CallRecord, Turn
 from voxd.store.webhooks import Message
+from voxd.tools.redact import default_redactor
 from voxd.webhooks.signing import new_message_id
 
 EVENT_TYPES: dict[str, str] = {
@@ -310,11 +311,12 @@ def from_call_event(event: CallEvent) -> list[Message]:
         return [msg("dtmf.received", DtmfInfo(call_id=r.id, agent=r.agent, digit=d.digit,
                                                   source=d.source, at=d.at))]
     if isinstance(event, ToolExecuted):
-        t = event.tool
-        result = t.result if _jsonable(t.result) else str(t.result)
+        t = event.tool  # redacted as in the execution log: no API keys or passwords leave
+        result = default_redactor(t.result if _jsonable(t.result) else str(t.result))
         return [msg("function.executed", FunctionExecutedInfo(
-            call_id=r.id, agent=r.agent, name=t.name, arguments=dict(t.arguments), result=result,
-            error=t.error, started_at=t.started_at, duration_ms=t.duration_ms))]
+            call_id=r.id, agent=r.agent, name=t.name, arguments=default_redactor(dict(t.arguments)), result=result,
+            error=default_redactor.text(t.error) if t.error else None, started_at=t.started_at,
+            duration_ms=t.duration_ms))]
     if isinstance(event, EngineError):
         return [msg("error.occurred", ErrorInfo(call_id=r.id, agent=r.agent, role=event.role,
                                                     message=event.message, detail=_plain(event.detail)))]
