@@ -62,6 +62,7 @@ class Daemon:
         self._tasks: list[asyncio.Task[None]] = []
         # transports and services register (start, stop) pairs here
         self.services: list[tuple[str, Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]] = []
+        self.extra_routes: list[Any] = []  # RouteTables other parts add to the control API
 
     # ------------------------------------------------------------ start
     async def start(self) -> None:
@@ -72,14 +73,27 @@ class Daemon:
         state = self.cfg.resolved_state_dir()
         state.mkdir(parents=True, exist_ok=True)
         self.db = await Database.open(self.cfg.resolved_database())
-        self.calls = CallManager(self.tools, self.cfg.engines, CallRepository(self.db), max_calls=self.cfg.sip.max_calls)
+        from voxd.store.functions_log import ExecutionLogRepository
+        from voxd.tools.execlog import ExecutionLogger
+        from voxd.tools.library import ToolLibrary
+
+        self.tool_library = ToolLibrary(self.cfg.tools, base_dir=self.base_dir, state_dir=state, db=self.db)
+        self.tools = self.tool_library.base
+        await self.tool_library.start()
+        library = self.tool_library
+        self.calls = CallManager(self.tools, self.cfg.engines, CallRepository(self.db), max_calls=self.cfg.sip.max_calls,
+                                 tools_for=lambda agent: library.registry_for(agent.config))
         self.calls.listeners.append(self.metrics.on_call_event)
+        self.function_log = ExecutionLogger(ExecutionLogRepository(self.db))
+        self.calls.listeners.append(self.function_log)
         report = self.agents.reload()
         if not self.agents.names():
             log.warning("no valid agents in %s", self.agents.directory)
         from voxd.webhooks.service import setup_webhooks
 
         self.webhooks = setup_webhooks(self)  # after the first load: only later agent changes are events
+        self.agents.listeners.append(self._on_agents_changed)
+        await self.tool_library.warm_up([a.config for a in self.agents.all()])
         self.agents.start_watching(self.cfg.reload_interval_s)
         if self.cfg.sip.enabled:
             from voxd.net.sip import SipEndpoint
@@ -113,11 +127,13 @@ class Daemon:
         setup_twilio(app, self.agents, self.calls, self.clock, accepting=lambda: not self.draining)
         setup_webrtc(app, self.agents, self.calls, self.clock, tokens=WebTokens.from_state_dir(self.cfg.resolved_state_dir()), db=self.db, http_host=self.cfg.http.host, accepting=lambda: not self.draining)
         from voxd.api.app import setup_api
-        from voxd.api.deps import ApiDeps
-        from voxd.sources import DaemonAgents, DaemonCalls, DaemonFunctions
+        from voxd.api.deps import ApiDeps, NotFound
+        from voxd.sources import DaemonAgents, DaemonCalls
+        from voxd.tools.source import LibraryFunctionSource
 
         setup_api(app, ApiDeps(self.db, DaemonAgents(self.agents), DaemonCalls(self.calls, self.agents, self.sip),
-                               DaemonFunctions(self.tools)))
+                               LibraryFunctionSource(self.tool_library, not_found=NotFound)),
+                  extra_routes=self.extra_routes)
         return app
 
     async def _start_http(self) -> None:
@@ -189,6 +205,11 @@ class Daemon:
         self._tasks.append(asyncio.create_task(ping(), name="sd-watchdog"))
 
     # ------------------------------------------------------------ signals
+    def _on_agents_changed(self, report: Any) -> None:
+        """Index new or changed agents' knowledge bases and functions in the background."""
+        task = asyncio.ensure_future(self.tool_library.warm_up([a.config for a in self.agents.all()]))
+        self._tasks.append(task)
+
     def reload(self) -> None:
         """SIGHUP: re-read agents; a broken file is logged and the last good one kept."""
         self.notifier.notify(RELOADING=1, MONOTONIC_USEC=int(time.monotonic() * 1e6))
@@ -254,6 +275,10 @@ class Daemon:
             for t in self._tasks:
                 t.cancel()
             await self.metrics.stop()
+            if getattr(self, "function_log", None) is not None:
+                await self.function_log.close()
+            if getattr(self, "tool_library", None) is not None:
+                await self.tool_library.close()
             await self.agents.stop_watching()
             await self.clock.stop()
             if self._runner is not None:

@@ -10,6 +10,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ruamel.yaml import YAML
 
+from voxd.tools.config import ToolsConfig
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -79,6 +81,7 @@ class VoxdConfig(_Model):
     sip: SipListenConfig = Field(default_factory=lambda: SipListenConfig())
     engines: EnginesConfig = Field(default_factory=lambda: EnginesConfig())
     webhooks: WebhooksConfig = Field(default_factory=lambda: WebhooksConfig())
+    tools: ToolsConfig = Field(default_factory=lambda: ToolsConfig(), description="Function library settings (weather, email, calendar, plugins, knowledge bases).")
     log_level: str = Field("INFO", description="Root log level; per-module levels in log_levels.")
     log_levels: dict[str, str] = Field(default_factory=dict)
     reload_interval_s: float = Field(1.0, gt=0, description="How often agent files are checked for changes.")

@@ -1,9 +1,8 @@
-"""The daemon's side of the control API: its agents, calls and functions, adapted to
-the Protocols in `voxd.api.deps`."""
+"""The daemon's side of the control API: its agents and calls, adapted to the Protocols
+in `voxd.api.deps` (functions come from `voxd.tools.source.LibraryFunctionSource`)."""
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import time
 from typing import TYPE_CHECKING, Any
@@ -12,7 +11,6 @@ from voxd.agents.loader import AgentLoadError, FieldError, LoadedAgent
 from voxd.agents.registry import AgentRegistry
 from voxd.api.deps import AgentInfo, InvalidAgent, NotFound, NotSupported
 from voxd.call.manager import CallManager
-from voxd.tools.registry import ToolRegistry
 
 if TYPE_CHECKING:
     from voxd.net.sip import SipEndpoint
@@ -45,13 +43,13 @@ class DaemonAgents:
 
     async def put(self, name: str, yaml_text: str, actor: str) -> AgentInfo:
         try:
-            agent = await asyncio.to_thread(self.registry.write, name, yaml_text)
+            agent = self.registry.write(name, yaml_text)  # small file, fsync: on the loop so reload listeners run there
         except AgentLoadError as e:
             raise InvalidAgent(_errors(e.errors)) from None
         return _info(agent)
 
     async def delete(self, name: str, actor: str) -> None:
-        if not await asyncio.to_thread(self.registry.delete, name):
+        if not self.registry.delete(name):
             raise NotFound(name)
 
 
@@ -77,48 +75,3 @@ class DaemonCalls:
             raise ValueError("'to' must be a SIP URI like sip:user@host:port")
         session = await self.sip.dial(a, to, from_user=from_ or "voxd")
         return session.record.id
-
-
-class DaemonFunctions:
-    def __init__(self, tools: ToolRegistry) -> None:
-        self.tools = tools
-
-    def _entry(self, name: str) -> dict[str, Any]:
-        t = self.tools.get(name)
-        if t is None:
-            raise NotFound(name)
-        return {"name": t.name, "description": t.description, "parameters": t.parameters, "builtin": t.builtin}
-
-    async def list(self) -> builtins.list[dict[str, Any]]:
-        return [self._entry(n) for n in self.tools.names()]
-
-    async def get(self, name: str) -> dict[str, Any]:
-        return self._entry(name)
-
-    async def execute(self, name: str, arguments: dict[str, Any], custom: dict[str, Any] | None = None) -> dict[str, Any]:
-        if self.tools.get(name) is None:
-            raise NotFound(name)
-        res = await self.tools.execute(name, arguments, _ApiContext())
-        return {"result": res.result, "error": res.error, "duration_ms": round(res.duration_ms, 2)}
-
-
-class _ApiContext:
-    """ToolContext for test executions from the API: no call to act on."""
-
-    call_id = ""
-    timezone = "UTC"
-
-    def options_for(self, tool: str) -> dict[str, Any]:
-        return {}
-
-    async def end_call(self, reason: str) -> None:
-        raise NotSupported("no call to end")
-
-    async def transfer_call(self, target: str) -> bool:
-        raise NotSupported("no call to transfer")
-
-    async def send_dtmf(self, digits: str) -> None:
-        raise NotSupported("no call to send digits on")
-
-
-__all__ = ["DaemonAgents", "DaemonCalls", "DaemonFunctions"]

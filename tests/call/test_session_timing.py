@@ -84,7 +84,7 @@ async def test_barge_in_stops_bot_audio_on_next_frame_and_cancels_reply() -> Non
     # three voiced frames to an onset candidate, Silero answers within the frame
     assert (stopped - int(onset / F)) * F <= 0.08
     greeting = s.record.turns[0]
-    assert greeting.interrupted and greeting.barge_in_ms is not None and greeting.barge_in_ms <= 80
+    assert greeting.interrupted and greeting.barge_in_ms is not None and greeting.barge_in_ms <= 60
     assert greeting.heard_text and len(greeting.heard_text) < len(greeting.text)
     # the context holds only what the caller heard
     assert s.messages[1].content == greeting.heard_text
@@ -111,11 +111,16 @@ async def test_backchannel_pauses_then_resumes_without_interrupting() -> None:
 
 
 async def test_noise_rejected_by_confirmation_does_not_interrupt() -> None:
-    s, control, _, _, _ = make_session({"greeting": "A long greeting for everyone on the line today."}, confirm=False)
-    res = await drive(s, frames_of(silence(0.5) + voiced(1.0) + silence(3.0)))
+    greeting = "A long greeting for everyone on the line today, with all the details you could want."
+    s, control, _, _, _ = make_session({"greeting": greeting}, confirm=False)
+    res = await drive(s, frames_of(silence(0.5) + voiced(3.0) + silence(3.0)))
     assert s.record.interruptions == 0 and control.clears == 0
     assert not s.record.turns[0].interrupted
-    assert sum(res.bot_active) > 0
+    # webrtcvad-only "speech" holds the bot once, briefly (until Silero has said no for 0.5 s)
+    expected = -(-int(len(greeting) * 60 / 100) * 1600 // 320)
+    assert sum(res.bot_active) == expected
+    gaps = [i for i in range(1, len(res.bot_active) - 1) if res.bot_active[i - 1] and not res.bot_active[i]]
+    assert len(gaps) <= 2
 
 
 async def test_dtmf_menu_paths_and_digit_interrupts() -> None:

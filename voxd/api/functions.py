@@ -21,6 +21,7 @@ from voxd.api.models import (
 )
 from voxd.api.problems import ApiProblem, validation_problem
 from voxd.api.routing import Ctx, Reply, RouteTable
+from voxd.tools.redact import default_redactor
 
 routes = RouteTable(params={"name": FUNCTION_NAME_RE})
 TAG = "functions"
@@ -141,7 +142,7 @@ async def execute_function(ctx: Ctx) -> Reply:
         raise validation_problem(errors, "body")
     out = await ctx.services.deps.functions.execute(info.name, body.arguments, rec)
     logged = await ctx.services.functions.log_execution(
-        info.name, body.arguments, out.get("result"), out.get("error"),
+        info.name, default_redactor(body.arguments), default_redactor(out.get("result")), out.get("error"),
         float(out.get("duration_ms", 0.0)), ctx.actor)
     return Reply(Execution.model_validate(logged))
 

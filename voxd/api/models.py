@@ -105,8 +105,10 @@ class HttpSpec(Request):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     url: str = Field(pattern=r"^https?://[^\s]+$", max_length=2048,
                      examples=["https://crm.example.com/lookup"])
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict, description="Values may reference ${ENV_VARS} allowed by tools.function_env.")
     timeout_s: float = Field(10.0, gt=0, le=60)
+    body: Any = Field(None, description="Body template; {argument} placeholders are filled from the call's arguments.")
+    secret_env: str | None = Field(None, description="Environment variable holding this function's own signing secret.")
 
 
 class FunctionInfo(BaseModel):

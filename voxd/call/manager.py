@@ -38,8 +38,10 @@ class CallManager:
         engines: EnginesConfig | None = None,
         repo: Any | None = None,  # voxd.store.calls.CallRepository (anything with async save(record))
         max_calls: int = 500,
+        tools_for: Callable[[LoadedAgent], ToolRegistry] | None = None,
     ) -> None:
         self.tools = tools
+        self.tools_for = tools_for  # per-agent registries (built-ins + the agent's own functions)
         self.engines_cfg = engines or EnginesConfig()
         self.repo = repo
         self.max_calls = max_calls
@@ -128,7 +130,7 @@ class CallManager:
             agent.config,
             agent.version,
             engines or self.engines_for(agent),
-            self.tools,
+            self.tools_for(agent) if self.tools_for is not None else self.tools,
             control,
             record,
             vad=FrameVAD(self.engines_cfg.vad_aggressiveness),

@@ -29,6 +29,7 @@ from voxd.providers.base import (
     ToolSpec,
     Usage,
 )
+from voxd.tools.redact import default_redactor
 from voxd.tools.registry import ToolResult
 
 MAX_TOOL_ROUNDS = 5
@@ -106,7 +107,7 @@ def _record(turn: Turn, call: ToolCall, res: ToolResult) -> None:
     turn.tool_calls.append(
         ToolCallRecord(
             name=res.name,
-            arguments=res.arguments,
+            arguments=default_redactor(res.arguments),
             result=res.result,
             error=res.error,
             started_at=time.time() - res.duration_ms / 1000,

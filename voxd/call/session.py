@@ -49,6 +49,7 @@ log = logging.getLogger("voxd.call")
 
 FRAME_S = 0.02
 TURN_AUDIO_S = 8.0  # Smart Turn looks at the last 8 s
+NOISE_HOLDOFF_S = 3.0  # after a rejected onset, only confirmed speech pauses the bot
 OVERLOAD_BACKLOG = 8  # inference jobs in flight beyond which Smart Turn is skipped
 CONFIRM_FRAMES = 10  # Silero sees at most the last 200 ms since the onset
 
@@ -110,6 +111,8 @@ class CallSession:
         self._reply: asyncio.Task[None] | None = None
         self._bot_turn: Turn | None = None
         self._barge_onset: float | None = None  # caller onset that paused the bot
+        self._paused_at: float | None = None  # media time the bot's voice was paused for a caller
+        self._noise_until = 0.0  # after noise fooled webrtcvad, wait for Silero before pausing
         self._hangup_reason: str | None = None
         self._menu_after: str | None = None
         self._speaker: Speaker | None = None
@@ -209,10 +212,19 @@ class CallSession:
             if len(self._utterance) == 0:  # first ask for this onset: start with the preroll
                 for f in self._recent:
                     self._capture(f)
+            if (self._paused_at is None and self.agent.interruption.enabled and self._bot_busy()
+                    and now >= self._noise_until):
+                # hold the bot's voice while Silero decides: barge-in costs one frame, not a model call
+                self.playout.pause()
+                self._paused_at = now
             self._spawn(self._confirm(a.ticket, now))
         elif isinstance(a, tt.OnsetRejected):
             self.stt.reset()
             self._utterance.clear()
+            if self._paused_at is not None and self._barge_onset is None:
+                self._paused_at = None  # it was noise: carry on talking
+                self.playout.resume()
+                self._noise_until = now + NOISE_HOLDOFF_S
         elif isinstance(a, tt.SpeechStarted):
             self._on_speech_started(a.onset, now)
         elif isinstance(a, tt.SpeechSustained):
@@ -222,6 +234,7 @@ class CallSession:
             if self._barge_onset is not None:  # a backchannel: carry on talking
                 self.backchannels += 1
                 self._barge_onset = None
+                self._paused_at = None
                 self.playout.resume()
                 self._drop_utterance()
         elif isinstance(a, tt.AskTurnModel):
@@ -239,11 +252,14 @@ class CallSession:
         if not self.agent.interruption.enabled:
             self._drop_utterance()
             return
-        # stop the bot's voice on the very next frame; decide later if it is a real interruption
+        # the bot's voice stops on the next frame (if the onset candidate did not already
+        # stop it); whether this is a real interruption is decided later
         self.playout.pause()
+        paused_at = self._paused_at if self._paused_at is not None else now
+        self._paused_at = paused_at
         self._barge_onset = onset
         if self._bot_turn is not None and self._bot_turn.barge_in_ms is None:
-            self._bot_turn.barge_in_ms = round((now + FRAME_S - onset) * 1000, 1)
+            self._bot_turn.barge_in_ms = round((paused_at + FRAME_S - onset) * 1000, 1)
 
     def _drop_utterance(self) -> None:
         self.turns.reset()
@@ -307,6 +323,7 @@ class CallSession:
     def _interrupt(self, reason: str) -> None:
         """Cancel the in-flight reply and drop queued audio; keep what was heard."""
         self._barge_onset = None
+        self._paused_at = None
         if self._reply is not None and not self._reply.done():
             self._reply.cancel()
         self._reply = None
@@ -360,11 +377,13 @@ class CallSession:
             if not self._enough_words(text):  # "yeah", "mm-hmm": a backchannel after all
                 self.backchannels += 1
                 self._barge_onset = None
+                self._paused_at = None
                 self.playout.resume()
                 return
             self._interrupt(reason="speech")
-            self._reply = asyncio.current_task()  # type: ignore[assignment]  # this task is now the reply
+            self._reply = asyncio.current_task()  # this task is now the reply
         if not text:
+            self._paused_at = None
             if self.playout.paused:
                 self.playout.resume()
             return

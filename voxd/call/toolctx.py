@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from voxd.call.events import ToolExecuted
 from voxd.call.record import ToolCallRecord
 from voxd.providers.base import ToolCall, ToolSpec
+from voxd.tools.redact import default_redactor
 from voxd.tools.registry import ToolRegistry, ToolResult
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ class SessionTools:
             ToolExecuted(
                 self.session.record,
                 ToolCallRecord(
-                    name=res.name, arguments=res.arguments, result=res.result, error=res.error,
+                    name=res.name, arguments=default_redactor(res.arguments), result=res.result, error=res.error,
                     started_at=time.time() - res.duration_ms / 1000,
                     duration_ms=round(res.duration_ms, 2), call_id=call_id,
                 ),

@@ -20,20 +20,27 @@ class MediaClock:
     def __init__(self, period_s: float = PERIOD_S) -> None:
         self.period_s = period_s
         self._calls: dict[int, Callable[[], None]] = {}
+        self._first: dict[int, Callable[[], None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._next_id = 0
         self.late_ticks = 0
         self.max_lag_s = 0.0
 
-    def register(self, tick: Callable[[], None]) -> int:
+    def register(self, tick: Callable[[], None], first: Callable[[], None] | None = None) -> int:
+        """`tick` runs once per period; `first` (optional) runs before any call's `tick`
+        in the same period: transports put their packet sends there, so the slow part of
+        other calls' ticks never delays them."""
         self._next_id += 1
         self._calls[self._next_id] = tick
+        if first is not None:
+            self._first[self._next_id] = first
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="media-clock")
         return self._next_id
 
     def unregister(self, handle: int) -> None:
         self._calls.pop(handle, None)
+        self._first.pop(handle, None)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -49,12 +56,20 @@ class MediaClock:
         deadline = loop.time()
         while self._calls:
             deadline += self.period_s
+            for handle, first in list(self._first.items()):
+                try:
+                    first()
+                except Exception:
+                    log.exception("media send tick failed; dropping that call's clock")
+                    self._calls.pop(handle, None)
+                    self._first.pop(handle, None)
             for handle, tick in list(self._calls.items()):
                 try:
                     tick()
                 except Exception:
                     log.exception("media tick failed; dropping that call's clock")
                     self._calls.pop(handle, None)
+                    self._first.pop(handle, None)
             delay = deadline - loop.time()
             if delay < 0:
                 lag = -delay

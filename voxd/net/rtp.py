@@ -68,6 +68,7 @@ class RtpCounters:
     received: int = 0
     sent: int = 0
     ignored: int = 0  # unknown payload types, malformed packets, wrong source
+    send_errors: int = 0
 
 
 class RtpStream(asyncio.DatagramProtocol):
@@ -106,6 +107,15 @@ class RtpStream(asyncio.DatagramProtocol):
     # -- asyncio
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if self.remote is not None and sock is not None:
+            ipv6 = sock.family == socket.AF_INET6
+            if (":" in self.remote[0]) != ipv6:
+                # the offer named an address we cannot reach from this socket (linphone
+                # advertises IPv6 sometimes): wait for the first packet and answer there
+                log.info("rtp: remote %s is not reachable from our %s socket; latching", self.remote[0],
+                         "IPv6" if ipv6 else "IPv4")
+                self.remote = None
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if is_rtcp(data):
@@ -115,7 +125,7 @@ class RtpStream(asyncio.DatagramProtocol):
         except RtpParseError:
             self.counters.ignored += 1
             return
-        if not self.latched and self.remote is not None and addr != self.remote:
+        if not self.latched and addr != self.remote:
             # symmetric RTP (NAT): answer to where the media really comes from
             self.remote = (addr[0], addr[1])
         self.latched = True
@@ -125,6 +135,8 @@ class RtpStream(asyncio.DatagramProtocol):
             self.stats.update(pkt, now)
             self.jitter.push(pkt, now)
         elif pkt.payload_type in self.dtmf_rx_types:
+            if pkt.ssrc == self.stats.ssrc:
+                self.stats.note_sequence(pkt)  # events share the audio's sequence numbers
             for d in self.dtmf_rx.feed(pkt):
                 self.on_dtmf(d.digit, "rfc4733")
         else:
@@ -135,6 +147,11 @@ class RtpStream(asyncio.DatagramProtocol):
 
     # -- media clock
     def tick(self) -> None:
+        self.send_tick()
+        self.receive_tick()
+
+    def receive_tick(self) -> None:
+        """Play one frame of the caller into the session (or silence)."""
         payload = self.jitter.pop()
         if payload is not None and len(payload) == SAMPLES_8K:
             pcm8 = self._dec[np.frombuffer(payload, np.uint8)]
@@ -145,6 +162,9 @@ class RtpStream(asyncio.DatagramProtocol):
             self.on_audio(frame if len(frame) == FRAME_BYTES else (frame + SILENCE_FRAME)[:FRAME_BYTES])
         else:
             self.on_audio(SILENCE_FRAME)
+
+    def send_tick(self) -> None:
+        """Send one 20 ms packet of bot audio (or silence, or a due DTMF event)."""
         out = self.next_frame()
         if self._dtmf_out:
             self._send_dtmf_due()
@@ -163,7 +183,13 @@ class RtpStream(asyncio.DatagramProtocol):
 
     def _send(self, data: bytes) -> None:
         if self.transport is not None and self.remote is not None:
-            self.transport.sendto(data, self.remote)
+            try:
+                self.transport.sendto(data, self.remote)
+            except (OSError, ValueError) as e:  # e.g. an address of the other family
+                self.counters.send_errors += 1
+                if self.counters.send_errors == 1:
+                    log.warning("rtp: cannot send to %s: %s", self.remote, e)
+                return
             self.counters.sent += 1
 
     # -- DTMF out

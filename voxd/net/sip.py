@@ -54,6 +54,7 @@ class SipCall:
         self.transfer_result: asyncio.Future[bool] | None = None
         self.ended = False
         self.bye_sent = False
+        self.holds_slot = False  # counted in the endpoint's per-source limit
         self.outbound_offer: SessionDescription | None = None  # set for calls we place
         self.outbound_sock: socket.socket | None = None
 
@@ -81,9 +82,13 @@ class SipCall:
     def clear_output(self) -> None:
         pass  # bot audio is pulled one frame per tick: nothing is queued below the session
 
-    def tick(self) -> None:
+    def send_tick(self) -> None:
         if self.rtp is not None:
-            self.rtp.tick()
+            self.rtp.send_tick()
+
+    def receive_tick(self) -> None:
+        if self.rtp is not None:
+            self.rtp.receive_tick()
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -269,7 +274,7 @@ class SipEndpoint:
             if call.outbound_offer is not None:
                 self._spawn(self._outbound_answered(call, e.answer))
             elif call.session is not None and call.clock_handle is None:
-                call.clock_handle = self.clock.register(call.tick)
+                call.clock_handle = self.clock.register(call.receive_tick, first=call.send_tick)
                 self._spawn(call.session.start())
         elif isinstance(e, ev.CallProgress) and call is not None and e.sdp and call.outbound_offer is not None:
             self._spawn(self._early_media(call, e.sdp))
@@ -307,7 +312,7 @@ class SipEndpoint:
         if not self.accepting():
             ua.reject(e.call_id, 503, now, retry_after=30, reason="Draining")
             return
-        if len(self.sip_calls) >= self.cfg.max_calls or self.per_source[src] >= self.cfg.max_calls_per_source:
+        if sum(self.per_source.values()) >= self.cfg.max_calls or self.per_source[src] >= self.cfg.max_calls_per_source:
             ua.reject(e.call_id, 503, now, retry_after=5, reason="Too many calls")
             return
         agent = self.agents.for_number(e.user or "")
@@ -346,6 +351,7 @@ class SipEndpoint:
         session.ended_hooks.append(lambda: self._session_ended(call))
         self.sip_calls[e.call_id] = call
         self.per_source[src] += 1
+        call.holds_slot = True
         self._spawn(self._open_media(call, sock, neg))
 
     async def _open_media(self, call: SipCall, sock: object, neg: negotiate.Negotiated) -> None:
@@ -378,7 +384,7 @@ class SipEndpoint:
             self.bye(call)
             return
         if call.clock_handle is None:
-            call.clock_handle = self.clock.register(call.tick)
+            call.clock_handle = self.clock.register(call.receive_tick, first=call.send_tick)
         assert call.session is not None
         await call.session.start()
 
@@ -386,7 +392,7 @@ class SipEndpoint:
         from voxd.net.sip_outbound import start_media
 
         if await start_media(self, call, sdp, early=True) and call.clock_handle is None:
-            call.clock_handle = self.clock.register(call.tick)  # listen (and stay quiet) before the answer
+            call.clock_handle = self.clock.register(call.receive_tick, first=call.send_tick)  # listen (and stay quiet) before the answer
 
     async def dial(self, agent: LoadedAgent, target: str, from_user: str = "voxd") -> CallSession:
         from voxd.net.sip_outbound import dial
@@ -430,7 +436,17 @@ class SipEndpoint:
         self.ua.refer(call.call_id, target, time.monotonic())
         self._flush()
 
+    def _release_slot(self, call: SipCall) -> None:
+        """A call stops counting against the limits as soon as its dialog ends."""
+        if call.holds_slot:
+            call.holds_slot = False
+            src = call.source[0]
+            self.per_source[src] -= 1
+            if self.per_source[src] <= 0:
+                del self.per_source[src]
+
     def _end(self, call: SipCall, reason: str, by: str) -> None:
+        self._release_slot(call)
         if call.session is not None and not call.session.closed:
             self._spawn(call.session.close(reason, ended_by=by))
         else:
@@ -462,10 +478,7 @@ class SipEndpoint:
         if call.rtp_port is not None:
             self.ports.release(call.rtp_port)
         self.sip_calls.pop(call.call_id, None)
-        src = call.source[0]
-        self.per_source[src] -= 1
-        if self.per_source[src] <= 0:
-            del self.per_source[src]
+        self._release_slot(call)
 
     def _spawn(self, coro: object) -> None:
         task = asyncio.ensure_future(coro)  # type: ignore[call-overload]

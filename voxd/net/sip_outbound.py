@@ -43,6 +43,7 @@ async def dial(endpoint: SipEndpoint, agent: LoadedAgent, target: str, *, from_u
     session.ended_hooks.append(lambda: endpoint._session_ended(call))
     endpoint.sip_calls[call_id] = call
     endpoint.per_source[peer[0]] += 1
+    call.holds_slot = True
     endpoint._flush()
 
     async def ring_timeout() -> None:

@@ -155,6 +155,16 @@ class ReceiverStats:
         self._received_prior = 0
 
     def update(self, packet: RtpPacket, arrival: float) -> None:
+        self.note_sequence(packet)
+        transit = arrival * self.clock_rate - packet.timestamp
+        if self._transit is not None:
+            d = abs(transit - self._transit)
+            self.jitter += (d - self.jitter) / 16.0
+        self._transit = transit
+
+    def note_sequence(self, packet: RtpPacket) -> None:
+        """Count a packet of the stream without a jitter sample (e.g. RFC 4733 events,
+        which share the audio's sequence numbers but not its timing)."""
         if packet.ssrc != self.ssrc:
             self._reset(packet.ssrc, packet.sequence)
         else:
@@ -164,11 +174,6 @@ class ReceiverStats:
                     self.cycles += 1 << 16
                 self.max_seq = packet.sequence
         self.received += 1
-        transit = arrival * self.clock_rate - packet.timestamp
-        if self._transit is not None:
-            d = abs(transit - self._transit)
-            self.jitter += (d - self.jitter) / 16.0
-        self._transit = transit
 
     @property
     def extended_max(self) -> int:
