@@ -71,6 +71,7 @@ class Platform:
         self.events: list[dict[str, Any]] = []
         self.media_bytes = 0
         self.got = asyncio.Event()
+        self.echoed: list[str] = []
         self._seq = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.reader = asyncio.create_task(self._read())
@@ -127,6 +128,7 @@ class Platform:
     async def _echo(self, name: str) -> None:
         await asyncio.sleep(self.echo_delay_s)
         if not self.ws.closed:
+            self.echoed.append(name)
             await self.send("mark", mark={"name": name})
 
 
@@ -256,3 +258,27 @@ async def test_twiml_points_at_the_stream(daemon: Daemon) -> None:
             await p.start("nobody")
             await asyncio.wait_for(p.reader, 5)
             assert ws.close_code == 1008 and not p.events
+
+
+async def test_hangup_waits_until_the_platform_played_the_audio(daemon: Daemon) -> None:
+    url = f"http://127.0.0.1:{daemon.http_port}/media/twilio"
+    assert daemon.calls is not None
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        p = Platform(ws, "MZH", echo_delay_s=0.5)
+        await p.start("talker")
+        await p.wait_for("mark")
+        call_id = _call_id(daemon, "MZH")
+        await p.say(silence(1.0))  # the greeting plays on; the first marks have come back
+        assert p.echoed
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        assert await daemon.calls.end(call_id, "api_hangup")
+        await asyncio.wait_for(p.reader, 5)
+        waited = loop.time() - t0
+        assert ws.close_code == 1000
+    # the stream stayed open until the last mark came back (0.5 s behind), then voxd closed it
+    assert 0.4 <= waited <= 3.0
+    last = [e for e in p.events if e["event"] == "mark"][-1]
+    assert last["mark"]["name"] in p.echoed  # voxd sent nothing after it, and closed once it was played
+    rec = await _record(daemon, call_id)
+    assert rec["end_reason"] == "api_hangup" and rec["ended_by"] == "system"

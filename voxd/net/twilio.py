@@ -50,6 +50,7 @@ log = logging.getLogger("voxd.twilio")
 PATH = "/media/twilio"
 MARK_EVERY = 10  # frames (200 ms) between marks during continuous bot audio
 START_TIMEOUT_S = 10.0
+HANGUP_DRAIN_S = 3.0
 # Caller audio drives the session's clock: the platform sends 20 ms of audio every 20 ms
 # (silence included), so each frame is fed as it arrives; no silence is invented when a
 # frame is merely late, which would split the caller's words. A timestamp jump (audio the
@@ -120,12 +121,28 @@ class TwilioCall:
         self.frames_taken_back = 0
         self._last_mark = 0
         self._running = False
+        self._echoed = asyncio.Event()
         self.hung_up = False
 
     # CallControl
     async def hangup(self) -> None:
+        """Close the stream, which ends a <Connect><Stream> call, once the platform has
+        played what voxd sent (the echo of a last mark; at most HANGUP_DRAIN_S)."""
+        if self.hung_up:
+            return
         self.hung_up = True
+        if self.marks_echoed and self.confirmed < self.sent:
+            self._mark()
+            target = self.sent
+            try:
+                async with asyncio.timeout(HANGUP_DRAIN_S):
+                    while self.confirmed < target and not self.ws.closed:
+                        self._echoed.clear()
+                        await self._echoed.wait()
+            except TimeoutError:
+                pass
         self._outbox.put_nowait(None)
+        await self.ws.close()
 
     async def transfer(self, target: str) -> bool:
         return False  # a Media Stream cannot redirect the call; the platform's REST API can
@@ -180,6 +197,7 @@ class TwilioCall:
             return  # from before a clear: Twilio echoes dropped marks too, they say nothing was played
         self.marks_echoed += 1
         self.confirmed = max(self.confirmed, min(int(count), self.sent))
+        self._echoed.set()
 
     # media clock
     def tick(self) -> None:
@@ -188,7 +206,7 @@ class TwilioCall:
             return
         if self.clock_time() - self.last_media > STALL_S:
             s.feed_audio(SILENCE_FRAME)
-        out = s.next_frame()
+        out = None if self.hung_up else s.next_frame()  # hanging up: nothing new for the caller
         if out is not None:
             self.sent += 1
             self._running = True
@@ -335,6 +353,12 @@ def setup_twilio(
             log.warning("twilio call %s failed: %s", session.record.id, e)
         finally:
             clock.unregister(handle)
+            if call.hung_up:  # we closed the socket for whoever hung up; they close the session
+                reason, by = "agent_hangup", "agent"
+                try:
+                    await asyncio.wait_for(session.ended.wait(), 5.0)
+                except TimeoutError:
+                    pass
             session.record.metadata.update(marks_echoed=call.marks_echoed, frames_taken_back=call.frames_taken_back,
                                            gap_frames=call.gap_frames)
             if reason in ("protocol_error", "transport_error", "connection_lost") and not session.closed:
