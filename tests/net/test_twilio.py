@@ -282,3 +282,42 @@ async def test_hangup_waits_until_the_platform_played_the_audio(daemon: Daemon) 
     assert last["mark"]["name"] in p.echoed  # voxd sent nothing after it, and closed once it was played
     rec = await _record(daemon, call_id)
     assert rec["end_reason"] == "api_hangup" and rec["ended_by"] == "system"
+
+
+async def test_twilio_auth_token_guards_twiml_and_stream(daemon: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+    import hmac
+    import re
+
+    monkeypatch.setenv("VOXD_TWILIO_AUTH_TOKEN", "twilio-secret")
+    base = f"http://127.0.0.1:{daemon.http_port}"
+    form = {"CallSid": "CA77", "From": "+15550007", "To": "+15550100"}
+    signed = base + "/twiml/fakey" + "".join(k + form[k] for k in sorted(form))  # Twilio's documented scheme
+    sig = base64.b64encode(hmac.new(b"twilio-secret", signed.encode(), hashlib.sha1).digest()).decode()
+    async with aiohttp.ClientSession() as http:
+        async with http.post(base + "/twiml/fakey", data=form, headers={"X-Twilio-Signature": "AAAA"}) as r:
+            assert r.status == 403
+        async with http.post(base + "/twiml/fakey", data=form, headers={"X-Twilio-Signature": sig}) as r:
+            assert r.status == 200
+            token = re.search(r'name="token" value="([^"]+)"', await r.text()).group(1)  # type: ignore[union-attr]
+        async with http.ws_connect(base + "/media/twilio") as ws:  # no token: refused
+            p = Platform(ws, "MZT0")
+            await p.start("fakey")
+            await asyncio.wait_for(p.reader, 5)
+            assert ws.close_code == 1008 and not p.events
+        async with http.ws_connect(base + "/media/twilio") as ws:
+            p = Platform(ws, "MZT1")
+            await p.ws.send_str(json.dumps({"event": "start", "streamSid": "MZT1", "start": {
+                "streamSid": "MZT1", "callSid": "CA77", "customParameters": {"agent": "fakey", "token": token},
+                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}}))
+            await p.wait_for("mark")
+            call_id = _call_id(daemon, "MZT1")
+            assert "token" not in daemon.calls.active[call_id].record.metadata["custom_parameters"]  # type: ignore[union-attr]
+            await p.send("stop", stop={})
+            await asyncio.wait_for(p.reader, 5)
+        async with http.ws_connect(base + "/media/twilio") as ws:  # the token was for one stream
+            p = Platform(ws, "MZT2")
+            await p.ws.send_str(json.dumps({"event": "start", "streamSid": "MZT2", "start": {
+                "streamSid": "MZT2", "customParameters": {"agent": "fakey", "token": token}}}))
+            await asyncio.wait_for(p.reader, 5)
+            assert ws.close_code == 1008 and not p.events

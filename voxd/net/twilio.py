@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hmac
 import json
 import logging
 import os
@@ -43,6 +44,7 @@ from voxd.call.session import CallSession
 from voxd.media.audio import FRAME_BYTES, SILENCE_FRAME, FrameSplitter, StreamResampler
 from voxd.media.playout import Playout
 from voxd.net.clock import MediaClock
+from voxd.net.webtoken import WEB_TOKENS_KEY, InvalidToken, twilio_signature
 from voxd.proto.g711 import ulaw_decode, ulaw_encode
 
 log = logging.getLogger("voxd.twilio")
@@ -60,6 +62,10 @@ STALL_S = 0.2
 MAX_GAP_FRAMES = 50
 OUT_FRAME_BYTES = 320  # 20 ms of 8 kHz PCM16 -> 160 mu-law bytes per media message
 PUBLIC_URL_ENV = "VOXD_PUBLIC_URL"  # e.g. https://voice.example.com, when behind a proxy
+# With the account's auth token set, /twiml checks X-Twilio-Signature and puts a one-use
+# web token in the stream's parameters; /media/twilio refuses streams without one.
+AUTH_TOKEN_ENV = "VOXD_TWILIO_AUTH_TOKEN"
+STREAM_TOKEN_TTL_S = 60.0
 
 
 class ProtocolError(Exception):
@@ -303,6 +309,9 @@ def setup_twilio(
             problem = f"no agent {name!r}" if name else "no agents loaded"
         elif fmt and (fmt.get("encoding") != "audio/x-mulaw" or fmt.get("sampleRate") != 8000):
             problem = f"unsupported mediaFormat {fmt}"
+        elif os.environ.get(AUTH_TOKEN_ENV):
+            problem = _stream_token_problem(request, params.pop("token", ""), agent.name)
+        params.pop("token", None)  # never stored with the call
         if agent is None or problem:
             log.warning("twilio stream refused: %s", problem)
             await ws.close(code=1008, message=str(problem)[:120].encode())
@@ -375,12 +384,22 @@ def setup_twilio(
         if agents.get(name) is None:
             raise web.HTTPNotFound(text=f"no agent {name!r}")
         form = await request.post() if request.method == "POST" and request.can_read_body else {}
+        auth = os.environ.get(AUTH_TOKEN_ENV, "")
         params = {"agent": name}
+        if auth:  # only Twilio may fetch this document, and the stream it names needs its token
+            url = _public_url(request, "https", "http") + request.path_qs
+            fields = {k: v for k, v in form.items() if isinstance(v, str)}
+            if not hmac.compare_digest(request.headers.get("X-Twilio-Signature", ""), twilio_signature(auth, url, fields)):
+                raise web.HTTPForbidden(text="X-Twilio-Signature does not match")
+            tokens = request.app.get(WEB_TOKENS_KEY)
+            if tokens is None:
+                raise web.HTTPServiceUnavailable(text="no web token issuer configured")
+            params["token"] = tokens.mint(name, ttl_s=STREAM_TOKEN_TTL_S)[0]
         for field, key in (("From", "from"), ("To", "to")):
             value = form.get(field)
             if isinstance(value, str) and value:
                 params[key] = value
-        stream_url = _public_ws_url(request) + PATH
+        stream_url = _public_url(request, "wss", "ws") + PATH
         inner = "".join(f"<Parameter name={quoteattr(k)} value={quoteattr(v)}/>" for k, v in params.items())
         xml = ('<?xml version="1.0" encoding="UTF-8"?>'
                f"<Response><Connect><Stream url={quoteattr(stream_url)}>{inner}</Stream></Connect></Response>")
@@ -405,13 +424,24 @@ async def _await_start(ws: web.WebSocketResponse) -> dict[str, Any] | None:
     return None
 
 
-def _public_ws_url(request: web.Request) -> str:
-    """ws(s)://host for the stream URL: $VOXD_PUBLIC_URL, else the request (honouring a proxy's
-    X-Forwarded-Proto/Host)."""
+def _public_url(request: web.Request, secure: str, plain: str) -> str:
+    """scheme://host as callers see it: $VOXD_PUBLIC_URL, else the request (honouring a proxy's
+    X-Forwarded-Proto/Host). `secure`/`plain` name the scheme for https/http."""
     base = os.environ.get(PUBLIC_URL_ENV, "").rstrip("/")
     if base:
-        scheme, _, rest = base.partition("://")
-        return ("wss" if scheme == "https" else "ws") + "://" + rest
-    proto = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
-    host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
-    return ("wss" if proto == "https" else "ws") + "://" + host
+        scheme, _, host = base.partition("://")
+    else:
+        scheme = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
+        host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
+    return (secure if scheme == "https" else plain) + "://" + host
+
+
+def _stream_token_problem(request: web.Request, token: str, agent: str) -> str | None:
+    tokens = request.app.get(WEB_TOKENS_KEY)
+    if tokens is None:
+        return "no web token issuer configured"
+    try:
+        tokens.verify(token, agent)
+    except InvalidToken as e:
+        return f"stream token: {e}"
+    return None

@@ -24,7 +24,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from hashlib import sha256
+from hashlib import sha1, sha256
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +152,10 @@ def api_key_check(db: Any, pepper: str | None = None) -> ApiKeyCheck:
         return "admin" in key.scopes or CALL_SCOPE in key.scopes
 
     return check
+
+
+def twilio_signature(auth_token: str, url: str, params: dict[str, str]) -> str:
+    """X-Twilio-Signature: base64(HMAC-SHA1(auth token, URL + each POST field's name and value,
+    sorted by name))."""
+    data = url + "".join(k + params[k] for k in sorted(params))
+    return base64.b64encode(hmac.new(auth_token.encode(), data.encode(), sha1).digest()).decode("ascii")
