@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -43,6 +44,8 @@ from voxd.media.audio import FRAME_BYTES, SAMPLE_RATE
 from voxd.media.playout import Playout
 from voxd.media.vad import FrameVAD
 from voxd.providers.base import LanguageModel, Message, ProviderError, SpeechToText, TextToSpeech
+from voxd.providers.fallback import bind_call
+from voxd.providers.pricing import Switch
 from voxd.tools.registry import ToolRegistry
 
 log = logging.getLogger("voxd.call")
@@ -80,7 +83,10 @@ class CallSession:
     ) -> None:
         self.agent = agent
         self.agent_version = agent_version
-        self.engines = engines
+        # fallback chains report provider switches and usage onto this call's record
+        stt, llm, tts, self.usage = bind_call(engines.stt, engines.llm, engines.tts, metadata=record.metadata,
+                                              on_switch=self._on_switch)
+        self.engines = dataclasses.replace(engines, stt=stt, llm=llm, tts=tts)
         self.control = control
         self.record = record
         self.vad = vad or FrameVAD()
@@ -88,7 +94,7 @@ class CallSession:
         self.playout = Playout()
         self.turns = tt.TurnTaker(agent.turn, agent.interruption)
         self.keypad = kp.KeypadMachine(agent.dtmf)
-        self.stt = engines.stt.stream()
+        self.stt = self.engines.stt.stream()
         self._interim = ""
         self.stt.on_interim = self._on_interim
         self.tools = SessionTools(self, tools)
@@ -181,6 +187,8 @@ class CallSession:
         self.playout.clear()
         with contextlib.suppress(Exception):
             await self.stt.aclose()
+        with contextlib.suppress(Exception):
+            await self.engines.llm.aclose()
         self.record.ended_at = time.time()
         self.record.end_reason = self.record.end_reason or reason
         self.record.ended_by = self.record.ended_by or ended_by  # type: ignore[assignment]
@@ -517,6 +525,9 @@ class CallSession:
                 self._tasks.discard(task)
                 self._task_done_busy()
             await self.close(reason, ended_by="agent")
+
+    def _on_switch(self, sw: Switch) -> None:
+        self._emit(EngineError(self.record, sw.role, sw.message(), {"provider": sw.from_provider, "fallback": sw.to_provider}))
 
     def _engine_error(self, role: str, e: ProviderError) -> None:
         log.warning("%s engine error: %s", role, e)
