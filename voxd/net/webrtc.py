@@ -67,7 +67,7 @@ STATIC_FILES = {"talk.html": "text/html", "talk.js": "text/javascript", "talk.cs
 CONNECT_TIMEOUT_S = 20.0
 STALL_S = 0.2  # no caller audio for this long: the media clock feeds silence
 QUIET_FRAMES = 10  # bot silent this many frames: state goes back to "listening"
-LOOPBACK = ("127.0.0.1", "::1")
+LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 
 
 @dataclass(frozen=True)
