@@ -58,6 +58,7 @@ class Daemon:
         self.draining = False
         self._stop = asyncio.Event()
         self._stop_requests = 0
+        self.config_loader: Callable[[], VoxdConfig] | None = None  # set by `voxd run` to re-read its file
         self._force = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         # transports and services register (start, stop) pairs here
@@ -211,13 +212,67 @@ class Daemon:
         self._tasks.append(task)
 
     def reload(self) -> None:
-        """SIGHUP: re-read agents; a broken file is logged and the last good one kept."""
+        """SIGHUP / `systemctl reload`: re-read the config and the agents."""
+        self._tasks.append(asyncio.ensure_future(self.reload_now()))
+
+    async def reload_now(self) -> None:
         self.notifier.notify(RELOADING=1, MONOTONIC_USEC=int(time.monotonic() * 1e6))
-        report = self.agents.reload(force=True)
-        for err in report.errors:
-            log.error("reload: %s", err)
-        log.info("reload done: %d agents, %d errors", len(self.agents.names()), len(report.errors))
-        self.notifier.notify(READY=1, STATUS=self._status())
+        try:
+            if self.config_loader is not None:
+                await self._reload_config()
+            report = self.agents.reload(force=True)
+            for err in report.errors:
+                log.error("reload: %s", err)
+            log.info("reload done: %d agents, %d errors", len(self.agents.names()), len(report.errors))
+        finally:
+            self.notifier.notify(READY=1, STATUS=self._status())
+
+    async def _reload_config(self) -> None:
+        """A broken config file is rejected whole and the running config stays.
+        Log levels and the agents folder apply at once; listeners whose address
+        changed are re-bound (SIP only while it carries no calls)."""
+        from voxd.config import ConfigError
+        from voxd.logs import setup_logging
+
+        assert self.config_loader is not None
+        try:
+            new = self.config_loader()
+        except ConfigError as e:
+            log.error("reload: config rejected, keeping the running one: %s", e)
+            return
+        old, self.cfg = self.cfg, new
+        if (new.log_level, new.log_levels) != (old.log_level, old.log_levels):
+            setup_logging(new.log_level, new.log_levels)
+        agents_dir = Path(new.agents_dir)
+        self.agents.directory = agents_dir if agents_dir.is_absolute() else self.base_dir / agents_dir
+        self.agents.default_name = new.default_agent
+        if self._runner is not None and (new.http.host, new.http.port) != (old.http.host, old.http.port):
+            site = web.TCPSite(self._runner, new.http.host, new.http.port)
+            try:
+                await site.start()
+            except OSError as e:
+                log.error("reload: cannot listen on %s:%d, keeping the old HTTP address: %s",
+                          new.http.host, new.http.port, e)
+            else:
+                for old_site in [x for x in self._runner.sites if x is not site]:
+                    await old_site.stop()
+                sockets = getattr(site._server, "sockets", None) or []
+                self.http_port = sockets[0].getsockname()[1] if sockets else new.http.port
+                log.info("HTTP re-bound to %s:%s", new.http.host, self.http_port)
+        sip_moved = (new.sip.host, new.sip.port) != (old.sip.host, old.sip.port)
+        if self.sip is not None and sip_moved:
+            if self.sip.sip_calls:
+                log.warning("reload: SIP address change waits until the %d active SIP calls end; reload again then",
+                            len(self.sip.sip_calls))
+                self.cfg = new.model_copy(update={"sip": old.sip})
+            else:
+                from voxd.net.sip import SipEndpoint
+
+                await self.sip.stop()
+                self.sip = SipEndpoint(new.sip, self.agents, self.calls, self.clock,  # type: ignore[arg-type]
+                                       accepting=lambda: not self.draining)
+                await self.sip.start()
+                self.services = [x if x[0] != "sip" else ("sip", self.sip.start, self.sip.stop) for x in self.services]
 
     def request_stop(self) -> None:
         self._stop_requests += 1
@@ -289,8 +344,9 @@ class Daemon:
             log.info("voxd stopped")
 
 
-async def serve(cfg: VoxdConfig, base_dir: Path) -> int:
+async def serve(cfg: VoxdConfig, base_dir: Path, loader: Callable[[], VoxdConfig] | None = None) -> int:
     daemon = Daemon(cfg, base_dir)
+    daemon.config_loader = loader
     try:
         await daemon.start()
         await daemon.run_until_stopped()

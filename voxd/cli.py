@@ -23,25 +23,29 @@ def _run_async(coro: Any) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from voxd.app import serve
-    from voxd.config import ConfigError, load_config
+    from voxd.config import ConfigError, VoxdConfig, load_config
     from voxd.logs import setup_logging
 
+    def load() -> VoxdConfig:
+        """The config file with this command line's overrides (also used on SIGHUP)."""
+        cfg, _ = load_config(args.config)
+        overrides: dict[str, Any] = {}
+        if args.http_port is not None:
+            overrides["http"] = cfg.http.model_copy(update={"port": args.http_port})
+        if args.sip_port is not None:
+            overrides["sip"] = cfg.sip.model_copy(update={"port": args.sip_port})
+        if args.agents:
+            overrides["agents_dir"] = str(Path(args.agents).resolve())
+        return cfg.model_copy(update=overrides) if overrides else cfg
+
     try:
-        cfg, base = load_config(args.config)
+        cfg = load()
+        _, base = load_config(args.config)
     except ConfigError as e:
         print(f"voxd: {e}", file=sys.stderr)
         return 2
-    overrides: dict[str, Any] = {}
-    if args.http_port is not None:
-        overrides["http"] = cfg.http.model_copy(update={"port": args.http_port})
-    if args.sip_port is not None:
-        overrides["sip"] = cfg.sip.model_copy(update={"port": args.sip_port})
-    if args.agents:
-        overrides["agents_dir"] = str(Path(args.agents).resolve())
-    if overrides:
-        cfg = cfg.model_copy(update=overrides)
     setup_logging(cfg.log_level, cfg.log_levels)
-    return int(_run_async(serve(cfg, base)))
+    return int(_run_async(serve(cfg, base, load if args.config else None)))
 
 
 def cmd_check(args: argparse.Namespace) -> int:

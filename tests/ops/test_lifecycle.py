@@ -173,3 +173,30 @@ async def test_sigterm_lets_an_active_call_finish(daemon: Daemon) -> None:
         await ws.send_str(json.dumps({"type": "stop"}))
     assert await asyncio.wait_for(daemon.proc.wait(), 30) == 0
     assert "voxd stopped" in daemon.log.read_text()
+
+
+async def test_sighup_rereads_the_config_and_rebinds_http(daemon: Daemon) -> None:
+    await daemon.wait_message("READY=1")
+    cfg = daemon.tmp / "voxd.yaml"
+    # a broken config is rejected whole; the daemon keeps serving on its address
+    good = cfg.read_text()
+    cfg.write_text(good + "http: [oops\n")
+    daemon.proc.send_signal(signal.SIGHUP)
+    await daemon.wait_message("READY=1")
+    assert "config rejected" in daemon.log.read_text()
+    async with aiohttp.ClientSession() as http:
+        async with http.get(daemon.url + "/healthz") as r:
+            assert r.status == 200
+    # a new HTTP port: re-bound without a restart, and the old one is closed
+    new_port = free_port()
+    cfg.write_text(good.replace(f"port: {daemon.port}", f"port: {new_port}"))
+    daemon.proc.send_signal(signal.SIGHUP)
+    await daemon.wait_message("READY=1")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{new_port}/healthz") as r:
+            assert r.status == 200
+        with pytest.raises(aiohttp.ClientConnectionError):
+            async with http.get(daemon.url + "/healthz"):
+                pass
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(daemon.proc.wait(), 30) == 0

@@ -58,6 +58,12 @@ class Metrics:
             rec = ev.record
             self.active_calls.labels(rec.transport, rec.agent).dec()
             self.calls_total.labels(rec.transport, rec.end_reason or "unknown").inc()
+            rtp = rec.metadata.get("rtp")
+            if isinstance(rtp, dict):
+                self.rtp_packets.labels("in").inc(rtp.get("received", 0))
+                self.rtp_packets.labels("out").inc(rtp.get("sent", 0))
+                self.rtp_lost.inc(max(0, rtp.get("lost", 0)))
+                self.rtp_jitter.observe(rtp.get("jitter_ms", 0.0) / 1000)
         elif isinstance(ev, TurnCompleted):
             t = ev.turn
             if t.speaker != "bot":
