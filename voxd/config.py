@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ruamel.yaml import YAML
@@ -33,6 +33,9 @@ class TrunkConfig(_Model):
     username: str | None = Field(None, description="Digest authentication user for this trunk.")
     password_env: str | None = Field(None, description="Environment variable holding the digest password.")
     realm: str = "voxd"
+    algorithms: list[Literal["SHA-256", "MD5"]] = Field(
+        default_factory=lambda: ["SHA-256", "MD5"],
+        description="Digest algorithms offered, strongest first (RFC 8760); some clients only read the first.")
 
 
 class SipListenConfig(_Model):

@@ -48,6 +48,7 @@ dtmf:
       prompt: Press nine to hang up.
       options:
         "9": {say: Goodbye., then: hangup}
+        "3": {say: Transferring you., then: transfer, target: "sip:sales@127.0.0.1:5999"}
 sip: {numbers: ["3000"]}
 """
 
@@ -220,3 +221,72 @@ async def test_outbound_call_to_busy_callee(tmp_path: Path) -> None:
             await callee.wait()
     assert rec["answered_at"] is None and rec["end_reason"] == "busy" and rec["metadata"]["sip_status"] == 486
     assert not rec["turns"]
+
+
+async def test_blind_transfer_with_refer_and_notify(sipd: Daemon, tmp_path: Path) -> None:
+    await run_sipp(sipd, scenario(tmp_path, "transfer.xml", USER="3000"), tmp_path)
+    (rec,) = await records(sipd)
+    assert [(x["digit"], x["source"]) for x in rec["dtmf"]] == [("3", "rfc4733")]
+    assert rec["end_reason"] == "transferred" and rec["ended_by"] == "agent"
+    assert [t["text"] for t in rec["turns"] if t["speaker"] == "bot"][-1] == "Transferring you."
+
+
+async def daemon_with(tmp_path: Path, sip: dict[str, Any], agent: str = AGENT) -> Daemon:
+    agents = tmp_path / "agents"
+    agents.mkdir(exist_ok=True)
+    (agents / "front.yaml").write_text(agent)
+    cfg = VoxdConfig.model_validate({
+        "state_dir": str(tmp_path / "state"), "agents_dir": str(agents), "http": {"enabled": False},
+        "engines": {"preload": False, "silero_confirm": False},
+        "sip": {"port": free_udp_port(), "rtp_port_min": 31500, "rtp_port_max": 31600, **sip},
+    })
+    d = Daemon(cfg, tmp_path)
+    await d.start()
+    return d
+
+
+async def test_digest_authentication_on_a_trunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOXD_TEST_TRUNK_PW", "s3cret-pw")
+    d = await daemon_with(tmp_path, {"trunks": [{"name": "lab", "allow": ["127.0.0.0/8"], "username": "alice",
+                                                 "password_env": "VOXD_TEST_TRUNK_PW", "realm": "voxd",
+                                                 "algorithms": ["MD5"]}]})  # sipp speaks MD5 only
+    try:
+        await run_sipp(d, scenario(tmp_path, "auth.xml", USER="2000"), tmp_path, "-au", "alice", "-ap", "s3cret-pw",
+                       limit_s=30)
+        (rec,) = await records(d)
+        assert rec["metadata"]["auth_user"] == "alice" and rec["end_reason"] == "caller_hangup"
+        # a wrong password is refused: sipp expects the 200 and fails
+        with pytest.raises(AssertionError, match="sipp failed"):
+            await run_sipp(d, scenario(tmp_path, "auth.xml", USER="2000"), tmp_path, "-au", "alice", "-ap", "nope",
+                           limit_s=15)
+        assert len(await records(d)) == 1
+    finally:
+        await d.stop()
+
+
+async def test_garbage_flood_then_a_normal_call(tmp_path: Path) -> None:
+    """Random datagrams and broken SIP at the SIP port: no crash, no leak, calls still work."""
+    import os
+    import random
+
+    d = await daemon_with(tmp_path, {})
+    try:
+        rng = random.Random(7)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        target = ("127.0.0.1", d.sip.port)
+        junk = [b"INVITE sip:x SIP/2.0\r\nVia: bogus\r\n\r\n", b"SIP/2.0 200\r\n\r\n", b"\x00" * 50,
+                b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 99999\r\n\r\n"]
+        for i in range(5000):
+            sock.sendto(junk[i % len(junk)] if i % 3 == 0 else os.urandom(rng.randint(1, 1400)), target)
+            if i % 200 == 0:
+                await asyncio.sleep(0.01)  # bounded rate: about 20k datagrams/s at most
+        sock.close()
+        await asyncio.sleep(0.5)
+        assert not d.sip.sip_calls and d.sip.ports.in_use == 0
+        scen = scenario(tmp_path, "call_speech_dtmf.xml", USER="2000", CODECS="0", PT="0",
+                        ULAW=str(caller_audio(tmp_path, "ulaw")), WAIT_MS="2000")
+        await run_sipp(d, scen, tmp_path)
+        (rec,) = await records(d)
+        assert rec["end_reason"] == "caller_hangup" and [x["digit"] for x in rec["dtmf"]] == ["1", "2", "5"]
+    finally:
+        await d.stop()

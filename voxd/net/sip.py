@@ -235,7 +235,7 @@ class SipEndpoint:
         password = os.environ.get(trunk.password_env or "", "")  # type: ignore[attr-defined]
         if not password:
             log.error("trunk %s: digest password variable %s is empty", trunk.name, trunk.password_env)  # type: ignore[attr-defined]
-        return DigestServer(trunk.realm, {username: password})  # type: ignore[attr-defined]
+        return DigestServer(trunk.realm, {username: password}, algorithms=tuple(trunk.algorithms))  # type: ignore[attr-defined]
 
     def _trunk_for(self, source: Addr) -> object | None:
         ip = ipaddress.ip_address(source[0])
