@@ -290,3 +290,21 @@ async def test_garbage_flood_then_a_normal_call(tmp_path: Path) -> None:
         assert rec["end_reason"] == "caller_hangup" and [x["digit"] for x in rec["dtmf"]] == ["1", "2", "5"]
     finally:
         await d.stop()
+
+
+async def test_outbound_call_with_early_media(tmp_path: Path) -> None:
+    port = free_udp_port()
+    callee = await asyncio.create_subprocess_exec(
+        "sipp", "-sf", str(SCENARIOS / "uas_early_media.xml"), "-i", "127.0.0.1", "-p", str(port), "-mi", "127.0.0.1",
+        "-mp", str(free_udp_port()), "-m", "1", "-nostdin", "-timeout", "40", "-timeout_error", cwd=tmp_path,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        rec = await run_dial(f"sip:bob@127.0.0.1:{port}", "--max-seconds", "4")
+        assert await asyncio.wait_for(callee.wait(), 20) == 0
+    finally:
+        if callee.returncode is None:
+            callee.kill()
+            await callee.wait()
+    assert rec["metadata"]["early_media"] is True and rec["answered_at"] is not None
+    assert rec["end_reason"] == "max_duration" and rec["metadata"]["rtp"]["sent"] > 50
