@@ -97,10 +97,10 @@ async def test_extra_route_tables_are_served_scoped_and_documented(tmp_path):
 
     table = RouteTable()
 
-    @table.route("GET", "/api/v1/webhooks", scope="webhooks:read", summary="List webhooks",
+    @table.route("GET", "/api/v1/test-extras", scope="webhooks:read", summary="List test extras",
                  tag="webhooks", response=Hooks)
-    async def list_webhooks(ctx: Ctx) -> Reply:
-        return Reply(Hooks(webhooks=["wh_1"]))
+    async def list_test_extras(ctx: Ctx) -> Reply:
+        return Reply(Hooks(webhooks=["x_1"]))
 
     db = await Database.open(tmp_path / "x.db")
     app = web.Application()
@@ -111,12 +111,12 @@ async def test_extra_route_tables_are_served_scoped_and_documented(tmp_path):
     try:
         reader = await create_key(db, "r", ["webhooks:read"])
         other = await create_key(db, "o", ["calls:read"])
-        ok = await client.get("/api/v1/webhooks", headers={"Authorization": f"Bearer {reader}"})
-        assert ok.status == 200 and await ok.json() == {"webhooks": ["wh_1"]}
-        no = await client.get("/api/v1/webhooks", headers={"Authorization": f"Bearer {other}"})
+        ok = await client.get("/api/v1/test-extras", headers={"Authorization": f"Bearer {reader}"})
+        assert ok.status == 200 and await ok.json() == {"webhooks": ["x_1"]}
+        no = await client.get("/api/v1/test-extras", headers={"Authorization": f"Bearer {other}"})
         assert no.status == 403
         doc = await (await client.get("/api/docs.json")).json()
-        assert doc["paths"]["/api/v1/webhooks"]["get"]["x-required-scope"] == "webhooks:read"
+        assert doc["paths"]["/api/v1/test-extras"]["get"]["x-required-scope"] == "webhooks:read"
     finally:
         await client.close()
         await db.close()
