@@ -248,7 +248,7 @@ async def update_webhook(ctx: Ctx) -> Reply:
     updated = await hooks.store.update_endpoint(ep.id, **fields)
     if updated is None:
         raise NotFound(f"no webhook {ep.id!r}")
-    hooks.worker.wake()
+    hooks.worker.endpoints_changed()
     return Reply(WebhookOut.model_validate(_out(updated)))
 
 
@@ -257,7 +257,9 @@ async def update_webhook(ctx: Ctx) -> Reply:
               description="Its pending deliveries and delivery log go with it.")
 async def delete_webhook(ctx: Ctx) -> Reply:
     ep = await _endpoint(ctx)
-    await _hooks(ctx).store.delete_endpoint(ep.id)
+    hooks = _hooks(ctx)
+    await hooks.store.delete_endpoint(ep.id)
+    hooks.worker.endpoints_changed()
     return Reply(status=204)
 
 

@@ -224,4 +224,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX webhook_attempts_delivery ON webhook_attempts (delivery_id, id)",
         ),
     ),
+    Migration(
+        6,
+        "webhook deliveries due per endpoint",
+        (
+            "CREATE INDEX webhook_deliveries_endpoint_due ON webhook_deliveries "
+            "(endpoint_id, status, next_attempt_at)",
+        ),
+    ),
 )

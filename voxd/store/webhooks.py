@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import secrets
+import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +124,23 @@ class AttemptResult:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """One attempt's result and what follows: retry at ``next_attempt_at``, or not."""
+
+    delivery: DueDelivery
+    result: AttemptResult
+    next_attempt_at: float | None
+    gone: bool = False
+    affects_health: bool = True
+
+    @property
+    def status(self) -> str:
+        if self.result.ok:
+            return SUCCEEDED
+        return PENDING if self.next_attempt_at is not None and not self.gone else FAILED
+
+
 _ENDPOINT_COLS = (
     "id, url, description, events, agents, enabled, secret, previous_secret, previous_secret_until, "
     "headers, timeout_s, retry_schedule, health, consecutive_failures, disabled_reason, created_by, "
@@ -211,22 +230,28 @@ class WebhookStore:
     async def add_messages_in(self, conn: aiosqlite.Connection, messages: list[Message]) -> int:
         """Write messages and their deliveries inside the caller's transaction (so an event
         commits with the state change that caused it). Returns deliveries created."""
-        async with conn.execute(
-            f"SELECT {_ENDPOINT_COLS} FROM webhook_endpoints WHERE enabled = 1"
-        ) as cur:
-            endpoints = [Endpoint.from_row(r) for r in await cur.fetchall()]
-        await conn.executemany(
-            "INSERT OR IGNORE INTO webhook_messages (id, type, agent, call_id, payload, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [(m.id, m.type, m.agent, m.call_id, m.payload, m.created_at) for m in messages])
-        rows = [
-            (new_delivery_id(), ep.id, m.id, PENDING, m.created_at, "event", m.created_at, m.created_at)
-            for m in messages for ep in endpoints if ep.wants(m.type, m.agent)
-        ]
-        await conn.executemany(
-            "INSERT INTO webhook_deliveries (id, endpoint_id, message_id, status, next_attempt_at, "
-            "trigger, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        return len(rows)
+        created: list[int] = []
+
+        def apply(db: sqlite3.Connection) -> None:
+            cur = db.cursor()
+            cur.row_factory = sqlite3.Row
+            endpoints = [Endpoint.from_row(r) for r in cur.execute(
+                f"SELECT {_ENDPOINT_COLS} FROM webhook_endpoints WHERE enabled = 1")]
+            db.executemany(
+                "INSERT OR IGNORE INTO webhook_messages (id, type, agent, call_id, payload, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(m.id, m.type, m.agent, m.call_id, m.payload, m.created_at) for m in messages])
+            rows = [
+                (new_delivery_id(), ep.id, m.id, PENDING, m.created_at, "event", m.created_at, m.created_at)
+                for m in messages for ep in endpoints if ep.wants(m.type, m.agent)
+            ]
+            db.executemany(
+                "INSERT INTO webhook_deliveries (id, endpoint_id, message_id, status, next_attempt_at, "
+                "trigger, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            created.append(len(rows))
+
+        await _in_thread(conn, apply)
+        return created[0]
 
     async def add_delivery(self, endpoint_id: str, message: Message, trigger: str,
                            *, status: str = PENDING) -> str:
@@ -253,25 +278,20 @@ class WebhookStore:
                        call_id=r["call_id"], created_at=r["created_at"])
 
     # ---------------------------------------------------------------- worker side
-    async def due(self, now: float, per_endpoint: int, limit: int) -> list[DueDelivery]:
-        """Pending deliveries due by ``now`` on enabled endpoints, oldest first, at most
-        ``per_endpoint`` per endpoint so one backlog does not starve the others."""
-        cols = ", ".join(f"e.{c.strip()} AS ep_{c.strip()}" for c in _ENDPOINT_COLS.split(","))
+    async def enabled_endpoints(self) -> list[Endpoint]:
         rows = await self.db.fetchall(
-            "SELECT * FROM (SELECT d.id, d.attempts, d.trigger, d.message_id, d.next_attempt_at, "
-            f"m.payload, {cols}, ROW_NUMBER() OVER (PARTITION BY d.endpoint_id "
-            "ORDER BY d.next_attempt_at, d.id) AS rn FROM webhook_deliveries d "
-            "JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.enabled = 1 "
-            "JOIN webhook_messages m ON m.id = d.message_id "
-            "WHERE d.status = 'pending' AND d.next_attempt_at <= ?) WHERE rn <= ? "
-            "ORDER BY next_attempt_at, id LIMIT ?",
-            (now, per_endpoint, limit))
-        out = []
-        for r in rows:
-            ep = Endpoint.from_row(_Prefixed(r, "ep_"))
-            out.append(DueDelivery(id=r["id"], attempts=r["attempts"], trigger=r["trigger"],
-                                   message_id=r["message_id"], payload=r["payload"], endpoint=ep))
-        return out
+            f"SELECT {_ENDPOINT_COLS} FROM webhook_endpoints WHERE enabled = 1 ORDER BY created_at, id")
+        return [Endpoint.from_row(r) for r in rows]
+
+    async def due_for(self, endpoint: Endpoint, now: float, limit: int) -> list[DueDelivery]:
+        """Up to ``limit`` pending deliveries of one endpoint due by ``now``, oldest first."""
+        rows = await self.db.fetchall(
+            "SELECT d.id, d.attempts, d.trigger, d.message_id, m.payload FROM webhook_deliveries d "
+            "JOIN webhook_messages m ON m.id = d.message_id WHERE d.endpoint_id = ? AND d.status = 'pending' "
+            "AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at LIMIT ?",
+            (endpoint.id, now, limit))
+        return [DueDelivery(id=r["id"], attempts=r["attempts"], trigger=r["trigger"], message_id=r["message_id"],
+                            payload=r["payload"], endpoint=endpoint) for r in rows]
 
     async def next_due_at(self, after: float) -> float | None:
         row = await self.db.fetchone(
@@ -286,36 +306,51 @@ class WebhookStore:
     ) -> str:
         """Log one attempt and move the delivery (and the endpoint's health) on. Returns
         the delivery's new status."""
-        attempt = delivery.attempts + 1
-        status = SUCCEEDED if result.ok else (PENDING if next_attempt_at is not None and not gone else FAILED)
-        async with self.db.transaction() as conn:
-            await conn.execute(
+        out = Outcome(delivery, result, next_attempt_at, gone, affects_health)
+        return (await self.record_attempts([out], failing_after))[0]
+
+    async def record_attempts(self, outcomes: list[Outcome], failing_after: int = 5) -> list[str]:
+        """``record_attempt`` for many at once, in one transaction (the worker group-commits)."""
+        now = time.time()
+        statuses = [o.status for o in outcomes]
+        health: dict[str, tuple[bool, bool, int]] = {}  # endpoint -> (gone, reset, failures since)
+        for o in outcomes:
+            gone, reset, fails = health.get(o.delivery.endpoint.id, (False, False, 0))
+            if o.gone:
+                gone = True
+            elif o.affects_health:
+                reset, fails = (True, 0) if o.result.ok else (reset, fails + 1)
+            health[o.delivery.endpoint.id] = (gone, reset, fails)
+        attempts = [(o.delivery.id, o.delivery.attempts + 1, o.result.at, o.result.status_code, o.result.latency_ms,
+                     o.result.response_excerpt, o.result.error) for o in outcomes]
+        deliveries = [(st, o.delivery.attempts + 1, o.next_attempt_at if st == PENDING else None, o.result.status_code,
+                       o.result.error, now, o.delivery.id) for o, st in zip(outcomes, statuses, strict=True)]
+
+        def apply(db: sqlite3.Connection) -> None:
+            db.executemany(
                 "INSERT INTO webhook_attempts (delivery_id, attempt, at, status_code, latency_ms, "
-                "response_excerpt, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (delivery.id, attempt, result.at, result.status_code, result.latency_ms,
-                 result.response_excerpt, result.error))
-            await conn.execute(
+                "response_excerpt, error) VALUES (?, ?, ?, ?, ?, ?, ?)", attempts)
+            db.executemany(
                 "UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, "
-                "last_status_code = ?, last_error = ?, updated_at = ? WHERE id = ?",
-                (status, attempt, next_attempt_at if status == PENDING else None, result.status_code,
-                 result.error, time.time(), delivery.id))
-            if gone:
-                await conn.execute(
-                    "UPDATE webhook_endpoints SET enabled = 0, health = 'disabled', disabled_reason = ?, "
-                    "updated_at = ? WHERE id = ?",
-                    ("the endpoint answered 410 Gone", time.time(), delivery.endpoint.id))
-            elif not affects_health:
-                pass
-            elif result.ok:
-                await conn.execute(
-                    "UPDATE webhook_endpoints SET consecutive_failures = 0, health = 'healthy' "
-                    "WHERE id = ? AND enabled = 1", (delivery.endpoint.id,))
-            else:
-                await conn.execute(
-                    "UPDATE webhook_endpoints SET consecutive_failures = consecutive_failures + 1, "
-                    "health = CASE WHEN consecutive_failures + 1 >= ? THEN 'failing' ELSE health END "
-                    "WHERE id = ? AND enabled = 1", (failing_after, delivery.endpoint.id))
-        return status
+                "last_status_code = ?, last_error = ?, updated_at = ? WHERE id = ?", deliveries)
+            for eid, (gone, reset, fails) in health.items():
+                if gone:
+                    db.execute(
+                        "UPDATE webhook_endpoints SET enabled = 0, health = 'disabled', disabled_reason = ?, "
+                        "updated_at = ? WHERE id = ?", ("the endpoint answered 410 Gone", now, eid))
+                elif reset:
+                    db.execute(
+                        "UPDATE webhook_endpoints SET consecutive_failures = ?, health = ? WHERE id = ? AND enabled = 1",
+                        (fails, FAILING if fails >= failing_after else HEALTHY, eid))
+                elif fails:
+                    db.execute(
+                        "UPDATE webhook_endpoints SET consecutive_failures = consecutive_failures + ?, "
+                        "health = CASE WHEN consecutive_failures + ? >= ? THEN 'failing' ELSE health END "
+                        "WHERE id = ? AND enabled = 1", (fails, fails, failing_after, eid))
+
+        async with self.db.transaction() as conn:
+            await _in_thread(conn, apply)
+        return statuses
 
     async def due_delivery(self, endpoint_id: str, delivery_id: str) -> DueDelivery | None:
         """One delivery (any status) in the shape the sender takes, for tests and replays."""
@@ -381,11 +416,10 @@ def _delivery_dict(r: aiosqlite.Row) -> dict[str, Any]:
     }
 
 
-class _Prefixed:
-    """A row seen through a column prefix (``ep_url`` read as ``url``)."""
-
-    def __init__(self, row: aiosqlite.Row, prefix: str) -> None:
-        self._row, self._prefix = row, prefix
-
-    def __getitem__(self, key: str) -> Any:
-        return self._row[self._prefix + key]
+async def _in_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], None]) -> None:
+    """Run several statements in one hop to aiosqlite's thread. Each ``await conn.execute``
+    is a round trip through the event loop; under load (many requests in flight) one trip
+    costs a loop iteration, and the attempt log of a batch needs several. The caller holds
+    the transaction, so this only saves the trips (aiosqlite has no public call for it)."""
+    raw: sqlite3.Connection = conn._conn
+    await conn._execute(fn, raw)  # type: ignore[no-untyped-call]

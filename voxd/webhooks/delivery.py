@@ -11,7 +11,9 @@ the schedule with jitter, then the delivery is marked failed.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import dataclasses
 import functools
 import ipaddress
 import logging
@@ -29,12 +31,14 @@ from yarl import URL
 
 from voxd import __version__
 from voxd.config import WebhooksConfig
-from voxd.store.webhooks import SUCCEEDED, AttemptResult, DueDelivery, Endpoint, WebhookStore
+from voxd.store.webhooks import SUCCEEDED, AttemptResult, DueDelivery, Endpoint, Outcome, WebhookStore
 from voxd.webhooks.signing import signature
 
 log = logging.getLogger("voxd.webhooks")
 
 ALLOW_PRIVATE_ENV = "VOXD_WEBHOOKS_ALLOW_PRIVATE_DESTINATIONS"
+ENDPOINTS_TTL_S = 1.0  # endpoint changes made elsewhere are seen within this
+PREFETCH = 8  # due deliveries fetched per endpoint, in multiples of its concurrency
 RESERVED_HEADERS = {"content-type", "content-length", "host", "user-agent", "webhook-id",
                     "webhook-timestamp", "webhook-signature", "transfer-encoding", "connection"}
 
@@ -182,7 +186,12 @@ class DeliveryWorker:
         self._task: asyncio.Task[None] | None = None
         self._inflight: dict[str, asyncio.Task[None]] = {}  # delivery id -> task
         self._per_endpoint: dict[str, int] = {}
+        self._queued: dict[str, collections.deque[DueDelivery]] = {}  # fetched, not started yet
+        self._endpoints: dict[str, Endpoint] | None = None
+        self._endpoints_at = 0.0
         self.poll_s = 1.0
+        self._writes: list[tuple[Outcome, asyncio.Future[str]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -204,6 +213,9 @@ class DeliveryWorker:
             for t in late:
                 t.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._writer, grace_s)
 
     async def _run(self) -> None:
         while True:
@@ -229,18 +241,42 @@ class DeliveryWorker:
             return None
 
     async def _dispatch(self) -> int:
+        """Start what is due, up to the per-endpoint cap. Due deliveries are fetched a
+        batch at a time per endpoint and kept in memory, so a busy endpoint costs one
+        query per batch, not one per request."""
         cap = self.cfg.concurrency_per_endpoint
-        due = await self.store.due(time.time(), per_endpoint=cap * 2, limit=500)
+        now = time.time()
+        if self._endpoints is None or now - self._endpoints_at > ENDPOINTS_TTL_S:
+            self._endpoints = {ep.id: ep for ep in await self.store.enabled_endpoints()}
+            self._endpoints_at = now
+            for eid in [e for e in self._queued if e not in self._endpoints]:
+                del self._queued[eid]  # disabled or deleted meanwhile
         started = 0
-        for d in due:
-            if d.id in self._inflight or self._per_endpoint.get(d.endpoint.id, 0) >= cap:
+        for ep in self._endpoints.values():
+            busy = self._per_endpoint.get(ep.id, 0)
+            queue = self._queued.setdefault(ep.id, collections.deque())
+            if busy >= cap:
                 continue
-            self._per_endpoint[d.endpoint.id] = self._per_endpoint.get(d.endpoint.id, 0) + 1
-            task = asyncio.create_task(self._deliver(d), name=f"webhook-{d.id}")
-            self._inflight[d.id] = task
-            task.add_done_callback(functools.partial(self._done, d))
-            started += 1
+            if len(queue) < cap:
+                known = {d.id for d in queue}
+                for d in await self.store.due_for(ep, now, limit=PREFETCH * cap + busy + len(queue)):
+                    if d.id not in self._inflight and d.id not in known:
+                        queue.append(d)
+            while queue and busy < cap:
+                d = dataclasses.replace(queue.popleft(), endpoint=ep)  # current secrets and settings
+                busy += 1
+                self._per_endpoint[ep.id] = busy
+                task = asyncio.create_task(self._deliver(d), name=f"webhook-{d.id}")
+                self._inflight[d.id] = task
+                task.add_done_callback(functools.partial(self._done, d))
+                started += 1
         return started
+
+    def endpoints_changed(self) -> None:
+        """An endpoint was created, changed, rotated or deleted: re-read them before sending more."""
+        self._endpoints = None
+        self._queued.clear()
+        self._wake.set()
 
     def _done(self, d: DueDelivery, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(d.id, None)
@@ -266,8 +302,7 @@ class DeliveryWorker:
             schedule = d.endpoint.retry_schedule if d.endpoint.retry_schedule is not None else self.cfg.retry_schedule_s
             delay = retry_delay(d.attempts + 1, schedule, self.cfg.retry_jitter)
             nxt = None if delay is None else time.time() + delay
-        status = await self.store.record_attempt(d, result, next_attempt_at=nxt, gone=gone,
-                                                 failing_after=self.cfg.failing_after, affects_health=affects_health)
+        status = await self._record(Outcome(d, result, nxt, gone, affects_health))
         if gone:
             log.warning("webhooks: %s answered 410 Gone; endpoint %s disabled", d.endpoint.url, d.endpoint.id)
         elif status not in (SUCCEEDED, "pending"):
@@ -276,6 +311,35 @@ class DeliveryWorker:
         if self.on_attempt is not None:
             self.on_attempt(d, result, status)
         return status, result
+
+    async def _record(self, outcome: Outcome) -> str:
+        """Queue the outcome for the next group commit and wait for it: the delivery stays
+        "in flight" until its result is stored, so it is never picked up twice."""
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._writes.append((outcome, fut))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_outcomes(), name="webhooks-attempt-log")
+        return await fut
+
+    async def _write_outcomes(self) -> None:
+        while self._writes:
+            batch, self._writes = self._writes, []
+            try:
+                statuses = await self.store.record_attempts([o for o, _ in batch], self.cfg.failing_after)
+            except Exception:  # e.g. an endpoint deleted meanwhile: store the others one by one
+                for outcome, fut in batch:
+                    try:
+                        status = (await self.store.record_attempts([outcome], self.cfg.failing_after))[0]
+                    except Exception as e:
+                        if not fut.done():
+                            fut.set_exception(e)
+                    else:
+                        if not fut.done():
+                            fut.set_result(status)
+                continue
+            for (_, fut), status in zip(batch, statuses, strict=True):
+                if not fut.done():
+                    fut.set_result(status)
 
     def stats(self) -> dict[str, Any]:
         return {"in_flight": len(self._inflight), "endpoints_busy": len(self._per_endpoint)}

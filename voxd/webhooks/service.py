@@ -84,10 +84,14 @@ class Webhooks:
 
     # -- API operations
     async def create_endpoint(self, created_by: str, **fields: Any) -> Endpoint:
-        return await self.store.create_endpoint(secret=new_secret(), created_by=created_by, **fields)
+        ep = await self.store.create_endpoint(secret=new_secret(), created_by=created_by, **fields)
+        self.worker.endpoints_changed()
+        return ep
 
     async def rotate_secret(self, endpoint_id: str, overlap_s: float) -> Endpoint | None:
-        return await self.store.rotate_secret(endpoint_id, new_secret(), overlap_s)
+        ep = await self.store.rotate_secret(endpoint_id, new_secret(), overlap_s)
+        self.worker.endpoints_changed()
+        return ep
 
     async def replay(self, endpoint_id: str, delivery_id: str) -> str | None:
         """A new delivery of the same message (same webhook-id), due now."""
