@@ -11,6 +11,8 @@ APT_PACKAGES=(
   sox flite festival espeak-ng
   # real SIP peers and packet capture for interop tests
   sip-tester baresip-core linphone-cli tshark
+  # headless browser for the WebRTC playground test (driven by playwright-core from npm)
+  chromium nodejs npm
   # network namespaces for the offline test
   iproute2 util-linux
 )
@@ -32,4 +34,8 @@ PY=${PYTHON:-$(command -v python3.11 || command -v python3)}
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
+# the browser test's driver (playwright-core, pinned by package-lock.json; uses Debian's chromium)
+if command -v npm >/dev/null; then
+  (cd tests/interop/browser && npm ci --silent --no-audit --no-fund >/dev/null)
+fi
 echo "setup: done. Run the daemon with: .venv/bin/voxd run -c config/voxd.yaml"
