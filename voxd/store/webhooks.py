@@ -300,17 +300,9 @@ class WebhookStore:
             (after,))
         return float(row["t"]) if row and row["t"] is not None else None
 
-    async def record_attempt(
-        self, delivery: DueDelivery, result: AttemptResult, *, next_attempt_at: float | None,
-        gone: bool = False, failing_after: int = 5, affects_health: bool = True,
-    ) -> str:
-        """Log one attempt and move the delivery (and the endpoint's health) on. Returns
-        the delivery's new status."""
-        out = Outcome(delivery, result, next_attempt_at, gone, affects_health)
-        return (await self.record_attempts([out], failing_after))[0]
-
     async def record_attempts(self, outcomes: list[Outcome], failing_after: int = 5) -> list[str]:
-        """``record_attempt`` for many at once, in one transaction (the worker group-commits)."""
+        """Log attempts and move each delivery (and its endpoint's health) on, in one
+        transaction (the worker group-commits). Returns the deliveries' new statuses."""
         now = time.time()
         statuses = [o.status for o in outcomes]
         health: dict[str, tuple[bool, bool, int]] = {}  # endpoint -> (gone, reset, failures since)
