@@ -126,7 +126,12 @@ class Daemon:
         app.router.add_get("/metrics", self.metrics.handle)
         setup_ws_media(app, self.agents, self.calls, self.clock, accepting=lambda: not self.draining)
         setup_twilio(app, self.agents, self.calls, self.clock, accepting=lambda: not self.draining)
-        setup_webrtc(app, self.agents, self.calls, self.clock, tokens=WebTokens.from_state_dir(self.cfg.resolved_state_dir()), db=self.db, http_host=self.cfg.http.host, accepting=lambda: not self.draining)
+        tokens = WebTokens.from_state_dir(self.cfg.resolved_state_dir())
+        setup_webrtc(app, self.agents, self.calls, self.clock, tokens=tokens, db=self.db, http_host=self.cfg.http.host,
+                     accepting=lambda: not self.draining)
+        from voxd.api import webtokens
+
+        app[webtokens.WEB_TOKEN_MINT] = tokens.mint
         from voxd.api.app import setup_api
         from voxd.api.deps import ApiDeps, NotFound
         from voxd.sources import DaemonAgents, DaemonCalls
@@ -134,7 +139,7 @@ class Daemon:
 
         setup_api(app, ApiDeps(self.db, DaemonAgents(self.agents), DaemonCalls(self.calls, self.agents, self.sip),
                                LibraryFunctionSource(self.tool_library, not_found=NotFound)),
-                  extra_routes=self.extra_routes)
+                  extra_routes=[webtokens.routes, *self.extra_routes])
         return app
 
     async def _start_http(self) -> None:

@@ -33,8 +33,8 @@ class TrunkConfig(_Model):
     username: str | None = Field(None, description="Digest authentication user for this trunk.")
     password_env: str | None = Field(None, description="Environment variable holding the digest password.")
     realm: str = "voxd"
-    algorithms: list[Literal["SHA-256", "MD5"]] = Field(
-        default_factory=lambda: ["SHA-256", "MD5"],
+    algorithms: tuple[Literal["SHA-256", "MD5"], ...] = Field(
+        ("SHA-256", "MD5"),
         description="Digest algorithms offered, strongest first (RFC 8760); some clients only read the first.")
 
 

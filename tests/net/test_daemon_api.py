@@ -86,3 +86,21 @@ async def test_agents_and_calls_through_the_api(daemon: Daemon, tmp_path: Path) 
             assert r.status == 200 and (await r.json())["result"] == 42
         async with http.post(url + "/api/v1/calls", headers=auth, json={"agent": "desk", "to": "sip:a@127.0.0.1"}) as r:
             assert r.status == 501  # no SIP listener in this daemon
+
+
+async def test_web_token_for_the_playground(daemon: Daemon) -> None:
+    key = await create_key(daemon.db, "web", ["calls:write"])
+    url = f"http://127.0.0.1:{daemon.http_port}"
+    auth = {"Authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url + "/api/v1/calls/web-token", headers=auth, json={"agent": "desk", "ttl_s": 60}) as r:
+            body = await r.json()
+            assert r.status == 201, body
+            assert body["talk_url"] == f"/talk/desk?token={body['token']}" and body["expires_at"] > 0
+        async with http.post(url + "/api/v1/calls/web-token", headers=auth, json={"agent": "nobody"}) as r:
+            assert r.status == 404
+        async with http.post(url + "/api/v1/calls/web-token", json={"agent": "desk"}) as r:
+            assert r.status == 401
+        # the token opens the playground page for that agent
+        async with http.get(url + body["talk_url"]) as r:
+            assert r.status == 200 and "text/html" in r.headers["Content-Type"]
