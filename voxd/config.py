@@ -54,6 +54,19 @@ class SipListenConfig(_Model):
     allow_any: bool = Field(False, description="Accept calls from any source when no trunk is configured.")
 
 
+class ApiLimits(_Model):
+    """Control-API rate limits (token buckets) and request size limits."""
+
+    per_key_per_minute: int = Field(600, ge=1, description="Requests per key (a key's own limit wins).")
+    per_ip_per_minute: int = Field(60, ge=1, description="Requests without a valid key, per client IP.")
+    failed_auth_per_5min: int = Field(10, ge=1, description="Failed authentications per client IP before it is throttled.")
+    read_per_minute: int = Field(1200, ge=1)
+    write_per_minute: int = Field(120, ge=1)
+    execute_per_minute: int = Field(60, ge=1)
+    max_body_bytes: int = Field(256 * 1024, ge=1024)
+    trust_forwarded_for: bool = Field(False, description="Behind a reverse proxy: use X-Forwarded-For's first hop.")
+
+
 class EnginesConfig(_Model):
     inference_threads: int = Field(2, ge=1, le=64, description="Worker threads shared by all model inference.")
     silero_confirm: bool = Field(True, description="Confirm webrtcvad onsets with Silero.")
@@ -81,6 +94,7 @@ class VoxdConfig(_Model):
     default_agent: str | None = Field(None, description="Agent for calls that name none.")
     database: str | None = Field(None, description="SQLite path; default <state_dir>/voxd.db")
     http: HttpConfig = Field(default_factory=lambda: HttpConfig())
+    api: ApiLimits = Field(default_factory=lambda: ApiLimits())
     sip: SipListenConfig = Field(default_factory=lambda: SipListenConfig())
     engines: EnginesConfig = Field(default_factory=lambda: EnginesConfig())
     webhooks: WebhooksConfig = Field(default_factory=lambda: WebhooksConfig())
