@@ -12,7 +12,7 @@ APT_PACKAGES=(
   # real SIP peers and packet capture for interop tests
   sip-tester baresip-core linphone-cli tshark
   # headless browser for the WebRTC playground test (driven by playwright-core from npm)
-  chromium nodejs npm
+  chromium
   # network namespaces for the offline test
   iproute2 util-linux
 )
@@ -21,6 +21,8 @@ if [[ "${1:-}" != "--no-apt" ]] && command -v apt-get >/dev/null; then
   SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  # Node.js may come from elsewhere than Debian (its npm is then not a Debian package)
+  command -v npm >/dev/null || missing+=(nodejs npm)
   if (( ${#missing[@]} )); then
     echo "setup: installing system packages: ${missing[*]}"
     $SUDO apt-get update -qq
