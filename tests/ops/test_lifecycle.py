@@ -184,9 +184,8 @@ async def test_sighup_rereads_the_config_and_rebinds_http(daemon: Daemon) -> Non
     daemon.proc.send_signal(signal.SIGHUP)
     await daemon.wait_message("READY=1")
     assert "config rejected" in daemon.log.read_text()
-    async with aiohttp.ClientSession() as http:
-        async with http.get(daemon.url + "/healthz") as r:
-            assert r.status == 200
+    async with aiohttp.ClientSession() as http, http.get(daemon.url + "/healthz") as r:
+        assert r.status == 200
     # a new HTTP port: re-bound without a restart, and the old one is closed
     new_port = free_port()
     cfg.write_text(good.replace(f"port: {daemon.port}", f"port: {new_port}"))
