@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from voxd.agents.loader import LoadedAgent
@@ -25,6 +25,8 @@ from voxd.providers.llm.factory import make_llm
 from voxd.tools.registry import ToolRegistry
 
 log = logging.getLogger("voxd.calls")
+
+TxnWrite = tuple[Callable[[Any], Awaitable[object]], Callable[[], None]]
 
 
 class CallLimitReached(Exception):
@@ -47,6 +49,9 @@ class CallManager:
         self.max_calls = max_calls
         self.active: dict[str, CallSession] = {}
         self.listeners: list[Callable[[CallEvent], None]] = []
+        # writers whose rows must commit with the call record (e.g. the webhook outbox):
+        # given CallStarted/CallEnded, each returns (write inside the transaction, after commit)
+        self.transactional: list[Callable[[CallEvent], TxnWrite | None]] = []
         self.accepting = True
         self._bg: set[asyncio.Task[None]] = set()
         self._empty = asyncio.Event()
@@ -143,31 +148,46 @@ class CallManager:
 
     def _on_event(self, event: CallEvent) -> None:
         if isinstance(event, CallStarted):
-            self._persist(event.record)
+            self._persist(event.record, self._txn_writes(event))
         elif isinstance(event, CallEnded):
             self.active.pop(event.record.id, None)
             if not self.active:
                 self._empty.set()
             log.info("call %s ended: %s", event.record.id, event.record.end_reason)
-            self._persist(event.record)
+            self._persist(event.record, self._txn_writes(event))
         for fn in self.listeners:
             try:
                 fn(event)
             except Exception:
                 log.exception("call event listener failed")
 
-    def _persist(self, record: CallRecord) -> None:
+    def _txn_writes(self, event: CallEvent) -> list[TxnWrite]:
+        out = []
+        for writer in self.transactional:
+            try:
+                w = writer(event)  # built now, from the record as it is at this event
+            except Exception:
+                log.exception("transactional writer failed")
+                continue
+            if w is not None:
+                out.append(w)
+        return out
+
+    def _persist(self, record: CallRecord, writes: list[TxnWrite] | None = None) -> None:
         if self.repo is None:
             return
-        task = asyncio.ensure_future(self._save(record))
+        task = asyncio.ensure_future(self._save(record, writes or []))
         self._bg.add(task)
         task.add_done_callback(self._bg.discard)
 
-    async def _save(self, record: CallRecord) -> None:
+    async def _save(self, record: CallRecord, writes: list[TxnWrite]) -> None:
         try:
-            await self.repo.save(record)  # type: ignore[union-attr]
+            await self.repo.save(record, also=[w[0] for w in writes])  # type: ignore[union-attr]
         except Exception:
             log.exception("could not save call %s", record.id)
+            return
+        for _, after in writes:
+            after()
 
     async def end(self, call_id: str, reason: str = "api_hangup") -> bool:
         session = self.active.get(call_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -47,9 +48,15 @@ class CallRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def save(self, record: CallRecord) -> None:
-        """Upsert the call with all its turns, tool calls and digits (idempotent)."""
+    async def save(
+        self, record: CallRecord, also: Sequence[Callable[[aiosqlite.Connection], Awaitable[object]]] = ()
+    ) -> None:
+        """Upsert the call with all its turns, tool calls and digits (idempotent).
+        `also` runs inside the same transaction (e.g. the webhook outbox rows for the
+        event this save records), so both commit or neither does."""
         async with self._db.transaction() as conn:
+            for write in also:
+                await write(conn)
             await conn.execute(
                 f"INSERT INTO calls ({_CALL_COLUMNS}) VALUES "
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "

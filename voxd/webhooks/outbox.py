@@ -60,6 +60,10 @@ class Outbox:
         if self.on_written is not None:
             self.on_written()
 
+    def committed(self, messages: list[Message]) -> None:
+        """Messages added with ``add_in`` were committed: count them and wake the sender."""
+        self._committed(messages)
+
     def _committed(self, messages: list[Message]) -> None:
         self.written += len(messages)
         if self.track_latency:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from voxd.agents.registry import AgentRegistry, ReloadReport
-from voxd.call.events import CallEvent
+from voxd.call.events import CallEnded, CallEvent, CallStarted
 from voxd.config import WebhooksConfig
 from voxd.store.db import Database
 from voxd.store.webhooks import FAILED, PENDING, AttemptResult, Endpoint, Message, WebhookStore
@@ -34,6 +35,7 @@ class Webhooks:
         self.worker = DeliveryWorker(self.store, self.sender, self.cfg)
         self.outbox = Outbox(self.store, self.worker.wake)
         self.running = False
+        self.transactional = False  # call start/end rows are written with the call record
         self._agents: AgentRegistry | None = None
 
     @property
@@ -62,10 +64,26 @@ class Webhooks:
 
     # -- event sources
     def on_call_event(self, event: CallEvent) -> None:
+        if self.transactional and isinstance(event, (CallStarted, CallEnded)):
+            return  # written with the call record by `writer`
         try:
             self.outbox.publish(events.from_call_event(event))
         except Exception:
             log.exception("webhooks: could not build the payload for %s", type(event).__name__)
+
+    def writer(self, event: CallEvent) -> tuple[Callable[[Any], Awaitable[object]], Callable[[], None]] | None:
+        """For CallManager.transactional: the outbox rows for a call's start or end, written
+        in the same transaction as the call record."""
+        if not isinstance(event, (CallStarted, CallEnded)):
+            return None
+        msgs = events.from_call_event(event)
+        if not msgs:
+            return None
+
+        async def write(conn: Any) -> object:
+            return await self.outbox.add_in(conn, msgs)
+
+        return write, lambda: self.outbox.committed(msgs)
 
     def on_agents_reloaded(self, report: ReloadReport) -> None:
         if self._agents is None:
@@ -129,6 +147,9 @@ def setup_webhooks(daemon: Any) -> Webhooks:
     after the first agent load, or every agent is announced as deployed at each start)."""
     hooks = Webhooks(daemon.db, daemon.cfg.webhooks)
     daemon.calls.listeners.append(hooks.on_call_event)
+    if daemon.calls.repo is not None:
+        daemon.calls.transactional.append(hooks.writer)
+        hooks.transactional = True
     hooks.watch_agents(daemon.agents)
     daemon.services.append(("webhooks", hooks.start, hooks.stop))
     return hooks
