@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.daemons import start_daemon, talker_agent, time_agent
 from voxd.app import Daemon
-from voxd.config import VoxdConfig
 from voxd.store.calls import CallRepository
 
 pytestmark = pytest.mark.interop
@@ -25,40 +25,11 @@ pytestmark = pytest.mark.interop
 SPEECH = Path(__file__).resolve().parents[1] / "data" / "speech"
 STREAMDOUBLE = shutil.which("streamdouble") or str(Path(sys.executable).parent / "streamdouble")
 
-AGENT = """
-greeting: Hello and welcome.
-stt: {engine: fake, options: {transcripts: ["what time is it"]}}
-llm: {engine: dialog}
-voice: {engine: fake}
-turn: {detector: silence, max_silence_ms: 500}
-tools: [get_current_time]
-dialog:
-  intents:
-    - {name: time, examples: ["what time is it"], tool: get_current_time, reply: "It's {result.spoken}."}
-"""
-
-TALKER = """
-greeting: "Thanks for calling the test line. This greeting is long on purpose, so that a caller has plenty of time to talk over it and interrupt the bot."
-stt: {engine: fake, options: {transcripts: ["stop talking"]}}
-llm: {engine: dialog}
-voice: {engine: fake}
-turn: {detector: silence, max_silence_ms: 500}
-"""
-
-
 @pytest.fixture
 async def daemon(tmp_path: Path) -> Any:
     if not shutil.which(STREAMDOUBLE):
         pytest.skip("streamdouble is not installed (pip install streamdouble)")
-    (tmp_path / "agents").mkdir()
-    (tmp_path / "agents" / "fakey.yaml").write_text(AGENT)
-    (tmp_path / "agents" / "talker.yaml").write_text(TALKER)
-    cfg = VoxdConfig.model_validate({
-        "state_dir": str(tmp_path / "state"), "agents_dir": str(tmp_path / "agents"),
-        "http": {"port": 0}, "sip": {"enabled": False}, "engines": {"silero_confirm": False, "preload": False},
-    })
-    d = Daemon(cfg, tmp_path)
-    await d.start()
+    d = await start_daemon(tmp_path, {"fakey": time_agent(500), "talker": talker_agent(500)})
     yield d
     await d.stop()
 

@@ -16,48 +16,19 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
+from tests.daemons import start_daemon, talker_agent, time_agent
 from tests.synth import silence, voiced
 from voxd.app import Daemon
-from voxd.config import VoxdConfig
 from voxd.media.audio import resample
 from voxd.net.webrtc import ice_hosts
 from voxd.net.webtoken import InvalidToken, WebTokens
 from voxd.store.calls import CallRepository
 from voxd.store.keys import ApiKeyRepository
 
-AGENT = """
-greeting: Hello and welcome.
-stt: {engine: fake, options: {transcripts: ["what time is it"]}}
-llm: {engine: dialog}
-voice: {engine: fake}
-turn: {detector: silence, max_silence_ms: 400}
-tools: [get_current_time]
-dialog:
-  intents:
-    - {name: time, examples: ["what time is it"], tool: get_current_time, reply: "It's {result.spoken}."}
-"""
-
-TALKER = """
-greeting: "Thanks for calling the test line. This greeting is long on purpose, so that a caller has plenty of time to talk over it."
-stt: {engine: fake, options: {transcripts: ["stop talking"]}}
-llm: {engine: dialog}
-voice: {engine: fake}
-turn: {detector: silence, max_silence_ms: 400}
-"""
-
 
 @pytest.fixture
 async def daemon(tmp_path: Path) -> Any:
-    (tmp_path / "agents").mkdir()
-    (tmp_path / "agents" / "fakey.yaml").write_text(AGENT)
-    (tmp_path / "agents" / "other.yaml").write_text(AGENT)
-    (tmp_path / "agents" / "talker.yaml").write_text(TALKER)
-    cfg = VoxdConfig.model_validate({
-        "state_dir": str(tmp_path / "state"), "agents_dir": str(tmp_path / "agents"),
-        "http": {"port": 0}, "sip": {"enabled": False}, "engines": {"silero_confirm": False, "preload": False},
-    })
-    d = Daemon(cfg, tmp_path)
-    await d.start()
+    d = await start_daemon(tmp_path, {"fakey": time_agent(), "other": time_agent(), "talker": talker_agent()})
     yield d
     await d.stop()
 

@@ -4,39 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 
+from tests.daemons import start_daemon, time_agent
 from tests.synth import silence, voiced
 from voxd.app import Daemon
-from voxd.config import VoxdConfig
-
-AGENT = """
-greeting: Hello and welcome.
-stt: {engine: fake, options: {transcripts: ["what time is it"]}}
-llm: {engine: dialog}
-voice: {engine: fake}
-turn: {detector: silence, max_silence_ms: 400}
-tools: [get_current_time]
-dialog:
-  intents:
-    - {name: time, examples: ["what time is it"], tool: get_current_time, reply: "It's {result.spoken}."}
-"""
 
 
 @pytest.fixture
-async def daemon(tmp_path: Path) -> Any:
-    (tmp_path / "agents").mkdir()
-    (tmp_path / "agents" / "fakey.yaml").write_text(AGENT)
-    cfg = VoxdConfig.model_validate({
-        "state_dir": str(tmp_path / "state"), "agents_dir": str(tmp_path / "agents"),
-        "http": {"port": 0}, "sip": {"enabled": False}, "engines": {"silero_confirm": False, "preload": False},
-    })
-    d = Daemon(cfg, tmp_path)
-    await d.start()
+async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
+    d = await start_daemon(tmp_path, {"fakey": time_agent()})
     yield d
     await d.stop()
 
