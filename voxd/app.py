@@ -93,6 +93,13 @@ class Daemon:
         from voxd.webhooks.service import setup_webhooks
 
         self.webhooks = setup_webhooks(self)  # after the first load: only later agent changes are events
+        self.webhooks.worker.on_attempt = self.metrics.on_webhook_attempt
+        store = self.webhooks.store
+
+        async def outbox_depth() -> None:
+            self.metrics.webhook_depth.set((await store.counts()).get("pending", 0))
+
+        self.metrics.before_scrape.append(outbox_depth)
         self.agents.listeners.append(self._on_agents_changed)
         await self.tool_library.warm_up([a.config for a in self.agents.all()])
         self.agents.start_watching(self.cfg.reload_interval_s)

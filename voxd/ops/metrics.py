@@ -48,6 +48,11 @@ class Metrics:
         self.rtp_packets = Counter("voxd_rtp_packets_total", "RTP packets", ["direction"], registry=r)
         self.rtp_lost = Counter("voxd_rtp_packets_lost_total", "RTP packets lost (receive side)", registry=r)
         self.rtp_jitter = Histogram("voxd_rtp_jitter_seconds", "Interarrival jitter at call end", buckets=FAST_BUCKETS, registry=r)
+        self.webhook_attempts = Counter(
+            "voxd_webhook_attempts_total", "Webhook delivery attempts by result and the delivery's new status",
+            ["result", "status"], registry=r)
+        self.webhook_depth = Gauge("voxd_webhook_outbox_depth", "Webhook deliveries waiting to be sent", registry=r)
+        self.before_scrape: list[Callable[[], Awaitable[None]]] = []  # refresh gauges read from elsewhere
         self._lag_task: asyncio.Task[None] | None = None
 
     # -- call events
@@ -123,7 +128,18 @@ class Metrics:
         finally:
             self.http.labels(route, request.method, str(status)).inc()
 
+    def on_webhook_attempt(self, delivery: object, result: object, status: str) -> None:
+        code = getattr(result, "status_code", None)
+        ok = bool(getattr(result, "ok", False))
+        label = "ok" if ok else ("gone" if code == 410 else ("http_error" if code else "network_error"))
+        self.webhook_attempts.labels(label, status).inc()
+
     async def handle(self, request: web.Request) -> web.Response:
+        for refresh in self.before_scrape:
+            try:
+                await refresh()
+            except Exception:  # a broken source must not break the scrape
+                pass
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
