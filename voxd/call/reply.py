@@ -214,15 +214,3 @@ async def run_llm_reply(
     else:
         raise ProviderError(llm.name, f"more than {MAX_TOOL_ROUNDS} tool rounds in one turn", retryable=False)
     return " ".join(p.strip() for p in text_parts if p.strip())
-
-
-def tool_call_from_json(call_id: str, name: str, raw: str) -> ToolCall:
-    """Parse streamed tool-call arguments; bad JSON becomes an argument error the
-    registry will report back to the LLM."""
-    try:
-        args: Any = json.loads(raw) if raw.strip() else {}
-    except json.JSONDecodeError:
-        args = {"__invalid_json__": raw[:200]}
-    if not isinstance(args, dict):
-        args = {"__invalid_json__": raw[:200]}
-    return ToolCall(call_id, name, args, raw)

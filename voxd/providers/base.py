@@ -10,6 +10,7 @@ session cancels the task that iterates them on barge-in.
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -77,6 +78,18 @@ class Message:
     tool_calls: list[ToolCall] = field(default_factory=list)
     tool_call_id: str | None = None
     name: str | None = None
+
+
+def tool_call_from_json(call_id: str, name: str, raw: str) -> ToolCall:
+    """Parse streamed tool-call arguments; bad JSON becomes an argument error the
+    registry will report back to the LLM."""
+    try:
+        args: Any = json.loads(raw) if raw.strip() else {}
+    except json.JSONDecodeError:
+        args = {"__invalid_json__": raw[:200]}
+    if not isinstance(args, dict):
+        args = {"__invalid_json__": raw[:200]}
+    return ToolCall(call_id, name, args, raw)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from typing import Any
 import aiohttp
 
 from voxd.agents.schema import LLMConfig
-from voxd.call.reply import tool_call_from_json
 from voxd.providers.base import (
     LanguageModel,
     LLMEvent,
@@ -26,6 +25,7 @@ from voxd.providers.base import (
     ToolCallsRequested,
     ToolSpec,
     Usage,
+    tool_call_from_json,
 )
 
 

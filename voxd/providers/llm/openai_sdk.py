@@ -30,6 +30,7 @@ from voxd.providers.base import (
     ToolCallsRequested,
     ToolSpec,
     Usage,
+    tool_call_from_json,
 )
 from voxd.providers.keys import Secret, api_key
 from voxd.providers.llm.openai_compat import to_openai_messages, to_openai_tools
@@ -38,9 +39,7 @@ log = logging.getLogger("voxd.providers.openai")
 
 
 def _tool_call(call_id: str, name: str, raw: str) -> Any:
-    from voxd.call.reply import tool_call_from_json  # the runtime's lenient argument parser
-
-    return tool_call_from_json(call_id, name, raw)
+    return tool_call_from_json(call_id, name, raw)  # the runtime's lenient argument parser
 
 
 class OpenAILLM(LanguageModel):
