@@ -58,6 +58,7 @@ class Daemon:
         self.draining = False
         self._stop = asyncio.Event()
         self._stop_requests = 0
+        self._reload_pending = False
         self.config_loader: Callable[[], VoxdConfig] | None = None  # set by `voxd run` to re-read its file
         self._force = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -122,6 +123,8 @@ class Daemon:
         self.ready = True
         self.notifier.notify(READY=1, STATUS=self._status())
         self._tasks.append(asyncio.create_task(self._status_loop(), name="sd-status"))
+        if self._reload_pending:
+            self.reload()
         log.info("voxd %s ready: agents=%s http=%s errors=%d", __version__, self.agents.names(),
                  f"{self.cfg.http.host}:{self.http_port}" if self.http_port else "off", len(report.errors))
 
@@ -232,7 +235,12 @@ class Daemon:
         self._tasks.append(task)
 
     def reload(self) -> None:
-        """SIGHUP / `systemctl reload`: re-read the config and the agents."""
+        """SIGHUP / `systemctl reload`: re-read the config and the agents.
+        A reload asked for while the daemon is still starting runs once it is ready."""
+        if not self.ready:
+            self._reload_pending = True
+            return
+        self._reload_pending = False
         self._tasks.append(asyncio.ensure_future(self.reload_now()))
 
     async def reload_now(self) -> None:
@@ -301,13 +309,17 @@ class Daemon:
             log.warning("second stop request: forcing exit")
             self._force.set()
 
-    async def run_until_stopped(self) -> None:
+    def install_signal_handlers(self) -> None:
+        """Installed before start(), so a signal sent right after READY=1 (or during
+        start-up) never meets the default action, which for SIGHUP is to exit."""
         loop = asyncio.get_running_loop()
         for sig, fn in ((signal.SIGTERM, self.request_stop), (signal.SIGINT, self.request_stop), (signal.SIGHUP, self.reload)):
             try:
                 loop.add_signal_handler(sig, fn)
             except (NotImplementedError, RuntimeError):
                 pass
+
+    async def run_until_stopped(self) -> None:
         await self._stop.wait()
 
     # ------------------------------------------------------------ stop
@@ -367,6 +379,7 @@ class Daemon:
 async def serve(cfg: VoxdConfig, base_dir: Path, loader: Callable[[], VoxdConfig] | None = None) -> int:
     daemon = Daemon(cfg, base_dir)
     daemon.config_loader = loader
+    daemon.install_signal_handlers()
     try:
         await daemon.start()
         await daemon.run_until_stopped()

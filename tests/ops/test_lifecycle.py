@@ -64,16 +64,25 @@ class Daemon:
         )
 
     async def wait_message(self, prefix: str, limit_s: float = 60) -> str:
+        """The next sd_notify line starting with prefix; fails at once, with the
+        daemon's log, if the daemon exits or the limit passes first."""
         loop = asyncio.get_running_loop()
-        async with asyncio.timeout(limit_s):
-            while True:
-                for m in self.messages:
-                    for line in m.splitlines():
-                        if line.startswith(prefix):
-                            self.messages.remove(m)
-                            return line
-                data = await loop.sock_recv(self.sock, 4096)
-                self.messages.append(data.decode())
+        deadline = loop.time() + limit_s
+        while True:
+            for m in self.messages:
+                for line in m.splitlines():
+                    if line.startswith(prefix):
+                        self.messages.remove(m)
+                        return line
+            if self.proc.returncode is not None or loop.time() > deadline:
+                self.log_file.flush()
+                pytest.fail(f"no {prefix!r} from the daemon (exit code {self.proc.returncode}); "
+                            f"its log:\n{self.log.read_text()[-4000:]}")
+            try:
+                data = await asyncio.wait_for(loop.sock_recv(self.sock, 4096), 0.5)
+            except TimeoutError:
+                continue
+            self.messages.append(data.decode())
 
     @property
     def url(self) -> str:
