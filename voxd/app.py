@@ -25,9 +25,9 @@ from voxd.call.manager import CallManager
 from voxd.config import VoxdConfig
 from voxd.media import inference
 from voxd.net.clock import MediaClock
-from voxd.net.twilio import setup_twilio
-from voxd.net.webrtc import setup_webrtc
-from voxd.net.webtoken import WebTokens
+from voxd.net.twilio import TwilioSettings, setup_twilio
+from voxd.net.webrtc import WebRtcSettings, setup_webrtc
+from voxd.net.webtoken import WEB_TOKENS_KEY, WebTokens
 from voxd.net.ws_media import setup_ws_media
 from voxd.ops.metrics import Metrics
 from voxd.ops.sdnotify import Notifier
@@ -135,10 +135,15 @@ class Daemon:
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self.metrics.handle)
         setup_ws_media(app, self.agents, self.calls, self.clock, accepting=lambda: not self.draining)
-        setup_twilio(app, self.agents, self.calls, self.clock, accepting=lambda: not self.draining)
         tokens = WebTokens.from_state_dir(self.cfg.resolved_state_dir())
-        setup_webrtc(app, self.agents, self.calls, self.clock, tokens=tokens, db=self.db, http_host=self.cfg.http.host,
-                     accepting=lambda: not self.draining)
+        app[WEB_TOKENS_KEY] = tokens  # web pages' and Twilio streams' one-use tokens
+        # settings are read per request from the live config, so SIGHUP applies to the next call
+        if self.cfg.twilio.enabled:
+            setup_twilio(app, self.agents, self.calls, self.clock, accepting=lambda: not self.draining,
+                         settings=lambda: TwilioSettings.from_config(self.cfg.twilio, self.cfg.http.public_url))
+        if self.cfg.webrtc.enabled:
+            setup_webrtc(app, self.agents, self.calls, self.clock, tokens=tokens, db=self.db, accepting=lambda: not self.draining,
+                         settings=lambda: WebRtcSettings.from_config(self.cfg.webrtc, self.cfg.http.host))
         from voxd.api import webtokens
 
         app[webtokens.WEB_TOKEN_MINT] = tokens.mint

@@ -21,6 +21,56 @@ class HttpConfig(_Model):
     host: str = Field("127.0.0.1", description="Control API, /healthz, websocket media and WebRTC signalling.")
     port: int = Field(8080, ge=0, le=65535)
     enabled: bool = True
+    public_url: str | None = Field(
+        None,
+        description="scheme://host callers and Twilio use to reach this server behind a proxy "
+        "(e.g. https://voice.example.com); default: the request's Host and X-Forwarded-* headers. "
+        "$VOXD_PUBLIC_URL overrides.",
+    )
+
+
+class IceServerConfig(_Model):
+    """A STUN or TURN server the browser and voxd use to find a path through NAT."""
+
+    urls: str | list[str] = Field(description="stun:host:3478 or turn:host:3478?transport=udp (one or a list).")
+    username: str | None = None
+    credential_env: str | None = Field(
+        None, description="Environment variable holding the TURN credential (never the credential itself)."
+    )
+
+    def resolved(self) -> dict[str, Any]:
+        """As RTCPeerConnection takes it: {"urls", "username", "credential"}."""
+        out: dict[str, Any] = {"urls": self.urls}
+        if self.username is not None:
+            out["username"] = self.username
+        if self.credential_env:
+            out["credential"] = os.environ.get(self.credential_env, "")
+        return out
+
+
+class WebRtcConfig(_Model):
+    enabled: bool = Field(True, description="POST /webrtc/offer and the /talk/<agent> playground.")
+    hosts: list[str] | None = Field(
+        None,
+        description="Addresses offered as ICE host candidates. Default: the HTTP listener's address "
+        "(every interface when it listens on 0.0.0.0 or ::). $VOXD_WEBRTC_HOSTS overrides.",
+    )
+    ice_servers: list[IceServerConfig] = Field(
+        default_factory=list,
+        description="STUN/TURN servers for deployments behind NAT. None by default: no outside server is contacted.",
+    )
+
+
+class TwilioConfig(_Model):
+    enabled: bool = Field(True, description="GET /media/twilio (Media Streams) and /twiml/<agent>.")
+    auth_token_env: str = Field(
+        "VOXD_TWILIO_AUTH_TOKEN",
+        description="Environment variable holding the Twilio auth token. When it is set, /twiml checks "
+        "X-Twilio-Signature and /media/twilio only takes streams carrying the token /twiml minted.",
+    )
+
+    def auth_token(self) -> str:
+        return os.environ.get(self.auth_token_env, "") if self.auth_token_env else ""
 
 
 class TrunkConfig(_Model):
@@ -98,6 +148,8 @@ class VoxdConfig(_Model):
     sip: SipListenConfig = Field(default_factory=lambda: SipListenConfig())
     engines: EnginesConfig = Field(default_factory=lambda: EnginesConfig())
     webhooks: WebhooksConfig = Field(default_factory=lambda: WebhooksConfig())
+    webrtc: WebRtcConfig = Field(default_factory=lambda: WebRtcConfig())
+    twilio: TwilioConfig = Field(default_factory=lambda: TwilioConfig())
     tools: ToolsConfig = Field(default_factory=lambda: ToolsConfig(), description="Function library settings (weather, email, calendar, plugins, knowledge bases).")
     log_level: str = Field("INFO", description="Root log level; per-module levels in log_levels.")
     log_levels: dict[str, str] = Field(default_factory=dict)

@@ -293,3 +293,37 @@ async def test_twilio_auth_token_guards_twiml_and_stream(daemon: Daemon, monkeyp
                 "streamSid": "MZT2", "customParameters": {"agent": "fakey", "token": token}}}))
             await asyncio.wait_for(p.reader, 5)
             assert ws.close_code == 1008 and not p.events
+
+
+async def test_twilio_settings_come_from_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """twilio.auth_token_env names the variable holding the auth token; http.public_url is the
+    address Twilio signs and the stream URL it is told to open (behind a proxy)."""
+    import hashlib
+    import hmac
+
+    monkeypatch.delenv("VOXD_PUBLIC_URL", raising=False)
+    monkeypatch.setenv("ACME_TWILIO_TOKEN", "acme-secret")
+    d = await start_daemon(tmp_path, {"fakey": time_agent()}, twilio={"auth_token_env": "ACME_TWILIO_TOKEN"},
+                           http={"port": 0, "public_url": "https://voice.example.com/"})
+    try:
+        base = f"http://127.0.0.1:{d.http_port}"
+        form = {"CallSid": "CA1", "From": "+15550001"}
+        signed = "https://voice.example.com/twiml/fakey" + "".join(k + form[k] for k in sorted(form))
+        sig = base64.b64encode(hmac.new(b"acme-secret", signed.encode(), hashlib.sha1).digest()).decode()
+        async with aiohttp.ClientSession() as http:
+            async with http.post(base + "/twiml/fakey", data=form) as r:
+                assert r.status == 403  # the token is set, so unsigned requests are refused
+            async with http.post(base + "/twiml/fakey", data=form, headers={"X-Twilio-Signature": sig}) as r:
+                assert r.status == 200
+                assert '<Stream url="wss://voice.example.com/media/twilio">' in await r.text()
+    finally:
+        await d.stop()
+
+
+async def test_twilio_can_be_turned_off(tmp_path: Path) -> None:
+    d = await start_daemon(tmp_path, {"fakey": time_agent()}, twilio={"enabled": False})
+    try:
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{d.http_port}/twiml/fakey") as r:
+            assert r.status == 404
+    finally:
+        await d.stop()

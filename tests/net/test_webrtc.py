@@ -19,6 +19,7 @@ from av import AudioFrame
 from tests.daemons import start_daemon, talker_agent, time_agent
 from tests.synth import silence, voiced
 from voxd.app import Daemon
+from voxd.config import WebRtcConfig
 from voxd.media.audio import resample
 from voxd.net.webrtc import ice_hosts
 from voxd.net.webtoken import InvalidToken, WebTokens
@@ -242,3 +243,47 @@ def test_web_tokens(tmp_path: Path) -> None:
         tokens.verify(f"{head}.{claims}x.{sig}")
     with pytest.raises(InvalidToken, match="signature"):
         WebTokens(b"another secret of 32 bytes......").verify(token)
+
+
+async def test_ice_settings_come_from_the_live_config(daemon: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
+    """webrtc.hosts picks the host candidates in the answer; webrtc.ice_servers reaches the page
+    with the TURN credential read from its environment variable; a reload applies to the next call."""
+    monkeypatch.setenv("TEST_TURN_SECRET", "s3cret")
+    daemon.cfg = daemon.cfg.model_copy(update={"webrtc": WebRtcConfig.model_validate({
+        "hosts": ["127.0.0.1"],
+        "ice_servers": [{"urls": "stun:127.0.0.1:3478"},
+                        {"urls": ["turn:127.0.0.1:3478?transport=udp"], "username": "u1", "credential_env": "TEST_TURN_SECRET"}],
+    })})
+    url = f"http://127.0.0.1:{daemon.http_port}"
+    async with aiohttp.ClientSession() as http, http.get(url + "/webrtc/ice") as r:
+        assert await r.json() == {"ice_servers": [
+            {"urls": "stun:127.0.0.1:3478"},
+            {"urls": ["turn:127.0.0.1:3478?transport=udp"], "username": "u1", "credential": "s3cret"}]}
+    assert "s3cret" not in repr(daemon.cfg)  # the file holds only the variable's name
+    b = Browser(silence(0.5))
+    try:
+        status, answer = await b.offer(url, token=await token_for(url, "fakey"))
+        assert status == 200
+        hosts = {line.split()[4] for line in answer["sdp"].splitlines() if line.startswith("a=candidate:")}
+        assert hosts == {"127.0.0.1"}
+    finally:
+        await b.close()
+    # the environment overrides the file, and a broken value is ignored with an error, not a failed call
+    monkeypatch.setenv("VOXD_WEBRTC_ICE_SERVERS", "not json")
+    async with aiohttp.ClientSession() as http, http.get(url + "/webrtc/ice") as r:
+        assert len((await r.json())["ice_servers"]) == 2
+    monkeypatch.setenv("VOXD_WEBRTC_ICE_SERVERS", '[{"urls": "stun:127.0.0.1:9"}]')
+    async with aiohttp.ClientSession() as http, http.get(url + "/webrtc/ice") as r:
+        assert await r.json() == {"ice_servers": [{"urls": "stun:127.0.0.1:9"}]}
+
+
+async def test_webrtc_can_be_turned_off(tmp_path: Path) -> None:
+    d = await start_daemon(tmp_path, {"fakey": time_agent()}, webrtc={"enabled": False})
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"http://127.0.0.1:{d.http_port}/webrtc/offer", json={}) as r:
+                assert r.status in (404, 405)
+            async with http.get(f"http://127.0.0.1:{d.http_port}/talk/fakey") as r:
+                assert r.status == 404
+    finally:
+        await d.stop()

@@ -31,6 +31,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
@@ -41,6 +42,7 @@ from voxd.agents.registry import AgentRegistry
 from voxd.call.events import EngineError
 from voxd.call.manager import CallLimitReached, CallManager
 from voxd.call.session import CallSession
+from voxd.config import TwilioConfig
 from voxd.media.audio import FRAME_BYTES, SILENCE_FRAME, FrameSplitter, StreamResampler
 from voxd.media.playout import Playout
 from voxd.net.clock import MediaClock
@@ -61,11 +63,24 @@ HANGUP_DRAIN_S = 3.0
 STALL_S = 0.2
 MAX_GAP_FRAMES = 50
 OUT_FRAME_BYTES = 320  # 20 ms of 8 kHz PCM16 -> 160 mu-law bytes per media message
-PUBLIC_URL_ENV = "VOXD_PUBLIC_URL"  # e.g. https://voice.example.com, when behind a proxy
-# With the account's auth token set, /twiml checks X-Twilio-Signature and puts a one-use
-# web token in the stream's parameters; /media/twilio refuses streams without one.
-AUTH_TOKEN_ENV = "VOXD_TWILIO_AUTH_TOKEN"
+PUBLIC_URL_ENV = "VOXD_PUBLIC_URL"  # overrides http.public_url
 STREAM_TOKEN_TTL_S = 60.0
+
+
+@dataclass(frozen=True)
+class TwilioSettings:
+    """With the account's auth token set, /twiml checks X-Twilio-Signature and puts a one-use
+    web token in the stream's parameters; /media/twilio refuses streams without one.
+    public_url: scheme://host as Twilio reaches us (behind a proxy); "" = from the request."""
+
+    auth_token: str = field(default="", repr=False)
+    public_url: str = ""
+
+    @classmethod
+    def from_config(cls, cfg: TwilioConfig | None = None, public_url: str | None = None) -> TwilioSettings:
+        cfg = cfg or TwilioConfig()
+        base = os.environ.get(PUBLIC_URL_ENV, "") or public_url or ""
+        return cls(auth_token=cfg.auth_token(), public_url=base.rstrip("/"))
 
 
 class ProtocolError(Exception):
@@ -284,7 +299,11 @@ def setup_twilio(
     calls: CallManager,
     clock: MediaClock,
     accepting: Callable[[], bool] = lambda: True,
+    settings: Callable[[], TwilioSettings] | None = None,
 ) -> None:
+    """`settings` is asked per request (the daemon passes its live config)."""
+    current = settings or (lambda: TwilioSettings.from_config())
+
     async def media(request: web.Request) -> web.StreamResponse:
         if not accepting():
             raise web.HTTPServiceUnavailable(text="draining: not accepting new calls", headers={"Retry-After": "30"})
@@ -309,7 +328,7 @@ def setup_twilio(
             problem = f"no agent {name!r}" if name else "no agents loaded"
         elif fmt and (fmt.get("encoding") != "audio/x-mulaw" or fmt.get("sampleRate") != 8000):
             problem = f"unsupported mediaFormat {fmt}"
-        elif os.environ.get(AUTH_TOKEN_ENV):
+        elif current().auth_token:
             problem = _stream_token_problem(request, params.pop("token", ""), agent.name)
         params.pop("token", None)  # never stored with the call
         if agent is None or problem:
@@ -384,10 +403,11 @@ def setup_twilio(
         if agents.get(name) is None:
             raise web.HTTPNotFound(text=f"no agent {name!r}")
         form = await request.post() if request.method == "POST" and request.can_read_body else {}
-        auth = os.environ.get(AUTH_TOKEN_ENV, "")
+        conf = current()
+        auth = conf.auth_token
         params = {"agent": name}
         if auth:  # only Twilio may fetch this document, and the stream it names needs its token
-            url = _public_url(request, "https", "http") + request.path_qs
+            url = _public_url(request, conf.public_url, "https", "http") + request.path_qs
             fields = {k: v for k, v in form.items() if isinstance(v, str)}
             if not hmac.compare_digest(request.headers.get("X-Twilio-Signature", ""), twilio_signature(auth, url, fields)):
                 raise web.HTTPForbidden(text="X-Twilio-Signature does not match")
@@ -395,11 +415,11 @@ def setup_twilio(
             if tokens is None:
                 raise web.HTTPServiceUnavailable(text="no web token issuer configured")
             params["token"] = tokens.mint(name, ttl_s=STREAM_TOKEN_TTL_S)[0]
-        for field, key in (("From", "from"), ("To", "to")):
-            value = form.get(field)
+        for form_field, key in (("From", "from"), ("To", "to")):
+            value = form.get(form_field)
             if isinstance(value, str) and value:
                 params[key] = value
-        stream_url = _public_url(request, "wss", "ws") + PATH
+        stream_url = _public_url(request, conf.public_url, "wss", "ws") + PATH
         inner = "".join(f"<Parameter name={quoteattr(k)} value={quoteattr(v)}/>" for k, v in params.items())
         xml = ('<?xml version="1.0" encoding="UTF-8"?>'
                f"<Response><Connect><Stream url={quoteattr(stream_url)}>{inner}</Stream></Connect></Response>")
@@ -424,10 +444,9 @@ async def _await_start(ws: web.WebSocketResponse) -> dict[str, Any] | None:
     return None
 
 
-def _public_url(request: web.Request, secure: str, plain: str) -> str:
-    """scheme://host as callers see it: $VOXD_PUBLIC_URL, else the request (honouring a proxy's
-    X-Forwarded-Proto/Host). `secure`/`plain` name the scheme for https/http."""
-    base = os.environ.get(PUBLIC_URL_ENV, "").rstrip("/")
+def _public_url(request: web.Request, base: str, secure: str, plain: str) -> str:
+    """scheme://host as callers see it: the configured public URL, else the request (honouring
+    a proxy's X-Forwarded-Proto/Host). `secure`/`plain` name the scheme for https/http."""
     if base:
         scheme, _, host = base.partition("://")
     else:

@@ -17,10 +17,13 @@ DataChannel "voxd" (created by the page): page -> voxd `{"type": "dtmf", "digit"
 `{"type": "hangup"}`; voxd -> page `started`, `state` (listening / speaking / thinking),
 `transcript` (speaker, text, interrupted), `dtmf`, `clear`, `end`.
 
-ICE: host candidates on the HTTP listener's address (127.0.0.1 by default; all
-interfaces when it listens on 0.0.0.0), overridable with $VOXD_WEBRTC_HOSTS
-("192.0.2.10,10.0.0.5"); STUN/TURN servers from $VOXD_WEBRTC_ICE_SERVERS, a JSON list
-of {"urls", "username", "credential"}. No STUN server is contacted unless configured.
+ICE (config `webrtc:`): host candidates on `webrtc.hosts`, else the HTTP listener's
+address (127.0.0.1 by default; every interface when it listens on 0.0.0.0 or ::);
+STUN/TURN servers from `webrtc.ice_servers` (TURN credentials from environment
+variables). $VOXD_WEBRTC_HOSTS ("192.0.2.10,10.0.0.5") and $VOXD_WEBRTC_ICE_SERVERS (a
+JSON list of {"urls", "username", "credential"}) override the file. No STUN server is
+contacted unless configured. Settings are read per offer, so a reload applies to the
+next call.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from voxd.agents.registry import AgentRegistry
 from voxd.call.events import CallEnded, CallerSpeaking, CallEvent, DtmfReceived, TurnCompleted
 from voxd.call.manager import CallLimitReached, CallManager
 from voxd.call.session import CallSession
+from voxd.config import WebRtcConfig
 from voxd.media.audio import (
     FRAME_BYTES,
     FRAME_SAMPLES,
@@ -76,11 +80,23 @@ class WebRtcSettings:
     host_addresses: tuple[str, ...] | None = None  # None: every interface aioice finds
 
     @classmethod
-    def from_env(cls, http_host: str = "127.0.0.1") -> WebRtcSettings:
-        servers = json.loads(os.environ.get("VOXD_WEBRTC_ICE_SERVERS", "[]") or "[]")
+    def from_config(cls, cfg: WebRtcConfig | None = None, http_host: str = "127.0.0.1") -> WebRtcSettings:
+        cfg = cfg or WebRtcConfig()
+        servers: list[dict[str, Any]] = [s.resolved() for s in cfg.ice_servers]
+        servers_env = os.environ.get("VOXD_WEBRTC_ICE_SERVERS", "")
+        if servers_env.strip():
+            try:
+                parsed = json.loads(servers_env)
+                if not isinstance(parsed, list) or not all(isinstance(x, dict) and "urls" in x for x in parsed):
+                    raise ValueError("expected a JSON list of {\"urls\", ...}")
+                servers = parsed
+            except ValueError as e:
+                log.error("ignoring $VOXD_WEBRTC_ICE_SERVERS: %s", e)
         hosts_env = os.environ.get("VOXD_WEBRTC_HOSTS", "")
         if hosts_env:
             hosts: tuple[str, ...] | None = tuple(h.strip() for h in hosts_env.split(",") if h.strip())
+        elif cfg.hosts:
+            hosts = tuple(cfg.hosts)
         elif http_host in ("", "0.0.0.0", "::"):
             hosts = None
         else:
@@ -297,9 +313,10 @@ def setup_webrtc(
     db: Any = None,
     http_host: str = "127.0.0.1",
     accepting: Callable[[], bool] = lambda: True,
-    settings: WebRtcSettings | None = None,
+    settings: Callable[[], WebRtcSettings] | None = None,
 ) -> None:
-    cfg = settings or WebRtcSettings.from_env(http_host)
+    """`settings` is asked once per offer (the daemon passes its live config)."""
+    current = settings or (lambda: WebRtcSettings.from_config(None, http_host))
     key_check: ApiKeyCheck | None = api_key_check(db) if db is not None else None
     live: set[RtcCall] = set()
 
@@ -332,6 +349,7 @@ def setup_webrtc(
         agent = agents.get(name) if name else agents.default()
         if agent is None:
             raise web.HTTPNotFound(text=f"no agent {name!r}" if name else "no agents loaded")
+        cfg = current()
         pc = RTCPeerConnection(cfg.rtc_configuration())
         call = RtcCall(pc)
         try:
@@ -398,7 +416,7 @@ def setup_webrtc(
             live.discard(call)
 
     async def ice(request: web.Request) -> web.Response:
-        return web.json_response({"ice_servers": cfg.ice_servers})
+        return web.json_response({"ice_servers": current().ice_servers})
 
     async def talk(request: web.Request) -> web.Response:
         name = request.match_info["agent"]
