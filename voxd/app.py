@@ -276,6 +276,9 @@ class Daemon:
         old, self.cfg = self.cfg, new
         if (new.log_level, new.log_levels) != (old.log_level, old.log_levels):
             setup_logging(new.log_level, new.log_levels)
+        if new.webhooks != old.webhooks and self.webhooks is not None:
+            self.webhooks.configure(new.webhooks)
+            log.info("reload: webhook settings applied")
         agents_dir = Path(new.agents_dir)
         self.agents.directory = agents_dir if agents_dir.is_absolute() else self.base_dir / agents_dir
         self.agents.default_name = new.default_agent

@@ -189,3 +189,33 @@ async def test_filters_by_event_type_and_agent(hooks: Webhooks, receiver: Receiv
     await hooks.outbox.flush()
     await asyncio.sleep(0.2)
     assert [p["data"] for p in receiver.accepted.values()] == [{"agent": "front", "version": "2"}]
+
+
+async def test_reloaded_settings_apply_to_the_next_attempt(db: Database, receiver: Receiver) -> None:
+    """SIGHUP hands the worker a new `webhooks:` block: the private-destination rule holds even
+    for a destination already reached over a pooled connection, and the retry schedule changes."""
+    hooks = Webhooks(db, config(retry_schedule_s=[0.05]))
+    await hooks.start()
+    try:
+        ep = await hooks.create_endpoint("test", url=receiver.url)
+        receiver.secrets = [ep.secret]
+        hooks.outbox.publish([sample_event(1)])
+        await _settled(hooks)
+        assert len(receiver.accepted) == 1  # the worker's pool now holds a connection to 127.0.0.1
+        hooks.configure(config(allow_private_destinations=False, retry_schedule_s=[0.05]))
+        hooks.outbox.publish([sample_event(2)])
+        await _settled(hooks)
+        page, _ = await hooks.store.list_deliveries(ep.id)
+        refused = [d for d in page if d["status"] == "failed"]
+        assert len(refused) == 1 and len(receiver.received) == 1
+        log = await hooks.store.attempts(refused[0]["id"])
+        assert all((a["error"] or "").startswith("destination refused") for a in log), log
+        hooks.configure(config(retry_schedule_s=[0.05, 0.05]))
+        receiver.respond = lambda n: 503
+        hooks.outbox.publish([sample_event(3)])
+        await _settled(hooks)
+        page, _ = await hooks.store.list_deliveries(ep.id)
+        last = [d for d in page if d["status"] == "failed" and d["id"] != refused[0]["id"]]
+        assert len(last) == 1 and last[0]["attempts"] == 3  # 1 + the new schedule's 2 retries
+    finally:
+        await hooks.stop()

@@ -38,6 +38,7 @@ log = logging.getLogger("voxd.webhooks")
 
 ALLOW_PRIVATE_ENV = "VOXD_WEBHOOKS_ALLOW_PRIVATE_DESTINATIONS"
 ENDPOINTS_TTL_S = 1.0  # endpoint changes made elsewhere are seen within this
+MAX_REQUEST_S = 125.0  # longest a request may take (timeouts are capped at 120 s)
 PREFETCH = 8  # due deliveries fetched per endpoint, in multiples of its concurrency
 RESERVED_HEADERS = {"content-type", "content-length", "host", "user-agent", "webhook-id",
                     "webhook-timestamp", "webhook-signature", "transfer-encoding", "connection"}
@@ -105,6 +106,28 @@ class Sender:
         self.cfg = cfg
         self.allow_private = private_allowed(cfg)
         self._session: aiohttp.ClientSession | None = None
+        self._retired: set[asyncio.Task[None]] = set()
+
+    def configure(self, cfg: WebhooksConfig) -> None:
+        """A reloaded config. When the private-destination rule changes, new requests get a
+        new connection pool (pooled connections skip the resolver's check); requests in
+        flight finish on the old pool, which is closed after the longest request time."""
+        self.cfg = cfg
+        allow = private_allowed(cfg)
+        if allow == self.allow_private:
+            return
+        self.allow_private = allow
+        old, self._session = self._session, None
+        if old is not None:
+            async def close_later(session: aiohttp.ClientSession = old) -> None:
+                try:
+                    await asyncio.sleep(MAX_REQUEST_S)
+                finally:
+                    await session.close()
+
+            task = asyncio.ensure_future(close_later())
+            self._retired.add(task)
+            task.add_done_callback(self._retired.discard)
 
     async def __aenter__(self) -> Sender:
         return self
@@ -119,6 +142,9 @@ class Sender:
         return self._session
 
     async def close(self) -> None:
+        for task in list(self._retired):
+            task.cancel()  # closes its old pool at once
+            await asyncio.gather(task, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
             self._session = None

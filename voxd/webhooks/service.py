@@ -38,6 +38,14 @@ class Webhooks:
         self.transactional = False  # call start/end rows are written with the call record
         self._agents: AgentRegistry | None = None
 
+    def configure(self, cfg: WebhooksConfig) -> None:
+        """Apply a reloaded `webhooks:` block: retry schedule, jitter, concurrency, timeouts,
+        response excerpts and the private-destination rule take effect for the next attempt."""
+        self.cfg = cfg
+        self.sender.configure(cfg)
+        self.worker.cfg = cfg
+        self.worker.wake()
+
     @property
     def allow_private(self) -> bool:
         return private_allowed(self.cfg)
