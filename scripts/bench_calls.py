@@ -255,8 +255,8 @@ async def voxd_density(n: int, seconds: float) -> DensityResult:
 
     from voxd.agents.loader import parse_agent
     from voxd.call.manager import CallManager
-    from voxd.call.ports import NullControl
-    from voxd.call.session import CallSession, Engines
+    from voxd.call.ports import Engines, NullControl
+    from voxd.call.session import CallSession
     from voxd.media.silero import SileroVAD
     from voxd.media.turn import SmartTurn
     from voxd.net.clock import MediaClock

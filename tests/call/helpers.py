@@ -4,9 +4,9 @@ from typing import Any
 
 from voxd.agents.schema import AgentConfig
 from voxd.call.events import CallEvent
-from voxd.call.ports import NullControl
+from voxd.call.ports import Engines, NullControl
 from voxd.call.record import CallRecord, new_call_id
-from voxd.call.session import CallSession, Engines
+from voxd.call.session import CallSession
 from voxd.providers.fakes import FakeLLM, FakeSTT, FakeTTS, Step
 from voxd.tools.builtins import default_registry
 

@@ -10,12 +10,19 @@ bot audio:
 Digits from any source arrive as `session.feed_dtmf("5", source="rfc4733")`.
 When the far end hangs up: `await session.close("caller_hangup", ended_by="caller")`.
 
-The session acts on the call through the `CallControl` the transport implements.
+The session acts on the call through the `CallControl` the transport implements,
+and on its models through `Engines`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
+
+import numpy as np
+
+from voxd.providers.base import LanguageModel, SpeechToText, TextToSpeech
 
 
 class CallControl(Protocol):
@@ -60,3 +67,14 @@ class NullControl:
 
     def clear_output(self) -> None:
         self.clears += 1
+
+
+@dataclass
+class Engines:
+    stt: SpeechToText
+    llm: LanguageModel
+    tts: TextToSpeech
+    # Silero confirmation (probability of speech for a short window); None = trust webrtcvad
+    confirm: Callable[[np.ndarray], Awaitable[float]] | None = None
+    # Smart Turn (probability the turn is complete); None = silence-only endpointing
+    turn_model: Callable[[np.ndarray], Awaitable[float]] | None = None

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import numpy as np
@@ -34,16 +32,16 @@ from voxd.call.events import (
     ToolExecuted,
     TurnCompleted,
 )
-from voxd.call.ports import CallControl
+from voxd.call.ports import CallControl, Engines
 from voxd.call.record import CallRecord, DtmfRecord, Turn, TurnLatency
 from voxd.call.reply import ReplyMetrics, Speaker, ToolPolicy, run_llm_reply, synthesize_into
 from voxd.call.toolctx import SessionTools
-from voxd.logs import call_id_var
+from voxd.call.work import CallWork
 from voxd.media import inference
 from voxd.media.audio import FRAME_BYTES, SAMPLE_RATE
 from voxd.media.playout import Playout
 from voxd.media.vad import FrameVAD
-from voxd.providers.base import LanguageModel, Message, ProviderError, SpeechToText, TextToSpeech
+from voxd.providers.base import Message, ProviderError
 from voxd.providers.fallback import bind_call
 from voxd.providers.pricing import Switch
 from voxd.tools.registry import ToolRegistry
@@ -55,17 +53,6 @@ TURN_AUDIO_S = 8.0  # Smart Turn looks at the last 8 s
 NOISE_HOLDOFF_S = 3.0  # after a rejected onset, only confirmed speech pauses the bot
 OVERLOAD_BACKLOG = 8  # inference jobs in flight beyond which Smart Turn is skipped
 CONFIRM_FRAMES = 10  # Silero sees at most the last 200 ms since the onset
-
-
-@dataclass
-class Engines:
-    stt: SpeechToText
-    llm: LanguageModel
-    tts: TextToSpeech
-    # Silero confirmation (probability of speech for a short window); None = trust webrtcvad
-    confirm: Callable[[np.ndarray], Awaitable[float]] | None = None
-    # Smart Turn (probability the turn is complete); None = silence-only endpointing
-    turn_model: Callable[[np.ndarray], Awaitable[float]] | None = None
 
 
 class CallSession:
@@ -97,23 +84,20 @@ class CallSession:
         self.stt = self.engines.stt.stream()
         self._interim = ""
         self.stt.on_interim = self._on_interim
+        self.work = CallWork(record.id)
         self.tools = SessionTools(self, tools)
         self.messages: list[Message] = [Message("system", agent.prompt)]
         self._tool_policy = ToolPolicy(
             filler_after_s=agent.filler_after_ms / 1000,
             filler=agent.filler,
             interruptible=self.tools.interruptible,
-            keep=self._keep,
+            keep=self.work.keep,
         )
         self.media_t = 0.0
         self.closed = False
         self.ended = asyncio.Event()
         self._recent: deque[bytes] = deque(maxlen=15)  # preroll / Silero window
         self._utterance = bytearray()  # captured caller audio for Smart Turn
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._busy = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._reply: asyncio.Task[None] | None = None
         self._bot_turn: Turn | None = None
         self._barge_onset: float | None = None  # caller onset that paused the bot
@@ -154,7 +138,7 @@ class CallSession:
         for kaction in self.keypad.tick(now):
             self._on_keypad([kaction])
         if now >= self.agent.max_call_s and not self.closed:
-            self._spawn(self._hangup_now("max_duration"))
+            self.work.spawn(self._hangup_now("max_duration"))
 
     def next_frame(self) -> bytes | None:
         """The bot's next 20 ms of audio, or None for silence."""
@@ -179,11 +163,7 @@ class CallSession:
         self.closed = True
         if self._bot_turn is not None:
             self._finish_bot_turn(interrupted=True)
-        for t in list(self._tasks):
-            t.cancel()
-        for t in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await t
+        await self.work.cancel_all()
         self.playout.clear()
         with contextlib.suppress(Exception):
             await self.stt.aclose()
@@ -202,9 +182,7 @@ class CallSession:
 
     async def wait_idle(self) -> None:
         """Wait until no model work is in flight (virtual-clock harness)."""
-        while self._busy:
-            self._idle.clear()
-            await self._idle.wait()
+        await self.work.wait_idle()
 
     # ------------------------------------------------------------ turn-taking
     def _capture(self, frame: bytes) -> None:
@@ -225,7 +203,7 @@ class CallSession:
                 # hold the bot's voice while Silero decides: barge-in costs one frame, not a model call
                 self.playout.pause()
                 self._paused_at = now
-            self._spawn(self._confirm(a.ticket, now))
+            self.work.spawn(self._confirm(a.ticket, now))
         elif isinstance(a, tt.OnsetRejected):
             self.stt.reset()
             self._utterance.clear()
@@ -248,7 +226,7 @@ class CallSession:
         elif isinstance(a, tt.AskTurnModel):
             if self.engines.turn_model is None:
                 return
-            self._spawn(self._ask_turn_model(a.ticket))
+            self.work.spawn(self._ask_turn_model(a.ticket))
         elif isinstance(a, tt.TurnEnded):
             self._on_turn_end(a, now)
 
@@ -281,7 +259,7 @@ class CallSession:
         if self._barge_onset is not None:
             # the bot is paused, waiting to know if this was an interruption (min_words):
             # decide on the transcript without cutting the reply first
-            self._spawn(self._caller_turn(audio_turn_end, endpoint_ms))
+            self.work.spawn(self._caller_turn(audio_turn_end, endpoint_ms))
         else:
             self._start_reply(self._caller_turn(audio_turn_end, endpoint_ms))
 
@@ -363,7 +341,7 @@ class CallSession:
     def _start_reply(self, coro: Coroutine[Any, Any, None]) -> None:
         if self._reply is not None and not self._reply.done():
             self._interrupt(reason="new_turn")
-        self._reply = self._spawn(coro)
+        self._reply = self.work.spawn(coro)
 
     def _new_bot_turn(self, source: str) -> Turn:
         self.playout.new_reply()
@@ -455,14 +433,10 @@ class CallSession:
             await self._keypad_actions(self.keypad.open_menu(name, self.media_t))
 
     async def _wait_playout(self) -> None:
-        self._busy -= 1  # waiting for the media clock is not work
-        self._check_idle()
-        try:
+        with self.work.waiting():
             while self.playout.pending:
                 self._drained.clear()
                 await self._drained.wait()
-        finally:
-            self._busy += 1
 
     def say(self, text: str, source: str = "menu") -> None:
         """Speak fixed text as its own bot turn (menus, API), replacing any reply."""
@@ -520,10 +494,7 @@ class CallSession:
         try:
             await self.control.hangup()
         finally:
-            task = asyncio.current_task()
-            if task is not None:
-                self._tasks.discard(task)
-                self._task_done_busy()
+            self.work.forget(asyncio.current_task())
             await self.close(reason, ended_by="agent")
 
     def _on_switch(self, sw: Switch) -> None:
@@ -543,35 +514,3 @@ class CallSession:
 
     def emit_tool(self, event: ToolExecuted) -> None:
         self._emit(event)
-
-    def _keep(self, fut: asyncio.Future[Any]) -> None:
-        """Track work that outlives its reply (a non-interruptible tool)."""
-        self._tasks.add(fut)  # type: ignore[arg-type]
-        self._busy += 1
-        self._idle.clear()
-        fut.add_done_callback(self._task_done)  # type: ignore[arg-type]
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        ctx = contextvars.copy_context()
-        ctx.run(call_id_var.set, self.record.id)  # every log line from this call's work names it
-        task = asyncio.get_running_loop().create_task(coro, context=ctx)
-        self._tasks.add(task)
-        self._busy += 1
-        self._idle.clear()
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        if task in self._tasks:
-            self._tasks.discard(task)
-            self._task_done_busy()
-        if not task.cancelled() and task.exception() is not None:
-            log.error("call task failed", exc_info=task.exception())
-
-    def _task_done_busy(self) -> None:
-        self._busy -= 1
-        self._check_idle()
-
-    def _check_idle(self) -> None:
-        if self._busy <= 0:
-            self._idle.set()
