@@ -154,6 +154,30 @@ async def test_rfc4733_on_payload_type_101_from_capture(sipd: Daemon, tmp_path: 
     assert [t["text"] for t in rec["turns"] if t["speaker"] == "bot"][-1] == "Goodbye."
 
 
+@pytest.mark.parametrize("transport", ["u1", "t1"])
+async def test_bye_retransmitted_over_udp_only(sipd: Daemon, tmp_path: Path, transport: str) -> None:
+    """sipp calls over UDP or TCP and is slow to answer voxd's BYE; voxd's user agent
+    queues the BYE again on UDP only (RFC 3261 §17.1.2.2: no Timer E on TCP)."""
+    ua = sipd.sip.ua
+    byes: list[bool] = []  # one entry per BYE queued: whether it went to a TCP connection
+    data_to_send = ua.data_to_send
+
+    def recording() -> list[tuple[bytes, tuple[str, int]]]:
+        out = data_to_send()
+        byes.extend(addr in sipd.sip.tcp_peers for data, addr in out if data.startswith(b"BYE "))
+        return out
+
+    ua.data_to_send = recording
+    scen = scenario(tmp_path, "bot_hangs_up_slow_200.xml", USER="3000", PCAP="/usr/share/sip-tester/dtmf_2833_9.pcap")
+    await run_sipp(sipd, scen, tmp_path, "-t", transport)
+    (rec,) = await records(sipd)
+    assert rec["end_reason"] == "menu_hangup" and rec["ended_by"] == "agent"
+    if transport == "t1":
+        assert byes == [True]
+    else:
+        assert len(byes) >= 3 and not any(byes)  # at 0, 0.5 and 1.5 s, before sipp's 200 at 2.2 s
+
+
 async def test_cancel_while_ringing(tmp_path: Path) -> None:
     agents = tmp_path / "agents"
     agents.mkdir()

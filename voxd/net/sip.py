@@ -163,7 +163,9 @@ class SipEndpoint:
         self.port = transport.get_extra_info("sockname")[1]
         if self.cfg.tcp:
             self._tcp_server = await loop.create_server(lambda: _Tcp(self), self.cfg.host, self.port)
-        self.ua = UserAgent(UAConfig(self.host, self.port, user="voxd", user_agent="voxd"), auth=self._auth)
+        # _flush writes to a peer's TCP connection when it has one: no retransmissions there
+        self.ua = UserAgent(UAConfig(self.host, self.port, user="voxd", user_agent="voxd"), auth=self._auth,
+                            reliable=lambda addr: addr in self.tcp_peers)
         log.info("SIP listening on %s:%d (udp%s)", self.cfg.host, self.port, "+tcp" if self.cfg.tcp else "")
 
     async def stop(self) -> None:

@@ -24,6 +24,7 @@ from .uri import NameAddr, SipUri
 
 Addr = tuple[str, int]
 AuthLookup = Callable[[Addr, SipRequest], DigestServer | None]
+ReliableLookup = Callable[[Addr], bool]
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY"
 
@@ -39,9 +40,15 @@ class UAConfig:
 
 
 class UserAgent(OutboundMixin):
-    def __init__(self, config: UAConfig, *, auth: AuthLookup | None = None) -> None:
+    """``reliable(addr)`` says whether messages to ``addr`` go over a reliable transport
+    (a TCP connection): transactions with such a peer never retransmit (RFC 3261 §17).
+    Without it every peer is treated as UDP."""
+
+    def __init__(self, config: UAConfig, *, auth: AuthLookup | None = None,
+                 reliable: ReliableLookup | None = None) -> None:
         self.config = config
         self._auth = auth
+        self._reliable = reliable
         self.calls: dict[str, Call] = {}
         self._server_tx: dict[tuple[str, str], ServerTransaction] = {}
         self._client_tx: dict[tuple[str, str], ClientTransaction] = {}
@@ -95,8 +102,11 @@ class UserAgent(OutboundMixin):
     def _send(self, data: bytes, addr: Addr) -> None:
         self._outbox.append((data, addr))
 
+    def is_reliable(self, addr: Addr) -> bool:
+        return self._reliable is not None and self._reliable(addr)
+
     def _new_server_tx(self, req: SipRequest, addr: Addr) -> ServerTransaction:
-        tx = ServerTransaction(req, addr, self.config.timers)
+        tx = ServerTransaction(req, addr, self.config.timers, reliable=self.is_reliable(addr))
         self._server_tx[(req.top_via.branch or "", req.method)] = tx
         return tx
 
@@ -292,7 +302,9 @@ class UserAgent(OutboundMixin):
                     body=sdp)
 
     def answer(self, call_id: str, sdp: bytes, now: float) -> None:
-        """Send 200 OK with our SDP answer; it is re-sent until the ACK arrives."""
+        """Send 200 OK with our SDP answer; it is re-sent until the ACK arrives, on every
+        transport: RFC 3261 §13.3.1.4 retransmits the 2xx "even if the transport at the
+        UAS is reliable", since hops towards the UAC may be UDP."""
         call, tx = self._pending_invite(call_id)
         self._reply(tx.request, tx.addr, 200, now, tx=tx, to_tag=call.local_tag, body=sdp,
                     extra=[("Allow", ALLOW)])
@@ -349,9 +361,11 @@ class UserAgent(OutboundMixin):
     def _send_in_dialog(self, call: Call, method: str, now: float, *, body: bytes = b"",
                         content_type: str | None = None,
                         extra: list[tuple[str, str]] | None = None) -> ClientTransaction:
+        reliable = self.is_reliable(call.peer)
         req = call.request(method, self.config.local_host, self.config.local_port, self.contact,
-                           body=body, content_type=content_type, extra=extra)
-        tx = ClientTransaction(req, call.peer, now, self.config.timers)
+                           body=body, content_type=content_type, extra=extra,
+                           transport=self._transport_to(call.peer))
+        tx = ClientTransaction(req, call.peer, now, self.config.timers, reliable=reliable)
         self._client_tx[(req.top_via.branch or "", method)] = tx
         self._drain(tx)
         return tx

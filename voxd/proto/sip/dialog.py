@@ -82,10 +82,12 @@ class Call:
     def request(self, method: str, via_host: str, via_port: int, contact: str,
                 *, cseq: int | None = None, branch: str | None = None,
                 body: bytes = b"", content_type: str | None = None,
-                extra: list[tuple[str, str]] | None = None) -> SipRequest:
-        """A request inside this dialog (RFC 3261 §12.2.1.1)."""
+                extra: list[tuple[str, str]] | None = None,
+                transport: str = "UDP") -> SipRequest:
+        """A request inside this dialog (RFC 3261 §12.2.1.1); ``transport`` is the one
+        it will be sent over, for the Via (RFC 3261 §18.1.1)."""
         headers = Headers()
-        headers.add("Via", f"SIP/2.0/UDP {via_host}:{via_port};branch={branch or new_branch()}"
+        headers.add("Via", f"SIP/2.0/{transport} {via_host}:{via_port};branch={branch or new_branch()}"
                            ";rport")
         for route in self.route_set:
             headers.add("Route", route)

@@ -29,6 +29,7 @@ class OutboundMixin:
         @property
         def contact(self) -> str: ...
         def _send(self, data: bytes, addr: Addr) -> None: ...
+        def is_reliable(self, addr: Addr) -> bool: ...
         def _end(self, call: Call) -> None: ...
         def _drain(self, tx: ServerTransaction | ClientTransaction) -> None: ...
         def reject(self, call_id: str, status: int, now: float, *,
@@ -43,7 +44,8 @@ class OutboundMixin:
                    reason: str = "") -> ServerTransaction: ...
 
     def _start_client(self, req: SipRequest, addr: Addr, now: float) -> ClientTransaction:
-        tx = ClientTransaction(req, addr, now, self.config.timers)
+        tx = ClientTransaction(req, addr, now, self.config.timers,
+                               reliable=self.is_reliable(addr))
         self._client_tx[(req.top_via.branch or "", req.method)] = tx
         self._drain(tx)
         return tx
@@ -68,8 +70,13 @@ class OutboundMixin:
     def _invite_request(self, call: Call, extra: list[tuple[str, str]]) -> SipRequest:
         req = call.request("INVITE", self.config.local_host, self.config.local_port,
                            self.contact, body=call.local_sdp,
-                           extra=[("User-Agent", self.config.user_agent), *extra])
+                           extra=[("User-Agent", self.config.user_agent), *extra],
+                           transport=self._transport_to(call.peer))
         return req
+
+    def _transport_to(self, addr: Addr) -> str:
+        """The Via transport for a request to ``addr`` (RFC 3261 §18.1.1)."""
+        return "TCP" if self.is_reliable(addr) else "UDP"
 
     def cancel(self, call_id: str, now: float) -> None:
         """CANCEL an outbound call that has not been answered yet (sent after a 1xx)."""
@@ -138,7 +145,8 @@ class OutboundMixin:
             return [ev.ReofferFailed(call.call_id, resp.status)]
         if tx.invite:
             ack = call.request("ACK", self.config.local_host, self.config.local_port,
-                               self.contact, cseq=tx.request.cseq.seq, branch=new_branch())
+                               self.contact, cseq=tx.request.cseq.seq, branch=new_branch(),
+                               transport=self._transport_to(call.peer))
             call.ack_bytes = ack.serialize()
             self._send(call.ack_bytes, call.peer)
         return [ev.ReofferAnswered(call.call_id, resp.body)]
@@ -232,7 +240,8 @@ class OutboundMixin:
                 call.remote_target = contact.uri.serialize()
             call.route_set = list(reversed(resp.headers.get_all("Record-Route")))
             ack = call.request("ACK", self.config.local_host, self.config.local_port,
-                               self.contact, cseq=tx.request.cseq.seq, branch=new_branch())
+                               self.contact, cseq=tx.request.cseq.seq, branch=new_branch(),
+                               transport=self._transport_to(call.peer))
             call.ack_bytes = ack.serialize()
             self._send(call.ack_bytes, call.peer)
             call.state = CallState.CONFIRMED

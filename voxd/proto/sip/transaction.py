@@ -1,8 +1,13 @@
-"""SIP transactions (RFC 3261 §17, with the RFC 6026 Accepted state) for UDP.
+"""SIP transactions (RFC 3261 §17, with the RFC 6026 Accepted state).
 
 Transactions never do I/O: whatever they want sent is appended to ``outbox``
 (bytes for ``addr``), and their timers are absolute deadlines that the owner
 checks with :meth:`poll`. ``now`` is any monotonic clock in seconds.
+
+Over a reliable transport (``reliable=True``: TCP, TLS...) nothing is
+retransmitted: Timers A, E and G are never started, and Timers D, I, J and K
+are zero (the transaction ends at the next poll). The timeouts B, F and H and
+the RFC 6026 Timers L and M keep their 64*T1 on every transport.
 """
 
 from __future__ import annotations
@@ -34,10 +39,11 @@ class State(enum.Enum):
 
 
 class _Transaction:
-    def __init__(self, request: SipRequest, addr: Addr, timers: Timers) -> None:
+    def __init__(self, request: SipRequest, addr: Addr, timers: Timers, reliable: bool) -> None:
         self.request = request
         self.addr = addr
         self.timers = timers
+        self.reliable = reliable
         self.outbox: list[bytes] = []
         self.state = State.TRYING
         self.timed_out = False
@@ -60,6 +66,10 @@ class _Transaction:
         self.state = State.TERMINATED
         self._deadlines.clear()
 
+    def _wait(self, unreliable: float) -> float:
+        """Timers D, I, J and K: their value on UDP, zero on a reliable transport."""
+        return 0.0 if self.reliable else unreliable
+
     def _due(self, name: str, now: float) -> bool:
         when = self._deadlines.get(name)
         return when is not None and now >= when
@@ -68,8 +78,9 @@ class _Transaction:
 class ServerTransaction(_Transaction):
     """INVITE (``invite=True``) or non-INVITE server transaction."""
 
-    def __init__(self, request: SipRequest, addr: Addr, timers: Timers = Timers()) -> None:
-        super().__init__(request, addr, timers)
+    def __init__(self, request: SipRequest, addr: Addr, timers: Timers = Timers(), *,
+                 reliable: bool = False) -> None:
+        super().__init__(request, addr, timers, reliable)
         self.invite = request.method == "INVITE"
         self.state = State.PROCEEDING if self.invite else State.TRYING
         self.last_response: SipResponse | None = None
@@ -90,7 +101,7 @@ class ServerTransaction(_Transaction):
             self.state = State.PROCEEDING
         elif not self.invite:
             self.state = State.COMPLETED
-            self._deadlines = {"J": now + 64 * t.t1}
+            self._deadlines = {"J": now + self._wait(64 * t.t1)}
         elif response.status < 300:
             # The TU retransmits the 2xx until the ACK; we only absorb retransmissions.
             self.state = State.ACCEPTED
@@ -98,7 +109,9 @@ class ServerTransaction(_Transaction):
         else:
             self.state = State.COMPLETED
             self._interval = t.t1
-            self._deadlines = {"G": now + t.t1, "H": now + 64 * t.t1}
+            self._deadlines = {"H": now + 64 * t.t1}
+            if not self.reliable:
+                self._deadlines["G"] = now + t.t1
 
     def on_retransmission(self) -> None:
         """The same request arrived again: repeat the last response, if any."""
@@ -109,7 +122,7 @@ class ServerTransaction(_Transaction):
         """ACK for a non-2xx final response. Returns True if it was expected."""
         if self.state is State.COMPLETED and self.invite:
             self.state = State.CONFIRMED
-            self._deadlines = {"I": now + self.timers.t4}
+            self._deadlines = {"I": now + self._wait(self.timers.t4)}
             return True
         return self.state is State.CONFIRMED
 
@@ -132,15 +145,16 @@ class ClientTransaction(_Transaction):
     responses to hand to the transaction user (a synthetic 408 on timeout)."""
 
     def __init__(self, request: SipRequest, addr: Addr, now: float,
-                 timers: Timers = Timers()) -> None:
-        super().__init__(request, addr, timers)
+                 timers: Timers = Timers(), *, reliable: bool = False) -> None:
+        super().__init__(request, addr, timers, reliable)
         self.invite = request.method == "INVITE"
         self.state = State.CALLING if self.invite else State.TRYING
         self._request_bytes = request.serialize()
         self._ack_bytes: bytes | None = None
         self.outbox.append(self._request_bytes)
-        self._deadlines = {"A" if self.invite else "E": now + timers.t1,
-                           "B" if self.invite else "F": now + 64 * timers.t1}
+        self._deadlines = {"B" if self.invite else "F": now + 64 * timers.t1}
+        if not reliable:
+            self._deadlines["A" if self.invite else "E"] = now + timers.t1
 
     @property
     def pending(self) -> bool:
@@ -165,9 +179,9 @@ class ClientTransaction(_Transaction):
             if self.invite:
                 self._ack_bytes = self._build_ack(response).serialize()
                 self.outbox.append(self._ack_bytes)
-                self._deadlines = {"D": now + 32.0}
+                self._deadlines = {"D": now + self._wait(32.0)}
             else:
-                self._deadlines = {"K": now + t.t4}
+                self._deadlines = {"K": now + self._wait(t.t4)}
             return response
         if self.state is State.ACCEPTED and 200 <= status < 300:
             return response  # the TU re-sends its ACK for retransmitted 2xx
