@@ -104,6 +104,10 @@ async def test_greeting_reply_and_rfc4733_digit(tmp_path: Path) -> None:
     assert rec["metadata"]["codec"] == "PCMU"
     rtp = rec["metadata"]["rtp"]
     assert rtp["received"] > 500 and rtp["sent"] > 500, rtp
+    # RTCP both ways: baresip's reports about our stream echo our sender reports (RTT)
+    rtcp = rtp["rtcp"]
+    assert rtcp["sent"] >= 2 and rtcp["received"] >= 1, rtcp
+    assert rtcp["peer"]["reports"] >= 1 and rtcp["peer"]["rtt_ms"] is not None, rtcp
 
 
 @pytest.mark.timeout(120)

@@ -7,7 +7,15 @@ import random
 import pytest
 
 from voxd.proto.jitter import JitterBuffer
-from voxd.proto.rtcp import ReceiverReport, ReportBlock, SenderReport, ntp_timestamp, parse_rtcp
+from voxd.proto.rtcp import (
+    ReceiverReport,
+    ReportBlock,
+    SdesChunk,
+    SenderReport,
+    SourceDescription,
+    ntp_timestamp,
+    parse_rtcp,
+)
 from voxd.proto.rtp import ReceiverStats, RtpPacket, RtpParseError, RtpSender, is_rtcp
 
 
@@ -60,7 +68,8 @@ def test_rtcp_sr_rr_compound_round_trip():
     rr = ReceiverReport(2, [block, ReportBlock(6)])
     data = sr.serialize() + rr.serialize() + bytes.fromhex("81ca0001") + b"\x00" * 4  # + SDES
     assert is_rtcp(data) and not is_rtcp(RtpPacket().serialize())
-    assert parse_rtcp(data) == [sr, rr]
+    # an SDES chunk cut short after its SSRC is accepted (item-less)
+    assert parse_rtcp(data) == [sr, rr, SourceDescription([SdesChunk(0)])]
 
 
 @pytest.mark.parametrize("bad", [b"", b"\x80\xc8", b"\x80\xc8\x00\x05\x00",

@@ -109,3 +109,27 @@ def test_ipv6_and_session_attributes_round_trip():
 def test_malformed_sdp(bad):
     with pytest.raises(SdpParseError):
         SessionDescription.parse(bad)
+
+
+@pytest.mark.parametrize(("attrs", "mux", "rtcp"), [
+    ("", False, ("192.0.2.10", 5005)),  # RTP port + 1 (RFC 3550 §11)
+    ("a=rtcp-mux\n", True, ("192.0.2.10", 5004)),  # RFC 5761: on the RTP port
+    ("a=rtcp:6001\n", False, ("192.0.2.10", 6001)),  # RFC 3605, media address
+    ("a=rtcp:6001 IN IP4 198.51.100.7\n", False, ("198.51.100.7", 6001)),
+    ("a=rtcp:6001\na=rtcp-mux\n", True, ("192.0.2.10", 5004)),
+])
+def test_rtcp_address_and_mux(attrs, mux, rtcp):
+    neg = answer(SessionDescription.parse(sdp("m=audio 5004 RTP/AVP 0\n" + attrs)), "10.0.0.2", 30000)
+    assert neg.rtcp_mux is mux
+    assert (neg.sdp.media[0].attribute("rtcp-mux") is not None) is mux  # echoed when accepted
+    assert neg.rtcp_address(neg.remote_address) == rtcp
+    assert neg.rtcp_address(None) is None
+    if not mux and "rtcp:" not in attrs:  # follows a latched RTP address
+        assert neg.rtcp_address(("203.0.113.5", 7000)) == ("203.0.113.5", 7001)
+
+
+def test_accept_answer_reads_a_rtcp_but_no_unoffered_mux():
+    ours = offer("10.0.0.2", 30000)
+    theirs = sdp("m=audio 5004 RTP/AVP 0\na=rtcp:5011\na=rtcp-mux\n")
+    neg = accept_answer(ours, SessionDescription.parse(theirs))
+    assert not neg.rtcp_mux and neg.rtcp_address(neg.remote_address) == ("192.0.2.10", 5011)

@@ -4,12 +4,21 @@ Clocked by the shared MediaClock: each tick plays one frame out of the jitter
 buffer into the session and sends one 20 ms packet of bot audio (or of silence,
 which keeps NAT bindings and the far end's jitter buffer happy). Bot audio is
 never burst: a tick sends exactly one packet.
+
+RTCP (RFC 3550): every ~5 s (randomised, RtcpSession in voxd.proto.rtcp) a compound
+SR/RR + SDES CNAME goes to the peer, and SR + SDES + BYE when the stream closes. It
+is sent from our RTCP socket (the odd port above the RTP port, bound by PortPool) to
+the peer's RTP port + 1 or its a=rtcp address, or on the RTP socket and port under
+rtcp-mux. If no RTCP socket is given, reports go from the RTP socket to the peer's
+RTCP port (the peer then sees them come from our RTP port). The peer's reports are
+accepted on either socket; what it says about our stream is in ``rtcp.peer``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import socket
 import time
 from collections.abc import Callable
@@ -23,6 +32,7 @@ from voxd.proto.g711 import encoder_for
 from voxd.proto.jitter import JitterBuffer
 from voxd.proto.negotiate import Negotiated
 from voxd.proto.rfc4733 import DtmfReceiver, DtmfSender, ScheduledPacket
+from voxd.proto.rtcp import MIN_INTERVAL, RtcpSession
 from voxd.proto.rtp import ReceiverStats, RtpPacket, RtpParseError, RtpSender, is_rtcp
 
 log = logging.getLogger("voxd.rtp")
@@ -31,29 +41,45 @@ SAMPLES_8K = 160
 
 
 class PortPool:
-    """Even RTP ports from a configured range (RTCP would take the odd one above)."""
+    """Even RTP ports from a configured range, each with the odd port above for RTCP.
+
+    :meth:`bind` binds both and returns the RTP socket; the RTCP one is kept until
+    :meth:`rtcp_socket` hands it over (to the stream), or closed on :meth:`release`."""
 
     def __init__(self, low: int, high: int) -> None:
         self._free = list(range(low + (low % 2), high, 2))
         self._used: set[int] = set()
+        self._rtcp: dict[int, socket.socket] = {}
 
     def bind(self, host: str) -> tuple[socket.socket, int]:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         for _ in range(len(self._free)):
             port = self._free.pop(0)
-            sock = socket.socket(family, socket.SOCK_DGRAM)
+            socks: list[socket.socket] = []
             try:
-                sock.bind((host, port))
+                for p in (port, port + 1):
+                    socks.append(socket.socket(family, socket.SOCK_DGRAM))
+                    socks[-1].bind((host, p))
             except OSError:
-                sock.close()
+                for sock in socks:
+                    sock.close()
                 self._free.append(port)  # in use by someone else: try later
                 continue
-            sock.setblocking(False)
+            for sock in socks:
+                sock.setblocking(False)
             self._used.add(port)
-            return sock, port
-        raise OSError("no free RTP port in the configured range")
+            self._rtcp[port] = socks[1]
+            return socks[0], port
+        raise OSError("no free RTP port pair in the configured range")
+
+    def rtcp_socket(self, port: int | None) -> socket.socket | None:
+        """The RTCP socket bound with RTP ``port``; the caller owns it from now on."""
+        return self._rtcp.pop(port, None) if port is not None else None
 
     def release(self, port: int) -> None:
+        sock = self._rtcp.pop(port, None)
+        if sock is not None:
+            sock.close()
         if port in self._used:
             self._used.discard(port)
             self._free.append(port)
@@ -69,6 +95,21 @@ class RtpCounters:
     sent: int = 0
     ignored: int = 0  # unknown payload types, malformed packets, wrong source
     send_errors: int = 0
+    rtcp_sent: int = 0
+    rtcp_received: int = 0
+
+
+class _RtcpPort(asyncio.DatagramProtocol):
+    """The odd-port socket: hands the peer's RTCP to its stream."""
+
+    def __init__(self, stream: RtpStream) -> None:
+        self.stream = stream
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.stream.rtcp_received(data, addr, on_rtcp_port=True)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("rtcp socket error: %s", exc)
 
 
 class RtpStream(asyncio.DatagramProtocol):
@@ -78,6 +119,8 @@ class RtpStream(asyncio.DatagramProtocol):
         on_audio: Callable[[bytes], None],
         on_dtmf: Callable[[str, str], None],
         next_frame: Callable[[], bytes | None],
+        *,
+        rtcp_min_interval: float = MIN_INTERVAL,
     ) -> None:
         self.neg = neg
         self.remote = neg.remote_address
@@ -103,6 +146,27 @@ class RtpStream(asyncio.DatagramProtocol):
         self.counters = RtpCounters()
         self.on_hold = neg.on_hold
         self.latched = False
+        self.rtcp = RtcpSession(self.sender, self.stats, min_interval=rtcp_min_interval)
+        self.rtcp_transport: asyncio.DatagramTransport | None = None
+        self._rtcp_latched: tuple[str, int] | None = None  # where the peer's RTCP comes from
+        self._rtcp_timer: asyncio.TimerHandle | None = None
+        self._clock_ref: tuple[int, float] | None = None  # (RTP timestamp, monotonic time)
+        self.closed = False
+
+    async def open(self, sock: socket.socket, rtcp_sock: socket.socket | None = None) -> None:
+        """Attach the RTP socket (and the RTCP one, if any) and start reporting."""
+        loop = asyncio.get_running_loop()
+        await loop.create_datagram_endpoint(lambda: self, sock=sock)
+        if rtcp_sock is not None:
+            if self.neg.rtcp_mux:
+                rtcp_sock.close()  # everything goes over the RTP port
+            else:
+                transport, _ = await loop.create_datagram_endpoint(lambda: _RtcpPort(self), sock=rtcp_sock)
+                self.rtcp_transport = transport
+        if self.closed:
+            self.close()
+            return
+        self._schedule_rtcp()
 
     # -- asyncio
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -119,7 +183,8 @@ class RtpStream(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if is_rtcp(data):
-            return  # RTCP reports are accepted and ignored
+            self.rtcp_received(data, addr, on_rtcp_port=False)
+            return
         try:
             pkt = RtpPacket.parse(data)
         except RtpParseError:
@@ -176,6 +241,7 @@ class RtpStream(asyncio.DatagramProtocol):
             data = self._enc[pcm8.view(np.uint16)].tobytes() if pcm8.size else self._silence
             if len(data) != SAMPLES_8K:
                 data = (data + self._silence)[:SAMPLES_8K]
+        self._clock_ref = (self.sender.timestamp, time.monotonic())
         if self.on_hold:
             self.sender.skip(SAMPLES_8K)
             return
@@ -206,6 +272,64 @@ class RtpStream(asyncio.DatagramProtocol):
         if not self._dtmf_out:
             self.sender.start_talkspurt()
 
-    def close(self) -> None:
+    # -- RTCP
+    def rtcp_received(self, data: bytes, addr: tuple[str, int], *, on_rtcp_port: bool) -> None:
+        try:
+            self.rtcp.receive(data, time.monotonic(), time.time())
+        except RtpParseError:
+            self.counters.ignored += 1
+            return
+        self.counters.rtcp_received += 1
+        if on_rtcp_port and self._rtcp_latched is None:
+            self._rtcp_latched = (addr[0], addr[1])  # symmetric RTCP, as for RTP
+
+    def rtcp_destination(self) -> tuple[str, int] | None:
+        if self._rtcp_latched is not None and not self.neg.rtcp_mux:
+            return self._rtcp_latched
+        return self.neg.rtcp_address(self.remote)
+
+    def _schedule_rtcp(self) -> None:
+        if self.closed:
+            return
+        delay = self.rtcp.next_interval(random.random())
+        self._rtcp_timer = asyncio.get_running_loop().call_later(delay, self._rtcp_due)
+
+    def _rtcp_due(self) -> None:
+        self._rtcp_timer = None
+        self._send_rtcp(self.rtcp.build_report(time.monotonic(), time.time(), self._rtp_now()))
+        self._schedule_rtcp()
+
+    def _rtp_now(self) -> int | None:
+        """Our media clock now, extrapolated from the last frame (for the SR)."""
+        if self._clock_ref is None:
+            return None
+        ts, at = self._clock_ref
+        return (ts + int((time.monotonic() - at) * self.sender.clock_rate)) & 0xFFFFFFFF
+
+    def _send_rtcp(self, data: bytes) -> None:
+        dest = self.rtcp_destination()
+        transport = self.rtcp_transport if self.rtcp_transport is not None else self.transport
+        if transport is None or dest is None or transport.is_closing():
+            return
+        try:
+            transport.sendto(data, dest)
+        except (OSError, ValueError) as e:
+            self.counters.send_errors += 1
+            log.debug("rtcp: cannot send to %s: %s", dest, e)
+            return
+        self.counters.rtcp_sent += 1
+
+    def close(self, reason: str = "") -> None:
+        """Stop: RTCP BYE (if we ever sent anything), then close the sockets."""
+        if self._rtcp_timer is not None:
+            self._rtcp_timer.cancel()
+            self._rtcp_timer = None
+        if not self.closed and self.transport is not None:
+            bye = self.rtcp.bye(time.monotonic(), time.time(), self._rtp_now(), reason)
+            if bye is not None:
+                self._send_rtcp(bye)
+        self.closed = True
         if self.transport is not None:
             self.transport.close()
+        if self.rtcp_transport is not None:
+            self.rtcp_transport.close()

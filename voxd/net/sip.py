@@ -358,10 +358,9 @@ class SipEndpoint:
 
     async def _open_media(self, call: SipCall, sock: object, neg: negotiate.Negotiated) -> None:
         assert self.ua is not None and call.session is not None
-        loop = asyncio.get_running_loop()
         s = call.session
         stream = RtpStream(neg, s.feed_audio, lambda d, src: s.feed_dtmf(d, source=src), s.next_frame)
-        await loop.create_datagram_endpoint(lambda: stream, sock=sock)  # type: ignore[arg-type]
+        await stream.open(sock, self.ports.rtcp_socket(call.rtp_port))  # type: ignore[arg-type]
         call.rtp = stream
         if call.ended:
             stream.close()
@@ -475,6 +474,9 @@ class SipEndpoint:
                     "received": stats.counters.received, "sent": stats.counters.sent,
                     "ignored": stats.counters.ignored, "lost": stats.stats.lost,
                     "jitter_ms": round(stats.stats.jitter_ms, 2),
+                    # RTCP: what the peer reported about our stream (loss, jitter, RTT)
+                    "rtcp": {"sent": stats.counters.rtcp_sent, "received": stats.counters.rtcp_received,
+                             "peer": stats.rtcp.peer.as_dict()},
                 }
             call.rtp.close()
         if call.rtp_port is not None:

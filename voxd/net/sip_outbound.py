@@ -69,8 +69,8 @@ async def start_media(endpoint: SipEndpoint, call: SipCall, answer_sdp: bytes, *
         return False
     s = call.session
     stream = RtpStream(neg, s.feed_audio, lambda d, src: s.feed_dtmf(d, source=src), s.next_frame)
-    loop = asyncio.get_running_loop()
-    await loop.create_datagram_endpoint(lambda: stream, sock=call.outbound_sock)
+    assert call.outbound_sock is not None
+    await stream.open(call.outbound_sock, endpoint.ports.rtcp_socket(call.rtp_port))
     call.rtp = stream
     s.record.metadata["codec"] = neg.codec.name
     if early:

@@ -48,6 +48,9 @@ class Metrics:
         self.rtp_packets = Counter("voxd_rtp_packets_total", "RTP packets", ["direction"], registry=r)
         self.rtp_lost = Counter("voxd_rtp_packets_lost_total", "RTP packets lost (receive side)", registry=r)
         self.rtp_jitter = Histogram("voxd_rtp_jitter_seconds", "Interarrival jitter at call end", buckets=FAST_BUCKETS, registry=r)
+        self.rtp_round_trip = Histogram(
+            "voxd_rtp_round_trip_seconds", "RTP round-trip time from the peer's last RTCP report (RFC 3550 LSR/DLSR), at call end",
+            buckets=FAST_BUCKETS, registry=r)
         self.webhook_attempts = Counter(
             "voxd_webhook_attempts_total", "Webhook delivery attempts by result and the delivery's new status",
             ["result", "status"], registry=r)
@@ -69,6 +72,10 @@ class Metrics:
                 self.rtp_packets.labels("out").inc(rtp.get("sent", 0))
                 self.rtp_lost.inc(max(0, rtp.get("lost", 0)))
                 self.rtp_jitter.observe(rtp.get("jitter_ms", 0.0) / 1000)
+                rtcp = rtp.get("rtcp")
+                rtt = rtcp.get("peer", {}).get("rtt_ms") if isinstance(rtcp, dict) else None
+                if isinstance(rtt, int | float):
+                    self.rtp_round_trip.observe(rtt / 1000)
         elif isinstance(ev, TurnCompleted):
             t = ev.turn
             if t.speaker != "bot":

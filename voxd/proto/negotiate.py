@@ -28,6 +28,22 @@ class Negotiated:
     # Every telephone-event payload type the offer listed at the codec's rate: some
     # peers (sipp with a pcap) send on one we did not put in the answer.
     dtmf_payload_types: frozenset[int] = frozenset()
+    # RTCP shares the RTP port (RFC 5761): the offer had a=rtcp-mux and we echoed it
+    rtcp_mux: bool = False
+    # The peer's a=rtcp (RFC 3605), if any; otherwise its RTCP is on the RTP port + 1
+    remote_rtcp: tuple[str, int] | None = None
+
+    def rtcp_address(self, rtp: tuple[str, int] | None) -> tuple[str, int] | None:
+        """Where our RTCP goes, given the peer's current RTP address (it may have been
+        latched since the offer): the RTP address itself under rtcp-mux, the a=rtcp
+        port (and address), else the RTP port + 1 (RFC 3550 §11)."""
+        if rtp is None:
+            return None
+        if self.rtcp_mux:
+            return rtp
+        if self.remote_rtcp is not None:
+            return self.remote_rtcp
+        return rtp[0], rtp[1] + 1
 
     @property
     def on_hold(self) -> bool:
@@ -125,6 +141,8 @@ def answer(
             attrs.append(("rtpmap", dtmf.rtpmap()))
             attrs.append(("fmtp", f"{dtmf.payload_type} {dtmf.fmtp or '0-16'}"))
         attrs += [("ptime", "20"), (direction, None)]
+        if m.attribute("rtcp-mux") is not None:
+            attrs.append(("rtcp-mux", None))
         answer_sdp.media.append(Media("audio", local_port, m.proto, formats, attributes=attrs))
 
     remote = None
@@ -133,7 +151,17 @@ def answer(
     dtmf_types = frozenset(c.payload_type for c in media.codecs()
                            if c.name.lower() == "telephone-event"
                            and c.clock_rate == codec.clock_rate)
-    return Negotiated(answer_sdp, codec, dtmf, remote, direction, dtmf_types)
+    mux = media.attribute("rtcp-mux") is not None
+    return Negotiated(answer_sdp, codec, dtmf, remote, direction, dtmf_types, rtcp_mux=mux,
+                      remote_rtcp=_remote_rtcp(media, remote_ip))
+
+
+def _remote_rtcp(media: Media, media_ip: str | None) -> tuple[str, int] | None:
+    rtcp = media.rtcp_address()
+    if rtcp is None:
+        return None
+    host = rtcp[0] or media_ip
+    return (host, rtcp[1]) if host and host not in ("0.0.0.0", "::") else None
 
 
 def offer(
@@ -185,4 +213,7 @@ def accept_answer(our_offer: SessionDescription, answer_sdp: SessionDescription)
     direction = _REVERSE.get(media.direction or "sendrecv", "sendrecv")
     remote = (ip, media.port) if ip and ip not in ("0.0.0.0", "::") else None
     types = frozenset([dtmf.payload_type]) if dtmf is not None else frozenset()
-    return Negotiated(answer_sdp, codec, dtmf, remote, direction, types)
+    # our offers do not propose rtcp-mux, so an answer cannot select it (RFC 5761 §5.1.1)
+    mux = ours is not None and ours.attribute("rtcp-mux") is not None and media.attribute("rtcp-mux") is not None
+    return Negotiated(answer_sdp, codec, dtmf, remote, direction, types, rtcp_mux=mux,
+                      remote_rtcp=_remote_rtcp(media, ip))

@@ -54,6 +54,17 @@ class Media:
     def attribute_values(self, name: str) -> list[str]:
         return [v or "" for k, v in self.attributes if k == name]
 
+    def rtcp_address(self) -> tuple[str | None, int] | None:
+        """``a=rtcp:port [IN IP4 addr]`` (RFC 3605): the peer's RTCP port, and address
+        if it differs from the media's; None without the attribute."""
+        value = self.attribute("rtcp")
+        if value is None:
+            return None
+        parts = value.split()
+        if not parts or not parts[0].isdigit() or not 0 < int(parts[0]) <= 65535:
+            return None
+        return (parts[3] if len(parts) >= 4 else None), int(parts[0])
+
     @property
     def direction(self) -> str | None:
         for key, _ in self.attributes:
