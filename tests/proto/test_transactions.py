@@ -216,3 +216,27 @@ def test_proto_imports_nothing_from_io_or_voxd():
                 names = [node.module]
             for name in names:
                 assert name.split(".")[0] not in banned, f"{path.name} imports {name}"
+
+
+TCP_OPTIONS = (
+    "OPTIONS sip:agent@127.0.0.1:5060 SIP/2.0\r\n"
+    "Via: SIP/2.0/TCP 127.0.0.1:5070;branch=z9hG4bKtcp1\r\n"
+    "From: <sip:probe@127.0.0.1:5070>;tag=p1\r\nTo: <sip:agent@127.0.0.1:5060>\r\n"
+    "Call-ID: tcp-options-1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize("reliable", [False, True])
+def test_response_goes_back_on_the_connection_over_tcp(reliable: bool) -> None:
+    """RFC 3261 §18.2.2: over TCP the response uses the request's connection (source port
+    40001), not the Via's listening port (5070), even without ;rport; over UDP, the Via."""
+    source = ("127.0.0.1", 40001)
+    ua = UserAgent(UAConfig(*UAS_ADDR, user="agent"), reliable=(lambda a: a == source) if reliable else None)
+    ua.receive(TCP_OPTIONS.encode(), source, 0.0)
+    sent = ua.data_to_send()
+    assert [parse_message(d).status for d, _ in sent] == [200]  # type: ignore[union-attr]
+    assert sent[0][1] == (source if reliable else ("127.0.0.1", 5070))
+    broken = TCP_OPTIONS.replace("Content-Length: 0", "Content-Length: 99").replace("tcp1", "tcp2")
+    ua.receive(broken.encode(), source, 0.1)
+    (bad,) = ua.data_to_send()  # a malformed request's 400 takes the same way
+    assert bad[0].startswith(b"SIP/2.0 400") and bad[1] == (source if reliable else ("127.0.0.1", 5070))

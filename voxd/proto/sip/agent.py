@@ -20,7 +20,7 @@ from .info import parse_info_dtmf
 from .message import SipRequest, SipResponse, bad_request, make_response, parse_message
 from .outbound import OutboundMixin
 from .transaction import ClientTransaction, ServerTransaction, Timers
-from .uri import NameAddr, SipUri
+from .uri import NameAddr, SipUri, Via
 
 Addr = tuple[str, int]
 AuthLookup = Callable[[Addr, SipRequest], DigestServer | None]
@@ -102,6 +102,12 @@ class UserAgent(OutboundMixin):
     def _send(self, data: bytes, addr: Addr) -> None:
         self._outbox.append((data, addr))
 
+    def _response_address(self, via: Via, source: Addr) -> Addr:
+        """RFC 3261 §18.2.2: over a reliable transport the response goes back on the
+        connection the request came in on (the Via's port is the client's listening port,
+        not the connection's); over UDP, to the Via's received/rport or sent-by."""
+        return source if self.is_reliable(source) else via.response_address(source)
+
     def is_reliable(self, addr: Addr) -> bool:
         return self._reliable is not None and self._reliable(addr)
 
@@ -138,7 +144,7 @@ class UserAgent(OutboundMixin):
                 try:
                     via = resp.top_via
                     via.stamp_received(source)
-                    self._send(resp.serialize(), via.response_address(source))
+                    self._send(resp.serialize(), self._response_address(via, source))
                 except SipParseError:
                     pass
             return []
@@ -155,7 +161,7 @@ class UserAgent(OutboundMixin):
         via = req.top_via
         via.stamp_received(source)
         req.headers = _with_top_via(req.headers, via.serialize())
-        addr = via.response_address(source)
+        addr = self._response_address(via, source)
         branch = via.branch or ""
         if req.method == "ACK":
             return self._ack(req, branch, now)
