@@ -413,3 +413,30 @@ def test_whole_call_survives_loss_patterns(pattern):
     assert not pair.uac.calls and not pair.uas.calls
     assert pair.uac.next_deadline() is None and pair.uas.next_deadline() is None
     assert any(s.dropped for s in pair.wire)
+
+
+def test_unknown_required_extension_gets_420_with_unsupported():
+    """RFC 3261 §8.2.2.3: a UAS that does not understand a Require option tag answers 420."""
+    pair = Pair()
+    pair.uac.invite("sip:agent@127.0.0.1:5060", pair.now, sdp=OFFER, peer=UAS_ADDR,
+                    headers=[("Require", "timer, x-foo")])
+    pair.flush()
+    assert not pair.of(IncomingCall)
+    rejected = next(s for s in pair.wire if s.label == "420 INVITE")
+    assert parse_message(rejected.data).headers.get("Unsupported") == "timer, x-foo"
+    assert [e.status for e in pair.of(CallFailed, "uac")] == [420]
+
+
+def test_invite_requiring_100rel_is_answered_without_provisional_responses():
+    """RFC 3262: provisional responses would have to be sent reliably (PRACK); voxd sends
+    none beyond 100 Trying, so ringing is skipped and the call is answered."""
+    pair = Pair()
+    call_id = pair.uac.invite("sip:agent@127.0.0.1:5060", pair.now, sdp=OFFER, peer=UAS_ADDR,
+                              headers=[("Supported", "100rel"), ("Require", "100rel")])
+    pair.flush()
+    (incoming,) = pair.of(IncomingCall)
+    pair.uas.ring(call_id, pair.now)
+    pair.uas.answer(call_id, answer_sdp(incoming), pair.now)
+    pair.flush()
+    assert pair.labels() == ["INVITE", "100 INVITE", "200 INVITE", "ACK"]
+    assert pair.of(CallEstablished, "uac")

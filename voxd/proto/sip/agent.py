@@ -27,6 +27,10 @@ AuthLookup = Callable[[Addr, SipRequest], DigestServer | None]
 ReliableLookup = Callable[[Addr], bool]
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY"
+# Option tags a request may Require (RFC 3261 §8.2.2.3). 100rel (RFC 3262) is met by never
+# sending a provisional response other than 100 to an INVITE that requires it: the call is
+# answered straight away, so nothing needs PRACK.
+SUPPORTED_REQUIRE = frozenset({"100rel"})
 
 
 @dataclass
@@ -172,6 +176,10 @@ class UserAgent(OutboundMixin):
             return []
         if req.method == "CANCEL":
             return self._cancel(req, addr, branch, now)
+        unsupported = [t for t in req.headers.get_all("Require") if t.lower() not in SUPPORTED_REQUIRE]
+        if unsupported:
+            self._reply(req, addr, 420, now, extra=[("Unsupported", ", ".join(unsupported))])
+            return []
         call = self.calls.get(req.call_id)
         to_tag = req.to.tag
         if req.method == "INVITE" and to_tag is None:
@@ -302,8 +310,11 @@ class UserAgent(OutboundMixin):
         return call, call.invite_server
 
     def ring(self, call_id: str, now: float, *, sdp: bytes = b"") -> None:
-        """Send 180 Ringing, or 183 Session Progress with early-media ``sdp``."""
+        """Send 180 Ringing, or 183 Session Progress with early-media ``sdp``; nothing when
+        the INVITE requires 100rel (see SUPPORTED_REQUIRE)."""
         call, tx = self._pending_invite(call_id)
+        if any(t.lower() == "100rel" for t in tx.request.headers.get_all("Require")):
+            return
         self._reply(tx.request, tx.addr, 183 if sdp else 180, now, tx=tx, to_tag=call.local_tag,
                     body=sdp)
 
