@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
+import os
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from email import message_from_bytes
 from email.policy import default as default_policy
 from pathlib import Path
@@ -42,6 +44,20 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     return cert_path, key_path
+
+
+@pytest.fixture(autouse=True)
+async def _smtp_connections_closed() -> AsyncIterator[None]:
+    """aiosmtplib closes its TLS connection without waiting for the close to finish; the
+    daemon's loop runs on and finishes it, but a test's loop ends at once. Wait (up to 5 s)
+    until the process has no more descriptors open than before the test."""
+    before = len(os.listdir("/proc/self/fd"))
+    yield
+    for _ in range(250):
+        if len(os.listdir("/proc/self/fd")) <= before:
+            return
+        await asyncio.sleep(0.02)
+    pytest.fail("a connection is still open 5 s after the test")
 
 
 class Inbox:
