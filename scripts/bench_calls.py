@@ -323,7 +323,7 @@ async def voxd_density(n: int, seconds: float) -> DensityResult:
         interruptions=sum(s.record.interruptions for s in sessions),
         bot_frames=bot_frames[0], setup_s=setup_s,
         notes=[f"N={n}: media clock {late} late ticks skipped, max lag {max_lag * 1000:.0f} ms; "
-               f"inference queue backlog at end {backlog}; calls waiting on a model {sum(s._busy > 0 for s in sessions)}"],
+               f"inference queue backlog at end {backlog}; calls waiting on a model {sum(s.work.busy > 0 for s in sessions)}"],
     )
     for s in sessions:
         await s.close("bench_done", ended_by="system")

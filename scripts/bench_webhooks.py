@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from voxd.config import WebhooksConfig
 from voxd.store.db import Database
+from voxd.store.webhooks import Message
 from voxd.webhooks import events
 from voxd.webhooks.service import Webhooks
 
@@ -54,7 +55,7 @@ def pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
-def sample(i: int) -> events.Message:
+def sample(i: int) -> Message:
     return events.agent_message("agent.updated", f"agent-{i % 10}", str(i))
 
 

@@ -139,8 +139,8 @@ def check_agent(data: bytes) -> None:
     in-dialog requests reach the dialog code, not only the 481 path."""
     ua = UserAgent(UAConfig("127.0.0.1", 5060), auth=lambda src, req: _SERVER
                    if data[:1] == b"A" else None)
-    original_tag = agent_module.new_tag
-    agent_module.new_tag = lambda: "cap1"
+    original_tag = getattr(agent_module, "new_tag")  # noqa: B009 - patched for the duration
+    setattr(agent_module, "new_tag", lambda: "cap1")  # noqa: B010
     try:
         for n, invite in enumerate(_INVITES):
             for event in ua.receive(invite, ("127.0.0.1", 5062), 0.0):
@@ -149,7 +149,7 @@ def check_agent(data: bytes) -> None:
         for now in (0.0, 0.1):
             ua.receive(data, ("127.0.0.1", 5062), now)
     finally:
-        agent_module.new_tag = original_tag
+        setattr(agent_module, "new_tag", original_tag)  # noqa: B010
     ua.poll(100.0)
     ua.data_to_send()
 
