@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from voxd.proto.negotiate import SdpNegotiationError, answer  # noqa: E402
 from voxd.proto.rfc4733 import DtmfReceiver, TelephoneEvent  # noqa: E402
-from voxd.proto.rtcp import parse_rtcp  # noqa: E402
+from voxd.proto.rtcp import CNAME, Bye, SdesChunk, SourceDescription, parse_rtcp  # noqa: E402
 from voxd.proto.rtp import RtpPacket, RtpParseError  # noqa: E402
 from voxd.proto.sdp import SdpParseError, SessionDescription  # noqa: E402
 from voxd.proto.sip import (  # noqa: E402
@@ -71,6 +71,9 @@ def corpus() -> dict[str, list[bytes]]:
     rtcp = [bytes.fromhex("80c8000600000001000000000000000000000000000000000000000000000000"),
             bytes.fromhex("81c90007000000020000000500000000000000000000000000000000000000000000"
                           "00000000")]
+    # a compound report as voxd sends it at a call's end: SR + SDES CNAME + BYE with a reason
+    rtcp.append(rtcp[0] + SourceDescription([SdesChunk(1, [(CNAME, b"voxd@127.0.0.1")])]).serialize()
+                + Bye([1], "call ended").serialize())
     info = [b"Signal=5\r\nDuration=160\r\n", b"5", b"Signal=#\r\n"]
     return {"sip": sip or [b"OPTIONS sip:x SIP/2.0\r\n\r\n"], "sdp": sdp or [b"v=0\r\n"],
             "rtp": rtp or [bytes(12)], "rtcp": rtcp, "info": info}
