@@ -4,10 +4,11 @@ newcomer can rely on. Every field is optional; an empty file is a valid config."
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from ruamel.yaml import YAML
 
 from voxd.tools.config import ToolsConfig
@@ -27,6 +28,13 @@ class HttpConfig(_Model):
         "(e.g. https://voice.example.com); default: the request's Host and X-Forwarded-* headers. "
         "$VOXD_PUBLIC_URL overrides.",
     )
+
+    @field_validator("public_url")
+    @classmethod
+    def _scheme_and_host(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"https?://[^/\s]+/?", v):
+            raise ValueError("expected scheme://host[:port], e.g. https://voice.example.com")
+        return v
 
 
 class IceServerConfig(_Model):
