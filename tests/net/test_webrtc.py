@@ -21,7 +21,7 @@ from tests.synth import silence, voiced
 from voxd.app import Daemon
 from voxd.config import WebRtcConfig
 from voxd.media.audio import resample
-from voxd.net.webrtc import ice_hosts
+from voxd.net.webrtc import WebRtcSettings, ice_hosts
 from voxd.net.webtoken import InvalidToken, WebTokens
 from voxd.store.calls import CallRepository
 from voxd.store.keys import ApiKeyRepository
@@ -260,6 +260,7 @@ async def test_ice_settings_come_from_the_live_config(daemon: Daemon, monkeypatc
             {"urls": "stun:127.0.0.1:3478"},
             {"urls": ["turn:127.0.0.1:3478?transport=udp"], "username": "u1", "credential": "s3cret"}]}
     assert "s3cret" not in repr(daemon.cfg)  # the file holds only the variable's name
+    assert "s3cret" not in repr(WebRtcSettings.from_config(daemon.cfg.webrtc))  # safe to log
     b = Browser(silence(0.5))
     try:
         status, answer = await b.offer(url, token=await token_for(url, "fakey"))

@@ -76,7 +76,7 @@ LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 
 @dataclass(frozen=True)
 class WebRtcSettings:
-    ice_servers: list[dict[str, Any]] = field(default_factory=list)
+    ice_servers: list[dict[str, Any]] = field(default_factory=list, repr=False)  # may hold TURN credentials
     host_addresses: tuple[str, ...] | None = None  # None: every interface aioice finds
 
     @classmethod
