@@ -267,6 +267,9 @@ async def test_ice_settings_come_from_the_live_config(daemon: Daemon, monkeypatc
         assert status == 200
         hosts = {line.split()[4] for line in answer["sdp"].splitlines() if line.startswith("a=candidate:")}
         assert hosts == {"127.0.0.1"}
+        await b.wait_for(lambda m: m["type"] == "started")
+        b.send({"type": "hangup"})
+        await b.wait_for(lambda m: m["type"] == "end")
     finally:
         await b.close()
     # the environment overrides the file, and a broken value is ignored with an error, not a failed call
