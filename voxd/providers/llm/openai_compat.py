@@ -57,6 +57,44 @@ def to_openai_tools(tools: list[ToolSpec]) -> list[dict[str, Any]]:
     ]
 
 
+class ToolCallParts:
+    """Streamed tool calls: each arrives in fragments (id, name, pieces of its JSON
+    arguments) keyed by `index`, parallel calls interleaved; joined when the stream ends."""
+
+    def __init__(self) -> None:
+        self._parts: dict[int, dict[str, str]] = {}
+
+    def add(self, tc: dict[str, Any]) -> None:
+        slot = self._parts.setdefault(int(tc.get("index") or 0), {"id": "", "name": "", "args": ""})
+        slot["id"] = tc.get("id") or slot["id"]
+        fn = tc.get("function") or {}
+        slot["name"] = fn.get("name") or slot["name"]
+        slot["args"] += fn.get("arguments") or ""
+
+    def requested(self) -> ToolCallsRequested | None:
+        if not self._parts:
+            return None
+        return ToolCallsRequested(tuple(
+            tool_call_from_json(c["id"] or f"call_{i}", c["name"], c["args"]) for i, c in sorted(self._parts.items())
+        ))
+
+
+def chunk_events(chunk: dict[str, Any], calls: ToolCallParts) -> list[LLMEvent]:
+    """One streamed chat-completion chunk (as JSON) -> usage and text events; tool-call
+    fragments go into `calls`."""
+    out: list[LLMEvent] = []
+    usage = chunk.get("usage")
+    if usage:
+        out.append(Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)))
+    for choice in chunk.get("choices") or []:
+        delta = choice.get("delta") or {}
+        if delta.get("content"):
+            out.append(TextDelta(delta["content"]))
+        for tc in delta.get("tool_calls") or []:
+            calls.add(tc)
+    return out
+
+
 class OpenAICompatibleLLM(LanguageModel):
     name = "openai-compatible"
 
@@ -113,7 +151,7 @@ class OpenAICompatibleLLM(LanguageModel):
             raise ProviderError(self.name, f"{type(e).__name__}: {e}") from None
 
     async def _events(self, resp: aiohttp.ClientResponse) -> AsyncIterator[LLMEvent]:
-        calls: dict[int, dict[str, str]] = {}
+        calls = ToolCallParts()
         async for raw in resp.content:
             line = raw.decode("utf-8", "replace").strip()
             if not line.startswith("data:"):
@@ -125,23 +163,8 @@ class OpenAICompatibleLLM(LanguageModel):
                 chunk = json.loads(data)
             except json.JSONDecodeError:
                 raise ProviderError(self.name, "malformed JSON in stream", retryable=True) from None
-            if chunk.get("usage"):
-                u = chunk["usage"]
-                yield Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0))
-            for choice in chunk.get("choices") or []:
-                delta = choice.get("delta") or {}
-                if delta.get("content"):
-                    yield TextDelta(delta["content"])
-                for tc in delta.get("tool_calls") or []:
-                    slot = calls.setdefault(int(tc.get("index", 0)), {"id": "", "name": "", "args": ""})
-                    slot["id"] = tc.get("id") or slot["id"]
-                    fn = tc.get("function") or {}
-                    slot["name"] = fn.get("name") or slot["name"]
-                    slot["args"] += fn.get("arguments") or ""
-        if calls:
-            yield ToolCallsRequested(
-                tuple(
-                    tool_call_from_json(c["id"] or f"call_{i}", c["name"], c["args"])
-                    for i, c in sorted(calls.items())
-                )
-            )
+            for ev in chunk_events(chunk, calls):
+                yield ev
+        requested = calls.requested()
+        if requested is not None:
+            yield requested

@@ -26,20 +26,12 @@ from voxd.providers.base import (
     LLMEvent,
     Message,
     ProviderError,
-    TextDelta,
-    ToolCallsRequested,
     ToolSpec,
-    Usage,
-    tool_call_from_json,
 )
 from voxd.providers.keys import Secret, api_key
-from voxd.providers.llm.openai_compat import to_openai_messages, to_openai_tools
+from voxd.providers.llm.openai_compat import ToolCallParts, chunk_events, to_openai_messages, to_openai_tools
 
 log = logging.getLogger("voxd.providers.openai")
-
-
-def _tool_call(call_id: str, name: str, raw: str) -> Any:
-    return tool_call_from_json(call_id, name, raw)  # the runtime's lenient argument parser
 
 
 class OpenAILLM(LanguageModel):
@@ -101,19 +93,18 @@ class OpenAILLM(LanguageModel):
                 first = await asyncio.wait_for(chunks.__anext__(), max(0.01, deadline - loop.time()))
             except TimeoutError:
                 raise ProviderError(self.name, f"no first token within {self.cfg.first_token_timeout_s:g}s") from None
-            calls: dict[int, dict[str, str]] = {}
+            calls = ToolCallParts()
             chunk: Any = first
             while True:
-                for ev in self._events(chunk, calls):
+                for ev in chunk_events(chunk.model_dump(exclude_none=True), calls):
                     yield ev
                 try:
                     chunk = await chunks.__anext__()
                 except StopAsyncIteration:
                     break
-            if calls:
-                yield ToolCallsRequested(tuple(
-                    _tool_call(c["id"] or f"call_{i}", c["name"], c["args"]) for i, c in sorted(calls.items())
-                ))
+            requested = calls.requested()
+            if requested is not None:
+                yield requested
         except ProviderError:
             raise
         except StopAsyncIteration:
@@ -126,26 +117,6 @@ class OpenAILLM(LanguageModel):
                     await stream.close()
                 except Exception:
                     pass
-
-    @staticmethod
-    def _events(chunk: Any, calls: dict[int, dict[str, str]]) -> list[LLMEvent]:
-        out: list[LLMEvent] = []
-        usage = getattr(chunk, "usage", None)
-        if usage is not None:
-            out.append(Usage(int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0)))
-        for choice in chunk.choices or []:
-            delta = choice.delta
-            if delta is None:
-                continue
-            if delta.content:
-                out.append(TextDelta(delta.content))
-            for tc in delta.tool_calls or []:
-                slot = calls.setdefault(int(tc.index or 0), {"id": "", "name": "", "args": ""})
-                slot["id"] = tc.id or slot["id"]
-                if tc.function is not None:
-                    slot["name"] = tc.function.name or slot["name"]
-                    slot["args"] += tc.function.arguments or ""
-        return out
 
 
 def _translate(provider: str, e: Exception) -> ProviderError:
