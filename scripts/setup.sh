@@ -11,6 +11,8 @@ APT_PACKAGES=(
   sox flite festival espeak-ng
   # real SIP peers and packet capture for interop tests
   sip-tester baresip-core linphone-cli tshark
+  # a real TURN server for the WebRTC relay test
+  coturn
   # headless browser for the WebRTC playground test (driven by playwright-core from npm)
   chromium
   # network namespaces for the offline test
