@@ -33,6 +33,7 @@ class Conn:
     query: dict[str, str]
     headers: dict[str, str]
     audio_bytes: int = 0
+    audio: bytearray = field(default_factory=bytearray)  # every audio byte received, as sent
     messages: list[str] = field(default_factory=list)  # text messages received (types)
     close_code: int | None = None
 
@@ -87,6 +88,7 @@ class FakeDeepgram:
         async for msg in ws:
             if msg.type == WSMsgType.BINARY:
                 conn.audio_bytes += len(msg.data)
+                conn.audio += msg.data
                 await rec.audio(msg.data)
                 t = rec.now
                 if first and self.drop_after_s is not None and t >= self.drop_after_s:

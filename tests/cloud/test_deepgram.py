@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pytest
 
 from tests.cloud.fake_deepgram import FakeDeepgram
 from tests.synth import silence, voiced
+from voxd.media.audio import resample
+from voxd.proto.g711 import ulaw_encode
 from voxd.providers.base import ProviderError
 from voxd.providers.keys import Secret
 from voxd.providers.stt.deepgram import DeepgramOptions, DeepgramStream, DeepgramSTT
@@ -158,3 +161,31 @@ async def test_mulaw_8k_sends_a_quarter_of_the_bytes(dg: FakeDeepgram) -> None:
     q = dg.conns[0].query
     assert (q["encoding"], q["sample_rate"]) == ("mulaw", "8000")
     assert abs(dg.conns[0].audio_bytes - 1.7 * 8000) < 400 and abs(s.audio_s_sent - 1.7) < 0.05
+
+
+async def test_a_g711_calls_own_mulaw_goes_out_untouched(dg: FakeDeepgram) -> None:
+    """With encoding mulaw, audio the transport hands over as mu-law (a PCMU or Twilio call)
+    is sent byte for byte, not resampled and re-encoded; frames without it still are."""
+    pcm = silence(0.2) + voiced(1.0, f0=140) + silence(0.5)
+    mulaw = ulaw_encode(resample(np.frombuffer(pcm, "<i2"), 16000, 8000))
+    s = engine(dg.url, encoding="mulaw").stream()
+    for i, f in enumerate(frames(pcm)):
+        s.push_audio(f, mulaw[i * 160 : (i + 1) * 160])
+        await asyncio.sleep(0)
+    assert await s.finalize() == "What time is it?"
+    s.push_audio(bytes(640))  # no mu-law for this frame (e.g. concealment): encoded from the PCM
+    await s.aclose()
+    got = bytes(dg.conns[0].audio)
+    assert got[: len(mulaw)] == mulaw and s.passthrough_bytes == len(mulaw)
+    assert abs(len(got) - len(mulaw) - 160) <= 2  # the encoded frame (its resampler keeps a few samples back)
+
+
+async def test_linear16_ignores_the_mulaw(dg: FakeDeepgram) -> None:
+    pcm = silence(0.2) + voiced(1.0, f0=140) + silence(0.5)
+    s = engine(dg.url).stream()
+    for f in frames(pcm):
+        s.push_audio(f, b"\xff" * 160)
+        await asyncio.sleep(0)
+    assert await s.finalize() == "What time is it?"
+    await s.aclose()
+    assert bytes(dg.conns[0].audio) == pcm and s.passthrough_bytes == 0

@@ -95,7 +95,7 @@ def pool() -> PortPool:
 async def open_stream(pool: PortPool, offer: SessionDescription) -> tuple[RtpStream, int]:
     sock, port = pool.bind(HOST)
     neg = negotiate.answer(offer, HOST, port)
-    stream = RtpStream(neg, lambda frame: None, lambda digit, source: None, lambda: None, rtcp_min_interval=0.3)
+    stream = RtpStream(neg, lambda frame, mulaw: None, lambda digit, source: None, lambda: None, rtcp_min_interval=0.3)
     await stream.open(sock, pool.rtcp_socket(port))
     return stream, port
 
@@ -279,3 +279,37 @@ async def test_tshark_decodes_our_compound_packets(pool: PortPool, tmp_path: Pat
     assert bye["rtcp.sdes.text"] == f"{cname},bye now"  # tshark shows the BYE reason as text too
     for row in (report, bye):
         assert row["rtcp.length_check"] == "1" and row["_ws.expert.message"] == ""  # lengths OK, no warnings
+
+
+@pytest.mark.parametrize(("pt", "codec"), [(0, "PCMU"), (8, "PCMA")])
+async def test_pcmu_payloads_reach_the_session_as_they_came(pool: PortPool, pt: int, codec: str) -> None:
+    """A PCMU call hands each packet's bytes on with the decoded frame (for recognisers that
+    take mu-law); PCMA and concealed frames give none."""
+    peer_rtp, peer_rtcp = peer_sockets()
+    text = (f"v=0\r\no=- 1 1 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 {HOST}\r\nt=0 0\r\n"
+            f"m=audio {peer_rtp.getsockname()[1]} RTP/AVP {pt}\r\n")
+    sock, port = pool.bind(HOST)
+    neg = negotiate.answer(SessionDescription.parse(text), HOST, port)
+    assert neg.codec.name == codec
+    got: list[tuple[int, bytes | None]] = []
+    stream = RtpStream(neg, lambda frame, mulaw: got.append((len(frame), mulaw)), lambda d, s: None, lambda: None)
+    await stream.open(sock, pool.rtcp_socket(port))
+    try:
+        payloads = [bytes([n]) * 160 for n in range(1, 9)]
+        for n, payload in enumerate(payloads):
+            pkt = RtpPacket(payload_type=pt, sequence=100 + n, timestamp=160 * n, ssrc=PEER_SSRC, payload=payload)
+            peer_rtp.sendto(pkt.serialize(), (HOST, port))
+        await asyncio.sleep(0.05)
+        for _ in range(30):
+            stream.receive_tick()
+        played = [m for n, m in got if n == 640 and m is not None]
+        if codec == "PCMU":  # what the jitter buffer played (it trims a burst), in order, byte for byte
+            order = [payloads.index(m) for m in played]
+            assert len(played) >= 4 and order == sorted(set(order))
+        else:
+            assert played == []
+        assert all(n == 640 for n, _ in got) and got[-1][1] is None  # the buffer ran dry: silence, no bytes
+    finally:
+        stream.close()
+        peer_rtp.close()
+        peer_rtcp.close()

@@ -97,6 +97,7 @@ class CallSession:
         self.closed = False
         self.ended = asyncio.Event()
         self._recent: deque[bytes] = deque(maxlen=15)  # preroll / Silero window
+        self._recent_mulaw: deque[bytes | None] = deque(maxlen=15)  # the same frames as the call carried them
         self._utterance = bytearray()  # captured caller audio for Smart Turn
         self._reply: asyncio.Task[None] | None = None
         self._bot_turn: Turn | None = None
@@ -122,8 +123,9 @@ class CallSession:
         if lines:
             self._start_reply(self._say_lines(lines, "greeting"))
 
-    def feed_audio(self, frame: bytes) -> None:
-        """One 20 ms frame of caller audio (16 kHz s16le mono)."""
+    def feed_audio(self, frame: bytes, mulaw: bytes | None = None) -> None:
+        """One 20 ms frame of caller audio (16 kHz s16le mono); `mulaw`: the same 20 ms
+        as a G.711 call carried it (160 bytes), for recognisers that take it as is."""
         now = self.media_t
         self.media_t += FRAME_S
         if self.closed:
@@ -131,8 +133,9 @@ class CallSession:
         if len(frame) != FRAME_BYTES:
             frame = (frame + bytes(FRAME_BYTES))[:FRAME_BYTES]
         self._recent.append(frame)
+        self._recent_mulaw.append(mulaw)
         if self.turns.capturing:
-            self._capture(frame)
+            self._capture(frame, mulaw)
         for action in self.turns.frame(self.vad.is_voiced(frame), now):
             self._on_turn_action(action, now)
         for kaction in self.keypad.tick(now):
@@ -185,8 +188,8 @@ class CallSession:
         await self.work.wait_idle()
 
     # ------------------------------------------------------------ turn-taking
-    def _capture(self, frame: bytes) -> None:
-        self.stt.push_audio(frame)
+    def _capture(self, frame: bytes, mulaw: bytes | None = None) -> None:
+        self.stt.push_audio(frame, mulaw)
         self._utterance += frame
         excess = len(self._utterance) - int(TURN_AUDIO_S * SAMPLE_RATE) * 2
         if excess > 0:
@@ -196,8 +199,8 @@ class CallSession:
         if isinstance(a, tt.ConfirmOnset):
             # start capturing with the preroll so the first syllable is kept
             if len(self._utterance) == 0:  # first ask for this onset: start with the preroll
-                for f in self._recent:
-                    self._capture(f)
+                for f, m in zip(self._recent, self._recent_mulaw, strict=True):
+                    self._capture(f, m)
             if (self._paused_at is None and self.agent.interruption.enabled and self._bot_busy()
                     and now >= self._noise_until):
                 # hold the bot's voice while Silero decides: barge-in costs one frame, not a model call

@@ -116,7 +116,7 @@ class RtpStream(asyncio.DatagramProtocol):
     def __init__(
         self,
         neg: Negotiated,
-        on_audio: Callable[[bytes], None],
+        on_audio: Callable[[bytes, bytes | None], None],
         on_dtmf: Callable[[str, str], None],
         next_frame: Callable[[], bytes | None],
         *,
@@ -130,6 +130,7 @@ class RtpStream(asyncio.DatagramProtocol):
         self.codec_pt = neg.codec.payload_type
         self.dtmf_pt = neg.telephone_event.payload_type if neg.telephone_event else None
         self._enc, self._dec = encoder_for(neg.codec.name)
+        self._mulaw_in = neg.codec.name.upper() == "PCMU"  # payloads handed on as they came
         self.jitter = JitterBuffer()
         self.stats = ReceiverStats()
         self.sender = RtpSender(self.codec_pt)
@@ -224,9 +225,10 @@ class RtpStream(asyncio.DatagramProtocol):
                 for digit in self.inband.feed(pcm8):
                     self.on_dtmf(digit, "inband")
             frame = self._up.process(pcm8.tobytes())
-            self.on_audio(frame if len(frame) == FRAME_BYTES else (frame + SILENCE_FRAME)[:FRAME_BYTES])
+            self.on_audio(frame if len(frame) == FRAME_BYTES else (frame + SILENCE_FRAME)[:FRAME_BYTES],
+                          payload if self._mulaw_in else None)
         else:
-            self.on_audio(SILENCE_FRAME)
+            self.on_audio(SILENCE_FRAME, None)
 
     def send_tick(self) -> None:
         """Send one 20 ms packet of bot audio (or silence, or a due DTMF event)."""

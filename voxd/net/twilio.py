@@ -128,6 +128,7 @@ class TwilioCall:
         self.stream_sid = ""
         self._in_rs = StreamResampler(8000, 16000)
         self._in_split = FrameSplitter(FRAME_BYTES)
+        self._in_mulaw = bytearray()  # caller mu-law not yet paired with a frame
         self._next_ts: int | None = None  # media.timestamp (ms) expected next
         self.last_media = 0.0  # loop time of the last caller frame
         self.gap_frames = 0
@@ -207,8 +208,17 @@ class TwilioCall:
             self._next_ts = ts + len(ulaw) // 8
         self.last_media = now
         pcm8 = ulaw_decode(ulaw).astype("<i2").tobytes()
+        self._in_mulaw += ulaw
         for frame in self._in_split.push(self._in_rs.process(pcm8)):
-            s.feed_audio(frame)
+            # each 16 kHz frame goes with the 160 mu-law bytes it was made from (a
+            # recogniser that takes mu-law gets Twilio's bytes untouched)
+            mulaw = None
+            if len(self._in_mulaw) >= 160:
+                mulaw = bytes(self._in_mulaw[:160])
+                del self._in_mulaw[:160]
+            s.feed_audio(frame, mulaw)
+        if len(self._in_mulaw) > 1600:
+            del self._in_mulaw[:-160]
 
     def on_mark(self, name: Any) -> None:
         if not isinstance(name, str):

@@ -34,8 +34,11 @@ class STTStream(abc.ABC):
     on_interim: Callable[[str], None] | None = None
 
     @abc.abstractmethod
-    def push_audio(self, pcm: bytes) -> None:
-        """Caller audio: 16-bit mono PCM at the pipeline rate (16 kHz), any length."""
+    def push_audio(self, pcm: bytes, mulaw: bytes | None = None) -> None:
+        """Caller audio: 16-bit mono PCM at the pipeline rate (16 kHz), any length.
+        `mulaw`, when the transport has it, is the same audio as the call carried it
+        (G.711 mu-law, 8 kHz): an engine that takes mu-law sends those bytes as they
+        are instead of resampling and re-encoding `pcm`."""
 
     @abc.abstractmethod
     async def finalize(self) -> str:

@@ -31,7 +31,7 @@ class FakeSTTStream(STTStream):
         self.owner = owner
         self.samples = 0
 
-    def push_audio(self, pcm: bytes) -> None:
+    def push_audio(self, pcm: bytes, mulaw: bytes | None = None) -> None:
         self.samples += len(pcm) // 2
 
     async def finalize(self) -> str:

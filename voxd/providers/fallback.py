@@ -154,7 +154,7 @@ class FallbackSTTStream(STTStream):
             self.stream.push_audio(bytes(self._turn))  # the turn so far, into the new recogniser
         return True
 
-    def push_audio(self, pcm: bytes) -> None:
+    def push_audio(self, pcm: bytes, mulaw: bytes | None = None) -> None:
         self._turn += pcm
         if len(self._turn) > REPLAY_S * BYTES_PER_S:
             del self._turn[: len(self._turn) - int(REPLAY_S * BYTES_PER_S)]
@@ -162,7 +162,7 @@ class FallbackSTTStream(STTStream):
         if isinstance(err, ProviderError) and self._switch(err):
             return  # the new stream got this frame with the replayed turn
         try:
-            self.stream.push_audio(pcm)
+            self.stream.push_audio(pcm, mulaw)
         except ProviderError as e:
             self._switch(e)
 

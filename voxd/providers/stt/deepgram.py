@@ -137,16 +137,19 @@ class DeepgramStream(STTStream):
         self._last_send = time.monotonic()
         self._task: asyncio.Task[None] | None = None
         self._to_mulaw = _mulaw_encoder() if self.opt.encoding == "mulaw" else None
+        self.passthrough_bytes = 0  # mu-law sent exactly as the call carried it
         with contextlib.suppress(RuntimeError):  # no loop yet: connect on first audio
             asyncio.get_running_loop()
             self._start()
 
     # ------------------------------------------------------------ STTStream
-    def push_audio(self, pcm: bytes) -> None:
+    def push_audio(self, pcm: bytes, mulaw: bytes | None = None) -> None:
         if self._closing:
             return
         if self._to_mulaw is not None:
-            pcm = self._to_mulaw(pcm)
+            # a G.711 call's own bytes go out untouched; other audio is resampled and encoded
+            pcm = mulaw if mulaw is not None else self._to_mulaw(pcm)
+            self.passthrough_bytes += len(mulaw or b"")
         if self.error is not None:
             if time.monotonic() - self._gave_up_at < REVIVE_AFTER_S:
                 return  # dead: a fallback (if any) has this turn's audio

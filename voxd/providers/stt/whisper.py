@@ -185,7 +185,7 @@ class WhisperStream(STTStream):
         self._lock = threading.Lock()
         self._max_bytes = MAX_TURN_S * SAMPLE_RATE * 2
 
-    def push_audio(self, pcm: bytes) -> None:
+    def push_audio(self, pcm: bytes, mulaw: bytes | None = None) -> None:
         with self._lock:
             self._buf += pcm
             extra = len(self._buf) - self._max_bytes
