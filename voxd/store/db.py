@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -22,6 +23,8 @@ from voxd.store.migrations import MIGRATIONS, Migration
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
+
+T = TypeVar("T")
 
 
 class MigrationError(RuntimeError):
@@ -103,10 +106,36 @@ class Database:
                 raise
             await self._conn.execute("COMMIT")
 
+    # Reads run start to finish in one hop to the connection's thread. A cursor stepped
+    # across awaits (execute, then fetch) lets another task's write run on this same
+    # connection in between, and SQLite leaves the rest of that SELECT undefined: seen
+    # here as a GROUP BY returning a NULL group and rows counted twice.
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
-        async with self._conn.execute(sql, tuple(params)) as cur:
-            return await cur.fetchone()
+        args = tuple(params)
+
+        def run(raw: sqlite3.Connection) -> aiosqlite.Row | None:
+            cur = raw.execute(sql, args)
+            try:
+                row: aiosqlite.Row | None = cur.fetchone()
+                return row
+            finally:
+                cur.close()
+
+        return await self._on_thread(run)
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
-        async with self._conn.execute(sql, tuple(params)) as cur:
-            return list(await cur.fetchall())
+        args = tuple(params)
+
+        def run(raw: sqlite3.Connection) -> list[aiosqlite.Row]:
+            cur = raw.execute(sql, args)
+            try:
+                return list(cur.fetchall())
+            finally:
+                cur.close()
+
+        return await self._on_thread(run)
+
+    async def _on_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        raw: sqlite3.Connection = self._conn._conn
+        result: T = await self._conn._execute(fn, raw)  # type: ignore[no-untyped-call]
+        return result
