@@ -180,6 +180,43 @@ async def test_a_g711_calls_own_mulaw_goes_out_untouched(dg: FakeDeepgram) -> No
     assert abs(len(got) - len(mulaw) - 160) <= 2  # the encoded frame (its resampler keeps a few samples back)
 
 
+async def test_auto_encoding_follows_what_the_call_carries(dg: FakeDeepgram) -> None:
+    """The default, `auto`: a call that carries mu-law (PCMU, Twilio) is sent as mu-law
+    8 kHz, its own bytes untouched; any other call as 16 kHz linear16."""
+    pcm = silence(0.2) + voiced(1.0, f0=140) + silence(0.5)
+    mulaw = ulaw_encode(resample(np.frombuffer(pcm, "<i2"), 16000, 8000))
+    stt = engine(dg.url)
+    assert stt.options.encoding == "auto"
+    g711 = stt.stream("mulaw")
+    for i, f in enumerate(frames(pcm)):
+        g711.push_audio(f, mulaw[i * 160 : (i + 1) * 160])
+        await asyncio.sleep(0)
+    assert await g711.finalize() == "What time is it?"
+    await g711.aclose()
+    other = stt.stream(None)
+    await speak(other, pcm)
+    assert await other.finalize() == "What time is it?"
+    await other.aclose()
+    first, second = dg.conns
+    assert (first.query["encoding"], first.query["sample_rate"]) == ("mulaw", "8000")
+    assert bytes(first.audio) == mulaw and g711.passthrough_bytes == len(mulaw)
+    assert (second.query["encoding"], second.query["sample_rate"]) == ("linear16", "16000")
+    assert bytes(second.audio) == pcm
+
+
+async def test_an_explicit_encoding_wins_over_the_call(dg: FakeDeepgram) -> None:
+    s = engine(dg.url, encoding="linear16").stream("mulaw")
+    await speak(s, silence(0.2) + voiced(0.6, f0=140) + silence(0.4))
+    await s.finalize()
+    await s.aclose()
+    assert dg.conns[0].query["encoding"] == "linear16"
+
+
+def test_an_unknown_encoding_is_refused() -> None:
+    with pytest.raises(ValueError, match="encoding 'mulow'"):
+        DeepgramOptions(encoding="mulow")  # type: ignore[arg-type]
+
+
 async def test_linear16_ignores_the_mulaw(dg: FakeDeepgram) -> None:
     pcm = silence(0.2) + voiced(1.0, f0=140) + silence(0.5)
     s = engine(dg.url).stream()

@@ -35,7 +35,7 @@ class DeadStream(FakeSTTStream):
 class DeadSTT(FakeSTT):
     name = "dead"
 
-    def stream(self) -> STTStream:
+    def stream(self, carried: str | None = None) -> STTStream:
         return DeadStream(self)
 
 

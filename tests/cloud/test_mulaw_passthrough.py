@@ -1,5 +1,6 @@
-"""A Twilio Media Streams call with Deepgram at mu-law 8 kHz: the caller's G.711 bytes
-reach Deepgram exactly as Twilio sent them (no decode, resample and re-encode on the way)."""
+"""A Twilio Media Streams call with Deepgram at mu-law 8 kHz (asked for, or chosen by the
+default `auto` because the call carries mu-law): the caller's G.711 bytes reach Deepgram
+exactly as Twilio sent them (no decode, resample and re-encode on the way)."""
 
 from __future__ import annotations
 
@@ -19,17 +20,19 @@ from voxd.proto.g711 import ulaw_encode
 
 AGENT = """
 greeting: Hi.
-stt: {{engine: deepgram, base_url: "{url}", options: {{encoding: mulaw, finalize_timeout_s: 2.0}}}}
+stt: {{engine: deepgram, base_url: "{url}", options: {{{encoding}finalize_timeout_s: 2.0}}}}
 llm: {{engine: dialog}}
 voice: {{engine: fake}}
 turn: {{detector: silence, max_silence_ms: 400}}
 """
 
 
-async def test_twilio_mulaw_reaches_deepgram_byte_for_byte(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("encoding", ["encoding: mulaw, ", ""])
+async def test_twilio_mulaw_reaches_deepgram_byte_for_byte(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           encoding: str) -> None:
     monkeypatch.setenv("DEEPGRAM_API_KEY", "dg-k")
     dg = await FakeDeepgram({140: "What time is it?"}).start()
-    d = await start_daemon(tmp_path, {"caller": AGENT.format(url=dg.url)})
+    d = await start_daemon(tmp_path, {"caller": AGENT.format(url=dg.url, encoding=encoding)})
     speech = silence(0.6) + voiced(1.0, f0=140) + silence(1.2)
     sent = ulaw_encode(resample(np.frombuffer(speech, "<i2"), 16000, 8000))  # what Platform.say sends
     try:
@@ -47,6 +50,7 @@ async def test_twilio_mulaw_reaches_deepgram_byte_for_byte(tmp_path: Path, monke
         await d.stop()
         await dg.stop()
     assert [t["text"] for t in rec["turns"] if t["speaker"] == "caller"] == ["What time is it?"]
+    assert (dg.conns[0].query["encoding"], dg.conns[0].query["sample_rate"]) == ("mulaw", "8000")
     got = bytes(dg.conns[0].audio)
     assert len(got) >= 8000  # the whole utterance (1 s) and its preroll
     assert got in sent  # one contiguous run of Twilio's own bytes

@@ -332,3 +332,66 @@ async def test_outbound_call_with_early_media(tmp_path: Path) -> None:
             await callee.wait()
     assert rec["metadata"]["early_media"] is True and rec["answered_at"] is not None
     assert rec["end_reason"] == "max_duration" and rec["metadata"]["rtp"]["sent"] > 50
+
+
+DEEPGRAM_AGENT = """
+greeting: Hi.
+voice: {{engine: espeak}}
+stt: {{engine: deepgram, base_url: "{url}", options: {{finalize_timeout_s: 2.0}}}}
+turn: {{detector: silence, max_silence_ms: 600}}
+sip: {{numbers: ["2000"]}}
+"""
+
+
+def matched_run_bytes(got: bytes, chunks: set[bytes], size: int = 160) -> int:
+    """How many bytes of `got` are whole packets the caller sent (found wherever they sit)."""
+    n, p = 0, 0
+    while p + size <= len(got):
+        if got[p : p + size] in chunks:
+            n, p = n + size, p + size
+        else:
+            p += 1
+    return n
+
+
+@pytest.mark.parametrize(("codec", "offer", "pt"), [("ulaw", "0", "0"), ("alaw", "8", "8")])
+async def test_deepgram_encoding_follows_the_negotiated_codec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              codec: str, offer: str, pt: str) -> None:
+    """Deepgram's default encoding is `auto`: a PCMU call's payloads go to Deepgram as
+    sipp sent them (mu-law, 8 kHz, no decode and re-encode); a PCMA call is sent as
+    16 kHz linear16."""
+    from tests.cloud.fake_deepgram import FakeDeepgram
+
+    monkeypatch.setenv("DEEPGRAM_API_KEY", "dg-k")
+    dg = await FakeDeepgram({170: "What time is it?"}).start()
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    (agents / "front.yaml").write_text(DEEPGRAM_AGENT.format(url=dg.url))
+    cfg = VoxdConfig.model_validate({
+        "state_dir": str(tmp_path / "state"), "agents_dir": str(agents), "http": {"enabled": False},
+        "sip": {"port": free_udp_port(), "rtp_port_min": 31500, "rtp_port_max": 31600, "ring_ms": 0},
+    })
+    d = Daemon(cfg, tmp_path)
+    await d.start()
+    audio = caller_audio(tmp_path, codec)
+    try:
+        scen = scenario(tmp_path, "call_speech_dtmf.xml", USER="2000", CODECS=offer, PT=pt, ULAW=str(audio),
+                        WAIT_MS="5000")
+        await run_sipp(d, scen, tmp_path)
+        (rec,) = await records(d)
+    finally:
+        await d.stop()
+        await dg.stop()
+    assert rec["metadata"]["codec"] == ("PCMU" if codec == "ulaw" else "PCMA")
+    assert dg.conns, "voxd never connected to Deepgram"
+    q = dg.conns[0].query
+    got = bytes(dg.conns[0].audio)
+    if codec == "ulaw":
+        assert (q["encoding"], q["sample_rate"]) == ("mulaw", "8000")
+        data = audio.read_bytes()
+        speech = {data[i : i + 160] for i in range(0, len(data) - 159, 160)} - {b"\xff" * 160, b"\x7f" * 160}
+        assert len(got) >= 8000  # at least a second of the caller's speech
+        assert matched_run_bytes(got, speech) >= 8000, "Deepgram got re-encoded audio, not the call's own"
+    else:
+        assert (q["encoding"], q["sample_rate"]) == ("linear16", "16000")
+        assert len(got) >= 32000

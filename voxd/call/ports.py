@@ -29,6 +29,9 @@ class CallControl(Protocol):
     """What the session can ask of the transport that carries the call."""
 
     transport_name: str
+    # the audio the call carries, for engines that can take it untouched: "mulaw"
+    # (PCMU, Twilio) or None; see SpeechToText.stream
+    carried_audio: str | None
 
     async def hangup(self) -> None:
         """End the call from our side (SIP BYE, websocket close...)."""
@@ -48,6 +51,7 @@ class NullControl:
     """A CallControl for harnesses and tests: records what was asked."""
 
     transport_name = "local"
+    carried_audio: str | None = None
 
     def __init__(self) -> None:
         self.hung_up = False

@@ -81,7 +81,7 @@ class CallSession:
         self.playout = Playout()
         self.turns = tt.TurnTaker(agent.turn, agent.interruption)
         self.keypad = kp.KeypadMachine(agent.dtmf)
-        self.stt = self.engines.stt.stream()
+        self.stt = self.engines.stt.stream(control.carried_audio)
         self._interim = ""
         self.stt.on_interim = self._on_interim
         self.work = CallWork(record.id)

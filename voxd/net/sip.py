@@ -42,6 +42,7 @@ class SipCall:
     """One SIP call: dialog id, RTP stream, session. Implements CallControl."""
 
     transport_name = "sip"
+    carried_audio: str | None = None  # "mulaw" once PCMU is negotiated
 
     def __init__(self, endpoint: SipEndpoint, call_id: str, source: Addr) -> None:
         self.endpoint = endpoint
@@ -340,6 +341,7 @@ class SipEndpoint:
             sock.close()
             ua.reject(e.call_id, 488, now, reason="Not Acceptable Here")
             return
+        call.carried_audio = "mulaw" if neg.codec.name.upper() == "PCMU" else None
         try:
             session = self.calls.create(agent, call, from_uri=e.from_.uri.serialize(), to_uri=e.to.uri.serialize(),
                                         metadata={"sip_call_id": e.call_id, "codec": neg.codec.name,

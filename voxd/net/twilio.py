@@ -119,6 +119,7 @@ class TwilioCall:
     """Adapts one Media Streams websocket to a call session (implements CallControl)."""
 
     transport_name = "twilio"
+    carried_audio: str | None = "mulaw"  # Media Streams carry 8 kHz mu-law
 
     def __init__(self, ws: web.WebSocketResponse, clock: MediaClock) -> None:
         self.ws = ws

@@ -179,6 +179,7 @@ class RtcCall:
     """One browser call: a peer connection adapted to a call session (implements CallControl)."""
 
     transport_name = "webrtc"
+    carried_audio: str | None = None  # Opus
 
     def __init__(self, pc: RTCPeerConnection) -> None:
         self.pc = pc

@@ -46,6 +46,7 @@ class WsCall:
     """Adapts one websocket to a call session (implements CallControl)."""
 
     transport_name = "websocket"
+    carried_audio: str | None = None
 
     def __init__(self, ws: web.WebSocketResponse, rate: int, clock: MediaClock) -> None:
         self.ws = ws

@@ -57,7 +57,10 @@ class SpeechToText(abc.ABC):
     name: str = "stt"
 
     @abc.abstractmethod
-    def stream(self) -> STTStream: ...
+    def stream(self, carried: str | None = None) -> STTStream:
+        """A recogniser for one call. `carried` names the audio the call itself carries,
+        for an engine that can take it as is: "mulaw" (G.711 mu-law at 8 kHz: a PCMU
+        SIP call, Twilio), None for anything else."""
 
     async def warm_up(self) -> None:  # noqa: B027 - optional hook
         """Load models before the first call (off the event loop)."""

@@ -58,7 +58,7 @@ class FakeSTT(SpeechToText):
         self._i += 1
         return t
 
-    def stream(self) -> STTStream:
+    def stream(self, carried: str | None = None) -> STTStream:
         return FakeSTTStream(self)
 
 

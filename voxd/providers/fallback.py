@@ -101,8 +101,8 @@ class FallbackSTT(_Chain, SpeechToText):
     def bind(self, usage: CallUsage) -> FallbackSTT:
         return FallbackSTT(self.providers, usage)
 
-    def stream(self) -> STTStream:
-        return FallbackSTTStream(self)
+    def stream(self, carried: str | None = None) -> STTStream:
+        return FallbackSTTStream(self, carried)
 
     async def warm_up(self) -> None:
         for p in self.providers:
@@ -110,8 +110,9 @@ class FallbackSTT(_Chain, SpeechToText):
 
 
 class FallbackSTTStream(STTStream):
-    def __init__(self, chain: FallbackSTT) -> None:
+    def __init__(self, chain: FallbackSTT, carried: str | None = None) -> None:
         self.chain = chain
+        self.carried = carried
         self.i = 0
         self._interim: Callable[[str], None] | None = None
         self._turn = bytearray()
@@ -123,7 +124,7 @@ class FallbackSTTStream(STTStream):
         while True:
             self.i = i
             try:
-                s: STTStream = self.chain.providers[i].stream()
+                s: STTStream = self.chain.providers[i].stream(self.carried)
                 s.on_interim = self._interim
                 return s
             except ProviderError as e:

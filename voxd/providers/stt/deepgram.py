@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -40,7 +41,9 @@ class DeepgramOptions:
     model: str = "nova-3"
     language: str = "en"
     sample_rate: int = 16_000
-    encoding: Literal["linear16", "mulaw"] = "linear16"
+    # "auto": mu-law at 8 kHz when the call carries it (a PCMU SIP call, Twilio), so its
+    # own bytes go out untouched; 16 kHz linear16 otherwise (WebRTC, websocket, PCMA)
+    encoding: Literal["auto", "linear16", "mulaw"] = "auto"
     interim_results: bool = True
     endpointing: int | bool = 300
     utterance_end_ms: int | None = 1000
@@ -54,8 +57,18 @@ class DeepgramOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.encoding not in ("auto", "linear16", "mulaw"):
+            raise ValueError(f"encoding {self.encoding!r}: expected auto, linear16 or mulaw")
         if self.encoding == "mulaw":  # G.711 rate and width: a quarter of the bytes of 16 kHz linear16
             self.sample_rate = 8_000
+
+    def for_call(self, carried: str | None) -> DeepgramOptions:
+        """The options one call's connection uses: "auto" settles on an encoding."""
+        if self.encoding != "auto":
+            return self
+        if carried == "mulaw":
+            return dataclasses.replace(self, encoding="mulaw")
+        return dataclasses.replace(self, encoding="linear16")
 
     def query(self) -> dict[str, Any]:
         q: dict[str, Any] = {
@@ -82,11 +95,11 @@ class DeepgramSTT(SpeechToText):
     def __repr__(self) -> str:  # the key stays out of logs
         return f"DeepgramSTT(url={self.base_url!r}, model={self.options.model!r})"
 
-    def stream(self) -> DeepgramStream:
-        return DeepgramStream(self)
+    def stream(self, carried: str | None = None) -> DeepgramStream:
+        return DeepgramStream(self, self.options.for_call(carried))
 
     @contextlib.asynccontextmanager
-    async def connect(self) -> AsyncIterator[Any]:
+    async def connect(self, options: DeepgramOptions | None = None) -> AsyncIterator[Any]:
         """An SDK socket client (`AsyncV1SocketClient`) on a fresh connection."""
         if self._client is None:
             from deepgram import AsyncDeepgramClient
@@ -96,7 +109,7 @@ class DeepgramSTT(SpeechToText):
             http = ws.replace("wss://", "https://").replace("ws://", "http://")
             env = DeepgramClientEnvironment(base=http, production=ws, agent=ws, agent_rest=http)
             self._client = AsyncDeepgramClient(api_key=self._key.reveal(), environment=env)
-        q = self.options.query()
+        q = (options or self.options.for_call(None)).query()
         async with self._client.listen.v1.connect(
             model=q.pop("model"), request_options={"additional_query_parameters": q}
         ) as sock:
@@ -112,9 +125,9 @@ class _Fin:
 
 
 class DeepgramStream(STTStream):
-    def __init__(self, engine: DeepgramSTT) -> None:
+    def __init__(self, engine: DeepgramSTT, options: DeepgramOptions | None = None) -> None:
         self.engine = engine
-        self.opt = engine.options
+        self.opt = options or engine.options.for_call(None)
         self.bps = self.opt.sample_rate * (2 if self.opt.encoding == "linear16" else 1)
         self.error: ProviderError | None = None
         self._gave_up_at = 0.0
@@ -224,7 +237,7 @@ class DeepgramStream(STTStream):
                 await asyncio.sleep(BACKOFF_S[min(failures, len(BACKOFF_S) - 1)])
                 self.reconnects += 1
             try:
-                async with self.engine.connect() as sock:
+                async with self.engine.connect(self.opt) as sock:
                     failures = 0
                     self._on_open()
                     clean = await self._session(sock)

@@ -172,7 +172,7 @@ class WhisperSTT(SpeechToText):
 
         await run_inference(load_and_run)
 
-    def stream(self) -> WhisperStream:
+    def stream(self, carried: str | None = None) -> WhisperStream:
         return WhisperStream(self)
 
 
