@@ -192,6 +192,30 @@ async def test_rtcp_mux_uses_the_rtp_port(pool: PortPool) -> None:
         peer_rtcp.close()
 
 
+@pytest.mark.parametrize("takes_mux", [True, False])
+async def test_an_outbound_call_offers_rtcp_mux_and_follows_the_answer(pool: PortPool, takes_mux: bool) -> None:
+    """Calls we place offer rtcp-mux (RFC 5761): a callee that takes it gets RTCP on its
+    RTP port; one that does not, on the port above (our odd port is held either way)."""
+    peer_rtp, peer_rtcp = peer_sockets()
+    sock, port = pool.bind(HOST)
+    ours = negotiate.offer(HOST, port)
+    answer = offer_sdp(peer_rtp.getsockname()[1], "a=rtcp-mux\r\n" if takes_mux else "")
+    neg = negotiate.accept_answer(ours, answer)
+    stream = RtpStream(neg, lambda frame, mulaw: None, lambda digit, source: None, lambda: None, rtcp_min_interval=0.3)
+    await stream.open(sock, pool.rtcp_socket(port))
+    try:
+        assert neg.rtcp_mux is takes_mux and (stream.rtcp_transport is None) is takes_mux
+        send_media(peer_rtp, port, [7, 8, 9])
+        data, src = await next_rtcp(peer_rtp if takes_mux else peer_rtcp)
+        assert src == (HOST, port if takes_mux else port + 1)
+        assert parse_rtcp(data)[0].reports[0].ssrc == PEER_SSRC
+    finally:
+        stream.close()
+        pool.release(port)
+        peer_rtp.close()
+        peer_rtcp.close()
+
+
 async def test_no_bye_from_a_stream_that_never_sent(pool: PortPool) -> None:
     peer_rtp, peer_rtcp = peer_sockets()
     stream, port = await open_stream(pool, offer_sdp(peer_rtp.getsockname()[1]))

@@ -129,7 +129,21 @@ def test_rtcp_address_and_mux(attrs, mux, rtcp):
 
 
 def test_accept_answer_reads_a_rtcp_but_no_unoffered_mux():
-    ours = offer("10.0.0.2", 30000)
+    ours = offer("10.0.0.2", 30000, rtcp_mux=False)
+    assert ours.media[0].attribute("rtcp-mux") is None
     theirs = sdp("m=audio 5004 RTP/AVP 0\na=rtcp:5011\na=rtcp-mux\n")
     neg = accept_answer(ours, SessionDescription.parse(theirs))
     assert not neg.rtcp_mux and neg.rtcp_address(neg.remote_address) == ("192.0.2.10", 5011)
+
+
+@pytest.mark.parametrize(("attrs", "mux", "rtcp"), [
+    ("a=rtcp-mux\n", True, ("192.0.2.10", 5004)),  # taken: RTCP on the RTP port
+    ("", False, ("192.0.2.10", 5005)),  # declined: the next port (RFC 3550 §11)
+    ("a=rtcp:5011\n", False, ("192.0.2.10", 5011)),
+])
+def test_our_offer_proposes_rtcp_mux_and_the_answer_decides(attrs, mux, rtcp):
+    ours = offer("10.0.0.2", 30000)
+    assert ours.media[0].attribute("rtcp-mux") is not None
+    assert b"a=rtcp-mux\r\n" in ours.serialize()
+    neg = accept_answer(ours, SessionDescription.parse(sdp("m=audio 5004 RTP/AVP 0\n" + attrs)))
+    assert neg.rtcp_mux is mux and neg.rtcp_address(neg.remote_address) == rtcp

@@ -173,8 +173,11 @@ def offer(
     session_id: int = 0,
     session_version: int = 0,
     direction: str = "sendrecv",
+    rtcp_mux: bool = True,
 ) -> SessionDescription:
-    """An offer for outbound calls: G.711 codecs in order plus telephone-event/8000."""
+    """An offer for outbound calls: G.711 codecs in order plus telephone-event/8000, and
+    rtcp-mux (RFC 5761) which the answer may take; without it RTCP uses the next port,
+    which the port pool holds either way."""
     static = {"PCMU": 0, "PCMA": 8}
     kind = _ip_kind(local_ip)
     formats: list[str] = []
@@ -187,6 +190,8 @@ def offer(
     attrs.append(("rtpmap", f"{dtmf_payload_type} telephone-event/8000"))
     attrs.append(("fmtp", f"{dtmf_payload_type} 0-16"))
     attrs += [("ptime", "20"), (direction, None)]
+    if rtcp_mux:
+        attrs.append(("rtcp-mux", None))
     return SessionDescription(
         origin=f"voxd {session_id} {session_version} IN {kind} {local_ip}",
         session_name="voxd",
@@ -213,7 +218,7 @@ def accept_answer(our_offer: SessionDescription, answer_sdp: SessionDescription)
     direction = _REVERSE.get(media.direction or "sendrecv", "sendrecv")
     remote = (ip, media.port) if ip and ip not in ("0.0.0.0", "::") else None
     types = frozenset([dtmf.payload_type]) if dtmf is not None else frozenset()
-    # our offers do not propose rtcp-mux, so an answer cannot select it (RFC 5761 §5.1.1)
+    # mux only if we proposed it and the answer took it (RFC 5761 §5.1.1)
     mux = ours is not None and ours.attribute("rtcp-mux") is not None and media.attribute("rtcp-mux") is not None
     return Negotiated(answer_sdp, codec, dtmf, remote, direction, types, rtcp_mux=mux,
                       remote_rtcp=_remote_rtcp(media, ip))
