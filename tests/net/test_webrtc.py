@@ -22,6 +22,7 @@ from voxd.app import Daemon
 from voxd.config import WebRtcConfig
 from voxd.media.audio import resample
 from voxd.net.webrtc import WebRtcSettings, ice_hosts
+from voxd.net.webrtc_trickle import TRICKLE_KEY
 from voxd.net.webtoken import InvalidToken, WebTokens
 from voxd.store.calls import CallRepository
 from voxd.store.keys import ApiKeyRepository
@@ -172,6 +173,95 @@ async def test_barge_in_stops_bot_audio_at_once(daemon: Daemon) -> None:
         await asyncio.sleep(0.5)
         assert b.loud_frames - loud_at_clear < 10  # at most the browser-side jitter buffer played on
         await b.wait_for(lambda m: m["type"] == "transcript" and m["speaker"] == "caller")
+    finally:
+        await b.close()
+
+
+def split_candidates(sdp: str) -> tuple[str, list[str]]:
+    """An offer as a trickling browser sends it (no candidates yet), and the candidates."""
+    lines = sdp.splitlines()
+    cands = [ln[2:] for ln in lines if ln.startswith("a=candidate:")]
+    bare = [ln for ln in lines if not ln.startswith(("a=candidate:", "a=end-of-candidates"))]
+    return "\r\n".join(bare) + "\r\n", cands
+
+
+async def post_candidates(url: str, ice: dict[str, str], body: Any, token: str | None = None) -> tuple[int, str]:
+    headers = {"Authorization": f"Bearer {ice['token'] if token is None else token}"}
+    async with aiohttp.ClientSession() as http, http.post(url + ice["candidates_url"], json=body, headers=headers) as r:
+        return r.status, await r.text()
+
+
+async def test_trickle_ice_candidates_after_the_offer(daemon: Daemon) -> None:
+    """The page sends its offer before gathering ends and its candidates afterwards
+    (RFC 8838): voxd's ICE agent takes them, the call runs, the record counts them."""
+    url = f"http://127.0.0.1:{daemon.http_port}"
+    trickle = daemon._runner.app[TRICKLE_KEY]  # type: ignore[union-attr]
+    b = Browser(silence(1.5) + voiced(0.9) + silence(2.0))
+    try:
+        with ice_hosts(("127.0.0.1",)):
+            await b.pc.setLocalDescription(await b.pc.createOffer())
+        bare, cands = split_candidates(b.pc.localDescription.sdp)
+        assert cands and "a=candidate" not in bare
+        async with aiohttp.ClientSession() as http:
+            body = {"type": "offer", "sdp": bare, "agent": "fakey", "token": await token_for(url, "fakey")}
+            async with http.post(url + "/webrtc/offer", json=body) as r:
+                assert r.status == 200, await r.text()
+                answer = await r.json()
+        ice = answer["ice"]
+        assert ice["candidates_url"] == f"/webrtc/calls/{answer['call_id']}/candidates"
+        assert trickle.remote_candidates(answer["call_id"]) == []
+        await b.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+        mid = b.pc.getTransceivers()[0].mid
+        assert (await post_candidates(url, ice, {"candidates": [{"candidate": c, "sdpMid": mid} for c in cands]}))[0] == 204
+        known = {(c.ip, c.port) for c in trickle.remote_candidates(answer["call_id"])}
+        assert {(c.split()[4], int(c.split()[5])) for c in cands} <= known
+        assert (await post_candidates(url, ice, {"candidates": [{"candidate": "", "sdpMid": mid}]}))[0] == 204
+        status, text = await post_candidates(url, ice, {"candidates": [{"candidate": cands[0], "sdpMid": mid}]})
+        assert status == 409 and "end-of-candidates" in text
+        await b.wait_for(lambda m: m["type"] == "transcript" and m["speaker"] == "bot" and m["text"].startswith("It's"),
+                         within_s=15)
+        b.send({"type": "hangup"})
+        await b.wait_for(lambda m: m["type"] == "end")
+    finally:
+        await b.close()
+    assert daemon.calls is not None
+    for _ in range(100):
+        if not daemon.calls.active:
+            break
+        await asyncio.sleep(0.05)
+    await daemon.calls.flush()
+    rec = await CallRepository(daemon.db).get(answer["call_id"])
+    assert rec is not None and rec["end_reason"] == "caller_hangup"
+    assert rec["metadata"]["ice_candidates_trickled"] == len(cands)
+    assert (await post_candidates(url, ice, {"candidates": []}))[0] == 404  # the call is over
+
+
+async def test_trickle_refuses_bad_requests(daemon: Daemon) -> None:
+    url = f"http://127.0.0.1:{daemon.http_port}"
+    b = Browser(silence(0.5))
+    try:
+        status, answer = await b.offer(url, agent="fakey", token=await token_for(url, "fakey"))
+        assert status == 200, answer
+        ice = answer["ice"]
+        good = {"candidates": [{"candidate": "candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host", "sdpMid": "0"}]}
+        assert (await post_candidates(url, ice, good, token="wrong"))[0] == 403
+        assert (await post_candidates(url, {**ice, "candidates_url": "/webrtc/calls/nope/candidates"}, good))[0] == 404
+        for body, why in [
+            ({"candidates": "x"}, "expected"),
+            ({"candidates": [{"candidate": "candidate:1 1 udp 1 127.0.0.1"}]}, "candidates[0]: not an ICE candidate"),
+            ({"candidates": [good["candidates"][0], {"candidate": "candidate:x 1 udp p 1.2.3.4 9 typ host"}]},
+             "candidates[1]"),
+            ({"candidates": [{"candidate": good["candidates"][0]["candidate"], "sdpMLineIndex": "0"}]}, "sdpMLineIndex"),
+            ({"candidates": [{"sdpMid": "0"}]}, "candidates[0]"),
+        ]:
+            status, text = await post_candidates(url, ice, body)
+            assert status == 400 and why in text, (body, status, text)
+        many = {"candidates": [{"candidate": f"candidate:{i} 1 udp 1 127.0.0.1 {40000 + i} typ host", "sdpMid": "0"}
+                               for i in range(65)]}
+        status, text = await post_candidates(url, ice, many)
+        assert status == 400 and "too many" in text
+        assert (await post_candidates(url, ice, good))[0] == 204  # nothing above was half-applied
+        await b.wait_for(lambda m: m["type"] == "started")
     finally:
         await b.close()
 

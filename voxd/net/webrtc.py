@@ -1,9 +1,12 @@
 """WebRTC (aiortc): browsers call an agent; the developer playground at /talk/<agent>.
 
-    POST /webrtc/offer      {"sdp", "type": "offer", "agent", "token"} -> {"sdp", "type": "answer", "call_id"}
+    POST /webrtc/offer      {"sdp", "type": "offer", "agent", "token"} -> {"sdp", "type": "answer", "call_id", "ice"}
                             token: a web token (voxd.net.webtoken), in the body or as
                             `Authorization: Bearer`; or an API key with calls:write.
-                            The answer carries every ICE candidate (gathering is complete).
+                            The answer carries every voxd ICE candidate (gathering is complete);
+                            the offer need not carry the page's (trickle ICE, below).
+    POST /webrtc/calls/<id>/candidates  the page's candidates as it finds them
+                            (voxd.net.webrtc_trickle), bearer: the answer's ice.token
     GET  /webrtc/ice        {"ice_servers": [...]} for the page's RTCPeerConnection
     GET  /talk/<agent>      the playground page (voxd/net/static, no CDN, no build step)
     POST /talk/<agent>/token  a web token, only for requests from loopback (the local playground)
@@ -62,6 +65,7 @@ from voxd.media.audio import (
 )
 from voxd.net.clock import MediaClock
 from voxd.net.twilio import publish_transport_error
+from voxd.net.webrtc_trickle import TRICKLE_KEY, Trickle
 from voxd.net.webtoken import WEB_TOKENS_KEY, ApiKeyCheck, InvalidToken, WebTokens, api_key_check
 
 log = logging.getLogger("voxd.webrtc")
@@ -320,6 +324,7 @@ def setup_webrtc(
     current = settings or (lambda: WebRtcSettings.from_config(None, http_host))
     key_check: ApiKeyCheck | None = api_key_check(db) if db is not None else None
     live: set[RtcCall] = set()
+    trickle = Trickle()
 
     async def authorize(request: web.Request, body: dict[str, Any]) -> str | None:
         """The agent the caller may reach; raises 401/403."""
@@ -373,9 +378,10 @@ def setup_webrtc(
             await pc.close()
             raise web.HTTPBadRequest(text=f"cannot answer this offer: {e}") from None
         live.add(call)
+        ice = trickle.open(session.record.id, pc, session.record.metadata)
         call.spawn(run(call, session))
         answer = pc.localDescription
-        return web.json_response({"sdp": answer.sdp, "type": answer.type, "call_id": session.record.id})
+        return web.json_response({"sdp": answer.sdp, "type": answer.type, "call_id": session.record.id, "ice": ice})
 
     async def run(call: RtcCall, session: CallSession) -> None:
         """The call's life: wait for media, start the session, end on hangup or lost connection."""
@@ -402,6 +408,7 @@ def setup_webrtc(
                 await session.start()
                 await call.done.wait()
         finally:
+            trickle.close(session.record.id)
             clock.unregister(handle)
             if call.reason in ("connection_lost", "ice_timeout") and not session.closed:
                 publish_transport_error(calls, session, f"peer connection {call.pc.connectionState}",
@@ -449,7 +456,9 @@ def setup_webrtc(
             await call.pc.close()
 
     app[WEB_TOKENS_KEY] = tokens
+    app[TRICKLE_KEY] = trickle
     app.router.add_post("/webrtc/offer", offer)
+    app.router.add_post("/webrtc/calls/{call_id}/candidates", trickle.post)
     app.router.add_get("/webrtc/ice", ice)
     app.router.add_get("/talk/static/{file}", asset)
     app.router.add_get("/talk/{agent}", talk)

@@ -4,7 +4,8 @@
 "use strict";
 const agent = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop());
 const $ = (id) => document.getElementById(id);
-const voxd = (window.voxd = { state: "idle", callId: null, transcript: [], dtmf: [], maxLevel: 0, ended: null, error: null });
+const voxd = (window.voxd = { state: "idle", callId: null, transcript: [], dtmf: [], maxLevel: 0, ended: null, error: null,
+  trickled: 0, trickleDone: false });
 let pc = null;
 let channel = null;
 let audioCtx = null;
@@ -31,13 +32,40 @@ async function getToken() {
   return (await r.json()).token;
 }
 
-function waitForIce(conn, ms) {
-  if (conn.iceGatheringState === "complete") return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => { if (conn.iceGatheringState === "complete") resolve(); };
-    conn.addEventListener("icegatheringstatechange", done);
-    setTimeout(resolve, ms);
+// Trickle ICE: the offer goes out at once and our candidates follow as the browser
+// finds them, posted to the URL the answer names (queued until the answer arrives).
+// Returns the function that hands it that URL and token.
+function trickle(conn) {
+  const queue = [];
+  let target = null;
+  let sending = Promise.resolve();
+  const flush = () => {
+    if (!target || !queue.length) return;
+    const batch = queue.splice(0);
+    const candidates = batch.filter((c) => c !== null);
+    const done = candidates.length < batch.length;
+    const { url, token } = target;
+    sending = sending
+      .then(() => fetch(url, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+        body: JSON.stringify({ candidates, done }),
+      }))
+      .then((r) => {
+        if (!r.ok) return;
+        voxd.trickled += candidates.length;
+        if (done) voxd.trickleDone = true;
+      })
+      .catch(() => {}); // the call may already be over; ICE goes on with what it has
+  };
+  conn.addEventListener("icecandidate", (ev) => {
+    queue.push(ev.candidate && ev.candidate.candidate ? ev.candidate.toJSON() : null);
+    flush();
   });
+  return (ice) => {
+    target = { url: ice.candidates_url, token: ice.token };
+    flush();
+  };
 }
 
 function watchLevel(stream) {
@@ -101,8 +129,8 @@ async function call() {
     pc.onconnectionstatechange = () => {
       if (pc && (pc.connectionState === "failed" || pc.connectionState === "closed")) finish();
     };
+    const candidatesTo = trickle(pc);
     await pc.setLocalDescription(await pc.createOffer());
-    await waitForIce(pc, 3000);
     const r = await fetch("/webrtc/offer", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
@@ -112,6 +140,7 @@ async function call() {
     const answer = await r.json();
     voxd.callId = answer.call_id;
     await pc.setRemoteDescription({ type: answer.type, sdp: answer.sdp });
+    candidatesTo(answer.ice);
     $("hangup").disabled = false;
   } catch (e) {
     voxd.error = String(e);
