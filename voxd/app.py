@@ -52,6 +52,7 @@ class Daemon:
         self.sip: Any = None
         self.calls: CallManager | None = None
         self._runner: web.AppRunner | None = None
+        self._api_deps: Any = None  # voxd.api.deps.ApiDeps once the HTTP app is built (reload swaps its settings)
         self.http_port: int | None = None
         self.started_at = time.time()
         self.ready = False
@@ -148,21 +149,13 @@ class Daemon:
 
         app[webtokens.WEB_TOKEN_MINT] = tokens.mint
         from voxd.api.app import setup_api
-        from voxd.api.deps import ApiDeps, ApiSettings, NotFound, RateSpec
+        from voxd.api.deps import ApiDeps, NotFound, api_settings
         from voxd.sources import DaemonAgents, DaemonCalls
         from voxd.tools.source import LibraryFunctionSource
 
-        lim = self.cfg.api
-        settings = ApiSettings(
-            key_rate=RateSpec(lim.per_key_per_minute), ip_rate=RateSpec(lim.per_ip_per_minute),
-            failed_auth_rate=RateSpec(lim.failed_auth_per_5min, 300.0),
-            class_rates={"read": RateSpec(lim.read_per_minute), "write": RateSpec(lim.write_per_minute),
-                         "execute": RateSpec(lim.execute_per_minute)},
-            max_body_bytes=lim.max_body_bytes, trust_forwarded_for=lim.trust_forwarded_for,
-        )
-        setup_api(app, ApiDeps(self.db, DaemonAgents(self.agents), DaemonCalls(self.calls, self.agents, self.sip),
-                               LibraryFunctionSource(self.tool_library, not_found=NotFound), settings),
-                  extra_routes=[webtokens.routes, *self.extra_routes])
+        self._api_deps = ApiDeps(self.db, DaemonAgents(self.agents), DaemonCalls(self.calls, self.agents, self.sip),
+                                 LibraryFunctionSource(self.tool_library, not_found=NotFound), api_settings(self.cfg.api))
+        setup_api(app, self._api_deps, extra_routes=[webtokens.routes, *self.extra_routes])
         return app
 
     async def _start_http(self) -> None:
@@ -295,20 +288,39 @@ class Daemon:
                 sockets = getattr(site._server, "sockets", None) or []
                 self.http_port = sockets[0].getsockname()[1] if sockets else new.http.port
                 log.info("HTTP re-bound to %s:%s", new.http.host, self.http_port)
-        sip_moved = (new.sip.host, new.sip.port) != (old.sip.host, old.sip.port)
-        if self.sip is not None and sip_moved:
-            if self.sip.sip_calls:
-                log.warning("reload: SIP address change waits until the %d active SIP calls end; reload again then",
-                            len(self.sip.sip_calls))
-                self.cfg = new.model_copy(update={"sip": old.sip})
-            else:
-                from voxd.net.sip import SipEndpoint
+        if new.api != old.api and self._api_deps is not None:
+            from voxd.api.deps import api_settings
 
-                await self.sip.stop()
-                self.sip = SipEndpoint(new.sip, self.agents, self.calls, self.clock,  # type: ignore[arg-type]
-                                       accepting=lambda: not self.draining)
-                await self.sip.start()
-                self.services = [x if x[0] != "sip" else ("sip", self.sip.start, self.sip.stop) for x in self.services]
+            self._api_deps.settings = api_settings(new.api, pepper=self._api_deps.settings.pepper)
+            log.info("reload: API limits applied")
+        if new.sip.enabled != old.sip.enabled or new.http.enabled != old.http.enabled:
+            log.warning("reload: turning a listener on or off takes a restart")
+        if self.sip is not None and new.sip != old.sip:
+            await self._reload_sip(old, new)
+
+    async def _reload_sip(self, old: VoxdConfig, new: VoxdConfig) -> None:
+        """Settings apply to the next call at once; the listener's address, TCP and the
+        RTP port range are re-bound, but only while no SIP call is up."""
+        assert self.sip is not None
+        bound = ("host", "port", "tcp", "rtp_port_min", "rtp_port_max")
+        if all(getattr(new.sip, f) == getattr(old.sip, f) for f in bound):
+            self.sip.configure(new.sip)
+            log.info("reload: SIP settings applied")
+        elif self.sip.sip_calls:
+            log.warning("reload: SIP address, TCP and RTP port changes wait until the %d active SIP calls end; "
+                        "reload again then (the other SIP settings are applied)", len(self.sip.sip_calls))
+            kept = new.sip.model_copy(update={f: getattr(old.sip, f) for f in bound})
+            self.cfg = new.model_copy(update={"sip": kept})
+            self.sip.configure(kept)
+        else:
+            from voxd.net.sip import SipEndpoint
+
+            await self.sip.stop()
+            self.sip = SipEndpoint(new.sip, self.agents, self.calls, self.clock,  # type: ignore[arg-type]
+                                   accepting=lambda: not self.draining)
+            await self.sip.start()
+            self.services = [x if x[0] != "sip" else ("sip", self.sip.start, self.sip.stop) for x in self.services]
+            log.info("reload: SIP re-bound to %s:%d", new.sip.host, self.sip.port)
 
     def request_stop(self) -> None:
         self._stop_requests += 1

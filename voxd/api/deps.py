@@ -11,9 +11,12 @@ from __future__ import annotations
 import builtins
 import os
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from voxd.store.db import Database
+
+if TYPE_CHECKING:
+    from voxd.config import ApiLimits
 
 PEPPER_ENV = "VOXD_API_KEY_PEPPER"
 
@@ -130,6 +133,19 @@ class ApiSettings:
     max_body_bytes: int = 256 * 1024
     max_query_bytes: int = 4096
     trust_forwarded_for: bool = False  # use X-Forwarded-For's first hop as the client IP
+
+
+def api_settings(lim: ApiLimits, pepper: str | None = None) -> ApiSettings:
+    """The `api:` block of voxd.yaml as the pipeline's settings (the pepper from the
+    environment unless given: a reload keeps the running one)."""
+    return ApiSettings(
+        pepper=os.environ.get(PEPPER_ENV, "") if pepper is None else pepper,
+        key_rate=RateSpec(lim.per_key_per_minute), ip_rate=RateSpec(lim.per_ip_per_minute),
+        failed_auth_rate=RateSpec(lim.failed_auth_per_5min, 300.0),
+        class_rates={"read": RateSpec(lim.read_per_minute), "write": RateSpec(lim.write_per_minute),
+                     "execute": RateSpec(lim.execute_per_minute)},
+        max_body_bytes=lim.max_body_bytes, trust_forwarded_for=lim.trust_forwarded_for,
+    )
 
 
 @dataclass

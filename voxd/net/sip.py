@@ -95,6 +95,11 @@ class SipCall:
 class _Udp(asyncio.DatagramProtocol):
     def __init__(self, endpoint: SipEndpoint) -> None:
         self.endpoint = endpoint
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.endpoint.on_datagram(data, (addr[0], addr[1]))
@@ -156,6 +161,14 @@ class SipEndpoint:
         self.port = cfg.port
         self.malformed = 0
 
+    def configure(self, cfg: SipListenConfig) -> None:
+        """A reloaded `sip:` block with the same listener and RTP ports: trunks (sources,
+        digest credentials), limits, codecs, ringing and the public address apply to
+        the next call; calls in progress keep what they negotiated."""
+        self.cfg = cfg
+        self.host = cfg.public_host or cfg.host
+        self._digest = {t.name: self._digest_for(t) for t in cfg.trunks if t.username}
+
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -178,7 +191,10 @@ class SipEndpoint:
         if self._timer is not None:
             self._timer.cancel()
         if self._udp is not None:
-            self._udp.close()
+            self._udp.close()  # the socket goes on the next loop turn: wait, so its port can be bound again
+            proto = self._udp.get_protocol()
+            if isinstance(proto, _Udp):
+                await proto.closed
         if self._tcp_server is not None:
             self._tcp_server.close()
             await self._tcp_server.wait_closed()
