@@ -121,6 +121,17 @@ class Browser:
             t.cancel()
 
 
+async def ended_record(daemon: Daemon, call_id: str) -> dict[str, Any] | None:
+    """The call's record once no call is active any more (or after 5 s)."""
+    assert daemon.calls is not None
+    for _ in range(100):
+        if not daemon.calls.active:
+            break
+        await asyncio.sleep(0.05)
+    await daemon.calls.flush()
+    return await CallRepository(daemon.db).get(call_id)
+
+
 async def token_for(url: str, agent: str) -> str:
     async with aiohttp.ClientSession() as http, http.post(f"{url}/talk/{agent}/token") as r:
         assert r.status == 200
@@ -148,13 +159,7 @@ async def test_browser_call_audio_transcript_keypad_hangup(daemon: Daemon) -> No
         assert end["reason"] == "caller_hangup"
     finally:
         await b.close()
-    assert daemon.calls is not None
-    for _ in range(100):
-        if not daemon.calls.active:
-            break
-        await asyncio.sleep(0.05)
-    await daemon.calls.flush()
-    rec = await CallRepository(daemon.db).get(answer["call_id"])
+    rec = await ended_record(daemon, answer["call_id"])
     assert rec is not None and rec["transport"] == "webrtc" and rec["end_reason"] == "caller_hangup"
     assert [(d["digit"], d["source"]) for d in rec["dtmf"]] == [("5", "webrtc")]
     assert ("caller", "what time is it") in [(t["speaker"], t["text"]) for t in rec["turns"]]
@@ -224,13 +229,7 @@ async def test_trickle_ice_candidates_after_the_offer(daemon: Daemon) -> None:
         await b.wait_for(lambda m: m["type"] == "end")
     finally:
         await b.close()
-    assert daemon.calls is not None
-    for _ in range(100):
-        if not daemon.calls.active:
-            break
-        await asyncio.sleep(0.05)
-    await daemon.calls.flush()
-    rec = await CallRepository(daemon.db).get(answer["call_id"])
+    rec = await ended_record(daemon, answer["call_id"])
     assert rec is not None and rec["end_reason"] == "caller_hangup"
     assert rec["metadata"]["ice_candidates_trickled"] == len(cands)
     assert (await post_candidates(url, ice, {"candidates": []}))[0] == 404  # the call is over
@@ -284,13 +283,7 @@ async def test_offer_needs_a_valid_token_or_key(daemon: Daemon) -> None:
         await b.wait_for(lambda m: m["type"] == "started")
     finally:
         await b.close()
-    assert daemon.calls is not None
-    for _ in range(100):  # the browser went away: the call ends as connection_lost
-        if not daemon.calls.active:
-            break
-        await asyncio.sleep(0.05)
-    await daemon.calls.flush()
-    rec = await CallRepository(daemon.db).get(answer["call_id"])
+    rec = await ended_record(daemon, answer["call_id"])  # the browser went away: connection_lost
     assert rec is not None and rec["end_reason"] == "connection_lost"
 
 
