@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -93,6 +94,48 @@ def test_only_modules_inside_the_plugin_path_load(plugins: Path) -> None:
         load_callable("voxd_test_shop.stock:check_stock", [])
     with pytest.raises(PluginError, match="not a function"):
         load_callable("voxd_test_shop.stock:CALLS", [plugins])
+
+
+def _edit(path: Path, text: str) -> None:
+    """Rewrite a plugin file so its change shows (a later mtime, whatever the clock's grain)."""
+    before = path.stat().st_mtime_ns if path.exists() else 0
+    path.write_text(textwrap.dedent(text))
+    os.utime(path, ns=(before + 2_000_000_000, before + 2_000_000_000))
+
+
+async def test_plugins_reload_when_their_files_change(plugins: Path, tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """An edited plugin serves the next call's registry; a call's registry made before
+    keeps the old code; an edit that breaks the import leaves the last good version."""
+    pkg = plugins / "voxd_test_shop"
+    _edit(pkg / "greet.py", "def hello(args, ctx):\n    return 'one'\n")
+    agent = AgentConfig.model_validate({"name": "g", "functions": [
+        {"name": "hello", "description": "d", "python": "voxd_test_shop.greet:hello"}]})
+    lib = ToolLibrary(ToolsConfig(plugin_paths=["plugins"]), base_dir=tmp_path)
+
+    async def say(reg: Any) -> Any:
+        return (await reg.execute("hello", {}, Ctx(), allowed=["hello"])).result
+
+    first = lib.registry_for(agent)
+    assert await say(first) == "one"
+    assert await say(lib.registry_for(agent)) == "one"  # unchanged: nothing re-imported
+    _edit(pkg / "greet.py", "from voxd_test_shop.words import WORD\n\ndef hello(args, ctx):\n    return WORD\n")
+    _edit(pkg / "words.py", "WORD = 'two, from a new submodule'\n")
+    assert await say(lib.registry_for(agent)) == "two, from a new submodule"
+    assert await say(first) == "one"  # a call already running keeps its code
+    _edit(pkg / "words.py", "WORD = 'three'\n")  # a change in another file of the package
+    assert await say(lib.registry_for(agent)) == "three"
+    caplog.clear()
+    _edit(pkg / "words.py", "WORD = (\n")  # broken mid-edit
+    assert await say(lib.registry_for(agent)) == "three"
+    assert await say(lib.registry_for(agent)) == "three"
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "voxd_test_shop" in errors[0] and "keeps serving" in errors[0], errors
+    _edit(pkg / "__init__.py", "raise RuntimeError('package broken')\n")  # the package itself
+    assert await say(lib.registry_for(agent)) == "three"
+    _edit(pkg / "__init__.py", "")
+    _edit(pkg / "words.py", "WORD = 'four'\n")
+    assert await say(lib.registry_for(agent)) == "four"
 
 
 def test_agent_functions_cannot_shadow_builtins(tmp_path: Path) -> None:
