@@ -94,6 +94,9 @@ def test_only_modules_inside_the_plugin_path_load(plugins: Path) -> None:
         load_callable("voxd_test_shop.stock:check_stock", [])
     with pytest.raises(PluginError, match="not a function"):
         load_callable("voxd_test_shop.stock:CALLS", [plugins])
+    (plugins / "voxd_test_shop" / "bad.py").write_text("raise RuntimeError('no database')\n")
+    with pytest.raises(PluginError, match="RuntimeError: no database"):
+        load_callable("voxd_test_shop.bad:f", [plugins])
 
 
 def _edit(path: Path, text: str) -> None:
