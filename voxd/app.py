@@ -293,6 +293,8 @@ class Daemon:
 
             self._api_deps.settings = api_settings(new.api, pepper=self._api_deps.settings.pepper)
             log.info("reload: API limits applied")
+        if self.calls is not None:
+            self.calls.max_calls = new.sip.max_calls  # the daemon-wide cap, whatever the transport
         if new.sip.enabled != old.sip.enabled or new.http.enabled != old.http.enabled:
             log.warning("reload: turning a listener on or off takes a restart")
         if self.sip is not None and new.sip != old.sip:

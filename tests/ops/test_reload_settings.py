@@ -85,8 +85,9 @@ async def test_reload_applies_sip_settings_and_rebinds_rtp_ports(tmp_path: Path)
         assert d.sip is not None
         trunk = {"name": "carrier", "allow": ["10.0.0.0/8"]}
         d.config_loader = lambda: d.cfg.model_copy(update={"sip": d.cfg.sip.model_validate(
-            {**d.cfg.sip.model_dump(), "trunks": [trunk]})})
+            {**d.cfg.sip.model_dump(), "trunks": [trunk], "max_calls": 7})})
         await d.reload_now()
+        assert d.calls is not None and d.calls.max_calls == 7 and d.sip.cfg.max_calls == 7
         assert await final_status(sock, port, invite(port, 0, "a1")) == 403  # loopback is no trunk's source
         d.config_loader = lambda: d.cfg.model_copy(update={"sip": d.cfg.sip.model_validate(
             {**d.cfg.sip.model_dump(), "trunks": [], "codecs": ["PCMU"]})})
