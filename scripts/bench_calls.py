@@ -18,7 +18,7 @@ engines of agents/receptionist.yaml (whisper, dialog, piper; `--voice espeak` to
 swap the voice) and prints the per-turn latency breakdown.
 
     python scripts/bench_calls.py --engine both --calls 1,10,50,100 --seconds 10
-    python scripts/bench_calls.py --latency [--voice espeak]
+    python scripts/bench_calls.py --latency [--voice espeak] [--turn silence] [--realtime] [--no-speculation]
 """
 
 from __future__ import annotations
@@ -435,11 +435,18 @@ async def latency(args: argparse.Namespace) -> int:
     if args.voice:
         vcfg = agent.config.voice.model_copy(update={"engine": args.voice, "voice": None})
         agent = dataclasses.replace(agent, config=agent.config.model_copy(update={"voice": vcfg}))
+    turn_update: dict[str, object] = {"speculative_stt": not args.no_speculation}
+    if args.turn:
+        turn_update["detector"] = "smart_turn" if args.turn == "smart" else "silence"
+    tcfg = agent.config.turn.model_copy(update=turn_update)
+    agent = dataclasses.replace(agent, config=agent.config.model_copy(update={"turn": tcfg}))
     manager = CallManager(default_registry())
     t0 = time.perf_counter()
     await manager.warm_up([agent])
     print(f"agent receptionist: stt={agent.config.stt.engine}/{agent.config.stt.model} "
-          f"llm={agent.config.llm.engine} voice={agent.config.voice.engine}; warm-up {time.perf_counter() - t0:.1f} s; "
+          f"llm={agent.config.llm.engine} voice={agent.config.voice.engine} turn={agent.config.turn.detector} "
+          f"speculative_stt={agent.config.turn.speculative_stt} clock={'real' if args.realtime else 'virtual'}; "
+          f"warm-up {time.perf_counter() - t0:.1f} s; "
           f"{os.cpu_count()} shared cores, load {os.getloadavg()[0]:.2f}\n")
     print(f"{'caller':<13} {'utterance':<19} {'turn':>4} {'endpoint':>8} {'transcript':>10} {'first-token':>11} "
           f"{'first-audio':>11}  {'total':>6}  caller -> bot")
@@ -451,7 +458,7 @@ async def latency(args: argparse.Namespace) -> int:
         pcm = read_wav_as(path, 16_000).tobytes()
         caller = bytes(int(1.0 / FRAME_S) * FRAME_BYTES) + pcm  # a second of quiet, then the question
         session = manager.create(agent, NullControl())
-        await drive(session, frames_of(caller), virtual=True, tail_s=1.0, max_s=60.0)
+        await drive(session, frames_of(caller), virtual=not args.realtime, tail_s=1.0, max_s=60.0)
         if not session.closed:
             await session.close("caller_hangup")
         caller_text = " / ".join(t.text for t in session.record.turns if t.speaker == "caller")
@@ -491,6 +498,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=10.0, help="measured seconds per configuration")
     p.add_argument("--latency", action="store_true", help="per-turn latency with the offline engines")
     p.add_argument("--voice", choices=["piper", "espeak"], default=None, help="override the agent's voice (--latency)")
+    p.add_argument("--realtime", action="store_true", help="--latency on the real clock (pauses take their real time)")
+    p.add_argument("--no-speculation", action="store_true", help="--latency with the agent's speculative_stt off")
     p.add_argument("--turn", choices=["smart", "silence"], default=None,
                    help="end of turn: Smart Turn v3 on pauses (default) or VAD silence only (both engines)")
     p.add_argument("--child", choices=["voxd", "pipecat"], help=argparse.SUPPRESS)

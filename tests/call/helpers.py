@@ -7,6 +7,7 @@ from voxd.call.events import CallEvent
 from voxd.call.ports import Engines, NullControl
 from voxd.call.record import CallRecord, new_call_id
 from voxd.call.session import CallSession
+from voxd.providers.base import SpeechToText
 from voxd.providers.fakes import FakeLLM, FakeSTT, FakeTTS, Step
 from voxd.tools.builtins import default_registry
 
@@ -18,6 +19,7 @@ def make_session(
     *,
     confirm: bool = True,
     turn_prob: float | None = None,
+    stt: SpeechToText | None = None,
 ) -> tuple[CallSession, NullControl, list[CallEvent], FakeTTS, FakeLLM]:
     cfg = {"name": "t", "greeting": "Hello there.", "tools": ["get_current_time", "calculate", "end_call"]}
     cfg.update(agent or {})
@@ -33,7 +35,7 @@ def make_session(
         return turn_prob
 
     engines = Engines(
-        stt=FakeSTT(transcripts or ["what time is it"]),
+        stt=stt or FakeSTT(transcripts or ["what time is it"]),
         llm=llm,
         tts=tts,
         confirm=always,

@@ -230,6 +230,12 @@ class CallSession:
             if self.engines.turn_model is None:
                 return
             self.work.spawn(self._ask_turn_model(a.ticket))
+        elif isinstance(a, tt.Paused):
+            # only with a free inference worker: a guess must never delay real work
+            if self.agent.turn.speculative_stt and not self._bot_busy() and inference.backlog() < inference.pool_size():
+                self.stt.speculate()
+        elif isinstance(a, tt.Resumed):
+            self.stt.drop_speculation()
         elif isinstance(a, tt.TurnEnded):
             self._on_turn_end(a, now)
 

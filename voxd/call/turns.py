@@ -61,12 +61,25 @@ class ShortSpeechEnded:
 
 
 @dataclass(frozen=True)
+class Paused:
+    """The caller went quiet after speech (min_silence): the turn may be over."""
+
+    speech_end: float
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """The caller spoke again after a pause: the turn goes on."""
+
+
+@dataclass(frozen=True)
 class TurnEnded:
     speech_end: float  # media time of the first silent frame
     reason: str  # "turn_model" | "max_silence" | "max_turn"
 
 
-TurnAction = ConfirmOnset | OnsetRejected | SpeechStarted | SpeechSustained | AskTurnModel | ShortSpeechEnded | TurnEnded
+TurnAction = (ConfirmOnset | OnsetRejected | SpeechStarted | SpeechSustained | AskTurnModel | ShortSpeechEnded
+              | Paused | Resumed | TurnEnded)
 
 
 class TurnTaker:
@@ -162,6 +175,7 @@ class TurnTaker:
                 out.append(SpeechSustained(self._onset))
             if self._silent_run * FRAME_S >= self.cfg.min_silence_ms / 1000:
                 self.state = State.PAUSED
+                out.append(Paused(self._speech_end))
                 if not self._sustained:
                     out.append(ShortSpeechEnded(self._onset))
                 if self._long_turn:
@@ -178,6 +192,7 @@ class TurnTaker:
                 self._voiced_s += self._voiced_run * FRAME_S
                 self._ticket += 1  # outstanding turn-model answers are stale
                 self._asked = False
+                out.append(Resumed())
             elif now - self._speech_end + FRAME_S >= self.cfg.max_silence_ms / 1000:
                 out.append(self._end("max_silence"))
             elif (

@@ -49,6 +49,14 @@ class STTStream(abc.ABC):
     def reset(self) -> None:
         """Drop buffered audio (speech that turned out not to be a turn)."""
 
+    def speculate(self) -> None:  # noqa: B027 - optional hook
+        """The caller paused; the turn may be over. An engine that decodes whole
+        utterances may start on the audio so far, so that `finalize()` has it sooner
+        when only this pause's silence follows."""
+
+    def drop_speculation(self) -> None:  # noqa: B027 - optional hook
+        """The caller spoke again: whatever `speculate()` started no longer covers the turn."""
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release per-call resources."""
 

@@ -171,6 +171,12 @@ class FallbackSTTStream(STTStream):
         self._turn.clear()
         self.stream.reset()
 
+    def speculate(self) -> None:
+        self.stream.speculate()
+
+    def drop_speculation(self) -> None:
+        self.stream.drop_speculation()
+
     async def finalize(self) -> str:
         t0 = time.perf_counter()
         audio_s = len(self._turn) / BYTES_PER_S

@@ -14,6 +14,8 @@ barely any voiced frames is dropped.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import threading
 from dataclasses import dataclass
@@ -177,13 +179,21 @@ class WhisperSTT(SpeechToText):
 
 
 class WhisperStream(STTStream):
-    """Buffers one turn of caller audio; `finalize()` decodes it off the event loop."""
+    """Buffers one turn of caller audio; `finalize()` decodes it off the event loop.
+
+    When the caller pauses, `speculate()` starts decoding the turn so far while the
+    turn decision is still being made (Smart Turn, or the silence timer); if the turn
+    then ends with nothing but that pause's silence after it, `finalize()` returns
+    the speculative text instead of decoding again."""
 
     def __init__(self, stt: WhisperSTT) -> None:
         self._stt = stt
         self._buf = bytearray()
         self._lock = threading.Lock()
         self._max_bytes = MAX_TURN_S * SAMPLE_RATE * 2
+        self._spec: asyncio.Task[str] | None = None
+        self.speculations = 0  # decodes started on a pause
+        self.speculations_used = 0  # ... whose text became the turn's transcript
 
     def push_audio(self, pcm: bytes, mulaw: bytes | None = None) -> None:
         with self._lock:
@@ -202,13 +212,56 @@ class WhisperStream(STTStream):
         return data
 
     async def finalize(self) -> str:
+        spec, self._spec = self._spec, None
         data = self._take()
         if not data:
+            _drop(spec)
             return ""
+        if spec is not None:
+            try:
+                text = await spec
+            except ProviderError:
+                pass  # decode the whole turn below (and fail there, clearly, if it must)
+            else:
+                self.speculations_used += 1
+                return text
         return await run_inference(self._stt.transcribe_sync, to_int16(data))
 
+    def speculate(self) -> None:
+        with self._lock:
+            data = bytes(self._buf[: len(self._buf) & ~1])
+        if not data:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self.drop_speculation()
+        self._spec = loop.create_task(run_inference(self._stt.transcribe_sync, to_int16(data)))
+        self._spec.add_done_callback(_retrieve)
+        self.speculations += 1
+
+    def drop_speculation(self) -> None:
+        spec, self._spec = self._spec, None
+        _drop(spec)
+
     def reset(self) -> None:
+        self.drop_speculation()
         self._take()
 
     async def aclose(self) -> None:
+        self.drop_speculation()
         self._take()
+
+
+def _drop(task: asyncio.Task[str] | None) -> None:
+    """Abandon a speculative decode: one not started yet never runs; one running
+    finishes in its thread and its text is dropped."""
+    if task is not None and not task.done():
+        task.cancel()
+
+
+def _retrieve(task: asyncio.Task[str]) -> None:
+    if not task.cancelled():
+        with contextlib.suppress(Exception):
+            task.exception()  # an abandoned decode's error is not "never retrieved"
