@@ -18,7 +18,7 @@ engines of agents/receptionist.yaml (whisper, dialog, piper; `--voice espeak` to
 swap the voice) and prints the per-turn latency breakdown.
 
     python scripts/bench_calls.py --engine both --calls 1,10,50,100 --seconds 10
-    python scripts/bench_calls.py --latency [--voice espeak] [--turn silence] [--realtime] [--no-speculation]
+    python scripts/bench_calls.py --latency [--voice espeak] [--turn silence] [--realtime] [--speculation on|off]
 """
 
 from __future__ import annotations
@@ -435,7 +435,7 @@ async def latency(args: argparse.Namespace) -> int:
     if args.voice:
         vcfg = agent.config.voice.model_copy(update={"engine": args.voice, "voice": None})
         agent = dataclasses.replace(agent, config=agent.config.model_copy(update={"voice": vcfg}))
-    turn_update: dict[str, object] = {"speculative_stt": not args.no_speculation}
+    turn_update: dict[str, object] = {"speculative_stt": {"auto": None, "on": True, "off": False}[args.speculation]}
     if args.turn:
         turn_update["detector"] = "smart_turn" if args.turn == "smart" else "silence"
     tcfg = agent.config.turn.model_copy(update=turn_update)
@@ -499,7 +499,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--latency", action="store_true", help="per-turn latency with the offline engines")
     p.add_argument("--voice", choices=["piper", "espeak"], default=None, help="override the agent's voice (--latency)")
     p.add_argument("--realtime", action="store_true", help="--latency on the real clock (pauses take their real time)")
-    p.add_argument("--no-speculation", action="store_true", help="--latency with the agent's speculative_stt off")
+    p.add_argument("--speculation", choices=["auto", "on", "off"], default="auto",
+                   help="--latency with the agent's turn.speculative_stt unset (auto), true or false")
     p.add_argument("--turn", choices=["smart", "silence"], default=None,
                    help="end of turn: Smart Turn v3 on pauses (default) or VAD silence only (both engines)")
     p.add_argument("--child", choices=["voxd", "pipecat"], help=argparse.SUPPRESS)

@@ -91,6 +91,19 @@ async def test_no_guess_while_the_bot_talks() -> None:
     assert stt.streams[0].speculations == 0
 
 
+async def test_by_default_only_with_the_silence_detector() -> None:
+    """With smart_turn the decode would compete with Smart Turn for the box's cores, so
+    it is off unless the agent asks for it."""
+    for setting, expected in [(None, 0), (True, 1)]:
+        stt = CountingWhisper()
+        turn = {"min_silence_ms": 200, "max_silence_ms": 1500}
+        if setting is not None:
+            turn["speculative_stt"] = setting
+        s, *_ = make_session({"greeting": None, "turn": turn}, steps=["Hi."], turn_prob=0.9, stt=stt)
+        await drive(s, frames_of(voiced(0.8) + silence(2.0)))
+        assert stt.streams[0].speculations == expected and caller_texts(s), setting
+
+
 def test_the_turn_taker_reports_pauses_and_resumption() -> None:
     tk = tt.TurnTaker(TurnConfig(detector="silence", min_silence_ms=100, max_silence_ms=1000), InterruptionConfig())
     seen: list[tt.TurnAction] = []
