@@ -153,7 +153,7 @@ class Daemon:
         from voxd.sources import DaemonAgents, DaemonCalls
         from voxd.tools.source import LibraryFunctionSource
 
-        self._api_deps = ApiDeps(self.db, DaemonAgents(self.agents), DaemonCalls(self.calls, self.agents, self.sip),
+        self._api_deps = ApiDeps(self.db, DaemonAgents(self.agents), DaemonCalls(self.calls, self.agents, lambda: self.sip),
                                  LibraryFunctionSource(self.tool_library, not_found=NotFound), api_settings(self.cfg.api))
         setup_api(app, self._api_deps, extra_routes=[webtokens.routes, *self.extra_routes])
         return app
@@ -358,7 +358,10 @@ class Daemon:
         await self._wait_calls_or_force(deadline - time.monotonic())
         if self.calls.active and not self._force.is_set():
             for session in list(self.calls.active.values()):
-                session.end_with(self.cfg.drain_message, "shutdown")
+                if session.record.answered_at is None:  # still ringing: nobody would hear a closing line
+                    await session.close("shutdown", ended_by="system")
+                else:
+                    session.end_with(self.cfg.drain_message, "shutdown")
             await self._wait_calls_or_force(15.0)
         await self.calls.close_all("shutdown")
 

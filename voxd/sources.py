@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from voxd.agents.loader import AgentLoadError, FieldError, LoadedAgent
@@ -54,10 +55,14 @@ class DaemonAgents:
 
 
 class DaemonCalls:
-    def __init__(self, calls: CallManager, agents: AgentRegistry, sip: SipEndpoint | None) -> None:
+    def __init__(self, calls: CallManager, agents: AgentRegistry, sip: Callable[[], SipEndpoint | None]) -> None:
         self.calls = calls
         self.agents = agents
-        self.sip = sip
+        self._sip = sip  # asked per call: a reload may re-bind SIP as a new endpoint
+
+    @property
+    def sip(self) -> SipEndpoint | None:
+        return self._sip()
 
     async def active(self) -> builtins.list[dict[str, Any]]:
         return [s.record.to_dict() for s in self.calls.active.values()]
@@ -66,12 +71,13 @@ class DaemonCalls:
         return await self.calls.end(call_id)
 
     async def dial(self, agent: str, to: str, from_: str | None) -> str:
-        if self.sip is None:
+        sip = self.sip
+        if sip is None:
             raise NotSupported("outbound calls need the SIP listener (sip.enabled: true)")
         a = self.agents.get(agent)
         if a is None:
             raise NotFound(agent)
         if not to.startswith(("sip:", "sips:")):
             raise ValueError("'to' must be a SIP URI like sip:user@host:port")
-        session = await self.sip.dial(a, to, from_user=from_ or "voxd")
+        session = await sip.dial(a, to, from_user=from_ or "voxd")
         return session.record.id

@@ -11,6 +11,7 @@ import aiohttp
 
 from tests.daemons import start_daemon, time_agent
 from tests.interop.sipd import free_udp_tcp_port
+from voxd.api.keys_cli import create_key
 
 
 async def test_reload_applies_webhook_webrtc_and_twilio_settings(tmp_path: Path) -> None:
@@ -77,7 +78,8 @@ async def test_reload_applies_sip_settings_and_rebinds_rtp_ports(tmp_path: Path)
     """Trunks and codecs apply to the next INVITE; a new RTP port range re-binds (no calls up)."""
     port = free_udp_tcp_port()
     d = await start_daemon(tmp_path, {"fakey": time_agent()}, default_agent="fakey",
-                           sip={"port": port, "rtp_port_min": 32000, "rtp_port_max": 32100, "ring_ms": 0})
+                           sip={"port": port, "rtp_port_min": 32000, "rtp_port_max": 32100, "ring_ms": 0},
+                           drain_timeout_s=0)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.setblocking(False)
@@ -102,6 +104,22 @@ async def test_reload_applies_sip_settings_and_rebinds_rtp_ports(tmp_path: Path)
         rtp_sock.close()
         d.sip.ports.release(rtp_port)
         assert 32200 <= rtp_port < 32300
+        # the control API places calls through the re-bound endpoint, not the stopped one
+        key = await create_key(d.db, "ops", ["calls:write"])
+        callee = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        callee.bind(("127.0.0.1", 0))
+        callee.setblocking(False)
+        try:
+            to = f"sip:bob@127.0.0.1:{callee.getsockname()[1]}"
+            async with aiohttp.ClientSession() as http, http.post(
+                    f"http://127.0.0.1:{d.http_port}/api/v1/calls", json={"agent": "fakey", "to": to},
+                    headers={"Authorization": f"Bearer {key}"}) as r:
+                assert r.status in (200, 201, 202), await r.text()
+            async with asyncio.timeout(5):
+                data = await asyncio.get_running_loop().sock_recv(callee, 65535)
+            assert data.startswith(b"INVITE sip:bob@127.0.0.1") and b"a=rtcp-mux" in data
+        finally:
+            callee.close()
     finally:
         sock.close()
         await d.stop()
