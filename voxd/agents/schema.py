@@ -132,6 +132,11 @@ class TurnConfig(_Model):
         "wasted if the caller goes on. Default: on with the silence detector (about 650 ms sooner replies "
         "measured), off with smart_turn (on a 2-core box the decode slowed Smart Turn's answer more than it saved).")
 
+    @property
+    def speculates(self) -> bool:
+        """speculative_stt, its default resolved by the detector."""
+        return self.detector == "silence" if self.speculative_stt is None else self.speculative_stt
+
     @model_validator(mode="after")
     def _order(self) -> TurnConfig:
         if self.max_silence_ms < self.min_silence_ms:

@@ -232,10 +232,7 @@ class CallSession:
             self.work.spawn(self._ask_turn_model(a.ticket))
         elif isinstance(a, tt.Paused):
             # only with a free inference worker: a guess must never delay real work
-            spec = self.agent.turn.speculative_stt
-            if spec is None:
-                spec = self.agent.turn.detector == "silence"
-            if spec and not self._bot_busy() and inference.backlog() < inference.pool_size():
+            if self.agent.turn.speculates and not self._bot_busy() and inference.backlog() < inference.pool_size():
                 self.stt.speculate()
         elif isinstance(a, tt.Resumed):
             self.stt.drop_speculation()
