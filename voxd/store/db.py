@@ -112,30 +112,26 @@ class Database:
     # here as a GROUP BY returning a NULL group and rows counted twice.
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
         args = tuple(params)
-
-        def run(raw: sqlite3.Connection) -> aiosqlite.Row | None:
-            cur = raw.execute(sql, args)
-            try:
-                row: aiosqlite.Row | None = cur.fetchone()
-                return row
-            finally:
-                cur.close()
-
-        return await self._on_thread(run)
+        rows = await on_thread(self._conn, lambda raw: _select(raw, sql, args, 1))
+        return rows[0] if rows else None
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
         args = tuple(params)
+        return await on_thread(self._conn, lambda raw: _select(raw, sql, args, None))
 
-        def run(raw: sqlite3.Connection) -> list[aiosqlite.Row]:
-            cur = raw.execute(sql, args)
-            try:
-                return list(cur.fetchall())
-            finally:
-                cur.close()
 
-        return await self._on_thread(run)
+async def on_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run `fn` on the connection's own thread in one hop: several statements for the
+    price of one loop round trip, and nothing from another task in between (aiosqlite
+    has no public call for it). Inside a transaction, the caller holds it."""
+    raw: sqlite3.Connection = conn._conn
+    result: T = await conn._execute(fn, raw)  # type: ignore[no-untyped-call]
+    return result
 
-    async def _on_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        raw: sqlite3.Connection = self._conn._conn
-        result: T = await self._conn._execute(fn, raw)  # type: ignore[no-untyped-call]
-        return result
+
+def _select(raw: sqlite3.Connection, sql: str, args: tuple[Any, ...], limit: int | None) -> list[aiosqlite.Row]:
+    cur = raw.execute(sql, args)
+    try:
+        return list(cur.fetchmany(limit) if limit else cur.fetchall())
+    finally:
+        cur.close()

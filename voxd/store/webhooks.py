@@ -12,13 +12,12 @@ import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiosqlite
 
-from voxd.store.db import Database
+from voxd.store.db import Database, on_thread
 
 HEALTHY, FAILING, DISABLED = "healthy", "failing", "disabled"
 PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
@@ -250,7 +249,7 @@ class WebhookStore:
                 "trigger, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
             created.append(len(rows))
 
-        await _in_thread(conn, apply)
+        await on_thread(conn, apply)
         return created[0]
 
     async def add_delivery(self, endpoint_id: str, message: Message, trigger: str,
@@ -341,7 +340,7 @@ class WebhookStore:
                         "WHERE id = ? AND enabled = 1", (fails, fails, failing_after, eid))
 
         async with self.db.transaction() as conn:
-            await _in_thread(conn, apply)
+            await on_thread(conn, apply)
         return statuses
 
     async def due_delivery(self, endpoint_id: str, delivery_id: str) -> DueDelivery | None:
@@ -406,12 +405,3 @@ def _delivery_dict(r: aiosqlite.Row) -> dict[str, Any]:
         "last_status_code": r["last_status_code"], "last_error": r["last_error"],
         "created_at": r["created_at"], "updated_at": r["updated_at"],
     }
-
-
-async def _in_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], None]) -> None:
-    """Run several statements in one hop to aiosqlite's thread. Each ``await conn.execute``
-    is a round trip through the event loop; under load (many requests in flight) one trip
-    costs a loop iteration, and the attempt log of a batch needs several. The caller holds
-    the transaction, so this only saves the trips (aiosqlite has no public call for it)."""
-    raw: sqlite3.Connection = conn._conn
-    await conn._execute(fn, raw)  # type: ignore[no-untyped-call]
