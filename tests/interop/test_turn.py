@@ -46,10 +46,10 @@ def turn(tmp_path: Path) -> Iterator[tuple[int, Path]]:
             proc.wait()
 
 
-async def test_call_offers_a_relay_from_the_configured_turn_server(
-        tmp_path: Path, turn: tuple[int, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    port, log = turn
-    monkeypatch.setenv("VOXD_TEST_TURN_CREDENTIAL", "turn-secret")
+async def call_through_turn(tmp_path: Path, port: int, monkeypatch: pytest.MonkeyPatch, credential: str) -> str:
+    """One browser call with the TURN server configured (credential from the environment);
+    returns voxd's answer SDP once the call has run and the caller hung up."""
+    monkeypatch.setenv("VOXD_TEST_TURN_CREDENTIAL", credential)
     webrtc: dict[str, Any] = {"hosts": ["127.0.0.1"], "ice_servers": [
         {"urls": f"turn:127.0.0.1:{port}?transport=udp", "username": "voxd", "credential_env": "VOXD_TEST_TURN_CREDENTIAL"}]}
     d = await start_daemon(tmp_path, {"fakey": time_agent()}, webrtc=webrtc)
@@ -58,14 +58,21 @@ async def test_call_offers_a_relay_from_the_configured_turn_server(
         url = f"http://127.0.0.1:{d.http_port}"
         status, answer = await b.offer(url, token=await token_for(url, "fakey"))
         assert status == 200, answer
-        relays = [int(m.group(1)) for m in re.finditer(r"a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 (\d+) typ relay", answer["sdp"])]
-        assert relays and all(RELAY_PORTS[0] <= p <= RELAY_PORTS[1] for p in relays), answer["sdp"]
         await b.wait_for(lambda m: m["type"] == "started")  # ICE and DTLS completed: the call runs
         b.send({"type": "hangup"})
         await b.wait_for(lambda m: m["type"] == "end")
     finally:
         await b.close()
         await d.stop()
+    return str(answer["sdp"])
+
+
+async def test_call_offers_a_relay_from_the_configured_turn_server(
+        tmp_path: Path, turn: tuple[int, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    port, log = turn
+    sdp = await call_through_turn(tmp_path, port, monkeypatch, "turn-secret")
+    relays = [int(m.group(1)) for m in re.finditer(r"a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 (\d+) typ relay", sdp)]
+    assert relays and all(RELAY_PORTS[0] <= p <= RELAY_PORTS[1] for p in relays), sdp
     text = log.read_text()
     assert "user <voxd>: incoming packet ALLOCATE processed, success" in text, text[-2000:]
 
@@ -74,18 +81,5 @@ async def test_a_wrong_turn_credential_still_leaves_a_working_call(
         tmp_path: Path, turn: tuple[int, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """A misconfigured TURN server costs the relay candidate, not the call."""
     port, _ = turn
-    monkeypatch.setenv("VOXD_TEST_TURN_CREDENTIAL", "wrong")
-    webrtc: dict[str, Any] = {"hosts": ["127.0.0.1"], "ice_servers": [
-        {"urls": f"turn:127.0.0.1:{port}?transport=udp", "username": "voxd", "credential_env": "VOXD_TEST_TURN_CREDENTIAL"}]}
-    d = await start_daemon(tmp_path, {"fakey": time_agent()}, webrtc=webrtc)
-    b = Browser(silence(1.0))
-    try:
-        url = f"http://127.0.0.1:{d.http_port}"
-        status, answer = await b.offer(url, token=await token_for(url, "fakey"))
-        assert status == 200 and "typ relay" not in answer["sdp"] and "typ host" in answer["sdp"]
-        await b.wait_for(lambda m: m["type"] == "started")
-        b.send({"type": "hangup"})
-        await b.wait_for(lambda m: m["type"] == "end")
-    finally:
-        await b.close()
-        await d.stop()
+    sdp = await call_through_turn(tmp_path, port, monkeypatch, "wrong")
+    assert "typ relay" not in sdp and "typ host" in sdp

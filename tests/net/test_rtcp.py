@@ -100,6 +100,14 @@ async def open_stream(pool: PortPool, offer: SessionDescription) -> tuple[RtpStr
     return stream, port
 
 
+def release(pool: PortPool, port: int, stream: RtpStream, *peer: socket.socket) -> None:
+    """End of a test: our stream, its ports, the peer's sockets."""
+    stream.close()
+    pool.release(port)
+    for sock in peer:
+        sock.close()
+
+
 def send_media(peer: socket.socket, port: int, seqs: list[int]) -> None:
     for n, seq in enumerate(seqs):
         pkt = RtpPacket(payload_type=0, sequence=seq, timestamp=160 * n, ssrc=PEER_SSRC, payload=b"\xff" * 160)
@@ -159,10 +167,7 @@ async def exchange(pool: PortPool, pcap_path: Path) -> tuple[int, str]:
         await asyncio.to_thread(pcap_path.write_bytes, pcap([(data, port + 1, dst), (last, port + 1, dst)]))
         return stream.sender.ssrc, stream.rtcp.cname
     finally:
-        stream.close()
-        pool.release(port)
-        peer_rtp.close()
-        peer_rtcp.close()
+        release(pool, port, stream, peer_rtp, peer_rtcp)
 
 
 async def test_rtcp_mux_uses_the_rtp_port(pool: PortPool) -> None:
@@ -186,10 +191,7 @@ async def test_rtcp_mux_uses_the_rtp_port(pool: PortPool) -> None:
         with pytest.raises(BlockingIOError):
             peer_rtcp.recvfrom(2048)  # nothing on the odd port under mux
     finally:
-        stream.close()
-        pool.release(port)
-        peer_rtp.close()
-        peer_rtcp.close()
+        release(pool, port, stream, peer_rtp, peer_rtcp)
 
 
 @pytest.mark.parametrize("takes_mux", [True, False])
@@ -210,10 +212,7 @@ async def test_an_outbound_call_offers_rtcp_mux_and_follows_the_answer(pool: Por
         assert src == (HOST, port if takes_mux else port + 1)
         assert parse_rtcp(data)[0].reports[0].ssrc == PEER_SSRC
     finally:
-        stream.close()
-        pool.release(port)
-        peer_rtp.close()
-        peer_rtcp.close()
+        release(pool, port, stream, peer_rtp, peer_rtcp)
 
 
 async def test_no_bye_from_a_stream_that_never_sent(pool: PortPool) -> None:
@@ -223,9 +222,7 @@ async def test_no_bye_from_a_stream_that_never_sent(pool: PortPool) -> None:
     await asyncio.sleep(0.05)
     with pytest.raises(BlockingIOError):
         peer_rtcp.recvfrom(2048)
-    pool.release(port)
-    peer_rtp.close()
-    peer_rtcp.close()
+    release(pool, port, stream, peer_rtp, peer_rtcp)
 
 
 def test_port_pool_binds_the_odd_port_and_releases_it() -> None:
