@@ -9,6 +9,7 @@ VOXD = Path(__file__).parents[1] / "voxd"
 
 # layer -> the voxd packages it must not import
 FORBIDDEN = {
+    "core": {"proto", "net", "media", "call", "providers", "tools", "agents", "api", "store", "webhooks", "ops", "app", "config"},
     "proto": {"net", "media", "call", "providers", "tools", "agents", "api", "store", "webhooks", "app"},
     "media": {"net", "call", "providers", "tools", "agents", "api", "store", "webhooks", "app"},
     "providers": {"net", "call", "api", "store", "webhooks", "app"},

@@ -149,7 +149,8 @@ class Daemon:
 
         app[webtokens.WEB_TOKEN_MINT] = tokens.mint
         from voxd.api.app import setup_api
-        from voxd.api.deps import ApiDeps, NotFound, api_settings
+        from voxd.api.deps import ApiDeps, api_settings
+        from voxd.core.errors import NotFound
         from voxd.sources import DaemonAgents, DaemonCalls
         from voxd.tools.source import LibraryFunctionSource
 

@@ -16,7 +16,7 @@ from voxd.agents.loader import AgentLoadError, load_agent_file
 from voxd.call.driver import drive, frames_of
 from voxd.call.manager import CallManager
 from voxd.call.ports import NullControl
-from voxd.call.record import CallRecord
+from voxd.core.calllog import CallRecord
 from voxd.media.audio import SAMPLE_RATE, read_wav_as, write_wav
 from voxd.tools.builtins import default_registry
 

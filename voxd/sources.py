@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from voxd.agents.loader import AgentLoadError, FieldError, LoadedAgent
 from voxd.agents.registry import AgentRegistry
-from voxd.api.deps import AgentInfo, InvalidAgent, NotFound, NotSupported
+from voxd.api.deps import AgentInfo, InvalidAgent
 from voxd.call.manager import CallManager
+from voxd.core.errors import NotFound, NotSupported
 
 if TYPE_CHECKING:
     from voxd.net.sip import SipEndpoint

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from voxd.call.record import CallRecord, ToolCallRecord, Turn, TurnLatency
+from voxd.core.calllog import CallRecord, ToolCallRecord, Turn, TurnLatency
 from voxd.store.calls import CallRepository
 
 CUSTOM = {

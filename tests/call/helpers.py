@@ -5,8 +5,8 @@ from typing import Any
 from voxd.agents.schema import AgentConfig
 from voxd.call.events import CallEvent
 from voxd.call.ports import Engines, NullControl
-from voxd.call.record import CallRecord, new_call_id
 from voxd.call.session import CallSession
+from voxd.core.calllog import CallRecord, new_call_id
 from voxd.providers.base import SpeechToText
 from voxd.providers.fakes import FakeLLM, FakeSTT, FakeTTS, Step
 from voxd.tools.builtins import default_registry

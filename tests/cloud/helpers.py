@@ -14,8 +14,8 @@ from tests.cloud.fake_openai import FakeOpenAI, Reply
 from voxd.agents.schema import AgentConfig
 from voxd.call.events import CallEvent, EngineError
 from voxd.call.ports import Engines, NullControl
-from voxd.call.record import CallRecord, new_call_id
 from voxd.call.session import CallSession
+from voxd.core.calllog import CallRecord, new_call_id
 from voxd.providers import factory
 from voxd.providers.fallback import bind_call
 from voxd.providers.llm.factory import make_llm

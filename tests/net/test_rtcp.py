@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from voxd.call.events import CallEnded
-from voxd.call.record import CallRecord
+from voxd.core.calllog import CallRecord
 from voxd.net.rtp import PortPool, RtpStream
 from voxd.ops.metrics import Metrics
 from voxd.proto import negotiate

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from voxd.call.record import CallRecord, new_call_id
+from voxd.core.calllog import CallRecord, new_call_id
 from voxd.store.calls import CallRepository
 from voxd.store.db import Database
 

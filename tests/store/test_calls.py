@@ -1,6 +1,6 @@
 import pytest
 
-from voxd.call.record import CallRecord, DtmfRecord, ToolCallRecord, Turn, TurnLatency
+from voxd.core.calllog import CallRecord, DtmfRecord, ToolCallRecord, Turn, TurnLatency
 from voxd.store.calls import CallRepository, InvalidCursor
 
 

@@ -14,11 +14,11 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.tools.conftest import Ctx, Serve
 from voxd.agents.schema import AgentConfig
+from voxd.core.redact import REDACTED, Redactor
+from voxd.core.signing import Signer, SigningError, new_secret, verify
 from voxd.tools.config import ToolsConfig
 from voxd.tools.library import ToolLibrary
-from voxd.tools.redact import REDACTED, Redactor
 from voxd.tools.source import LibraryFunctionSource
-from voxd.webhooks.signing import Signer, SigningError, new_secret, verify
 
 SECRET = new_secret()
 

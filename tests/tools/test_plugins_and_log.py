@@ -15,7 +15,8 @@ import pytest
 from tests.tools.conftest import Ctx
 from voxd.agents.schema import AgentConfig
 from voxd.call.events import ToolExecuted
-from voxd.call.record import CallRecord, ToolCallRecord, Turn
+from voxd.core.calllog import CallRecord, ToolCallRecord, Turn
+from voxd.core.redact import REDACTED, Redactor
 from voxd.store.db import Database
 from voxd.store.functions_log import ExecutionLogRepository
 from voxd.store.registry import FunctionRepository
@@ -24,7 +25,6 @@ from voxd.tools.execlog import ExecutionLogger
 from voxd.tools.library import ToolLibrary
 from voxd.tools.loader import build_registry
 from voxd.tools.plugins import PluginError, load_callable
-from voxd.tools.redact import REDACTED, Redactor
 
 PLUGIN = '''
 import asyncio

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from voxd.agents.registry import AgentRegistry
 from voxd.call.events import CallEnded, CallerSpeaking, CallStarted, ToolExecuted
-from voxd.call.record import CallRecord, ToolCallRecord
+from voxd.core.calllog import CallRecord, ToolCallRecord
 from voxd.store.db import Database
 from voxd.webhooks.events import EVENT_MODELS, EVENT_TYPES, examples, from_call_event
 from voxd.webhooks.service import Webhooks

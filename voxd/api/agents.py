@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from voxd.api.agent_yaml import agent_name
-from voxd.api.deps import AgentInfo, InvalidAgent, NotFound
+from voxd.api.deps import AgentInfo, InvalidAgent
 from voxd.api.models import (
     NAME_PATTERN,
     NAME_RE,
@@ -18,6 +18,7 @@ from voxd.api.models import (
 )
 from voxd.api.problems import ApiProblem
 from voxd.api.routing import Ctx, Reply, RouteTable
+from voxd.core.errors import NotFound
 
 routes = RouteTable(params={"name": NAME_RE})
 TAG = "agents"

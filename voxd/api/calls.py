@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from voxd.api.deps import NotFound
 from voxd.api.models import (
     CALL_ID_RE,
     ActiveCalls,
@@ -15,6 +14,7 @@ from voxd.api.models import (
 )
 from voxd.api.problems import validation_problem
 from voxd.api.routing import Ctx, Reply, RouteTable
+from voxd.core.errors import NotFound
 from voxd.store.calls import InvalidCursor
 
 routes = RouteTable(params={"call_id": CALL_ID_RE})

@@ -21,14 +21,6 @@ if TYPE_CHECKING:
 PEPPER_ENV = "VOXD_API_KEY_PEPPER"
 
 
-class NotFound(LookupError):
-    """The named agent, call or function does not exist."""
-
-
-class NotSupported(Exception):
-    """The operation is not available here (e.g. outbound calls on a transport without it)."""
-
-
 class InvalidAgent(ValueError):
     """``AgentSource.put`` refused the YAML; ``errors`` as ``AgentSource.validate`` returns them."""
 

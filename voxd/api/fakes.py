@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from voxd.api.agent_yaml import validate_agent_yaml
-from voxd.api.deps import AgentInfo, InvalidAgent, NotFound, NotSupported
+from voxd.api.deps import AgentInfo, InvalidAgent
+from voxd.core.errors import NotFound, NotSupported
 
 
 @dataclass

@@ -7,7 +7,6 @@ from typing import Any
 
 import jsonschema
 
-from voxd.api.deps import NotFound
 from voxd.api.models import (
     FUNCTION_NAME_PATTERN,
     FUNCTION_NAME_RE,
@@ -21,7 +20,8 @@ from voxd.api.models import (
 )
 from voxd.api.problems import ApiProblem, validation_problem
 from voxd.api.routing import Ctx, Reply, RouteTable
-from voxd.tools.redact import default_redactor
+from voxd.core.errors import NotFound
+from voxd.core.redact import default_redactor
 
 routes = RouteTable(params={"name": FUNCTION_NAME_RE})
 TAG = "functions"

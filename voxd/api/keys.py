@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from voxd.api.deps import NotFound
 from voxd.api.models import (
     KEY_ID_RE,
     SCOPES,
@@ -20,6 +19,7 @@ from voxd.api.models import (
 )
 from voxd.api.problems import ApiProblem, validation_problem
 from voxd.api.routing import Ctx, Reply, RouteTable
+from voxd.core.errors import NotFound
 from voxd.store.keys import ApiKey
 
 routes = RouteTable(params={"key_id": KEY_ID_RE})

@@ -14,11 +14,12 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from voxd.api.deps import NotFound, NotSupported, RateSpec
+from voxd.api.deps import RateSpec
 from voxd.api.problems import ApiProblem, field_path, validation_problem
 from voxd.api.ratelimit import Outcome, headers_for
 from voxd.api.routing import Ctx, RouteSpec
 from voxd.api.services import Services
+from voxd.core.errors import NotFound, NotSupported
 from voxd.store.keys import ApiKey
 
 log = logging.getLogger(__name__)

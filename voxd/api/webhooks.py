@@ -14,10 +14,10 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
 
-from voxd.api.deps import NotFound
 from voxd.api.models import NAME_PATTERN, Request
 from voxd.api.problems import validation_problem
 from voxd.api.routing import Ctx, Reply, RouteTable
+from voxd.core.errors import NotFound
 from voxd.store.webhooks import Endpoint
 from voxd.webhooks.delivery import RESERVED_HEADERS
 from voxd.webhooks.events import EVENT_TYPES, WebhookEvent, examples

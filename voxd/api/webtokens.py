@@ -9,9 +9,9 @@ from collections.abc import Callable
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from voxd.api.deps import NotSupported
 from voxd.api.models import NAME_PATTERN, Request
 from voxd.api.routing import Ctx, Reply, RouteTable
+from voxd.core.errors import NotSupported
 
 Mint = Callable[[str, float | None], tuple[str, float]]
 WEB_TOKEN_MINT: web.AppKey[Mint] = web.AppKey("voxd_web_token_mint")

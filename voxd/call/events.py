@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from voxd.call.record import CallRecord, DtmfRecord, ToolCallRecord, Turn
+from voxd.core.calllog import CallRecord, DtmfRecord, ToolCallRecord, Turn
 
 
 @dataclass(frozen=True)

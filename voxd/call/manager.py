@@ -16,9 +16,9 @@ from typing import Any
 from voxd.agents.loader import LoadedAgent
 from voxd.call.events import CallEnded, CallEvent, CallStarted
 from voxd.call.ports import CallControl, Engines
-from voxd.call.record import CallRecord, new_call_id
 from voxd.call.session import CallSession
 from voxd.config import EnginesConfig
+from voxd.core.calllog import CallRecord, new_call_id
 from voxd.media.vad import FrameVAD
 from voxd.providers.factory import make_stt, make_tts
 from voxd.providers.llm.factory import make_llm

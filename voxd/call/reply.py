@@ -14,8 +14,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from voxd.call.record import ToolCallRecord, Turn
 from voxd.call.text import ClauseSplitter, strip_for_speech
+from voxd.core.calllog import ToolCallRecord, Turn
+from voxd.core.redact import default_redactor
 from voxd.media.audio import SAMPLE_RATE, StreamResampler
 from voxd.media.playout import Playout
 from voxd.providers.base import (
@@ -29,7 +30,6 @@ from voxd.providers.base import (
     ToolSpec,
     Usage,
 )
-from voxd.tools.redact import default_redactor
 from voxd.tools.registry import ToolResult
 
 MAX_TOOL_ROUNDS = 5

@@ -33,10 +33,10 @@ from voxd.call.events import (
     TurnCompleted,
 )
 from voxd.call.ports import CallControl, Engines
-from voxd.call.record import CallRecord, DtmfRecord, Turn, TurnLatency
 from voxd.call.reply import ReplyMetrics, Speaker, ToolPolicy, run_llm_reply, synthesize_into
 from voxd.call.toolctx import SessionTools
 from voxd.call.work import CallWork
+from voxd.core.calllog import CallRecord, DtmfRecord, Turn, TurnLatency
 from voxd.media import inference
 from voxd.media.audio import FRAME_BYTES, SAMPLE_RATE
 from voxd.media.playout import Playout

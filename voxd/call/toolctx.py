@@ -7,9 +7,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from voxd.call.events import ToolExecuted
-from voxd.call.record import ToolCallRecord
+from voxd.core.calllog import ToolCallRecord
+from voxd.core.redact import default_redactor
 from voxd.providers.base import ToolCall, ToolSpec
-from voxd.tools.redact import default_redactor
 from voxd.tools.registry import ToolRegistry, ToolResult
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiosqlite
 
-from voxd.call.record import CallRecord
+from voxd.core.calllog import CallRecord
 from voxd.store.db import Database
 
 _CALL_COLUMNS = (

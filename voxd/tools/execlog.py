@@ -12,8 +12,8 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from voxd.core.redact import Redactor, default_redactor
 from voxd.store.functions_log import Execution, ExecutionLogRepository
-from voxd.tools.redact import Redactor, default_redactor
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from urllib.parse import quote
 import aiohttp
 
 from voxd.agents.schema import HttpFunction
-from voxd.tools.redact import Redactor
+from voxd.core.redact import Redactor
+from voxd.core.signing import Signer
 from voxd.tools.registry import Tool, ToolContext, ToolError
-from voxd.webhooks.signing import Signer
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

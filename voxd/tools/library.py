@@ -18,6 +18,8 @@ from typing import Any
 import aiohttp
 
 from voxd.agents.schema import AgentConfig, FunctionDef, HttpFunction
+from voxd.core.redact import Redactor, default_redactor
+from voxd.core.signing import Signer, SigningError, load_or_create_secret
 from voxd.store.db import Database
 from voxd.store.registry import FunctionRepository
 from voxd.tools.builtins import builtin_tools
@@ -27,10 +29,8 @@ from voxd.tools.http_functions import http_tool
 from voxd.tools.knowledge import KnowledgeBases, knowledge_tool
 from voxd.tools.mail import email_tool
 from voxd.tools.plugins import PluginError, python_tool
-from voxd.tools.redact import Redactor, default_redactor
 from voxd.tools.registry import Tool, ToolError, ToolRegistry
 from voxd.tools.weather import weather_tool
-from voxd.webhooks.signing import Signer, SigningError, load_or_create_secret
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ from yarl import URL
 
 from voxd import __version__
 from voxd.config import WebhooksConfig
+from voxd.core.signing import signature
 from voxd.store.webhooks import SUCCEEDED, AttemptResult, DueDelivery, Endpoint, Outcome, WebhookStore
-from voxd.webhooks.signing import signature
 
 log = logging.getLogger("voxd.webhooks")
 

@@ -23,10 +23,10 @@ from voxd.call.events import (
     ToolExecuted,
     TurnCompleted,
 )
-from voxd.call.record import CallRecord, Turn
+from voxd.core.calllog import CallRecord, Turn
+from voxd.core.redact import default_redactor
+from voxd.core.signing import new_message_id
 from voxd.store.webhooks import Message
-from voxd.tools.redact import default_redactor
-from voxd.webhooks.signing import new_message_id
 
 EVENT_TYPES: dict[str, str] = {
     "call.started": "A call was set up and its session started.",
@@ -350,7 +350,7 @@ def _plain(detail: dict[str, Any]) -> dict[str, Any]:
 
 def examples() -> dict[str, dict[str, Any]]:
     """One example payload per event type (for the docs endpoint and the tests)."""
-    from voxd.call.record import DtmfRecord, ToolCallRecord, TurnLatency
+    from voxd.core.calllog import DtmfRecord, ToolCallRecord, TurnLatency
 
     rec = CallRecord(id="call_3f2a9c0d1e4b5a6c7d8e", agent="front-desk", agent_version="7c1e", transport="sip",
                      from_uri="sip:+15550100@pbx.example.com", to_uri="sip:support@voxd.example.com",

@@ -15,12 +15,12 @@ from typing import Any
 from voxd.agents.registry import AgentRegistry, ReloadReport
 from voxd.call.events import CallEnded, CallEvent, CallStarted
 from voxd.config import WebhooksConfig
+from voxd.core.signing import new_secret
 from voxd.store.db import Database
 from voxd.store.webhooks import FAILED, PENDING, AttemptResult, Endpoint, Message, WebhookStore
 from voxd.webhooks import events
 from voxd.webhooks.delivery import DeliveryWorker, Sender, private_allowed, url_problem
 from voxd.webhooks.outbox import Outbox
-from voxd.webhooks.signing import new_secret
 
 log = logging.getLogger("voxd.webhooks")
 
