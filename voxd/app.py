@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from voxd import __version__
-from voxd.agents.registry import AgentRegistry
+from voxd.agents.catalog import AgentCatalog
 from voxd.call.manager import CallManager
 from voxd.config import VoxdConfig
 from voxd.media import inference
@@ -43,7 +43,7 @@ class Daemon:
         agents_dir = Path(cfg.agents_dir)
         if not agents_dir.is_absolute():
             agents_dir = base_dir / agents_dir
-        self.agents = AgentRegistry(agents_dir, default=cfg.default_agent)
+        self.agents = AgentCatalog(agents_dir, default=cfg.default_agent)
         self.tools = default_registry()
         self.clock = MediaClock()
         self.metrics = Metrics()
@@ -151,8 +151,8 @@ class Daemon:
         from voxd.api.app import setup_api
         from voxd.api.deps import ApiDeps, api_settings
         from voxd.core.errors import NotFound
-        from voxd.sources import DaemonAgents, DaemonCalls
-        from voxd.tools.source import LibraryFunctionSource
+        from voxd.daemon_sources import DaemonAgents, DaemonCalls
+        from voxd.tools.function_source import LibraryFunctionSource
 
         self._api_deps = ApiDeps(self.db, DaemonAgents(self.agents), DaemonCalls(self.calls, self.agents, lambda: self.sip),
                                  LibraryFunctionSource(self.tool_library, not_found=NotFound), api_settings(self.cfg.api))

@@ -49,7 +49,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from voxd.agents.registry import AgentRegistry
+    from voxd.agents.catalog import AgentCatalog
     from voxd.config import ConfigError, load_config
 
     try:
@@ -63,7 +63,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     import logging
 
     logging.getLogger("voxd.agents").setLevel(logging.CRITICAL)  # errors are printed below
-    reg = AgentRegistry(agents_dir)
+    reg = AgentCatalog(agents_dir)
     report = reg.reload()
     for err in report.errors:
         print(err, file=sys.stderr)

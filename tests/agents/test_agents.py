@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from voxd.agents.catalog import AgentCatalog
 from voxd.agents.loader import AgentLoadError, load_agent_file, parse_agent
-from voxd.agents.registry import AgentRegistry
 from voxd.agents.schema import AgentConfig
 
 ROOT = Path(__file__).parents[2]
@@ -53,7 +53,7 @@ def write(p: Path, text: str) -> None:
 def test_reload_keeps_last_good_version_and_live_calls_keep_theirs(tmp_path: Path) -> None:
     f = tmp_path / "bob.yaml"
     write(f, "greeting: Version one.\n")
-    reg = AgentRegistry(tmp_path)
+    reg = AgentCatalog(tmp_path)
     reg.reload()
     live_call_agent = reg.get("bob")
     assert live_call_agent is not None and live_call_agent.config.greeting == "Version one."
@@ -72,7 +72,7 @@ def test_reload_keeps_last_good_version_and_live_calls_keep_theirs(tmp_path: Pat
 
 
 def test_write_is_atomic_and_validated(tmp_path: Path) -> None:
-    reg = AgentRegistry(tmp_path)
+    reg = AgentCatalog(tmp_path)
     a = reg.write("sue", "name: sue\ngreeting: Hi.\n")
     assert a.path == tmp_path / "sue.yaml" and reg.get("sue") is a
     with pytest.raises(AgentLoadError):

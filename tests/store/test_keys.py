@@ -2,6 +2,8 @@ import time
 
 import pytest
 
+from voxd.store.agent_changes import AgentChangeRepository
+from voxd.store.functions import FunctionRepository
 from voxd.store.keys import (
     KEY_LEN,
     ApiKeyRepository,
@@ -10,7 +12,6 @@ from voxd.store.keys import (
     utc_day,
     well_formed,
 )
-from voxd.store.registry import AgentChangeRepository, FunctionRepository
 
 
 def test_key_format_and_checksum():

@@ -17,8 +17,8 @@ from voxd.agents.schema import AgentConfig
 from voxd.core.redact import REDACTED, Redactor
 from voxd.core.signing import Signer, SigningError, new_secret, verify
 from voxd.tools.config import ToolsConfig
+from voxd.tools.function_source import LibraryFunctionSource
 from voxd.tools.library import ToolLibrary
-from voxd.tools.source import LibraryFunctionSource
 
 SECRET = new_secret()
 

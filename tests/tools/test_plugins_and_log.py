@@ -18,8 +18,8 @@ from voxd.call.events import ToolExecuted
 from voxd.core.calllog import CallRecord, ToolCallRecord, Turn
 from voxd.core.redact import REDACTED, Redactor
 from voxd.store.db import Database
+from voxd.store.functions import FunctionRepository
 from voxd.store.functions_log import ExecutionLogRepository
-from voxd.store.registry import FunctionRepository
 from voxd.tools.config import ToolsConfig
 from voxd.tools.execlog import ExecutionLogger
 from voxd.tools.library import ToolLibrary

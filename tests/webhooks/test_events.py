@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from voxd.agents.registry import AgentRegistry
+from voxd.agents.catalog import AgentCatalog
 from voxd.call.events import CallEnded, CallerSpeaking, CallStarted, ToolExecuted
 from voxd.core.calllog import CallRecord, ToolCallRecord
 from voxd.store.db import Database
@@ -57,7 +57,7 @@ async def test_agent_changes_become_events(tmp_path: Path) -> None:
     agents = tmp_path / "agents"
     agents.mkdir()
     (agents / "front.yaml").write_text("greeting: Hi.\n")
-    registry = AgentRegistry(agents)
+    registry = AgentCatalog(agents)
     registry.reload()
     db = await Database.open(tmp_path / "voxd.db")
     try:

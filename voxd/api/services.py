@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from voxd.api.deps import ApiDeps, ApiSettings
 from voxd.api.ratelimit import BucketSet
 from voxd.api.usage import UsageRecorder
+from voxd.store.agent_changes import AgentChangeRepository
 from voxd.store.calls import CallRepository
+from voxd.store.functions import FunctionRepository
 from voxd.store.keys import ApiKeyRepository
-from voxd.store.registry import AgentChangeRepository, FunctionRepository
 
 
 @dataclass

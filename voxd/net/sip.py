@@ -18,8 +18,8 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+from voxd.agents.catalog import AgentCatalog
 from voxd.agents.loader import LoadedAgent
-from voxd.agents.registry import AgentRegistry
 from voxd.call.manager import CallLimitReached, CallManager
 from voxd.call.session import CallSession
 from voxd.config import SipListenConfig
@@ -137,7 +137,7 @@ class SipEndpoint:
     def __init__(
         self,
         cfg: SipListenConfig,
-        agents: AgentRegistry,
+        agents: AgentCatalog,
         calls: CallManager,
         clock: MediaClock,
         accepting: Callable[[], bool] = lambda: True,

@@ -38,7 +38,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 from aiohttp import WSMsgType, web
 
-from voxd.agents.registry import AgentRegistry
+from voxd.agents.catalog import AgentCatalog
 from voxd.call.events import EngineError
 from voxd.call.manager import CallLimitReached, CallManager
 from voxd.call.session import CallSession
@@ -306,7 +306,7 @@ def _dict(obj: dict[str, Any], key: str) -> dict[str, Any]:
 
 def setup_twilio(
     app: web.Application,
-    agents: AgentRegistry,
+    agents: AgentCatalog,
     calls: CallManager,
     clock: MediaClock,
     accepting: Callable[[], bool] = lambda: True,

@@ -50,7 +50,7 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConn
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
-from voxd.agents.registry import AgentRegistry
+from voxd.agents.catalog import AgentCatalog
 from voxd.call.events import CallEnded, CallerSpeaking, CallEvent, DtmfReceived, TurnCompleted
 from voxd.call.manager import CallLimitReached, CallManager
 from voxd.call.session import CallSession
@@ -310,7 +310,7 @@ class RtcCall:
 
 def setup_webrtc(
     app: web.Application,
-    agents: AgentRegistry,
+    agents: AgentCatalog,
     calls: CallManager,
     clock: MediaClock,
     *,

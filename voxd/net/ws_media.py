@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from voxd.agents.registry import AgentRegistry
+from voxd.agents.catalog import AgentCatalog
 from voxd.call.events import CallEvent, TurnCompleted
 from voxd.call.manager import CallLimitReached, CallManager
 from voxd.call.session import CallSession
@@ -116,7 +116,7 @@ class WsCall:
 
 def setup_ws_media(
     app: web.Application,
-    agents: AgentRegistry,
+    agents: AgentCatalog,
     calls: CallManager,
     clock: MediaClock,
     accepting: Callable[[], bool] = lambda: True,

@@ -21,7 +21,7 @@ from voxd.agents.schema import AgentConfig, FunctionDef, HttpFunction
 from voxd.core.redact import Redactor, default_redactor
 from voxd.core.signing import Signer, SigningError, load_or_create_secret
 from voxd.store.db import Database
-from voxd.store.registry import FunctionRepository
+from voxd.store.functions import FunctionRepository
 from voxd.tools.builtins import builtin_tools
 from voxd.tools.calendar_events import calendar_tool
 from voxd.tools.config import ToolsConfig, read_secret

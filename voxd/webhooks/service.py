@@ -12,7 +12,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from voxd.agents.registry import AgentRegistry, ReloadReport
+from voxd.agents.catalog import AgentCatalog, ReloadReport
 from voxd.call.events import CallEnded, CallEvent, CallStarted
 from voxd.config import WebhooksConfig
 from voxd.core.signing import new_secret
@@ -36,7 +36,7 @@ class Webhooks:
         self.outbox = Outbox(self.store, self.worker.wake)
         self.running = False
         self.transactional = False  # call start/end rows are written with the call record
-        self._agents: AgentRegistry | None = None
+        self._agents: AgentCatalog | None = None
 
     def configure(self, cfg: WebhooksConfig) -> None:
         """Apply a reloaded `webhooks:` block: retry schedule, jitter, concurrency, timeouts,
@@ -104,7 +104,7 @@ class Webhooks:
                     out.append(events.agent_message(kind, name, agent.version))  # type: ignore[arg-type]
         self.outbox.publish(out)
 
-    def watch_agents(self, registry: AgentRegistry) -> None:
+    def watch_agents(self, registry: AgentCatalog) -> None:
         self._agents = registry
         registry.listeners.append(self.on_agents_reloaded)
 

@@ -35,7 +35,7 @@ class ReloadReport:
         return bool(self.added or self.updated or self.removed)
 
 
-class AgentRegistry:
+class AgentCatalog:
     def __init__(self, directory: Path, default: str | None = None) -> None:
         self.directory = Path(directory)
         self.default_name = default

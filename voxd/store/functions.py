@@ -1,4 +1,4 @@
-"""Agent change log and the custom-function registry (schemas only; running them is not here)."""
+"""Custom functions as stored (schemas only; running them is `voxd.tools`)."""
 
 from __future__ import annotations
 
@@ -10,29 +10,6 @@ from typing import Any
 import aiosqlite
 
 from voxd.store.db import Database
-
-
-class AgentChangeRepository:
-    """Who changed which agent, to which version, when."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    async def record(self, agent: str, version: str, action: str, actor: str) -> None:
-        async with self._db.transaction() as conn:
-            await conn.execute(
-                "INSERT INTO agent_changes (agent, version, action, actor, at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (agent, version, action, actor, time.time()),
-            )
-
-    async def list(self, agent: str, limit: int = 50) -> list[dict[str, Any]]:
-        rows = await self._db.fetchall(
-            "SELECT agent, version, action, actor, at FROM agent_changes WHERE agent = ? "
-            "ORDER BY id DESC LIMIT ?",
-            (agent, limit),
-        )
-        return [dict(r) for r in rows]
 
 
 def _function(row: aiosqlite.Row) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """The daemon's side of the control API: its agents and calls, adapted to the Protocols
-in `voxd.api.deps` (functions come from `voxd.tools.source.LibraryFunctionSource`)."""
+in `voxd.api.deps` (functions come from `voxd.tools.function_source.LibraryFunctionSource`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from voxd.agents.catalog import AgentCatalog
 from voxd.agents.loader import AgentLoadError, FieldError, LoadedAgent
-from voxd.agents.registry import AgentRegistry
 from voxd.api.deps import AgentInfo, InvalidAgent
 from voxd.call.manager import CallManager
 from voxd.core.errors import NotFound, NotSupported
@@ -28,7 +28,7 @@ def _info(a: LoadedAgent) -> AgentInfo:
 
 
 class DaemonAgents:
-    def __init__(self, registry: AgentRegistry) -> None:
+    def __init__(self, registry: AgentCatalog) -> None:
         self.registry = registry
 
     async def list(self) -> builtins.list[AgentInfo]:
@@ -56,7 +56,7 @@ class DaemonAgents:
 
 
 class DaemonCalls:
-    def __init__(self, calls: CallManager, agents: AgentRegistry, sip: Callable[[], SipEndpoint | None]) -> None:
+    def __init__(self, calls: CallManager, agents: AgentCatalog, sip: Callable[[], SipEndpoint | None]) -> None:
         self.calls = calls
         self.agents = agents
         self._sip = sip  # asked per call: a reload may re-bind SIP as a new endpoint
