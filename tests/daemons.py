@@ -49,3 +49,12 @@ async def start_daemon(tmp_path: Path, agents: dict[str, str], **config: Any) ->
     d = Daemon(cfg, tmp_path)
     await d.start()
     return d
+
+
+# voxd.yaml blocks that let a daemon under test reach fake vendors on 127.0.0.1 with their keys
+LOCAL_VENDORS: dict[str, Any] = {
+    "egress": {"allow": [{"networks": ["127.0.0.1/32"], "uses": ["providers"]}]},
+    "secrets": {"deepgram": {"env": "DEEPGRAM_API_KEY", "hosts": ["api.deepgram.com", "127.0.0.1"]},
+                "openai": {"env": "OPENAI_API_KEY", "hosts": ["api.openai.com", "127.0.0.1"]},
+                "elevenlabs": {"env": "ELEVENLABS_API_KEY", "hosts": ["api.elevenlabs.io", "127.0.0.1"]}},
+}

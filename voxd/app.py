@@ -43,7 +43,8 @@ class Daemon:
         agents_dir = Path(cfg.agents_dir)
         if not agents_dir.is_absolute():
             agents_dir = base_dir / agents_dir
-        self.agents = AgentCatalog(agents_dir, default=cfg.default_agent)
+        self.outbound = cfg.outbound()  # egress policy and declared secrets (egress:, secrets:)
+        self.agents = AgentCatalog(agents_dir, default=cfg.default_agent, outbound=self.outbound)
         self.tools = default_registry()
         self.clock = MediaClock()
         self.metrics = Metrics()
@@ -80,12 +81,13 @@ class Daemon:
         from voxd.tools.execlog import ExecutionLogger
         from voxd.tools.library import ToolLibrary
 
-        self.tool_library = ToolLibrary(self.cfg.tools, base_dir=self.base_dir, state_dir=state, db=self.db)
+        self.tool_library = ToolLibrary(self.cfg.tools, base_dir=self.base_dir, state_dir=state, db=self.db,
+                                        outbound=self.outbound)
         self.tools = self.tool_library.base
         await self.tool_library.start()
         library = self.tool_library
         self.calls = CallManager(self.tools, self.cfg.engines, CallRepository(self.db), max_calls=self.cfg.sip.max_calls,
-                                 tools_for=lambda agent: library.registry_for(agent.config))
+                                 tools_for=lambda agent: library.registry_for(agent.config), outbound=self.outbound)
         self.calls.listeners.append(self.metrics.on_call_event)
         self.function_log = ExecutionLogger(ExecutionLogRepository(self.db))
         self.calls.listeners.append(self.function_log)
@@ -247,7 +249,7 @@ class Daemon:
         try:
             if self.config_loader is not None:
                 await self._reload_config()
-            report = self.agents.reload(force=True)
+            report = await self.agents.refresh(force=True)
             for err in report.errors:
                 log.error("reload: %s", err)
             log.info("reload done: %d agents, %d errors", len(self.agents.names()), len(report.errors))
@@ -270,8 +272,11 @@ class Daemon:
         old, self.cfg = self.cfg, new
         if (new.log_level, new.log_levels) != (old.log_level, old.log_levels):
             setup_logging(new.log_level, new.log_levels)
-        if new.webhooks != old.webhooks and self.webhooks is not None:
-            self.webhooks.configure(new.webhooks)
+        outbound = new.outbound()
+        if outbound != self.outbound:
+            self._apply_outbound(outbound)
+        if (new.webhooks != old.webhooks or new.egress != old.egress) and self.webhooks is not None:
+            self.webhooks.configure(new.webhooks, self.outbound.policy)
             log.info("reload: webhook settings applied")
         agents_dir = Path(new.agents_dir)
         self.agents.directory = agents_dir if agents_dir.is_absolute() else self.base_dir / agents_dir
@@ -300,6 +305,17 @@ class Daemon:
             log.warning("reload: turning a listener on or off takes a restart")
         if self.sip is not None and new.sip != old.sip:
             await self._reload_sip(old, new)
+
+    def _apply_outbound(self, outbound: Any) -> None:
+        """A reloaded egress: or secrets: block: validation, functions and the next call's
+        engines use it (agents are re-validated by the reload that follows)."""
+        self.outbound = outbound
+        self.agents.outbound = outbound
+        if getattr(self, "tool_library", None) is not None:
+            self.tool_library.configure_outbound(outbound)
+        if self.calls is not None:
+            self.calls.outbound = outbound
+        log.info("reload: egress policy and declared secrets applied")
 
     async def _reload_sip(self, old: VoxdConfig, new: VoxdConfig) -> None:
         """Settings apply to the next call at once; the listener's address, TCP and the

@@ -63,7 +63,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     import logging
 
     logging.getLogger("voxd.agents").setLevel(logging.CRITICAL)  # errors are printed below
-    reg = AgentCatalog(agents_dir)
+    reg = AgentCatalog(agents_dir, outbound=cfg.outbound())  # the daemon's secrets and egress rules
     report = reg.reload()
     for err in report.errors:
         print(err, file=sys.stderr)
@@ -168,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
 
     k = sub.add_parser("call", help="run one whole call from a WAV file through the real session")
     k.add_argument("--agent", required=True, help="agent YAML file")
+    k.add_argument("--config", "-c", help="voxd.yaml whose egress: and secrets: apply (default: public hosts only)")
     k.add_argument("--input", required=True, help="caller audio (WAV, any rate)")
     k.add_argument("--output", help="write what the bot said to this WAV (16 kHz)")
     k.add_argument("--dtmf", default="", help='digits with times in seconds, e.g. "1@4.0,2@4.5"')

@@ -3,14 +3,17 @@ newcomer can rely on. Every field is optional; an empty file is a valid config."
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML
 
+from voxd.core.egress import AllowRule, EgressPolicy
+from voxd.core.secrets import VENDOR_SECRETS, DeclaredSecret, Outbound, SecretBook
 from voxd.tools.config import ToolsConfig
 
 
@@ -146,6 +149,68 @@ class WebhooksConfig(_Model):
     failing_after: int = Field(5, ge=1, description="Consecutive failed attempts before an endpoint is marked failing.")
 
 
+class EgressRuleConfig(_Model):
+    """Non-public destinations one kind of request may reach anyway (a CRM on the LAN, a
+    local LLM server). Every part given must match; give hosts, networks or both."""
+
+    hosts: list[str] = Field(default_factory=list, description="Host names (crm.office.lan) or globs (*.office.lan).")
+    networks: list[str] = Field(default_factory=list, description="Addresses they may resolve to, or be (CIDR: 10.1.2.0/24, 127.0.0.1/32).")
+    ports: list[int] = Field(default_factory=list, description="Ports allowed (default: any).")
+    uses: list[Literal["webhooks", "functions", "providers", "tools"]] = Field(
+        default_factory=list, description="Which requests: webhooks, functions (HTTP functions), providers "
+        "(hosted engines' base_url), tools (built-ins such as get_weather). Default: all.")
+
+    @field_validator("networks")
+    @classmethod
+    def _cidr(cls, v: list[str]) -> list[str]:
+        for n in v:
+            try:
+                ipaddress.ip_network(n, strict=False)
+            except ValueError:
+                raise ValueError(f"{n!r} is not a network (e.g. 10.1.2.0/24)") from None
+        return v
+
+    @model_validator(mode="after")
+    def _something(self) -> EgressRuleConfig:
+        if not (self.hosts or self.networks):
+            raise ValueError("an egress rule needs hosts, networks or both")
+        return self
+
+    def rule(self) -> AllowRule:
+        return AllowRule(tuple(h.lower() for h in self.hosts),
+                         tuple(ipaddress.ip_network(n, strict=False) for n in self.networks),
+                         tuple(self.ports), tuple(self.uses))
+
+
+class EgressConfig(_Model):
+    """Where voxd may send requests on an agent's or API client's behalf: webhooks, HTTP
+    functions, get_weather, hosted engines. Public addresses only, unless a rule allows more."""
+
+    allow: list[EgressRuleConfig] = Field(default_factory=list, description="Exceptions for private destinations; none by default.")
+    max_redirects: int = Field(0, ge=0, le=10, description="Redirects followed (each checked again); 0: none.")
+
+
+class SecretConfig(_Model):
+    """A secret agents may name (api_key_secret, ${name} in HTTP function headers), and the
+    only hosts it is ever sent to."""
+
+    env: str | None = Field(None, description="Environment variable holding it (its NAME).")
+    file: str | None = Field(None, description="File holding it (a mounted secret, a systemd credential).")
+    hosts: list[str] = Field(min_length=1, description="Host names (or *.example.com globs) it may be sent to.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SecretConfig:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("a secret needs exactly one of env or file")
+        if self.env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.env):
+            raise ValueError("env must be the NAME of an environment variable, not its value")
+        return self
+
+
+def _vendor_secrets() -> dict[str, SecretConfig]:
+    return {n: SecretConfig(env=env, hosts=list(hosts)) for n, (env, hosts) in VENDOR_SECRETS.items()}
+
+
 class VoxdConfig(_Model):
     state_dir: str | None = Field(None, description="Default: $VOXD_STATE_DIR, else $STATE_DIRECTORY (systemd), else ./var")
     agents_dir: str = Field("agents", description="Folder of agent YAML files (relative to the config file's parent folder's parent, or absolute).")
@@ -159,6 +224,11 @@ class VoxdConfig(_Model):
     webrtc: WebRtcConfig = Field(default_factory=lambda: WebRtcConfig())
     twilio: TwilioConfig = Field(default_factory=lambda: TwilioConfig())
     tools: ToolsConfig = Field(default_factory=lambda: ToolsConfig(), description="Function library settings (weather, email, calendar, plugins, knowledge bases).")
+    egress: EgressConfig = Field(default_factory=lambda: EgressConfig())
+    secrets: dict[str, SecretConfig] = Field(
+        default_factory=_vendor_secrets,
+        description="Secrets agents may name, each bound to its hosts. openai, deepgram and elevenlabs are "
+        "declared (their usual variables, their vendors' API hosts) unless overridden here or set to null.")
     log_level: str = Field("INFO", description="Root log level; per-module levels in log_levels.")
     log_levels: dict[str, str] = Field(default_factory=dict)
     reload_interval_s: float = Field(1.0, gt=0, description="How often agent files are checked for changes.")
@@ -168,11 +238,41 @@ class VoxdConfig(_Model):
         description="Said to calls still active when the drain timeout ends.",
     )
 
+    @field_validator("secrets", mode="before")
+    @classmethod
+    def _with_vendors(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        merged = {**_vendor_secrets(), **v}
+        return {k: x for k, x in merged.items() if x is not None}
+
+    @field_validator("secrets")
+    @classmethod
+    def _names(cls, v: dict[str, SecretConfig]) -> dict[str, SecretConfig]:
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", name):
+                raise ValueError(f"secret name {name!r}: letters, digits and _ only")
+        return v
+
+    def outbound(self) -> Outbound:
+        """The egress policy and the declared secrets, as the daemon's parts use them."""
+        private_ok = frozenset({"webhooks"}) if _webhooks_private(self.webhooks) else frozenset()
+        policy = EgressPolicy(tuple(r.rule() for r in self.egress.allow), private_ok, self.egress.max_redirects)
+        book = SecretBook({n: DeclaredSecret(n, tuple(s.hosts), s.env, s.file) for n, s in self.secrets.items()})
+        return Outbound(policy, book)
+
     def resolved_state_dir(self) -> Path:
         return resolve_state_dir(self.state_dir)
 
     def resolved_database(self) -> Path:
         return Path(self.database) if self.database else self.resolved_state_dir() / "voxd.db"
+
+
+def _webhooks_private(cfg: WebhooksConfig) -> bool:
+    return cfg.allow_private_destinations or os.environ.get(WEBHOOKS_PRIVATE_ENV, "") in ("1", "true", "yes")
+
+
+WEBHOOKS_PRIVATE_ENV = "VOXD_WEBHOOKS_ALLOW_PRIVATE_DESTINATIONS"
 
 
 def resolve_state_dir(configured: str | None = None) -> Path:

@@ -3,6 +3,7 @@ in `voxd.api.deps` (functions come from `voxd.tools.function_source.LibraryFunct
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import time
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from voxd.agents.catalog import AgentCatalog
 from voxd.agents.loader import AgentLoadError, FieldError, LoadedAgent
+from voxd.api.agent_yaml import api_errors
 from voxd.api.deps import AgentInfo, InvalidAgent
 from voxd.call.manager import CallManager
 from voxd.core.errors import NotFound, NotSupported
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def _errors(errors: builtins.list[FieldError]) -> builtins.list[dict[str, Any]]:
-    return [{"field": e.field, "line": e.line, "message": e.message} for e in errors]
+    return api_errors(errors)
 
 
 def _info(a: LoadedAgent) -> AgentInfo:
@@ -41,11 +43,12 @@ class DaemonAgents:
         return _info(a), a.text, a.config.model_dump(mode="json")
 
     async def validate(self, yaml_text: str) -> builtins.list[dict[str, Any]]:
-        return _errors(self.registry.validate_text(yaml_text))
+        return _errors(await asyncio.to_thread(self.registry.validate_text, yaml_text))
 
     async def put(self, name: str, yaml_text: str, actor: str) -> AgentInfo:
         try:
-            agent = self.registry.write(name, yaml_text)  # small file, fsync: on the loop so reload listeners run there
+            loaded = await asyncio.to_thread(self.registry.parse, yaml_text, name)  # parsing: off the loop
+            agent = self.registry.write(name, yaml_text, loaded)  # small file, fsync: on the loop so reload listeners run there
         except AgentLoadError as e:
             raise InvalidAgent(_errors(e.errors)) from None
         return _info(agent)

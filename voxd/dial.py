@@ -22,7 +22,7 @@ def _load(args: argparse.Namespace) -> tuple[VoxdConfig, LoadedAgent]:
     agent_path = Path(args.agent)
     if not agent_path.exists():
         agent_path = base / cfg.agents_dir / f"{args.agent}.yaml"
-    return cfg, load_agent_file(agent_path)
+    return cfg, load_agent_file(agent_path, cfg.outbound())
 
 
 async def run_dial(args: argparse.Namespace) -> int:
@@ -32,7 +32,7 @@ async def run_dial(args: argparse.Namespace) -> int:
         print(f"voxd dial: {e}", file=sys.stderr)
         return 2
     sip_cfg = cfg.sip.model_copy(update={"port": args.sip_port, "tcp": False})
-    calls = CallManager(default_registry(), cfg.engines)
+    calls = CallManager(default_registry(), cfg.engines, outbound=cfg.outbound())
     await calls.warm_up([agent])
     clock = MediaClock()
     endpoint = SipEndpoint(sip_cfg, None, calls, clock)  # type: ignore[arg-type]

@@ -67,9 +67,13 @@ def _f(v: float | None, width: int = 8) -> str:
 
 
 async def run_harness(args: argparse.Namespace) -> int:
+    from voxd.config import ConfigError, load_config
+
     try:
-        agent = load_agent_file(Path(args.agent))
-    except AgentLoadError as e:
+        cfg, _ = load_config(getattr(args, "config", None))
+        outbound = cfg.outbound()
+        agent = load_agent_file(Path(args.agent), outbound)
+    except (AgentLoadError, ConfigError) as e:
         print(e, file=sys.stderr)
         return 2
     try:
@@ -78,7 +82,7 @@ async def run_harness(args: argparse.Namespace) -> int:
     except (ValueError, OSError, EOFError) as e:
         print(f"voxd call: {e}", file=sys.stderr)
         return 2
-    manager = CallManager(default_registry())
+    manager = CallManager(default_registry(), outbound=outbound)
     await manager.warm_up([agent])
     control = NullControl()
     control.transport_name = "harness"

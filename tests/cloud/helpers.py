@@ -11,6 +11,7 @@ from typing import Any
 from tests.cloud.fake_deepgram import FakeDeepgram
 from tests.cloud.fake_elevenlabs import FakeElevenLabs
 from tests.cloud.fake_openai import FakeOpenAI, Reply
+from tests.outbound import LOCAL
 from voxd.agents.schema import AgentConfig
 from voxd.call.events import CallEvent, EngineError
 from voxd.call.ports import Engines, NullControl
@@ -87,7 +88,7 @@ def make_cloud_call(agent: AgentConfig) -> CloudCall:
     def on_switch(sw: Switch) -> None:  # the session would emit this as error.occurred
         holder["s"]._emit(EngineError(rec, sw.role, sw.message(), {"provider": sw.from_provider, "fallback": sw.to_provider}))
 
-    stt, llm, tts, usage = bind_call(factory.make_stt(agent.stt), make_llm(agent), factory.make_tts(agent.voice),
+    stt, llm, tts, usage = bind_call(factory.make_stt(agent.stt, LOCAL), make_llm(agent, LOCAL), factory.make_tts(agent.voice, LOCAL),
                                      metadata=rec.metadata, on_switch=on_switch)
 
     async def confirm(_: Any) -> float:

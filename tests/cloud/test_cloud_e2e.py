@@ -15,6 +15,7 @@ import pytest
 from tests.cloud.fake_deepgram import FakeDeepgram
 from tests.cloud.fake_elevenlabs import MS_PER_CHAR, FakeElevenLabs
 from tests.cloud.fake_openai import FakeOpenAI
+from tests.daemons import LOCAL_VENDORS
 from voxd.media.audio import read_wav_as, write_wav
 
 ROOT = Path(__file__).parents[2]
@@ -32,11 +33,13 @@ async def test_receptionist_on_deepgram_openai_elevenlabs(tmp_path: Path) -> Non
         text = text.replace("voice:\n  engine: piper", f"voice:\n  engine: elevenlabs\n  voice_id: v1\n  base_url: {el.url}")
         agent = tmp_path / "cloud.yaml"
         agent.write_text(text)
+        config = tmp_path / "voxd.yaml"  # the fake vendors on 127.0.0.1, allowed as an operator would
+        config.write_text(json.dumps(LOCAL_VENDORS))
         speech = read_wav_as(ROOT / "tests/data/speech/festival-kal/what_time.8k.wav")
         write_wav(tmp_path / "in.wav", np.concatenate([np.zeros(16000 * 5, np.int16), speech, np.zeros(16000 * 6, np.int16)]))
         env = {**os.environ, "DEEPGRAM_API_KEY": "dg-k", "OPENAI_API_KEY": "sk-k", "ELEVENLABS_API_KEY": "xi-k"}
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "voxd.cli", "call", "--agent", str(agent), "--input", str(tmp_path / "in.wav"),
+            sys.executable, "-m", "voxd.cli", "call", "--agent", str(agent), "-c", str(config), "--input", str(tmp_path / "in.wav"),
             "--output", str(tmp_path / "out.wav"), "--json", cwd=ROOT, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )

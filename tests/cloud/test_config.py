@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from voxd.agents.schema import AgentConfig
+from voxd.agents.schema import OUTBOUND, AgentConfig
+from voxd.core.secrets import DeclaredSecret, Outbound, SecretBook
 from voxd.providers import factory
 from voxd.providers.base import ProviderError
 from voxd.providers.fakes import FakeLLM, FakeSTT, FakeTTS
 from voxd.providers.fallback import FallbackLLM, FallbackSTT, FallbackTTS, bind_call
 from voxd.providers.llm.factory import make_llm
+from voxd.providers.llm.openai_compat import OpenAICompatibleLLM
 from voxd.providers.llm.openai_sdk import OpenAILLM
 from voxd.providers.pricing import ProviderMetric
 from voxd.providers.stt.deepgram import DeepgramSTT
@@ -50,19 +52,51 @@ def test_rejected(bad: dict[str, object]) -> None:
     assert "sk-live-1234" not in "".join(err["msg"] for err in e.value.errors())
 
 
-def test_keys_come_from_env_or_file_and_never_show(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_keys_come_from_declared_secrets_and_never_show(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     factory.clear_cache()
     monkeypatch.setenv("MY_DG", "dg-from-env")
     (tmp_path / "el.key").write_text("xi-from-file\n")
-    a = agent(stt={"engine": "deepgram", "api_key_env": "MY_DG"},
+    out = Outbound(secrets=SecretBook({
+        "dg": DeclaredSecret("dg", ("api.deepgram.com",), env="MY_DG"),
+        "el": DeclaredSecret("el", ("api.elevenlabs.io",), file=str(tmp_path / "el.key")),
+        "deepgram": DeclaredSecret("deepgram", ("api.deepgram.com",), env="DEEPGRAM_API_KEY")}))
+    a = agent(stt={"engine": "deepgram", "api_key_secret": "dg"},
+              # the old spelling still works when a declared secret reads that file
               voice={"engine": "elevenlabs", "voice_id": "v1", "api_key_file": str(tmp_path / "el.key")})
-    stt, tts = factory.make_stt(a.stt), factory.make_tts(a.voice)
+    stt, tts = factory.make_stt(a.stt, out), factory.make_tts(a.voice, out)
     assert isinstance(stt, DeepgramSTT) and stt._key.reveal() == "dg-from-env" and stt.options.model == "nova-3"
     assert isinstance(tts, ElevenLabsTTS) and tts._key.reveal() == "xi-from-file" and tts.sample_rate == 16000
     assert "dg-from-env" not in repr(stt) + repr(vars(stt)) and "xi-from-file" not in repr(tts) + repr(vars(tts))
     monkeypatch.delenv("DEEPGRAM_API_KEY", raising=False)
     with pytest.raises(ProviderError, match=r"set \$DEEPGRAM_API_KEY"):
-        factory.make_stt(agent(stt={"engine": "deepgram", "model": "nova-2"}).stt)
+        factory.make_stt(agent(stt={"engine": "deepgram", "model": "nova-2"}).stt, out)
+
+
+def test_an_agent_cannot_send_a_secret_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding 2: an engine block naming an arbitrary variable, or a declared secret with a
+    base_url of its choosing, gets no key: refused at validation (with the daemon's rules)
+    and at build time (without them)."""
+    factory.clear_cache()
+    monkeypatch.setenv("VOXD_TRUNK_PASSWORD", "trunk-pw")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-live")
+    hostile = [
+        {"engine": "openai-compatible", "base_url": "http://attacker.example/v1", "api_key_env": "VOXD_TRUNK_PASSWORD"},
+        {"engine": "openai-compatible", "base_url": "http://attacker.example/v1", "api_key_secret": "openai"},
+        {"engine": "openai", "base_url": "http://attacker.example/v1", "api_key_env": "OPENAI_API_KEY"},
+        {"engine": "openai-compatible", "base_url": "http://attacker.example/v1", "api_key_file": "/etc/shadow"},
+    ]
+    for llm in hostile:
+        with pytest.raises(ValidationError) as e:
+            AgentConfig.model_validate({"name": "x", "llm": llm}, context={OUTBOUND: Outbound()})
+        assert [err["loc"][0] for err in e.value.errors()] == ["llm"], e.value
+        with pytest.raises(ProviderError):
+            OpenAICompatibleLLM(agent(llm=llm).llm) if llm["engine"] != "openai" else OpenAILLM(agent(llm=llm).llm)
+    # without a named secret, the vendor's own key goes only to the vendor's host
+    plain = OpenAICompatibleLLM(agent(llm={"engine": "openai-compatible", "base_url": "http://attacker.example/v1"}).llm)
+    assert plain._api_key == ""
+    sdk = OpenAILLM(agent(llm={"engine": "openai", "base_url": "http://attacker.example/v1"}).llm)
+    assert sdk._key.reveal() == ""
+    assert OpenAILLM(agent(llm={"engine": "openai"}).llm)._key.reveal() == "sk-live"
 
 
 def test_factories_build_chains_and_skip_an_engine_without_key(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tests.cloud.fake_deepgram import FakeDeepgram
+from tests.outbound import LOCAL
 from tests.synth import silence, voiced
 from voxd.media.audio import resample
 from voxd.proto.g711 import ulaw_encode
@@ -36,7 +37,7 @@ async def dg() -> FakeDeepgram:
 
 
 def engine(url: str, **opts: object) -> DeepgramSTT:
-    return DeepgramSTT(Secret("dg-secret-key"), DeepgramOptions(**opts), base_url=url)  # type: ignore[arg-type]
+    return DeepgramSTT(Secret("dg-secret-key"), DeepgramOptions(**opts), base_url=url, policy=LOCAL.policy)  # type: ignore[arg-type]
 
 
 async def test_turns_interims_and_clean_close(dg: FakeDeepgram) -> None:

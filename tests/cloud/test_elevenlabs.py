@@ -9,6 +9,7 @@ import asyncio
 import pytest
 
 from tests.cloud.fake_elevenlabs import MS_PER_CHAR, FakeElevenLabs
+from tests.outbound import LOCAL
 from voxd.providers.base import ProviderError
 from voxd.providers.keys import Secret
 from voxd.providers.tts.elevenlabs import ElevenLabsTTS, SynthesisFailed, text_chunks
@@ -22,7 +23,7 @@ async def el() -> FakeElevenLabs:
 
 
 def tts(url: str, **kw: object) -> ElevenLabsTTS:
-    return ElevenLabsTTS(Secret("xi-secret"), "voice123", base_url=url, **kw)  # type: ignore[arg-type]
+    return ElevenLabsTTS(Secret("xi-secret"), "voice123", base_url=url, policy=LOCAL.policy, **kw)  # type: ignore[arg-type]
 
 
 async def audio(t: ElevenLabsTTS, text: str) -> bytes:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.cloud.fake_deepgram import FakeDeepgram
-from tests.daemons import start_daemon
+from tests.daemons import LOCAL_VENDORS, start_daemon
 from tests.net.test_twilio import Platform, _call_id, _record
 from tests.synth import silence, voiced
 from voxd.media.audio import resample
@@ -32,7 +32,7 @@ async def test_twilio_mulaw_reaches_deepgram_byte_for_byte(tmp_path: Path, monke
                                                            encoding: str) -> None:
     monkeypatch.setenv("DEEPGRAM_API_KEY", "dg-k")
     dg = await FakeDeepgram({140: "What time is it?"}).start()
-    d = await start_daemon(tmp_path, {"caller": AGENT.format(url=dg.url, encoding=encoding)})
+    d = await start_daemon(tmp_path, {"caller": AGENT.format(url=dg.url, encoding=encoding)}, **LOCAL_VENDORS)
     speech = silence(0.6) + voiced(1.0, f0=140) + silence(1.2)
     sent = ulaw_encode(resample(np.frombuffer(speech, "<i2"), 16000, 8000))  # what Platform.say sends
     try:

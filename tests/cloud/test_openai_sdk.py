@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from tests.cloud.fake_openai import FakeOpenAI
+from tests.outbound import local_outbound
 from voxd.agents.schema import LLMConfig
 from voxd.providers.base import Message, ProviderError, TextDelta, ToolCallsRequested, ToolSpec, Usage
 from voxd.providers.llm.openai_sdk import OpenAILLM
@@ -15,8 +16,11 @@ TOOLS = [ToolSpec("get_current_time", "time", {"type": "object", "properties": {
          ToolSpec("calculate", "math", {"type": "object", "properties": {"expression": {"type": "string"}}})]
 
 
+OUT = local_outbound(test_openai="VOXD_TEST_OPENAI")  # a declared secret, named by its variable below
+
+
 def llm(url: str, **kw: object) -> OpenAILLM:
-    return OpenAILLM(LLMConfig(engine="openai", base_url=url, model="gpt-4o-mini", **kw))  # type: ignore[arg-type]
+    return OpenAILLM(LLMConfig(engine="openai", base_url=url, model="gpt-4o-mini", **kw), outbound=OUT)  # type: ignore[arg-type]
 
 
 async def collect(m: OpenAILLM, text: str = "hi") -> list[object]:

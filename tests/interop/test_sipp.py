@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.daemons import LOCAL_VENDORS
 from voxd.app import Daemon
 from voxd.config import VoxdConfig
 from voxd.store.calls import CallRepository
@@ -370,6 +371,7 @@ async def test_deepgram_encoding_follows_the_negotiated_codec(tmp_path: Path, mo
     cfg = VoxdConfig.model_validate({
         "state_dir": str(tmp_path / "state"), "agents_dir": str(agents), "http": {"enabled": False},
         "sip": {"port": free_udp_port(), "rtp_port_min": 31500, "rtp_port_max": 31600, "ring_ms": 0},
+        **LOCAL_VENDORS,
     })
     d = Daemon(cfg, tmp_path)
     await d.start()

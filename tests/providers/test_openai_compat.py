@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from tests.outbound import LOCAL, local_outbound
 from voxd.agents.schema import LLMConfig
 from voxd.providers.base import Message, ProviderError, ToolCallsRequested, ToolSpec, Usage
 from voxd.providers.llm.openai_compat import OpenAICompatibleLLM
@@ -86,7 +87,8 @@ async def test_streamed_tool_call_is_assembled(monkeypatch: pytest.MonkeyPatch) 
     fake = FakeOpenAI()
     runner, url = await serve(fake)
     monkeypatch.setenv("TEST_LLM_KEY", "sk-test-secret")
-    llm = OpenAICompatibleLLM(LLMConfig(engine="openai-compatible", base_url=url, model="m", api_key_env="TEST_LLM_KEY"))
+    llm = OpenAICompatibleLLM(LLMConfig(engine="openai-compatible", base_url=url, model="m", api_key_secret="test_llm"),
+                              outbound=local_outbound(test_llm="TEST_LLM_KEY"))
     try:
         tools = [ToolSpec("get_current_time", "time", {"type": "object", "properties": {}})]
         events = [e async for e in llm.stream([Message("user", "what time is it")], tools)]
@@ -105,7 +107,7 @@ async def test_streamed_tool_call_is_assembled(monkeypatch: pytest.MonkeyPatch) 
 @pytest.mark.parametrize("mode", ["500", "garbage"])
 async def test_server_faults_become_provider_errors(mode: str) -> None:
     runner, url = await serve(FakeOpenAI(mode))
-    llm = OpenAICompatibleLLM(LLMConfig(engine="openai-compatible", base_url=url))
+    llm = OpenAICompatibleLLM(LLMConfig(engine="openai-compatible", base_url=url), outbound=LOCAL)
     try:
         with pytest.raises(ProviderError) as e:
             [ev async for ev in llm.stream([Message("user", "hi")], [])]
@@ -116,7 +118,7 @@ async def test_server_faults_become_provider_errors(mode: str) -> None:
 
 
 async def test_dead_server_is_a_provider_error() -> None:
-    llm = OpenAICompatibleLLM(LLMConfig(engine="openai-compatible", base_url="http://127.0.0.1:9/v1"))
+    llm = OpenAICompatibleLLM(LLMConfig(engine="openai-compatible", base_url="http://127.0.0.1:9/v1"), outbound=LOCAL)
     try:
         with pytest.raises(ProviderError):
             [ev async for ev in llm.stream([Message("user", "hi")], [])]
@@ -135,6 +137,8 @@ async def test_whole_call_with_openai_compatible_llm(tmp_path: Path) -> None:
         )
         agent = tmp_path / "llm.yaml"
         agent.write_text(text)
+        config = tmp_path / "voxd.yaml"  # the local server is allowed by an egress rule, as an operator would
+        config.write_text("egress:\n  allow: [{networks: [127.0.0.1/32], uses: [providers]}]\n")
         import numpy as np
 
         from voxd.media.audio import read_wav_as, write_wav
@@ -142,7 +146,7 @@ async def test_whole_call_with_openai_compatible_llm(tmp_path: Path) -> None:
         speech = read_wav_as(ROOT / "tests/data/speech/festival-kal/what_time.8k.wav")
         write_wav(tmp_path / "in.wav", np.concatenate([np.zeros(16000 * 5, np.int16), speech, np.zeros(16000 * 6, np.int16)]))
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "voxd.cli", "call", "--agent", str(agent), "--input", str(tmp_path / "in.wav"),
+            sys.executable, "-m", "voxd.cli", "call", "--agent", str(agent), "-c", str(config), "--input", str(tmp_path / "in.wav"),
             "--output", str(tmp_path / "out.wav"), "--json", cwd=ROOT,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )

@@ -6,6 +6,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from tests.outbound import local_outbound
+
+__all__ = ["Ctx", "Serve", "local_outbound", "serve"]
+
 
 class Ctx:
     """A ToolContext with fixed options, as a call's SessionTools would give."""
@@ -48,3 +52,4 @@ async def serve() -> AsyncIterator[Serve]:
     yield start
     for r in runners:
         await r.cleanup()
+

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from tests.tools.conftest import Ctx, Serve
+from tests.tools.conftest import Ctx, Serve, local_outbound
 from voxd.agents.schema import AgentConfig
 from voxd.core.redact import REDACTED, Redactor
 from voxd.core.signing import Signer, SigningError, new_secret, verify
@@ -50,8 +50,9 @@ def agent(functions: list[dict[str, Any]]) -> AgentConfig:
 def library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ToolLibrary:
     monkeypatch.setenv("VOXD_TEST_SIGNING", SECRET)
     monkeypatch.setenv("ORDERS_TOKEN", "tok-s3cr3t-value")
-    cfg = ToolsConfig(signing_secret_env="VOXD_TEST_SIGNING", function_env=["ORDERS_*"])
-    return ToolLibrary(cfg, base_dir=tmp_path, redactor=Redactor(), embedder=None)
+    cfg = ToolsConfig(signing_secret_env="VOXD_TEST_SIGNING")
+    out = local_outbound(orders="ORDERS_TOKEN", orders_signing="ORDERS_SIGNING")
+    return ToolLibrary(cfg, base_dir=tmp_path, redactor=Redactor(), embedder=None, outbound=out)
 
 
 async def test_post_function_is_signed_and_verified(serve: Serve, library: ToolLibrary) -> None:
@@ -101,7 +102,8 @@ async def test_get_function_sends_query_and_signs_empty_body(serve: Serve, libra
 async def test_wrong_secret_is_refused_by_the_receiver(serve: Serve, tmp_path: Path) -> None:
     seen: list[dict[str, Any]] = []
     base = await serve(orders_app(seen))
-    lib = ToolLibrary(ToolsConfig(), base_dir=tmp_path, state_dir=tmp_path / "state", embedder=None)
+    lib = ToolLibrary(ToolsConfig(), base_dir=tmp_path, state_dir=tmp_path / "state", embedder=None,
+                      outbound=local_outbound())
     reg = lib.registry_for(agent([{"name": "f", "description": "d", "http": {"url": base + "/orders/1"}}]))
     try:
         res = await reg.execute("f", {}, Ctx())
@@ -127,9 +129,9 @@ async def test_secret_values_echoed_back_are_redacted(serve: Serve, library: Too
     assert REDACTED in json.dumps(res.result)
 
 
-async def test_env_reference_outside_the_allow_list_is_refused(serve: Serve, library: ToolLibrary,
+async def test_env_reference_to_an_undeclared_secret_is_refused(serve: Serve, library: ToolLibrary,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VOXD_API_KEY_PEPPER", "pepper")
+    monkeypatch.setenv("VOXD_API_KEY_PEPPER", "s3cr3t-pepper-value")
     seen: list[dict[str, Any]] = []
     base = await serve(orders_app(seen))
     reg = library.registry_for(agent([{
@@ -140,7 +142,7 @@ async def test_env_reference_outside_the_allow_list_is_refused(serve: Serve, lib
         res = await reg.execute("leak", {}, Ctx())
     finally:
         await library.close()
-    assert res.error is not None and "not allowed" in res.error and "pepper" not in res.error
+    assert res.error is not None and "not a declared secret" in res.error and "s3cr3t" not in res.error
     assert seen == []
 
 

@@ -14,7 +14,7 @@ from standardwebhooks.webhooks import Webhook
 
 from tests.call.helpers import make_session
 from tests.synth import silence, voiced
-from tests.tools.conftest import Serve
+from tests.tools.conftest import Serve, local_outbound
 from voxd.call.driver import drive, frames_of
 from voxd.core.redact import REDACTED
 from voxd.core.signing import new_secret
@@ -55,8 +55,8 @@ async def test_http_function_in_a_call_is_signed_spoken_and_logged(
         agent, transcripts=["where is order A17, my pin is 4321"],
         steps=[[ToolCall("t1", "lookup_order", {"order_id": "A17", "pin": "4321"})], "It ships Tuesday."],
     )
-    lib = ToolLibrary(ToolsConfig(signing_secret_env="VOXD_TEST_FN_SECRET", function_env=["ORDERS_TOKEN"]),
-                      base_dir=tmp_path, embedder=None)
+    lib = ToolLibrary(ToolsConfig(signing_secret_env="VOXD_TEST_FN_SECRET"),
+                      base_dir=tmp_path, embedder=None, outbound=local_outbound(orders="ORDERS_TOKEN"))
     s.tools.registry = lib.registry_for(s.agent)  # what CallManager will pass per agent
     db = await Database.open(tmp_path / "voxd.db")
     logger = ExecutionLogger(ExecutionLogRepository(db))

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.tools.conftest import Ctx, Serve
+from tests.tools.conftest import Ctx, Serve, local_outbound
 from voxd.tools.config import ToolsConfig, WeatherConfig
 from voxd.tools.library import ToolLibrary
 
@@ -46,7 +46,7 @@ async def test_weather_now_and_forecast(serve: Serve, tmp_path: Path) -> None:
     base = await serve(open_meteo(seen))
     lib = ToolLibrary(ToolsConfig(weather=WeatherConfig(geocoding_url=base + "/v1/search",
                                                         forecast_url=base + "/v1/forecast")),
-                      base_dir=tmp_path, embedder=None)
+                      base_dir=tmp_path, embedder=None, outbound=local_outbound())
     try:
         res = await lib.base.execute("get_weather", {"location": "Lyon", "days": 2}, Ctx())
     finally:
@@ -65,16 +65,22 @@ async def test_weather_now_and_forecast(serve: Serve, tmp_path: Path) -> None:
 async def test_agent_options_choose_the_api_and_units(serve: Serve, tmp_path: Path) -> None:
     seen: list[tuple[str, dict[str, str]]] = []
     base = await serve(open_meteo(seen))
-    lib = ToolLibrary(base_dir=tmp_path, embedder=None)  # defaults point at the public API
+    lib = ToolLibrary(base_dir=tmp_path, embedder=None, outbound=local_outbound())  # defaults: the public API
+    strict = ToolLibrary(base_dir=tmp_path, embedder=None)  # the outbound policy allows public addresses only
     ctx = Ctx({"get_weather": {"geocoding_url": base + "/v1/search", "forecast_url": base + "/v1/forecast",
                                "units": "fahrenheit"}})
     try:
         ok = await lib.base.execute("get_weather", {"location": "Lyon"}, ctx)
         missing = await lib.base.execute("get_weather", {"location": "Atlantis"}, ctx)
+        refused = await strict.base.execute("get_weather", {"location": "Lyon"}, ctx)
     finally:
         await lib.close()
+        await strict.close()
     assert ok.result["unit"] == "°F" and dict(seen)["/v1/forecast"]["temperature_unit"] == "fahrenheit"
     assert missing.error == "no place called 'Atlantis' was found"
+    # an agent's options cannot point the tool at this machine unless the operator allows it
+    assert refused.error is not None and "refused" in refused.error and "loopback" in refused.error
+    assert len(seen) == 3  # the refused request never reached the server
 
 
 async def test_unreachable_or_broken_service_is_a_recoverable_error(serve: Serve, tmp_path: Path) -> None:
@@ -84,7 +90,7 @@ async def test_unreachable_or_broken_service_is_a_recoverable_error(serve: Serve
     app = web.Application()
     app.router.add_get("/v1/search", broken)
     base = await serve(app)
-    lib = ToolLibrary(base_dir=tmp_path, embedder=None)
+    lib = ToolLibrary(base_dir=tmp_path, embedder=None, outbound=local_outbound())
     try:
         down = await lib.base.execute("get_weather", {"location": "Lyon"},
                                       Ctx({"get_weather": {"geocoding_url": base + "/v1/search"}}))

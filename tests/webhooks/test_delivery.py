@@ -9,7 +9,7 @@ import pytest
 
 from voxd.store.db import Database
 from voxd.webhooks import events
-from voxd.webhooks.delivery import ALLOW_PRIVATE_ENV, url_problem
+from voxd.webhooks.delivery import ALLOW_PRIVATE_ENV, url_problem, webhook_policy
 from voxd.webhooks.service import Webhooks
 
 from .conftest import config
@@ -94,15 +94,17 @@ async def test_410_disables_the_endpoint(hooks: Webhooks, receiver: Receiver) ->
 
 async def test_private_destinations_refused_without_the_flag(db: Database, receiver: Receiver,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    assert url_problem("http://127.0.0.1:8080/x", allow_private=False)
-    assert url_problem("http://[::1]/x", allow_private=False)
-    assert url_problem("http://169.254.169.254/latest/meta-data", allow_private=False)
-    assert url_problem("http://10.1.2.3/x", allow_private=False)
-    assert url_problem("http://[::ffff:192.168.1.1]/x", allow_private=False)
-    assert url_problem("http://localhost:9/x", allow_private=False)
-    assert url_problem("ftp://example.com/x", allow_private=False)
-    assert url_problem("https://hooks.example.com/x", allow_private=False) is None
-    assert url_problem("http://127.0.0.1:8080/x", allow_private=True) is None
+    strict, open_ = webhook_policy(config(allow_private_destinations=False)), webhook_policy(config())
+    assert url_problem("http://127.0.0.1:8080/x", strict)
+    assert url_problem("http://[::1]/x", strict)
+    assert url_problem("http://169.254.169.254/latest/meta-data", strict)
+    assert url_problem("http://10.1.2.3/x", strict)
+    assert url_problem("http://[::ffff:192.168.1.1]/x", strict)
+    assert url_problem("http://localhost:9/x", strict)
+    assert url_problem("ftp://example.com/x", strict)
+    assert url_problem("wss://example.com/x", strict)
+    assert url_problem("https://hooks.example.com/x", strict) is None
+    assert url_problem("http://127.0.0.1:8080/x", open_) is None
 
     hooks = Webhooks(db, config(allow_private_destinations=False))
     await hooks.start()

@@ -1,9 +1,13 @@
 """The set of agents the daemon serves, kept in step with the `agents/` folder.
 
 Files are re-read when they change (polling their mtimes: cheap, and it works on
-every filesystem). A file that fails validation is reported and the last good
-version of that agent keeps serving; calls in progress hold a reference to the
-`LoadedAgent` they started with, so a reload never changes a live call.
+every filesystem), and read and parsed off the event loop (``refresh``; ``reload`` is
+the same on the caller's thread, for start-up and tools). A file that fails validation
+is reported and the last good version of that agent keeps serving; calls in progress
+hold a reference to the `LoadedAgent` they started with, so a reload never changes a
+live call. Validation knows the daemon's egress policy and declared secrets
+(``outbound``), so an agent naming a secret or destination the daemon would refuse is
+refused at load, with its file, line and field.
 """
 
 from __future__ import annotations
@@ -17,10 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from voxd.agents.loader import AgentLoadError, FieldError, LoadedAgent, load_agent_file, parse_agent
+from voxd.core.secrets import Outbound
 
 log = logging.getLogger("voxd.agents")
 
 SUFFIXES = (".yaml", ".yml")
+Stamp = tuple[float, int]
+Preloaded = dict[Path, tuple[Stamp, LoadedAgent | AgentLoadError]]
 
 
 @dataclass
@@ -36,9 +43,10 @@ class ReloadReport:
 
 
 class AgentCatalog:
-    def __init__(self, directory: Path, default: str | None = None) -> None:
+    def __init__(self, directory: Path, default: str | None = None, outbound: Outbound | None = None) -> None:
         self.directory = Path(directory)
         self.default_name = default
+        self.outbound = outbound  # None: validation without the daemon's policy (vendor secrets only)
         self._agents: dict[str, LoadedAgent] = {}
         self._files: dict[Path, tuple[float, int]] = {}  # path -> (mtime, size) last seen
         self._file_agent: dict[Path, str] = {}
@@ -83,15 +91,36 @@ class AgentCatalog:
                 out[p] = (st.st_mtime, st.st_size)
         return out
 
-    def reload(self, force: bool = False) -> ReloadReport:
+    def _load(self, path: Path) -> LoadedAgent | AgentLoadError:
+        try:
+            return load_agent_file(path, self.outbound)
+        except AgentLoadError as e:
+            return e
+
+    async def refresh(self, force: bool = False) -> ReloadReport:
+        """``reload``, with the folder scanned and changed files parsed in a worker thread,
+        so a large or hostile file never holds the event loop."""
+        seen = await asyncio.to_thread(self._scan)
+        changed = [p for p, st in seen.items() if force or self._files.get(p) != st]
+
+        def parse() -> Preloaded:
+            return {p: (seen[p], self._load(p)) for p in changed}
+
+        return self.reload(force, await asyncio.to_thread(parse) if changed else {})
+
+    def reload(self, force: bool = False, preloaded: Preloaded | None = None) -> ReloadReport:
         report = ReloadReport()
         seen = self._scan()
         for path, stamp in seen.items():
             if not force and self._files.get(path) == stamp:
                 continue
             self._files[path] = stamp
+            pre = (preloaded or {}).get(path)
+            got = pre[1] if pre is not None and pre[0] == stamp else self._load(path)
             try:
-                loaded = load_agent_file(path)
+                if isinstance(got, AgentLoadError):
+                    raise got
+                loaded = got
             except AgentLoadError as e:
                 self.errors[path] = e.errors
                 report.errors += e.errors
@@ -132,16 +161,22 @@ class AgentCatalog:
         return report
 
     # -- writing (control API)
+    def parse(self, text: str, name: str | None = None) -> LoadedAgent:
+        """Validate YAML as a file of this folder would be (thread-safe: run it off the loop)."""
+        return parse_agent(text, f"{name or 'agent'}.yaml", default_name=name, outbound=self.outbound)
+
     def validate_text(self, text: str, name: str | None = None) -> list[FieldError]:
         try:
-            parse_agent(text, f"{name or 'agent'}.yaml", default_name=name)
+            self.parse(text, name)
         except AgentLoadError as e:
             return e.errors
         return []
 
-    def write(self, name: str, text: str) -> LoadedAgent:
-        """Validate, then atomically replace agents/<name>.yaml and reload it."""
-        loaded = parse_agent(text, f"{name}.yaml", default_name=name)
+    def write(self, name: str, text: str, loaded: LoadedAgent | None = None) -> LoadedAgent:
+        """Validate (unless ``loaded`` is ``parse(text, name)``'s result), then atomically
+        replace agents/<name>.yaml and reload it."""
+        if loaded is None:
+            loaded = self.parse(text, name)
         if loaded.name != name:
             raise AgentLoadError([FieldError(f"{name}.yaml", None, "name", f"must be {name!r}")])
         existing = self._agents.get(name)
@@ -153,7 +188,8 @@ class AgentCatalog:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        self.reload()
+        st = path.stat()
+        self.reload(preloaded={path: ((st.st_mtime, st.st_size), LoadedAgent(loaded.config, loaded.version, path, text))})
         agent = self._agents.get(name)
         assert agent is not None
         return agent
@@ -184,6 +220,6 @@ class AgentCatalog:
         while True:
             await asyncio.sleep(interval_s)
             try:
-                self.reload()
+                await self.refresh()
             except Exception:
                 log.exception("agent reload failed")

@@ -1,9 +1,16 @@
-"""Loading agent YAML files into validated configs, with errors that point at the line.
+"""Loading agent YAML into validated configs, with errors that point at the line: the one
+loader for files on disk and for YAML sent to the control API.
 
 An error names the file, the line (where the YAML gives one), the field path and
 what was expected, e.g.:
 
     agents/sales.yaml:14: turn.max_silence_ms: Input should be greater than or equal to 100
+
+Hostile YAML costs nothing: a document is size-capped before it is read, nesting depth
+and node count are checked on the parser's event stream (which needs no recursion), and
+when the document uses aliases the size they expand to is computed on the composed node
+graph (each shared node counted once per use, without building anything) before any
+Python object is made. A "billion laughs" document is refused in milliseconds.
 """
 
 from __future__ import annotations
@@ -17,9 +24,16 @@ from typing import Any
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, NodeEvent
+from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 
-from voxd.agents.schema import AgentConfig
+from voxd.agents.schema import OUTBOUND, AgentConfig
+from voxd.core.secrets import Outbound
+
+MAX_DOCUMENT_BYTES = 256 * 1024  # an agent file; the largest shipped one is about 4 kB
+MAX_DEPTH = 64  # nested mappings and sequences
+MAX_NODES = 50_000  # YAML nodes, counting every use of an alias
 
 
 @dataclass(frozen=True)
@@ -74,14 +88,94 @@ def _line_of(doc: Any, loc: tuple[int | str, ...]) -> int | None:
     return line
 
 
-def parse_agent(text: str, source: str = "<agent>", default_name: str | None = None) -> LoadedAgent:
+class _TooBig(ValueError):
+    def __init__(self, line: int | None, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def _expanded_size(root: Node, cap: int) -> int:
+    """Nodes the document has once its aliases are expanded, stopping past ``cap``.
+    A node shared through an alias is measured once and counted at every use."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+
+    def size(node: Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_:
+            raise _TooBig(node.start_mark.line + 1 if node.start_mark else None, "an alias refers to itself")
+        open_.add(key)
+        total = 1
+        if isinstance(node, MappingNode):
+            for k, v in node.value:
+                total += size(k) + size(v)
+                if total > cap:
+                    break
+        elif isinstance(node, SequenceNode):
+            for v in node.value:
+                total += size(v)
+                if total > cap:
+                    break
+        open_.discard(key)
+        sizes[key] = total
+        if total > cap:
+            raise _TooBig(node.start_mark.line + 1 if node.start_mark else None,
+                          f"the YAML expands to more than {cap} nodes through its aliases (&anchor/*alias); "
+                          "write the repeated parts out, or repeat them less")
+        return total
+
+    return size(root)
+
+
+def check_bounds(text: str) -> None:
+    """Refuse a document that is too large, too deep or expands too far, before it is
+    turned into objects. Raises _TooBig (with a line) or a ruamel YAMLError."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_DOCUMENT_BYTES:
+        raise _TooBig(None, f"the document is {size} bytes; at most {MAX_DOCUMENT_BYTES} are accepted")
+    depth = nodes = 0
+    aliases = False
+    for ev in _yaml().parse(io.StringIO(text)):
+        if isinstance(ev, NodeEvent):
+            nodes += 1
+            aliases = aliases or isinstance(ev, AliasEvent)
+            if nodes > MAX_NODES:
+                raise _TooBig(ev.start_mark.line + 1 if ev.start_mark else None,
+                              f"the document has more than {MAX_NODES} nodes")
+        if isinstance(ev, CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _TooBig(ev.start_mark.line + 1 if ev.start_mark else None,
+                              f"the document nests deeper than {MAX_DEPTH} levels")
+        elif isinstance(ev, CollectionEndEvent):
+            depth -= 1
+    if aliases:
+        root = _yaml().compose(io.StringIO(text))
+        if root is not None:
+            _expanded_size(root, MAX_NODES)
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """The round-trip document (keeps line numbers) of bounded YAML, or AgentLoadError."""
     try:
-        doc = _yaml().load(io.StringIO(text))
+        check_bounds(text)
+        return _yaml().load(io.StringIO(text))
+    except _TooBig as e:
+        raise AgentLoadError([FieldError(source, e.line, "", str(e))]) from None
     except MarkedYAMLError as e:
         line = e.problem_mark.line + 1 if e.problem_mark else None
         raise AgentLoadError([FieldError(source, line, "", f"YAML syntax: {e.problem}")]) from None
-    except Exception as e:  # duplicate keys and other loader complaints
+    except (YAMLError, RecursionError, ValueError, TypeError) as e:  # duplicate keys, bad tags, ...
         raise AgentLoadError([FieldError(source, None, "", f"YAML: {e}")]) from None
+
+
+def parse_agent(text: str, source: str = "<agent>", default_name: str | None = None,
+                outbound: Outbound | None = None) -> LoadedAgent:
+    """Validate agent YAML. ``outbound`` (the daemon's egress policy and declared secrets)
+    lets validation refuse destinations and secrets the daemon would refuse at run time."""
+    doc = load_yaml(text, source)
     if doc is None:
         doc = CommentedMap()
     if not isinstance(doc, dict):
@@ -90,7 +184,7 @@ def parse_agent(text: str, source: str = "<agent>", default_name: str | None = N
     if default_name and "name" not in data:
         data["name"] = default_name
     try:
-        cfg = AgentConfig.model_validate(data)
+        cfg = AgentConfig.model_validate(data, context={OUTBOUND: outbound} if outbound else None)
     except ValidationError as e:
         errors = []
         for err in e.errors():
@@ -102,12 +196,16 @@ def parse_agent(text: str, source: str = "<agent>", default_name: str | None = N
     return LoadedAgent(cfg, version, None, text)
 
 
-def load_agent_file(path: Path) -> LoadedAgent:
+def load_agent_file(path: Path, outbound: Outbound | None = None) -> LoadedAgent:
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            raw = f.read(MAX_DOCUMENT_BYTES + 1)
+        if len(raw) > MAX_DOCUMENT_BYTES:
+            raise AgentLoadError([FieldError(str(path), None, "", f"the file is larger than {MAX_DOCUMENT_BYTES} bytes")])
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise AgentLoadError([FieldError(str(path), None, "", f"cannot read: {e}")]) from None
-    loaded = parse_agent(text, str(path), default_name=path.stem)
+    loaded = parse_agent(text, str(path), default_name=path.stem, outbound=outbound)
     return LoadedAgent(loaded.config, loaded.version, path, text)
 
 

@@ -9,9 +9,42 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from voxd.core.secrets import SECRET_REF, Outbound, SecretBook
 
 DTMF_KEYS = "0123456789*#ABCD"
+# Where a hosted engine is when base_url is not given, and the declared secret it sends by default.
+ENGINE_URLS = {"openai": "https://api.openai.com/v1", "deepgram": "wss://api.deepgram.com",
+               "elevenlabs": "https://api.elevenlabs.io"}
+ENGINE_SECRETS = {"openai": "openai", "deepgram": "deepgram", "elevenlabs": "elevenlabs"}
+OUTBOUND = "outbound"  # validation context key: the daemon's voxd.core.secrets.Outbound
+
+
+def context_outbound(info: ValidationInfo) -> Outbound | None:
+    """The daemon's egress policy and declared secrets, when the loader passed them."""
+    ctx = info.context if isinstance(info.context, dict) else {}
+    out = ctx.get(OUTBOUND)
+    return out if isinstance(out, Outbound) else None
+
+
+
+
+def field_errors(model: str, errors: list[tuple[tuple[str | int, ...], str, Any]]) -> ValidationError:
+    """A ValidationError naming fields of this model, so the loader can point at their lines."""
+    return ValidationError.from_exception_data(model, [
+        InitErrorDetails(type=PydanticCustomError("voxd", msg), loc=loc, input=value)
+        for loc, msg, value in errors
+    ])
 
 
 class _Model(BaseModel):
@@ -22,14 +55,23 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class _Cloud(_Model):
-    """Where a hosted engine lives and how its key is found. The key itself never
-    appears in agent YAML: it is read from an environment variable or a file."""
+    """Where a hosted engine lives and which key it sends. The key never appears in agent
+    YAML, and an agent never names a variable or a file: it names a secret the operator
+    declared in voxd.yaml (``secrets:``), which is only ever sent to that secret's hosts."""
 
     base_url: str | None = Field(None, description="Server base URL (default: the vendor's public endpoint).")
-    api_key_env: str | None = Field(
-        None, description="Name of the environment variable holding the API key (never the key itself)."
+    api_key_secret: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+        description="Name of a secret declared in voxd.yaml (secrets:) holding the API key; it is only sent "
+        "to the hosts declared for it. Default: the vendor's own secret (openai, deepgram, elevenlabs) "
+        "when base_url is that vendor's host.",
     )
-    api_key_file: str | None = Field(None, description="Path of a file holding the API key (e.g. a mounted secret).")
+    api_key_env: str | None = Field(
+        None, description="Deprecated: names the declared secret that reads this environment variable "
+        "(a variable no secret reads is refused). Write api_key_secret instead.",
+    )
+    api_key_file: str | None = Field(
+        None, description="Deprecated: names the declared secret that reads this file. Write api_key_secret instead.")
     prices: dict[str, float] = Field(
         default_factory=dict,
         description="USD per usage unit (audio_s, prompt_tokens, completion_tokens, characters), "
@@ -49,6 +91,66 @@ class _Cloud(_Model):
             if fb.fallback:
                 raise ValueError("a fallback engine cannot have its own fallback list")
         return self
+
+    def endpoint(self) -> str | None:
+        """The URL this engine talks to (base_url, else the vendor's), None for local engines."""
+        return self.base_url or ENGINE_URLS.get(getattr(self, "engine", ""))
+
+    def key_secret(self, book: SecretBook) -> str | None:
+        """The declared secret this engine sends: the one it names, else its vendor's when
+        that secret may go to the engine's host; None: no key."""
+        named = self.named_secret(book)
+        if named is not None:
+            return named
+        default = ENGINE_SECRETS.get(getattr(self, "engine", ""))
+        url = self.endpoint()
+        if default and url and book.get(default) is not None and book.problem(default, url) is None:
+            return default
+        return None
+
+    def named_secret(self, book: SecretBook) -> str | None:
+        if self.api_key_secret:
+            return self.api_key_secret
+        found = (book.by_env(self.api_key_env) if self.api_key_env
+                 else book.by_file(self.api_key_file) if self.api_key_file else None)
+        return found.name if found is not None else None
+
+    @model_validator(mode="after")
+    def _secret_and_destination(self, info: ValidationInfo) -> Any:
+        """With the daemon's outbound rules in the validation context (the loader passes
+        them), refuse what the engine would be refused at run time, naming the field."""
+        out = context_outbound(info)
+        if out is None:
+            return self
+        book = out.secrets
+        errors: list[tuple[tuple[str | int, ...], str, Any]] = []
+        url = self.endpoint()
+        if self.base_url:
+            why = out.policy.url_problem(self.base_url, "providers")
+            if why:
+                errors.append((("base_url",), f"outbound requests there are refused: {why}", self.base_url))
+        if self.api_key_secret and book.get(self.api_key_secret) is None:
+            errors.append((("api_key_secret",), book.problem(self.api_key_secret, url or "") or "", self.api_key_secret))
+        for fld, value, kind in (("api_key_env", self.api_key_env, "env"), ("api_key_file", self.api_key_file, "file")):
+            if value and not self.api_key_secret and self.named_secret(book) is None:
+                hint = f"{{{kind}: {value}, hosts: [{_host(url) or '<host>'}]}}"
+                errors.append(((fld,), f"an agent may not name a {'variable' if kind == 'env' else 'file'} of the "
+                               f"daemon's; declare it in voxd.yaml as secrets: {{<name>: {hint}}} and write "
+                               "api_key_secret: <name> (docs/cloud-providers.md)", value))
+        name = self.named_secret(book)
+        if not errors and name and url and book.get(name) is not None:
+            why = book.problem(name, url)
+            if why:
+                errors.append((("base_url",) if self.base_url else ("api_key_secret",), why, url))
+        if errors:
+            raise field_errors(type(self).__name__, errors)
+        return self
+
+
+def _host(url: str | None) -> str:
+    from voxd.core.secrets import host_of
+
+    return host_of(url) if url else ""
 
 
 class STTConfig(_Cloud):
@@ -278,11 +380,13 @@ class HttpFunction(_Model):
     """A request voxd sends when the LLM calls the function, signed with Standard Webhooks
     headers (webhook-id, webhook-timestamp, webhook-signature) so the receiver can verify it."""
 
-    url: str = Field(..., pattern=r"^https?://\S+$", description="May hold {argument} placeholders (URL-encoded).")
+    url: str = Field(..., pattern=r"^https?://\S+$",
+                     description="May hold {argument} placeholders (URL-encoded) in its path and query, not its host.")
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     headers: dict[str, str] = Field(
         default_factory=dict,
-        description="Values may reference environment variables as ${NAME} (allowed by tools.function_env); never logged.",
+        description="Values may use secrets declared in voxd.yaml as ${name} (each only for its declared hosts); "
+        "never logged.",
     )
     body: Any = Field(
         None,
@@ -292,8 +396,40 @@ class HttpFunction(_Model):
     )
     timeout_s: float = Field(10.0, gt=0, le=60)
     secret_env: str | None = Field(
-        None, description="Environment variable holding this function's whsec_ signing secret (default: the daemon's)."
+        None, description="Declared secret (voxd.yaml secrets:, by name or by its variable) holding this "
+        "function's whsec_ signing secret (default: the daemon's)."
     )
+
+    @field_validator("url")
+    @classmethod
+    def _fixed_host(cls, v: str) -> str:
+        if not re.match(r"^https?://[^\s/?#{}]+(?:[/?#]|$)", v):
+            raise ValueError("{argument} placeholders may fill the path and query, never the host: "
+                             "the caller must not choose where the request (and its secrets) go")
+        return v
+
+    @model_validator(mode="after")
+    def _secrets_and_destination(self, info: ValidationInfo) -> HttpFunction:
+        out = context_outbound(info)
+        if out is None:  # checked at run time by the function library all the same
+            return self
+        book = out.secrets
+        errors: list[tuple[tuple[str | int, ...], str, Any]] = []
+        why = out.policy.url_problem(self.url, "functions")
+        if why:
+            errors.append((("url",), f"outbound requests there are refused: {why}", self.url))
+        for key, value in self.headers.items():
+            for m in SECRET_REF.finditer(value):
+                why = book.ref_problem(m.group(1), self.url)
+                if why:
+                    errors.append((("headers", key), why, "${" + m.group(1) + "}"))
+        if self.secret_env:
+            why = book.ref_problem(self.secret_env, self.url)
+            if why:
+                errors.append((("secret_env",), why, self.secret_env))
+        if errors:
+            raise field_errors("HttpFunction", errors)
+        return self
 
 
 class FunctionDef(_Model):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from voxd.api.agent_yaml import agent_name
@@ -80,7 +81,7 @@ async def get_agent(ctx: Ctx) -> Reply:
 async def create_agent(ctx: Ctx) -> Reply:
     body: AgentWrite = ctx.body
     await _check(ctx, body.yaml)
-    name = agent_name(body.yaml)
+    name = await asyncio.to_thread(agent_name, body.yaml)
     if name is None:  # validate() passed, so this only happens with a lax AgentSource
         raise ApiProblem("invalid-agent", "yaml field 'name': missing",
                          errors=[{"field": "name", "line": None, "message": "missing"}])
@@ -109,7 +110,7 @@ async def update_agent(ctx: Ctx) -> Reply:
     if not await _exists(ctx, name):
         raise NotFound(f"no agent named {name!r}")
     await _check(ctx, body.yaml)
-    if agent_name(body.yaml) != name:
+    if await asyncio.to_thread(agent_name, body.yaml) != name:
         raise ApiProblem("invalid-agent", f"yaml field 'name' must be {name!r} (the URL)",
                          errors=[{"field": "name", "line": None, "message": f"must be {name!r}"}])
     info = await _put(ctx, name, body.yaml)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import time
 from dataclasses import dataclass, field
@@ -27,10 +28,10 @@ class MemoryAgentSource:
             raise NotFound(f"no agent named {name!r}") from None
 
     async def validate(self, yaml_text: str) -> builtins.list[dict[str, Any]]:
-        return validate_agent_yaml(yaml_text)[1]
+        return (await asyncio.to_thread(validate_agent_yaml, yaml_text))[1]
 
     async def put(self, name: str, yaml_text: str, actor: str) -> AgentInfo:
-        config, errors = validate_agent_yaml(yaml_text)
+        config, errors = await asyncio.to_thread(validate_agent_yaml, yaml_text)
         if config is None:
             raise InvalidAgent(errors)
         old = self.agents.get(name)

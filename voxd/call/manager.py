@@ -19,6 +19,7 @@ from voxd.call.ports import CallControl, Engines
 from voxd.call.session import CallSession
 from voxd.config import EnginesConfig
 from voxd.core.calllog import CallRecord, new_call_id
+from voxd.core.secrets import Outbound
 from voxd.media.vad import FrameVAD
 from voxd.providers.factory import make_stt, make_tts
 from voxd.providers.llm.factory import make_llm
@@ -41,10 +42,12 @@ class CallManager:
         repo: Any | None = None,  # voxd.store.calls.CallRepository (anything with async save(record))
         max_calls: int = 500,
         tools_for: Callable[[LoadedAgent], ToolRegistry] | None = None,
+        outbound: Outbound | None = None,
     ) -> None:
         self.tools = tools
         self.tools_for = tools_for  # per-agent registries (built-ins + the agent's own functions)
         self.engines_cfg = engines or EnginesConfig()
+        self.outbound = outbound or Outbound()  # where hosted engines may connect, and with which keys
         self.repo = repo
         self.max_calls = max_calls
         self.active: dict[str, CallSession] = {}
@@ -79,9 +82,9 @@ class CallManager:
     def engines_for(self, agent: LoadedAgent) -> Engines:
         cfg = agent.config
         return Engines(
-            stt=make_stt(cfg.stt),
-            llm=make_llm(cfg),
-            tts=make_tts(cfg.voice),
+            stt=make_stt(cfg.stt, self.outbound),
+            llm=make_llm(cfg, self.outbound),
+            tts=make_tts(cfg.voice, self.outbound),
             confirm=self._confirmer(),
             turn_model=self._turn_model() if cfg.turn.detector == "smart_turn" else None,
         )
@@ -96,8 +99,8 @@ class CallManager:
             self._turn_model()
             jobs.append(self._smart_turn.warm_up())
         for a in agents:
-            jobs.append(make_stt(a.config.stt).warm_up())
-            jobs.append(make_tts(a.config.voice).warm_up())
+            jobs.append(make_stt(a.config.stt, self.outbound).warm_up())
+            jobs.append(make_tts(a.config.voice, self.outbound).warm_up())
         for job in jobs:
             try:
                 await job

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from voxd.agents.schema import STTConfig, VoiceConfig
+from voxd.core.secrets import Outbound
 from voxd.providers.base import SpeechToText, TextToSpeech
 
 T = TypeVar("T")
@@ -51,7 +52,7 @@ def _options(options: dict[str, Any], allowed: set[str], where: str) -> dict[str
     return dict(options)
 
 
-def _build_stt(cfg: STTConfig) -> SpeechToText:
+def _build_stt(cfg: STTConfig, out: Outbound) -> SpeechToText:
     if cfg.engine == "whisper":
         from voxd.providers.stt.whisper import WhisperSTT
 
@@ -66,14 +67,15 @@ def _build_stt(cfg: STTConfig) -> SpeechToText:
                    "encoding", "extra"}
         opts = _options(cfg.options, allowed, "stt")
         model = cfg.model if "model" in cfg.model_fields_set else "nova-3"
-        dg = DeepgramSTT(api_key(cfg, "deepgram", "DEEPGRAM_API_KEY"),
-                         DeepgramOptions(model=model, language=cfg.language, **opts), base_url=cfg.base_url)
+        dg = DeepgramSTT(api_key(cfg, "deepgram", out),
+                         DeepgramOptions(model=model, language=cfg.language, **opts), base_url=cfg.base_url,
+                         policy=out.policy)
         dg.prices = dict(cfg.prices)  # type: ignore[attr-defined]
         return dg
     raise ValueError(f"stt.engine: unknown engine {cfg.engine!r}")
 
 
-def _build_tts(cfg: VoiceConfig) -> TextToSpeech:
+def _build_tts(cfg: VoiceConfig, out: Outbound) -> TextToSpeech:
     if cfg.engine == "piper":
         from voxd.providers.tts.piper import PiperTTS
 
@@ -90,9 +92,9 @@ def _build_tts(cfg: VoiceConfig) -> TextToSpeech:
 
         opts = _options(cfg.options, {"stability", "similarity_boost", "chunk_length_schedule", "idle_timeout_s"}, "voice")
         assert cfg.voice_id
-        el = ElevenLabsTTS(api_key(cfg, "elevenlabs", "ELEVENLABS_API_KEY"), cfg.voice_id, model=cfg.model,
+        el = ElevenLabsTTS(api_key(cfg, "elevenlabs", out), cfg.voice_id, model=cfg.model,
                            output_format=cfg.output_format, base_url=cfg.base_url, speed=cfg.speed,
-                           first_audio_timeout_s=cfg.first_audio_timeout_s, **opts)
+                           first_audio_timeout_s=cfg.first_audio_timeout_s, policy=out.policy, **opts)
         el.prices = dict(cfg.prices)  # type: ignore[attr-defined]
         return el
     raise ValueError(f"voice.engine: unknown engine {cfg.engine!r}")
@@ -114,34 +116,36 @@ def _chain(role: str, cfgs: list[Any], build: Callable[[Any], T]) -> list[T]:
     return engines
 
 
-def make_stt(cfg: STTConfig) -> SpeechToText:
-    """The speech recogniser for this config (shared with every identical config;
-    fakes, which hold a script, are built fresh each time)."""
+def make_stt(cfg: STTConfig, outbound: Outbound | None = None) -> SpeechToText:
+    """The speech recogniser for this config (shared with every identical config under the
+    same outbound policy; fakes, which hold a script, are built fresh each time)."""
+    out = outbound or Outbound()
     if cfg.fallback:
         from voxd.providers.fallback import FallbackSTT
 
-        return FallbackSTT(_chain("stt", [cfg, *cfg.fallback], make_stt))
+        return FallbackSTT(_chain("stt", [cfg, *cfg.fallback], lambda c: make_stt(c, out)))
     if cfg.engine == "fake":
         fakes = _fakes()
         build = getattr(fakes, "make_stt", None)
         stt: SpeechToText = build(cfg) if build else fakes.FakeSTT(**cfg.options)
         return stt
-    return _cached("stt:" + cfg.model_dump_json(), lambda: _build_stt(cfg))
+    return _cached(f"stt:{cfg.model_dump_json()}:{out!r}", lambda: _build_stt(cfg, out))
 
 
-def make_tts(cfg: VoiceConfig) -> TextToSpeech:
-    """The voice for this config (shared with every identical config; fakes are built
-    fresh each time)."""
+def make_tts(cfg: VoiceConfig, outbound: Outbound | None = None) -> TextToSpeech:
+    """The voice for this config (shared with every identical config under the same
+    outbound policy; fakes are built fresh each time)."""
+    out = outbound or Outbound()
     if cfg.fallback:
         from voxd.providers.fallback import FallbackTTS
 
-        return FallbackTTS(_chain("voice", [cfg, *cfg.fallback], make_tts))
+        return FallbackTTS(_chain("voice", [cfg, *cfg.fallback], lambda c: make_tts(c, out)))
     if cfg.engine == "fake":
         fakes = _fakes()
         build = getattr(fakes, "make_tts", None)
         tts: TextToSpeech = build(cfg) if build else fakes.FakeTTS(**cfg.options)
         return tts
-    return _cached("tts:" + cfg.model_dump_json(), lambda: _build_tts(cfg))
+    return _cached(f"tts:{cfg.model_dump_json()}:{out!r}", lambda: _build_tts(cfg, out))
 
 
 def clear_cache() -> None:

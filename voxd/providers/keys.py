@@ -1,20 +1,14 @@
-"""API keys for hosted engines: from an environment variable or a secrets file named
-in the engine's config, never from agent YAML, never logged, redacted in reprs."""
+"""API keys for hosted engines: a secret the operator declared in voxd.yaml (``secrets:``),
+sent only to the hosts declared for it; never from agent YAML, never logged, redacted in
+reprs. An engine names its secret with ``api_key_secret`` (or, in files written before
+secrets were declared, with the variable or file a declared secret reads); without one it
+sends its vendor's secret (openai, deepgram, elevenlabs) when the endpoint is that vendor's."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Protocol
-
+from voxd.agents.schema import _Cloud
+from voxd.core.secrets import Outbound, SecretRefused, host_of
 from voxd.providers.base import ProviderError
-
-
-class _KeyConfig(Protocol):
-    @property
-    def api_key_env(self) -> str | None: ...
-    @property
-    def api_key_file(self) -> str | None: ...
 
 
 class Secret(str):
@@ -29,18 +23,29 @@ class Secret(str):
         return str.__str__(self)
 
 
-def api_key(cfg: _KeyConfig, provider: str, default_env: str, *, required: bool = True) -> Secret:
-    """The key for `provider`: `api_key_file` if set, else `$api_key_env`, else `$default_env`.
+def api_key(cfg: _Cloud, provider: str, outbound: Outbound | None = None, *, required: bool = True) -> Secret:
+    """The key ``provider`` sends to its endpoint, checked against the declared secrets.
 
-    A missing key is a non-retryable ProviderError naming where it was looked for
-    (the variable or file name, never a value)."""
-    if cfg.api_key_file:
-        try:
-            return Secret(Path(cfg.api_key_file).read_text().strip())
-        except OSError as e:
-            raise ProviderError(provider, f"cannot read api_key_file {cfg.api_key_file}: {e.strerror}", retryable=False) from None
-    env = cfg.api_key_env or default_env
-    value = os.environ.get(env, "")
+    A missing or refused key is a non-retryable ProviderError naming where it was looked
+    for (the secret and its variable or file name, never a value)."""
+    book = (outbound or Outbound()).secrets
+    url = cfg.endpoint() or ""
+    named = cfg.api_key_secret or cfg.api_key_env or cfg.api_key_file
+    if named and cfg.named_secret(book) is None:
+        raise ProviderError(provider, f"{named!r} is not a secret declared in voxd.yaml (secrets:); an agent "
+                            "may only name declared secrets (api_key_secret)", retryable=False)
+    name = cfg.key_secret(book)
+    if name is None:
+        if required:
+            raise ProviderError(provider, f"no API key for {host_of(url) or url}: declare a secret for that host in "
+                                "voxd.yaml (secrets:) and name it with api_key_secret", retryable=False)
+        return Secret("")
+    try:
+        value = book.value_for(name, url)
+    except SecretRefused as e:
+        raise ProviderError(provider, str(e), retryable=False) from None
     if not value and required:
-        raise ProviderError(provider, f"no API key: set ${env} (or api_key_file)", retryable=False)
-    return Secret(value)
+        declared = book.get(name)
+        where = declared.where() if declared else name
+        raise ProviderError(provider, f"no API key: set {where} (secret {name!r})", retryable=False)
+    return Secret(value or "")

@@ -82,12 +82,23 @@ class ToolsConfig(_Model):
     plugin_paths: list[str] = Field(default_factory=list, description="Folders Python functions ('module:function') are loaded from.")
     function_env: list[str] = Field(
         default_factory=list,
-        description="Environment variables custom HTTP functions may reference as ${NAME} in headers "
-        "(names or globs like ORDERS_*); any other reference is refused.",
+        description="Removed: HTTP functions' ${NAME} header references now name secrets declared in "
+        "voxd.yaml's secrets: block, each bound to its hosts. Must be empty.",
     )
     signing_secret_env: str | None = Field(None, description="Variable holding the whsec_ secret custom HTTP functions are signed with.")
     signing_secret_file: str | None = Field(None, description="File holding it; default <state_dir>/function-signing.key, created on first start.")
     stored_refresh_s: float = Field(2.0, gt=0, description="How often functions created through the API are picked up.")
+
+
+    @field_validator("function_env")
+    @classmethod
+    def _replaced_by_secrets(cls, v: list[str]) -> list[str]:
+        if v:
+            raise ValueError(
+                "tools.function_env is replaced by secrets: declare each variable with the hosts it may be "
+                "sent to, e.g. secrets: {orders: {env: ORDERS_TOKEN, hosts: [crm.example.com]}}, and leave "
+                "function_env empty; ${ORDERS_TOKEN} (or ${orders}) in function headers then uses it")
+        return v
 
 
 def read_secret(env: str | None, file: str | None) -> str | None:

@@ -1,16 +1,15 @@
 """Custom HTTP functions: a signed request to the integrator's endpoint per call.
 
 The request body (or query string) is built from the arguments through a small
-template, headers may reference allowed environment variables as ``${NAME}``, and
-every request carries Standard Webhooks signature headers. Header values are never
-logged; expanded environment values are handed to the redactor.
+template, headers may reference the operator's declared secrets as ``${name}`` (each
+only for the hosts it is declared for), and every request carries Standard Webhooks
+signature headers. Requests go through the outbound policy (``voxd.core.egress``).
+Header values are never logged; expanded secrets are handed to the redactor.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import json
-import os
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,12 +18,14 @@ from urllib.parse import quote
 import aiohttp
 
 from voxd.agents.schema import HttpFunction
+from voxd.core.egress import EgressPolicy, EgressRefused, refusal
+from voxd.core.egress_http import redirect_options
 from voxd.core.redact import Redactor
+from voxd.core.secrets import SECRET_REF, SecretBook
 from voxd.core.signing import Signer
 from voxd.tools.registry import Tool, ToolContext, ToolError
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 MAX_RESPONSE_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 4000
 
@@ -56,22 +57,26 @@ def render_url(url: str, args: dict[str, Any]) -> str:
     return _PLACEHOLDER.sub(lambda m: quote(_text(args.get(m.group(1), "")), safe=""), url)
 
 
-def expand_env(value: str, allowed: list[str], redactor: Redactor) -> str:
+def expand_secrets(value: str, book: SecretBook, url: str, redactor: Redactor) -> str:
+    """``value`` with each ``${name}`` replaced by that declared secret, which must be
+    declared for ``url``'s host."""
     def one(m: re.Match[str]) -> str:
-        name = m.group(1)
-        if not any(fnmatch.fnmatchcase(name, pat) for pat in allowed):
-            raise ToolError(f"environment variable {name} is not allowed for functions (tools.function_env)")
-        got = os.environ.get(name)
+        ref = m.group(1)
+        why = book.ref_problem(ref, url)
+        if why:
+            raise ToolError(why)
+        secret = book.resolve_ref(ref)
+        got = secret.read() if secret is not None else None
         if got is None:
-            raise ToolError(f"environment variable {name} is not set")
+            raise ToolError(f"secret {ref} is not set ({secret.where() if secret else ref})")
         redactor.remember(got)
         return got
 
-    return _ENV_REF.sub(one, value)
+    return SECRET_REF.sub(one, value)
 
 
-def env_refs(headers: dict[str, str]) -> list[str]:
-    return [m.group(1) for v in headers.values() for m in _ENV_REF.finditer(v)]
+def secret_refs(headers: dict[str, str]) -> list[str]:
+    return [m.group(1) for v in headers.values() for m in SECRET_REF.finditer(v)]
 
 
 class HttpFunctionRunner:
@@ -83,21 +88,23 @@ class HttpFunctionRunner:
         spec: HttpFunction,
         signer: Signer | None,
         session: SessionGetter,
-        allowed_env: list[str],
+        secrets: SecretBook,
         redactor: Redactor,
+        policy: EgressPolicy | None = None,
     ) -> None:
         self.name = name
         self.spec = spec
         self.signer = signer
         self.session = session
-        self.allowed_env = allowed_env
+        self.secrets = secrets
         self.redactor = redactor
+        self.policy = policy or EgressPolicy()
 
     def build(self, args: dict[str, Any]) -> tuple[str, dict[str, str], bytes | None, dict[str, str]]:
         """(url, headers, body, query) for these arguments, signed."""
         spec = self.spec
         url = render_url(spec.url, args)
-        headers = {k: expand_env(v, self.allowed_env, self.redactor) for k, v in spec.headers.items()}
+        headers = {k: expand_secrets(v, self.secrets, url, self.redactor) for k, v in spec.headers.items()}
         query: dict[str, str] = {}
         body: bytes | None = None
         if spec.body is not None:
@@ -120,15 +127,22 @@ class HttpFunctionRunner:
             headers.setdefault("X-Voxd-Call-Id", ctx.call_id)
         session = await self.session()
         timeout = aiohttp.ClientTimeout(total=self.spec.timeout_s)
+        # a header carrying a secret never follows a redirect: the secret is bound to this host
+        follow = {"allow_redirects": False} if secret_refs(self.spec.headers) else redirect_options(self.policy)
         try:
             async with session.request(
                 self.spec.method, url, headers=headers, data=body, params=query or None,
-                timeout=timeout, allow_redirects=False,
+                timeout=timeout, **follow,
             ) as resp:
                 raw = await resp.content.read(MAX_RESPONSE_BYTES + 1)
                 status = resp.status
                 ctype = resp.headers.get("Content-Type", "")
+        except EgressRefused as e:
+            raise ToolError(f"{self.name}: destination refused: {e}") from None
         except aiohttp.ClientError as e:
+            why = refusal(e)
+            if why is not None:
+                raise ToolError(f"{self.name}: destination refused: {why}") from None
             raise ToolError(f"{self.name}: could not reach the service ({type(e).__name__})") from None
         if len(raw) > MAX_RESPONSE_BYTES:
             raise ToolError(f"{self.name}: the response was larger than {MAX_RESPONSE_BYTES} bytes")
@@ -151,12 +165,13 @@ def http_tool(
     *,
     signer: Signer | None,
     session: SessionGetter,
-    allowed_env: list[str],
+    secrets: SecretBook,
     redactor: Redactor,
+    policy: EgressPolicy | None = None,
     timeout_s: float | None = None,
     interruptible: bool = True,
 ) -> Tool:
-    runner = HttpFunctionRunner(name, spec, signer, session, allowed_env, redactor)
+    runner = HttpFunctionRunner(name, spec, signer, session, secrets, redactor, policy)
     return Tool(
         name, description, parameters, runner,
         timeout_s=timeout_s or spec.timeout_s + 1, interruptible=interruptible, builtin=False,

@@ -18,7 +18,9 @@ from typing import Any
 import aiohttp
 
 from voxd.agents.schema import AgentConfig, FunctionDef, HttpFunction
+from voxd.core.egress_http import egress_session
 from voxd.core.redact import Redactor, default_redactor
+from voxd.core.secrets import Outbound
 from voxd.core.signing import Signer, SigningError, load_or_create_secret
 from voxd.store.db import Database
 from voxd.store.functions import FunctionRepository
@@ -47,8 +49,10 @@ class ToolLibrary:
         db: Database | None = None,
         redactor: Redactor | None = None,
         embedder: Any = "auto",
+        outbound: Outbound | None = None,
     ) -> None:
         self.config = config or ToolsConfig()
+        self.outbound = outbound or Outbound()  # strict: public destinations, vendor secrets only
         self.base_dir = base_dir or Path.cwd()
         self.state_dir = state_dir
         self.db = db
@@ -57,7 +61,8 @@ class ToolLibrary:
             embedder = shared_embedder if self.config.knowledge.embeddings else None
         self.knowledge = KnowledgeBases(self.config.knowledge, self.base_dir, embedder)
         self.plugin_folders = [self._path(p) for p in self.config.plugin_paths]
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions: dict[str, aiohttp.ClientSession] = {}  # per use: "functions", "tools"
+        self._retired: list[aiohttp.ClientSession] = []
         self._signer: Signer | None = None
         self._stored: dict[str, Tool] = {}
         self._refresh_task: asyncio.Task[None] | None = None
@@ -70,10 +75,28 @@ class ToolLibrary:
         return (p if p.is_absolute() else self.base_dir / p).resolve()
 
     # -- shared resources
+    def _session_for(self, use: str) -> aiohttp.ClientSession:
+        session = self._sessions.get(use)
+        if session is None or session.closed:
+            session = self._sessions[use] = egress_session(self.outbound.policy, use)
+        return session
+
     async def http_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
-        return self._session
+        """The client custom HTTP functions use (the outbound policy's "functions" rules)."""
+        return self._session_for("functions")
+
+    async def tools_session(self) -> aiohttp.ClientSession:
+        """The client built-in tools (get_weather) use (the "tools" rules)."""
+        return self._session_for("tools")
+
+    def configure_outbound(self, outbound: Outbound) -> None:
+        """A reloaded egress policy or secrets: the next request uses them (pooled
+        connections are not reused across a policy change). Functions are rebuilt."""
+        if outbound == self.outbound:
+            return
+        self.outbound = outbound
+        self._retired += self._sessions.values()
+        self._sessions = {}
 
     def signer(self) -> Signer:
         """The daemon's signer: tools.signing_secret_env / _file, else a key file in the state
@@ -93,7 +116,7 @@ class ToolLibrary:
         cfg = self.config
         return [
             *builtin_tools(),
-            weather_tool(cfg.weather, self.http_session),
+            weather_tool(cfg.weather, self.tools_session, lambda: self.outbound.policy),
             knowledge_tool(self.knowledge),
             email_tool(cfg.email),
             calendar_tool(cfg.calendar, self.db),
@@ -105,14 +128,18 @@ class ToolLibrary:
         *, timeout_s: float | None = None, interruptible: bool = True,
     ) -> Tool:
         if spec.secret_env:
-            secret = read_secret(spec.secret_env, None) or ""
+            why = self.outbound.secrets.ref_problem(spec.secret_env, spec.url)
+            declared = self.outbound.secrets.resolve_ref(spec.secret_env)
+            if why or declared is None:
+                raise ToolError(f"http.secret_env: {why}")
+            secret = declared.read() or ""
             signer = Signer(secret)
             self.redactor.remember(secret)
         else:
             signer = self.signer()
         return http_tool(
             name, description, parameters, spec, signer=signer, session=self.http_session,
-            allowed_env=list(self.config.function_env), redactor=self.redactor,
+            secrets=self.outbound.secrets, redactor=self.redactor, policy=self.outbound.policy,
             timeout_s=timeout_s, interruptible=interruptible,
         )
 
@@ -193,9 +220,9 @@ class ToolLibrary:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresh_task
             self._refresh_task = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in [*self._sessions.values(), *self._retired]:
+            await session.close()
+        self._sessions, self._retired = {}, []
 
 
 @functools.cache

@@ -1,7 +1,8 @@
 """get_weather: an Open-Meteo style API (place search, then forecast), over aiohttp.
 
 Both base URLs come from config (``tools.weather``) or the agent's options, so a
-self-hoster can point them at an Open-Meteo instance of their own.
+self-hoster can point them at an Open-Meteo instance of their own; either way the request
+goes through the outbound policy (``voxd.core.egress``, use "tools").
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Any
 
 import aiohttp
 
+from voxd.core.egress import EgressPolicy, EgressRefused, refusal
+from voxd.core.egress_http import redirect_options
 from voxd.tools.config import WeatherConfig, merged
 from voxd.tools.registry import Tool, ToolContext, ToolError
 
@@ -37,13 +40,20 @@ PARAMETERS: dict[str, Any] = {
 SessionGetter = Callable[[], Awaitable[aiohttp.ClientSession]]
 
 
-async def _get_json(session: aiohttp.ClientSession, url: str, params: dict[str, Any], timeout_s: float) -> Any:
+async def _get_json(session: aiohttp.ClientSession, url: str, params: dict[str, Any], timeout_s: float,
+                    policy: EgressPolicy) -> Any:
     try:
-        async with session.get(url, params=params, timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+        async with session.get(url, params=params, timeout=aiohttp.ClientTimeout(total=timeout_s),
+                               **redirect_options(policy)) as resp:
             if resp.status >= 400:
                 raise ToolError(f"the weather service answered HTTP {resp.status}")
             return await resp.json(content_type=None)
+    except EgressRefused as e:
+        raise ToolError(f"the weather service's address is refused: {e}") from None
     except aiohttp.ClientError as e:
+        why = refusal(e)
+        if why is not None:
+            raise ToolError(f"the weather service's address is refused: {why}") from None
         raise ToolError(f"the weather service is unreachable ({type(e).__name__})") from None
     except ValueError:
         raise ToolError("the weather service sent something that is not JSON") from None
@@ -53,14 +63,15 @@ def _describe(code: Any) -> str:
     return WMO.get(int(code), f"weather code {code}") if isinstance(code, int | float) else "unknown"
 
 
-def weather_tool(base: WeatherConfig, session: SessionGetter) -> Tool:
+def weather_tool(base: WeatherConfig, session: SessionGetter,
+                 policy: Callable[[], EgressPolicy] = EgressPolicy) -> Tool:
     async def get_weather(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
         cfg: WeatherConfig = merged(base, ctx.options_for("get_weather"))
         http = await session()
         days = int(args.get("days") or 1)
         geo = await _get_json(
             http, cfg.geocoding_url,
-            {"name": args["location"], "count": 1, "language": "en", "format": "json"}, cfg.timeout_s,
+            {"name": args["location"], "count": 1, "language": "en", "format": "json"}, cfg.timeout_s, policy(),
         )
         places = geo.get("results") if isinstance(geo, dict) else None
         if not places:
@@ -72,7 +83,7 @@ def weather_tool(base: WeatherConfig, session: SessionGetter) -> Tool:
             "daily": "weather_code,temperature_2m_max,temperature_2m_min,precipitation_probability_max",
             "forecast_days": days, "temperature_unit": cfg.units,
         }
-        fc = await _get_json(http, cfg.forecast_url, params, cfg.timeout_s)
+        fc = await _get_json(http, cfg.forecast_url, params, cfg.timeout_s, policy())
         if not isinstance(fc, dict):
             raise ToolError("the weather service sent an unexpected answer")
         unit = "°F" if cfg.units == "fahrenheit" else "°C"

@@ -1,8 +1,10 @@
 """Sending webhook requests: destination checks, signing, and the retrying delivery worker.
 
 ``Sender`` makes one signed POST: no redirects, a timeout, the response body read only up
-to a cap, and (unless private destinations are allowed) every address the host resolves
-to checked before connecting, at connect time, so a DNS answer cannot swap in 127.0.0.1
+to a cap, and every destination checked by the daemon's outbound policy
+(``voxd.core.egress``): private, loopback and link-local addresses are refused unless
+``webhooks.allow_private_destinations`` or an ``egress.allow`` rule says otherwise, and the
+connection goes to the address that was checked, so a DNS answer cannot swap in 127.0.0.1
 after the check. ``DeliveryWorker`` takes due deliveries from the store, sends them with
 at most N requests in flight per endpoint, and logs each attempt; failures are retried on
 the schedule with jitter, then the delivery is marked failed.
@@ -15,28 +17,25 @@ import collections
 import contextlib
 import dataclasses
 import functools
-import ipaddress
 import logging
-import os
 import random
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
-from yarl import URL
 
 from voxd import __version__
-from voxd.config import WebhooksConfig
+from voxd.config import WEBHOOKS_PRIVATE_ENV, WebhooksConfig, _webhooks_private
+from voxd.core.egress import EgressPolicy, EgressRefused, refusal
+from voxd.core.egress_http import egress_session
 from voxd.core.signing import signature
 from voxd.store.webhooks import SUCCEEDED, AttemptResult, DueDelivery, Endpoint, Outcome, WebhookStore
 
 log = logging.getLogger("voxd.webhooks")
 
-ALLOW_PRIVATE_ENV = "VOXD_WEBHOOKS_ALLOW_PRIVATE_DESTINATIONS"
+ALLOW_PRIVATE_ENV = WEBHOOKS_PRIVATE_ENV
+USE = "webhooks"
 ENDPOINTS_TTL_S = 1.0  # endpoint changes made elsewhere are seen within this
 MAX_REQUEST_S = 125.0  # longest a request may take (timeouts are capped at 120 s)
 PREFETCH = 8  # due deliveries fetched per endpoint, in multiples of its concurrency
@@ -45,78 +44,43 @@ RESERVED_HEADERS = {"content-type", "content-length", "host", "user-agent", "web
 
 
 def private_allowed(cfg: WebhooksConfig) -> bool:
-    return cfg.allow_private_destinations or os.environ.get(ALLOW_PRIVATE_ENV, "") in ("1", "true", "yes")
+    return _webhooks_private(cfg)
 
 
-class DestinationRefused(OSError):
-    """The webhook URL points at a private, loopback or link-local address."""
+def webhook_policy(cfg: WebhooksConfig, base: EgressPolicy | None = None) -> EgressPolicy:
+    """``base`` (the daemon's egress policy) with webhooks.allow_private_destinations applied."""
+    base = base or EgressPolicy()
+    private_ok = base.private_ok | {USE} if private_allowed(cfg) else base.private_ok - {USE}
+    return dataclasses.replace(base, private_ok=frozenset(private_ok))
 
 
-def is_private(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not ip.is_global or ip.is_multicast
-
-
-def url_problem(url: str, allow_private: bool) -> str | None:
+def url_problem(url: str, policy: EgressPolicy) -> str | None:
     """Why ``url`` cannot be a webhook destination (checks needing no DNS), or None."""
     try:
-        u = URL(url)
-        host = u.host
-    except (ValueError, TypeError):
-        return "is not a valid URL"
-    if u.scheme not in ("http", "https") or not host:
+        target = policy.target(url, USE)
+    except EgressRefused as e:
+        return str(e)
+    if target.scheme not in ("http", "https"):
         return "must be an http:// or https:// URL with a host"
-    if u.user or u.password:
-        return "must not carry credentials (use custom headers)"
-    if allow_private:
-        return None
-    if host == "localhost" or host.endswith(".localhost"):
-        return "points at this machine; set webhooks.allow_private_destinations to allow it"
-    try:
-        if is_private(host):
-            return "is a private, loopback or link-local address; set webhooks.allow_private_destinations to allow it"
-    except ValueError:
-        pass  # a name: its addresses are checked when connecting
     return None
 
 
-class GuardedResolver(AbstractResolver):
-    """Resolves like aiohttp's default resolver, then refuses private addresses."""
-
-    def __init__(self, allow_private: bool) -> None:
-        self._inner = DefaultResolver()
-        self._allow = allow_private
-
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        if not self._allow:
-            bad = [r["host"] for r in results if is_private(r["host"])]
-            if bad:
-                raise DestinationRefused(f"{host} resolves to a non-public address ({bad[0]})")
-        return results
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
 class Sender:
-    def __init__(self, cfg: WebhooksConfig) -> None:
+    def __init__(self, cfg: WebhooksConfig, policy: EgressPolicy | None = None) -> None:
         self.cfg = cfg
-        self.allow_private = private_allowed(cfg)
+        self.policy = webhook_policy(cfg, policy)
         self._session: aiohttp.ClientSession | None = None
         self._retired: set[asyncio.Task[None]] = set()
 
-    def configure(self, cfg: WebhooksConfig) -> None:
-        """A reloaded config. When the private-destination rule changes, new requests get a
-        new connection pool (pooled connections skip the resolver's check); requests in
+    def configure(self, cfg: WebhooksConfig, policy: EgressPolicy | None = None) -> None:
+        """A reloaded config. When the destination rules change, new requests get a new
+        connection pool (pooled connections skip the resolver's check); requests in
         flight finish on the old pool, which is closed after the longest request time."""
         self.cfg = cfg
-        allow = private_allowed(cfg)
-        if allow == self.allow_private:
+        new = webhook_policy(cfg, policy if policy is not None else self.policy)
+        if new == self.policy:
             return
-        self.allow_private = allow
+        self.policy = new
         old, self._session = self._session, None
         if old is not None:
             async def close_later(session: aiohttp.ClientSession = old) -> None:
@@ -137,8 +101,7 @@ class Sender:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            conn = aiohttp.TCPConnector(resolver=GuardedResolver(self.allow_private), limit=0, ttl_dns_cache=10)
-            self._session = aiohttp.ClientSession(connector=conn, auto_decompress=False)
+            self._session = egress_session(self.policy, USE, limit=0, auto_decompress=False)
         return self._session
 
     async def close(self) -> None:
@@ -165,7 +128,7 @@ class Sender:
         body = payload.encode()
         started = time.time()
         t0 = time.perf_counter()
-        problem = url_problem(endpoint.url, self.allow_private)
+        problem = url_problem(endpoint.url, self.policy)
         if problem:
             return AttemptResult(started, None, 0.0, None, f"destination refused: url {problem}")
         timeout = aiohttp.ClientTimeout(total=endpoint.timeout_s or self.cfg.timeout_s)
@@ -179,9 +142,11 @@ class Sender:
                 if 300 <= resp.status < 400:
                     error = f"redirect to {resp.headers.get('Location', '?')} not followed"
                 return AttemptResult(started, resp.status, _ms(t0), excerpt, error)
+        except EgressRefused as e:
+            return AttemptResult(started, None, _ms(t0), None, f"destination refused: {e}")
         except aiohttp.ClientConnectorError as e:
-            refused = isinstance(e.os_error, DestinationRefused) or isinstance(e.__cause__, DestinationRefused)
-            reason = f"destination refused: {e.os_error}" if refused else f"connection failed: {e.os_error}"
+            why = refusal(e)
+            reason = f"destination refused: {why}" if why else f"connection failed: {e.os_error}"
             return AttemptResult(started, None, _ms(t0), None, reason)
         except TimeoutError:
             return AttemptResult(started, None, _ms(t0), None, f"timed out after {timeout.total} s")

@@ -15,6 +15,7 @@ from typing import Any
 from voxd.agents.catalog import AgentCatalog, ReloadReport
 from voxd.call.events import CallEnded, CallEvent, CallStarted
 from voxd.config import WebhooksConfig
+from voxd.core.egress import EgressPolicy
 from voxd.core.signing import new_secret
 from voxd.store.db import Database
 from voxd.store.webhooks import FAILED, PENDING, AttemptResult, Endpoint, Message, WebhookStore
@@ -28,21 +29,22 @@ _RUNNING: weakref.WeakKeyDictionary[Database, Webhooks] = weakref.WeakKeyDiction
 
 
 class Webhooks:
-    def __init__(self, db: Database, cfg: WebhooksConfig | None = None) -> None:
+    def __init__(self, db: Database, cfg: WebhooksConfig | None = None, policy: EgressPolicy | None = None) -> None:
         self.cfg = cfg or WebhooksConfig()
         self.store = WebhookStore(db)
-        self.sender = Sender(self.cfg)
+        self.sender = Sender(self.cfg, policy)
         self.worker = DeliveryWorker(self.store, self.sender, self.cfg)
         self.outbox = Outbox(self.store, self.worker.wake)
         self.running = False
         self.transactional = False  # call start/end rows are written with the call record
         self._agents: AgentCatalog | None = None
 
-    def configure(self, cfg: WebhooksConfig) -> None:
-        """Apply a reloaded `webhooks:` block: retry schedule, jitter, concurrency, timeouts,
-        response excerpts and the private-destination rule take effect for the next attempt."""
+    def configure(self, cfg: WebhooksConfig, policy: EgressPolicy | None = None) -> None:
+        """Apply a reloaded `webhooks:` block (and `egress:` policy): retry schedule, jitter,
+        concurrency, timeouts, response excerpts and the destination rules take effect for
+        the next attempt."""
         self.cfg = cfg
-        self.sender.configure(cfg)
+        self.sender.configure(cfg, policy)
         self.worker.cfg = cfg
         self.worker.wake()
 
@@ -51,7 +53,7 @@ class Webhooks:
         return private_allowed(self.cfg)
 
     def url_problem(self, url: str) -> str | None:
-        return url_problem(url, self.allow_private)
+        return url_problem(url, self.sender.policy)
 
     # -- lifecycle
     async def start(self) -> None:
@@ -139,7 +141,7 @@ class Webhooks:
         if self.running:
             status, result = await self.worker.attempt(due, retry=False, affects_health=False)
         else:  # the API without a daemon (tests, tools): a one-off client
-            async with Sender(self.cfg) as sender:
+            async with Sender(self.cfg, self.sender.policy) as sender:
                 worker = DeliveryWorker(self.store, sender, self.cfg)
                 status, result = await worker.attempt(due, retry=False, affects_health=False)
         return did, status, result
@@ -153,7 +155,7 @@ def for_database(db: Database) -> Webhooks:
 def setup_webhooks(daemon: Any) -> Webhooks:
     """Wire webhooks into a ``voxd.app.Daemon`` whose ``db`` and ``calls`` exist (call it
     after the first agent load, or every agent is announced as deployed at each start)."""
-    hooks = Webhooks(daemon.db, daemon.cfg.webhooks)
+    hooks = Webhooks(daemon.db, daemon.cfg.webhooks, daemon.outbound.policy)
     daemon.calls.listeners.append(hooks.on_call_event)
     if daemon.calls.repo is not None:
         daemon.calls.transactional.append(hooks.writer)

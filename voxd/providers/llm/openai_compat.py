@@ -9,13 +9,15 @@ that iterates `stream()` closes the HTTP response, which aborts generation.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 
 from voxd.agents.schema import LLMConfig
+from voxd.core.egress import EgressRefused, refusal
+from voxd.core.egress_http import egress_session
+from voxd.core.secrets import Outbound
 from voxd.providers.base import (
     LanguageModel,
     LLMEvent,
@@ -98,20 +100,24 @@ def chunk_events(chunk: dict[str, Any], calls: ToolCallParts) -> list[LLMEvent]:
 class OpenAICompatibleLLM(LanguageModel):
     name = "openai-compatible"
 
-    def __init__(self, cfg: LLMConfig, session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(self, cfg: LLMConfig, session: aiohttp.ClientSession | None = None,
+                 outbound: Outbound | None = None) -> None:
+        from voxd.providers.keys import api_key
+
         assert cfg.base_url
         self.cfg = cfg
         self.url = cfg.base_url.rstrip("/") + "/chat/completions"
+        self.outbound = outbound or Outbound()
         self._session = session
         self._own_session = session is None
-        self._api_key = os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else ""
+        self._api_key = api_key(cfg, self.name, self.outbound, required=False).reveal()
 
     def __repr__(self) -> str:  # never show the key
         return f"OpenAICompatibleLLM(url={self.url!r}, model={self.cfg.model!r})"
 
     async def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
+            self._session = egress_session(self.outbound.policy, "providers")
             self._own_session = True
         return self._session
 
@@ -147,7 +153,12 @@ class OpenAICompatibleLLM(LanguageModel):
                     yield ev
         except ProviderError:
             raise
+        except EgressRefused as e:
+            raise ProviderError(self.name, f"destination refused: {e}", retryable=False) from None
         except (aiohttp.ClientError, TimeoutError) as e:
+            why = refusal(e)
+            if why is not None:
+                raise ProviderError(self.name, f"destination refused: {why}", retryable=False) from None
             raise ProviderError(self.name, f"{type(e).__name__}: {e}") from None
 
     async def _events(self, resp: aiohttp.ClientResponse) -> AsyncIterator[LLMEvent]:

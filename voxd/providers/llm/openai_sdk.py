@@ -21,6 +21,9 @@ import httpx2
 import openai
 
 from voxd.agents.schema import LLMConfig
+from voxd.core.egress import refusal
+from voxd.core.egress_http import egress_httpx_client
+from voxd.core.secrets import Outbound
 from voxd.providers.base import (
     LanguageModel,
     LLMEvent,
@@ -37,10 +40,12 @@ log = logging.getLogger("voxd.providers.openai")
 class OpenAILLM(LanguageModel):
     name = "openai"
 
-    def __init__(self, cfg: LLMConfig, key: Secret | None = None) -> None:
+    def __init__(self, cfg: LLMConfig, key: Secret | None = None, outbound: Outbound | None = None) -> None:
         self.cfg = cfg
-        local = bool(cfg.base_url) and not cfg.api_key_env and not cfg.api_key_file
-        self._key = key if key is not None else api_key(cfg, self.name, "OPENAI_API_KEY", required=not local)
+        self.outbound = outbound or Outbound()
+        named = bool(cfg.api_key_secret or cfg.api_key_env or cfg.api_key_file)
+        local = bool(cfg.base_url) and not named  # a local server with no key named needs none
+        self._key = key if key is not None else api_key(cfg, self.name, self.outbound, required=not local)
         self._client: openai.AsyncOpenAI | None = None
         self.client()  # built now, so the first request's deadline is spent on the request
 
@@ -53,6 +58,7 @@ class OpenAILLM(LanguageModel):
                 api_key=self._key.reveal() or "none",
                 base_url=self.cfg.base_url,
                 max_retries=self.cfg.max_retries,
+                http_client=egress_httpx_client(self.outbound.policy, "providers"),
                 timeout=httpx2.Timeout(self.cfg.timeout_s, connect=min(5.0, self.cfg.first_token_timeout_s)),
             )
         return self._client
@@ -121,6 +127,9 @@ class OpenAILLM(LanguageModel):
 
 def _translate(provider: str, e: Exception) -> ProviderError:
     """SDK and transport failures as one ProviderError, with whether a retry may help."""
+    refused = refusal(e)
+    if refused is not None:
+        return ProviderError(provider, f"destination refused: {refused}", retryable=False)
     if isinstance(e, openai.APIStatusError):
         code = e.status_code
         return ProviderError(provider, f"HTTP {code}", retryable=code in (408, 409, 429) or code >= 500)

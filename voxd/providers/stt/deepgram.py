@@ -24,7 +24,9 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlencode
 
+from voxd.core.egress import EgressPolicy, refusal
 from voxd.providers.base import ProviderError, SpeechToText, STTStream
 from voxd.providers.keys import Secret
 
@@ -86,11 +88,12 @@ class DeepgramOptions:
 class DeepgramSTT(SpeechToText):
     name = "deepgram"
 
-    def __init__(self, api_key: Secret, options: DeepgramOptions, base_url: str | None = None) -> None:
+    def __init__(self, api_key: Secret, options: DeepgramOptions, base_url: str | None = None,
+                 policy: EgressPolicy | None = None) -> None:
         self._key = api_key
         self.options = options
         self.base_url = (base_url or DEFAULT_URL).rstrip("/")
-        self._client: Any = None
+        self.policy = policy or EgressPolicy()
 
     def __repr__(self) -> str:  # the key stays out of logs
         return f"DeepgramSTT(url={self.base_url!r}, model={self.options.model!r})"
@@ -100,20 +103,22 @@ class DeepgramSTT(SpeechToText):
 
     @contextlib.asynccontextmanager
     async def connect(self, options: DeepgramOptions | None = None) -> AsyncIterator[Any]:
-        """An SDK socket client (`AsyncV1SocketClient`) on a fresh connection."""
-        if self._client is None:
-            from deepgram import AsyncDeepgramClient
-            from deepgram.environment import DeepgramClientEnvironment
+        """An SDK socket client (`AsyncV1SocketClient`) on a fresh connection, made to the
+        address the outbound policy checked (the SDK's own connect would resolve the name
+        again, so the socket is opened here and handed to the SDK's client)."""
+        from deepgram.core.query_encoder import encode_query
+        from deepgram.listen.v1.socket_client import AsyncV1SocketClient
+        from websockets.legacy.client import connect as ws_connect
 
-            ws = self.base_url.replace("https://", "wss://").replace("http://", "ws://")
-            http = ws.replace("wss://", "https://").replace("ws://", "http://")
-            env = DeepgramClientEnvironment(base=http, production=ws, agent=ws, agent_rest=http)
-            self._client = AsyncDeepgramClient(api_key=self._key.reveal(), environment=env)
-        q = (options or self.options.for_call(None)).query()
-        async with self._client.listen.v1.connect(
-            model=q.pop("model"), request_options={"additional_query_parameters": q}
-        ) as sock:
-            yield sock
+        from voxd.core.egress_http import ws_connect_kwargs
+
+        ws = self.base_url.replace("https://", "wss://").replace("http://", "ws://")
+        url = f"{ws}/v1/listen?{urlencode(encode_query((options or self.options.for_call(None)).query()) or [])}"
+        kw = await ws_connect_kwargs(self.policy, "providers", url)
+        kw.pop("proxy", None)  # the legacy client never uses a proxy
+        headers = {"Authorization": f"Token {self._key.reveal()}", "User-Agent": "voxd"}
+        async with ws_connect(url, extra_headers=headers, **kw) as sock:
+            yield AsyncV1SocketClient(websocket=sock)
 
 
 @dataclass
@@ -247,6 +252,10 @@ class DeepgramStream(STTStream):
             except asyncio.CancelledError:
                 raise
             except Exception as e:
+                refused = refusal(e)
+                if refused is not None:
+                    self._give_up(f"destination refused: {refused}", retryable=False)
+                    return
                 code = getattr(e, "status_code", None)
                 if code in (401, 403):
                     self._give_up(f"rejected the key (HTTP {code})", retryable=False)

@@ -25,6 +25,8 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+from voxd.core.egress import EgressPolicy, EgressRefused
+from voxd.core.egress_http import ws_connect_kwargs
 from voxd.providers.base import ProviderError, TextToSpeech
 from voxd.providers.keys import Secret
 
@@ -67,6 +69,7 @@ class ElevenLabsTTS(TextToSpeech):
         stability: float | None = None,
         similarity_boost: float | None = None,
         chunk_length_schedule: list[int] | None = None,
+        policy: EgressPolicy | None = None,
     ) -> None:
         if output_format not in RATES:
             raise ValueError(f"output_format {output_format!r}: expected one of {sorted(RATES)}")
@@ -82,6 +85,7 @@ class ElevenLabsTTS(TextToSpeech):
         self.stability = stability
         self.similarity_boost = similarity_boost
         self.chunk_length_schedule = chunk_length_schedule or [50]
+        self.policy = policy or EgressPolicy()
 
     def __repr__(self) -> str:
         return f"ElevenLabsTTS(voice_id={self.voice_id!r}, model={self.model!r}, format={self.output_format!r})"
@@ -127,8 +131,10 @@ class ElevenLabsTTS(TextToSpeech):
         deadline = loop.time() + self.first_audio_timeout_s
         try:
             async with asyncio.timeout_at(deadline):
-                ws = await connect(self.url(), additional_headers={"xi-api-key": self._key.reveal()},
-                                   open_timeout=None, close_timeout=1.0, max_size=2**24)
+                url = self.url()
+                pinned = await ws_connect_kwargs(self.policy, "providers", url)  # the checked address
+                ws = await connect(url, additional_headers={"xi-api-key": self._key.reveal()},
+                                   open_timeout=None, close_timeout=1.0, max_size=2**24, **pinned)
             try:
                 for m in self._messages(text):
                     await ws.send(m)
@@ -155,6 +161,8 @@ class ElevenLabsTTS(TextToSpeech):
                 await ws.close()
         except ProviderError:
             raise
+        except EgressRefused as e:
+            raise ProviderError(self.name, f"destination refused: {e}", retryable=False) from None
         except TimeoutError:
             what = "no audio" if not got_audio else "audio stalled"
             raise SynthesisFailed(self.name, f"{what} within {self.first_audio_timeout_s if not got_audio else self.idle_timeout_s:g}s", spoken) from None
