@@ -17,6 +17,7 @@ FORBIDDEN = {
     "agents": {"net", "call", "api", "store", "webhooks", "app"},
     "call": {"net", "api", "app"},
     "store": {"net", "api", "app"},
+    "net": {"api", "store", "webhooks", "app"},
 }
 
 

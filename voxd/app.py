@@ -21,6 +21,7 @@ from aiohttp import web
 
 from voxd import __version__
 from voxd.agents.catalog import AgentCatalog
+from voxd.api.listener import GuardedSite, ListenerGuard, ListenerLimits
 from voxd.call.manager import CallManager
 from voxd.config import VoxdConfig
 from voxd.media import inference
@@ -67,6 +68,7 @@ class Daemon:
         # transports and services register (start, stop) pairs here
         self.services: list[tuple[str, Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]] = []
         self.extra_routes: list[Any] = []  # RouteTables other parts add to the control API
+        self.http_guard = ListenerGuard(self._listener_limits)  # connection caps and slowloris timeouts
 
     # ------------------------------------------------------------ start
     async def start(self) -> None:
@@ -133,7 +135,7 @@ class Daemon:
 
     def build_http_app(self) -> web.Application:
         assert self.calls is not None
-        app = web.Application(client_max_size=1 << 20, middlewares=[self.metrics.middleware])
+        app = web.Application(client_max_size=1 << 20, middlewares=[self.http_guard.middleware(), self.metrics.middleware])
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self.metrics.handle)
@@ -145,7 +147,11 @@ class Daemon:
             setup_twilio(app, self.agents, self.calls, self.clock, accepting=lambda: not self.draining,
                          settings=lambda: TwilioSettings.from_config(self.cfg.twilio, self.cfg.http.public_url))
         if self.cfg.webrtc.enabled:
-            setup_webrtc(app, self.agents, self.calls, self.clock, tokens=tokens, db=self.db, accepting=lambda: not self.draining,
+            from voxd.api.app import AppKeyCheck
+
+            # db= takes the key check (voxd.net.webtoken.KeyChecker): the API's one check, injected
+            setup_webrtc(app, self.agents, self.calls, self.clock, tokens=tokens, db=AppKeyCheck(app),
+                         accepting=lambda: not self.draining,
                          settings=lambda: WebRtcSettings.from_config(self.cfg.webrtc, self.cfg.http.host))
         from voxd.api import webtokens
 
@@ -161,11 +167,18 @@ class Daemon:
         setup_api(app, self._api_deps, extra_routes=[webtokens.routes, *self.extra_routes])
         return app
 
+    def _listener_limits(self) -> ListenerLimits:
+        h = self.cfg.http
+        return ListenerLimits(h.max_connections, h.max_connections_per_source, h.header_timeout_s,
+                              h.keepalive_timeout_s, h.body_timeout_s)
+
     async def _start_http(self) -> None:
         app = self.build_http_app()
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # the guard closes idle and slow connections; aiohttp's own timer is only a backstop
+        backstop = max(self.cfg.http.keepalive_timeout_s, self.cfg.http.header_timeout_s) + 5
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=backstop)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.cfg.http.host, self.cfg.http.port)
+        site = GuardedSite(self._runner, self.cfg.http.host, self.cfg.http.port, self.http_guard)
         await site.start()
         sockets = getattr(site._server, "sockets", None) or []
         self.http_port = sockets[0].getsockname()[1] if sockets else self.cfg.http.port
@@ -282,7 +295,7 @@ class Daemon:
         self.agents.directory = agents_dir if agents_dir.is_absolute() else self.base_dir / agents_dir
         self.agents.default_name = new.default_agent
         if self._runner is not None and (new.http.host, new.http.port) != (old.http.host, old.http.port):
-            site = web.TCPSite(self._runner, new.http.host, new.http.port)
+            site = GuardedSite(self._runner, new.http.host, new.http.port, self.http_guard)
             try:
                 await site.start()
             except OSError as e:
@@ -412,6 +425,7 @@ class Daemon:
             await self.clock.stop()
             if self._runner is not None:
                 await self._runner.cleanup()
+            await self.http_guard.close()
             if self.db is not None:
                 await self.db.close()
             self.notifier.close()

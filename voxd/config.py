@@ -32,6 +32,13 @@ class HttpConfig(_Model):
         "$VOXD_PUBLIC_URL overrides.",
     )
 
+    max_connections: int = Field(512, ge=0, description="Open HTTP connections in total (websockets included); beyond: 503 and close. 0: no cap.")
+    max_connections_per_source: int = Field(
+        64, ge=0, description="Open connections from one address (behind a reverse proxy: the proxy's); beyond: 503. 0: no cap.")
+    header_timeout_s: float = Field(10.0, gt=0, le=300, description="A new connection must complete its request head within this (slowloris).")
+    keepalive_timeout_s: float = Field(15.0, gt=0, le=3600, description="An idle kept-alive connection is closed after this; a next request head must complete within it.")
+    body_timeout_s: float = Field(30.0, gt=0, le=3600, description="A request body that sends nothing for this long ends the connection.")
+
     @field_validator("public_url")
     @classmethod
     def _scheme_and_host(cls, v: str | None) -> str | None:
@@ -125,6 +132,7 @@ class ApiLimits(_Model):
     write_per_minute: int = Field(120, ge=1)
     execute_per_minute: int = Field(60, ge=1)
     max_body_bytes: int = Field(256 * 1024, ge=1024)
+    max_json_depth: int = Field(64, ge=4, le=512, description="Nested objects/arrays in a JSON body; deeper: 400.")
     trust_forwarded_for: bool = Field(False, description="Behind a reverse proxy: use X-Forwarded-For's first hop.")
 
 

@@ -90,3 +90,56 @@ async def test_the_scope_itself_is_enough(api):
         resp = await api.client.request(method, _concrete(path), json={},
                                         headers=api.auth(keys[spec.scope]))
         assert resp.status not in (401, 403), f"{method} {path}: {resp.status}"
+
+
+async def test_key_management_stays_within_the_callers_reach(api):
+    """Finding 7: a keys:admin key could change, revive and revoke keys wider than itself
+    and raise its own limits. Every action on a key needs the target's scopes to be a
+    subset of the caller's; limits never go beyond the caller's own."""
+    import time
+
+    from voxd.store.keys import ApiKeyRepository
+
+    from .conftest import PEPPER
+
+    repo = ApiKeyRepository(api.db, pepper=PEPPER)
+    manager_raw, manager = await repo.create("mgr", ["keys:admin", "calls:read"], created_by="t",
+                                             rate_limit_per_minute=100, quota_per_day=1000)
+    h = api.auth(manager_raw)
+    _, admin = await repo.create("root", ["admin"], created_by="t")
+    _, expired_admin = await repo.create("old-root", ["admin"], created_by="t", expires_at=time.time() - 60)
+    _, writer = await repo.create("writer", ["calls:write"], created_by="t")
+    _, reader = await repo.create("reader", ["calls:read"], created_by="t")
+    base = "/api/v1/api-keys/"
+    # out of reach: every action refused, nothing changed
+    for target in (admin, expired_admin, writer):
+        for method, body in (("PATCH", {"expires_at": None}), ("PATCH", {"name": "mine"}),
+                             ("PATCH", {"scopes": ["calls:read"]}), ("DELETE", None)):
+            resp = await api.client.request(method, base + target.id, headers=h, json=body)
+            problem = await resp.json()
+            assert resp.status == 403 and problem["type"] == "urn:voxd:problem:insufficient-scope", (target.name, method, body)
+        after = await repo.get(target.id)
+        assert after == target
+    # within reach: allowed
+    assert (await api.client.patch(base + reader.id, headers=h, json={"name": "reader2"})).status == 200
+    # its own limits are not its to raise (nor to lift); lowering is fine
+    for body in ({"rate_limit_per_minute": 1_000_000}, {"rate_limit_per_minute": None}, {"quota_per_day": None},
+                 {"quota_per_day": 1001}):
+        resp = await api.client.patch(base + manager.id, headers=h, json=body)
+        assert resp.status == 422, body
+    assert (await api.client.patch(base + manager.id, headers=h, json={"rate_limit_per_minute": 50})).status == 200
+    assert (await repo.get(manager.id)).rate_limit_per_minute == 50
+    # nor can it mint or grant a key beyond them: a new key inherits the caller's limits
+    resp = await api.client.post("/api/v1/api-keys", headers=h, json={"name": "n", "scopes": ["calls:read"],
+                                                                      "rate_limit_per_minute": 1_000_000})
+    assert resp.status == 422
+    resp = await api.client.post("/api/v1/api-keys", headers=h, json={"name": "n", "scopes": ["calls:read"]})
+    created = await resp.json()
+    assert resp.status == 201 and created["rate_limit_per_minute"] == 50 and created["quota_per_day"] == 1000
+    resp = await api.client.patch(base + reader.id, headers=h, json={"quota_per_day": None})
+    assert resp.status == 422  # giving another key no quota is beyond the caller's own
+    # an admin key reaches everything
+    root = await api.admin()
+    assert (await api.client.patch(base + expired_admin.id, headers=root,
+                                   json={"expires_at": time.time() + 60})).status == 200
+    assert (await api.client.delete(base + manager.id, headers=root)).status == 200

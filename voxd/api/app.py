@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from voxd.api import agents, calls, functions, keys, webhooks
+from voxd.api.auth import credential_throttle
 from voxd.api.deps import ApiDeps
 from voxd.api.models import Health
 from voxd.api.openapi import SWAGGER_HTML, SWAGGER_INIT, build_openapi
@@ -93,6 +94,18 @@ async def api_problem_middleware(
         return ApiProblem("not-found", f"no route {request.path}").response(request.path)
 
 
+class AppKeyCheck:
+    """The control API's one key check for transports set up before the API is mounted
+    on ``app`` (``/webrtc/offer``): it asks the mounted API's ``KeyAuthority``."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    async def check(self, raw: str, scope: str) -> bool:
+        services = self._app.get(SERVICES_KEY)
+        return services is not None and await services.authority.check(raw, scope)
+
+
 def all_specs(extra_routes: Iterable[RouteTable] = ()) -> list[RouteSpec]:
     specs = [*agents.routes, *functions.routes, *calls.routes, *keys.routes, *webhooks.routes]
     for table in extra_routes:
@@ -125,6 +138,7 @@ def setup_api(
     app[SPECS_KEY] = registered
     app[DOC_KEY] = json.dumps(build_openapi([s for s in registered if s.documented])).encode()
     app.middlewares.append(api_problem_middleware)
+    app.middlewares.append(credential_throttle(lambda: services.authority))
 
     async def flush_usage(_: web.Application) -> None:
         await services.usage.close()

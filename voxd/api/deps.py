@@ -124,6 +124,7 @@ class ApiSettings:
     class_rates: dict[str, RateSpec] = field(default_factory=_default_classes)  # per key
     max_body_bytes: int = 256 * 1024
     max_query_bytes: int = 4096
+    max_json_depth: int = 64  # nested objects/arrays in a JSON body
     trust_forwarded_for: bool = False  # use X-Forwarded-For's first hop as the client IP
 
 
@@ -137,6 +138,7 @@ def api_settings(lim: ApiLimits, pepper: str | None = None) -> ApiSettings:
         class_rates={"read": RateSpec(lim.read_per_minute), "write": RateSpec(lim.write_per_minute),
                      "execute": RateSpec(lim.execute_per_minute)},
         max_body_bytes=lim.max_body_bytes, trust_forwarded_for=lim.trust_forwarded_for,
+        max_json_depth=lim.max_json_depth,
     )
 
 

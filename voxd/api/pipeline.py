@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from voxd.api.auth import client_ip, holds
 from voxd.api.deps import RateSpec
 from voxd.api.problems import ApiProblem, field_path, validation_problem
 from voxd.api.ratelimit import Outcome, headers_for
@@ -27,16 +28,32 @@ log = logging.getLogger(__name__)
 JSON_TYPES = ("application/json",)
 
 
-def client_ip(request: web.Request, trust_forwarded: bool) -> str:
-    if trust_forwarded:
-        fwd = request.headers.get("X-Forwarded-For", "")
-        if fwd:
-            return fwd.split(",")[0].strip()
-    return request.remote or "unknown"
+def json_depth(value: Any, limit: int) -> int:
+    """Nesting depth of parsed JSON (iterative), counting up to ``limit + 1``."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict | list):
+            deepest = max(deepest, d)
+            if deepest > limit:
+                return deepest
+            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return deepest
 
 
-def holds(key: ApiKey, scope: str) -> bool:
-    return "admin" in key.scopes or scope in key.scopes
+def parse_json(raw: bytes, max_depth: int) -> Any:
+    """A JSON body, or a 400 problem: invalid, not UTF-8, or nested deeper than ``max_depth``
+    (a body nested deeper than the C parser's own limit raises RecursionError there)."""
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise ApiProblem("malformed-request", f"body: JSON nested deeper than {max_depth} levels") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ApiProblem("malformed-request", f"body: {e}") from e
+    if json_depth(data, max_depth) > max_depth:
+        raise ApiProblem("malformed-request", f"body: JSON nested deeper than {max_depth} levels")
+    return data
 
 
 def _errors(e: ValidationError) -> list[dict[str, Any]]:
@@ -148,37 +165,7 @@ class Pipeline:
     async def _authenticate(
         self, request: web.Request, ip: str, outcomes: list[Outcome]
     ) -> ApiKey:
-        settings = self.s.settings
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if not header:
-            self._limit(outcomes, "ip", f"ip:{ip}", settings.ip_rate)
-            raise self._unauthenticated("send 'Authorization: Bearer <API key>'")
-        # credentials are presented: refuse to check them while this address is guessing
-        failed = self.s.buckets.peek("auth", f"auth:{ip}", settings.failed_auth_rate)
-        if not failed.allowed:
-            outcomes.append(failed)
-            raise ApiProblem("auth-throttled",
-                             f"too many failed authentications; retry in {failed.retry_after_s} s")
-        key = None
-        if scheme.lower() == "bearer" and token.strip():
-            key = await self.s.keys.lookup(token.strip())
-        if key is None or key.revoked_at is not None or key.expired():
-            self.s.buckets.take("auth", f"auth:{ip}", settings.failed_auth_rate)
-            self._limit(outcomes, "ip", f"ip:{ip}", settings.ip_rate)
-            if key is None:
-                raise self._unauthenticated("the API key is malformed or unknown")
-            if key.revoked_at is not None:
-                raise ApiProblem("key-revoked", f"API key {key.id} was revoked",
-                                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-            raise ApiProblem("key-expired", f"API key {key.id} expired",
-                             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-        return key
-
-    @staticmethod
-    def _unauthenticated(detail: str) -> ApiProblem:
-        return ApiProblem("unauthenticated", detail,
-                          headers={"WWW-Authenticate": 'Bearer realm="voxd"'})
+        return await self.s.authority.authenticate(request.headers.get("Authorization", ""), ip, outcomes)
 
     async def _quota(self, key: ApiKey) -> None:
         if key.quota_per_day is None and key.quota_per_month is None:
@@ -220,10 +207,7 @@ class Pipeline:
         raw = await request.content.read(limit + 1)
         if len(raw) > limit:
             raise ApiProblem("payload-too-large", f"the body is larger than {limit} bytes")
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise ApiProblem("malformed-request", f"body: {e}") from e
+        data = parse_json(raw, self.s.settings.max_json_depth)
         try:
             return spec.body.model_validate(data)
         except ValidationError as e:

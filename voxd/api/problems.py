@@ -28,11 +28,13 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "unsupported-media-type": (415, "Send application/json"),
     "validation-error": (422, "The request did not validate"),
     "invalid-agent": (422, "The agent configuration did not validate"),
+    "request-timeout": (408, "The request did not arrive in time"),
     "rate-limited": (429, "Too many requests"),
     "auth-throttled": (429, "Too many failed authentication attempts from this address"),
     "quota-exhausted": (429, "The API key's request quota is used up"),
     "internal-error": (500, "Internal error"),
     "not-implemented": (501, "Not supported by this deployment"),
+    "too-many-connections": (503, "The server or this address holds its maximum of connections"),
 }
 
 

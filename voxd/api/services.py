@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from voxd.api.auth import KeyAuthority
 from voxd.api.deps import ApiDeps, ApiSettings
 from voxd.api.ratelimit import BucketSet
 from voxd.api.usage import UsageRecorder
@@ -22,6 +23,10 @@ class Services:
     agent_changes: AgentChangeRepository
     usage: UsageRecorder
     buckets: BucketSet = field(default_factory=BucketSet)
+    authority: KeyAuthority = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.authority = KeyAuthority(self.keys, self.buckets, lambda: self.deps.settings)
 
     @property
     def settings(self) -> ApiSettings:

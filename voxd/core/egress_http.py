@@ -2,8 +2,8 @@
 
 * aiohttp: ``egress_session`` builds a ClientSession whose resolver checks every address
   and hands aiohttp only those (aiohttp then connects to that address; TLS still checks
-  the name), and whose request hook checks every URL before it is sent, redirect hops
-  included (address literals never reach a resolver, so they are checked there).
+  the name), and whose request hooks check the URL and every redirect's Location before
+  it is requested (address literals never reach a resolver, so they are checked there).
 * httpx (the OpenAI SDK): ``EgressTransport`` resolves and checks, then sends the request
   to the checked address with the original Host header and TLS server name.
 * websockets (Deepgram, ElevenLabs): ``ws_connect_kwargs`` gives the checked address as
@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import httpx2
 from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 from voxd.core.egress import EgressPolicy, EgressRefused
 
@@ -47,9 +48,15 @@ def _trace(policy: EgressPolicy, use: str) -> aiohttp.TraceConfig:
     trace = aiohttp.TraceConfig()
 
     async def on_start(_s: aiohttp.ClientSession, _c: Any, params: aiohttp.TraceRequestStartParams) -> None:
-        policy.target(str(params.url), use)  # raises EgressRefused; redirect hops come here too
+        policy.target(str(params.url), use)  # raises EgressRefused
+
+    async def on_redirect(_s: aiohttp.ClientSession, _c: Any, params: aiohttp.TraceRequestRedirectParams) -> None:
+        location = params.response.headers.get("Location") or params.response.headers.get("URI")
+        if location:  # the next hop, checked before it is requested (names: by the resolver too)
+            policy.target(str(params.url.join(URL(location))), use)
 
     trace.on_request_start.append(on_start)
+    trace.on_request_redirect.append(on_redirect)
     return trace
 
 

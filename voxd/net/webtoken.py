@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from hashlib import sha1, sha256
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -137,19 +137,20 @@ class WebTokens:
 ApiKeyCheck = Callable[[str], Awaitable[bool]]
 
 
-def api_key_check(db: Any, pepper: str | None = None) -> ApiKeyCheck:
-    """True when `raw` is a live API key holding `calls:write` (or `admin`), via the key store."""
-    from voxd.store.keys import ApiKeyRepository, well_formed
+class KeyChecker(Protocol):
+    """The daemon's one API-key check (``voxd.api.auth.KeyAuthority``), injected: the
+    transports never read the key store themselves."""
 
-    repo = ApiKeyRepository(db, os.environ.get("VOXD_API_KEY_PEPPER", "") if pepper is None else pepper)
+    async def check(self, raw: str, scope: str) -> bool: ...
+
+
+def api_key_check(checker: KeyChecker) -> ApiKeyCheck:
+    """True when `raw` is a live API key holding `calls:write` (or `admin`). Failed
+    attempts count in the daemon's failed-auth throttle (``voxd.api.auth.credential_throttle``
+    sees the 403 the offer answers)."""
 
     async def check(raw: str) -> bool:
-        if not well_formed(raw):
-            return False
-        key = await repo.lookup(raw)
-        if key is None or key.revoked_at is not None or key.expired():
-            return False
-        return "admin" in key.scopes or CALL_SCOPE in key.scopes
+        return await checker.check(raw, CALL_SCOPE)
 
     return check
 

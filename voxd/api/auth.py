@@ -1,0 +1,146 @@
+"""The one API-key check, and the failed-authentication throttle every credential shares.
+
+``KeyAuthority`` is what the control API pipeline and every other listener that takes an
+API key use (``/webrtc/offer`` gets it injected as ``KeyCheck``: the transports do not
+import the key store). Failed authentications count per client address in one bucket
+(``api.failed_auth_per_5min``), wherever they happen: the pipeline counts its own, and
+``credential_throttle`` counts the 401/403 answers of the routes outside it (WebRTC
+offers and candidates, Twilio streams and TwiML, playground tokens) and refuses an
+address that is out of attempts before its credentials are looked at.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from voxd.api.problems import ApiProblem
+from voxd.api.ratelimit import BucketSet, Outcome, headers_for
+from voxd.store.keys import ApiKey, ApiKeyRepository, well_formed
+
+if TYPE_CHECKING:
+    from voxd.api.deps import ApiSettings
+
+AUTH_BUCKET = "auth"
+# routes outside the control API that take a credential (web token, API key, Twilio token
+# or signature); their 401/403 answers count as failed authentications
+CREDENTIAL_ROUTES = re.compile(r"^/(webrtc/|media/|twiml/|talk/[^/]+/token$)")
+
+
+class KeyCheck(Protocol):
+    """What a transport needs to accept an API key (``voxd.net.webtoken.api_key_check``)."""
+
+    async def check(self, raw: str, scope: str) -> bool: ...
+
+
+def holds(key: ApiKey, scope: str) -> bool:
+    return "admin" in key.scopes or scope in key.scopes
+
+
+def client_ip(request: web.Request, trust_forwarded: bool) -> str:
+    if trust_forwarded:
+        fwd = request.headers.get("X-Forwarded-For", "")
+        if fwd:
+            return fwd.split(",")[0].strip()
+    return request.remote or "unknown"
+
+
+@dataclass
+class KeyAuthority:
+    keys: ApiKeyRepository
+    buckets: BucketSet
+    settings: Callable[[], ApiSettings]
+
+    # -- the throttle
+    def throttled(self, ip: str) -> Outcome | None:
+        """The bucket's verdict when ``ip`` is out of authentication attempts, else None."""
+        out = self.buckets.peek(AUTH_BUCKET, f"auth:{ip}", self.settings().failed_auth_rate)
+        return None if out.allowed else out
+
+    def failed(self, ip: str) -> None:
+        self.buckets.take(AUTH_BUCKET, f"auth:{ip}", self.settings().failed_auth_rate)
+
+    # -- the check
+    async def verify(self, raw: str) -> tuple[ApiKey | None, str]:
+        """(the live key, "") or (the key if known, why it is refused: unknown/revoked/expired)."""
+        if not well_formed(raw):
+            return None, "unknown"
+        key = await self.keys.lookup(raw)
+        if key is None:
+            return None, "unknown"
+        if key.revoked_at is not None:
+            return key, "revoked"
+        if key.expired():
+            return key, "expired"
+        return key, ""
+
+    async def check(self, raw: str, scope: str) -> bool:
+        """True when ``raw`` is a live key holding ``scope`` (or admin)."""
+        key, why = await self.verify(raw)
+        return key is not None and not why and holds(key, scope)
+
+    async def authenticate(self, header: str, ip: str, outcomes: list[Outcome]) -> ApiKey:
+        """The pipeline's check of an ``Authorization`` header; ApiProblem when refused."""
+        settings = self.settings()
+        scheme, _, token = header.partition(" ")
+        if not header:
+            _limit(self.buckets, outcomes, "ip", f"ip:{ip}", settings)
+            raise unauthenticated("send 'Authorization: Bearer <API key>'")
+        throttled = self.throttled(ip)  # credentials are presented: not while this address is guessing
+        if throttled is not None:
+            outcomes.append(throttled)
+            raise ApiProblem("auth-throttled",
+                             f"too many failed authentications; retry in {throttled.retry_after_s} s")
+        key, why = (await self.verify(token.strip())) if scheme.lower() == "bearer" and token.strip() else (None, "unknown")
+        if key is None or why:
+            self.failed(ip)
+            _limit(self.buckets, outcomes, "ip", f"ip:{ip}", settings)
+            if key is None:
+                raise unauthenticated("the API key is malformed or unknown")
+            raise ApiProblem(f"key-{why}", f"API key {key.id} {'was revoked' if why == 'revoked' else 'expired'}",
+                             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        return key
+
+
+def _limit(buckets: BucketSet, outcomes: list[Outcome], name: str, key: str, settings: ApiSettings) -> None:
+    out = buckets.take(name, key, settings.ip_rate)
+    outcomes.append(out)
+    if not out.allowed:
+        raise ApiProblem("rate-limited", f"rate limit '{name}' exceeded; retry in {out.retry_after_s} s")
+
+
+def unauthenticated(detail: str) -> ApiProblem:
+    return ApiProblem("unauthenticated", detail, headers={"WWW-Authenticate": 'Bearer realm="voxd"'})
+
+
+def credential_throttle(authority: Callable[[], KeyAuthority | None]) -> Middleware:
+    """Middleware: the failed-auth throttle for the credential routes outside the pipeline."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        auth = authority()
+        if auth is None or not CREDENTIAL_ROUTES.match(request.path):
+            return await handler(request)
+        ip = client_ip(request, auth.settings().trust_forwarded_for)
+        throttled = auth.throttled(ip)
+        if throttled is not None:
+            refused = ApiProblem("auth-throttled", f"too many failed authentications; retry in "
+                                 f"{throttled.retry_after_s} s").response(request.path)
+            refused.headers.update(headers_for([throttled]))
+            return refused
+        try:
+            resp = await handler(request)
+        except web.HTTPException as e:
+            if e.status in (401, 403):
+                auth.failed(ip)
+            raise
+        if resp.status in (401, 403):
+            auth.failed(ip)
+        return resp
+
+    return middleware
