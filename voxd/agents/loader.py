@@ -25,7 +25,14 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, NodeEvent
+from ruamel.yaml.events import (
+    AliasEvent,
+    CollectionEndEvent,
+    CollectionStartEvent,
+    MappingStartEvent,
+    NodeEvent,
+    ScalarEvent,
+)
 from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 
 from voxd.agents.schema import OUTBOUND, AgentConfig
@@ -77,14 +84,18 @@ def _line_of(doc: Any, loc: tuple[int | str, ...]) -> int | None:
     node = doc
     line: int | None = None
     for part in loc:
-        if isinstance(node, CommentedMap) and part in node:
-            line = node.lc.key(part)[0] + 1
-            node = node[part]
-        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
-            line = node.lc.item(part)[0] + 1
-            node = node[part]
-        else:
+        try:
+            if isinstance(node, CommentedMap) and part in node:
+                node_line = node.lc.key(part)[0] + 1  # a key merged in (<<: *x) has no line of its own
+                node = node[part]
+            elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
+                node_line = node.lc.item(part)[0] + 1
+                node = node[part]
+            else:
+                break
+        except (KeyError, IndexError, TypeError, AttributeError):
             break
+        line = node_line
     return line
 
 
@@ -135,22 +146,42 @@ def check_bounds(text: str) -> None:
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_DOCUMENT_BYTES:
         raise _TooBig(None, f"the document is {size} bytes; at most {MAX_DOCUMENT_BYTES} are accepted")
-    depth = nodes = 0
+    nodes = 0
     aliases = False
+    anchors: set[str] = set()
+    open_: list[list[bool]] = []  # per open collection: [is a mapping, next node is a key]
+
+    def done() -> None:  # a node ended: in a mapping, keys and values alternate
+        if open_ and open_[-1][0]:
+            open_[-1][1] = not open_[-1][1]
+
     for ev in _yaml().parse(io.StringIO(text)):
+        line = ev.start_mark.line + 1 if ev.start_mark else None
         if isinstance(ev, NodeEvent):
             nodes += 1
             aliases = aliases or isinstance(ev, AliasEvent)
             if nodes > MAX_NODES:
-                raise _TooBig(ev.start_mark.line + 1 if ev.start_mark else None,
-                              f"the document has more than {MAX_NODES} nodes")
+                raise _TooBig(line, f"the document has more than {MAX_NODES} nodes")
+            tag = getattr(ev, "tag", None)
+            if tag is not None:  # explicit tags: agents need none, ruamel's constructors trip on some
+                raise _TooBig(line, f"YAML tags ({tag}) are not accepted in agent files")
+            if open_ and open_[-1][0] and open_[-1][1] and not isinstance(ev, ScalarEvent):
+                # a list, mapping or alias as a key ("? [a, b]: x"): agents need none, and
+                # nested ones cost exponential time to turn into text
+                raise _TooBig(line, "mapping keys must be plain words, not lists, mappings or aliases")
+            if ev.anchor is not None and not isinstance(ev, AliasEvent):
+                if ev.anchor in anchors:
+                    raise _TooBig(line, f"the anchor &{ev.anchor} is defined twice")
+                anchors.add(ev.anchor)
         if isinstance(ev, CollectionStartEvent):
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise _TooBig(ev.start_mark.line + 1 if ev.start_mark else None,
-                              f"the document nests deeper than {MAX_DEPTH} levels")
+            open_.append([isinstance(ev, MappingStartEvent), True])
+            if len(open_) > MAX_DEPTH:
+                raise _TooBig(line, f"the document nests deeper than {MAX_DEPTH} levels")
         elif isinstance(ev, CollectionEndEvent):
-            depth -= 1
+            open_.pop()
+            done()
+        elif isinstance(ev, ScalarEvent | AliasEvent):
+            done()
     if aliases:
         root = _yaml().compose(io.StringIO(text))
         if root is not None:
@@ -167,8 +198,10 @@ def load_yaml(text: str, source: str) -> Any:
     except MarkedYAMLError as e:
         line = e.problem_mark.line + 1 if e.problem_mark else None
         raise AgentLoadError([FieldError(source, line, "", f"YAML syntax: {e.problem}")]) from None
-    except (YAMLError, RecursionError, ValueError, TypeError) as e:  # duplicate keys, bad tags, ...
+    except (YAMLError, RecursionError, ValueError, TypeError) as e:  # duplicate keys, ...
         raise AgentLoadError([FieldError(source, None, "", f"YAML: {e}")]) from None
+    except Exception as e:  # the YAML library's own failures on hostile input are input errors too
+        raise AgentLoadError([FieldError(source, None, "", f"YAML could not be read ({type(e).__name__})")]) from None
 
 
 def parse_agent(text: str, source: str = "<agent>", default_name: str | None = None,

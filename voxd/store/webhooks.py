@@ -17,6 +17,7 @@ from typing import Any
 
 import aiosqlite
 
+from voxd.core.sealing import Sealer
 from voxd.store.db import Database, on_thread
 
 HEALTHY, FAILING, DISABLED = "healthy", "failing", "disabled"
@@ -72,11 +73,16 @@ class Endpoint:
         return not (self.agents and agent is not None and agent not in self.agents)
 
     @classmethod
-    def from_row(cls, r: Any) -> Endpoint:
+    def from_row(cls, r: Any, sealer: Sealer | None = None) -> Endpoint:
+        """An endpoint from its row; with ``sealer``, its secrets opened (without, they stay
+        as stored: enough for the outbox's fan-out, which never signs)."""
+        def secret(value: str | None) -> str | None:
+            return value if value is None or sealer is None else sealer.open(value, f"webhook:{r['id']}")
+
         return cls(
             id=r["id"], url=r["url"], description=r["description"], events=json.loads(r["events"]),
             agents=json.loads(r["agents"]) if r["agents"] is not None else None,
-            enabled=bool(r["enabled"]), secret=r["secret"], previous_secret=r["previous_secret"],
+            enabled=bool(r["enabled"]), secret=secret(r["secret"]) or "", previous_secret=secret(r["previous_secret"]),
             previous_secret_until=r["previous_secret_until"], headers=json.loads(r["headers"]),
             timeout_s=r["timeout_s"],
             retry_schedule=json.loads(r["retry_schedule"]) if r["retry_schedule"] is not None else None,
@@ -150,8 +156,37 @@ _JSON = {"events", "agents", "headers", "retry_schedule"}
 
 
 class WebhookStore:
-    def __init__(self, db: Database) -> None:
+    """``sealer`` keeps endpoint secrets encrypted at rest (``voxd.core.sealing``); rows
+    written before it existed are read as they are and sealed by ``seal_existing``."""
+
+    def __init__(self, db: Database, sealer: Sealer | None = None) -> None:
         self.db = db
+        self.sealer = sealer
+
+    def _seal(self, secret: str, endpoint_id: str) -> str:
+        return self.sealer.seal(secret, f"webhook:{endpoint_id}") if self.sealer else secret
+
+    def _endpoint(self, r: Any) -> Endpoint:
+        return Endpoint.from_row(r, self.sealer)
+
+    async def seal_existing(self) -> int:
+        """Seal every secret still stored in plain text (a database from before sealing).
+        Returns how many rows changed."""
+        if self.sealer is None:
+            return 0
+        rows = await self.db.fetchall(
+            "SELECT id, secret, previous_secret FROM webhook_endpoints WHERE secret NOT LIKE 'sealed:%' "
+            "OR (previous_secret IS NOT NULL AND previous_secret NOT LIKE 'sealed:%')")
+        if not rows:
+            return 0
+        async with self.db.transaction() as conn:
+            for r in rows:
+                prev = r["previous_secret"]
+                await conn.execute(
+                    "UPDATE webhook_endpoints SET secret = ?, previous_secret = ? WHERE id = ?",
+                    (r["secret"] if Sealer.is_sealed(r["secret"]) else self._seal(r["secret"], r["id"]),
+                     prev if prev is None or Sealer.is_sealed(prev) else self._seal(prev, r["id"]), r["id"]))
+        return len(rows)
 
     # ---------------------------------------------------------------- endpoints
     async def create_endpoint(
@@ -167,7 +202,7 @@ class WebhookStore:
                 f"INSERT INTO webhook_endpoints ({_ENDPOINT_COLS}) VALUES "
                 "(?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, 0, NULL, ?, ?, ?)",
                 (eid, url, description, _dumps(events or ["*"]),
-                 None if agents is None else _dumps(agents), int(enabled), secret,
+                 None if agents is None else _dumps(agents), int(enabled), self._seal(secret, eid),
                  _dumps(headers or {}), timeout_s,
                  None if retry_schedule is None else _dumps(retry_schedule),
                  HEALTHY if enabled else DISABLED, created_by, now, now),
@@ -179,12 +214,12 @@ class WebhookStore:
     async def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
         row = await self.db.fetchone(
             f"SELECT {_ENDPOINT_COLS} FROM webhook_endpoints WHERE id = ?", (endpoint_id,))
-        return Endpoint.from_row(row) if row else None
+        return self._endpoint(row) if row else None
 
     async def list_endpoints(self) -> list[Endpoint]:
         rows = await self.db.fetchall(
             f"SELECT {_ENDPOINT_COLS} FROM webhook_endpoints ORDER BY created_at, id")
-        return [Endpoint.from_row(r) for r in rows]
+        return [self._endpoint(r) for r in rows]
 
     async def update_endpoint(self, endpoint_id: str, **fields: Any) -> Endpoint | None:
         unknown = set(fields) - _UPDATABLE
@@ -213,7 +248,7 @@ class WebhookStore:
             await conn.execute(
                 "UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_until = ?, "
                 "secret = ?, updated_at = ? WHERE id = ?",
-                (now + overlap_s if overlap_s > 0 else None, new_secret, now, endpoint_id))
+                (now + overlap_s if overlap_s > 0 else None, self._seal(new_secret, endpoint_id), now, endpoint_id))
         return await self.get_endpoint(endpoint_id)
 
     async def delete_endpoint(self, endpoint_id: str) -> bool:
@@ -280,7 +315,7 @@ class WebhookStore:
     async def enabled_endpoints(self) -> list[Endpoint]:
         rows = await self.db.fetchall(
             f"SELECT {_ENDPOINT_COLS} FROM webhook_endpoints WHERE enabled = 1 ORDER BY created_at, id")
-        return [Endpoint.from_row(r) for r in rows]
+        return [self._endpoint(r) for r in rows]
 
     async def due_for(self, endpoint: Endpoint, now: float, limit: int) -> list[DueDelivery]:
         """Up to ``limit`` pending deliveries of one endpoint due by ``now``, oldest first."""

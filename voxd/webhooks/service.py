@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from voxd.agents.catalog import AgentCatalog, ReloadReport
 from voxd.call.events import CallEnded, CallEvent, CallStarted
 from voxd.config import WebhooksConfig
 from voxd.core.egress import EgressPolicy
+from voxd.core.sealing import Sealer
 from voxd.core.signing import new_secret
 from voxd.store.db import Database
 from voxd.store.webhooks import FAILED, PENDING, AttemptResult, Endpoint, Message, WebhookStore
@@ -29,9 +31,13 @@ _RUNNING: weakref.WeakKeyDictionary[Database, Webhooks] = weakref.WeakKeyDiction
 
 
 class Webhooks:
-    def __init__(self, db: Database, cfg: WebhooksConfig | None = None, policy: EgressPolicy | None = None) -> None:
+    def __init__(self, db: Database, cfg: WebhooksConfig | None = None, policy: EgressPolicy | None = None,
+                 sealer: Sealer | None = None) -> None:
         self.cfg = cfg or WebhooksConfig()
-        self.store = WebhookStore(db)
+        # secrets sealed at rest; the key beside the database unless the daemon gives its own
+        if sealer is None:
+            sealer = Sealer.ephemeral() if str(db.path) == ":memory:" else Sealer.load(Path(db.path).parent)
+        self.store = WebhookStore(db, sealer)
         self.sender = Sender(self.cfg, policy)
         self.worker = DeliveryWorker(self.store, self.sender, self.cfg)
         self.outbox = Outbox(self.store, self.worker.wake)
@@ -57,6 +63,9 @@ class Webhooks:
 
     # -- lifecycle
     async def start(self) -> None:
+        sealed = await self.store.seal_existing()
+        if sealed:
+            log.info("webhooks: sealed the secrets of %d endpoints stored in plain text", sealed)
         self.outbox.start()
         self.worker.start()
         self.running = True
@@ -155,7 +164,8 @@ def for_database(db: Database) -> Webhooks:
 def setup_webhooks(daemon: Any) -> Webhooks:
     """Wire webhooks into a ``voxd.app.Daemon`` whose ``db`` and ``calls`` exist (call it
     after the first agent load, or every agent is announced as deployed at each start)."""
-    hooks = Webhooks(daemon.db, daemon.cfg.webhooks, daemon.outbound.policy)
+    hooks = Webhooks(daemon.db, daemon.cfg.webhooks, daemon.outbound.policy,
+                     Sealer.load(daemon.cfg.resolved_state_dir()))
     daemon.calls.listeners.append(hooks.on_call_event)
     if daemon.calls.repo is not None:
         daemon.calls.transactional.append(hooks.writer)
