@@ -89,9 +89,9 @@ async def main(args: argparse.Namespace) -> None:
                 w.write(b"GET /healthz HTTP/1.1\r\n")
             await asyncio.sleep(0.3)
             refused = 0
-            for r, _ in held[args.per_source:]:
+            for reader, _ in held[args.per_source:]:
                 try:
-                    data = await asyncio.wait_for(r.read(), 2)
+                    data = await asyncio.wait_for(reader.read(), 2)
                     refused += data.startswith(b"HTTP/1.1 503")
                 except TimeoutError:
                     pass
