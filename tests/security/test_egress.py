@@ -233,3 +233,33 @@ async def test_webhook_destinations_hidden_in_ipv6_forms(tmp_path: Path, monkeyp
         assert ok.status == 201
     finally:
         await close()
+
+
+async def test_hosted_engines_refuse_a_base_url_on_this_machine(target: Target) -> None:
+    """Finding 2's SSRF half: base_url at loopback (or 169.254.169.254) reaches nothing
+    through any of the four engine clients unless an egress rule allows it."""
+    from voxd.agents.schema import LLMConfig
+    from voxd.providers.base import Message, ProviderError
+    from voxd.providers.keys import Secret
+    from voxd.providers.llm.openai_compat import OpenAICompatibleLLM
+    from voxd.providers.llm.openai_sdk import OpenAILLM
+    from voxd.providers.stt.deepgram import DeepgramOptions, DeepgramSTT
+    from voxd.providers.tts.elevenlabs import ElevenLabsTTS
+
+    url = f"http://127.0.0.1:{target.port}"
+    for llm in (OpenAICompatibleLLM(LLMConfig(engine="openai-compatible", base_url=url + "/v1")),
+                OpenAILLM(LLMConfig(engine="openai", base_url=url + "/v1", max_retries=0))):
+        try:
+            with pytest.raises(ProviderError, match="destination refused") as e:
+                [ev async for ev in llm.stream([Message("user", "hi")], [])]
+            assert not e.value.retryable
+        finally:
+            await llm.aclose()
+    tts = ElevenLabsTTS(Secret("xi"), "v1", base_url=url)
+    with pytest.raises(ProviderError, match="destination refused"):
+        [chunk async for chunk in tts.synthesize("Hello.")]
+    stt = DeepgramSTT(Secret("dg"), DeepgramOptions(), base_url=url)
+    with pytest.raises(EgressRefused):
+        async with stt.connect():
+            pass
+    assert target.seen == []

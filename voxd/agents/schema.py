@@ -9,44 +9,24 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from voxd.core.secrets import SECRET_REF, Outbound, SecretBook
+from voxd.agents.outbound_checks import (
+    OUTBOUND,
+    context_outbound,
+    engine_problems,
+    http_function_problems,
+    raise_problems,
+)
+from voxd.core.secrets import SecretBook
+
+__all__ = ["OUTBOUND"]
 
 DTMF_KEYS = "0123456789*#ABCD"
 # Where a hosted engine is when base_url is not given, and the declared secret it sends by default.
 ENGINE_URLS = {"openai": "https://api.openai.com/v1", "deepgram": "wss://api.deepgram.com",
                "elevenlabs": "https://api.elevenlabs.io"}
 ENGINE_SECRETS = {"openai": "openai", "deepgram": "deepgram", "elevenlabs": "elevenlabs"}
-OUTBOUND = "outbound"  # validation context key: the daemon's voxd.core.secrets.Outbound
-
-
-def context_outbound(info: ValidationInfo) -> Outbound | None:
-    """The daemon's egress policy and declared secrets, when the loader passed them."""
-    ctx = info.context if isinstance(info.context, dict) else {}
-    out = ctx.get(OUTBOUND)
-    return out if isinstance(out, Outbound) else None
-
-
-
-
-def field_errors(model: str, errors: list[tuple[tuple[str | int, ...], str, Any]]) -> ValidationError:
-    """A ValidationError naming fields of this model, so the loader can point at their lines."""
-    return ValidationError.from_exception_data(model, [
-        InitErrorDetails(type=PydanticCustomError("voxd", msg), loc=loc, input=value)
-        for loc, msg, value in errors
-    ])
-
-
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -120,37 +100,9 @@ class _Cloud(_Model):
         """With the daemon's outbound rules in the validation context (the loader passes
         them), refuse what the engine would be refused at run time, naming the field."""
         out = context_outbound(info)
-        if out is None:
-            return self
-        book = out.secrets
-        errors: list[tuple[tuple[str | int, ...], str, Any]] = []
-        url = self.endpoint()
-        if self.base_url:
-            why = out.policy.url_problem(self.base_url, "providers")
-            if why:
-                errors.append((("base_url",), f"outbound requests there are refused: {why}", self.base_url))
-        if self.api_key_secret and book.get(self.api_key_secret) is None:
-            errors.append((("api_key_secret",), book.problem(self.api_key_secret, url or "") or "", self.api_key_secret))
-        for fld, value, kind in (("api_key_env", self.api_key_env, "env"), ("api_key_file", self.api_key_file, "file")):
-            if value and not self.api_key_secret and self.named_secret(book) is None:
-                hint = f"{{{kind}: {value}, hosts: [{_host(url) or '<host>'}]}}"
-                errors.append(((fld,), f"an agent may not name a {'variable' if kind == 'env' else 'file'} of the "
-                               f"daemon's; declare it in voxd.yaml as secrets: {{<name>: {hint}}} and write "
-                               "api_key_secret: <name> (docs/cloud-providers.md)", value))
-        name = self.named_secret(book)
-        if not errors and name and url and book.get(name) is not None:
-            why = book.problem(name, url)
-            if why:
-                errors.append((("base_url",) if self.base_url else ("api_key_secret",), why, url))
-        if errors:
-            raise field_errors(type(self).__name__, errors)
+        if out is not None:
+            raise_problems(type(self).__name__, engine_problems(self, out))
         return self
-
-
-def _host(url: str | None) -> str:
-    from voxd.core.secrets import host_of
-
-    return host_of(url) if url else ""
 
 
 class STTConfig(_Cloud):
@@ -410,25 +362,9 @@ class HttpFunction(_Model):
 
     @model_validator(mode="after")
     def _secrets_and_destination(self, info: ValidationInfo) -> HttpFunction:
-        out = context_outbound(info)
-        if out is None:  # checked at run time by the function library all the same
-            return self
-        book = out.secrets
-        errors: list[tuple[tuple[str | int, ...], str, Any]] = []
-        why = out.policy.url_problem(self.url, "functions")
-        if why:
-            errors.append((("url",), f"outbound requests there are refused: {why}", self.url))
-        for key, value in self.headers.items():
-            for m in SECRET_REF.finditer(value):
-                why = book.ref_problem(m.group(1), self.url)
-                if why:
-                    errors.append((("headers", key), why, "${" + m.group(1) + "}"))
-        if self.secret_env:
-            why = book.ref_problem(self.secret_env, self.url)
-            if why:
-                errors.append((("secret_env",), why, self.secret_env))
-        if errors:
-            raise field_errors("HttpFunction", errors)
+        out = context_outbound(info)  # without it: checked at run time by the function library all the same
+        if out is not None:
+            raise_problems("HttpFunction", http_function_problems(self, out))
         return self
 
 
