@@ -101,8 +101,15 @@ def test_arithmetic_question(tmp_path: Path) -> None:
 
 def test_minimal_agent_with_espeak_voice(tmp_path: Path) -> None:
     rec = run_call(ROOT / "agents" / "minimal.yaml", caller_wav(tmp_path, "flite-rms", "what_time", lead_s=3.0), tmp_path / "bot.wav")
-    tools = [tc for t in rec["turns"] for tc in t["tool_calls"]]
-    assert [tc["name"] for tc in tools] == ["get_current_time"]
+    replies = [t for t in rec["turns"] if t["speaker"] == "bot" and t["source"] != "greeting"]
+    # "What time ... is it?": where the turn model (whose score on "What time" depends on the
+    # CPU's onnxruntime kernels) ends the turn at the pause, the bot starts answering and the
+    # caller's "is it?" interrupts it; then it answers once more, not over the caller.
+    assert replies and all(r["interrupted"] for r in replies[:-1]), replies
+    assert not replies[-1]["interrupted"]
+    assert [tc["name"] for tc in replies[-1]["tool_calls"]] == ["get_current_time"]
+    assert {tc["name"] for r in replies for tc in r["tool_calls"]} == {"get_current_time"}
+    assert replies[-1]["tool_calls"][0]["result"]["spoken"] in replies[-1]["text"]
     said = segments(tmp_path / "bot.wav")
     assert len(said) == 2 and ("hello" in said[0] or "time" in said[0]), said
 

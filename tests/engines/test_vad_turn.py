@@ -36,10 +36,21 @@ async def test_smart_turn_complete_question_beats_cut_off_sentence() -> None:
     cut = {v: await turn.end_probability(speech.load(v, "speak_to_sales.cut")) for v in speech.voices()}
     assert statistics.mean(complete.values()) > statistics.mean(cut.values()) + 0.3, (complete, cut)
     assert sum(complete[v] > cut[v] for v in complete) >= len(complete) - 1, (complete, cut)
-    # The same sentence, whole vs. stopped after "Can I speak to": clear on natural voices.
+    # The same sentence, whole vs. stopped after "Can I speak to", on natural voices. A line
+    # never delivers the same samples twice, and on one sample the cut sentence's score swings
+    # from 0.15 to 0.9 with 2 LSB of noise (or with the CPU's SIMD kernels: AVX2 and AVX-512
+    # builds of onnxruntime disagree on it), so judge the mean over copies with line noise.
+    rng = np.random.default_rng(7)
     for voice in ("piper-joe", "festival-kal", "flite-awb"):
-        whole = await turn.end_probability(speech.load(voice, "speak_to_sales"))
-        assert whole > 0.5 > cut[voice], (voice, whole, cut[voice])
+        whole = [await turn.end_probability(_line_noise(speech.load(voice, "speak_to_sales"), rng)) for _ in range(8)]
+        part = [await turn.end_probability(_line_noise(speech.load(voice, "speak_to_sales.cut"), rng)) for _ in range(8)]
+        assert min(whole) > 0.9, (voice, whole)
+        assert statistics.mean(part) < statistics.mean(whole) - 0.35, (voice, whole, part)
+
+
+def _line_noise(pcm: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    noisy = pcm.astype(np.int32) + rng.integers(-2, 3, pcm.size)
+    return np.clip(noisy, -32768, 32767).astype(np.int16)
 
 
 def test_features_are_whisper_log_mel_of_the_last_8_seconds() -> None:
