@@ -117,6 +117,16 @@ class SipListenConfig(_Model):
     max_calls: int = Field(200, ge=1, description="Concurrent calls in total; beyond: 503.")
     max_calls_per_source: int = Field(50, ge=1, description="Concurrent calls from one source address; beyond: 503.")
     ring_ms: int = Field(0, ge=0, le=60000, description="Ring (180) this long before answering.")
+    rtp_timeout_s: float = Field(
+        30.0, ge=0, le=3600,
+        description="End a call (BYE, end reason media_timeout) after this long without RTP from the caller "
+                    "while not on hold; 0: never.")
+    tcp_max_connections: int = Field(1024, ge=1, description="SIP-over-TCP connections in total; beyond: refused.")
+    tcp_max_per_source: int = Field(32, ge=1, description="SIP-over-TCP connections from one address; beyond: refused.")
+    tcp_idle_s: float = Field(
+        120.0, ge=1, le=86400,
+        description="Close a SIP-over-TCP connection silent this long that carries no call "
+                    "(keep-alive CRLFs count as traffic).")
     codecs: list[str] = Field(default_factory=lambda: ["PCMU", "PCMA"], description="Preference order.")
     trunks: list[TrunkConfig] = Field(default_factory=list)
     allow_any: bool = Field(False, description="Accept calls from any source when no trunk is configured.")

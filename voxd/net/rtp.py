@@ -12,6 +12,10 @@ the peer's RTP port + 1 or its a=rtcp address, or on the RTP socket and port und
 rtcp-mux. If no RTCP socket is given, reports go from the RTP socket to the peer's
 RTCP port (the peer then sees them come from our RTP port). The peer's reports are
 accepted on either socket; what it says about our stream is in ``rtcp.peer``.
+
+Media is taken only from the caller (voxd.net.media_source.SourceGuard: the
+signalled address, latched once) and a call whose media stops for
+``inactivity_s`` while not on hold is reported through ``on_inactive``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import numpy as np
 
 from voxd.media.audio import FRAME_BYTES, SILENCE_FRAME, StreamResampler
 from voxd.media.tones import DtmfDetector
+from voxd.net.media_source import InactivityTimer, SourceGuard
 from voxd.proto.g711 import encoder_for
 from voxd.proto.jitter import JitterBuffer
 from voxd.proto.negotiate import Negotiated
@@ -93,7 +98,8 @@ class PortPool:
 class RtpCounters:
     received: int = 0
     sent: int = 0
-    ignored: int = 0  # unknown payload types, malformed packets, wrong source
+    ignored: int = 0  # unknown payload types, malformed packets
+    wrong_source: int = 0  # RTP/RTCP from an address that is not the caller's: dropped
     send_errors: int = 0
     rtcp_sent: int = 0
     rtcp_received: int = 0
@@ -121,9 +127,16 @@ class RtpStream(asyncio.DatagramProtocol):
         next_frame: Callable[[], bytes | None],
         *,
         rtcp_min_interval: float = MIN_INTERVAL,
+        signalled_hosts: tuple[str, ...] = (),
+        inactivity_s: float = 0.0,
+        on_inactive: Callable[[], None] | None = None,
     ) -> None:
         self.neg = neg
         self.remote = neg.remote_address
+        self.guard = SourceGuard(neg.remote_address, signalled_hosts)
+        self.inactivity = InactivityTimer(inactivity_s, time.monotonic())
+        self.on_inactive = on_inactive
+        self._ticks = 0
         self.on_audio = on_audio
         self.on_dtmf = on_dtmf
         self.next_frame = next_frame
@@ -158,6 +171,7 @@ class RtpStream(asyncio.DatagramProtocol):
         """Attach the RTP socket (and the RTCP one, if any) and start reporting."""
         loop = asyncio.get_running_loop()
         await loop.create_datagram_endpoint(lambda: self, sock=sock)
+        self.inactivity.heard(time.monotonic())  # the clock starts when the call's media does
         if rtcp_sock is not None:
             if self.neg.rtcp_mux:
                 rtcp_sock.close()  # everything goes over the RTP port
@@ -186,15 +200,19 @@ class RtpStream(asyncio.DatagramProtocol):
         if is_rtcp(data):
             self.rtcp_received(data, addr, on_rtcp_port=False)
             return
+        if not self.guard.admit_rtp((addr[0], addr[1])):
+            self.counters.wrong_source += 1
+            return
         try:
             pkt = RtpPacket.parse(data)
         except RtpParseError:
             self.counters.ignored += 1
             return
-        if not self.latched and addr != self.remote:
-            # symmetric RTP (NAT): answer to where the media really comes from
+        if not self.latched:
+            # symmetric RTP (NAT): answer to where the caller's media really comes from
             self.remote = (addr[0], addr[1])
-        self.latched = True
+            self.latched = True
+        self.inactivity.heard(time.monotonic())
         if pkt.payload_type == self.codec_pt:
             self.counters.received += 1
             now = time.monotonic()
@@ -218,6 +236,11 @@ class RtpStream(asyncio.DatagramProtocol):
 
     def receive_tick(self) -> None:
         """Play one frame of the caller into the session (or silence)."""
+        self._ticks += 1
+        if (self._ticks % 50 == 0 and self.on_inactive is not None  # checked once a second
+                and self.inactivity.expired(time.monotonic(), on_hold=self.on_hold)):
+            log.info("rtp: no media for %.0f s: ending the call", self.inactivity.timeout_s)
+            self.on_inactive()
         payload = self.jitter.pop()
         if payload is not None and len(payload) == SAMPLES_8K:
             pcm8 = self._dec[np.frombuffer(payload, np.uint8)]
@@ -276,6 +299,9 @@ class RtpStream(asyncio.DatagramProtocol):
 
     # -- RTCP
     def rtcp_received(self, data: bytes, addr: tuple[str, int], *, on_rtcp_port: bool) -> None:
+        if not self.guard.admit_rtcp((addr[0], addr[1])):
+            self.counters.wrong_source += 1
+            return
         try:
             self.rtcp.receive(data, time.monotonic(), time.time())
         except RtpParseError:

@@ -25,13 +25,14 @@ from voxd.call.session import CallSession
 from voxd.config import SipListenConfig
 from voxd.net.clock import MediaClock
 from voxd.net.rtp import PortPool, RtpStream
+from voxd.net.sip_tcp import TcpPeers
 from voxd.proto import negotiate
 from voxd.proto.sdp import SdpParseError, SessionDescription
 from voxd.proto.sip import events as ev
 from voxd.proto.sip.agent import UAConfig, UserAgent
 from voxd.proto.sip.auth import DigestServer
 from voxd.proto.sip.errors import SipParseError
-from voxd.proto.sip.message import SipRequest, StreamParser
+from voxd.proto.sip.message import SipMessage, SipRequest
 
 log = logging.getLogger("voxd.sip")
 
@@ -105,34 +106,6 @@ class _Udp(asyncio.DatagramProtocol):
         self.endpoint.on_datagram(data, (addr[0], addr[1]))
 
 
-class _Tcp(asyncio.Protocol):
-    def __init__(self, endpoint: SipEndpoint) -> None:
-        self.endpoint = endpoint
-        self.parser = StreamParser()
-        self.transport: asyncio.Transport | None = None
-        self.peer: Addr = ("", 0)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        peer = transport.get_extra_info("peername")
-        self.peer = (peer[0], peer[1])
-        self.endpoint.tcp_peers[self.peer] = self
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            messages = self.parser.feed(data)
-        except SipParseError as e:
-            log.info("bad SIP stream from %s: %s", self.peer[0], e)
-            if self.transport is not None:
-                self.transport.close()
-            return
-        for msg in messages:
-            self.endpoint.on_message(msg, self.peer)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.endpoint.tcp_peers.pop(self.peer, None)
-
-
 class SipEndpoint:
     def __init__(
         self,
@@ -152,7 +125,7 @@ class SipEndpoint:
         self.ua: UserAgent | None = None
         self.sip_calls: dict[str, SipCall] = {}
         self.per_source: Counter[str] = Counter()
-        self.tcp_peers: dict[Addr, _Tcp] = {}
+        self.tcp_peers = TcpPeers(cfg, self.on_message, self._carries_call)
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp_server: asyncio.Server | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -166,8 +139,12 @@ class SipEndpoint:
         digest credentials), limits, codecs, ringing and the public address apply to
         the next call; calls in progress keep what they negotiated."""
         self.cfg = cfg
+        self.tcp_peers.cfg = cfg
         self.host = cfg.public_host or cfg.host
         self._digest = {t.name: self._digest_for(t) for t in cfg.trunks if t.username}
+
+    def _carries_call(self, addr: Addr) -> bool:
+        return any(c.source == addr and not c.ended for c in self.sip_calls.values())
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -176,7 +153,7 @@ class SipEndpoint:
         self._udp = transport
         self.port = transport.get_extra_info("sockname")[1]
         if self.cfg.tcp:
-            self._tcp_server = await loop.create_server(lambda: _Tcp(self), self.cfg.host, self.port)
+            self._tcp_server = await loop.create_server(self.tcp_peers.protocol, self.cfg.host, self.port)
         # _flush writes to a peer's TCP connection when it has one: no retransmissions there
         self.ua = UserAgent(UAConfig(self.host, self.port, user="voxd", user_agent="voxd"), auth=self._auth,
                             reliable=lambda addr: addr in self.tcp_peers)
@@ -197,6 +174,7 @@ class SipEndpoint:
                 await proto.closed
         if self._tcp_server is not None:
             self._tcp_server.close()
+            self.tcp_peers.close_all()
             await self._tcp_server.wait_closed()
         for t in list(self._tasks):
             t.cancel()
@@ -212,10 +190,10 @@ class SipEndpoint:
             return
         self._handle(events)
 
-    def on_message(self, msg: object, addr: Addr) -> None:
+    def on_message(self, msg: SipMessage, addr: Addr) -> None:
         assert self.ua is not None
         try:
-            events = self.ua.receive_message(msg, addr, time.monotonic())  # type: ignore[arg-type]
+            events = self.ua.receive_message(msg, addr, time.monotonic())
         except SipParseError:
             self.malformed += 1
             return
@@ -226,8 +204,8 @@ class SipEndpoint:
             return
         for data, addr in self.ua.data_to_send():
             tcp = self.tcp_peers.get(addr)
-            if tcp is not None and tcp.transport is not None:
-                tcp.transport.write(data)
+            if tcp is not None:
+                tcp.write(data)
             elif self._udp is not None:
                 self._udp.sendto(data, addr)
         self._schedule()
@@ -376,8 +354,7 @@ class SipEndpoint:
 
     async def _open_media(self, call: SipCall, sock: object, neg: negotiate.Negotiated) -> None:
         assert self.ua is not None and call.session is not None
-        s = call.session
-        stream = RtpStream(neg, s.feed_audio, lambda d, src: s.feed_dtmf(d, source=src), s.next_frame)
+        stream = self.rtp_stream(call, neg)
         await stream.open(sock, self.ports.rtcp_socket(call.rtp_port))  # type: ignore[arg-type]
         call.rtp = stream
         if call.ended:
@@ -394,6 +371,17 @@ class SipEndpoint:
         except KeyError:  # cancelled while ringing
             return
         self._flush()
+
+    def rtp_stream(self, call: SipCall, neg: negotiate.Negotiated) -> RtpStream:
+        """The call's RTP stream: media only from the hosts the call was signalled from
+        and named, latched once; ended with a BYE when media stops (not on hold)."""
+        s = call.session
+        assert s is not None
+        return RtpStream(
+            neg, s.feed_audio, lambda d, src: s.feed_dtmf(d, source=src), s.next_frame,
+            signalled_hosts=(call.source[0],), inactivity_s=self.cfg.rtp_timeout_s,
+            on_inactive=lambda: self._end(call, "media_timeout", "system"),
+        )
 
     async def _outbound_answered(self, call: SipCall, answer: bytes) -> None:
         from voxd.net.sip_outbound import start_media

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 from voxd.agents.loader import LoadedAgent
 from voxd.call.session import CallSession
-from voxd.net.rtp import RtpStream
 from voxd.proto import negotiate
 from voxd.proto.sdp import SdpParseError, SessionDescription
 from voxd.proto.sip.agent import parse_target
@@ -68,7 +67,7 @@ async def start_media(endpoint: SipEndpoint, call: SipCall, answer_sdp: bytes, *
     except (SdpParseError, negotiate.SdpNegotiationError):
         return False
     s = call.session
-    stream = RtpStream(neg, s.feed_audio, lambda d, src: s.feed_dtmf(d, source=src), s.next_frame)
+    stream = endpoint.rtp_stream(call, neg)
     assert call.outbound_sock is not None
     await stream.open(call.outbound_sock, endpoint.ports.rtcp_socket(call.rtp_port))
     call.rtp = stream
