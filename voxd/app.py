@@ -30,6 +30,7 @@ from voxd.net.twilio import TwilioSettings, setup_twilio
 from voxd.net.webrtc import WebRtcSettings, setup_webrtc
 from voxd.net.webtoken import WEB_TOKENS_KEY, WebTokens
 from voxd.net.ws_media import setup_ws_media
+from voxd.ops import descriptors
 from voxd.ops.metrics import Metrics
 from voxd.ops.sdnotify import Notifier
 from voxd.tools.builtins import default_registry
@@ -76,6 +77,7 @@ class Daemon:
         from voxd.store.db import Database
 
         inference.configure(self.cfg.engines.inference_threads)
+        descriptors.raise_limit(self.cfg)
         state = self.cfg.resolved_state_dir()
         state.mkdir(parents=True, exist_ok=True)
         self.db = await Database.open(self.cfg.resolved_database())
@@ -201,8 +203,11 @@ class Daemon:
             "not_draining": not self.draining,
             "database": await self._db_writable(),
         }
+        room = descriptors.headroom(self.cfg)
+        checks["descriptors"] = room.ok
         ok = all(checks.values())
-        return web.json_response({"ready": ok, "checks": checks}, status=200 if ok else 503)
+        return web.json_response({"ready": ok, "checks": checks, "descriptors": room.as_dict()},
+                                 status=200 if ok else 503)
 
     async def _db_writable(self) -> bool:
         if self.db is None:

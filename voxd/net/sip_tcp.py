@@ -15,6 +15,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import cast
 
 from voxd.config import SipListenConfig
 from voxd.proto.sip.errors import SipParseError
@@ -88,12 +89,11 @@ class SipTcpConnection(asyncio.Protocol):
         self._idle_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1])
         if not self.peers.admit(self):
-            transport.abort()
+            self.transport.abort()
             return
         self.admitted = True
         self._arm_idle()
