@@ -22,6 +22,7 @@ from aiohttp import web
 from voxd import __version__
 from voxd.agents.catalog import AgentCatalog
 from voxd.api.listener import GuardedSite, ListenerGuard, ListenerLimits
+from voxd.call.admission import Admission
 from voxd.call.manager import CallManager
 from voxd.config import VoxdConfig
 from voxd.media import inference
@@ -90,8 +91,10 @@ class Daemon:
         self.tools = self.tool_library.base
         await self.tool_library.start()
         library = self.tool_library
+        admission = Admission(self.cfg.sip.max_calls, **self.cfg.calls.admission_args())
         self.calls = CallManager(self.tools, self.cfg.engines, CallRepository(self.db), max_calls=self.cfg.sip.max_calls,
-                                 tools_for=lambda agent: library.registry_for(agent.config), outbound=self.outbound)
+                                 tools_for=lambda agent: library.registry_for(agent.config), outbound=self.outbound,
+                                 admission=admission)
         self.calls.listeners.append(self.metrics.on_call_event)
         self.function_log = ExecutionLogger(ExecutionLogRepository(self.db))
         self.calls.listeners.append(self.function_log)
@@ -318,7 +321,8 @@ class Daemon:
             self._api_deps.settings = api_settings(new.api, pepper=self._api_deps.settings.pepper)
             log.info("reload: API limits applied")
         if self.calls is not None:
-            self.calls.max_calls = new.sip.max_calls  # the daemon-wide cap, whatever the transport
+            # the daemon-wide cap, whatever the transport, and each transport's share of it
+            self.calls.admission.configure(new.sip.max_calls, **new.calls.admission_args())
         if new.sip.enabled != old.sip.enabled or new.http.enabled != old.http.enabled:
             log.warning("reload: turning a listener on or off takes a restart")
         if self.sip is not None and new.sip != old.sip:

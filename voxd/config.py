@@ -132,6 +132,31 @@ class SipListenConfig(_Model):
     allow_any: bool = Field(False, description="Accept calls from any source when no trunk is configured.")
 
 
+class CallLimits(_Model):
+    """Admission beyond sip.max_calls (the daemon-wide cap, whatever the transport)."""
+
+    transport_shares: dict[str, float] = Field(
+        default_factory=lambda: {"sip": 1.0, "twilio": 0.75, "webrtc": 0.5, "websocket": 0.5},
+        description="Fraction of sip.max_calls each transport may hold, so one cannot starve the others "
+                    "(a transport not named: 0.5).")
+    unauthenticated_max_calls: int = Field(
+        20, ge=0, description="Calls nobody authenticated (media endpoints opened to loopback clients without "
+                              "a key), in total; beyond: refused.")
+    unauthenticated_per_source: int = Field(4, ge=0, description="... from one address.")
+
+    @field_validator("transport_shares")
+    @classmethod
+    def _fractions(cls, v: dict[str, float]) -> dict[str, float]:
+        for name, share in v.items():
+            if not 0 <= share <= 1:
+                raise ValueError(f"transport_shares.{name}: a fraction from 0 to 1")
+        return v
+
+    def admission_args(self) -> dict[str, Any]:
+        return {"shares": self.transport_shares, "unauthenticated_max_calls": self.unauthenticated_max_calls,
+                "unauthenticated_per_source": self.unauthenticated_per_source}
+
+
 class ApiLimits(_Model):
     """Control-API rate limits (token buckets) and request size limits."""
 
@@ -237,6 +262,7 @@ class VoxdConfig(_Model):
     http: HttpConfig = Field(default_factory=lambda: HttpConfig())
     api: ApiLimits = Field(default_factory=lambda: ApiLimits())
     sip: SipListenConfig = Field(default_factory=lambda: SipListenConfig())
+    calls: CallLimits = Field(default_factory=lambda: CallLimits())
     engines: EnginesConfig = Field(default_factory=lambda: EnginesConfig())
     webhooks: WebhooksConfig = Field(default_factory=lambda: WebhooksConfig())
     webrtc: WebRtcConfig = Field(default_factory=lambda: WebRtcConfig())

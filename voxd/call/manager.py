@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from voxd.agents.loader import LoadedAgent
+from voxd.call.admission import Admission, AdmissionRefused
 from voxd.call.events import CallEnded, CallEvent, CallStarted
 from voxd.call.ports import CallControl, Engines
 from voxd.call.session import CallSession
@@ -43,13 +44,14 @@ class CallManager:
         max_calls: int = 500,
         tools_for: Callable[[LoadedAgent], ToolRegistry] | None = None,
         outbound: Outbound | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.tools = tools
         self.tools_for = tools_for  # per-agent registries (built-ins + the agent's own functions)
         self.engines_cfg = engines or EnginesConfig()
         self.outbound = outbound or Outbound()  # where hosted engines may connect, and with which keys
         self.repo = repo
-        self.max_calls = max_calls
+        self.admission = admission or Admission(max_calls)  # no transport shares unless configured
         self.active: dict[str, CallSession] = {}
         self.listeners: list[Callable[[CallEvent], None]] = []
         # writers whose rows must commit with the call record (e.g. the webhook outbox):
@@ -61,6 +63,10 @@ class CallManager:
         self._empty.set()
         self._silero: Any = None
         self._smart_turn: Any = None
+
+    @property
+    def max_calls(self) -> int:
+        return self.admission.max_calls
 
     # -- models shared by all calls
     def _confirmer(self) -> Any:
@@ -119,11 +125,17 @@ class CallManager:
         metadata: dict[str, Any] | None = None,
         engines: Engines | None = None,
         listener: Callable[[CallEvent], None] | None = None,
+        source: str = "",
+        authenticated: bool = True,
     ) -> CallSession:
+        """A new call's session, if admission allows it: not draining, under the total,
+        its transport's share, and (for a call nobody authenticated) the unauthenticated caps."""
         if not self.accepting:
             raise CallLimitReached("draining")
-        if len(self.active) >= self.max_calls:
-            raise CallLimitReached(f"{self.max_calls} calls active")
+        try:
+            self.admission.check(control.transport_name, source, authenticated)
+        except AdmissionRefused as e:
+            raise CallLimitReached(str(e)) from e
         record = CallRecord(
             id=new_call_id(),
             agent=agent.name,
@@ -144,6 +156,7 @@ class CallManager:
             vad=FrameVAD(self.engines_cfg.vad_aggressiveness),
             on_event=self._on_event if listener is None else _both(self._on_event, listener),
         )
+        self.admission.admit(record.id, control.transport_name, source, authenticated)
         self.active[record.id] = session
         self._empty.clear()
         log.info("call %s started: agent=%s version=%s transport=%s", record.id, agent.name, agent.version, record.transport)
@@ -154,6 +167,7 @@ class CallManager:
             self._persist(event.record, self._txn_writes(event))
         elif isinstance(event, CallEnded):
             self.active.pop(event.record.id, None)
+            self.admission.release(event.record.id)
             if not self.active:
                 self._empty.set()
             log.info("call %s ended: %s", event.record.id, event.record.end_reason)
