@@ -41,9 +41,11 @@ async def start_daemon(tmp_path: Path, agents: dict[str, str], **config: Any) ->
     folder.mkdir(exist_ok=True)
     for name, text in agents.items():
         (folder / f"{name}.yaml").write_text(text)
+    # tests call /media/* on loopback without credentials unless they say otherwise
+    http = {"port": 0, "media_unauthenticated": True, **config.pop("http", {})}
     cfg = VoxdConfig.model_validate({
         "state_dir": str(tmp_path / "state"), "agents_dir": str(folder),
-        "http": {"port": 0}, "sip": {"enabled": False}, "engines": {"silero_confirm": False, "preload": False},
+        "http": http, "sip": {"enabled": False}, "engines": {"silero_confirm": False, "preload": False},
         **config,
     })
     d = Daemon(cfg, tmp_path)

@@ -27,9 +27,10 @@ from voxd.call.manager import CallManager
 from voxd.config import VoxdConfig
 from voxd.media import inference
 from voxd.net.clock import MediaClock
+from voxd.net.media_auth import MediaAuth
 from voxd.net.twilio import TwilioSettings, setup_twilio
 from voxd.net.webrtc import WebRtcSettings, setup_webrtc
-from voxd.net.webtoken import WEB_TOKENS_KEY, WebTokens
+from voxd.net.webtoken import WEB_TOKENS_KEY, WebTokens, api_key_check
 from voxd.net.ws_media import setup_ws_media
 from voxd.ops import descriptors
 from voxd.ops.metrics import Metrics
@@ -144,18 +145,24 @@ class Daemon:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self.metrics.handle)
-        setup_ws_media(app, self.agents, self.calls, self.clock, accepting=lambda: not self.draining)
+        from voxd.api.app import AppKeyCheck
+
         tokens = WebTokens.from_state_dir(self.cfg.resolved_state_dir())
         app[WEB_TOKENS_KEY] = tokens  # web pages' and Twilio streams' one-use tokens
+        keys = AppKeyCheck(app)  # the API's one key check, injected: transports never read the key store
+
+        def anonymous() -> bool:
+            return self.cfg.http.media_unauthenticated
+
+        setup_ws_media(app, self.agents, self.calls, self.clock, accepting=lambda: not self.draining,
+                       auth=MediaAuth(tokens, api_key_check(keys), anonymous))
         # settings are read per request from the live config, so SIGHUP applies to the next call
         if self.cfg.twilio.enabled:
             setup_twilio(app, self.agents, self.calls, self.clock, accepting=lambda: not self.draining,
-                         settings=lambda: TwilioSettings.from_config(self.cfg.twilio, self.cfg.http.public_url))
+                         settings=lambda: TwilioSettings.from_config(self.cfg.twilio, self.cfg.http.public_url),
+                         open_to_anonymous=anonymous)
         if self.cfg.webrtc.enabled:
-            from voxd.api.app import AppKeyCheck
-
-            # db= takes the key check (voxd.net.webtoken.KeyChecker): the API's one check, injected
-            setup_webrtc(app, self.agents, self.calls, self.clock, tokens=tokens, db=AppKeyCheck(app),
+            setup_webrtc(app, self.agents, self.calls, self.clock, tokens=tokens, keys=keys,
                          accepting=lambda: not self.draining,
                          settings=lambda: WebRtcSettings.from_config(self.cfg.webrtc, self.cfg.http.host))
         from voxd.api import webtokens

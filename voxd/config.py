@@ -21,6 +21,15 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class HttpConfig(_Model):
     host: str = Field("127.0.0.1", description="Control API, /healthz, websocket media and WebRTC signalling.")
     port: int = Field(8080, ge=0, le=65535)
@@ -38,6 +47,17 @@ class HttpConfig(_Model):
     header_timeout_s: float = Field(10.0, gt=0, le=300, description="A new connection must complete its request head within this (slowloris).")
     keepalive_timeout_s: float = Field(15.0, gt=0, le=3600, description="An idle kept-alive connection is closed after this; a next request head must complete within it.")
     body_timeout_s: float = Field(30.0, gt=0, le=3600, description="A request body that sends nothing for this long ends the connection.")
+    media_unauthenticated: bool = Field(
+        False,
+        description="Let /media/voxd and /media/twilio take calls without an API key or token (they count "
+                    "against calls.unauthenticated_*). Only for a listener bound to loopback.")
+
+    @model_validator(mode="after")
+    def _anonymous_media_on_loopback_only(self) -> HttpConfig:
+        if self.media_unauthenticated and not _is_loopback(self.host):
+            raise ValueError(f"media_unauthenticated needs a loopback http.host (127.0.0.1, ::1), not {self.host!r}: "
+                             "callers elsewhere must send an API key or a web token")
+        return self
 
     @field_validator("public_url")
     @classmethod

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from voxd.media.audio import read_wav_as  # noqa: E402
 
 
-async def call(port: int) -> dict:
+async def call(port: int, key: str) -> dict:
     url = f"http://127.0.0.1:{port}"
     speech = read_wav_as(ROOT / "tests/data/speech/flite-slt/what_time.8k.wav")
     caller = np.concatenate([speech, np.zeros(16000 * 4, np.int16)]).tobytes()
@@ -38,7 +38,8 @@ async def call(port: int) -> dict:
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.2)
-        async with http.ws_connect(url + "/media/voxd?sample_rate=16000") as ws:
+        async with http.ws_connect(url + "/media/voxd?sample_rate=16000",
+                                   headers={"Authorization": f"Bearer {key}"}) as ws:
             sent = False
             async with asyncio.timeout(120):
                 async for msg in ws:
@@ -63,6 +64,11 @@ async def call(port: int) -> dict:
 def main() -> int:
     port, state = int(sys.argv[1]), sys.argv[2]
     env = dict(os.environ, VOXD_STATE_DIR=state)
+    # what the README tells an integrator: a key with calls:write for the media websocket
+    key = subprocess.run(
+        [sys.executable, "-m", "voxd.cli", "keys", "-c", str(ROOT / "config/voxd.yaml"), "create", "--name", "e2e",
+         "--scope", "calls:write"], cwd=ROOT, env=env, capture_output=True, text=True, check=True,
+    ).stdout.strip()
     with open(Path(state) / "daemon.log", "w") as log:
         daemon = subprocess.Popen(
             [sys.executable, "-m", "voxd.cli", "run", "-c", str(ROOT / "config/voxd.yaml"), "--http-port", str(port),
@@ -71,7 +77,7 @@ def main() -> int:
         )
         t0 = time.time()
         try:
-            result = asyncio.run(call(port))
+            result = asyncio.run(call(port, key))
             result["seconds"] = round(time.time() - t0, 1)
             print(json.dumps(result))
         finally:

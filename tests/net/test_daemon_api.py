@@ -26,7 +26,7 @@ async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
     (tmp_path / "agents").mkdir()
     (tmp_path / "agents" / "desk.yaml").write_text(AGENT.format(greeting="First version."))
     cfg = VoxdConfig.model_validate({
-        "state_dir": str(tmp_path / "state"), "agents_dir": str(tmp_path / "agents"), "http": {"port": 0},
+        "state_dir": str(tmp_path / "state"), "agents_dir": str(tmp_path / "agents"), "http": {"port": 0, "media_unauthenticated": True},
         "sip": {"enabled": False}, "engines": {"silero_confirm": False, "preload": False},
     })
     d = Daemon(cfg, tmp_path)

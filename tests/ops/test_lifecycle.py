@@ -53,7 +53,7 @@ class Daemon:
     async def start(self) -> None:
         cfg = self.tmp / "voxd.yaml"
         cfg.write_text(
-            f"agents_dir: {self.agents}\nstate_dir: {self.tmp / 'state'}\nhttp: {{port: {self.port}}}\n"
+            f"agents_dir: {self.agents}\nstate_dir: {self.tmp / 'state'}\nhttp: {{port: {self.port}, media_unauthenticated: true}}\n"
             "sip: {enabled: false}\nengines: {silero_confirm: false, preload: false}\ndrain_timeout_s: 20\n"
         )
         env = dict(os.environ, NOTIFY_SOCKET=self.notify_path, WATCHDOG_USEC="2000000", WATCHDOG_PID="")

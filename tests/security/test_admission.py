@@ -9,11 +9,15 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from pydantic import ValidationError
 
 from tests.daemons import start_daemon, talker_agent
 from tests.interop.sipd import free_udp_tcp_port
 from tests.security.test_media_sources import ATTACKER, CALLER, answered_call, count_packets, rtp, udp
+from voxd.api.keys_cli import create_key
 from voxd.call.admission import Admission, AdmissionRefused
+from voxd.config import VoxdConfig
+from voxd.net.webtoken import WEB_TOKENS_KEY
 
 
 def test_each_transport_holds_at_most_its_share() -> None:
@@ -45,12 +49,13 @@ def test_unauthenticated_calls_are_capped_in_total_and_per_source() -> None:
     a.check("websocket", "10.0.0.1", authenticated=False)
 
 
-async def _websocket_call(url: str) -> bool:
+async def _websocket_call(url: str, key: str = "") -> bool:
     """True if the daemon started a call on this websocket (it stays open, silent)."""
     conn = aiohttp.TCPConnector(local_addr=(ATTACKER, 0))
     http = aiohttp.ClientSession(connector=conn)
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        ws = await http.ws_connect(url + "/media/voxd?agent=talker&sample_rate=8000")
+        ws = await http.ws_connect(url + "/media/voxd?agent=talker&sample_rate=8000", headers=headers)
         first = json.loads((await ws.receive(timeout=5)).data)
     except (aiohttp.ClientError, TimeoutError, ValueError, TypeError):
         await http.close()
@@ -65,6 +70,13 @@ async def _websocket_call(url: str) -> bool:
 _HELD: list[tuple[aiohttp.ClientSession, aiohttp.ClientWebSocketResponse]] = []
 
 
+async def _attempts(url: str, n: int, key: str = "") -> int:
+    started = 0
+    for _ in range(n // 50):  # 50 at a time
+        started += sum(await asyncio.gather(*(_websocket_call(url, key) for _ in range(50))))
+    return started
+
+
 async def test_300_websocket_calls_from_one_source_leave_room_for_a_sip_caller(tmp_path: Path) -> None:
     port = free_udp_tcp_port()
     d = await start_daemon(
@@ -72,18 +84,20 @@ async def test_300_websocket_calls_from_one_source_leave_room_for_a_sip_caller(t
         sip={"port": port, "allow_any": True, "max_calls": 20, "rtp_port_min": 33600, "rtp_port_max": 33700},
         http={"port": 0, "max_connections_per_source": 400, "max_connections": 600},
     )
+    assert d.db is not None and d.calls is not None
+    key = await create_key(d.db, "flood", ["calls:write"])
     url = f"http://127.0.0.1:{d.http_port}"
     sip, caller = udp(CALLER), udp(CALLER)
     try:
-        started = 0
-        for _ in range(6):  # 300 attempts, 50 at a time
-            started += sum(await asyncio.gather(*(_websocket_call(url) for _ in range(50))))
-        assert started == 10  # websocket's share: 0.5 of 20
-        assert d.calls is not None and len(d.calls.active) == 10
+        # anonymous (this loopback listener takes them): 4 per source
+        assert await _attempts(url, 50) == 4
+        # with a key: the rest of websocket's share, 0.5 of 20
+        assert await _attempts(url, 250, key) == 6
+        assert len(d.calls.active) == 10
         media = await answered_call(port, sip, caller, "room-1")  # 200 OK, not 503
         caller.sendto(rtp(1), ("127.0.0.1", media))
         assert await count_packets(caller, 1.0) >= 40  # and the greeting's audio
-        assert d.calls.admission.refused["transport"] == 290
+        assert d.calls.admission.refused == {"unauthenticated_source": 46, "transport": 244}
     finally:
         sip.close()
         caller.close()
@@ -92,3 +106,40 @@ async def test_300_websocket_calls_from_one_source_leave_room_for_a_sip_caller(t
             await http.close()
         _HELD.clear()
         await d.stop()
+
+
+async def test_media_endpoints_need_a_credential_unless_opened_on_loopback(tmp_path: Path) -> None:
+    d = await start_daemon(tmp_path, {"talker": talker_agent()}, default_agent="talker", drain_timeout_s=0,
+                           http={"port": 0, "media_unauthenticated": False})
+    assert d.db is not None
+    key = await create_key(d.db, "caller", ["calls:write"])
+    reader = await create_key(d.db, "reader", ["calls:read"])
+    url = f"http://127.0.0.1:{d.http_port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            for path in ("/media/voxd", "/media/twilio"):
+                async with http.get(url + path, headers={"Upgrade": "websocket", "Connection": "Upgrade",
+                                                         "Sec-WebSocket-Version": "13",
+                                                         "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}) as r:
+                    assert r.status == 401, path
+            for bad, status in ((reader, 403), ("vxk1_not_a_key", 403), ("vxw1.forged.token", 403)):
+                async with http.get(url + "/media/voxd", headers={"Authorization": f"Bearer {bad}"}) as r:
+                    assert r.status == status, bad
+            async with http.ws_connect(url + "/media/voxd?sample_rate=8000",
+                                       headers={"Authorization": f"Bearer {key}"}) as ws:
+                assert json.loads((await ws.receive(timeout=5)).data)["type"] == "started"
+            assert d._runner is not None
+            token, _ = d._runner.app[WEB_TOKENS_KEY].mint("talker", ttl_s=60)  # what /talk/<agent>/token hands out
+            async with http.ws_connect(url + f"/media/voxd?token={token}") as ws:
+                started = json.loads((await ws.receive(timeout=5)).data)
+                assert started["type"] == "started" and started["agent"] == "talker"
+            async with http.get(url + f"/media/voxd?token={token}") as r:
+                assert r.status == 403  # a web token works once
+    finally:
+        await d.stop()
+
+
+def test_anonymous_media_only_on_a_loopback_listener() -> None:
+    with pytest.raises(ValidationError, match=r"media_unauthenticated needs a loopback http\.host"):
+        VoxdConfig.model_validate({"http": {"host": "0.0.0.0", "media_unauthenticated": True}})
+    VoxdConfig.model_validate({"http": {"host": "::1", "media_unauthenticated": True}})

@@ -44,6 +44,7 @@ class Proc:
         self.cfg.write_text(
             f"agents_dir: {tmp / 'agents'}\nstate_dir: {tmp / 'state'}\n"
             "sip: {enabled: false}\nengines: {silero_confirm: false, preload: false}\n"
+            "http: {media_unauthenticated: true}\n"
             "webhooks: {retry_schedule_s: [0.2, 0.3, 0.5, 0.5, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, "
             "1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], retry_jitter: 0.1}\n"
         )

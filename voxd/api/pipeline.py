@@ -20,6 +20,7 @@ from voxd.api.problems import ApiProblem, field_path, validation_problem
 from voxd.api.ratelimit import Outcome, headers_for
 from voxd.api.routing import Ctx, RouteSpec
 from voxd.api.services import Services
+from voxd.core import boundedjson
 from voxd.core.errors import NotFound, NotSupported
 from voxd.store.keys import ApiKey
 
@@ -28,32 +29,12 @@ log = logging.getLogger(__name__)
 JSON_TYPES = ("application/json",)
 
 
-def json_depth(value: Any, limit: int) -> int:
-    """Nesting depth of parsed JSON (iterative), counting up to ``limit + 1``."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        v, d = stack.pop()
-        if isinstance(v, dict | list):
-            deepest = max(deepest, d)
-            if deepest > limit:
-                return deepest
-            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
-    return deepest
-
-
 def parse_json(raw: bytes, max_depth: int) -> Any:
-    """A JSON body, or a 400 problem: invalid, not UTF-8, or nested deeper than ``max_depth``
-    (a body nested deeper than the C parser's own limit raises RecursionError there)."""
+    """A JSON body, or a 400 problem: invalid, not UTF-8, or nested deeper than ``max_depth``."""
     try:
-        data = json.loads(raw)
-    except RecursionError:
-        raise ApiProblem("malformed-request", f"body: JSON nested deeper than {max_depth} levels") from None
-    except (ValueError, UnicodeDecodeError) as e:
+        return boundedjson.loads(raw, max_depth)
+    except ValueError as e:
         raise ApiProblem("malformed-request", f"body: {e}") from e
-    if json_depth(data, max_depth) > max_depth:
-        raise ApiProblem("malformed-request", f"body: JSON nested deeper than {max_depth} levels")
-    return data
 
 
 def _errors(e: ValidationError) -> list[dict[str, Any]]:

@@ -43,6 +43,7 @@ from voxd.call.events import EngineError
 from voxd.call.manager import CallLimitReached, CallManager
 from voxd.call.session import CallSession
 from voxd.config import TwilioConfig
+from voxd.core import boundedjson
 from voxd.media.audio import FRAME_BYTES, SILENCE_FRAME, FrameSplitter, StreamResampler
 from voxd.media.playout import Playout
 from voxd.net.clock import MediaClock
@@ -286,8 +287,8 @@ def parse_frame(msg_type: WSMsgType, data: Any) -> dict[str, Any] | None:
     """One websocket message as a protocol frame; None when the socket is closing."""
     if msg_type == WSMsgType.TEXT:
         try:
-            obj = json.loads(data)
-        except json.JSONDecodeError as e:
+            obj = boundedjson.loads(data)
+        except ValueError as e:
             raise ProtocolError(f"frame is not JSON: {e}") from None
         if not isinstance(obj, dict) or not isinstance(obj.get("event"), str):
             raise ProtocolError("frame is not an object with a string 'event'")
@@ -311,13 +312,20 @@ def setup_twilio(
     clock: MediaClock,
     accepting: Callable[[], bool] = lambda: True,
     settings: Callable[[], TwilioSettings] | None = None,
+    open_to_anonymous: Callable[[], bool] = lambda: False,
 ) -> None:
-    """`settings` is asked per request (the daemon passes its live config)."""
+    """`settings` is asked per request (the daemon passes its live config). Streams need
+    the token the daemon's TwiML minted (with the auth token set), or an open listener
+    (`open_to_anonymous`: loopback only), where they count as unauthenticated calls."""
     current = settings or (lambda: TwilioSettings.from_config())
 
     async def media(request: web.Request) -> web.StreamResponse:
         if not accepting():
             raise web.HTTPServiceUnavailable(text="draining: not accepting new calls", headers={"Retry-After": "30"})
+        authenticated = bool(current().auth_token)
+        if not authenticated and not open_to_anonymous():
+            raise web.HTTPUnauthorized(text="set the Twilio auth token (twilio.auth_token_env) so streams carry "
+                                            "a signed token, or http.media_unauthenticated on a loopback listener")
         ws = web.WebSocketResponse(heartbeat=20, max_msg_size=1 << 20)
         await ws.prepare(request)
         call = TwilioCall(ws, clock)
@@ -351,7 +359,7 @@ def setup_twilio(
                 "account_sid": str(info.get("accountSid", "")), "custom_parameters": params}
         try:
             session = calls.create(agent, call, from_uri=params.get("from", ""), to_uri=params.get("to", ""),
-                                   metadata=meta)
+                                   metadata=meta, source=request.remote or "", authenticated=authenticated)
         except CallLimitReached as e:
             await ws.close(code=1013, message=f"busy: {e}".encode())
             return ws

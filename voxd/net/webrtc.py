@@ -55,6 +55,7 @@ from voxd.call.events import CallEnded, CallerSpeaking, CallEvent, DtmfReceived,
 from voxd.call.manager import CallLimitReached, CallManager
 from voxd.call.session import CallSession
 from voxd.config import WebRtcConfig
+from voxd.core import boundedjson
 from voxd.media.audio import (
     FRAME_BYTES,
     FRAME_SAMPLES,
@@ -64,9 +65,10 @@ from voxd.media.audio import (
     StreamResampler,
 )
 from voxd.net.clock import MediaClock
+from voxd.net.http_errors import bad_request, json_body
 from voxd.net.twilio import publish_transport_error
 from voxd.net.webrtc_trickle import TRICKLE_KEY, Trickle
-from voxd.net.webtoken import WEB_TOKENS_KEY, ApiKeyCheck, InvalidToken, WebTokens, api_key_check
+from voxd.net.webtoken import WEB_TOKENS_KEY, ApiKeyCheck, InvalidToken, KeyChecker, WebTokens, api_key_check
 
 log = logging.getLogger("voxd.webrtc")
 
@@ -249,8 +251,8 @@ class RtcCall:
     def on_message(self, data: Any) -> None:
         s = self.session
         try:
-            obj = json.loads(data) if isinstance(data, str) else None
-        except json.JSONDecodeError:
+            obj = boundedjson.loads(data) if isinstance(data, str) else None
+        except ValueError:
             obj = None
         if not isinstance(obj, dict):
             obj = {}
@@ -315,14 +317,14 @@ def setup_webrtc(
     clock: MediaClock,
     *,
     tokens: WebTokens,
-    db: Any = None,
+    keys: KeyChecker | None = None,
     http_host: str = "127.0.0.1",
     accepting: Callable[[], bool] = lambda: True,
     settings: Callable[[], WebRtcSettings] | None = None,
 ) -> None:
     """`settings` is asked once per offer (the daemon passes its live config)."""
     current = settings or (lambda: WebRtcSettings.from_config(None, http_host))
-    key_check: ApiKeyCheck | None = api_key_check(db) if db is not None else None
+    key_check: ApiKeyCheck | None = api_key_check(keys) if keys is not None else None
     live: set[RtcCall] = set()
     trickle = Trickle()
 
@@ -345,12 +347,9 @@ def setup_webrtc(
     async def offer(request: web.Request) -> web.Response:
         if not accepting():
             raise web.HTTPServiceUnavailable(text="draining: not accepting new calls", headers={"Retry-After": "30"})
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise web.HTTPBadRequest(text="body must be JSON") from None
+        body = await json_body(request)
         if not isinstance(body, dict) or body.get("type") != "offer" or not isinstance(body.get("sdp"), str):
-            raise web.HTTPBadRequest(text='expected {"type": "offer", "sdp": "..."}')
+            raise bad_request('expected {"type": "offer", "sdp": "..."}')
         name = await authorize(request, body)
         agent = agents.get(name) if name else agents.default()
         if agent is None:
@@ -376,7 +375,7 @@ def setup_webrtc(
             session.record.metadata["error"] = f"{type(e).__name__}: {e}"
             await session.close("bad_offer", ended_by="system")
             await pc.close()
-            raise web.HTTPBadRequest(text=f"cannot answer this offer: {e}") from None
+            raise bad_request(f"cannot answer this offer: {e}") from None
         live.add(call)
         ice = trickle.open(session.record.id, pc, session.record.metadata)
         call.spawn(run(call, session))

@@ -11,7 +11,6 @@ candidates are all in its answer (aiortc gathers before answering).
 from __future__ import annotations
 
 import hmac
-import json
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,8 @@ from typing import Any
 from aiohttp import web
 from aiortc import RTCIceCandidate, RTCPeerConnection
 from aiortc.sdp import candidate_from_sdp
+
+from voxd.net.http_errors import bad_request, json_body
 
 TRICKLE_KEY: web.AppKey[Trickle] = web.AppKey("voxd.webrtc.trickle")
 MAX_CANDIDATES = 64  # per call: a browser offers a handful per interface and server
@@ -66,12 +67,9 @@ class Trickle:
         given = header[7:].strip() if header.lower().startswith("bearer ") else ""
         if not hmac.compare_digest(given.encode(), peer.token.encode()):
             raise web.HTTPForbidden(text="send the call's ice.token from the offer's answer as a bearer token")
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise web.HTTPBadRequest(text="body must be JSON") from None
+        body = await json_body(request)
         if not isinstance(body, dict) or not isinstance(body.get("candidates", []), list):
-            raise web.HTTPBadRequest(text='expected {"candidates": [...], "done": false}')
+            raise bad_request('expected {"candidates": [...], "done": false}')
         entries: list[Any] = body.get("candidates", [])
         done = body.get("done", False) is True
         parsed: list[RTCIceCandidate] = []
@@ -84,7 +82,7 @@ class Trickle:
         if peer.done and (parsed or done):
             raise web.HTTPConflict(text="end-of-candidates was already signalled for this call")
         if peer.added + len(parsed) > MAX_CANDIDATES:
-            raise web.HTTPBadRequest(text=f"too many candidates (at most {MAX_CANDIDATES} per call)")
+            raise bad_request(f"too many candidates (at most {MAX_CANDIDATES} per call)")
         for cand in parsed:
             await peer.pc.addIceCandidate(cand)
         peer.added += len(parsed)
@@ -100,7 +98,7 @@ def _candidate(entry: Any, index: int) -> RTCIceCandidate | None:
     empty end-of-candidates one. Raises 400 naming the entry."""
     where = f"candidates[{index}]"
     if not isinstance(entry, dict) or not isinstance(entry.get("candidate"), str):
-        raise web.HTTPBadRequest(text=f'{where}: expected {{"candidate": "candidate:...", "sdpMid": "0"}}')
+        raise bad_request(f'{where}: expected {{"candidate": "candidate:...", "sdpMid": "0"}}')
     line = entry["candidate"].strip()
     if not line:
         return None
@@ -110,14 +108,14 @@ def _candidate(entry: Any, index: int) -> RTCIceCandidate | None:
         line = line[len("candidate:"):]
     bits = line.split()
     if len(bits) < 8 or bits[6] != "typ" or bits[2].lower() not in ("udp", "tcp"):
-        raise web.HTTPBadRequest(text=f"{where}: not an ICE candidate line: {entry['candidate'][:120]!r}")
+        raise bad_request(f"{where}: not an ICE candidate line: {entry['candidate'][:120]!r}")
     try:
         cand = candidate_from_sdp(line)
     except (ValueError, IndexError, AssertionError):
-        raise web.HTTPBadRequest(text=f"{where}: not an ICE candidate line: {entry['candidate'][:120]!r}") from None
+        raise bad_request(f"{where}: not an ICE candidate line: {entry['candidate'][:120]!r}") from None
     mid, mline = entry.get("sdpMid"), entry.get("sdpMLineIndex")
     if (mid is not None and not isinstance(mid, str)) or (mline is not None and not isinstance(mline, int)):
-        raise web.HTTPBadRequest(text=f"{where}: sdpMid must be a string and sdpMLineIndex an integer")
+        raise bad_request(f"{where}: sdpMid must be a string and sdpMLineIndex an integer")
     if mid is None and mline is None:
         mline = 0  # a single-transport (BUNDLE) call: the first m-line
     cand.sdpMid, cand.sdpMLineIndex = mid, mline

@@ -33,8 +33,10 @@ from voxd.agents.catalog import AgentCatalog
 from voxd.call.events import CallEvent, TurnCompleted
 from voxd.call.manager import CallLimitReached, CallManager
 from voxd.call.session import CallSession
+from voxd.core import boundedjson
 from voxd.media.audio import FRAME_BYTES, SILENCE_FRAME, FrameSplitter, StreamResampler
 from voxd.net.clock import MediaClock
+from voxd.net.media_auth import MediaAuth
 
 log = logging.getLogger("voxd.ws")
 
@@ -120,7 +122,11 @@ def setup_ws_media(
     calls: CallManager,
     clock: MediaClock,
     accepting: Callable[[], bool] = lambda: True,
+    auth: MediaAuth | None = None,
 ) -> None:
+    """`auth` decides who may open a call (default: a credential is required)."""
+    media_auth = auth or MediaAuth()
+
     async def handler(request: web.Request) -> web.StreamResponse:
         if not accepting():
             raise web.HTTPServiceUnavailable(text="draining: not accepting new calls", headers={"Retry-After": "30"})
@@ -130,7 +136,8 @@ def setup_ws_media(
             rate = 0
         if rate not in RATES:
             raise web.HTTPBadRequest(text=f"sample_rate must be one of {RATES}")
-        name = request.query.get("agent")
+        grant = await media_auth.authorize(request, request.query.get("agent") or None)
+        name = grant.agent
         agent = agents.get(name) if name else agents.default()
         if agent is None:
             raise web.HTTPNotFound(text=f"no agent {name!r}" if name else "no agents loaded")
@@ -139,7 +146,8 @@ def setup_ws_media(
         call = WsCall(ws, rate, clock)
         try:
             session = calls.create(
-                agent, call, from_uri=request.remote or "", metadata={"sample_rate": rate}, listener=call.on_event
+                agent, call, from_uri=request.remote or "", metadata={"sample_rate": rate}, listener=call.on_event,
+                source=request.remote or "", authenticated=grant.authenticated,
             )
         except CallLimitReached as e:
             await ws.send_str(json.dumps({"type": "error", "message": f"busy: {e}"}))
@@ -157,9 +165,9 @@ def setup_ws_media(
                     call.on_audio(msg.data)
                 elif msg.type == WSMsgType.TEXT:
                     try:
-                        obj = json.loads(msg.data)
+                        obj = boundedjson.loads(msg.data)
                         kind = obj.get("type") if isinstance(obj, dict) else None
-                    except json.JSONDecodeError:
+                    except ValueError:  # invalid, or nested beyond any media message
                         kind = None
                     if kind == "dtmf" and isinstance(obj.get("digit"), str):
                         session.feed_dtmf(obj["digit"][:1], source="websocket")
