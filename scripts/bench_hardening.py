@@ -59,6 +59,7 @@ async def main(args: argparse.Namespace) -> None:
         await d.start()
         try:
             base = f"http://127.0.0.1:{d.http_port}"
+            assert d.db is not None
             key = await create_key(d.db, "bench", ["agents:read"])
             text = bomb()
             async with aiohttp.ClientSession() as http:

@@ -15,7 +15,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -37,6 +37,14 @@ from voxd.ops.metrics import Metrics
 from voxd.ops.sdnotify import Notifier
 from voxd.tools.builtins import default_registry
 
+if TYPE_CHECKING:
+    from voxd.agents.catalog import ReloadReport
+    from voxd.api.deps import ApiDeps
+    from voxd.core.secrets import Outbound
+    from voxd.net.sip import SipEndpoint
+    from voxd.store.repos import Store
+    from voxd.webhooks.service import Webhooks
+
 log = logging.getLogger("voxd")
 
 
@@ -53,11 +61,12 @@ class Daemon:
         self.clock = MediaClock()
         self.metrics = Metrics()
         self.notifier = Notifier()
-        self.db: Any = None
-        self.sip: Any = None
+        self.db: Store | None = None
+        self.sip: SipEndpoint | None = None
+        self.webhooks: Webhooks | None = None
         self.calls: CallManager | None = None
         self._runner: web.AppRunner | None = None
-        self._api_deps: Any = None  # voxd.api.deps.ApiDeps once the HTTP app is built (reload swaps its settings)
+        self._api_deps: ApiDeps | None = None  # once the HTTP app is built (reload swaps its settings)
         self.http_port: int | None = None
         self.started_at = time.time()
         self.ready = False
@@ -75,38 +84,38 @@ class Daemon:
 
     # ------------------------------------------------------------ start
     async def start(self) -> None:
-        from voxd.store.calls import CallRepository
         from voxd.store.db import Database
 
         inference.configure(self.cfg.engines.inference_threads)
         descriptors.raise_limit(self.cfg)
         state = self.cfg.resolved_state_dir()
         state.mkdir(parents=True, exist_ok=True)
-        self.db = await Database.open(self.cfg.resolved_database())
-        from voxd.store.functions_log import ExecutionLogRepository
+        # the one place that chooses the store: everything else sees voxd.store.repos.Store
+        db: Store = await Database.open(self.cfg.resolved_database())
+        self.db = db
         from voxd.tools.execlog import ExecutionLogger
         from voxd.tools.library import ToolLibrary
 
-        self.tool_library = ToolLibrary(self.cfg.tools, base_dir=self.base_dir, state_dir=state, db=self.db,
+        self.tool_library = ToolLibrary(self.cfg.tools, base_dir=self.base_dir, state_dir=state, db=db,
                                         outbound=self.outbound)
         self.tools = self.tool_library.base
         await self.tool_library.start()
         library = self.tool_library
         admission = Admission(self.cfg.sip.max_calls, **self.cfg.calls.admission_args())
-        self.calls = CallManager(self.tools, self.cfg.engines, CallRepository(self.db), max_calls=self.cfg.sip.max_calls,
+        self.calls = CallManager(self.tools, self.cfg.engines, db.calls(), max_calls=self.cfg.sip.max_calls,
                                  tools_for=lambda agent: library.registry_for(agent.config), outbound=self.outbound,
                                  admission=admission)
         self.calls.listeners.append(self.metrics.on_call_event)
-        self.function_log = ExecutionLogger(ExecutionLogRepository(self.db))
+        self.function_log = ExecutionLogger(db.executions())
         self.calls.listeners.append(self.function_log)
         report = self.agents.reload()
         if not self.agents.names():
             log.warning("no valid agents in %s", self.agents.directory)
         from voxd.webhooks.service import setup_webhooks
 
-        self.webhooks = setup_webhooks(self)  # after the first load: only later agent changes are events
-        self.webhooks.worker.on_attempt = self.metrics.on_webhook_attempt
-        store = self.webhooks.store
+        self.webhooks = hooks = setup_webhooks(self)  # after the first load: only later agent changes are events
+        hooks.worker.on_attempt = self.metrics.on_webhook_attempt
+        store = hooks.store
 
         async def outbox_depth() -> None:
             self.metrics.webhook_depth.set((await store.counts()).get("pending", 0))
@@ -140,7 +149,7 @@ class Daemon:
                  f"{self.cfg.http.host}:{self.http_port}" if self.http_port else "off", len(report.errors))
 
     def build_http_app(self) -> web.Application:
-        assert self.calls is not None
+        assert self.calls is not None and self.db is not None
         app = web.Application(client_max_size=1 << 20, middlewares=[self.http_guard.middleware(), self.metrics.middleware])
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
@@ -220,16 +229,7 @@ class Daemon:
                                  status=200 if ok else 503)
 
     async def _db_writable(self) -> bool:
-        if self.db is None:
-            return False
-        try:
-            async with self.db.transaction() as conn:
-                await conn.execute("CREATE TEMP TABLE IF NOT EXISTS _voxd_probe (x INTEGER)")
-                await conn.execute("INSERT INTO _voxd_probe VALUES (1)")
-                await conn.execute("DELETE FROM _voxd_probe")
-            return True
-        except Exception:
-            return False
+        return self.db is not None and await self.db.writable()
 
     # ------------------------------------------------------------ systemd
     def _status(self) -> str:
@@ -258,7 +258,7 @@ class Daemon:
         self._tasks.append(asyncio.create_task(ping(), name="sd-watchdog"))
 
     # ------------------------------------------------------------ signals
-    def _on_agents_changed(self, report: Any) -> None:
+    def _on_agents_changed(self, report: ReloadReport) -> None:
         """Index new or changed agents' knowledge bases and functions in the background."""
         task = asyncio.ensure_future(self.tool_library.warm_up([a.config for a in self.agents.all()]))
         self._tasks.append(task)
@@ -335,7 +335,7 @@ class Daemon:
         if self.sip is not None and new.sip != old.sip:
             await self._reload_sip(old, new)
 
-    def _apply_outbound(self, outbound: Any) -> None:
+    def _apply_outbound(self, outbound: Outbound) -> None:
         """A reloaded egress: or secrets: block: validation, functions and the next call's
         engines use it (agents are re-validated by the reload that follows)."""
         self.outbound = outbound
@@ -349,7 +349,7 @@ class Daemon:
     async def _reload_sip(self, old: VoxdConfig, new: VoxdConfig) -> None:
         """Settings apply to the next call at once; the listener's address, TCP and the
         RTP port range are re-bound, but only while no SIP call is up."""
-        assert self.sip is not None
+        assert self.sip is not None and self.calls is not None
         bound = ("host", "port", "tcp", "rtp_port_min", "rtp_port_max")
         if all(getattr(new.sip, f) == getattr(old.sip, f) for f in bound):
             self.sip.configure(new.sip)
@@ -364,7 +364,7 @@ class Daemon:
             from voxd.net.sip import SipEndpoint
 
             await self.sip.stop()
-            self.sip = SipEndpoint(new.sip, self.agents, self.calls, self.clock,  # type: ignore[arg-type]
+            self.sip = SipEndpoint(new.sip, self.agents, self.calls, self.clock,
                                    accepting=lambda: not self.draining)
             await self.sip.start()
             self.services = [x if x[0] != "sip" else ("sip", self.sip.start, self.sip.stop) for x in self.services]

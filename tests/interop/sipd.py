@@ -23,7 +23,6 @@ import numpy as np
 
 from voxd.app import Daemon
 from voxd.config import VoxdConfig
-from voxd.store.calls import CallRepository
 
 ROOT = Path(__file__).parents[2]
 SPEECH = ROOT / "tests" / "data" / "speech"
@@ -72,13 +71,13 @@ async def running_daemon(tmp: Path, agents: dict[str, str], rtp: tuple[int, int]
 
 async def call_records(d: Daemon, limit: int = 500, settle_s: float = 10.0) -> list[dict[str, Any]]:
     """Every call record (oldest first) once no call is active any more."""
-    assert d.calls is not None
+    assert d.calls is not None and d.db is not None
     for _ in range(int(settle_s * 10)):
         if not d.calls.active:
             break
         await asyncio.sleep(0.1)
     await d.calls.flush()
-    repo = CallRepository(d.db)
+    repo = d.db.calls()
     rows: list[dict[str, Any]] = []
     cursor: str | None = None
     while True:

@@ -21,7 +21,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from voxd.api.problems import ApiProblem
 from voxd.api.ratelimit import BucketSet, Outcome, headers_for
-from voxd.store.keys import ApiKey, ApiKeyRepository, well_formed
+from voxd.store.repos import ApiKey, ApiKeyRepo, well_formed
 
 if TYPE_CHECKING:
     from voxd.api.deps import ApiSettings
@@ -52,7 +52,7 @@ def client_ip(request: web.Request, trust_forwarded: bool) -> str:
 
 @dataclass
 class KeyAuthority:
-    keys: ApiKeyRepository
+    keys: ApiKeyRepo
     buckets: BucketSet
     settings: Callable[[], ApiSettings]
 

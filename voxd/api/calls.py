@@ -15,7 +15,7 @@ from voxd.api.models import (
 from voxd.api.problems import validation_problem
 from voxd.api.routing import Ctx, Reply, RouteTable
 from voxd.core.errors import NotFound
-from voxd.store.calls import InvalidCursor
+from voxd.store.repos import InvalidCursor
 
 routes = RouteTable(params={"call_id": CALL_ID_RE})
 TAG = "calls"

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from voxd.store.db import Database
+from voxd.store.repos import Store
 
 if TYPE_CHECKING:
     from voxd.config import ApiLimits
@@ -144,7 +144,7 @@ def api_settings(lim: ApiLimits, pepper: str | None = None) -> ApiSettings:
 
 @dataclass
 class ApiDeps:
-    db: Database
+    db: Store
     agents: AgentSource
     calls: CallSource
     functions: FunctionSource

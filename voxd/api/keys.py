@@ -26,7 +26,7 @@ from voxd.api.models import (
 from voxd.api.problems import ApiProblem, validation_problem
 from voxd.api.routing import Ctx, Reply, RouteTable
 from voxd.core.errors import NotFound
-from voxd.store.keys import ApiKey
+from voxd.store.repos import ApiKey
 
 routes = RouteTable(params={"key_id": KEY_ID_RE})
 TAG = "api-keys"

@@ -13,16 +13,15 @@ from typing import Any
 from voxd.api.deps import PEPPER_ENV
 from voxd.api.keys import key_out
 from voxd.api.models import SCOPES
-from voxd.store.db import Database
-from voxd.store.keys import ApiKeyRepository
+from voxd.store.repos import ApiKeyRepo, Store
 
 
-def _repo(db: Database, pepper: str | None) -> ApiKeyRepository:
-    return ApiKeyRepository(db, pepper=os.environ.get(PEPPER_ENV, "") if pepper is None else pepper)
+def _repo(db: Store, pepper: str | None) -> ApiKeyRepo:
+    return db.api_keys(pepper=os.environ.get(PEPPER_ENV, "") if pepper is None else pepper)
 
 
 async def create_key(
-    db: Database,
+    db: Store,
     name: str,
     scopes: Sequence[str],
     expires: float | None = None,
@@ -49,12 +48,12 @@ async def create_key(
     return raw
 
 
-async def list_keys(db: Database) -> list[dict[str, Any]]:
+async def list_keys(db: Store) -> list[dict[str, Any]]:
     """Every key as a dict (id, name, prefix, scopes, status, created/expires/revoked/last
     used times, limits); never the key or its hash."""
-    return [key_out(k).model_dump() for k in await ApiKeyRepository(db).list()]
+    return [key_out(k).model_dump() for k in await db.api_keys().list()]
 
 
-async def revoke_key(db: Database, key_id: str) -> bool:
+async def revoke_key(db: Store, key_id: str) -> bool:
     """True when the key exists (revoking twice keeps the first time); False when unknown."""
-    return await ApiKeyRepository(db).revoke(key_id) is not None
+    return await db.api_keys().revoke(key_id) is not None

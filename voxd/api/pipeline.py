@@ -22,7 +22,7 @@ from voxd.api.routing import Ctx, RouteSpec
 from voxd.api.services import Services
 from voxd.core import boundedjson
 from voxd.core.errors import NotFound, NotSupported
-from voxd.store.keys import ApiKey
+from voxd.store.repos import ApiKey
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 if TYPE_CHECKING:
     from voxd.api.services import Services
-    from voxd.store.keys import ApiKey
+    from voxd.store.repos import ApiKey
 
 PUBLIC: Final = None
 DEFAULT_PARAM = r"[A-Za-z0-9_.-]{1,128}"

@@ -8,19 +8,16 @@ from voxd.api.auth import KeyAuthority
 from voxd.api.deps import ApiDeps, ApiSettings
 from voxd.api.ratelimit import BucketSet
 from voxd.api.usage import UsageRecorder
-from voxd.store.agent_changes import AgentChangeRepository
-from voxd.store.calls import CallRepository
-from voxd.store.functions import FunctionRepository
-from voxd.store.keys import ApiKeyRepository
+from voxd.store.repos import AgentChangeRepo, ApiKeyRepo, CallRepo, FunctionRepo
 
 
 @dataclass
 class Services:
     deps: ApiDeps
-    keys: ApiKeyRepository
-    calls: CallRepository
-    functions: FunctionRepository
-    agent_changes: AgentChangeRepository
+    keys: ApiKeyRepo
+    calls: CallRepo
+    functions: FunctionRepo
+    agent_changes: AgentChangeRepo
     usage: UsageRecorder
     buckets: BucketSet = field(default_factory=BucketSet)
     authority: KeyAuthority = field(init=False)
@@ -34,12 +31,12 @@ class Services:
 
     @classmethod
     def build(cls, deps: ApiDeps) -> Services:
-        keys = ApiKeyRepository(deps.db, pepper=deps.settings.pepper)
+        keys = deps.db.api_keys(pepper=deps.settings.pepper)
         return cls(
             deps=deps,
             keys=keys,
             usage=UsageRecorder(keys),
-            calls=CallRepository(deps.db),
-            functions=FunctionRepository(deps.db),
-            agent_changes=AgentChangeRepository(deps.db),
+            calls=deps.db.calls(),
+            functions=deps.db.functions(),
+            agent_changes=deps.db.agent_changes(),
         )

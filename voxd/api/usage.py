@@ -13,13 +13,13 @@ import logging
 import time
 from collections import Counter
 
-from voxd.store.keys import ApiKeyRepository, utc_day
+from voxd.store.repos import ApiKeyRepo, utc_day
 
 log = logging.getLogger(__name__)
 
 
 class UsageRecorder:
-    def __init__(self, keys: ApiKeyRepository, interval_s: float = 1.0) -> None:
+    def __init__(self, keys: ApiKeyRepo, interval_s: float = 1.0) -> None:
         self._keys = keys
         self._interval = interval_s
         self._pending: Counter[tuple[str, str, str]] = Counter()

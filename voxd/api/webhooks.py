@@ -9,7 +9,7 @@ signatures). Payload schemas are documented by ``GET /api/v1/webhooks/event-type
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
@@ -18,19 +18,20 @@ from voxd.api.models import NAME_PATTERN, Request
 from voxd.api.problems import validation_problem
 from voxd.api.routing import Ctx, Reply, RouteTable
 from voxd.core.errors import NotFound
-from voxd.store.webhooks import Endpoint
+from voxd.store.repos import Endpoint
 from voxd.webhooks.delivery import RESERVED_HEADERS
-from voxd.webhooks.events import EVENT_TYPES, WebhookEvent, examples
+from voxd.webhooks.events import EVENT_TYPES, SUBSCRIBABLE, WebhookEvent, examples
 from voxd.webhooks.service import Webhooks, for_database
 
 TAG = "webhooks"
 BASE = "/api/v1/webhooks"
 
-EventFilter = Literal[
-    "*", "call.started", "call.answered", "call.ended", "call.failed", "call.transferred",
-    "conversation.updated", "conversation.ended", "dtmf.received", "function.executed",
-    "agent.deployed", "agent.updated", "error.occurred",
-]
+# `*` or one of the subscribable event types, as an enum in the OpenAPI document; derived
+# from voxd.webhooks.events.EVENT_TYPES, so a new event type is subscribable at once
+if TYPE_CHECKING:
+    EventFilter = str
+else:
+    EventFilter = Literal[("*", *SUBSCRIBABLE)]
 HeaderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")]
 HeaderValue = Annotated[str, Field(pattern=r"^[^\r\n\x00]{0,1024}$")]
 AgentName = Annotated[str, Field(pattern=NAME_PATTERN)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from voxd.agents.loader import LoadedAgent
@@ -24,11 +24,14 @@ from voxd.core.secrets import Outbound
 from voxd.media.vad import FrameVAD
 from voxd.providers.factory import make_stt, make_tts
 from voxd.providers.llm.factory import make_llm
+from voxd.store.repos import CallRepo
+from voxd.store.repos import TxnWrite as StoreTxnWrite
 from voxd.tools.registry import ToolRegistry
 
 log = logging.getLogger("voxd.calls")
 
-TxnWrite = tuple[Callable[[Any], Awaitable[object]], Callable[[], None]]
+# a row writer that commits with the call record, and what to run once it has committed
+TxnWrite = tuple[StoreTxnWrite, Callable[[], None]]
 
 
 class CallLimitReached(Exception):
@@ -40,7 +43,7 @@ class CallManager:
         self,
         tools: ToolRegistry,
         engines: EnginesConfig | None = None,
-        repo: Any | None = None,  # voxd.store.calls.CallRepository (anything with async save(record))
+        repo: CallRepo | None = None,
         max_calls: int = 500,
         tools_for: Callable[[LoadedAgent], ToolRegistry] | None = None,
         outbound: Outbound | None = None,
@@ -193,13 +196,13 @@ class CallManager:
     def _persist(self, record: CallRecord, writes: list[TxnWrite] | None = None) -> None:
         if self.repo is None:
             return
-        task = asyncio.ensure_future(self._save(record, writes or []))
+        task = asyncio.ensure_future(self._save(self.repo, record, writes or []))
         self._bg.add(task)
         task.add_done_callback(self._bg.discard)
 
-    async def _save(self, record: CallRecord, writes: list[TxnWrite]) -> None:
+    async def _save(self, repo: CallRepo, record: CallRecord, writes: list[TxnWrite]) -> None:
         try:
-            await self.repo.save(record, also=[w[0] for w in writes])  # type: ignore[union-attr]
+            await repo.save(record, also=[w[0] for w in writes])
         except Exception:
             log.exception("could not save call %s", record.id)
             return

@@ -22,7 +22,7 @@ from voxd.agents.catalog import AgentCatalog
 from voxd.agents.loader import LoadedAgent
 from voxd.call.manager import CallLimitReached, CallManager
 from voxd.call.session import CallSession
-from voxd.config import SipListenConfig
+from voxd.config import SipListenConfig, TrunkConfig
 from voxd.net.clock import MediaClock
 from voxd.net.rtp import PortPool, RtpStream
 from voxd.net.sip_tcp import TcpPeers
@@ -227,14 +227,14 @@ class SipEndpoint:
         self._handle(self.ua.poll(time.monotonic()))
 
     # ------------------------------------------------------------ security
-    def _digest_for(self, trunk: object) -> DigestServer:
-        username = trunk.username  # type: ignore[attr-defined]
-        password = os.environ.get(trunk.password_env or "", "")  # type: ignore[attr-defined]
+    def _digest_for(self, trunk: TrunkConfig) -> DigestServer:
+        username = trunk.username or ""  # only trunks with a username get a digest check
+        password = os.environ.get(trunk.password_env or "", "")
         if not password:
-            log.error("trunk %s: digest password variable %s is empty", trunk.name, trunk.password_env)  # type: ignore[attr-defined]
-        return DigestServer(trunk.realm, {username: password}, algorithms=tuple(trunk.algorithms))  # type: ignore[attr-defined]
+            log.error("trunk %s: digest password variable %s is empty", trunk.name, trunk.password_env)
+        return DigestServer(trunk.realm, {username: password}, algorithms=tuple(trunk.algorithms))
 
-    def _trunk_for(self, source: Addr) -> object | None:
+    def _trunk_for(self, source: Addr) -> TrunkConfig | None:
         ip = ipaddress.ip_address(source[0])
         for t in self.cfg.trunks:
             if not t.allow or any(ip in ipaddress.ip_network(n, strict=False) for n in t.allow):
@@ -250,7 +250,7 @@ class SipEndpoint:
         if req.method != "INVITE" or not self._digest:
             return None
         trunk = self._trunk_for(source)
-        return self._digest.get(trunk.name) if trunk is not None else None  # type: ignore[attr-defined]
+        return self._digest.get(trunk.name) if trunk is not None else None
 
     # ------------------------------------------------------------ events
     def _handle(self, events: list[ev.Event]) -> None:

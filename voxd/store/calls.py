@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -13,15 +13,14 @@ import aiosqlite
 
 from voxd.core.calllog import CallRecord
 from voxd.store.db import Database
+from voxd.store.repos import InvalidCursor, Transaction, TxnWrite
+
+__all__ = ["CallRepository", "InvalidCursor", "decode_cursor", "encode_cursor"]
 
 _CALL_COLUMNS = (
     "id, agent, agent_version, transport, from_uri, to_uri, direction, status, started_at, "
     "answered_at, ended_at, end_reason, ended_by, interruptions, metadata"
 )
-
-
-class InvalidCursor(ValueError):
-    """A pagination cursor that this repository did not hand out."""
 
 
 def _dumps(value: Any) -> str:
@@ -48,15 +47,13 @@ class CallRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def save(
-        self, record: CallRecord, also: Sequence[Callable[[aiosqlite.Connection], Awaitable[object]]] = ()
-    ) -> None:
+    async def save(self, record: CallRecord, also: Sequence[TxnWrite] = ()) -> None:
         """Upsert the call with all its turns, tool calls and digits (idempotent).
         `also` runs inside the same transaction (e.g. the webhook outbox rows for the
         event this save records), so both commit or neither does."""
         async with self._db.transaction() as conn:
             for write in also:
-                await write(conn)
+                await write(_txn(conn))
             await conn.execute(
                 f"INSERT INTO calls ({_CALL_COLUMNS}) VALUES "
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -195,6 +192,10 @@ class CallRepository:
             last = rows[limit - 1]
             next_cursor = encode_cursor(last["started_at"], last["id"])
         return page, next_cursor
+
+
+def _txn(conn: aiosqlite.Connection) -> Transaction:
+    return conn
 
 
 def _call_dict(row: aiosqlite.Row) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """The SQLite database: one aiosqlite connection, WAL, migrations at open.
 
 Repositories hold the SQL; this class only owns the connection, serialises write
-transactions and reports the schema version. A server database could replace it
-behind the same repository classes.
+transactions, reports the schema version and hands out its repositories: it is the
+SQLite :class:`voxd.store.repos.Store`. A server database replaces it behind the same
+repository Protocols (``voxd.store.repos``).
 """
 
 from __future__ import annotations
@@ -14,11 +15,23 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiosqlite
 
 from voxd.store.migrations import MIGRATIONS, Migration
+
+if TYPE_CHECKING:
+    from voxd.core.sealing import Sealer
+    from voxd.store.repos import (
+        AgentChangeRepo,
+        ApiKeyRepo,
+        CalendarRepo,
+        CallRepo,
+        ExecutionLogRepo,
+        FunctionRepo,
+        WebhookRepo,
+    )
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +78,52 @@ class Database:
 
     async def close(self) -> None:
         await self._conn.close()
+
+    # -- the repositories (voxd.store.repos.Store)
+    def calls(self) -> CallRepo:
+        from voxd.store.calls import CallRepository
+
+        return CallRepository(self)
+
+    def api_keys(self, pepper: str = "") -> ApiKeyRepo:
+        from voxd.store.keys import ApiKeyRepository
+
+        return ApiKeyRepository(self, pepper=pepper)
+
+    def functions(self) -> FunctionRepo:
+        from voxd.store.functions import FunctionRepository
+
+        return FunctionRepository(self)
+
+    def executions(self) -> ExecutionLogRepo:
+        from voxd.store.functions_log import ExecutionLogRepository
+
+        return ExecutionLogRepository(self)
+
+    def agent_changes(self) -> AgentChangeRepo:
+        from voxd.store.agent_changes import AgentChangeRepository
+
+        return AgentChangeRepository(self)
+
+    def calendar(self) -> CalendarRepo:
+        from voxd.store.calendar import CalendarRepository
+
+        return CalendarRepository(self)
+
+    def webhooks(self, sealer: Sealer | None = None) -> WebhookRepo:
+        from voxd.store.webhooks import WebhookStore
+
+        return WebhookStore(self, sealer)
+
+    async def writable(self) -> bool:
+        try:
+            async with self.transaction() as conn:
+                await conn.execute("CREATE TEMP TABLE IF NOT EXISTS _voxd_probe (x INTEGER)")
+                await conn.execute("INSERT INTO _voxd_probe VALUES (1)")
+                await conn.execute("DELETE FROM _voxd_probe")
+            return True
+        except Exception:
+            return False
 
     async def schema_version(self) -> int:
         row = await self.fetchone("SELECT MAX(version) AS v FROM schema_version")

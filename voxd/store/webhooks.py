@@ -13,12 +13,15 @@ import secrets
 import sqlite3
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
 from voxd.core.sealing import Sealer
 from voxd.store.db import Database, on_thread
+
+if TYPE_CHECKING:
+    from voxd.store.repos import Transaction
 
 HEALTHY, FAILING, DISABLED = "healthy", "failing", "disabled"
 PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
@@ -261,9 +264,10 @@ class WebhookStore:
         async with self.db.transaction() as conn:
             return await self.add_messages_in(conn, messages)
 
-    async def add_messages_in(self, conn: aiosqlite.Connection, messages: list[Message]) -> int:
+    async def add_messages_in(self, conn: Transaction, messages: list[Message]) -> int:
         """Write messages and their deliveries inside the caller's transaction (so an event
-        commits with the state change that caused it). Returns deliveries created."""
+        commits with the state change that caused it); ``conn`` is this database's
+        ``aiosqlite.Connection``. Returns deliveries created."""
         created: list[int] = []
 
         def apply(db: sqlite3.Connection) -> None:
@@ -284,6 +288,7 @@ class WebhookStore:
                 "trigger, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
             created.append(len(rows))
 
+        assert isinstance(conn, aiosqlite.Connection), "a transaction of another store"
         await on_thread(conn, apply)
         return created[0]
 

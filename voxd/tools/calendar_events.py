@@ -11,8 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import icalendar
 
-from voxd.store.calendar import CalendarRepository
-from voxd.store.db import Database
+from voxd.store.repos import Store
 from voxd.tools.config import CalendarConfig, merged
 from voxd.tools.registry import Tool, ToolContext, ToolError
 
@@ -80,9 +79,9 @@ def to_ics(events: list[dict[str, Any]]) -> str:
     return text
 
 
-async def calendar_ics(db: Database) -> str:
+async def calendar_ics(db: Store) -> str:
     """Every event in voxd's own calendar as one iCalendar document (text/calendar)."""
-    return to_ics(await CalendarRepository(db).list())
+    return to_ics(await db.calendar().list())
 
 
 def _caldav_save(cfg: CalendarConfig, ics: str) -> None:
@@ -96,7 +95,7 @@ def _caldav_save(cfg: CalendarConfig, ics: str) -> None:
         client.calendar(url=cfg.url).save_event(ics)
 
 
-def calendar_tool(base: CalendarConfig, db: Database | None) -> Tool:
+def calendar_tool(base: CalendarConfig, db: Store | None) -> Tool:
     async def create_calendar_event(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
         cfg: CalendarConfig = merged(base, ctx.options_for("create_calendar_event"), AGENT_FIELDS)
         start, end = _when(args, ctx.timezone, cfg.default_duration_min)
@@ -115,7 +114,7 @@ def calendar_tool(base: CalendarConfig, db: Database | None) -> Tool:
                 raise ToolError(f"the calendar server refused the event ({type(e).__name__})") from None
             where = "caldav"
         elif db is not None:
-            await CalendarRepository(db).add(ev)
+            await db.calendar().add(ev)
             where = "voxd"
         else:
             raise ToolError("no calendar is set up on this server (tools.calendar.url)")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from voxd.core.redact import Redactor, default_redactor
-from voxd.store.functions_log import Execution, ExecutionLogRepository
+from voxd.store.repos import Execution, ExecutionLogRepo
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ class _ToolRecord(Protocol):
 
 
 class ExecutionLogger:
-    def __init__(self, repo: ExecutionLogRepository, redactor: Redactor | None = None) -> None:
+    def __init__(self, repo: ExecutionLogRepo, redactor: Redactor | None = None) -> None:
         self.repo = repo
         self.redact = redactor or default_redactor
         self._queue: asyncio.Queue[Execution | None] = asyncio.Queue()

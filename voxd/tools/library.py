@@ -22,8 +22,7 @@ from voxd.core.egress_http import egress_session
 from voxd.core.redact import Redactor, default_redactor
 from voxd.core.secrets import Outbound
 from voxd.core.signing import Signer, SigningError, load_or_create_secret
-from voxd.store.db import Database
-from voxd.store.functions import FunctionRepository
+from voxd.store.repos import Store
 from voxd.tools.builtins import builtin_tools
 from voxd.tools.calendar_events import calendar_tool
 from voxd.tools.config import ToolsConfig, read_secret
@@ -46,7 +45,7 @@ class ToolLibrary:
         *,
         base_dir: Path | None = None,
         state_dir: Path | None = None,
-        db: Database | None = None,
+        db: Store | None = None,
         redactor: Redactor | None = None,
         embedder: Any = "auto",
         outbound: Outbound | None = None,
@@ -160,7 +159,7 @@ class ToolLibrary:
         if self.db is None:
             return
         fresh: dict[str, Tool] = {}
-        for rec in await FunctionRepository(self.db).list():
+        for rec in await self.db.functions().list():
             if rec["name"] in self.base.tools:
                 continue
             try:

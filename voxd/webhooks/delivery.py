@@ -30,7 +30,7 @@ from voxd.config import WEBHOOKS_PRIVATE_ENV, WebhooksConfig, _webhooks_private
 from voxd.core.egress import EgressPolicy, EgressRefused, refusal
 from voxd.core.egress_http import egress_session
 from voxd.core.signing import signature
-from voxd.store.webhooks import SUCCEEDED, AttemptResult, DueDelivery, Endpoint, Outcome, WebhookStore
+from voxd.store.repos import SUCCEEDED, AttemptResult, DueDelivery, Endpoint, Outcome, WebhookRepo
 
 log = logging.getLogger("voxd.webhooks")
 
@@ -169,7 +169,7 @@ def retry_delay(attempts_done: int, schedule: list[float], jitter: float) -> flo
 class DeliveryWorker:
     """One asyncio task; ``wake()`` when new deliveries were written."""
 
-    def __init__(self, store: WebhookStore, sender: Sender, cfg: WebhooksConfig,
+    def __init__(self, store: WebhookRepo, sender: Sender, cfg: WebhooksConfig,
                  on_attempt: Callable[[DueDelivery, AttemptResult, str], None] | None = None) -> None:
         self.store, self.sender, self.cfg = store, sender, cfg
         self.on_attempt = on_attempt

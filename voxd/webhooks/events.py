@@ -26,7 +26,7 @@ from voxd.call.events import (
 from voxd.core.calllog import CallRecord, Turn
 from voxd.core.redact import default_redactor
 from voxd.core.signing import new_message_id
-from voxd.store.webhooks import Message
+from voxd.store.repos import Message
 
 EVENT_TYPES: dict[str, str] = {
     "call.started": "A call was set up and its session started.",
@@ -43,6 +43,9 @@ EVENT_TYPES: dict[str, str] = {
     "error.occurred": "An engine (STT, LLM, TTS) failed during a call.",
     "webhook.test": "Sent by POST /api/v1/webhooks/{webhook_id}/test.",
 }
+# what an endpoint can subscribe to (`events:`): every type but the test send, which goes
+# only to the endpoint it was asked for
+SUBSCRIBABLE: tuple[str, ...] = tuple(t for t in EVENT_TYPES if t != "webhook.test")
 
 
 class CallInfo(BaseModel):

@@ -15,9 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 
-import aiosqlite
-
-from voxd.store.webhooks import Message, WebhookStore
+from voxd.store.repos import Message, Transaction, WebhookRepo
 
 log = logging.getLogger("voxd.webhooks")
 
@@ -25,7 +23,7 @@ BATCH = 500
 
 
 class Outbox:
-    def __init__(self, store: WebhookStore, on_written: Callable[[], None] | None = None) -> None:
+    def __init__(self, store: WebhookRepo, on_written: Callable[[], None] | None = None) -> None:
         self.store = store
         self.on_written = on_written
         self._queue: list[Message] = []
@@ -52,7 +50,7 @@ class Outbox:
         self._committed(messages)
         return n
 
-    async def add_in(self, conn: aiosqlite.Connection, messages: list[Message]) -> int:
+    async def add_in(self, conn: Transaction, messages: list[Message]) -> int:
         """Inside the caller's transaction; call ``notify()`` once it has committed."""
         return await self.store.add_messages_in(conn, messages)
 

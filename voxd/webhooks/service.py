@@ -11,33 +11,37 @@ import logging
 import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from voxd.agents.catalog import AgentCatalog, ReloadReport
 from voxd.call.events import CallEnded, CallEvent, CallStarted
-from voxd.config import WebhooksConfig
+from voxd.config import VoxdConfig, WebhooksConfig
 from voxd.core.egress import EgressPolicy
 from voxd.core.sealing import Sealer
+from voxd.core.secrets import Outbound
 from voxd.core.signing import new_secret
-from voxd.store.db import Database
-from voxd.store.webhooks import FAILED, PENDING, AttemptResult, Endpoint, Message, WebhookStore
+from voxd.store.repos import FAILED, PENDING, AttemptResult, Endpoint, Message, Store, Transaction, TxnWrite
 from voxd.webhooks import events
 from voxd.webhooks.delivery import DeliveryWorker, Sender, private_allowed, url_problem
 from voxd.webhooks.outbox import Outbox
 
+if TYPE_CHECKING:
+    from voxd.call.manager import CallManager
+
 log = logging.getLogger("voxd.webhooks")
 
-_RUNNING: weakref.WeakKeyDictionary[Database, Webhooks] = weakref.WeakKeyDictionary()
+_RUNNING: weakref.WeakKeyDictionary[Store, Webhooks] = weakref.WeakKeyDictionary()
 
 
 class Webhooks:
-    def __init__(self, db: Database, cfg: WebhooksConfig | None = None, policy: EgressPolicy | None = None,
+    def __init__(self, db: Store, cfg: WebhooksConfig | None = None, policy: EgressPolicy | None = None,
                  sealer: Sealer | None = None) -> None:
         self.cfg = cfg or WebhooksConfig()
         # secrets sealed at rest; the key beside the database unless the daemon gives its own
         if sealer is None:
             sealer = Sealer.ephemeral() if str(db.path) == ":memory:" else Sealer.load(Path(db.path).parent)
-        self.store = WebhookStore(db, sealer)
+        self.db = db
+        self.store = db.webhooks(sealer)
         self.sender = Sender(self.cfg, policy)
         self.worker = DeliveryWorker(self.store, self.sender, self.cfg)
         self.outbox = Outbox(self.store, self.worker.wake)
@@ -69,7 +73,7 @@ class Webhooks:
         self.outbox.start()
         self.worker.start()
         self.running = True
-        _RUNNING[self.store.db] = self
+        _RUNNING[self.db] = self
         counts = await self.store.counts()
         if counts.get(PENDING):
             log.info("webhooks: resuming %d pending deliveries", counts[PENDING])
@@ -79,7 +83,7 @@ class Webhooks:
         await self.outbox.stop()
         await self.worker.stop()
         await self.sender.close()
-        _RUNNING.pop(self.store.db, None)
+        _RUNNING.pop(self.db, None)
 
     # -- event sources
     def on_call_event(self, event: CallEvent) -> None:
@@ -90,7 +94,7 @@ class Webhooks:
         except Exception:
             log.exception("webhooks: could not build the payload for %s", type(event).__name__)
 
-    def writer(self, event: CallEvent) -> tuple[Callable[[Any], Awaitable[object]], Callable[[], None]] | None:
+    def writer(self, event: CallEvent) -> tuple[TxnWrite, Callable[[], None]] | None:
         """For CallManager.transactional: the outbox rows for a call's start or end, written
         in the same transaction as the call record."""
         if not isinstance(event, (CallStarted, CallEnded)):
@@ -99,7 +103,7 @@ class Webhooks:
         if not msgs:
             return None
 
-        async def write(conn: Any) -> object:
+        async def write(conn: Transaction) -> object:
             return await self.outbox.add_in(conn, msgs)
 
         return write, lambda: self.outbox.committed(msgs)
@@ -108,11 +112,13 @@ class Webhooks:
         if self._agents is None:
             return
         out: list[Message] = []
-        for kind, names in (("agent.deployed", report.added), ("agent.updated", report.updated)):
+        kinds: tuple[tuple[Literal["agent.deployed", "agent.updated"], list[str]], ...] = (
+            ("agent.deployed", report.added), ("agent.updated", report.updated))
+        for kind, names in kinds:
             for name in names:
                 agent = self._agents.get(name)
                 if agent is not None:
-                    out.append(events.agent_message(kind, name, agent.version))  # type: ignore[arg-type]
+                    out.append(events.agent_message(kind, name, agent.version))
         self.outbox.publish(out)
 
     def watch_agents(self, registry: AgentCatalog) -> None:
@@ -156,14 +162,30 @@ class Webhooks:
         return did, status, result
 
 
-def for_database(db: Database) -> Webhooks:
+def for_database(db: Store) -> Webhooks:
     """The daemon's running instance for ``db``, or a stand-alone one (API-only use)."""
     return _RUNNING.get(db) or Webhooks(db)
 
 
-def setup_webhooks(daemon: Any) -> Webhooks:
+class WebhookHost(Protocol):
+    """What ``setup_webhooks`` needs of the daemon (``voxd.app.Daemon``)."""
+
+    cfg: VoxdConfig
+    outbound: Outbound
+    agents: AgentCatalog
+    services: list[tuple[str, Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]]
+
+    @property
+    def db(self) -> Store | None: ...
+
+    @property
+    def calls(self) -> CallManager | None: ...
+
+
+def setup_webhooks(daemon: WebhookHost) -> Webhooks:
     """Wire webhooks into a ``voxd.app.Daemon`` whose ``db`` and ``calls`` exist (call it
     after the first agent load, or every agent is announced as deployed at each start)."""
+    assert daemon.db is not None and daemon.calls is not None, "setup_webhooks before the store and calls exist"
     hooks = Webhooks(daemon.db, daemon.cfg.webhooks, daemon.outbound.policy,
                      Sealer.load(daemon.cfg.resolved_state_dir()))
     daemon.calls.listeners.append(hooks.on_call_event)

@@ -1,0 +1,234 @@
+"""What callers may ask of the store, as Protocols: the only store types outside ``voxd/store``.
+
+The API, the call manager, webhooks, the tool library and the daemon depend on these,
+never on the SQLite classes. ``voxd.store.db.Database`` is one :class:`Store`; a server
+database (issue 22, PostgreSQL) is another: it implements the same repository Protocols
+and its ``open`` is chosen by the composition root (``voxd/app.py``), with no caller
+edited. The record types (``CallRecord``, ``ApiKey``, ``Endpoint``, ``Message``, ...) are
+plain dataclasses any implementation returns.
+
+A write that must commit with another repository's write (a call record and the webhook
+outbox rows of its event) is a :data:`TxnWrite`: the first repository opens the
+transaction and hands its opaque :class:`Transaction` to the second, which belongs to the
+same store.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from voxd.core.calllog import CallRecord
+from voxd.core.sealing import Sealer
+from voxd.store.functions_log import Execution
+from voxd.store.keys import ApiKey, utc_day, well_formed
+from voxd.store.webhooks import (
+    FAILED,
+    PENDING,
+    SUCCEEDED,
+    AttemptResult,
+    DueDelivery,
+    Endpoint,
+    Message,
+    Outcome,
+)
+
+__all__ = [
+    "FAILED", "PENDING", "SUCCEEDED", "AgentChangeRepo", "ApiKey", "ApiKeyRepo", "AttemptResult", "CalendarRepo", "CallRepo", "DueDelivery", "Endpoint",
+    "Execution", "ExecutionLogRepo", "FunctionRepo", "InvalidCursor", "Message", "Outcome", "Store",
+    "Transaction", "TxnWrite", "WebhookRepo", "utc_day", "well_formed",
+]
+
+
+class InvalidCursor(ValueError):
+    """A pagination cursor that this repository did not hand out."""
+
+
+class Transaction(Protocol):
+    """An open write transaction of one store: opaque to everyone but that store's
+    repositories (SQLite: the ``aiosqlite.Connection``)."""
+
+
+TxnWrite = Callable[[Transaction], Awaitable[object]]
+
+
+@runtime_checkable
+class CallRepo(Protocol):
+    async def save(self, record: CallRecord, also: Sequence[TxnWrite] = ()) -> None:
+        """Upsert the call with its turns, tool calls and digits (idempotent); ``also``
+        runs in the same transaction, so both commit or neither does."""
+        ...
+
+    async def get(self, call_id: str) -> dict[str, Any] | None:
+        """The call as ``CallRecord.to_dict()`` shapes it, or None."""
+        ...
+
+    async def list(
+        self, agent: str | None = None, status: str | None = None, since: float | None = None,
+        until: float | None = None, limit: int = 50, cursor: str | None = None,
+    ) -> tuple[builtins.list[dict[str, Any]], str | None]:
+        """Newest first, without turns: the page and the next page's cursor; a cursor not
+        handed out by this repository raises InvalidCursor."""
+        ...
+
+
+@runtime_checkable
+class ApiKeyRepo(Protocol):
+    async def create(
+        self, name: str, scopes: builtins.list[str] | tuple[str, ...], *, created_by: str,
+        expires_at: float | None = None, rate_limit_per_minute: int | None = None,
+        quota_per_day: int | None = None, quota_per_month: int | None = None,
+    ) -> tuple[str, ApiKey]:
+        """The raw key (shown once, never stored) and the stored record."""
+        ...
+
+    async def lookup(self, raw: str) -> ApiKey | None: ...
+
+    async def get(self, key_id: str) -> ApiKey | None: ...
+
+    async def list(self) -> builtins.list[ApiKey]: ...
+
+    async def update(self, key_id: str, **fields: Any) -> ApiKey | None: ...
+
+    async def revoke(self, key_id: str) -> ApiKey | None: ...
+
+    async def record_use(self, key_id: str, endpoint: str, now: float | None = None) -> None: ...
+
+    async def record_uses(self, counts: dict[tuple[str, str, str], int], last_used: dict[str, float]) -> None: ...
+
+    async def usage_totals(self, key_id: str, now: float | None = None) -> tuple[int, int]: ...
+
+    async def usage(
+        self, key_id: str, since_day: str | None = None, until_day: str | None = None
+    ) -> builtins.list[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class FunctionRepo(Protocol):
+    async def put(self, name: str, description: str, parameters: dict[str, Any], http: dict[str, Any],
+                  actor: str) -> dict[str, Any]: ...
+
+    async def get(self, name: str) -> dict[str, Any] | None: ...
+
+    async def list(self) -> builtins.list[dict[str, Any]]: ...
+
+    async def delete(self, name: str) -> bool: ...
+
+    async def log_execution(self, name: str, arguments: dict[str, Any], result: Any, error: str | None,
+                            duration_ms: float, actor: str) -> dict[str, Any]: ...
+
+    async def executions(self, name: str, limit: int = 50) -> builtins.list[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class ExecutionLogRepo(Protocol):
+    async def add(self, rows: builtins.list[Execution]) -> None: ...
+
+    async def for_call(self, call_id: str) -> builtins.list[dict[str, Any]]: ...
+
+    async def recent(self, name: str | None = None, limit: int = 50) -> builtins.list[dict[str, Any]]: ...
+
+    async def prune(self, before: float) -> int: ...
+
+
+@runtime_checkable
+class AgentChangeRepo(Protocol):
+    async def record(self, agent: str, version: str, action: str, actor: str) -> None: ...
+
+    async def list(self, agent: str, limit: int = 50) -> builtins.list[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class CalendarRepo(Protocol):
+    async def add(self, event: dict[str, Any]) -> None: ...
+
+    async def list(self, limit: int = 5000) -> builtins.list[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class WebhookRepo(Protocol):
+    """Endpoints, the outbox of messages, deliveries and their attempt log."""
+
+    async def seal_existing(self) -> int: ...
+
+    async def create_endpoint(
+        self, *, url: str, secret: str, created_by: str, description: str = "",
+        events: builtins.list[str] | None = None, agents: builtins.list[str] | None = None, enabled: bool = True,
+        headers: dict[str, str] | None = None, timeout_s: float | None = None,
+        retry_schedule: builtins.list[float] | None = None,
+    ) -> Endpoint: ...
+
+    async def get_endpoint(self, endpoint_id: str) -> Endpoint | None: ...
+
+    async def list_endpoints(self) -> builtins.list[Endpoint]: ...
+
+    async def update_endpoint(self, endpoint_id: str, **fields: Any) -> Endpoint | None: ...
+
+    async def rotate_secret(self, endpoint_id: str, new_secret: str, overlap_s: float) -> Endpoint | None: ...
+
+    async def delete_endpoint(self, endpoint_id: str) -> bool: ...
+
+    async def add_messages(self, messages: builtins.list[Message]) -> int: ...
+
+    async def add_messages_in(self, conn: Transaction, messages: builtins.list[Message]) -> int:
+        """Messages and their fan-out inside another repository's open transaction."""
+        ...
+
+    async def add_delivery(self, endpoint_id: str, message: Message, trigger: str, *, status: str = ...) -> str: ...
+
+    async def message(self, message_id: str) -> Message | None: ...
+
+    async def enabled_endpoints(self) -> builtins.list[Endpoint]: ...
+
+    async def due_for(self, endpoint: Endpoint, now: float, limit: int) -> builtins.list[DueDelivery]: ...
+
+    async def next_due_at(self, after: float) -> float | None: ...
+
+    async def record_attempts(self, outcomes: builtins.list[Outcome], failing_after: int = 5) -> builtins.list[str]: ...
+
+    async def due_delivery(self, endpoint_id: str, delivery_id: str) -> DueDelivery | None: ...
+
+    async def list_deliveries(
+        self, endpoint_id: str, *, status: str | None = None, limit: int = 50, before: str | None = None,
+    ) -> tuple[builtins.list[dict[str, Any]], str | None]: ...
+
+    async def get_delivery(self, endpoint_id: str, delivery_id: str) -> dict[str, Any] | None: ...
+
+    async def attempts(self, delivery_id: str) -> builtins.list[dict[str, Any]]: ...
+
+    async def counts(self) -> dict[str, int]: ...
+
+
+@runtime_checkable
+class Store(Protocol):
+    """One database: hands out its repositories and owns their connection."""
+
+    @property
+    def path(self) -> Path:
+        """Where the database lives (``:memory:`` for a throwaway one); the webhook secrets'
+        key file is kept beside it."""
+        ...
+
+    def calls(self) -> CallRepo: ...
+
+    def api_keys(self, pepper: str = "") -> ApiKeyRepo:
+        """``pepper``: the HMAC key mixed into stored key hashes (the CLI uses the same)."""
+        ...
+
+    def functions(self) -> FunctionRepo: ...
+
+    def executions(self) -> ExecutionLogRepo: ...
+
+    def agent_changes(self) -> AgentChangeRepo: ...
+
+    def calendar(self) -> CalendarRepo: ...
+
+    def webhooks(self, sealer: Sealer | None = None) -> WebhookRepo: ...
+
+    async def writable(self) -> bool:
+        """Whether a write transaction goes through now (``/readyz``)."""
+        ...
+
+    async def close(self) -> None: ...
