@@ -4,24 +4,60 @@ and the call-control abilities (`ToolContext`) tools are given."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from voxd.agents.schema import AgentConfig
 from voxd.call.events import ToolExecuted
-from voxd.core.calllog import ToolCallRecord
+from voxd.core.calllog import CallRecord, ToolCallRecord
 from voxd.core.redact import default_redactor
 from voxd.providers.base import ToolCall, ToolSpec
 from voxd.tools.registry import ToolRegistry, ToolResult
 
-if TYPE_CHECKING:
-    from voxd.call.session import CallSession
-
 OPEN_MENU = "open_keypad_menu"
+
+
+class CallActions(Protocol):
+    """The call-control abilities tools reach (a transport's ``CallControl`` has them)."""
+
+    async def transfer(self, target: str) -> bool: ...
+
+    async def send_dtmf(self, digits: str) -> None: ...
+
+
+class ToolHost(Protocol):
+    """All that ``SessionTools`` uses of its call. ``CallSession`` satisfies it as it is;
+    a test (or another kind of session) can host tools with nothing more."""
+
+    @property
+    def agent(self) -> AgentConfig:
+        """Which tools the agent allows, their options, its timezone and keypad menus."""
+        ...
+
+    @property
+    def record(self) -> CallRecord:
+        """The call's record (its id; a tool run is reported against it)."""
+        ...
+
+    @property
+    def control(self) -> CallActions: ...
+
+    def request_hangup(self, reason: str) -> None:
+        """Hang up once the current reply has been said."""
+        ...
+
+    def open_menu_after_reply(self, name: str) -> None: ...
+
+    async def say_now(self, text: str) -> None: ...
+
+    def emit_tool(self, event: ToolExecuted) -> None:
+        """Report a finished tool run (call log, webhooks, the function log)."""
+        ...
 
 
 class SessionTools:
     """Implements `voxd.tools.registry.ToolContext` for one call."""
 
-    def __init__(self, session: CallSession, registry: ToolRegistry) -> None:
+    def __init__(self, session: ToolHost, registry: ToolRegistry) -> None:
         self.session = session
         self.registry = registry
         self.allowed = list(session.agent.tool_names)
