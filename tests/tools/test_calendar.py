@@ -16,9 +16,9 @@ import icalendar
 import pytest
 
 from tests.tools.conftest import Ctx
+from voxd.config.tools import CalendarConfig, ToolsConfig
 from voxd.store.db import Database
 from voxd.tools.calendar_events import calendar_ics
-from voxd.tools.config import CalendarConfig, ToolsConfig
 from voxd.tools.library import ToolLibrary
 
 

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.tools.conftest import Ctx
-from voxd.tools.config import EmailConfig, ToolsConfig
+from voxd.config.tools import EmailConfig, ToolsConfig
 from voxd.tools.library import ToolLibrary
 
 

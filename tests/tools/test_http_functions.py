@@ -14,9 +14,9 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.tools.conftest import Ctx, Serve, local_outbound
 from voxd.agents.schema import AgentConfig
+from voxd.config.tools import ToolsConfig
 from voxd.core.redact import REDACTED, Redactor
 from voxd.core.signing import Signer, SigningError, new_secret, verify
-from voxd.tools.config import ToolsConfig
 from voxd.tools.function_source import LibraryFunctionSource
 from voxd.tools.library import ToolLibrary
 

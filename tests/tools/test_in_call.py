@@ -16,12 +16,12 @@ from tests.call.helpers import make_session
 from tests.synth import silence, voiced
 from tests.tools.conftest import Serve, local_outbound
 from voxd.call.driver import drive, frames_of
+from voxd.config.tools import ToolsConfig
 from voxd.core.redact import REDACTED
 from voxd.core.signing import new_secret
 from voxd.providers.base import ToolCall
 from voxd.store.db import Database
 from voxd.store.functions_log import ExecutionLogRepository
-from voxd.tools.config import ToolsConfig
 from voxd.tools.execlog import ExecutionLogger
 from voxd.tools.library import ToolLibrary
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.tools.conftest import Ctx
+from voxd.config.tools import KnowledgeConfig
 from voxd.tools import knowledge
-from voxd.tools.config import KnowledgeConfig
 from voxd.tools.knowledge import KnowledgeBase, chunk
 from voxd.tools.library import ToolLibrary
 

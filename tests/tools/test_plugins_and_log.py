@@ -15,12 +15,12 @@ import pytest
 from tests.tools.conftest import Ctx
 from voxd.agents.schema import AgentConfig
 from voxd.call.events import ToolExecuted
+from voxd.config.tools import ToolsConfig
 from voxd.core.calllog import CallRecord, ToolCallRecord, Turn
 from voxd.core.redact import REDACTED, Redactor
 from voxd.store.db import Database
 from voxd.store.functions import FunctionRepository
 from voxd.store.functions_log import ExecutionLogRepository
-from voxd.tools.config import ToolsConfig
 from voxd.tools.execlog import ExecutionLogger
 from voxd.tools.library import ToolLibrary
 from voxd.tools.loader import build_registry

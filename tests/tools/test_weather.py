@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.tools.conftest import Ctx, Serve, local_outbound
-from voxd.tools.config import ToolsConfig, WeatherConfig
+from voxd.config.tools import ToolsConfig, WeatherConfig
 from voxd.tools.library import ToolLibrary
 
 

@@ -15,3 +15,8 @@ class NotFound(VoxdError, LookupError):
 
 class NotSupported(VoxdError):
     """The operation is not available here (e.g. outbound calls on a transport without it)."""
+
+
+class ToolError(Exception):
+    """A tool failed in a way the LLM should hear about (bad input, unavailable).
+    Raised by functions (``voxd.tools``) and by the settings they read (``voxd.config.tools``)."""

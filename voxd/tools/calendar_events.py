@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import icalendar
 
+from voxd.config.tools import CalendarConfig, merged
 from voxd.store.repos import Store
-from voxd.tools.config import CalendarConfig, merged
 from voxd.tools.registry import Tool, ToolContext, ToolError
 
 AGENT_FIELDS = ("default_duration_min",)

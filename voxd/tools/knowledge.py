@@ -19,7 +19,7 @@ from typing import Any
 import bm25s
 import numpy as np
 
-from voxd.tools.config import KnowledgeConfig
+from voxd.config.tools import KnowledgeConfig
 from voxd.tools.registry import Tool, ToolContext, ToolError
 
 log = logging.getLogger(__name__)

@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 
 from voxd.agents.schema import AgentConfig, FunctionDef, HttpFunction
+from voxd.config.tools import ToolsConfig, read_secret
 from voxd.core.egress_http import egress_session
 from voxd.core.redact import Redactor, default_redactor
 from voxd.core.secrets import Outbound
@@ -25,7 +26,6 @@ from voxd.core.signing import Signer, SigningError, load_or_create_secret
 from voxd.store.repos import Store
 from voxd.tools.builtins import builtin_tools
 from voxd.tools.calendar_events import calendar_tool
-from voxd.tools.config import ToolsConfig, read_secret
 from voxd.tools.http_functions import http_tool
 from voxd.tools.knowledge import KnowledgeBases, knowledge_tool
 from voxd.tools.mail import email_tool

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from voxd.agents.schema import AgentConfig
-from voxd.tools.config import ToolsConfig
+from voxd.config.tools import ToolsConfig
 from voxd.tools.library import ToolLibrary
 from voxd.tools.registry import ToolRegistry
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import aiosmtplib
 
-from voxd.tools.config import EmailConfig, merged
+from voxd.config.tools import EmailConfig, merged
 from voxd.tools.registry import Tool, ToolContext, ToolError
 
 AGENT_FIELDS = ("from_addr", "allowed_domains")

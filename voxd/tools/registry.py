@@ -15,11 +15,10 @@ from typing import Any, Protocol
 
 import jsonschema
 
+from voxd.core.errors import ToolError
 from voxd.providers.base import ToolSpec
 
-
-class ToolError(Exception):
-    """A tool failed in a way the LLM should hear about (bad input, unavailable)."""
+__all__ = ["Handler", "Tool", "ToolContext", "ToolError", "ToolRegistry", "ToolResult"]
 
 
 class ToolContext(Protocol):

@@ -12,9 +12,9 @@ from typing import Any
 
 import aiohttp
 
+from voxd.config.tools import WeatherConfig, merged
 from voxd.core.egress import EgressPolicy, EgressRefused, refusal
 from voxd.core.egress_http import redirect_options
-from voxd.tools.config import WeatherConfig, merged
 from voxd.tools.registry import Tool, ToolContext, ToolError
 
 # WMO weather interpretation codes, as Open-Meteo reports them.

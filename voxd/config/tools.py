@@ -1,5 +1,8 @@
 """Daemon-wide settings for the function library (the ``tools:`` block of config/voxd.yaml).
 
+Part of the daemon's configuration (``voxd.config``), which imports no layer above
+``voxd.core``; the function library (``voxd.tools``) reads it.
+
 Agents may override the non-secret fields of a built-in per agent through
 ``tools: [{name: send_email, options: {...}}]``; secrets are never written in YAML,
 only the NAME of an environment variable or a file that holds them.
@@ -14,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from voxd.tools.registry import ToolError
+from voxd.core.errors import ToolError
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
