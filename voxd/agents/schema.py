@@ -7,9 +7,10 @@ Every field here is documented because the JSON Schema exported from these model
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from voxd.agents.outbound_checks import (
     OUTBOUND,
@@ -19,14 +20,12 @@ from voxd.agents.outbound_checks import (
     raise_problems,
 )
 from voxd.core.secrets import SecretBook
+from voxd.providers import engines
+from voxd.providers.engines import Role
 
 __all__ = ["OUTBOUND"]
 
 DTMF_KEYS = "0123456789*#ABCD"
-# Where a hosted engine is when base_url is not given, and the declared secret it sends by default.
-ENGINE_URLS = {"openai": "https://api.openai.com/v1", "deepgram": "wss://api.deepgram.com",
-               "elevenlabs": "https://api.elevenlabs.io"}
-ENGINE_SECRETS = {"openai": "openai", "deepgram": "deepgram", "elevenlabs": "elevenlabs"}
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -34,10 +33,32 @@ class _Model(BaseModel):
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+def _engine_field(role: Role, default: str, description: str) -> Any:
+    """``engine:``: any engine registered for ``role`` (``voxd.providers.engines``); the
+    exported JSON Schema lists the registered names."""
+
+    def names(schema: dict[str, Any]) -> None:
+        schema["enum"] = engines.names(role, first=default)
+
+    return Field(default, description=description, json_schema_extra=names)
+
+
+def _one_of(names: list[str]) -> str:
+    quoted = [repr(n) for n in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
 class _Cloud(_Model):
     """Where a hosted engine lives and which key it sends. The key never appears in agent
     YAML, and an agent never names a variable or a file: it names a secret the operator
-    declared in voxd.yaml (``secrets:``), which is only ever sent to that secret's hosts."""
+    declared in voxd.yaml (``secrets:``), which is only ever sent to that secret's hosts.
+
+    The engine's own rules (its options model, its default endpoint and secret, what it
+    needs) come from its registration (``voxd.providers.engines``)."""
+
+    _role: ClassVar[Role]
+    engine: str
+    options: dict[str, Any]
 
     base_url: str | None = Field(None, description="Server base URL (default: the vendor's public endpoint).")
     api_key_secret: str | None = Field(
@@ -65,6 +86,24 @@ class _Cloud(_Model):
             raise ValueError("api_key_env must be the NAME of an environment variable, not the key")
         return v
 
+    @field_validator("engine")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        if engines.find(cls._role, v) is None:  # worded as pydantic words a Literal
+            default = cls.model_fields["engine"].default
+            raise PydanticCustomError("literal_error", "Input should be {expected} (unknown engine {engine})",
+                                      {"expected": _one_of(engines.names(cls._role, first=default)), "engine": repr(v)})
+        return v
+
+    @model_validator(mode="after")
+    def _engine_rules(self) -> Any:
+        spec = engines.spec(self._role, self.engine)
+        engines.parse_options(self._role, self.engine, self.options)
+        problem = spec.check(self) if spec.check is not None else None
+        if problem:
+            raise ValueError(problem)
+        return self
+
     @model_validator(mode="after")
     def _flat_fallback(self) -> Any:
         for fb in getattr(self, "fallback", []):
@@ -74,7 +113,8 @@ class _Cloud(_Model):
 
     def endpoint(self) -> str | None:
         """The URL this engine talks to (base_url, else the vendor's), None for local engines."""
-        return self.base_url or ENGINE_URLS.get(getattr(self, "engine", ""))
+        spec = engines.find(self._role, self.engine)
+        return self.base_url or (spec.url if spec is not None else None)
 
     def key_secret(self, book: SecretBook) -> str | None:
         """The declared secret this engine sends: the one it names, else its vendor's when
@@ -82,7 +122,8 @@ class _Cloud(_Model):
         named = self.named_secret(book)
         if named is not None:
             return named
-        default = ENGINE_SECRETS.get(getattr(self, "engine", ""))
+        spec = engines.find(self._role, self.engine)
+        default = spec.secret if spec is not None else None
         url = self.endpoint()
         if default and url and book.get(default) is not None and book.problem(default, url) is None:
             return default
@@ -106,9 +147,10 @@ class _Cloud(_Model):
 
 
 class STTConfig(_Cloud):
-    engine: Literal["whisper", "deepgram", "fake"] = Field(
-        "whisper",
-        description="Speech recogniser. 'whisper' runs faster-whisper tiny.en offline; 'deepgram' streams to Deepgram.",
+    _role: ClassVar[Role] = "stt"
+    engine: str = _engine_field(
+        "stt", "whisper",
+        "Speech recogniser. 'whisper' runs faster-whisper tiny.en offline; 'deepgram' streams to Deepgram.",
     )
     model: str = Field("tiny.en", description="Model name or path for the engine (deepgram: nova-3 unless set).")
     language: str = Field("en", description="Language code passed to the engine.")
@@ -119,9 +161,10 @@ class STTConfig(_Cloud):
 
 
 class LLMConfig(_Cloud):
-    engine: Literal["dialog", "openai", "openai-compatible", "fake"] = Field(
-        "dialog",
-        description="'dialog' is the offline intent engine driven by this file's `dialog:` block; "
+    _role: ClassVar[Role] = "llm"
+    engine: str = _engine_field(
+        "llm", "dialog",
+        "'dialog' is the offline intent engine driven by this file's `dialog:` block; "
         "'openai' uses the official OpenAI SDK (any compatible server via base_url); "
         "'openai-compatible' talks to any chat-completions server by base_url.",
     )
@@ -136,17 +179,12 @@ class LLMConfig(_Cloud):
         default_factory=list, description="Engines to switch to, in order, if this one fails during a call."
     )
 
-    @model_validator(mode="after")
-    def _needs_url(self) -> LLMConfig:
-        if self.engine == "openai-compatible" and not self.base_url:
-            raise ValueError("engine 'openai-compatible' needs base_url")
-        return self
-
 
 class VoiceConfig(_Cloud):
-    engine: Literal["piper", "espeak", "elevenlabs", "fake"] = Field(
-        "piper",
-        description="'piper' (natural, en_US-joe-medium), 'espeak' (instant, robotic) or 'elevenlabs' (hosted).",
+    _role: ClassVar[Role] = "tts"
+    engine: str = _engine_field(
+        "tts", "piper",
+        "'piper' (natural, en_US-joe-medium), 'espeak' (instant, robotic) or 'elevenlabs' (hosted).",
     )
     voice: str | None = Field(None, description="Voice name: piper model name/path or espeak voice (en-us).")
     voice_id: str | None = Field(None, description="Hosted voice id (elevenlabs).")
@@ -162,12 +200,6 @@ class VoiceConfig(_Cloud):
     fallback: list[VoiceConfig] = Field(
         default_factory=list, description="Engines to switch to, in order, if this one fails during a call."
     )
-
-    @model_validator(mode="after")
-    def _needs_voice_id(self) -> VoiceConfig:
-        if self.engine == "elevenlabs" and not self.voice_id:
-            raise ValueError("engine 'elevenlabs' needs voice_id")
-        return self
 
 
 class TurnConfig(_Model):

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal
+
+NO_PRICES: Mapping[str, float] = MappingProxyType({})
 
 
 class ProviderError(Exception):
@@ -63,6 +66,9 @@ class STTStream(abc.ABC):
 
 class SpeechToText(abc.ABC):
     name: str = "stt"
+    # per-engine price overrides (USD per unit) from agent YAML; the list prices are the
+    # engine's registration (voxd.providers.engines), set by the factory, read by CallUsage
+    prices: ClassVar[Mapping[str, float]] = NO_PRICES
 
     @abc.abstractmethod
     def stream(self, carried: str | None = None) -> STTStream:
@@ -137,6 +143,7 @@ class LanguageModel(abc.ABC):
     them, appends the results to `messages`, and calls `stream` again."""
 
     name: str = "llm"
+    prices: ClassVar[Mapping[str, float]] = NO_PRICES  # as SpeechToText.prices
 
     @abc.abstractmethod
     def stream(self, messages: list[Message], tools: list[ToolSpec]) -> AsyncIterator[LLMEvent]: ...
@@ -150,6 +157,7 @@ class LanguageModel(abc.ABC):
 
 class TextToSpeech(abc.ABC):
     name: str = "tts"
+    prices: ClassVar[Mapping[str, float]] = NO_PRICES  # as SpeechToText.prices
     sample_rate: int = 16_000
 
     @abc.abstractmethod

@@ -24,6 +24,7 @@ from voxd.providers.base import (
     ToolCallsRequested,
     ToolSpec,
 )
+from voxd.providers.engines import BuildContext, EngineSpec, FreeOptions, register
 
 
 class FakeSTTStream(STTStream):
@@ -110,3 +111,24 @@ class FakeTTS(TextToSpeech):
         total = int(len(text) * self.ms_per_char / 100)
         for _ in range(max(1, total)):
             yield self._chunk
+
+
+# ---------------------------------------------------------------- registration
+# `engine: fake` in every role; `options:` go to the constructor as they are.
+
+
+def _stt(cfg: object, opts: FreeOptions, ctx: BuildContext) -> FakeSTT:
+    return FakeSTT(**opts.given())
+
+
+def _llm(cfg: object, opts: FreeOptions, ctx: BuildContext) -> FakeLLM:
+    return FakeLLM(list(opts.given().get("steps", [])))
+
+
+def _tts(cfg: object, opts: FreeOptions, ctx: BuildContext) -> FakeTTS:
+    return FakeTTS(**opts.given())
+
+
+register(EngineSpec("stt", "fake", _stt, shared=False))
+register(EngineSpec("llm", "fake", _llm, shared=False))
+register(EngineSpec("tts", "fake", _tts, shared=False))

@@ -345,5 +345,5 @@ def bind_call(
     m = (llm if isinstance(llm, FallbackLLM) else FallbackLLM([llm])).bind(usage)
     t = (tts if isinstance(tts, FallbackTTS) else FallbackTTS([tts])).bind(usage)
     for p in [*s.providers, *m.providers, *t.providers]:
-        usage.set_prices(p.name, dict(getattr(p, "prices", {}) or {}))
+        usage.set_prices(p.name, dict(p.prices))
     return s, m, t, usage

@@ -4,7 +4,7 @@ Every provider operation (an STT turn, an LLM step, a TTS clause) becomes one
 `ProviderMetric`: time to first byte/token/audio, duration, and usage units
 (audio_s, prompt_tokens, completion_tokens, characters). A `CallUsage` collects
 them for one call into `metadata["usage"]` of the call record, with cost in USD
-from the built-in table below or an engine's `prices:` block in agent YAML.
+from the engines' registered list prices or an engine's `prices:` block in agent YAML.
 """
 
 from __future__ import annotations
@@ -17,12 +17,8 @@ from typing import Any
 
 log = logging.getLogger("voxd.providers")
 
-# USD per unit; list prices at the time of writing, to be overridden per engine with `prices:`.
-DEFAULT_PRICES: dict[str, dict[str, float]] = {
-    "deepgram": {"audio_s": 0.0077 / 60},  # nova-3 streaming, per second of audio sent
-    "openai": {"prompt_tokens": 0.15e-6, "completion_tokens": 0.60e-6},  # gpt-4o-mini
-    "elevenlabs": {"characters": 0.05e-3},  # flash/turbo models, per character
-}
+# USD per unit: each engine's list prices are in its registration (EngineSpec.prices,
+# voxd.providers.engines), overridden per engine with `prices:` in agent YAML.
 
 MAX_TURN_METRICS = 500
 
@@ -69,7 +65,9 @@ class CallUsage:
         on_switch: Callable[[Switch], None] | None = None,
     ) -> None:
         self.metadata = metadata if metadata is not None else {}
-        self.prices: dict[str, dict[str, float]] = {k: dict(v) for k, v in DEFAULT_PRICES.items()}
+        from voxd.providers.engines import list_prices
+
+        self.prices: dict[str, dict[str, float]] = list_prices()
         for name, table in (prices or {}).items():
             self.prices.setdefault(name, {}).update(table)
         self.on_switch = on_switch

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from voxd.agents.schema import DialogConfig, Intent
+from voxd.agents.schema import DialogConfig, Intent, LLMConfig
 from voxd.providers.base import (
     LanguageModel,
     LLMEvent,
@@ -27,6 +27,7 @@ from voxd.providers.base import (
     ToolCallsRequested,
     ToolSpec,
 )
+from voxd.providers.engines import BuildContext, EngineSpec, FreeOptions, register
 from voxd.providers.llm.extract import EXTRACTORS, normalise, words_to_numbers
 
 OPEN_MENU = "open_keypad_menu"
@@ -194,3 +195,14 @@ class DialogEngine(LanguageModel):
 def _say(text: str) -> list[LLMEvent]:
     words = text.split(" ")
     return [TextDelta(w + (" " if i < len(words) - 1 else "")) for i, w in enumerate(words)]
+
+
+# ---------------------------------------------------------------- registration
+
+
+def _build(cfg: LLMConfig, opts: FreeOptions, ctx: BuildContext) -> DialogEngine:
+    assert ctx.agent is not None, "the dialog engine reads the agent's dialog: block"
+    return DialogEngine(ctx.agent.dialog)
+
+
+register(EngineSpec("llm", "dialog", _build))

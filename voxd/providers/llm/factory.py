@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from voxd.agents.schema import AgentConfig, LLMConfig
 from voxd.core.secrets import Outbound
+from voxd.providers import engines
 from voxd.providers.base import LanguageModel
+from voxd.providers.engines import BuildContext
 
 
 def make_llm(agent: AgentConfig, outbound: Outbound | None = None) -> LanguageModel:
@@ -22,22 +24,8 @@ def make_llm(agent: AgentConfig, outbound: Outbound | None = None) -> LanguageMo
 
 
 def _make(agent: AgentConfig, cfg: LLMConfig, out: Outbound) -> LanguageModel:
-    if cfg.engine == "dialog":
-        from voxd.providers.llm.dialog import DialogEngine
-
-        return DialogEngine(agent.dialog)
-    if cfg.engine == "openai-compatible":
-        from voxd.providers.llm.openai_compat import OpenAICompatibleLLM
-
-        return OpenAICompatibleLLM(cfg, outbound=out)
-    if cfg.engine == "openai":
-        from voxd.providers.llm.openai_sdk import OpenAILLM
-
-        llm = OpenAILLM(cfg, outbound=out)
-        llm.prices = dict(cfg.prices)  # type: ignore[attr-defined]
-        return llm
-    if cfg.engine == "fake":
-        from voxd.providers.fakes import FakeLLM
-
-        return FakeLLM(list(cfg.options.get("steps", [])))
-    raise ValueError(f"llm.engine: unknown engine {cfg.engine!r}")
+    """The engine ``cfg.engine`` names, from its registration (``voxd.providers.engines``)."""
+    llm = engines.build("llm", cfg, BuildContext(out, agent))
+    if not isinstance(llm, LanguageModel):
+        raise TypeError(f"engine {cfg.engine!r} built a {type(llm).__name__}, not a LanguageModel")
+    return llm

@@ -29,6 +29,7 @@ from voxd.providers.base import (
     Usage,
     tool_call_from_json,
 )
+from voxd.providers.engines import BuildContext, EngineSpec, FreeOptions, register
 
 
 def to_openai_messages(messages: list[Message]) -> list[dict[str, Any]]:
@@ -179,3 +180,17 @@ class OpenAICompatibleLLM(LanguageModel):
         requested = calls.requested()
         if requested is not None:
             yield requested
+
+
+# ---------------------------------------------------------------- registration
+
+
+def _build(cfg: LLMConfig, opts: FreeOptions, ctx: BuildContext) -> OpenAICompatibleLLM:
+    return OpenAICompatibleLLM(cfg, outbound=ctx.outbound)  # options: extra request-body fields
+
+
+def _needs_url(cfg: LLMConfig) -> str | None:
+    return None if cfg.base_url else "engine 'openai-compatible' needs base_url"
+
+
+register(EngineSpec("llm", "openai-compatible", _build, check=_needs_url))

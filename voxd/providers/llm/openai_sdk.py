@@ -31,6 +31,7 @@ from voxd.providers.base import (
     ProviderError,
     ToolSpec,
 )
+from voxd.providers.engines import BuildContext, EngineSpec, FreeOptions, register
 from voxd.providers.keys import Secret, api_key
 from voxd.providers.llm.openai_compat import ToolCallParts, chunk_events, to_openai_messages, to_openai_tools
 
@@ -140,3 +141,15 @@ def _translate(provider: str, e: Exception) -> ProviderError:
     if isinstance(e, json.JSONDecodeError | ValueError):
         return ProviderError(provider, "malformed JSON in stream")
     return ProviderError(provider, f"{type(e).__name__}: {e}")
+
+
+# ---------------------------------------------------------------- registration
+
+
+def _build(cfg: LLMConfig, opts: FreeOptions, ctx: BuildContext) -> OpenAILLM:
+    return OpenAILLM(cfg, outbound=ctx.outbound)  # options: extra request-body fields
+
+
+register(EngineSpec("llm", "openai", _build,
+                    prices={"prompt_tokens": 0.15e-6, "completion_tokens": 0.60e-6},  # gpt-4o-mini
+                    url="https://api.openai.com/v1", secret="openai"))

@@ -23,12 +23,18 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlencode
+
+from pydantic import Field
 
 from voxd.core.egress import EgressPolicy, refusal
 from voxd.providers.base import ProviderError, SpeechToText, STTStream
+from voxd.providers.engines import BuildContext, EngineSpec, Options, register
 from voxd.providers.keys import Secret
+
+if TYPE_CHECKING:
+    from voxd.agents.schema import STTConfig
 
 log = logging.getLogger("voxd.providers.deepgram")
 
@@ -424,3 +430,34 @@ def _mulaw_encoder() -> Any:
 def _describe(e: BaseException) -> str:
     code = getattr(e, "code", None) or getattr(getattr(e, "rcvd", None), "code", None)
     return f"{type(e).__name__}{f' {code}' if code else ''}: {e}"
+
+
+# ---------------------------------------------------------------- registration
+
+
+class DeepgramEngineOptions(Options):
+    """``options:`` of ``engine: deepgram`` (the fields of :class:`DeepgramOptions` a YAML may set)."""
+
+    interim_results: bool = True
+    endpointing: int | bool = 300
+    utterance_end_ms: int | None = 1000
+    vad_events: bool = True
+    smart_format: bool = True
+    punctuate: bool = True
+    keepalive_s: float = 4.0
+    finalize_timeout_s: float = 3.0
+    settled_grace_s: float = 0.3
+    max_reconnects: int = 4
+    encoding: Literal["auto", "linear16", "mulaw"] = "auto"
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+def _build(cfg: STTConfig, opts: DeepgramEngineOptions, ctx: BuildContext) -> DeepgramSTT:
+    model = cfg.model if "model" in cfg.model_fields_set else "nova-3"
+    return DeepgramSTT(ctx.api_key(cfg, "deepgram"), DeepgramOptions(model=model, language=cfg.language, **opts.given()),
+                       base_url=cfg.base_url, policy=ctx.outbound.policy)
+
+
+register(EngineSpec("stt", "deepgram", _build, options=DeepgramEngineOptions,
+                    prices={"audio_s": 0.0077 / 60},  # nova-3 streaming, per second of audio sent
+                    url="wss://api.deepgram.com", secret="deepgram"))

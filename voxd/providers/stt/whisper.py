@@ -27,9 +27,12 @@ import numpy as np
 from voxd.media.audio import SAMPLE_RATE, to_int16
 from voxd.media.inference import intra_op_threads, package_file, run_inference, shared
 from voxd.providers.base import ProviderError, SpeechToText, STTStream
+from voxd.providers.engines import BuildContext, EngineSpec, Options, register
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
+
+    from voxd.agents.schema import STTConfig
 
 # A turn longer than this is cut to its last MAX_TURN_S seconds (memory bound).
 MAX_TURN_S = 60
@@ -265,3 +268,19 @@ def _retrieve(task: asyncio.Task[str]) -> None:
     if not task.cancelled():
         with contextlib.suppress(Exception):
             task.exception()  # an abandoned decode's error is not "never retrieved"
+
+
+# ---------------------------------------------------------------- registration
+
+
+class WhisperEngineOptions(Options):
+    beam_size: int = 1
+    threads: int | None = None
+    compute_type: str = "int8"
+
+
+def _build(cfg: STTConfig, opts: WhisperEngineOptions, ctx: BuildContext) -> WhisperSTT:
+    return WhisperSTT(cfg.model, language=cfg.language, **opts.given())
+
+
+register(EngineSpec("stt", "whisper", _build, options=WhisperEngineOptions))

@@ -23,12 +23,16 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from voxd.core.egress import EgressPolicy, EgressRefused
 from voxd.core.egress_http import ws_connect_kwargs
 from voxd.providers.base import ProviderError, TextToSpeech
+from voxd.providers.engines import BuildContext, EngineSpec, Options, register
 from voxd.providers.keys import Secret
+
+if TYPE_CHECKING:
+    from voxd.agents.schema import VoiceConfig
 
 log = logging.getLogger("voxd.providers.elevenlabs")
 
@@ -198,3 +202,29 @@ def _aligned_chars(msg: dict[str, Any]) -> int:
     out = construct_type(type_=AudioOutput, object_=msg)
     chars = getattr(getattr(out, "alignment", None), "chars", None)
     return len(chars) if chars else 0
+
+
+# ---------------------------------------------------------------- registration
+
+
+class ElevenLabsEngineOptions(Options):
+    stability: float | None = None
+    similarity_boost: float | None = None
+    chunk_length_schedule: list[int] | None = None
+    idle_timeout_s: float = 10.0
+
+
+def _build(cfg: VoiceConfig, opts: ElevenLabsEngineOptions, ctx: BuildContext) -> ElevenLabsTTS:
+    assert cfg.voice_id
+    return ElevenLabsTTS(ctx.api_key(cfg, "elevenlabs"), cfg.voice_id, model=cfg.model,
+                         output_format=cfg.output_format, base_url=cfg.base_url, speed=cfg.speed,
+                         first_audio_timeout_s=cfg.first_audio_timeout_s, policy=ctx.outbound.policy, **opts.given())
+
+
+def _needs_voice_id(cfg: VoiceConfig) -> str | None:
+    return None if cfg.voice_id else "engine 'elevenlabs' needs voice_id"
+
+
+register(EngineSpec("tts", "elevenlabs", _build, options=ElevenLabsEngineOptions,
+                    prices={"characters": 0.05e-3},  # flash/turbo models, per character
+                    url="https://api.elevenlabs.io", secret="elevenlabs", check=_needs_voice_id))

@@ -17,9 +17,14 @@ import ctypes
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from voxd.media.inference import package_file, run_fast
 from voxd.providers.base import ProviderError, TextToSpeech
+from voxd.providers.engines import BuildContext, EngineSpec, Options, register
+
+if TYPE_CHECKING:
+    from voxd.agents.schema import VoiceConfig
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _INITIALIZE_DONT_EXIT = 0x8000
@@ -162,3 +167,17 @@ class EspeakTTS(TextToSpeech):
 
     async def warm_up(self) -> None:
         await run_fast(self.synth_sync, "Hello.")
+
+
+# ---------------------------------------------------------------- registration
+
+
+class EspeakEngineOptions(Options):
+    pitch: int | None = None
+
+
+def _build(cfg: VoiceConfig, opts: EspeakEngineOptions, ctx: BuildContext) -> EspeakTTS:
+    return EspeakTTS(cfg.voice, speed=cfg.speed, **opts.given())
+
+
+register(EngineSpec("tts", "espeak", _build, options=EspeakEngineOptions))

@@ -25,9 +25,12 @@ import numpy as np
 
 from voxd.media.inference import onnx_session, package_file, run_inference, shared
 from voxd.providers.base import ProviderError, TextToSpeech
+from voxd.providers.engines import BuildContext, EngineSpec, Options, register
 
 if TYPE_CHECKING:
     from piper import PiperVoice
+
+    from voxd.agents.schema import VoiceConfig
 
 DEFAULT_VOICE = "en_US-joe-medium"
 # Silence appended after a clause / a sentence, so cut text keeps its pauses.
@@ -202,3 +205,18 @@ class PiperTTS(TextToSpeech):
 
     async def warm_up(self) -> None:
         await run_inference(self.synth_sync, "Hello.")
+
+
+# ---------------------------------------------------------------- registration
+
+
+class PiperEngineOptions(Options):
+    min_clause_words: int = 3
+    first_max_words: int = 6
+
+
+def _build(cfg: VoiceConfig, opts: PiperEngineOptions, ctx: BuildContext) -> PiperTTS:
+    return PiperTTS(cfg.voice, speed=cfg.speed, **opts.given())
+
+
+register(EngineSpec("tts", "piper", _build, options=PiperEngineOptions))
