@@ -15,7 +15,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -40,6 +40,7 @@ from voxd.tools.builtins import default_registry
 if TYPE_CHECKING:
     from voxd.agents.catalog import ReloadReport
     from voxd.api.deps import ApiDeps
+    from voxd.api.routing import RouteTable
     from voxd.core.secrets import Outbound
     from voxd.net.sip import SipEndpoint
     from voxd.store.repos import Store
@@ -79,7 +80,7 @@ class Daemon:
         self._tasks: list[asyncio.Task[None]] = []
         # transports and services register (start, stop) pairs here
         self.services: list[tuple[str, Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]] = []
-        self.extra_routes: list[Any] = []  # RouteTables other parts add to the control API
+        self.extra_routes: list[RouteTable] = []  # routes other parts add to the control API
         self.http_guard = ListenerGuard(self._listener_limits)  # connection caps and slowloris timeouts
 
     # ------------------------------------------------------------ start
