@@ -47,6 +47,7 @@ from voxd.core.secrets import Outbound
 
 if TYPE_CHECKING:
     from voxd.agents.schema import AgentConfig
+    from voxd.providers.keys import Secret
 
 log = logging.getLogger("voxd.providers")
 
@@ -84,7 +85,7 @@ class BuildContext:
     outbound: Outbound = field(default_factory=Outbound)
     agent: AgentConfig | None = None  # given to language models (the dialog engine reads `dialog:`)
 
-    def api_key(self, cfg: Any, provider: str, *, required: bool = True) -> Any:
+    def api_key(self, cfg: Any, provider: str, *, required: bool = True) -> Secret:
         """The engine's API key (``voxd.providers.keys.api_key``): a declared secret, sent
         only to its hosts; a ``Secret`` that never shows in logs."""
         from voxd.providers.keys import api_key
@@ -105,7 +106,10 @@ class EngineSpec:
     check: Callable[[Any], str | None] | None = None  # a config problem the schema reports, or None
 
 
-_lock = threading.RLock()
+_lock = threading.Lock()  # the table
+# discovery imports modules: never under _lock, which a module's register() takes (a
+# thread importing a vendor module directly must not wait on a discovering thread)
+_discovery = threading.RLock()
 _specs: dict[tuple[Role, str], EngineSpec] = {}
 _discovered = False
 
@@ -126,7 +130,7 @@ def unregister(role: Role, name: str) -> None:
 def discover() -> None:
     """Import every module that may register engines (once per process)."""
     global _discovered
-    with _lock:
+    with _discovery:
         if _discovered:
             return
         _discovered = True
