@@ -10,25 +10,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
 
 from voxd.store.db import Database
+from voxd.store.records import Execution
 
-
-@dataclass(frozen=True)
-class Execution:
-    name: str
-    arguments: dict[str, Any]
-    result: Any
-    error: str | None
-    duration_ms: float
-    actor: str
-    call_id: str | None = None
-    turn_idx: int | None = None
-    at: float = 0.0
+__all__ = ["Execution", "ExecutionLogRepository"]
 
 
 def _row(r: aiosqlite.Row) -> dict[str, Any]:

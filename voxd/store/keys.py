@@ -9,93 +9,35 @@ the raw key is returned once, by :meth:`ApiKeyRepository.create`.
 from __future__ import annotations
 
 import builtins
-import hashlib
 import hmac
 import json
 import os
-import secrets
 import time
 import uuid
-import zlib
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import aiosqlite
 
 from voxd.store.db import Database
+from voxd.store.records import (
+    BASE62,
+    CHECKSUM_LEN,
+    DISPLAY_LEN,
+    KEY_LEN,
+    KEY_PREFIX,
+    SECRET_LEN,
+    ApiKey,
+    generate_key,
+    hash_key,
+    utc_day,
+    well_formed,
+)
 
-KEY_PREFIX = "vx_live_"
-BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-SECRET_LEN = 32
-CHECKSUM_LEN = 6
-KEY_LEN = len(KEY_PREFIX) + SECRET_LEN + CHECKSUM_LEN
-DISPLAY_LEN = len(KEY_PREFIX) + 8  # "vx_live_" and the first 8 secret characters
+__all__ = ["BASE62", "CHECKSUM_LEN", "DISPLAY_LEN", "KEY_LEN", "KEY_PREFIX", "SECRET_LEN", "ApiKey",
+           "ApiKeyRepository", "generate_key", "hash_key", "utc_day", "well_formed"]
+
 # Upper bound on how long a cached key is trusted, should two writes share an mtime tick.
 CACHE_TTL_S = 2.0
-
-
-def _base62(n: int, width: int) -> str:
-    out = []
-    for _ in range(width):
-        n, r = divmod(n, 62)
-        out.append(BASE62[r])
-    return "".join(reversed(out))
-
-
-def _checksum(secret: str) -> str:
-    return _base62(zlib.crc32(secret.encode()), CHECKSUM_LEN)
-
-
-def generate_key() -> str:
-    secret = "".join(secrets.choice(BASE62) for _ in range(SECRET_LEN))
-    return KEY_PREFIX + secret + _checksum(secret)
-
-
-def well_formed(raw: str) -> bool:
-    """Shape and checksum only; says nothing about whether the key exists."""
-    if len(raw) != KEY_LEN or not raw.startswith(KEY_PREFIX):
-        return False
-    body = raw[len(KEY_PREFIX):]
-    if any(c not in BASE62 for c in body):
-        return False
-    secret, check = body[:SECRET_LEN], body[SECRET_LEN:]
-    return hmac.compare_digest(_checksum(secret), check)
-
-
-def hash_key(raw: str, pepper: str = "") -> str:
-    if pepper:
-        return hmac.new(pepper.encode(), raw.encode(), hashlib.sha256).hexdigest()
-    return hashlib.sha256(raw.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class ApiKey:
-    id: str
-    name: str
-    prefix: str
-    scopes: tuple[str, ...]
-    created_by: str
-    created_at: float
-    expires_at: float | None
-    revoked_at: float | None
-    last_used_at: float | None
-    rate_limit_per_minute: int | None
-    quota_per_day: int | None
-    quota_per_month: int | None
-
-    def expired(self, now: float | None = None) -> bool:
-        return self.expires_at is not None and self.expires_at <= (now or time.time())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "name": self.name, "prefix": self.prefix, "scopes": list(self.scopes),
-            "created_by": self.created_by, "created_at": self.created_at,
-            "expires_at": self.expires_at, "revoked_at": self.revoked_at,
-            "last_used_at": self.last_used_at,
-            "rate_limit_per_minute": self.rate_limit_per_minute,
-            "quota_per_day": self.quota_per_day, "quota_per_month": self.quota_per_month,
-        }
 
 
 _COLUMNS = (
@@ -113,10 +55,6 @@ def _key(row: aiosqlite.Row) -> ApiKey:
         rate_limit_per_minute=row["rate_limit_per_minute"],
         quota_per_day=row["quota_per_day"], quota_per_month=row["quota_per_month"],
     )
-
-
-def utc_day(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
 
 
 class ApiKeyRepository:

@@ -5,7 +5,7 @@ never on the SQLite classes. ``voxd.store.db.Database`` is one :class:`Store`; a
 database (issue 22, PostgreSQL) is another: it implements the same repository Protocols
 and its ``open`` is chosen by the composition root (``voxd/app.py``), with no caller
 edited. The record types (``CallRecord``, ``ApiKey``, ``Endpoint``, ``Message``, ...) are
-plain dataclasses any implementation returns.
+plain dataclasses (``voxd.store.records``) any implementation returns.
 
 A write that must commit with another repository's write (a call record and the webhook
 outbox rows of its event) is a :data:`TxnWrite`: the first repository opens the
@@ -22,23 +22,25 @@ from typing import Any, Protocol, runtime_checkable
 
 from voxd.core.calllog import CallRecord
 from voxd.core.sealing import Sealer
-from voxd.store.functions_log import Execution
-from voxd.store.keys import ApiKey, utc_day, well_formed
-from voxd.store.webhooks import (
+from voxd.store.records import (
     FAILED,
     PENDING,
     SUCCEEDED,
+    ApiKey,
     AttemptResult,
     DueDelivery,
     Endpoint,
+    Execution,
     Message,
     Outcome,
+    utc_day,
+    well_formed,
 )
 
 __all__ = [
-    "FAILED", "PENDING", "SUCCEEDED", "AgentChangeRepo", "ApiKey", "ApiKeyRepo", "AttemptResult", "CalendarRepo", "CallRepo", "DueDelivery", "Endpoint",
-    "Execution", "ExecutionLogRepo", "FunctionRepo", "InvalidCursor", "Message", "Outcome", "Store",
-    "Transaction", "TxnWrite", "WebhookRepo", "utc_day", "well_formed",
+    "FAILED", "PENDING", "SUCCEEDED", "AgentChangeRepo", "ApiKey", "ApiKeyRepo", "AttemptResult", "CalendarRepo",
+    "CallRepo", "DueDelivery", "Endpoint", "Execution", "ExecutionLogRepo", "FunctionRepo", "InvalidCursor",
+    "Message", "Outcome", "Store", "Transaction", "TxnWrite", "WebhookRepo", "utc_day", "well_formed",
 ]
 
 

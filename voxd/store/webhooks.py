@@ -9,144 +9,38 @@ whose filters match. A delivery is ``pending`` (with ``next_attempt_at``) until 
 from __future__ import annotations
 
 import json
-import secrets
 import sqlite3
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
 from voxd.core.sealing import Sealer
 from voxd.store.db import Database, on_thread
+from voxd.store.records import (
+    DISABLED,
+    FAILED,
+    FAILING,
+    HEALTHY,
+    PENDING,
+    SUCCEEDED,
+    AttemptResult,
+    DueDelivery,
+    Endpoint,
+    Message,
+    Outcome,
+    new_delivery_id,
+    new_endpoint_id,
+)
+
+__all__ = ["DISABLED", "FAILED", "FAILING", "HEALTHY", "PENDING", "SUCCEEDED", "AttemptResult", "DueDelivery",
+           "Endpoint", "Message", "Outcome", "WebhookStore", "new_delivery_id", "new_endpoint_id"]
 
 if TYPE_CHECKING:
     from voxd.store.repos import Transaction
 
-HEALTHY, FAILING, DISABLED = "healthy", "failing", "disabled"
-PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
-
-
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
-
-
-def new_endpoint_id() -> str:
-    return "wh_" + secrets.token_hex(8)
-
-
-def new_delivery_id() -> str:
-    return "dlv_" + secrets.token_hex(10)
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    id: str
-    url: str
-    description: str
-    events: list[str]
-    agents: list[str] | None
-    enabled: bool
-    secret: str
-    previous_secret: str | None
-    previous_secret_until: float | None
-    headers: dict[str, str]
-    timeout_s: float | None
-    retry_schedule: list[float] | None
-    health: str
-    consecutive_failures: int
-    disabled_reason: str | None
-    created_by: str
-    created_at: float
-    updated_at: float
-
-    def secrets(self, now: float | None = None) -> list[str]:
-        """The secrets that sign a request now: the current one, and the previous one
-        while its overlap window lasts."""
-        out = [self.secret]
-        if self.previous_secret and (self.previous_secret_until or 0) > (now or time.time()):
-            out.append(self.previous_secret)
-        return out
-
-    def wants(self, event_type: str, agent: str | None) -> bool:
-        if not self.enabled:
-            return False
-        if "*" not in self.events and event_type not in self.events:
-            return False
-        return not (self.agents and agent is not None and agent not in self.agents)
-
-    @classmethod
-    def from_row(cls, r: Any, sealer: Sealer | None = None) -> Endpoint:
-        """An endpoint from its row; with ``sealer``, its secrets opened (without, they stay
-        as stored: enough for the outbox's fan-out, which never signs)."""
-        def secret(value: str | None) -> str | None:
-            return value if value is None or sealer is None else sealer.open(value, f"webhook:{r['id']}")
-
-        return cls(
-            id=r["id"], url=r["url"], description=r["description"], events=json.loads(r["events"]),
-            agents=json.loads(r["agents"]) if r["agents"] is not None else None,
-            enabled=bool(r["enabled"]), secret=secret(r["secret"]) or "", previous_secret=secret(r["previous_secret"]),
-            previous_secret_until=r["previous_secret_until"], headers=json.loads(r["headers"]),
-            timeout_s=r["timeout_s"],
-            retry_schedule=json.loads(r["retry_schedule"]) if r["retry_schedule"] is not None else None,
-            health=r["health"], consecutive_failures=r["consecutive_failures"],
-            disabled_reason=r["disabled_reason"], created_by=r["created_by"],
-            created_at=r["created_at"], updated_at=r["updated_at"],
-        )
-
-
-@dataclass(frozen=True)
-class Message:
-    """One event as sent: ``payload`` is the exact request body."""
-
-    id: str
-    type: str
-    payload: str
-    agent: str | None = None
-    call_id: str | None = None
-    created_at: float = field(default_factory=time.time)
-
-
-@dataclass(frozen=True)
-class DueDelivery:
-    """A pending delivery with what sending it needs."""
-
-    id: str
-    attempts: int
-    trigger: str
-    message_id: str
-    payload: str
-    endpoint: Endpoint
-
-
-@dataclass(frozen=True)
-class AttemptResult:
-    at: float
-    status_code: int | None
-    latency_ms: float
-    response_excerpt: str | None
-    error: str | None
-
-    @property
-    def ok(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One attempt's result and what follows: retry at ``next_attempt_at``, or not."""
-
-    delivery: DueDelivery
-    result: AttemptResult
-    next_attempt_at: float | None
-    gone: bool = False
-    affects_health: bool = True
-
-    @property
-    def status(self) -> str:
-        if self.result.ok:
-            return SUCCEEDED
-        return PENDING if self.next_attempt_at is not None and not self.gone else FAILED
 
 
 _ENDPOINT_COLS = (
