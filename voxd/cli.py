@@ -49,7 +49,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from voxd.agents.catalog import AgentCatalog
+    """Validate agent files: the paths given (files or folders), else the agents folder."""
+    import logging
+
+    from voxd.agents.catalog import SUFFIXES, AgentCatalog
+    from voxd.agents.loader import AgentLoadError, load_agent_file
     from voxd.config import ConfigError, load_config
 
     try:
@@ -57,22 +61,42 @@ def cmd_check(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 1
-    agents_dir = Path(args.agents) if args.agents else Path(cfg.agents_dir)
-    if not agents_dir.is_absolute() and not args.agents:
-        agents_dir = base / agents_dir
-    import logging
-
+    targets = [Path(p) for p in args.paths]
+    if args.agents:
+        targets.append(Path(args.agents))
+    if not targets:
+        agents_dir = Path(cfg.agents_dir)
+        targets = [agents_dir if agents_dir.is_absolute() else base / agents_dir]
     logging.getLogger("voxd.agents").setLevel(logging.CRITICAL)  # errors are printed below
-    reg = AgentCatalog(agents_dir, outbound=cfg.outbound())  # the daemon's secrets and egress rules
-    report = reg.reload()
-    for err in report.errors:
-        print(err, file=sys.stderr)
-    for a in reg.all():
-        print(f"ok  {a.path}  agent={a.name} version={a.version}")
-    if not reg.names() and not report.errors:
-        print(f"no agent files in {agents_dir}", file=sys.stderr)
-        return 1
-    return 1 if report.errors else 0
+    outbound = cfg.outbound()  # the daemon's secrets and egress rules
+    errors = ok = 0
+    for target in targets:
+        if target.is_dir():
+            reg = AgentCatalog(target, outbound=outbound)
+            report = reg.reload()
+            for err in report.errors:
+                print(err, file=sys.stderr)
+            errors += len(report.errors)
+            for a in reg.all():
+                print(f"ok  {a.path}  agent={a.name} version={a.version}")
+            ok += len(reg.names())
+            if not reg.names() and not report.errors:
+                print(f"no agent files in {target}", file=sys.stderr)
+                errors += 1
+        elif target.is_file() or target.suffix in SUFFIXES:
+            try:
+                a = load_agent_file(target, outbound)
+            except AgentLoadError as e:
+                for err in e.errors:
+                    print(err, file=sys.stderr)
+                errors += max(1, len(e.errors))
+                continue
+            print(f"ok  {a.path}  agent={a.config.name} version={a.version}")
+            ok += 1
+        else:
+            print(f"{target}: no such file or folder", file=sys.stderr)
+            errors += 1
+    return 1 if errors or not ok else 0
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -157,9 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--sip-port", type=int, help="override sip.port")
     r.set_defaults(fn=cmd_run)
 
-    c = sub.add_parser("check", help="validate the config and every agent file; exit 1 on errors")
+    c = sub.add_parser("check", help="validate the config and agent files; exit 1 on errors")
+    c.add_argument("paths", nargs="*", metavar="PATH",
+                   help="agent files or folders (default: the config's agents folder)")
     c.add_argument("--config", "-c")
-    c.add_argument("--agents", help="agents folder")
+    c.add_argument("--agents", help="agents folder (same as giving it as a PATH)")
     c.set_defaults(fn=cmd_check)
 
     s = sub.add_parser("schema", help="print the JSON Schema of agent files (for editor completion)")

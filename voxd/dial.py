@@ -9,30 +9,29 @@ import sys
 from pathlib import Path
 
 from voxd.agents.loader import AgentLoadError, LoadedAgent, load_agent_file
-from voxd.call.manager import CallManager
 from voxd.config import ConfigError, VoxdConfig, load_config
-from voxd.harness import format_record
+from voxd.harness import format_record, standalone_calls
 from voxd.net.clock import MediaClock
 from voxd.net.sip import SipEndpoint
-from voxd.tools.builtins import default_registry
 
 
-def _load(args: argparse.Namespace) -> tuple[VoxdConfig, LoadedAgent]:
+def _load(args: argparse.Namespace) -> tuple[VoxdConfig, Path, LoadedAgent]:
     cfg, base = load_config(args.config)
     agent_path = Path(args.agent)
     if not agent_path.exists():
         agent_path = base / cfg.agents_dir / f"{args.agent}.yaml"
-    return cfg, load_agent_file(agent_path, cfg.outbound())
+    return cfg, base, load_agent_file(agent_path, cfg.outbound())
 
 
 async def run_dial(args: argparse.Namespace) -> int:
     try:
-        cfg, agent = _load(args)
+        cfg, base, agent = _load(args)
     except (ConfigError, AgentLoadError) as e:
         print(f"voxd dial: {e}", file=sys.stderr)
         return 2
     sip_cfg = cfg.sip.model_copy(update={"port": args.sip_port, "tcp": False})
-    calls = CallManager(default_registry(), cfg.engines, outbound=cfg.outbound())
+    calls, library = standalone_calls(cfg, base)
+    await library.warm_up([agent.config])
     await calls.warm_up([agent])
     clock = MediaClock()
     endpoint = SipEndpoint(sip_cfg, None, calls, clock)  # type: ignore[arg-type]
@@ -48,6 +47,7 @@ async def run_dial(args: argparse.Namespace) -> int:
     finally:
         await endpoint.stop()
         await clock.stop()
+        await library.close()
     rec = session.record
     print(json.dumps(rec.to_dict(), default=str, indent=2) if args.json else format_record(rec))
     return 0 if rec.answered_at is not None else 1

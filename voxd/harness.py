@@ -16,9 +16,21 @@ from voxd.agents.loader import AgentLoadError, load_agent_file
 from voxd.call.driver import drive, frames_of
 from voxd.call.manager import CallManager
 from voxd.call.ports import NullControl
+from voxd.config import VoxdConfig
 from voxd.core.calllog import CallRecord
 from voxd.media.audio import SAMPLE_RATE, read_wav_as, write_wav
-from voxd.tools.builtins import default_registry
+from voxd.tools.library import ToolLibrary
+
+
+def standalone_calls(cfg: VoxdConfig, base: Path) -> tuple[CallManager, ToolLibrary]:
+    """A call manager whose calls see the whole function library (built-ins, get_weather,
+    search_knowledge_base, send_email, create_calendar_event and the agent's own functions),
+    as in the daemon; without a database, bookings need a CalDAV server."""
+    outbound = cfg.outbound()
+    library = ToolLibrary(cfg.tools, base_dir=base, outbound=outbound)
+    calls = CallManager(library.base, cfg.engines, outbound=outbound,
+                        tools_for=lambda a: library.registry_for(a.config))
+    return calls, library
 
 
 def parse_dtmf(spec: str) -> list[tuple[float, str]]:
@@ -70,7 +82,7 @@ async def run_harness(args: argparse.Namespace) -> int:
     from voxd.config import ConfigError, load_config
 
     try:
-        cfg, _ = load_config(getattr(args, "config", None))
+        cfg, base = load_config(getattr(args, "config", None))
         outbound = cfg.outbound()
         agent = load_agent_file(Path(args.agent), outbound)
     except (AgentLoadError, ConfigError) as e:
@@ -82,7 +94,8 @@ async def run_harness(args: argparse.Namespace) -> int:
     except (ValueError, OSError, EOFError) as e:
         print(f"voxd call: {e}", file=sys.stderr)
         return 2
-    manager = CallManager(default_registry(), outbound=outbound)
+    manager, library = standalone_calls(cfg, base)
+    await library.warm_up([agent.config])
     await manager.warm_up([agent])
     control = NullControl()
     control.transport_name = "harness"
@@ -91,6 +104,7 @@ async def run_harness(args: argparse.Namespace) -> int:
     result = await drive(session, frames_of(caller.tobytes()), dtmf=dtmf, virtual=not args.realtime, tail_s=args.tail)
     if not session.closed:
         await session.close("caller_hangup", ended_by="caller")
+    await library.close()
     wall = time.perf_counter() - t0
     if args.output:
         write_wav(args.output, bytes(result.bot_audio), SAMPLE_RATE)

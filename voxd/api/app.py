@@ -11,7 +11,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from voxd.api import agents, calls, functions, keys, webhooks
+from voxd.api import agents, calendar, calls, functions, keys, webhooks
 from voxd.api.auth import credential_throttle
 from voxd.api.deps import ApiDeps
 from voxd.api.models import Health
@@ -107,7 +107,8 @@ class AppKeyCheck:
 
 
 def all_specs(extra_routes: Iterable[RouteTable] = ()) -> list[RouteSpec]:
-    specs = [*agents.routes, *functions.routes, *calls.routes, *keys.routes, *webhooks.routes]
+    specs = [*agents.routes, *functions.routes, *calls.routes, *keys.routes, *webhooks.routes,
+             *calendar.routes]
     for table in extra_routes:
         specs += table
     # literal segments before {params}: /calls/active must win over /calls/{call_id}

@@ -71,7 +71,7 @@ async def end_call(ctx: Ctx) -> Reply:
 
 
 @routes.route("POST", BASE, scope="calls:write", summary="Place an outbound call", tag=TAG,
-              limit_class="write", body=DialRequest, response=DialResult, status=202,
+              limit_class="execute", body=DialRequest, response=DialResult, status=202,
               problems=("not-found", "not-implemented"),
               description="Answers 501 when no configured transport can dial out.")
 async def dial(ctx: Ctx) -> Reply:

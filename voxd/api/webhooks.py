@@ -298,7 +298,7 @@ async def get_webhook_delivery(ctx: Ctx) -> Reply:
 
 
 @routes.route("POST", BASE + "/{webhook_id}/deliveries/{delivery_id}/replay", scope="webhooks:write",
-              summary="Send a delivery again", tag=TAG, limit_class="write", response=DeliveryOut, status=202,
+              summary="Send a delivery again", tag=TAG, limit_class="execute", response=DeliveryOut, status=202,
               problems=("not-found",),
               description="Queues a new delivery of the same event with the same webhook-id, due now.")
 async def replay_webhook_delivery(ctx: Ctx) -> Reply:
@@ -314,7 +314,7 @@ async def replay_webhook_delivery(ctx: Ctx) -> Reply:
 
 
 @routes.route("POST", BASE + "/{webhook_id}/test", scope="webhooks:write", summary="Send a webhook.test event now",
-              tag=TAG, limit_class="write", response=TestResult, problems=("not-found",),
+              tag=TAG, limit_class="execute", response=TestResult, problems=("not-found",),
               description="One attempt, no retries; the endpoint's health is left as it is. Works on disabled "
               "webhooks too, to check them before re-enabling.")
 async def test_webhook(ctx: Ctx) -> Reply:

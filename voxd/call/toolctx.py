@@ -14,6 +14,17 @@ from voxd.providers.base import ToolCall, ToolSpec
 from voxd.tools.registry import ToolRegistry, ToolResult
 
 OPEN_MENU = "open_keypad_menu"
+# functions a leg cannot carry out, by `CallControl.transport_name`: they are not offered to
+# the LLM there. Twilio Media Streams can neither redirect the call nor send digits.
+LEG_CANNOT: dict[str, frozenset[str]] = {
+    "twilio": frozenset({"transfer_call", "send_dtmf"}),
+}
+
+
+def tools_for_leg(names: list[str], transport: str) -> list[str]:
+    """The agent's functions this leg can carry out."""
+    cannot = LEG_CANNOT.get(transport, frozenset())
+    return [n for n in names if n not in cannot]
 
 
 class CallActions(Protocol):
@@ -60,7 +71,7 @@ class SessionTools:
     def __init__(self, session: ToolHost, registry: ToolRegistry) -> None:
         self.session = session
         self.registry = registry
-        self.allowed = list(session.agent.tool_names)
+        self.allowed = tools_for_leg(list(session.agent.tool_names), session.control.transport_name)
 
     # ToolContext
     @property

@@ -206,7 +206,8 @@ class RtcCall:
         self.end("agent_hangup", "agent")
 
     async def transfer(self, target: str) -> bool:
-        return False
+        self.send({"type": "transfer", "target": target})  # the page (or its telephony) acts on it
+        return True
 
     async def send_dtmf(self, digits: str) -> None:
         self.send({"type": "dtmf_out", "digits": digits})

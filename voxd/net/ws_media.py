@@ -69,7 +69,8 @@ class WsCall:
         self._outbox.put_nowait(None)
 
     async def transfer(self, target: str) -> bool:
-        return False  # the integrator's telephony owns transfers
+        self.send_json({"type": "transfer", "target": target})  # the integrator's telephony carries it out
+        return True
 
     async def send_dtmf(self, digits: str) -> None:
         self.send_json({"type": "dtmf_out", "digits": digits})
