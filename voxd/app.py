@@ -23,6 +23,7 @@ from voxd import __version__
 from voxd.agents.catalog import AgentCatalog
 from voxd.api.listener import GuardedSite, ListenerGuard, ListenerLimits
 from voxd.call.admission import Admission
+from voxd.call.conversations import ConversationManager
 from voxd.call.manager import CallManager
 from voxd.config import VoxdConfig
 from voxd.media import inference
@@ -39,6 +40,7 @@ from voxd.tools.builtins import default_registry
 
 if TYPE_CHECKING:
     from voxd.agents.catalog import ReloadReport
+    from voxd.agents.loader import LoadedAgent
     from voxd.api.deps import ApiDeps
     from voxd.api.routing import RouteTable
     from voxd.core.secrets import Outbound
@@ -116,6 +118,7 @@ class Daemon:
 
         self.webhooks = hooks = setup_webhooks(self)  # after the first load: only later agent changes are events
         hooks.worker.on_attempt = self.metrics.on_webhook_attempt
+        self.conversations = self._conversations()
         store = hooks.store
 
         async def outbox_depth() -> None:
@@ -148,6 +151,19 @@ class Daemon:
             self.reload()
         log.info("voxd %s ready: agents=%s http=%s errors=%d", __version__, self.agents.names(),
                  f"{self.cfg.http.host}:{self.http_port}" if self.http_port else "off", len(report.errors))
+
+    def _conversations(self) -> ConversationManager:
+        """Text conversations: the agents, function library and egress of calls; stored beside
+        them; their events go to the function log and webhooks."""
+        assert self.db is not None and self.webhooks is not None
+
+        async def agent(name: str) -> LoadedAgent | None:
+            return self.agents.get(name)
+
+        conversations = ConversationManager(agent, lambda a: self.tool_library.registry_for(a.config),
+                                            repo=self.db.conversations(), outbound=self.outbound)
+        conversations.listeners += [self.function_log, self.webhooks.on_text_event]
+        return conversations
 
     def build_http_app(self) -> web.Application:
         assert self.calls is not None and self.db is not None
@@ -185,7 +201,8 @@ class Daemon:
         from voxd.tools.function_source import LibraryFunctionSource
 
         self._api_deps = ApiDeps(self.db, DaemonAgents(self.agents), DaemonCalls(self.calls, self.agents, lambda: self.sip),
-                                 LibraryFunctionSource(self.tool_library, not_found=NotFound), api_settings(self.cfg.api))
+                                 LibraryFunctionSource(self.tool_library, not_found=NotFound), api_settings(self.cfg.api),
+                                 conversations=self.conversations)
         setup_api(app, self._api_deps, extra_routes=[webtokens.routes, *self.extra_routes])
         return app
 
@@ -345,6 +362,8 @@ class Daemon:
             self.tool_library.configure_outbound(outbound)
         if self.calls is not None:
             self.calls.outbound = outbound
+        if getattr(self, "conversations", None) is not None:
+            self.conversations.outbound = outbound
         log.info("reload: egress policy and declared secrets applied")
 
     async def _reload_sip(self, old: VoxdConfig, new: VoxdConfig) -> None:

@@ -21,7 +21,8 @@ def _routes(app):
     return out
 
 
-SAMPLES = {"file": "swagger-ui.css", "call_id": "call_x1", "key_id": "key_" + "0" * 16}
+SAMPLES = {"file": "swagger-ui.css", "call_id": "call_x1", "key_id": "key_" + "0" * 16,
+           "conversation_id": "conv_x1"}
 
 
 def _concrete(path: str) -> str:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import builtins
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from voxd.core.calllog import CallRecord, Turn
 from voxd.store.repos import Store
 
 if TYPE_CHECKING:
@@ -98,6 +100,27 @@ class FunctionSource(Protocol):
         ...
 
 
+@runtime_checkable
+class ConversationSource(Protocol):
+    """Text conversations (``voxd.call.conversations.ConversationManager``); each saves the
+    conversation to the database before it returns, so the API reads it from the store."""
+
+    async def start(self, agent_name: str, metadata: dict[str, Any] | None = None) -> CallRecord:
+        """The new conversation's record; NotFound for an unknown agent."""
+        ...
+
+    async def send(self, conversation_id: str, text: str,
+                   progress: Callable[[str, dict[str, Any]], None] | None = None) -> Turn:
+        """The agent's reply turn. ``progress`` hears ("text", {"text"}) per clause and
+        ("tool_call", {...}) per function as they happen. NotFound; ConversationEnded."""
+        ...
+
+    async def end(self, conversation_id: str, reason: str = "api_end",
+                  ended_by: str = "system") -> CallRecord | None:
+        """End it; None when it is not active."""
+        ...
+
+
 @dataclass(frozen=True)
 class RateSpec:
     """A token bucket: ``requests`` per ``window_s`` seconds, burst up to ``requests``."""
@@ -149,3 +172,4 @@ class ApiDeps:
     calls: CallSource
     functions: FunctionSource
     settings: ApiSettings = field(default_factory=ApiSettings)
+    conversations: ConversationSource | None = None  # None: setup_api builds a stand-alone one

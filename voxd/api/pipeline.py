@@ -127,6 +127,13 @@ class Pipeline:
         ctx.body = await self._body(spec, request)
         reply = await spec.handler(ctx)
         headers = {**headers_for(outcomes), **reply.headers}
+        if reply.stream is not None:
+            resp = web.StreamResponse(status=reply.status, headers=headers)
+            resp.content_type = reply.content_type
+            await resp.prepare(request)
+            await reply.stream(resp)
+            await resp.write_eof()
+            return resp
         if reply.raw is not None:
             return web.Response(status=reply.status, body=reply.raw, headers=headers,
                                 content_type=reply.content_type)

@@ -31,6 +31,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     raw: bytes | None = None  # sent as is with ``content_type`` instead of JSON
     content_type: str = "application/json"
+    # a streamed body (server-sent events): writes to the prepared response, then returns
+    stream: Callable[[web.StreamResponse], Awaitable[None]] | None = None
 
 
 @dataclass

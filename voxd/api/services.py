@@ -8,7 +8,7 @@ from voxd.api.auth import KeyAuthority
 from voxd.api.deps import ApiDeps, ApiSettings
 from voxd.api.ratelimit import BucketSet
 from voxd.api.usage import UsageRecorder
-from voxd.store.repos import AgentChangeRepo, ApiKeyRepo, CallRepo, FunctionRepo
+from voxd.store.repos import AgentChangeRepo, ApiKeyRepo, CallRepo, ConversationRepo, FunctionRepo
 
 
 @dataclass
@@ -19,6 +19,7 @@ class Services:
     functions: FunctionRepo
     agent_changes: AgentChangeRepo
     usage: UsageRecorder
+    conversations: ConversationRepo
     buckets: BucketSet = field(default_factory=BucketSet)
     authority: KeyAuthority = field(init=False)
 
@@ -37,6 +38,7 @@ class Services:
             keys=keys,
             usage=UsageRecorder(keys),
             calls=deps.db.calls(),
+            conversations=deps.db.conversations(),
             functions=deps.db.functions(),
             agent_changes=deps.db.agent_changes(),
         )

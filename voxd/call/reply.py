@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from voxd.call.text import ClauseSplitter, strip_for_speech
 from voxd.core.calllog import ToolCallRecord, Turn
@@ -68,6 +68,14 @@ async def synthesize_into(
         playout.finish_segment(seg)
 
 
+class ClauseSink(Protocol):
+    """Where a reply's clauses go: a ``Speaker`` (audio) or a text conversation's transcript."""
+
+    metrics: ReplyMetrics
+
+    def say(self, clause: str) -> None: ...
+
+
 class Speaker:
     """Turns a stream of clauses into queued audio, one clause at a time."""
 
@@ -120,7 +128,7 @@ def _record(turn: Turn, call: ToolCall, res: ToolResult) -> None:
 async def run_tools(
     calls: tuple[ToolCall, ...],
     run_tool: ToolRunner,
-    speaker: Speaker,
+    speaker: ClauseSink,
     messages: list[Message],
     turn: Turn,
     policy: ToolPolicy | None = None,
@@ -178,7 +186,7 @@ async def run_llm_reply(
     llm: LanguageModel,
     messages: list[Message],
     tools: list[ToolSpec],
-    speaker: Speaker,
+    speaker: ClauseSink,
     turn: Turn,
     run_tool: ToolRunner,
     policy: ToolPolicy | None = None,

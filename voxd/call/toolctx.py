@@ -30,6 +30,8 @@ def tools_for_leg(names: list[str], transport: str) -> list[str]:
 class CallActions(Protocol):
     """The call-control abilities tools reach (a transport's ``CallControl`` has them)."""
 
+    transport_name: str  # which functions the leg can carry out (tools_for_leg)
+
     async def transfer(self, target: str) -> bool: ...
 
     async def send_dtmf(self, digits: str) -> None: ...

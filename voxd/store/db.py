@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         ApiKeyRepo,
         CalendarRepo,
         CallRepo,
+        ConversationRepo,
         ExecutionLogRepo,
         FunctionRepo,
         WebhookRepo,
@@ -89,6 +90,11 @@ class Database:
         from voxd.store.keys import ApiKeyRepository
 
         return ApiKeyRepository(self, pepper=pepper)
+
+    def conversations(self) -> ConversationRepo:
+        from voxd.store.conversations import ConversationRepository
+
+        return ConversationRepository(self)
 
     def functions(self) -> FunctionRepo:
         from voxd.store.functions import FunctionRepository

@@ -232,4 +232,36 @@ MIGRATIONS: tuple[Migration, ...] = (
             "(endpoint_id, status, next_attempt_at)",
         ),
     ),
+    Migration(
+        7,
+        "text conversations and their turns",
+        (
+            """CREATE TABLE conversations (
+                id TEXT PRIMARY KEY,
+                agent TEXT NOT NULL,
+                agent_version TEXT NOT NULL,
+                channel TEXT NOT NULL,
+                status TEXT NOT NULL,
+                started_at REAL NOT NULL,
+                ended_at REAL,
+                end_reason TEXT,
+                ended_by TEXT,
+                metadata TEXT NOT NULL DEFAULT '{}'
+            )""",
+            "CREATE INDEX conversations_started ON conversations (started_at DESC, id DESC)",
+            "CREATE INDEX conversations_agent ON conversations (agent, started_at DESC)",
+            """CREATE TABLE conversation_turns (
+                conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+                idx INTEGER NOT NULL,
+                speaker TEXT NOT NULL,
+                text TEXT NOT NULL,
+                source TEXT NOT NULL,
+                started_at REAL NOT NULL,
+                ended_at REAL,
+                latency TEXT,
+                tool_calls TEXT NOT NULL DEFAULT '[]',
+                PRIMARY KEY (conversation_id, idx)
+            )""",
+        ),
+    ),
 )

@@ -77,6 +77,22 @@ class CallRepo(Protocol):
 
 
 @runtime_checkable
+class ConversationRepo(Protocol):
+    async def save(self, record: CallRecord, also: Sequence[TxnWrite] = ()) -> None:
+        """Upsert a text conversation with all its turns (idempotent); ``also`` runs in the
+        same transaction."""
+        ...
+
+    async def get(self, conversation_id: str) -> dict[str, Any] | None: ...
+
+    async def list(
+        self, *, agent: str | None = None, status: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> tuple[builtins.list[dict[str, Any]], str | None]:
+        """Newest first; ``cursor`` is the ``next_cursor`` of the previous page."""
+        ...
+
+
+@runtime_checkable
 class ApiKeyRepo(Protocol):
     async def create(
         self, name: str, scopes: builtins.list[str] | tuple[str, ...], *, created_by: str,
@@ -214,6 +230,8 @@ class Store(Protocol):
         ...
 
     def calls(self) -> CallRepo: ...
+
+    def conversations(self) -> ConversationRepo: ...
 
     def api_keys(self, pepper: str = "") -> ApiKeyRepo:
         """``pepper``: the HMAC key mixed into stored key hashes (the CLI uses the same)."""

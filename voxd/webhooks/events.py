@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from voxd.call.conversation import ConversationClosed, TextEvent
 from voxd.call.events import (
     CallEnded,
     CallEvent,
@@ -34,8 +35,9 @@ EVENT_TYPES: dict[str, str] = {
     "call.ended": "The call ended: duration, end reason and who hung up.",
     "call.failed": "The call ended without being answered (busy, no answer, rejected, error).",
     "call.transferred": "The call was handed to another destination.",
-    "conversation.updated": "A turn completed: its text, whether it was interrupted, its latencies.",
-    "conversation.ended": "The full transcript, once the call has ended.",
+    "conversation.updated": "A turn completed, in a call or a text conversation: its text, whether it was "
+                            "interrupted, its latencies.",
+    "conversation.ended": "The full transcript, once the call or text conversation has ended.",
     "dtmf.received": "The caller pressed a key.",
     "function.executed": "A function ran during a call: name, arguments, result or error, duration.",
     "agent.deployed": "A new agent was loaded.",
@@ -90,14 +92,22 @@ class TurnInfo(BaseModel):
     barge_in_ms: float | None
 
 
+CHANNEL_DOC = "call, or text for a conversation started with POST /api/v1/conversations."
+
+
 class ConversationUpdated(BaseModel):
-    call_id: str
+    call_id: str | None = Field(description="The call; null for a text conversation.")
+    conversation_id: str = Field(description="The call's id, or the text conversation's (conv_...).")
+    channel: Literal["call", "text"] = Field("call", description=CHANNEL_DOC)
     agent: str
     turn: TurnInfo
 
 
 class ConversationEnded(BaseModel):
-    call_id: str
+    call_id: str | None = Field(description="The call; null for a text conversation.")
+    conversation_id: str = Field(description="The call's id, or the text conversation's (conv_...).")
+    channel: Literal["call", "text"] = Field("call", description=CHANNEL_DOC)
+    end_reason: str | None = None
     agent: str
     transcript: list[TurnInfo]
     dtmf: str = Field(description="Every digit the caller pressed, in order.", examples=["12#"])
@@ -112,7 +122,7 @@ class DtmfInfo(BaseModel):
 
 
 class FunctionExecutedInfo(BaseModel):
-    call_id: str
+    call_id: str = Field(description="The call, or the text conversation (conv_...) the function ran in.")
     agent: str
     name: str = Field(examples=["lookup_order"])
     arguments: dict[str, Any]
@@ -307,7 +317,7 @@ def from_call_event(event: CallEvent) -> list[Message]:
             out.append(msg("call.answered", CallInfo(**_call(r))))
         return out
     if isinstance(event, TurnCompleted):
-        return [msg("conversation.updated", ConversationUpdated(call_id=r.id, agent=r.agent,
+        return [msg("conversation.updated", ConversationUpdated(call_id=r.id, conversation_id=r.id, agent=r.agent,
                                                                     turn=_turn(event.turn)))]
     if isinstance(event, DtmfReceived):
         d = event.dtmf
@@ -333,9 +343,30 @@ def from_call_event(event: CallEvent) -> list[Message]:
         out.append(msg("call.ended", ended))
         if r.answered_at is not None:
             out.append(msg("conversation.ended", ConversationEnded(
-                call_id=r.id, agent=r.agent, transcript=[_turn(t) for t in r.turns],
+                call_id=r.id, conversation_id=r.id, end_reason=r.end_reason, agent=r.agent,
+                transcript=[_turn(t) for t in r.turns],
                 dtmf="".join(d.digit for d in r.dtmf))))
         return out
+    return []
+
+
+def from_text_event(event: TextEvent) -> list[Message]:
+    """The webhook messages of a text conversation's event: conversation.updated per turn,
+    function.executed per function, error.occurred, conversation.ended (no call events)."""
+    r = event.record
+
+    def msg(kind: str, data: BaseModel) -> Message:
+        return message(kind, data, agent=r.agent, call_id=r.id)
+
+    if isinstance(event, TurnCompleted):
+        return [msg("conversation.updated", ConversationUpdated(
+            call_id=None, conversation_id=r.id, channel="text", agent=r.agent, turn=_turn(event.turn)))]
+    if isinstance(event, ConversationClosed):
+        return [msg("conversation.ended", ConversationEnded(
+            call_id=None, conversation_id=r.id, channel="text", end_reason=r.end_reason, agent=r.agent,
+            transcript=[_turn(t) for t in r.turns], dtmf=""))]
+    if isinstance(event, ToolExecuted | EngineError):
+        return from_call_event(event)
     return []
 
 

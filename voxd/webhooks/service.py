@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from voxd.agents.catalog import AgentCatalog, ReloadReport
+from voxd.call.conversation import TextEvent
 from voxd.call.events import CallEnded, CallEvent, CallStarted
 from voxd.config import VoxdConfig, WebhooksConfig
 from voxd.core.egress import EgressPolicy
@@ -91,6 +92,13 @@ class Webhooks:
             return  # written with the call record by `writer`
         try:
             self.outbox.publish(events.from_call_event(event))
+        except Exception:
+            log.exception("webhooks: could not build the payload for %s", type(event).__name__)
+
+    def on_text_event(self, event: TextEvent) -> None:
+        """A text conversation's event (``ConversationManager.listeners``)."""
+        try:
+            self.outbox.publish(events.from_text_event(event))
         except Exception:
             log.exception("webhooks: could not build the payload for %s", type(event).__name__)
 
