@@ -163,6 +163,12 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return int(asyncio.run(go()))
 
 
+def cmd_chat(args: argparse.Namespace) -> int:
+    from voxd.chat import run_chat
+
+    return int(_run_async(run_chat(args)))
+
+
 def cmd_dial(args: argparse.Namespace) -> int:
     from voxd.dial import run_dial
 
@@ -216,6 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     kr = ksub.add_parser("revoke", help="revoke a key by id")
     kr.add_argument("key_id")
     ks.set_defaults(fn=cmd_keys)
+
+    t = sub.add_parser("chat", help="talk to an agent in text on the terminal (its LLM and functions, no audio)")
+    t.add_argument("--agent", required=True, help="agent YAML file")
+    t.add_argument("--config", "-c", help="voxd.yaml whose tools:, egress: and secrets: apply")
+    t.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                   help="a conversation variable (metadata); repeat for several")
+    t.add_argument("--quiet-tools", action="store_true", help="do not print function calls")
+    t.set_defaults(fn=cmd_chat)
 
     d = sub.add_parser("dial", help="place an outbound SIP call with an agent and print its transcript")
     d.add_argument("target", help="sip:user@host[:port]")
