@@ -30,7 +30,7 @@ CONFIG = (ROOT / "config" / "voxd.yaml").read_text()
 
 
 async def test_calendar_ics_serves_the_bookings(tmp_path):
-    assert "/api/v1/calendar.ics" in CONFIG
+    assert "127.0.0.1:8080/api/v1/calendar.ics" in CONFIG
     api, close = await make_api(tmp_path)
     try:
         await CalendarRepository(api.db).add({
