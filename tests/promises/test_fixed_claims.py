@@ -158,3 +158,32 @@ def test_twilio_session_tools_leave_out_transfer(transport):
     control.transport_name = transport
     session = CallManager(default_registry()).create(agent, control)
     assert [s.name for s in session.tools.specs()] == ["get_current_time"]
+
+
+async def test_conversation_messages_are_actions_and_scoped(tmp_path):
+    """Through the API's stand-alone conversation source (no daemon): messages take the
+    execute class, and a key can hand out conversation scopes only if it holds them."""
+    settings = replace(GENEROUS, class_rates={"read": RateSpec(1000), "write": RateSpec(1000),
+                                              "execute": RateSpec(1, 60)})
+    api, close = await make_api(tmp_path, settings)
+    try:
+        await api.agents.put("desk", "name: desk\ngreeting: Hi.\n", "test")
+        raw = await api.key("conversations:write", "conversations:read", "keys:admin")
+        h = api.auth(raw)
+        started = await api.client.post("/api/v1/conversations", json={"agent": "desk"}, headers=h)
+        assert started.status == 201, await started.text()
+        cid = (await started.json())["id"]
+        first = await api.client.post(f"/api/v1/conversations/{cid}/messages", json={"text": "hello"}, headers=h)
+        assert first.status == 200, await first.text()
+        second = await api.client.post(f"/api/v1/conversations/{cid}/messages", json={"text": "hello"}, headers=h)
+        assert second.status == 429 and "'execute'" in (await second.json())["detail"]
+        # key subsets: this key may mint a conversations:read key, never a calls:read one
+        ok = await api.client.post("/api/v1/api-keys", json={"name": "widget", "scopes": ["conversations:read"]}, headers=h)
+        assert ok.status == 201, await ok.text()
+        wider = await api.client.post("/api/v1/api-keys", json={"name": "w", "scopes": ["calls:read"]}, headers=h)
+        assert wider.status in (403, 422)
+        reader = api.auth((await ok.json())["key"])
+        assert (await api.client.get(f"/api/v1/conversations/{cid}", headers=reader)).status == 200
+        assert (await api.client.delete(f"/api/v1/conversations/{cid}", headers=reader)).status == 403
+    finally:
+        await close()
