@@ -185,7 +185,8 @@ class Daemon:
         # settings are read per request from the live config, so SIGHUP applies to the next call
         if self.cfg.twilio.enabled:
             setup_twilio(app, self.agents, self.calls, self.clock, accepting=lambda: not self.draining,
-                         settings=lambda: TwilioSettings.from_config(self.cfg.twilio, self.cfg.http.public_url),
+                         settings=lambda: TwilioSettings.from_config(self.cfg.twilio, self.cfg.http.public_url,
+                                                                 self.outbound.policy),
                          open_to_anonymous=anonymous)
         if self.cfg.webrtc.enabled:
             setup_webrtc(app, self.agents, self.calls, self.clock, tokens=tokens, keys=keys,

@@ -15,15 +15,18 @@ from voxd.tools.registry import ToolRegistry, ToolResult
 
 OPEN_MENU = "open_keypad_menu"
 # functions a leg cannot carry out, by `CallControl.transport_name`: they are not offered to
-# the LLM there. Twilio Media Streams can neither redirect the call nor send digits.
+# the LLM there. Twilio Media Streams can neither redirect the call nor send digits (a
+# Twilio leg with the auth token set transfers through the REST API: it says so in cannot_do).
 LEG_CANNOT: dict[str, frozenset[str]] = {
     "twilio": frozenset({"transfer_call", "send_dtmf"}),
 }
 
 
-def tools_for_leg(names: list[str], transport: str) -> list[str]:
-    """The agent's functions this leg can carry out."""
-    cannot = LEG_CANNOT.get(transport, frozenset())
+def tools_for_leg(names: list[str], transport: str, cannot: frozenset[str] | None = None) -> list[str]:
+    """The agent's functions this leg can carry out. ``cannot``: what the leg itself says it
+    cannot do (``CallControl.cannot_do``, optional), else the table above."""
+    if cannot is None:
+        cannot = LEG_CANNOT.get(transport, frozenset())
     return [n for n in names if n not in cannot]
 
 
@@ -73,7 +76,9 @@ class SessionTools:
     def __init__(self, session: ToolHost, registry: ToolRegistry) -> None:
         self.session = session
         self.registry = registry
-        self.allowed = tools_for_leg(list(session.agent.tool_names), session.control.transport_name)
+        control = session.control
+        self.allowed = tools_for_leg(list(session.agent.tool_names), control.transport_name,
+                                     getattr(control, "cannot_do", None))
 
     # ToolContext
     @property

@@ -107,6 +107,11 @@ class TwilioConfig(_Model):
         "X-Twilio-Signature and /media/twilio only takes streams carrying the token /twiml minted.",
     )
 
+    api_base_url: str = Field(
+        "https://api.twilio.com", pattern=r"^https?://[^/?#@]+$",
+        description="Twilio's REST API. With the auth token set, transfer_call on a Twilio call updates the "
+        "call with <Dial> TwiML there (egress use: providers).")
+
     def auth_token(self) -> str:
         return os.environ.get(self.auth_token_env, "") if self.auth_token_env else ""
 

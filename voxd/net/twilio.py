@@ -44,9 +44,11 @@ from voxd.call.manager import CallLimitReached, CallManager
 from voxd.call.session import CallSession
 from voxd.config import TwilioConfig
 from voxd.core import boundedjson
+from voxd.core.egress import EgressPolicy
 from voxd.media.audio import FRAME_BYTES, SILENCE_FRAME, FrameSplitter, StreamResampler
 from voxd.media.playout import Playout
 from voxd.net.clock import MediaClock
+from voxd.net.twilio_rest import DEFAULT_API, CallUpdater
 from voxd.net.webtoken import WEB_TOKENS_KEY, InvalidToken, twilio_signature
 from voxd.proto.g711 import ulaw_decode, ulaw_encode
 
@@ -76,12 +78,16 @@ class TwilioSettings:
 
     auth_token: str = field(default="", repr=False)
     public_url: str = ""
+    api_base_url: str = DEFAULT_API  # Twilio's REST API (transfer_call's call update)
+    policy: EgressPolicy | None = None  # where that update may go (None: public hosts only)
 
     @classmethod
-    def from_config(cls, cfg: TwilioConfig | None = None, public_url: str | None = None) -> TwilioSettings:
+    def from_config(cls, cfg: TwilioConfig | None = None, public_url: str | None = None,
+                    policy: EgressPolicy | None = None) -> TwilioSettings:
         cfg = cfg or TwilioConfig()
         base = os.environ.get(PUBLIC_URL_ENV, "") or public_url or ""
-        return cls(auth_token=cfg.auth_token(), public_url=base.rstrip("/"))
+        return cls(auth_token=cfg.auth_token(), public_url=base.rstrip("/"), api_base_url=cfg.api_base_url,
+                   policy=policy)
 
 
 class ProtocolError(Exception):
@@ -147,6 +153,9 @@ class TwilioCall:
         self._running = False
         self._echoed = asyncio.Event()
         self.hung_up = False
+        self.updater: CallUpdater | None = None  # Twilio's REST API for this call, with the auth token
+        # functions this leg cannot carry out (voxd.call.toolctx): transfer needs the REST API
+        self.cannot_do: frozenset[str] = frozenset({"transfer_call", "send_dtmf"})
 
     # CallControl
     async def hangup(self) -> None:
@@ -169,7 +178,13 @@ class TwilioCall:
         await self.ws.close()
 
     async def transfer(self, target: str) -> bool:
-        return False  # a Media Stream cannot redirect the call; the platform's REST API can
+        """Update the call with <Dial> TwiML; Twilio then stops the stream and dials."""
+        if self.updater is None or not await self.updater.dial(target):
+            return False
+        if self.session is not None:
+            self.session.record.end_reason = "transferred"
+            self.session.record.ended_by = "agent"
+        return True
 
     async def send_dtmf(self, digits: str) -> None:
         log.info("twilio call %s: Media Streams cannot send DTMF (%s dropped)", self.stream_sid, digits)
@@ -357,6 +372,11 @@ def setup_twilio(
         call.stream_sid = str(start.get("streamSid") or info.get("streamSid") or "")
         meta = {"call_sid": str(info.get("callSid", "")), "stream_sid": call.stream_sid,
                 "account_sid": str(info.get("accountSid", "")), "custom_parameters": params}
+        s = current()
+        call.updater = CallUpdater.for_stream(str(info.get("accountSid", "")), str(info.get("callSid", "")),
+                                              s.auth_token, s.api_base_url, s.policy)
+        if call.updater is not None:
+            call.cannot_do = frozenset({"send_dtmf"})
         try:
             session = calls.create(agent, call, from_uri=params.get("from", ""), to_uri=params.get("to", ""),
                                    metadata=meta, source=request.remote or "", authenticated=authenticated)
