@@ -454,6 +454,8 @@ class Daemon:
             for t in self._tasks:
                 t.cancel()
             await self.metrics.stop()
+            if getattr(self, "conversations", None) is not None:
+                await self.conversations.close_all()
             if getattr(self, "function_log", None) is not None:
                 await self.function_log.close()
             if getattr(self, "tool_library", None) is not None:

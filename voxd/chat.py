@@ -85,5 +85,6 @@ async def run_chat(args: argparse.Namespace) -> int:
             await manager.end(conv.record.id, "user_quit", "caller")
         out.write(f"(conversation {conv.record.id} ended: {conv.record.end_reason})\n")
     finally:
+        await manager.close_all()
         await library.close()
     return 0

@@ -145,5 +145,8 @@ def setup_api(
 
     async def flush_usage(_: web.Application) -> None:
         await services.usage.close()
+        close = getattr(deps.conversations, "close_all", None)
+        if close is not None:
+            await close()  # a conversation source's own tasks (the idle sweep)
 
     app.on_cleanup.append(flush_usage)

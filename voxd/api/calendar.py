@@ -10,7 +10,7 @@ routes = RouteTable()
 
 
 @routes.route("GET", "/api/v1/calendar.ics", scope="calls:read", summary="Bookings as iCalendar",
-              tag="calendar",
+              tag="calendar", media_types=("text/calendar",),
               description="Every event `create_calendar_event` stored in voxd's own calendar (when "
               "`tools.calendar.url` names no CalDAV server), as `text/calendar`.")
 async def calendar_export(ctx: Ctx) -> Reply:

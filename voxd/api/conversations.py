@@ -105,6 +105,7 @@ async def get_conversation(ctx: Ctx) -> Reply:
 @routes.route("POST", BASE + "/{conversation_id}/messages", scope="conversations:write",
               summary="Send the user's message; get the agent's reply", tag=TAG, limit_class="execute",
               body=MessageSend, response=MessageReply, problems=("not-found", "conflict", "not-implemented"),
+              media_types=(SSE,),
               description="Runs one turn: the language model, with the functions it calls. With "
               "`Accept: text/event-stream` the reply streams as server-sent events: `text` (each clause as "
               "it is written), `tool_call` (each function as it returns), then `reply` (this operation's "

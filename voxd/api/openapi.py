@@ -144,6 +144,8 @@ def _operation(spec: RouteSpec, refs: dict[Any, Any]) -> dict[str, Any]:
     ok: dict[str, Any] = {"description": spec.summary}
     if spec.response is not None:
         ok["content"] = {"application/json": {"schema": refs[(spec.response, "serialization")]}}
+    for media in spec.media_types:
+        ok.setdefault("content", {})[media] = {"schema": {"type": "string"}}
     if spec.scope is not None:
         ok["headers"] = dict(RATE_HEADERS)
     slugs: list[str] = list(AUTH_PROBLEMS) if spec.scope is not None else ["rate-limited"]

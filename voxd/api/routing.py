@@ -69,6 +69,7 @@ class RouteSpec:
     description: str = ""
     documented: bool = True  # False keeps it out of the OpenAPI document (the docs pages)
     params: dict[str, str] = field(default_factory=dict)  # path parameter -> regex (no anchors)
+    media_types: tuple[str, ...] = ()  # other content types of the success answer (text/event-stream)
 
     @property
     def operation_id(self) -> str:
@@ -114,13 +115,14 @@ class RouteTable:
         problems: tuple[str, ...] = (),
         description: str = "",
         documented: bool = True,
+        media_types: tuple[str, ...] = (),
     ) -> Callable[[Handler], Handler]:
         def deco(fn: Handler) -> Handler:
             self._specs.append(RouteSpec(
                 method=method, path=path, handler=fn, scope=scope, summary=summary, tag=tag,
                 limit_class=limit_class, body=body, query=query, response=response,
                 status=status, problems=problems, description=description or (fn.__doc__ or ""),
-                documented=documented,
+                documented=documented, media_types=media_types,
                 params={p: self._params.get(p, DEFAULT_PARAM) for p in re.findall(r"{(\w+)}", path)},
             ))
             return fn

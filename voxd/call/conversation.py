@@ -208,11 +208,15 @@ class TextConversation:
         self.record.ended_at = time.time()
         self.record.end_reason = reason
         self.record.ended_by = ended_by  # type: ignore[assignment]
+        await self.release()
+        self.emit(ConversationClosed(self.record))
+
+    async def release(self) -> None:
+        """Close the language model's connections (the conversation may carry on later)."""
         try:
             await self.llm.aclose()
         except Exception:
             log.debug("llm close failed", exc_info=True)
-        self.emit(ConversationClosed(self.record))
 
     def _turn(self, speaker: str, text: str, source: str, ended: bool = True) -> Turn:
         now = time.time()

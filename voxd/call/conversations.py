@@ -8,6 +8,8 @@ events go to the listeners (webhooks, the function log). Conversations idle long
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -65,6 +67,7 @@ class ConversationManager:
         self.idle_s = idle_s
         self.active: dict[str, TextConversation] = {}
         self.listeners: list[Callable[[TextEvent], None]] = []
+        self._sweeper: asyncio.Task[None] | None = None
 
     # -- the API's ConversationSource
     async def start(self, agent_name: str, metadata: dict[str, Any] | None = None) -> CallRecord:
@@ -83,6 +86,8 @@ class ConversationManager:
                                              transport="text", metadata=dict(metadata or {})))
         conv.open()
         await self._save(conv)
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep(), name="conversation-idle")
         return conv
 
     async def send(self, conversation_id: str, text: str, progress: Progress | None = None) -> Turn:
@@ -137,8 +142,23 @@ class ConversationManager:
             if conv.last_active < cutoff and not conv.lock.locked():
                 await self.end(cid, "idle_timeout")
 
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(min(60.0, self.idle_s / 4))
+            try:
+                await self.expire_idle()
+            except Exception:
+                log.exception("conversation idle sweep failed")
+
     async def close_all(self, reason: str = "shutdown") -> None:
         """Daemon stop: active conversations stay open in the store and carry on after a restart."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        for conv in list(self.active.values()):
+            await conv.release()
         self.active.clear()
 
     # -- plumbing
