@@ -17,6 +17,8 @@ APT_PACKAGES=(
   chromium
   # network namespaces for the offline test
   iproute2 util-linux
+  # the README's curl examples, run by tests/promises/test_readme_claims.py
+  curl
 )
 
 if [[ "${1:-}" != "--no-apt" ]] && command -v apt-get >/dev/null; then

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import stat
 import sys
 from pathlib import Path
@@ -40,6 +41,7 @@ README = ROOT / "README.md"
 CONFIG = ROOT / "config" / "voxd.yaml"
 VALUES = re.compile(r"\b(vx_live_[A-Za-z0-9]{38}|conv_[0-9a-f]{20}|call_[0-9a-f]{20})\b")
 TIMEOUT_S = 90
+CURL = shutil.which("curl") or "/usr/bin/curl"  # scripts/setup.sh installs it
 
 
 def examples() -> list[Example]:
@@ -58,7 +60,7 @@ class Session:
         for name in ("agents", "config", "scripts", "docs"):
             (self.work / name).symlink_to(ROOT / name)
         self._script(bin_dir / "voxd", f'exec "{sys.executable}" -m voxd.cli "$@"')
-        self._script(bin_dir / "curl", 'exec /usr/bin/curl --fail-with-body -sS -m 60 "$@"')
+        self._script(bin_dir / "curl", f'exec "{CURL}" --fail-with-body -sS -m 60 "$@"')
         self.env = {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}", "PYTHONPATH": str(ROOT),
                     "VOXD_STATE_DIR": str(state_dir)}
         self.values: dict[str, str] = {}
