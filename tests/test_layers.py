@@ -14,7 +14,7 @@ from pathlib import Path
 
 VOXD = Path(__file__).parents[1] / "voxd"
 
-ROOTS = {"app", "cli", "dial", "harness", "daemon_sources"}
+ROOTS = {"app", "cli", "chat", "dial", "harness", "daemon_sources"}
 _ALL = {"core", "logs", "config", "proto", "media", "providers", "agents", "tools", "store", "call", "net",
         "webhooks", "ops", "api"}
 
@@ -33,7 +33,7 @@ ALLOWED: dict[str, set[str]] = {
     "ops": {"core", "config", "logs", "call"},
     "webhooks": {"core", "config", "logs", "agents", "call", "store"},
     "net": {"core", "config", "logs", "proto", "media", "agents", "call"},
-    "api": {"core", "config", "logs", "agents", "call", "store", "webhooks"},
+    "api": {"core", "config", "logs", "agents", "tools", "call", "store", "webhooks"},
 }
 assert set(ALLOWED) == _ALL
 # stdlib or third-party modules a layer must not import

@@ -15,6 +15,7 @@ from voxd.tools.builtins import default_registry
 @dataclass
 class Actions:
     transfers: list[str] = field(default_factory=list)
+    transport_name: str = "sip"
 
     async def transfer(self, target: str) -> bool:
         self.transfers.append(target)

@@ -31,7 +31,7 @@ from voxd.api.routing import Ctx, Reply, RouteTable
 from voxd.call.conversation import ConversationEnded
 from voxd.core.calllog import Turn
 from voxd.core.errors import NotFound, NotSupported
-from voxd.store.calls import InvalidCursor
+from voxd.store.repos import InvalidCursor
 
 routes = RouteTable(params={"conversation_id": CONVERSATION_ID_RE})
 TAG = "conversations"
