@@ -48,7 +48,9 @@ class SourceGuard:
         """True if this RTP packet is the caller's; the first one taken latches."""
         key = (canonical_host(addr[0]), addr[1])
         if self.latched is not None:
-            return key == self.latched
+            # port 0 is no port (nothing can answer it): sipp's play_dtmf sends its RFC 4733
+            # events that way, from the caller's host; any other port is someone else
+            return key == self.latched or (key[1] == 0 and key[0] == self.latched[0])
         if key == self.signalled or key[0] in self.hosts:
             self.latched = key
             return True
