@@ -25,9 +25,14 @@ async def _open(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
 
 
 async def _closed_by_server(reader: asyncio.StreamReader, limit_s: float) -> bytes:
-    """Everything the server sent before closing; fails if it keeps the connection."""
+    """Everything the server sent before closing; fails if it keeps the connection. A
+    reset (the server closed with the client's drip unread: the kernel answers RST, which
+    may overtake the 408) is a close too, with nothing readable."""
     async with asyncio.timeout(limit_s):
-        return await reader.read()  # b"" or the response, then EOF
+        try:
+            return await reader.read()  # b"" or the response, then EOF
+        except ConnectionResetError:
+            return b"<reset>"
 
 
 @pytest.fixture
@@ -48,11 +53,14 @@ async def test_fifty_partial_requests_are_closed_within_the_timeout(daemon: Daem
         await asyncio.sleep(0.3)
         for _, w in conns:
             w.write(b"X-More: 1\r\n")
-    answers = [await _closed_by_server(r, 10) for r, _ in conns]
+    try:
+        answers = [await _closed_by_server(r, 10) for r, _ in conns]
+    finally:
+        for _, w in conns:
+            w.close()
     took = time.monotonic() - t0
-    for _, w in conns:
-        w.close()
-    assert all(a.startswith(b"HTTP/1.1 408 ") for a in answers), answers[:2]
+    assert all(a.startswith(b"HTTP/1.1 408 ") or a == b"<reset>" for a in answers), answers[:2]
+    assert any(a.startswith(b"HTTP/1.1 408 ") for a in answers), answers  # the answer is sent (a reset may beat it)
     assert daemon.http_guard.timed_out >= 50 and took < 10  # (bounded by the fixture's wait, not asserted tight)
     # the daemon still answers
     async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{daemon.http_port}/healthz") as r:
