@@ -257,6 +257,7 @@ async def voxd_density(n: int, seconds: float) -> DensityResult:
     from voxd.call.manager import CallManager
     from voxd.call.ports import Engines, NullControl
     from voxd.call.session import CallSession
+    from voxd.media.frame import AudioFrame
     from voxd.media.silero import SileroVAD
     from voxd.media.turn import SmartTurn
     from voxd.net.clock import MediaClock
@@ -287,7 +288,7 @@ async def voxd_density(n: int, seconds: float) -> DensityResult:
 
     def make_tick(s: CallSession, who: Caller) -> Callable[[], None]:
         def tick() -> None:
-            s.feed_audio(who.next())
+            s.feed_audio(AudioFrame(who.next()))
             if s.next_frame() is not None:
                 bot_frames[0] += 1
 
@@ -326,7 +327,7 @@ async def voxd_density(n: int, seconds: float) -> DensityResult:
                f"inference queue backlog at end {backlog}; calls waiting on a model {sum(s.work.busy > 0 for s in sessions)}"],
     )
     for s in sessions:
-        await s.close("bench_done", ended_by="system")
+        await s.close("ended", ended_by="system")
     return res
 
 # ---------------------------------------------------------------- child process driver

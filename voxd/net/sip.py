@@ -4,7 +4,8 @@ that turns SIP dialogs into call sessions with RTP media.
 The transport only moves bytes: datagrams and TCP-framed messages go into
 `UserAgent`, whatever it queues goes out, and its earliest timer deadline is kept
 scheduled. Events (new call, ACK, BYE, INFO digits, REFER progress...) are mapped
-onto `SipCall`s, which implement the session's CallControl.
+onto `SipCall`s: each is the wire (RTP) and the TransportControl (BYE, REFER, RFC
+4733) of a `CallLeg`, which owns the call's life.
 """
 
 from __future__ import annotations
@@ -20,10 +21,14 @@ from collections.abc import Callable
 
 from voxd.agents.catalog import AgentCatalog
 from voxd.agents.loader import LoadedAgent
-from voxd.call.manager import CallLimitReached, CallManager
+from voxd.call.manager import CallManager
+from voxd.call.ports import AudioFrame, EndedBy, EndReason, PlaybackFinished
 from voxd.call.session import CallSession
-from voxd.config import SipListenConfig, TrunkConfig
+from voxd.config import SipListenConfig
+from voxd.core.endreason import end_reason
+from voxd.media import codecs
 from voxd.net.clock import MediaClock
+from voxd.net.leg import CallLeg, LegEnv, Refused
 from voxd.net.rtp import PortPool, RtpStream
 from voxd.net.sip_tcp import TcpPeers
 from voxd.proto import negotiate
@@ -40,10 +45,7 @@ Addr = tuple[str, int]
 
 
 class SipCall:
-    """One SIP call: dialog id, RTP stream, session. Implements CallControl."""
-
-    transport_name = "sip"
-    carried_audio: str | None = None  # "mulaw" once PCMU is negotiated
+    """One SIP call: dialog id and RTP stream; the Wire and TransportControl of its leg."""
 
     def __init__(self, endpoint: SipEndpoint, call_id: str, source: Addr) -> None:
         self.endpoint = endpoint
@@ -52,7 +54,7 @@ class SipCall:
         self.rtp: RtpStream | None = None
         self.rtp_port: int | None = None
         self.session: CallSession | None = None
-        self.clock_handle: int | None = None
+        self.leg: CallLeg | None = None
         self.transfer_result: asyncio.Future[bool] | None = None
         self.ended = False
         self.bye_sent = False
@@ -81,16 +83,27 @@ class SipCall:
         if self.rtp is not None:
             self.rtp.send_dtmf(digits)
 
-    def clear_output(self) -> None:
-        pass  # bot audio is pulled one frame per tick: nothing is queued below the session
+    # Wire
+    def receive(self) -> AudioFrame | None:
+        return self.rtp.receive_frame() if self.rtp is not None else None
 
-    def send_tick(self) -> None:
-        if self.rtp is not None:
-            self.rtp.send_tick()
+    @property
+    def holding(self) -> bool:
+        return self.rtp is not None and self.rtp.sending_dtmf
 
-    def receive_tick(self) -> None:
+    def send(self, frame: AudioFrame | None) -> None:
         if self.rtp is not None:
-            self.rtp.receive_tick()
+            self.rtp.send_frame(frame)
+
+    def clear(self) -> PlaybackFinished | None:
+        return None  # bot audio is pulled one frame per tick: nothing is queued below the session
+
+    def release(self) -> None:
+        self.endpoint._session_ended(self)
+
+    def _dtmf(self, digit: str, source: str) -> None:
+        if self.leg is not None:
+            self.leg.dtmf(digit, source)
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -120,6 +133,7 @@ class SipEndpoint:
         self.calls = calls
         self.clock = clock
         self.accepting = accepting
+        self.env = LegEnv(calls, clock, agents, accepting)
         self.host = cfg.public_host or cfg.host
         self.ports = PortPool(cfg.rtp_port_min, cfg.rtp_port_max)
         self.ua: UserAgent | None = None
@@ -270,9 +284,8 @@ class SipEndpoint:
         elif isinstance(e, ev.CallEstablished) and call is not None:
             if call.outbound_offer is not None:
                 self._spawn(self._outbound_answered(call, e.answer))
-            elif call.session is not None and call.clock_handle is None:
-                call.clock_handle = self.clock.register(call.receive_tick, first=call.send_tick)
-                self._spawn(call.session.start())
+            elif call.leg is not None and call.session is not None and call.session.record.answered_at is None:
+                self._spawn(call.leg.answered())
         elif isinstance(e, ev.CallProgress) and call is not None and e.sdp and call.outbound_offer is not None:
             self._spawn(self._early_media(call, e.sdp))
         elif isinstance(e, ev.CallFailed) and call is not None:
@@ -281,16 +294,16 @@ class SipEndpoint:
             call.bye_sent = True
             if call.session is not None:
                 call.session.record.metadata["sip_status"] = e.status
-            self._end(call, FAILURE_REASONS.get(e.status, f"failed_{e.status}"), "system")
+            self._end(call, FAILURE_REASONS.get(e.status, "failed"), "system")
         elif isinstance(e, ev.CallCancelled) and call is not None:
             self._end(call, "caller_cancelled", "caller")
         elif isinstance(e, ev.ByeReceived) and call is not None:
             self._end(call, "caller_hangup", "caller")
         elif isinstance(e, ev.CallTerminated) and call is not None:
             call.bye_sent = True  # the user agent already ended the dialog
-            self._end(call, e.reason.replace("-", "_"), "system")
-        elif isinstance(e, ev.InfoDtmf) and call is not None and call.session is not None:
-            call.session.feed_dtmf(e.digit, source="sip-info")
+            self._end(call, end_reason(e.reason), "system")
+        elif isinstance(e, ev.InfoDtmf) and call is not None and call.leg is not None:
+            call.leg.dtmf(e.digit, "sip-info")
         elif isinstance(e, ev.ReInvite) and call is not None:
             self._reinvite(call, e, now)
         elif isinstance(e, ev.ReferProgress) and call is not None and e.final:
@@ -306,14 +319,17 @@ class SipEndpoint:
             log.info("SIP INVITE from %s refused: source not allowed", src)
             ua.reject(e.call_id, 403, now, reason="Forbidden")
             return
-        if not self.accepting():
+        try:
+            self.env.check_accepting()
+        except Refused:
             ua.reject(e.call_id, 503, now, retry_after=30, reason="Draining")
             return
         if sum(self.per_source.values()) >= self.cfg.max_calls or self.per_source[src] >= self.cfg.max_calls_per_source:
             ua.reject(e.call_id, 503, now, retry_after=5, reason="Too many calls")
             return
-        agent = self.agents.for_number(e.user or "")
-        if agent is None:
+        try:
+            agent = self.env.agent(number=e.user or "")
+        except Refused:
             ua.reject(e.call_id, 404, now, reason="No agent")
             return
         try:
@@ -335,18 +351,17 @@ class SipEndpoint:
             sock.close()
             ua.reject(e.call_id, 488, now, reason="Not Acceptable Here")
             return
-        call.carried_audio = "mulaw" if neg.codec.name.upper() == "PCMU" else None
+        leg = CallLeg(self.env, "sip", call, call, codec=codecs.get(neg.codec.name))
         try:
-            session = self.calls.create(agent, call, from_uri=e.from_.uri.serialize(), to_uri=e.to.uri.serialize(),
-                                        metadata={"sip_call_id": e.call_id, "codec": neg.codec.name,
-                                                  "source": src, "auth_user": e.auth_user})
-        except CallLimitReached:
+            session = leg.admit(agent, from_uri=e.from_.uri.serialize(), to_uri=e.to.uri.serialize(),
+                                metadata={"sip_call_id": e.call_id, "codec": neg.codec.name,
+                                          "source": src, "auth_user": e.auth_user})
+        except Refused:
             self.ports.release(port)
             sock.close()
             ua.reject(e.call_id, 503, now, retry_after=5, reason="Busy")
             return
-        call.session = session
-        session.ended_hooks.append(lambda: self._session_ended(call))
+        call.session, call.leg = session, leg
         self.sip_calls[e.call_id] = call
         self.per_source[src] += 1
         call.holds_slot = True
@@ -375,10 +390,8 @@ class SipEndpoint:
     def rtp_stream(self, call: SipCall, neg: negotiate.Negotiated) -> RtpStream:
         """The call's RTP stream: media only from the hosts the call was signalled from
         and named, latched once; ended with a BYE when media stops (not on hold)."""
-        s = call.session
-        assert s is not None
         return RtpStream(
-            neg, s.feed_audio, lambda d, src: s.feed_dtmf(d, source=src), s.next_frame,
+            neg, None, call._dtmf, None,
             signalled_hosts=(call.source[0],), inactivity_s=self.cfg.rtp_timeout_s,
             on_inactive=lambda: self._end(call, "media_timeout", "system"),
         )
@@ -390,16 +403,14 @@ class SipEndpoint:
             self._end(call, "bad_answer_sdp", "system")
             self.bye(call)
             return
-        if call.clock_handle is None:
-            call.clock_handle = self.clock.register(call.receive_tick, first=call.send_tick)
-        assert call.session is not None
-        await call.session.start()
+        assert call.leg is not None
+        await call.leg.answered()
 
     async def _early_media(self, call: SipCall, sdp: bytes) -> None:
         from voxd.net.sip_outbound import start_media
 
-        if await start_media(self, call, sdp, early=True) and call.clock_handle is None:
-            call.clock_handle = self.clock.register(call.receive_tick, first=call.send_tick)  # listen (and stay quiet) before the answer
+        if await start_media(self, call, sdp, early=True) and call.leg is not None:
+            call.leg.start_media()  # listen (and stay quiet) before the answer
 
     async def dial(self, agent: LoadedAgent, target: str, from_user: str = "voxd") -> CallSession:
         from voxd.net.sip_outbound import dial
@@ -452,10 +463,10 @@ class SipEndpoint:
             if self.per_source[src] <= 0:
                 del self.per_source[src]
 
-    def _end(self, call: SipCall, reason: str, by: str) -> None:
+    def _end(self, call: SipCall, reason: EndReason, by: EndedBy) -> None:
         self._release_slot(call)
-        if call.session is not None and not call.session.closed:
-            self._spawn(call.session.close(reason, ended_by=by))
+        if call.leg is not None and call.session is not None and not call.session.closed:
+            self._spawn(call.leg.end(reason, by))
         else:
             self._cleanup(call)
 
@@ -469,8 +480,6 @@ class SipEndpoint:
         if call.ended:
             return
         call.ended = True
-        if call.clock_handle is not None:
-            self.clock.unregister(call.clock_handle)
         if call.rtp is None and call.outbound_sock is not None:
             call.outbound_sock.close()
         if call.rtp is not None:

@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING
 
 from voxd.agents.loader import LoadedAgent
 from voxd.call.session import CallSession
+from voxd.core.endreason import EndReason
+from voxd.media import codecs
+from voxd.net.leg import CallLeg
 from voxd.proto import negotiate
 from voxd.proto.sdp import SdpParseError, SessionDescription
 from voxd.proto.sip.agent import parse_target
@@ -17,7 +20,7 @@ from voxd.proto.sip.agent import parse_target
 if TYPE_CHECKING:
     from voxd.net.sip import SipCall, SipEndpoint
 
-FAILURE_REASONS = {486: "busy", 600: "busy", 603: "declined", 487: "cancelled", 408: "no_answer", 480: "unavailable", 404: "not_found"}
+FAILURE_REASONS: dict[int, EndReason] = {486: "busy", 600: "busy", 603: "declined", 487: "cancelled", 408: "no_answer", 480: "unavailable", 404: "not_found"}
 
 
 async def dial(endpoint: SipEndpoint, agent: LoadedAgent, target: str, *, from_user: str = "voxd",
@@ -36,10 +39,10 @@ async def dial(endpoint: SipEndpoint, agent: LoadedAgent, target: str, *, from_u
     call.rtp_port = port
     call.outbound_offer = offer
     call.outbound_sock = sock
-    session = endpoint.calls.create(agent, call, from_uri=f"sip:{from_user}@{endpoint.host}", to_uri=uri.serialize(),
-                                    direction="outbound", metadata={"sip_call_id": call_id})
-    call.session = session
-    session.ended_hooks.append(lambda: endpoint._session_ended(call))
+    leg = CallLeg(endpoint.env, "sip", call, call)
+    session = leg.admit(agent, from_uri=f"sip:{from_user}@{endpoint.host}", to_uri=uri.serialize(),
+                        direction="outbound", metadata={"sip_call_id": call_id})
+    call.session, call.leg = session, leg
     endpoint.sip_calls[call_id] = call
     endpoint.per_source[peer[0]] += 1
     call.holds_slot = True
@@ -68,6 +71,8 @@ async def start_media(endpoint: SipEndpoint, call: SipCall, answer_sdp: bytes, *
         return False
     s = call.session
     stream = endpoint.rtp_stream(call, neg)
+    if call.leg is not None:
+        call.leg.codec = codecs.get(neg.codec.name)
     assert call.outbound_sock is not None
     await stream.open(call.outbound_sock, endpoint.ports.rtcp_socket(call.rtp_port))
     call.rtp = stream
