@@ -4,6 +4,7 @@ end; codecs as objects (G.711 pass-through); RTP DTMF out that holds bot audio."
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -107,7 +108,7 @@ async def test_leg_clocks_both_directions_through_the_recorder_tap_and_ends_once
     # the caller side: every tick one frame (the wire's ten, then silence), stamped on the call's media clock
     times = [t for t, _ in rec.seen.caller]
     assert len(times) >= 20 and times[0] == 0.0
-    assert all(abs(b - a - 0.02) < 1e-9 for a, b in zip(times, times[1:], strict=False))
+    assert all(abs(b - a - 0.02) < 1e-9 for a, b in itertools.pairwise(times))
     assert [f.pcm for _, f in rec.seen.caller[:10]] == [TONE] * 10
     # the bot side: the greeting, sent on the wire and seen by the recorder at the same media times
     voiced = [f for f in wire.sent if f is not None]
@@ -142,7 +143,7 @@ async def test_admission_refuses_while_draining_and_at_the_limit() -> None:
 
 
 async def test_arrival_leg_fills_a_stall_with_silence_and_publishes_transport_failures() -> None:
-    env, rec = env_for()
+    env, _ = env_for()
     wire = FakeWire([])
     errors = []
     env.calls.listeners.append(lambda ev: errors.append(ev) if getattr(ev, "role", "") == "transport" else None)
