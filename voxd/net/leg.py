@@ -38,7 +38,7 @@ from voxd.agents.catalog import AgentCatalog
 from voxd.agents.loader import LoadedAgent
 from voxd.call.events import CallEvent
 from voxd.call.manager import CallLimitReached, CallManager
-from voxd.call.ports import SILENCE, AudioFrame, EndedBy, EndReason, PlaybackFinished
+from voxd.call.ports import SILENCE, AudioFrame, EndedBy, EndReason, Engines, PlaybackFinished
 from voxd.call.session import CallSession
 from voxd.core.endreason import TRANSPORT_FAILURES
 from voxd.media.codecs.base import Codec
@@ -179,12 +179,14 @@ class CallLeg:
         direction: str = "inbound",
         metadata: dict[str, Any] | None = None,
         listener: Callable[[CallEvent], None] | None = None,
+        engines: Engines | None = None,
     ) -> CallSession:
-        """Create the call's session; Refused("busy") at the limits, ("draining") while draining."""
+        """Create the call's session; Refused("busy") at the limits, ("draining") while draining.
+        `engines`: instead of the agent's (harnesses, benchmarks)."""
         self.env.check_accepting()
         try:
             session = self.env.calls.create(agent, self, from_uri=from_uri, to_uri=to_uri, direction=direction,
-                                            metadata=metadata, listener=listener)
+                                            metadata=metadata, listener=listener, engines=engines)
         except CallLimitReached as e:
             raise Refused("busy", str(e)) from None
         self.session = session
