@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from . import events as ev
 from .auth import Credentials, DigestServer
-from .dialog import Call, CallState, Retransmit2xx, new_tag, sdp_is_hold
-from .dialog_state import DialogEvent, advance
+from .dialog import Call, Retransmit2xx, new_tag, sdp_is_hold
+from .dialog_state import CallState, DialogEvent, advance
 from .errors import SipParseError
 from .headers import Headers, split_list
 from .info import parse_info_dtmf

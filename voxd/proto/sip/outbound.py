@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from . import events as ev
 from .auth import authorization_for
-from .dialog import Call, CallState, new_branch, new_tag
-from .dialog_state import DialogEvent, advance
+from .dialog import Call, new_branch, new_tag
+from .dialog_state import CallState, DialogEvent, advance
 from .headers import Headers
 from .message import REASONS, SipRequest, SipResponse
 from .transaction import ClientTransaction, ServerTransaction
