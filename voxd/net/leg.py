@@ -180,13 +180,17 @@ class CallLeg:
         metadata: dict[str, Any] | None = None,
         listener: Callable[[CallEvent], None] | None = None,
         engines: Engines | None = None,
+        source: str = "",
+        authenticated: bool = True,
     ) -> CallSession:
-        """Create the call's session; Refused("busy") at the limits, ("draining") while draining.
-        `engines`: instead of the agent's (harnesses, benchmarks)."""
+        """Create the call's session; Refused("busy") at the limits (the total, this
+        transport's share, the caps on calls nobody authenticated, for `source`),
+        ("draining") while draining. `engines`: instead of the agent's (harnesses, benchmarks)."""
         self.env.check_accepting()
         try:
             session = self.env.calls.create(agent, self, from_uri=from_uri, to_uri=to_uri, direction=direction,
-                                            metadata=metadata, listener=listener, engines=engines)
+                                            metadata=metadata, listener=listener, engines=engines,
+                                            source=source, authenticated=authenticated)
         except CallLimitReached as e:
             raise Refused("busy", str(e)) from None
         self.session = session
