@@ -23,7 +23,7 @@ from voxd.agents.catalog import AgentCatalog
 from voxd.agents.loader import LoadedAgent
 from voxd.call.manager import CallManager
 from voxd.call.session import CallSession
-from voxd.config import SipListenConfig
+from voxd.config import SipListenConfig, TrunkConfig
 from voxd.core.endreason import end_reason
 from voxd.media import codecs
 from voxd.net.clock import MediaClock

@@ -73,7 +73,11 @@ def setup_twilio(
     async def media(request: web.Request) -> web.StreamResponse:
         if not accepting():
             raise web.HTTPServiceUnavailable(text="draining: not accepting new calls", headers={"Retry-After": "30"})
-        return await serve_stream(request, env, TwilioSerializer(), check=check)
+        authenticated = bool(current().auth_token)
+        if not authenticated and not open_to_anonymous():
+            raise web.HTTPUnauthorized(text="set the Twilio auth token (twilio.auth_token_env) so streams carry "
+                                            "a signed token, or http.media_unauthenticated on a loopback listener")
+        return await serve_stream(request, env, TwilioSerializer(), check=check, authenticated=authenticated)
 
     async def twiml(request: web.Request) -> web.Response:
         name = request.match_info["agent"]

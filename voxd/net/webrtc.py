@@ -58,10 +58,12 @@ from voxd.call.manager import CallManager
 from voxd.call.ports import EndedBy, EndReason, PlaybackFinished
 from voxd.call.session import CallSession
 from voxd.config import WebRtcConfig
+from voxd.core import boundedjson
 from voxd.core.endreason import end_reason
 from voxd.media.audio import FRAME_SAMPLES, SAMPLE_RATE, SILENCE_FRAME
 from voxd.media.codecs.linear import L16, L16Decoder
 from voxd.net.clock import MediaClock
+from voxd.net.http_errors import bad_request, json_body
 from voxd.net.leg import CallLeg, LegEnv, Refused
 from voxd.net.webrtc_trickle import TRICKLE_KEY, Trickle
 from voxd.net.webtoken import WEB_TOKENS_KEY, ApiKeyCheck, InvalidToken, KeyChecker, WebTokens, api_key_check
@@ -339,10 +341,7 @@ def setup_webrtc(
             env.check_accepting()
         except Refused as e:
             raise web.HTTPServiceUnavailable(text=e.message, headers={"Retry-After": "30"}) from None
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise web.HTTPBadRequest(text="body must be JSON") from None
+        body = await json_body(request)
         if not isinstance(body, dict) or body.get("type") != "offer" or not isinstance(body.get("sdp"), str):
             raise bad_request('expected {"type": "offer", "sdp": "..."}')
         name = await authorize(request, body)

@@ -226,10 +226,14 @@ async def serve_stream(
     *,
     start: StreamStart | None = None,
     check: StartCheck | None = None,
+    agent: str | None = None,
+    authenticated: bool = True,
 ) -> web.StreamResponse:
     """Run one media websocket from upgrade to close. `start`: the stream's identity
     when the URL carries it (the plain protocol); else the protocol's own start frame.
-    `check(request, start, agent)` may refuse the stream (a problem string)."""
+    `check(request, start, agent)` may refuse the stream (a problem string). `agent`: the
+    one a credential named (it wins over the stream's); `authenticated`: whether anyone
+    vouched for the caller (admission's unauthenticated caps, by source address)."""
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=1 << 20)
     await ws.prepare(request)
     wire = WsWire(ws, ser)
@@ -243,13 +247,13 @@ async def serve_stream(
         if start is None:
             return ws
     problem: str | None = None
-    agent_name = start.agent or request.query.get("agent")
+    agent_name = agent or start.agent or request.query.get("agent")
     try:
-        agent = env.agent(agent_name)
+        chosen = env.agent(agent_name)
     except Refused as e:
         problem = e.message
     else:
-        problem = start.problem or (check(request, start, agent.name) if check is not None else None)
+        problem = start.problem or (check(request, start, chosen.name) if check is not None else None)
     params = dict(start.parameters)
     params.pop("token", None)  # never stored with the call
     if problem:
@@ -261,7 +265,8 @@ async def serve_stream(
         meta["custom_parameters"] = params
     leg = CallLeg(env, ser.transport_name, wire, wire, codec=ser.codec, inbound=ser.inbound, outbound="clock")
     try:
-        session = leg.admit(agent, from_uri=start.from_uri, to_uri=start.to_uri, metadata=meta, listener=wire.on_event)
+        session = leg.admit(chosen, from_uri=start.from_uri, to_uri=start.to_uri, metadata=meta, listener=wire.on_event,
+                            source=request.remote or "", authenticated=authenticated)
     except Refused as e:
         busy = ser.serialize(ErrorOut(f"busy: {e.message}"))
         if busy is not None:
@@ -272,7 +277,7 @@ async def serve_stream(
         return ws
     wire.session = session
     ser.started(start)
-    wire.out(Started(session.record.id, agent.name))
+    wire.out(Started(session.record.id, chosen.name))
     wire.writer = asyncio.create_task(wire.write())
     await leg.answered()
     reason: EndReason = "connection_lost" if ser.sends_start else "caller_hangup"

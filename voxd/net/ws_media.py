@@ -22,8 +22,9 @@ consumed at real-time pace (a 20 ms frame per tick) from a bounded buffer.
 Both protocols are serializers (voxd.net.serializers) over the one websocket leg
 (voxd.net.ws_leg). Telnyx's protocol: voxd.net.serializers.telnyx; point a Call
 Control `stream_url` here with `stream_bidirectional_mode: rtp` and codec PCMU or PCMA.
-Like /media/voxd, /media/telnyx takes no credential: expose it only behind a proxy
-that admits the platform.
+Both take a credential (voxd.net.media_auth: an API key with calls:write or a web
+token, `Authorization: Bearer` or `?token=` in the stream URL), or none on a listener
+opened to anonymous callers (`http.media_unauthenticated`, loopback only).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from voxd.agents.catalog import AgentCatalog
 from voxd.call.manager import CallManager
 from voxd.net.clock import MediaClock
 from voxd.net.leg import LegEnv, Refused
+from voxd.net.media_auth import MediaAuth
 from voxd.net.serializers.base import StreamStart
 from voxd.net.serializers.plain import PlainSerializer
 from voxd.net.serializers.telnyx import TelnyxSerializer
@@ -53,7 +55,9 @@ def setup_ws_media(
     accepting: Callable[[], bool] = lambda: True,
     auth: MediaAuth | None = None,
 ) -> None:
+    """`auth` decides who may open a call (default: a credential is required), on both routes."""
     env = LegEnv(calls, clock, agents, accepting)
+    media_auth = auth or MediaAuth()
 
     async def plain(request: web.Request) -> web.StreamResponse:
         try:
@@ -66,20 +70,22 @@ def setup_ws_media(
             rate = 0
         if rate not in RATES:
             raise web.HTTPBadRequest(text=f"sample_rate must be one of {RATES}")
-        name = request.query.get("agent")
+        grant = await media_auth.authorize(request, request.query.get("agent") or None)
         try:
-            agent = env.agent(name)
+            agent = env.agent(grant.agent)
         except Refused as e:
             raise web.HTTPNotFound(text=e.message) from None
         start = StreamStart(agent=agent.name, from_uri=request.remote or "", metadata={"sample_rate": rate})
-        return await serve_stream(request, env, PlainSerializer(rate), start=start)
+        return await serve_stream(request, env, PlainSerializer(rate), start=start, authenticated=grant.authenticated)
 
     async def telnyx(request: web.Request) -> web.StreamResponse:
         try:
             env.check_accepting()
         except Refused as e:
             raise web.HTTPServiceUnavailable(text=e.message, headers={"Retry-After": "30"}) from None
-        return await serve_stream(request, env, TelnyxSerializer())
+        grant = await media_auth.authorize(request, request.query.get("agent") or None)
+        return await serve_stream(request, env, TelnyxSerializer(), agent=grant.agent,
+                                  authenticated=grant.authenticated)
 
     app.router.add_get("/media/voxd", plain)
     app.router.add_get(TELNYX_PATH, telnyx)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from voxd.core import boundedjson
 from voxd.media.codecs import L16
 from voxd.net.serializers.base import (
     BotAudio,
@@ -43,8 +44,8 @@ class PlainSerializer(MediaSerializer):
         if isinstance(data, bytes):
             return CallerAudio(self._dec.decode(data))
         try:
-            obj = json.loads(data)
-        except json.JSONDecodeError:
+            obj = boundedjson.loads(data)
+        except ValueError:  # invalid, or nested beyond any media message
             obj = None
         kind = obj.get("type") if isinstance(obj, dict) else None
         if kind == "dtmf" and isinstance(obj, dict) and isinstance(obj.get("digit"), str) and obj["digit"]:

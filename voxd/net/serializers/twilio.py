@@ -16,6 +16,7 @@ import json
 from typing import Any
 
 from voxd.call.ports import SILENCE
+from voxd.core import boundedjson
 from voxd.media.codecs import PCMU
 from voxd.net.serializers.base import (
     BotAudio,
@@ -40,8 +41,8 @@ def parse_json_event(data: str | bytes, what: str) -> dict[str, Any]:
     if isinstance(data, bytes):
         raise ProtocolError(f"binary frame of {len(data)} bytes; {what} frames are JSON text")
     try:
-        obj = json.loads(data)
-    except json.JSONDecodeError as e:
+        obj = boundedjson.loads(data)
+    except ValueError as e:  # invalid, or nested beyond any media message
         raise ProtocolError(f"frame is not JSON: {e}") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("event"), str):
         raise ProtocolError("frame is not an object with a string 'event'")
