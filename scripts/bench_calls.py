@@ -8,6 +8,12 @@ staggered offset, so turns, replies and barge-ins really happen. Prints CPU ms p
 call-second (all threads), RSS MB per added call, event-loop lag p50/p99 (a 10 ms
 sleeper) and the turns and interruptions that happened.
 
+`--transport g711` runs every voxd call through the transport layer as a SIP/RTP
+call has it (a `CallLeg` on the media clock, its G.711 codec objects decoding the
+caller's mu-law and encoding the bot's every tick; no sockets), and reports the
+media clock's late ticks: the headroom run is `--calls 100,250,500 --transport g711`.
+`--transport none` (default) clocks the sessions directly, as before.
+
 `--engine pipecat` runs the same load through one pipecat-ai Pipeline per call
 (see `_bench_pipecat.py`); `--engine both` prints the two side by side with the
 density ratio. Every (engine, N) runs in a fresh child process so RSS baselines
@@ -50,6 +56,11 @@ SETTLE_S = 1.0  # calls run this long before the measured window opens
 CALLER_VOICES = ("flite-slt", "festival-kal", "flite-awb", "piper-joe")
 UTTERANCES = ("what_time", "opening_hours", "twelve_times_seven", "book_tuesday")
 PAUSES_S = (2.2, 3.0, 3.7)  # silence after each utterance (bot replies, caller barges in)
+
+def transport_mode() -> str:
+    """'none' (sessions clocked directly) or 'g711' (each call a CallLeg with G.711 codecs), from --transport."""
+    return os.environ.get("VOXD_BENCH_TRANSPORT", "none")
+
 
 def turn_mode() -> str:
     """'smart' (Smart Turn v3 asked on pauses) or 'silence' (VAD silence only), from --turn."""
@@ -179,6 +190,65 @@ def callers(n: int) -> list[Caller]:
     return [Caller(cycles[i % len(cycles)], int(((i * 0.618034) % 1.0) * len(cycles[i % len(cycles)])))
             for i in range(n)]
 
+class G711Wire:
+    """A bench call's wire as RTP has it, minus the socket: the caller's mu-law is decoded
+    (and resampled) every tick, the bot's frames are encoded to mu-law."""
+
+    holding = False
+
+    def __init__(self, who: Caller, bot_frames: list[int]) -> None:
+        from voxd.media.codecs import PCMU
+
+        self.who = who
+        self.dec = PCMU.decoder()
+        self.enc = PCMU.encoder()
+        self.bot_frames = bot_frames
+        self.ulaw = _ulaw_cycle(who.frames)
+
+    def receive(self) -> Any:
+        pos = self.who.pos
+        self.who.next()
+        return self.dec.decode_packet(self.ulaw[pos])
+
+    def send(self, frame: Any) -> None:
+        if frame is not None:
+            self.bot_frames[0] += 1
+            self.enc.encode(frame)
+
+    def clear(self) -> None:
+        return None
+
+    def release(self) -> None:
+        pass
+
+    async def hangup(self) -> None:
+        pass
+
+    async def transfer(self, target: str) -> bool:
+        return False
+
+    async def send_dtmf(self, digits: str) -> None:
+        pass
+
+
+_ULAW: dict[int, list[bytes]] = {}
+
+
+def _ulaw_cycle(frames: list[bytes]) -> list[bytes]:
+    """A caller cycle as the wire carries it (mu-law, 8 kHz), encoded once and shared."""
+    key = id(frames)
+    if key not in _ULAW:
+        import numpy as np
+
+        from voxd.media.audio import resample
+        from voxd.proto.g711 import ulaw_encode
+
+        pcm = np.frombuffer(b"".join(frames), "<i2")
+        ulaw = ulaw_encode(resample(pcm, 16_000, 8_000))
+        _ULAW[key] = [ulaw[i * 160 : (i + 1) * 160].ljust(160, b"\xff") for i in range(len(frames))]
+    return _ULAW[key]
+
+
 class LagProbe:
     """A task that sleeps 10 ms at a time and records how late it wakes."""
 
@@ -257,9 +327,12 @@ async def voxd_density(n: int, seconds: float) -> DensityResult:
     from voxd.call.manager import CallManager
     from voxd.call.ports import Engines, NullControl
     from voxd.call.session import CallSession
+    from voxd.media.codecs import PCMU
+    from voxd.media.frame import AudioFrame
     from voxd.media.silero import SileroVAD
     from voxd.media.turn import SmartTurn
     from voxd.net.clock import MediaClock
+    from voxd.net.leg import CallLeg, LegEnv
     from voxd.providers.fakes import FakeLLM, FakeSTT, FakeTTS
     from voxd.tools.builtins import default_registry
 
@@ -287,20 +360,30 @@ async def voxd_density(n: int, seconds: float) -> DensityResult:
 
     def make_tick(s: CallSession, who: Caller) -> Callable[[], None]:
         def tick() -> None:
-            s.feed_audio(who.next())
+            s.feed_audio(AudioFrame(who.next()))
             if s.next_frame() is not None:
                 bot_frames[0] += 1
 
         return tick
 
+    transport = transport_mode()
+    legs = []
+    env = LegEnv(manager, clock)
     for who in people:
         engines = Engines(stt=FakeSTT(), llm=FakeLLM(), tts=FakeTTS(),
                           confirm=silero.speech_probability,
                           turn_model=smart.end_probability if detector == "smart_turn" else None)
-        s = manager.create(agent, NullControl(), engines=engines)
-        await s.start()
+        if transport == "g711":
+            wire = G711Wire(who, bot_frames)
+            leg = CallLeg(env, "bench", wire, wire, codec=PCMU)
+            s = leg.admit(agent, engines=engines)
+            await leg.answered()
+            legs.append(leg)
+        else:
+            s = manager.create(agent, NullControl(), engines=engines)
+            await s.start()
+            handles.append(clock.register(make_tick(s, who)))
         sessions.append(s)
-        handles.append(clock.register(make_tick(s, who)))
     setup_s = time.perf_counter() - t_setup
 
     w = await measure(probe, n, seconds, rss0, meters)
@@ -310,6 +393,8 @@ async def voxd_density(n: int, seconds: float) -> DensityResult:
     backlog = inference.executor()._work_queue.qsize()  # private, but the one number that shows starvation
     for h in handles:
         clock.unregister(h)
+    for leg in legs:
+        leg.media_ended()
     await clock.stop()
     await probe.stop()
     turns = [t for s in sessions for t in s.record.turns]
@@ -322,11 +407,11 @@ async def voxd_density(n: int, seconds: float) -> DensityResult:
         bot_replies=sum(1 for t in turns if t.speaker == "bot" and t.index > 0),
         interruptions=sum(s.record.interruptions for s in sessions),
         bot_frames=bot_frames[0], setup_s=setup_s,
-        notes=[f"N={n}: media clock {late} late ticks skipped, max lag {max_lag * 1000:.0f} ms; "
+        notes=[f"N={n} (transport {transport}): media clock {late} late ticks skipped, max lag {max_lag * 1000:.0f} ms; "
                f"inference queue backlog at end {backlog}; calls waiting on a model {sum(s.work.busy > 0 for s in sessions)}"],
     )
     for s in sessions:
-        await s.close("bench_done", ended_by="system")
+        await s.close("ended", ended_by="system")
     return res
 
 # ---------------------------------------------------------------- child process driver
@@ -503,11 +588,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="--latency with the agent's turn.speculative_stt unset (auto), true or false")
     p.add_argument("--turn", choices=["smart", "silence"], default=None,
                    help="end of turn: Smart Turn v3 on pauses (default) or VAD silence only (both engines)")
+    p.add_argument("--transport", choices=["none", "g711"], default=None,
+                   help="voxd: clock sessions directly (none, default) or through a CallLeg with G.711 codecs")
     p.add_argument("--child", choices=["voxd", "pipecat"], help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, default=1, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.turn:
         os.environ["VOXD_BENCH_TURN"] = args.turn
+    if args.transport:
+        os.environ["VOXD_BENCH_TRANSPORT"] = args.transport
     if args.child:
         args.engine = args.child
         return run_child(args)

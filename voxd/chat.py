@@ -82,7 +82,7 @@ async def run_chat(args: argparse.Namespace) -> int:
             await manager.send(conv.record.id, text, printer)
             printer.end_line()
         if not conv.closed:
-            await manager.end(conv.record.id, "user_quit", "caller")
+            await manager.end(conv.record.id, "caller_hangup", "caller")
         out.write(f"(conversation {conv.record.id} ended: {conv.record.end_reason})\n")
     finally:
         await manager.close_all()

@@ -95,7 +95,7 @@ def pool() -> PortPool:
 async def open_stream(pool: PortPool, offer: SessionDescription) -> tuple[RtpStream, int]:
     sock, port = pool.bind(HOST)
     neg = negotiate.answer(offer, HOST, port)
-    stream = RtpStream(neg, lambda frame, mulaw: None, lambda digit, source: None, lambda: None, rtcp_min_interval=0.3)
+    stream = RtpStream(neg, lambda frame: None, lambda digit, source: None, lambda: None, rtcp_min_interval=0.3)
     await stream.open(sock, pool.rtcp_socket(port))
     return stream, port
 
@@ -203,7 +203,7 @@ async def test_an_outbound_call_offers_rtcp_mux_and_follows_the_answer(pool: Por
     ours = negotiate.offer(HOST, port)
     answer = offer_sdp(peer_rtp.getsockname()[1], "a=rtcp-mux\r\n" if takes_mux else "")
     neg = negotiate.accept_answer(ours, answer)
-    stream = RtpStream(neg, lambda frame, mulaw: None, lambda digit, source: None, lambda: None, rtcp_min_interval=0.3)
+    stream = RtpStream(neg, lambda frame: None, lambda digit, source: None, lambda: None, rtcp_min_interval=0.3)
     await stream.open(sock, pool.rtcp_socket(port))
     try:
         assert neg.rtcp_mux is takes_mux and (stream.rtcp_transport is None) is takes_mux
@@ -313,7 +313,7 @@ async def test_pcmu_payloads_reach_the_session_as_they_came(pool: PortPool, pt: 
     neg = negotiate.answer(SessionDescription.parse(text), HOST, port)
     assert neg.codec.name == codec
     got: list[tuple[int, bytes | None]] = []
-    stream = RtpStream(neg, lambda frame, mulaw: got.append((len(frame), mulaw)), lambda d, s: None, lambda: None)
+    stream = RtpStream(neg, lambda f: got.append((len(f.pcm), f.payload)), lambda d, s: None, lambda: None)
     await stream.open(sock, pool.rtcp_socket(port))
     try:
         payloads = [bytes([n]) * 160 for n in range(1, 9)]

@@ -78,4 +78,4 @@ def test_voxd_chat_on_the_terminal() -> None:
     assert any(x.startswith("  tool get_current_time({}) -> ") for x in out)
     assert any(x.startswith("bot   : It's ") and x.endswith("here in London.") for x in out)
     assert "bot   : Great, you're booked for Monday at 15:00. See you then!" in out
-    assert out[-1].endswith("ended: user_quit)")
+    assert out[-1].endswith("ended: caller_hangup)")

@@ -19,8 +19,9 @@ from voxd.call.ports import NullControl
 from voxd.call.toolctx import tools_for_leg
 from voxd.config import VoxdConfig
 from voxd.harness import standalone_calls
-from voxd.net.clock import MediaClock
-from voxd.net.ws_media import WsCall
+from voxd.net.serializers.plain import PlainSerializer
+from voxd.net.serializers.twilio import TwilioSerializer
+from voxd.net.ws_leg import WsWire
 from voxd.store.calendar import CalendarRepository
 from voxd.tools.library import ToolLibrary
 
@@ -88,15 +89,16 @@ def test_transfer_and_dtmf_are_offered_only_where_the_leg_can_do_them():
 
 
 async def test_websocket_transfer_is_an_event_for_the_client():
-    clock = MediaClock()
-    leg = WsCall(None, 16000, clock)  # type: ignore[arg-type]
-    assert await leg.transfer("sip:desk@pbx.example.com") is True
-    await leg.send_dtmf("12")
-    sent = [json.loads(leg._outbox.get_nowait()) for _ in range(2)]
+    wire = WsWire(None, PlainSerializer(16000))  # type: ignore[arg-type]
+    assert wire.cannot_do == frozenset()
+    assert await wire.transfer("sip:desk@pbx.example.com") is True
+    await wire.send_dtmf("12")
+    sent = [json.loads(wire._outbox.get_nowait()) for _ in range(2)]  # type: ignore[arg-type]
     assert sent == [{"type": "transfer", "target": "sip:desk@pbx.example.com"},
                     {"type": "dtmf_out", "digits": "12"}]
     assert '{"type":"transfer","target":…}' in README
-    await clock.stop()
+    # a Twilio stream without the REST API can do neither (not offered to the LLM)
+    assert WsWire(None, TwilioSerializer()).cannot_do == {"transfer_call", "send_dtmf"}  # type: ignore[arg-type]
 
 
 def test_readme_does_not_call_whisper_streaming():

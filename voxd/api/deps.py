@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from voxd.core.calllog import CallRecord, Turn
+from voxd.core.endreason import EndedBy
 from voxd.store.repos import Store
 
 if TYPE_CHECKING:
@@ -116,7 +117,7 @@ class ConversationSource(Protocol):
         ...
 
     async def end(self, conversation_id: str, reason: str = "api_end",
-                  ended_by: str = "system") -> CallRecord | None:
+                  ended_by: EndedBy = "system") -> CallRecord | None:
         """End it; None when it is not active."""
         ...
 

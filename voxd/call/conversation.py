@@ -16,12 +16,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from voxd.agents.schema import AgentConfig
 from voxd.call.events import EngineError, ToolExecuted, TurnCompleted
 from voxd.call.reply import ReplyMetrics, ToolPolicy, run_llm_reply
 from voxd.core.calllog import CallRecord, ToolCallRecord, Turn, TurnLatency
+from voxd.core.endreason import END_REASONS, EndedBy, EndReason
 from voxd.core.redact import default_redactor
 from voxd.providers.base import LanguageModel, Message, ProviderError, ToolCall
 from voxd.tools.registry import ToolRegistry, ToolResult
@@ -202,12 +203,18 @@ class TextConversation:
                 await self.close(self.end_requested, "agent")
             return turn
 
-    async def close(self, reason: str, ended_by: str = "caller") -> None:
+    async def close(self, reason: str, ended_by: EndedBy = "caller") -> None:
+        """End it; a reason outside the EndReason vocabulary (the end_call tool's own
+        words) is kept in metadata, as calls do."""
         if self.closed:
             return
         self.record.ended_at = time.time()
-        self.record.end_reason = reason
-        self.record.ended_by = ended_by  # type: ignore[assignment]
+        if reason in END_REASONS:
+            self.record.end_reason = cast(EndReason, reason)
+        else:
+            self.record.end_reason = "agent_hangup"
+            self.record.metadata["hangup_reason"] = reason[:200]
+        self.record.ended_by = ended_by
         await self.release()
         self.emit(ConversationClosed(self.record))
 

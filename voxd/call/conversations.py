@@ -26,6 +26,7 @@ from voxd.call.conversation import (
     new_conversation_id,
 )
 from voxd.core.calllog import CallRecord, ToolCallRecord, Turn, TurnLatency
+from voxd.core.endreason import EndedBy
 from voxd.core.errors import NotFound
 from voxd.core.secrets import Outbound
 from voxd.providers.llm.factory import make_llm
@@ -101,7 +102,7 @@ class ConversationManager:
             if conv.closed:
                 self.active.pop(conv.record.id, None)
 
-    async def end(self, conversation_id: str, reason: str = "api_end", ended_by: str = "system") -> CallRecord | None:
+    async def end(self, conversation_id: str, reason: str = "api_end", ended_by: EndedBy = "system") -> CallRecord | None:
         """End it; None when it is not active."""
         conv = self.active.pop(conversation_id, None)
         if conv is None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from voxd.call.session import CallSession
 from voxd.media.audio import FRAME_BYTES, SILENCE_FRAME
+from voxd.media.frame import AudioFrame
 
 FRAME_S = 0.02
 
@@ -66,10 +67,10 @@ async def drive(
         if frame is None:
             exhausted = True
             frame = SILENCE_FRAME
-        session.feed_audio(frame)
+        session.feed_audio(AudioFrame(frame))
         out = session.next_frame()
         res.bot_active.append(out is not None)
-        res.bot_audio += out if out is not None else SILENCE_FRAME
+        res.bot_audio += out.pcm if out is not None else SILENCE_FRAME
         res.frames += 1
         if virtual:
             await asyncio.sleep(0)  # let woken tasks run before checking for work

@@ -20,6 +20,7 @@ from voxd.call.ports import CallControl, Engines
 from voxd.call.session import CallSession
 from voxd.config import EnginesConfig
 from voxd.core.calllog import CallRecord, new_call_id
+from voxd.core.endreason import EndReason
 from voxd.core.secrets import Outbound
 from voxd.media.vad import FrameVAD
 from voxd.providers.factory import make_stt, make_tts
@@ -209,7 +210,7 @@ class CallManager:
         for _, after in writes:
             after()
 
-    async def end(self, call_id: str, reason: str = "api_hangup") -> bool:
+    async def end(self, call_id: str, reason: EndReason = "api_hangup") -> bool:
         session = self.active.get(call_id)
         if session is None:
             return False
@@ -222,7 +223,7 @@ class CallManager:
     async def wait_empty(self) -> None:
         await self._empty.wait()
 
-    async def close_all(self, reason: str = "shutdown") -> None:
+    async def close_all(self, reason: EndReason = "shutdown") -> None:
         for call_id in list(self.active):
             await self.end(call_id, reason)
         await self.flush()

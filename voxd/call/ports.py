@@ -1,17 +1,21 @@
-"""How transports and the call session meet.
+"""The whole contract between a transport and a call.
 
-A transport (SIP/RTP, websocket, WebRTC, the WAV harness) owns the media clock.
-Every 20 ms it gives the session one frame of caller audio and takes one frame of
-bot audio:
+A transport (SIP/RTP, a websocket platform, WebRTC, the WAV harness) carries the
+call; `voxd.net.leg.CallLeg` clocks it. Every 20 ms the session takes one frame of
+caller audio and gives one frame of bot audio:
 
-    session.feed_audio(frame)        # 640 bytes: 16 kHz mono s16le, 20 ms
-    out = session.next_frame()       # 640 bytes of bot audio, or None for silence
+    session.feed_audio(frame)        # AudioFrame: 16 kHz mono s16le PCM, 20 ms
+                                     #   (+ the wire's own bytes where it has them)
+    out = session.next_frame()       # AudioFrame of bot audio, or None for silence
 
-Digits from any source arrive as `session.feed_dtmf("5", source="rfc4733")`.
-When the far end hangs up: `await session.close("caller_hangup", ended_by="caller")`.
+Digits from any source arrive as `session.feed_dtmf("5", source="rfc4733")`. What
+the far end actually played comes back as `session.playback_finished(report)` (or
+from `CallControl.clear()` on barge-in); a broken wire says
+`session.transport_failed(message)`; the end is `await session.close(reason, ended_by)`
+with a typed `EndReason`.
 
-The session acts on the call through the `CallControl` the transport implements,
-and on its models through `Engines`.
+The session acts on the call through the `CallControl` the leg implements, and on
+its models through `Engines`.
 """
 
 from __future__ import annotations
@@ -22,16 +26,31 @@ from typing import Protocol
 
 import numpy as np
 
+from voxd.core.endreason import EndedBy, EndReason
+from voxd.media.codecs.base import Codec
+from voxd.media.frame import SILENCE, AudioFrame
 from voxd.providers.base import LanguageModel, SpeechToText, TextToSpeech
+
+__all__ = ["SILENCE", "AudioFrame", "CallControl", "EndReason", "EndedBy", "Engines", "NullControl",
+           "PlaybackFinished"]
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackFinished:
+    """What the far end really played of the bot's audio (livekit's
+    `PlaybackFinishedEvent` shape). `position_s`: seconds of bot audio, counted on the
+    session's output since the call started (every frame `next_frame()` returned),
+    that the caller has heard; `interrupted`: playback was cut (barge-in)."""
+
+    position_s: float
+    interrupted: bool
 
 
 class CallControl(Protocol):
-    """What the session can ask of the transport that carries the call."""
+    """What the session can ask of the call's transport."""
 
     transport_name: str
-    # the audio the call carries, for engines that can take it untouched: "mulaw"
-    # (PCMU, Twilio) or None; see SpeechToText.stream
-    carried_audio: str | None
+    codec: Codec | None  # what the wire carries (a recogniser may take it as is), None if unknown
 
     async def hangup(self) -> None:
         """End the call from our side (SIP BYE, websocket close...)."""
@@ -42,16 +61,20 @@ class CallControl(Protocol):
     async def send_dtmf(self, digits: str) -> None:
         """Send keypad digits to the far end (RFC 4733 for SIP)."""
 
-    def clear_output(self) -> None:
-        """Bot audio was cancelled: drop anything the transport buffered downstream
-        (queued RTP, a platform's playback buffer via Twilio `clear`)."""
+    def clear(self) -> PlaybackFinished | None:
+        """Barge-in: bot audio was cancelled; drop anything buffered below the session
+        (queued packets, a platform's playback buffer). Returns what the far end had
+        really played, when the transport knows better than what it was handed."""
+
+    def media_ended(self) -> None:
+        """The session is closing: stop the media and release it before the record is saved."""
 
 
 class NullControl:
     """A CallControl for harnesses and tests: records what was asked."""
 
     transport_name = "local"
-    carried_audio: str | None = None
+    codec: Codec | None = None
 
     def __init__(self) -> None:
         self.hung_up = False
@@ -69,8 +92,12 @@ class NullControl:
     async def send_dtmf(self, digits: str) -> None:
         self.sent_dtmf.append(digits)
 
-    def clear_output(self) -> None:
+    def clear(self) -> PlaybackFinished | None:
         self.clears += 1
+        return None
+
+    def media_ended(self) -> None:
+        pass
 
 
 @dataclass

@@ -32,13 +32,14 @@ from voxd.call.events import (
     ToolExecuted,
     TurnCompleted,
 )
-from voxd.call.ports import CallControl, Engines
+from voxd.call.ports import AudioFrame, CallControl, EndedBy, EndReason, Engines, PlaybackFinished
 from voxd.call.reply import ReplyMetrics, Speaker, ToolPolicy, run_llm_reply, synthesize_into
 from voxd.call.toolctx import SessionTools
 from voxd.call.work import CallWork
 from voxd.core.calllog import CallRecord, DtmfRecord, Turn, TurnLatency
+from voxd.core.endreason import END_REASONS
 from voxd.media import inference
-from voxd.media.audio import FRAME_BYTES, SAMPLE_RATE
+from voxd.media.audio import SAMPLE_RATE
 from voxd.media.playout import Playout
 from voxd.media.vad import FrameVAD
 from voxd.providers.base import Message, ProviderError
@@ -81,7 +82,7 @@ class CallSession:
         self.playout = Playout()
         self.turns = tt.TurnTaker(agent.turn, agent.interruption)
         self.keypad = kp.KeypadMachine(agent.dtmf)
-        self.stt = self.engines.stt.stream(control.carried_audio)
+        self.stt = self.engines.stt.stream(control.codec.stt_carried if control.codec is not None else None)
         self._interim = ""
         self.stt.on_interim = self._on_interim
         self.work = CallWork(record.id)
@@ -96,20 +97,19 @@ class CallSession:
         self.media_t = 0.0
         self.closed = False
         self.ended = asyncio.Event()
-        self._recent: deque[bytes] = deque(maxlen=15)  # preroll / Silero window
-        self._recent_mulaw: deque[bytes | None] = deque(maxlen=15)  # the same frames as the call carried them
+        self._recent: deque[AudioFrame] = deque(maxlen=15)  # preroll / Silero window
         self._utterance = bytearray()  # captured caller audio for Smart Turn
         self._reply: asyncio.Task[None] | None = None
         self._bot_turn: Turn | None = None
         self._barge_onset: float | None = None  # caller onset that paused the bot
         self._paused_at: float | None = None  # media time the bot's voice was paused for a caller
         self._noise_until = 0.0  # after noise fooled webrtcvad, wait for Silero before pausing
-        self._hangup_reason: str | None = None
+        self._hangup_reason: EndReason | None = None
         self._menu_after: str | None = None
         self._speaker: Speaker | None = None
         self._drained = asyncio.Event()
         self.backchannels = 0
-        self.ended_hooks: list[Callable[[], None]] = []  # transports: release media before the record is saved
+        self.frames_taken_back = 0  # bot frames handed out that the far end never played
 
     # ------------------------------------------------------------ transport side
     async def start(self) -> None:
@@ -123,32 +123,38 @@ class CallSession:
         if lines:
             self._start_reply(self._say_lines(lines, "greeting"))
 
-    def feed_audio(self, frame: bytes, mulaw: bytes | None = None) -> None:
-        """One 20 ms frame of caller audio (16 kHz s16le mono); `mulaw`: the same 20 ms
-        as a G.711 call carried it (160 bytes), for recognisers that take it as is."""
+    def feed_audio(self, frame: AudioFrame) -> None:
+        """One 20 ms frame of caller audio (with the wire's bytes, where it has them)."""
         now = self.media_t
         self.media_t += FRAME_S
         if self.closed:
             return
-        if len(frame) != FRAME_BYTES:
-            frame = (frame + bytes(FRAME_BYTES))[:FRAME_BYTES]
         self._recent.append(frame)
-        self._recent_mulaw.append(mulaw)
         if self.turns.capturing:
-            self._capture(frame, mulaw)
-        for action in self.turns.frame(self.vad.is_voiced(frame), now):
+            self._capture(frame)
+        for action in self.turns.frame(self.vad.is_voiced(frame.pcm), now):
             self._on_turn_action(action, now)
         for kaction in self.keypad.tick(now):
             self._on_keypad([kaction])
         if now >= self.agent.max_call_s and not self.closed:
             self.work.spawn(self._hangup_now("max_duration"))
 
-    def next_frame(self) -> bytes | None:
+    def next_frame(self) -> AudioFrame | None:
         """The bot's next 20 ms of audio, or None for silence."""
         frame = self.playout.next_frame()
         if frame is not None and not self.playout.pending:
             self._drained.set()
         return frame
+
+    def playback_finished(self, report: PlaybackFinished) -> None:
+        """The transport knows what the far end really played (platform marks): what it
+        did not play of this reply is unheard, for `heard_text` and the LLM context."""
+        if report.interrupted:
+            self.frames_taken_back += self.playout.rewind(report.position_s, FRAME_S)
+
+    def transport_failed(self, message: str, **detail: object) -> None:
+        """The call's transport broke: tell observers (webhooks `error.occurred`, metrics)."""
+        self._emit(EngineError(self.record, "transport", message, {"transport": self.record.transport, **detail}))
 
     def feed_dtmf(self, digit: str, source: str = "rfc4733") -> None:
         if self.closed or len(digit) != 1:
@@ -160,7 +166,7 @@ class CallSession:
             self._interrupt(reason="dtmf")
         self._on_keypad(self.keypad.digit(digit, self.media_t))
 
-    async def close(self, reason: str, ended_by: str = "caller") -> None:
+    async def close(self, reason: EndReason, ended_by: EndedBy = "caller") -> None:
         if self.closed:
             return
         self.closed = True
@@ -174,12 +180,11 @@ class CallSession:
             await self.engines.llm.aclose()
         self.record.ended_at = time.time()
         self.record.end_reason = self.record.end_reason or reason
-        self.record.ended_by = self.record.ended_by or ended_by  # type: ignore[assignment]
-        for hook in self.ended_hooks:
-            try:
-                hook()
-            except Exception:
-                log.exception("call end hook failed")
+        self.record.ended_by = self.record.ended_by or ended_by
+        try:
+            self.control.media_ended()  # the transport releases its media before the record is saved
+        except Exception:
+            log.exception("releasing the call's media failed")
         self._emit(CallEnded(self.record))
         self.ended.set()
 
@@ -188,9 +193,9 @@ class CallSession:
         await self.work.wait_idle()
 
     # ------------------------------------------------------------ turn-taking
-    def _capture(self, frame: bytes, mulaw: bytes | None = None) -> None:
-        self.stt.push_audio(frame, mulaw)
-        self._utterance += frame
+    def _capture(self, frame: AudioFrame) -> None:
+        self.stt.push_audio(frame.pcm, frame.payload_in("PCMU"))  # the recogniser API names mu-law bytes
+        self._utterance += frame.pcm
         excess = len(self._utterance) - int(TURN_AUDIO_S * SAMPLE_RATE) * 2
         if excess > 0:
             del self._utterance[:excess]
@@ -199,8 +204,8 @@ class CallSession:
         if isinstance(a, tt.ConfirmOnset):
             # start capturing with the preroll so the first syllable is kept
             if len(self._utterance) == 0:  # first ask for this onset: start with the preroll
-                for f, m in zip(self._recent, self._recent_mulaw, strict=True):
-                    self._capture(f, m)
+                for f in self._recent:
+                    self._capture(f)
             if (self._paused_at is None and self.agent.interruption.enabled and self._bot_busy()
                     and now >= self._noise_until):
                 # hold the bot's voice while Silero decides: barge-in costs one frame, not a model call
@@ -286,7 +291,7 @@ class CallSession:
 
     async def _confirm(self, ticket: int, now: float) -> None:
         since_onset = round((now - self.turns.onset) / FRAME_S) + 2
-        window = b"".join(list(self._recent)[-min(CONFIRM_FRAMES, max(since_onset, 5)):])
+        window = b"".join(f.pcm for f in list(self._recent)[-min(CONFIRM_FRAMES, max(since_onset, 5)):])
         ok = True
         if self.engines.confirm is not None:
             try:
@@ -323,7 +328,9 @@ class CallSession:
             self._reply.cancel()
         self._reply = None
         self.playout.clear()
-        self.control.clear_output()
+        report = self.control.clear()
+        if report is not None:
+            self.playback_finished(report)
         self.record.interruptions += 1
         if self._bot_turn is not None:
             self._finish_bot_turn(interrupted=True)
@@ -456,7 +463,7 @@ class CallSession:
         await synthesize_into(self.engines.tts, text, self.playout)
         await self._wait_playout()
 
-    def end_with(self, text: str | None, reason: str) -> None:
+    def end_with(self, text: str | None, reason: EndReason) -> None:
         """Say `text` (cutting off any reply in progress), then hang up."""
 
         async def go() -> None:
@@ -494,10 +501,15 @@ class CallSession:
 
     # ------------------------------------------------------------ call control
     def request_hangup(self, reason: str) -> None:
-        """Hang up once the current reply has been heard (end_call tool)."""
-        self._hangup_reason = reason
+        """Hang up once the current reply has been heard (end_call tool). A reason
+        outside the EndReason vocabulary (the model's own words) is kept in metadata."""
+        if reason in END_REASONS:
+            self._hangup_reason = reason  # type: ignore[assignment]
+        else:
+            self._hangup_reason = "agent_hangup"
+            self.record.metadata["hangup_reason"] = reason[:200]
 
-    async def _hangup_now(self, reason: str) -> None:
+    async def _hangup_now(self, reason: EndReason) -> None:
         self.record.end_reason = reason
         self.record.ended_by = "agent"
         try:

@@ -11,6 +11,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from voxd.core.endreason import EndedBy, EndReason
+
 
 def new_call_id() -> str:
     return "call_" + uuid.uuid4().hex[:20]
@@ -76,8 +78,8 @@ class CallRecord:
     started_at: float = field(default_factory=time.time)
     answered_at: float | None = None
     ended_at: float | None = None
-    end_reason: str | None = None
-    ended_by: Literal["caller", "agent", "system"] | None = None
+    end_reason: EndReason | None = None
+    ended_by: EndedBy | None = None
     turns: list[Turn] = field(default_factory=list)
     dtmf: list[DtmfRecord] = field(default_factory=list)
     interruptions: int = 0

@@ -12,6 +12,9 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from voxd.media.audio import FRAME_BYTES
+from voxd.media.frame import AudioFrame
+
+PCM_PER_PAYLOAD = 4  # G.711: 640 bytes of 16 kHz PCM per 160 wire bytes
 
 
 @dataclass
@@ -21,6 +24,10 @@ class Segment:
     played_bytes: int = 0
     complete: bool = False  # all audio for this text has been pushed
     audio: bytearray = field(default_factory=bytearray, repr=False)
+    # the same audio as a voice produced it in a wire codec (a mu-law voice), if it did:
+    # a leg that carries that codec sends these bytes instead of re-encoding `audio`
+    payload: bytearray | None = field(default=None, repr=False)
+    codec: str | None = None
 
     def heard_fraction(self) -> float:
         if self.queued_bytes == 0:
@@ -42,9 +49,17 @@ class Playout:
         self._queue.append(seg)
         return seg
 
-    def push(self, seg: Segment, pcm: bytes) -> None:
+    def push(self, seg: Segment, pcm: bytes, payload: bytes | None = None, codec: str | None = None) -> None:
+        """Queue PCM for `seg`; `payload`/`codec`: the same audio in a G.711 codec, when
+        the voice produced that (it must stay a quarter of the PCM's length)."""
         if seg not in self._queue:
             return  # cleared while TTS was still producing
+        if payload is not None and (seg.queued_bytes == 0 or seg.payload is not None):
+            if seg.payload is None:
+                seg.payload, seg.codec = bytearray(), codec
+            seg.payload += payload
+        elif seg.payload is not None:  # PCM-only audio after encoded: no longer aligned
+            seg.payload = None
         seg.audio += pcm
         seg.queued_bytes += len(pcm)
 
@@ -61,7 +76,7 @@ class Playout:
         """Audio queued or a segment still being synthesised."""
         return bool(self._queue)
 
-    def next_frame(self) -> bytes | None:
+    def next_frame(self) -> AudioFrame | None:
         if self.paused:
             return None
         while self._queue:
@@ -70,12 +85,19 @@ class Playout:
                 chunk = bytes(seg.audio[: self.frame_bytes])
                 del seg.audio[: self.frame_bytes]
                 seg.played_bytes += len(chunk)
+                payload = None
+                if seg.payload is not None:
+                    n = self.frame_bytes // PCM_PER_PAYLOAD
+                    payload = bytes(seg.payload[:n]) if len(chunk) == self.frame_bytes else None
+                    del seg.payload[:n]
                 if len(chunk) < self.frame_bytes:
                     chunk += bytes(self.frame_bytes - len(chunk))
                 if seg.complete and not seg.audio:
                     self._done.append(self._queue.popleft())
                 self.frames_out += 1
-                return chunk
+                if payload is not None and len(payload) == self.frame_bytes // PCM_PER_PAYLOAD:
+                    return AudioFrame(chunk, payload, seg.codec)
+                return AudioFrame(chunk)
             if seg.complete:  # empty segment (TTS produced nothing)
                 self._done.append(self._queue.popleft())
                 continue
@@ -96,6 +118,21 @@ class Playout:
             if seg.played_bytes:
                 self._done.append(seg)
         self.paused = False
+
+    def rewind(self, report_position_s: float, frame_s: float = 0.02) -> int:
+        """The far end played only `report_position_s` seconds of everything this
+        playout handed out (a `PlaybackFinished`): mark the rest of this reply as
+        unheard. Returns the frames taken back."""
+        heard = round(report_position_s / frame_s)
+        unheard = max(0, self.frames_out - heard)
+        left = unheard * self.frame_bytes
+        for seg in reversed(self._done + list(self._queue)):
+            if left <= 0:
+                break
+            take = min(seg.played_bytes, left)
+            seg.played_bytes -= take
+            left -= take
+        return (unheard * self.frame_bytes - left) // self.frame_bytes
 
     def new_reply(self) -> None:
         """Forget per-reply bookkeeping (called when a new bot turn starts)."""

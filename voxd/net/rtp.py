@@ -1,9 +1,13 @@
 """One call's RTP media: a UDP socket, G.711 in and out, RFC 4733 and in-band DTMF.
 
-Clocked by the shared MediaClock: each tick plays one frame out of the jitter
-buffer into the session and sends one 20 ms packet of bot audio (or of silence,
-which keeps NAT bindings and the far end's jitter buffer happy). Bot audio is
-never burst: a tick sends exactly one packet.
+Clocked by the shared MediaClock (through the call's CallLeg): each tick plays one
+frame out of the jitter buffer into the call and sends one 20 ms packet of bot audio
+(or of silence, which keeps NAT bindings and the far end's jitter buffer happy). Bot
+audio is never burst: a tick sends exactly one packet. The payloads are made and
+read by the negotiated codec's object (voxd.media.codecs), which owns the
+resampling; a PCMU frame that already carries mu-law (a mu-law voice) goes out as
+it came. While RFC 4733 digits are being sent they replace the audio, and the bot's
+audio is held (`sending_dtmf`: the leg does not pull it), not dropped.
 
 RTCP (RFC 3550): every ~5 s (randomised, RtcpSession in voxd.proto.rtcp) a compound
 SR/RR + SDES CNAME goes to the peer, and SR + SDES + BYE when the stream closes. It
@@ -28,12 +32,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
-from voxd.media.audio import FRAME_BYTES, SILENCE_FRAME, StreamResampler
+from voxd.media import codecs
+from voxd.media.codecs.g711 import G711Decoder
+from voxd.media.frame import SILENCE, AudioFrame
 from voxd.media.tones import DtmfDetector
 from voxd.net.media_source import InactivityTimer, SourceGuard
-from voxd.proto.g711 import encoder_for
 from voxd.proto.jitter import JitterBuffer
 from voxd.proto.negotiate import Negotiated
 from voxd.proto.rfc4733 import DtmfReceiver, DtmfSender, ScheduledPacket
@@ -122,9 +125,9 @@ class RtpStream(asyncio.DatagramProtocol):
     def __init__(
         self,
         neg: Negotiated,
-        on_audio: Callable[[bytes, bytes | None], None],
+        on_audio: Callable[[AudioFrame], None] | None,
         on_dtmf: Callable[[str, str], None],
-        next_frame: Callable[[], bytes | None],
+        next_frame: Callable[[], AudioFrame | None] | None,
         *,
         rtcp_min_interval: float = MIN_INTERVAL,
         signalled_hosts: tuple[str, ...] = (),
@@ -142,8 +145,9 @@ class RtpStream(asyncio.DatagramProtocol):
         self.next_frame = next_frame
         self.codec_pt = neg.codec.payload_type
         self.dtmf_pt = neg.telephone_event.payload_type if neg.telephone_event else None
-        self._enc, self._dec = encoder_for(neg.codec.name)
-        self._mulaw_in = neg.codec.name.upper() == "PCMU"  # payloads handed on as they came
+        self.codec = codecs.get(neg.codec.name, neg.codec.clock_rate)
+        self._enc = self.codec.encoder()
+        self._dec = self.codec.decoder()
         self.jitter = JitterBuffer()
         self.stats = ReceiverStats()
         self.sender = RtpSender(self.codec_pt)
@@ -151,9 +155,7 @@ class RtpStream(asyncio.DatagramProtocol):
         self.dtmf_rx = DtmfReceiver(self.dtmf_rx_types)
         self.dtmf_tx = DtmfSender(self.sender, self.dtmf_pt) if self.dtmf_pt is not None else None
         self.inband = DtmfDetector(8000) if self.dtmf_pt is None else None
-        self._up = StreamResampler(8000, 16000)
-        self._down = StreamResampler(16000, 8000)
-        self._silence = self._enc[np.zeros(SAMPLES_8K, np.int16).view(np.uint16)].tobytes()
+        self._silence = self.codec.silence()
         self._dtmf_out: list[ScheduledPacket] = []
         self._dtmf_started = 0.0
         self.transport: asyncio.DatagramTransport | None = None
@@ -235,37 +237,49 @@ class RtpStream(asyncio.DatagramProtocol):
         self.receive_tick()
 
     def receive_tick(self) -> None:
-        """Play one frame of the caller into the session (or silence)."""
+        """Play one frame of the caller into `on_audio` (or silence)."""
+        if self.on_audio is not None:
+            self.on_audio(self.receive_frame() or SILENCE)
+
+    def receive_frame(self) -> AudioFrame | None:
+        """The caller's next 20 ms out of the jitter buffer; None when it ran dry. Once a
+        second, checks that the caller's media has not stopped (see `on_inactive`)."""
         self._ticks += 1
         if (self._ticks % 50 == 0 and self.on_inactive is not None  # checked once a second
                 and self.inactivity.expired(time.monotonic(), on_hold=self.on_hold)):
             log.info("rtp: no media for %.0f s: ending the call", self.inactivity.timeout_s)
             self.on_inactive()
         payload = self.jitter.pop()
-        if payload is not None and len(payload) == SAMPLES_8K:
-            pcm8 = self._dec[np.frombuffer(payload, np.uint8)]
-            if self.inband is not None:
-                for digit in self.inband.feed(pcm8):
-                    self.on_dtmf(digit, "inband")
-            frame = self._up.process(pcm8.tobytes())
-            self.on_audio(frame if len(frame) == FRAME_BYTES else (frame + SILENCE_FRAME)[:FRAME_BYTES],
-                          payload if self._mulaw_in else None)
-        else:
-            self.on_audio(SILENCE_FRAME, None)
+        if payload is None or len(payload) != SAMPLES_8K:
+            return None
+        if not isinstance(self._dec, G711Decoder):
+            return self._dec.decode_packet(payload)
+        pcm8 = self._dec.narrowband(payload)
+        if self.inband is not None:
+            for digit in self.inband.feed(pcm8):
+                self.on_dtmf(digit, "inband")
+        return self._dec.decode_packet(payload, pcm8)
+
+    @property
+    def sending_dtmf(self) -> bool:
+        """RFC 4733 events are going out: they replace the audio, so bot audio waits."""
+        return bool(self._dtmf_out)
 
     def send_tick(self) -> None:
-        """Send one 20 ms packet of bot audio (or silence, or a due DTMF event)."""
-        out = self.next_frame()
+        """Send one 20 ms packet of bot audio (or silence, or a due DTMF event). While
+        digits are going out the bot's audio is not taken from `next_frame` at all, so
+        none of it is lost or counted as heard."""
         if self._dtmf_out:
             self._send_dtmf_due()
             return
-        if out is None:
-            data = self._silence
-        else:
-            pcm8 = np.frombuffer(self._down.process(out), np.int16)
-            data = self._enc[pcm8.view(np.uint16)].tobytes() if pcm8.size else self._silence
-            if len(data) != SAMPLES_8K:
-                data = (data + self._silence)[:SAMPLES_8K]
+        self.send_frame(self.next_frame() if self.next_frame is not None else None)
+
+    def send_frame(self, out: AudioFrame | None) -> None:
+        """This tick's packet: `out` encoded (None: silence), or a due DTMF event."""
+        if self._dtmf_out:
+            self._send_dtmf_due()
+            return
+        data = self._silence if out is None else self._enc.encode(out)
         self._clock_ref = (self.sender.timestamp, time.monotonic())
         if self.on_hold:
             self.sender.skip(SAMPLES_8K)

@@ -4,7 +4,10 @@ that turns SIP dialogs into call sessions with RTP media.
 The transport only moves bytes: datagrams and TCP-framed messages go into
 `UserAgent`, whatever it queues goes out, and its earliest timer deadline is kept
 scheduled. Events (new call, ACK, BYE, INFO digits, REFER progress...) are mapped
-onto `SipCall`s, which implement the session's CallControl.
+onto the calls of its `SipCallTable` (voxd.net.sip_calls): each `SipCall` is the wire
+(RTP) and the TransportControl (BYE, REFER, RFC 4733) of a `CallLeg`, which owns the
+call's life. The endpoint implements the table's `Signalling` (BYE, REFER, INVITE,
+CANCEL through the user agent).
 """
 
 from __future__ import annotations
@@ -13,18 +16,20 @@ import asyncio
 import ipaddress
 import logging
 import os
-import socket
 import time
-from collections import Counter
 from collections.abc import Callable
 
 from voxd.agents.catalog import AgentCatalog
 from voxd.agents.loader import LoadedAgent
-from voxd.call.manager import CallLimitReached, CallManager
+from voxd.call.manager import CallManager
 from voxd.call.session import CallSession
 from voxd.config import SipListenConfig, TrunkConfig
+from voxd.core.endreason import end_reason
+from voxd.media import codecs
 from voxd.net.clock import MediaClock
-from voxd.net.rtp import PortPool, RtpStream
+from voxd.net.leg import CallLeg, LegEnv, Refused
+from voxd.net.rtp import PortPool
+from voxd.net.sip_calls import FAILURE_REASONS, SipCall, SipCallTable
 from voxd.net.sip_tcp import TcpPeers
 from voxd.proto import negotiate
 from voxd.proto.sdp import SdpParseError, SessionDescription
@@ -37,60 +42,6 @@ from voxd.proto.sip.message import SipMessage, SipRequest
 log = logging.getLogger("voxd.sip")
 
 Addr = tuple[str, int]
-
-
-class SipCall:
-    """One SIP call: dialog id, RTP stream, session. Implements CallControl."""
-
-    transport_name = "sip"
-    carried_audio: str | None = None  # "mulaw" once PCMU is negotiated
-
-    def __init__(self, endpoint: SipEndpoint, call_id: str, source: Addr) -> None:
-        self.endpoint = endpoint
-        self.call_id = call_id
-        self.source = source
-        self.rtp: RtpStream | None = None
-        self.rtp_port: int | None = None
-        self.session: CallSession | None = None
-        self.clock_handle: int | None = None
-        self.transfer_result: asyncio.Future[bool] | None = None
-        self.ended = False
-        self.bye_sent = False
-        self.holds_slot = False  # counted in the endpoint's per-source limit
-        self.outbound_offer: SessionDescription | None = None  # set for calls we place
-        self.outbound_sock: socket.socket | None = None
-
-    async def hangup(self) -> None:
-        self.endpoint.bye(self)
-
-    async def transfer(self, target: str) -> bool:
-        loop = asyncio.get_running_loop()
-        self.transfer_result = loop.create_future()
-        try:
-            self.endpoint.refer(self, target)
-        except (KeyError, SipParseError, ValueError) as e:
-            log.warning("call %s: cannot transfer to %s: %s", self.call_id, target, e)
-            return False
-        try:
-            async with asyncio.timeout(30):
-                return await self.transfer_result
-        except TimeoutError:
-            return False
-
-    async def send_dtmf(self, digits: str) -> None:
-        if self.rtp is not None:
-            self.rtp.send_dtmf(digits)
-
-    def clear_output(self) -> None:
-        pass  # bot audio is pulled one frame per tick: nothing is queued below the session
-
-    def send_tick(self) -> None:
-        if self.rtp is not None:
-            self.rtp.send_tick()
-
-    def receive_tick(self) -> None:
-        if self.rtp is not None:
-            self.rtp.receive_tick()
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -120,16 +71,15 @@ class SipEndpoint:
         self.calls = calls
         self.clock = clock
         self.accepting = accepting
+        self.env = LegEnv(calls, clock, agents, accepting)
         self.host = cfg.public_host or cfg.host
         self.ports = PortPool(cfg.rtp_port_min, cfg.rtp_port_max)
         self.ua: UserAgent | None = None
-        self.sip_calls: dict[str, SipCall] = {}
-        self.per_source: Counter[str] = Counter()
+        self.table = SipCallTable(self.env, self.ports, self, cfg.host, rtp_timeout_s=cfg.rtp_timeout_s)
         self.tcp_peers = TcpPeers(cfg, self.on_message, self._carries_call)
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp_server: asyncio.Server | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self._digest = {t.name: self._digest_for(t) for t in cfg.trunks if t.username}
         self.port = cfg.port
         self.malformed = 0
@@ -141,6 +91,8 @@ class SipEndpoint:
         self.cfg = cfg
         self.tcp_peers.cfg = cfg
         self.host = cfg.public_host or cfg.host
+        self.table.bind_host = cfg.host
+        self.table.rtp_timeout_s = cfg.rtp_timeout_s
         self._digest = {t.name: self._digest_for(t) for t in cfg.trunks if t.username}
 
     def _carries_call(self, addr: Addr) -> bool:
@@ -159,11 +111,12 @@ class SipEndpoint:
                             reliable=lambda addr: addr in self.tcp_peers)
         log.info("SIP listening on %s:%d (udp%s)", self.cfg.host, self.port, "+tcp" if self.cfg.tcp else "")
 
+    @property
+    def sip_calls(self) -> dict[str, SipCall]:
+        return self.table.calls
+
     async def stop(self) -> None:
-        for call in list(self.sip_calls.values()):
-            if call.session is not None and not call.session.closed:
-                await call.session.close("shutdown", ended_by="system")
-            self._cleanup(call)
+        await self.table.close_all()
         self._flush()
         if self._timer is not None:
             self._timer.cancel()
@@ -176,8 +129,7 @@ class SipEndpoint:
             self._tcp_server.close()
             self.tcp_peers.close_all()
             await self._tcp_server.wait_closed()
-        for t in list(self._tasks):
-            t.cancel()
+        self.table.cancel_tasks()
 
     # ------------------------------------------------------------ bytes in/out
     def on_datagram(self, data: bytes, addr: Addr) -> None:
@@ -264,33 +216,30 @@ class SipEndpoint:
     def _on_event(self, e: ev.Event) -> None:
         assert self.ua is not None
         now = time.monotonic()
-        call = self.sip_calls.get(e.call_id)
+        call = self.table.get(e.call_id)
         if isinstance(e, ev.IncomingCall):
             self._incoming(e, now)
         elif isinstance(e, ev.CallEstablished) and call is not None:
             if call.outbound_offer is not None:
-                self._spawn(self._outbound_answered(call, e.answer))
-            elif call.session is not None and call.clock_handle is None:
-                call.clock_handle = self.clock.register(call.receive_tick, first=call.send_tick)
-                self._spawn(call.session.start())
+                self.table.spawn(self.table.answered(call, e.answer))
+            elif call.leg is not None and call.session is not None and call.session.record.answered_at is None:
+                self.table.spawn(call.leg.answered())
         elif isinstance(e, ev.CallProgress) and call is not None and e.sdp and call.outbound_offer is not None:
-            self._spawn(self._early_media(call, e.sdp))
+            self.table.spawn(self.table.early_media(call, e.sdp))
         elif isinstance(e, ev.CallFailed) and call is not None:
-            from voxd.net.sip_outbound import FAILURE_REASONS
-
             call.bye_sent = True
             if call.session is not None:
                 call.session.record.metadata["sip_status"] = e.status
-            self._end(call, FAILURE_REASONS.get(e.status, f"failed_{e.status}"), "system")
+            self.table.end(call, FAILURE_REASONS.get(e.status, "failed"), "system")
         elif isinstance(e, ev.CallCancelled) and call is not None:
-            self._end(call, "caller_cancelled", "caller")
+            self.table.end(call, "caller_cancelled", "caller")
         elif isinstance(e, ev.ByeReceived) and call is not None:
-            self._end(call, "caller_hangup", "caller")
+            self.table.end(call, "caller_hangup", "caller")
         elif isinstance(e, ev.CallTerminated) and call is not None:
             call.bye_sent = True  # the user agent already ended the dialog
-            self._end(call, e.reason.replace("-", "_"), "system")
-        elif isinstance(e, ev.InfoDtmf) and call is not None and call.session is not None:
-            call.session.feed_dtmf(e.digit, source="sip-info")
+            self.table.end(call, end_reason(e.reason), "system")
+        elif isinstance(e, ev.InfoDtmf) and call is not None and call.leg is not None:
+            call.leg.dtmf(e.digit, "sip-info")
         elif isinstance(e, ev.ReInvite) and call is not None:
             self._reinvite(call, e, now)
         elif isinstance(e, ev.ReferProgress) and call is not None and e.final:
@@ -306,14 +255,17 @@ class SipEndpoint:
             log.info("SIP INVITE from %s refused: source not allowed", src)
             ua.reject(e.call_id, 403, now, reason="Forbidden")
             return
-        if not self.accepting():
+        try:
+            self.env.check_accepting()
+        except Refused:
             ua.reject(e.call_id, 503, now, retry_after=30, reason="Draining")
             return
-        if sum(self.per_source.values()) >= self.cfg.max_calls or self.per_source[src] >= self.cfg.max_calls_per_source:
+        if self.table.active >= self.cfg.max_calls or self.table.per_source[src] >= self.cfg.max_calls_per_source:
             ua.reject(e.call_id, 503, now, retry_after=5, reason="Too many calls")
             return
-        agent = self.agents.for_number(e.user or "")
-        if agent is None:
+        try:
+            agent = self.env.agent(number=e.user or "")
+        except Refused:
             ua.reject(e.call_id, 404, now, reason="No agent")
             return
         try:
@@ -321,7 +273,7 @@ class SipEndpoint:
         except SdpParseError:
             ua.reject(e.call_id, 488, now, reason="Bad SDP")
             return
-        call = SipCall(self, e.call_id, e.source)
+        call = SipCall(self.table, e.call_id, e.source)
         try:
             sock, port = self.ports.bind(self.cfg.host)
         except OSError:
@@ -335,26 +287,23 @@ class SipEndpoint:
             sock.close()
             ua.reject(e.call_id, 488, now, reason="Not Acceptable Here")
             return
-        call.carried_audio = "mulaw" if neg.codec.name.upper() == "PCMU" else None
+        leg = CallLeg(self.env, "sip", call, call, codec=codecs.get(neg.codec.name))
         try:
-            session = self.calls.create(agent, call, from_uri=e.from_.uri.serialize(), to_uri=e.to.uri.serialize(),
-                                        metadata={"sip_call_id": e.call_id, "codec": neg.codec.name,
-                                                  "source": src, "auth_user": e.auth_user})
-        except CallLimitReached:
+            session = leg.admit(agent, from_uri=e.from_.uri.serialize(), to_uri=e.to.uri.serialize(),
+                                metadata={"sip_call_id": e.call_id, "codec": neg.codec.name,
+                                          "source": src, "auth_user": e.auth_user})
+        except Refused:
             self.ports.release(port)
             sock.close()
             ua.reject(e.call_id, 503, now, retry_after=5, reason="Busy")
             return
-        call.session = session
-        session.ended_hooks.append(lambda: self._session_ended(call))
-        self.sip_calls[e.call_id] = call
-        self.per_source[src] += 1
-        call.holds_slot = True
-        self._spawn(self._open_media(call, sock, neg))
+        call.session, call.leg = session, leg
+        self.table.add(call)
+        self.table.spawn(self._open_media(call, sock, neg))
 
     async def _open_media(self, call: SipCall, sock: object, neg: negotiate.Negotiated) -> None:
         assert self.ua is not None and call.session is not None
-        stream = self.rtp_stream(call, neg)
+        stream = self.table.rtp_stream(call, neg)
         await stream.open(sock, self.ports.rtcp_socket(call.rtp_port))  # type: ignore[arg-type]
         call.rtp = stream
         if call.ended:
@@ -372,39 +321,9 @@ class SipEndpoint:
             return
         self._flush()
 
-    def rtp_stream(self, call: SipCall, neg: negotiate.Negotiated) -> RtpStream:
-        """The call's RTP stream: media only from the hosts the call was signalled from
-        and named, latched once; ended with a BYE when media stops (not on hold)."""
-        s = call.session
-        assert s is not None
-        return RtpStream(
-            neg, s.feed_audio, lambda d, src: s.feed_dtmf(d, source=src), s.next_frame,
-            signalled_hosts=(call.source[0],), inactivity_s=self.cfg.rtp_timeout_s,
-            on_inactive=lambda: self._end(call, "media_timeout", "system"),
-        )
-
-    async def _outbound_answered(self, call: SipCall, answer: bytes) -> None:
-        from voxd.net.sip_outbound import start_media
-
-        if not await start_media(self, call, answer, early=False):
-            self._end(call, "bad_answer_sdp", "system")
-            self.bye(call)
-            return
-        if call.clock_handle is None:
-            call.clock_handle = self.clock.register(call.receive_tick, first=call.send_tick)
-        assert call.session is not None
-        await call.session.start()
-
-    async def _early_media(self, call: SipCall, sdp: bytes) -> None:
-        from voxd.net.sip_outbound import start_media
-
-        if await start_media(self, call, sdp, early=True) and call.clock_handle is None:
-            call.clock_handle = self.clock.register(call.receive_tick, first=call.send_tick)  # listen (and stay quiet) before the answer
-
     async def dial(self, agent: LoadedAgent, target: str, from_user: str = "voxd") -> CallSession:
-        from voxd.net.sip_outbound import dial
-
-        return await dial(self, agent, target, from_user=from_user)
+        """Place a call (see SipCallTable.dial)."""
+        return await self.table.dial(agent, target, codec_names=self.cfg.codecs, from_user=from_user)
 
     def _reinvite(self, call: SipCall, e: ev.ReInvite, now: float) -> None:
         assert self.ua is not None
@@ -425,9 +344,20 @@ class SipEndpoint:
             call.transfer_result.set_result(ok)
         if ok and call.session is not None:
             call.session.record.end_reason = "transferred"
-            self._end(call, "transferred", "agent")
+            self.table.end(call, "transferred", "agent")
 
-    # ------------------------------------------------------------ our actions
+    # ------------------------------------------------------------ Signalling (the table's)
+    def invite(self, uri: str, sdp: bytes, peer: Addr, from_user: str) -> str:
+        assert self.ua is not None
+        call_id = self.ua.invite(uri, time.monotonic(), sdp=sdp, peer=peer, from_user=from_user)
+        self._flush()
+        return call_id
+
+    def cancel(self, call_id: str) -> None:
+        assert self.ua is not None
+        self.ua.cancel(call_id, time.monotonic())
+        self._flush()
+
     def bye(self, call: SipCall) -> None:
         if self.ua is None or call.ended or call.bye_sent:
             return
@@ -442,55 +372,3 @@ class SipEndpoint:
         assert self.ua is not None
         self.ua.refer(call.call_id, target, time.monotonic())
         self._flush()
-
-    def _release_slot(self, call: SipCall) -> None:
-        """A call stops counting against the limits as soon as its dialog ends."""
-        if call.holds_slot:
-            call.holds_slot = False
-            src = call.source[0]
-            self.per_source[src] -= 1
-            if self.per_source[src] <= 0:
-                del self.per_source[src]
-
-    def _end(self, call: SipCall, reason: str, by: str) -> None:
-        self._release_slot(call)
-        if call.session is not None and not call.session.closed:
-            self._spawn(call.session.close(reason, ended_by=by))
-        else:
-            self._cleanup(call)
-
-    def _session_ended(self, call: SipCall) -> None:
-        # the session closed (either side): make sure the dialog ends too
-        if not call.ended and call.session is not None and call.session.record.ended_by != "caller":
-            self.bye(call)
-        self._cleanup(call)
-
-    def _cleanup(self, call: SipCall) -> None:
-        if call.ended:
-            return
-        call.ended = True
-        if call.clock_handle is not None:
-            self.clock.unregister(call.clock_handle)
-        if call.rtp is None and call.outbound_sock is not None:
-            call.outbound_sock.close()
-        if call.rtp is not None:
-            stats = call.rtp
-            if call.session is not None:
-                call.session.record.metadata["rtp"] = {
-                    "received": stats.counters.received, "sent": stats.counters.sent,
-                    "ignored": stats.counters.ignored, "lost": stats.stats.lost,
-                    "jitter_ms": round(stats.stats.jitter_ms, 2),
-                    # RTCP: what the peer reported about our stream (loss, jitter, RTT)
-                    "rtcp": {"sent": stats.counters.rtcp_sent, "received": stats.counters.rtcp_received,
-                             "peer": stats.rtcp.peer.as_dict()},
-                }
-            call.rtp.close()
-        if call.rtp_port is not None:
-            self.ports.release(call.rtp_port)
-        self.sip_calls.pop(call.call_id, None)
-        self._release_slot(call)
-
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)

@@ -11,10 +11,12 @@
     GET  /talk/<agent>      the playground page (voxd/net/static, no CDN, no build step)
     POST /talk/<agent>/token  a web token, only for requests from loopback (the local playground)
 
-Media: the browser's Opus (48 kHz) arrives decoded; it is downmixed, resampled to
-16 kHz and fed to the session as it arrives (the browser's audio is the caller-side
-clock). `BotAudioTrack` pulls the bot's 20 ms frames in real time when aiortc asks
-for them, so nothing is queued on our side and barge-in takes effect on the next frame.
+Media: the browser's Opus (48 kHz) arrives decoded; it is downmixed, and an L16 codec
+object resamples it to 16 kHz frames that are fed to the call as they arrive (the
+browser's audio is the caller-side clock: `CallLeg` with inbound="arrival"). `BotAudioTrack`
+pulls the bot's 20 ms frames in real time when aiortc asks for them (outbound="pull"),
+so nothing is queued on our side and barge-in takes effect on the next frame. The
+call's life (admission, clock, stall silence, teardown) is `voxd.net.leg.CallLeg`'s.
 
 DataChannel "voxd" (created by the page): page -> voxd `{"type": "dtmf", "digit": "5"}`,
 `{"type": "hangup"}`; voxd -> page `started`, `state` (listening / speaking / thinking),
@@ -52,21 +54,17 @@ from av import AudioFrame
 
 from voxd.agents.catalog import AgentCatalog
 from voxd.call.events import CallEnded, CallerSpeaking, CallEvent, DtmfReceived, TurnCompleted
-from voxd.call.manager import CallLimitReached, CallManager
+from voxd.call.manager import CallManager
+from voxd.call.ports import EndedBy, EndReason, PlaybackFinished
 from voxd.call.session import CallSession
 from voxd.config import WebRtcConfig
 from voxd.core import boundedjson
-from voxd.media.audio import (
-    FRAME_BYTES,
-    FRAME_SAMPLES,
-    SAMPLE_RATE,
-    SILENCE_FRAME,
-    FrameSplitter,
-    StreamResampler,
-)
+from voxd.core.endreason import end_reason
+from voxd.media.audio import FRAME_SAMPLES, SAMPLE_RATE, SILENCE_FRAME
+from voxd.media.codecs.linear import L16, L16Decoder
 from voxd.net.clock import MediaClock
 from voxd.net.http_errors import bad_request, json_body
-from voxd.net.twilio import publish_transport_error
+from voxd.net.leg import CallLeg, LegEnv, Refused
 from voxd.net.webrtc_trickle import TRICKLE_KEY, Trickle
 from voxd.net.webtoken import WEB_TOKENS_KEY, ApiKeyCheck, InvalidToken, KeyChecker, WebTokens, api_key_check
 
@@ -75,7 +73,6 @@ log = logging.getLogger("voxd.webrtc")
 STATIC = Path(__file__).with_name("static")
 STATIC_FILES = {"talk.html": "text/html", "talk.js": "text/javascript", "talk.css": "text/css"}
 CONNECT_TIMEOUT_S = 20.0
-STALL_S = 0.2  # no caller audio for this long: the media clock feeds silence
 QUIET_FRAMES = 10  # bot silent this many frames: state goes back to "listening"
 LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 
@@ -163,7 +160,8 @@ class BotAudioTrack(MediaStreamTrack):
             if wait < -0.2:  # the loop stalled: skip ahead rather than burst
                 self._start = loop.time() - self._pts / SAMPLE_RATE
             await asyncio.sleep(max(wait, 0.0))
-        pcm = self.call.next_frame()
+        out = self.call.leg.pull() if self.call.leg is not None else None
+        pcm = out.pcm if out is not None else None
         if pcm is None:
             self._quiet += 1
             if self._quiet == QUIET_FRAMES:
@@ -182,26 +180,23 @@ class BotAudioTrack(MediaStreamTrack):
 
 
 class RtcCall:
-    """One browser call: a peer connection adapted to a call session (implements CallControl)."""
-
-    transport_name = "webrtc"
-    carried_audio: str | None = None  # Opus
+    """One browser call: a peer connection as a Wire and a TransportControl for its CallLeg."""
 
     def __init__(self, pc: RTCPeerConnection) -> None:
         self.pc = pc
         self.session: CallSession | None = None
+        self.leg: CallLeg | None = None
         self.out_track = BotAudioTrack(self)
         self.channel: Any = None
         self._pending: list[str] = []
-        self._rs = StreamResampler(48000, SAMPLE_RATE)
-        self._split = FrameSplitter(FRAME_BYTES)
-        self.last_media = 0.0
+        self._dec: L16Decoder = L16(48000).decoder()
         self.state = ""
         self.done = asyncio.Event()
-        self.reason, self.ended_by = "connection_lost", "system"
+        self.reason: EndReason = "connection_lost"
+        self.ended_by: EndedBy = "system"
         self.tasks: set[asyncio.Task[None]] = set()
 
-    # CallControl
+    # TransportControl
     async def hangup(self) -> None:
         self.end("agent_hangup", "agent")
 
@@ -212,11 +207,16 @@ class RtcCall:
     async def send_dtmf(self, digits: str) -> None:
         self.send({"type": "dtmf_out", "digits": digits})
 
-    def clear_output(self) -> None:
+    # Wire (inbound arrives, outbound is pulled by BotAudioTrack)
+    def clear(self) -> PlaybackFinished | None:
         self.send({"type": "clear"})  # BotAudioTrack holds no backlog: the next frame is already silence
+        return None
+
+    def release(self) -> None:
+        pass  # the peer connection is closed by run() once the page was told
 
     # plumbing
-    def end(self, reason: str, by: str) -> None:
+    def end(self, reason: EndReason, by: EndedBy) -> None:
         if not self.done.is_set():
             self.reason, self.ended_by = reason, by
             self.done.set()
@@ -258,8 +258,8 @@ class RtcCall:
         if not isinstance(obj, dict):
             obj = {}
         kind, digit = obj.get("type"), obj.get("digit")
-        if kind == "dtmf" and s is not None and isinstance(digit, str) and len(digit) == 1:
-            s.feed_dtmf(digit, source="webrtc")
+        if kind == "dtmf" and s is not None and self.leg is not None and isinstance(digit, str) and len(digit) == 1:
+            self.leg.dtmf(digit, "webrtc")
         elif kind == "hangup":
             self.end("caller_hangup", "caller")
         else:
@@ -269,10 +269,6 @@ class RtcCall:
         if state != self.state:
             self.state = state
             self.send({"type": "state", "state": state})
-
-    def next_frame(self) -> bytes | None:
-        s = self.session
-        return None if s is None or s.closed else s.next_frame()
 
     def on_event(self, event: CallEvent) -> None:
         if isinstance(event, TurnCompleted):
@@ -286,10 +282,9 @@ class RtcCall:
         elif isinstance(event, DtmfReceived):
             self.send({"type": "dtmf", "digit": event.dtmf.digit})
         elif isinstance(event, CallEnded):
-            self.end(event.record.end_reason or "ended", event.record.ended_by or "system")
+            self.end(end_reason(event.record.end_reason or "ended"), event.record.ended_by or "system")
 
     async def read_audio(self, track: MediaStreamTrack) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             try:
                 frame = await track.recv()
@@ -300,15 +295,11 @@ class RtcCall:
                 continue
             pcm = frame.to_ndarray().reshape(-1, len(frame.layout.channels))
             mono = pcm.mean(axis=1).astype("<i2") if pcm.shape[1] > 1 else pcm[:, 0].astype("<i2")
-            self._rs = self._rs if self._rs.src_rate == frame.sample_rate else StreamResampler(frame.sample_rate, SAMPLE_RATE)
-            self.last_media = loop.time()
-            for f in self._split.push(self._rs.process(np.ascontiguousarray(mono).tobytes())):
-                s.feed_audio(f)
-
-    def tick(self) -> None:
-        s = self.session
-        if s is not None and not s.closed and asyncio.get_running_loop().time() - self.last_media > STALL_S:
-            s.feed_audio(SILENCE_FRAME)
+            if self._dec.rate != frame.sample_rate:
+                self._dec = L16(frame.sample_rate).decoder()
+            assert self.leg is not None
+            for f in self._dec.decode(np.ascontiguousarray(mono).tobytes()):
+                self.leg.feed(f)
 
 
 def setup_webrtc(
@@ -328,6 +319,7 @@ def setup_webrtc(
     key_check: ApiKeyCheck | None = api_key_check(keys) if keys is not None else None
     live: set[RtcCall] = set()
     trickle = Trickle()
+    env = LegEnv(calls, clock, agents, accepting)
 
     async def authorize(request: web.Request, body: dict[str, Any]) -> str | None:
         """The agent the caller may reach; raises 401/403."""
@@ -346,25 +338,29 @@ def setup_webrtc(
         raise web.HTTPForbidden(text="invalid web token or API key")
 
     async def offer(request: web.Request) -> web.Response:
-        if not accepting():
-            raise web.HTTPServiceUnavailable(text="draining: not accepting new calls", headers={"Retry-After": "30"})
+        try:
+            env.check_accepting()
+        except Refused as e:
+            raise web.HTTPServiceUnavailable(text=e.message, headers={"Retry-After": "30"}) from None
         body = await json_body(request)
         if not isinstance(body, dict) or body.get("type") != "offer" or not isinstance(body.get("sdp"), str):
             raise bad_request('expected {"type": "offer", "sdp": "..."}')
         name = await authorize(request, body)
-        agent = agents.get(name) if name else agents.default()
-        if agent is None:
-            raise web.HTTPNotFound(text=f"no agent {name!r}" if name else "no agents loaded")
+        try:
+            agent = env.agent(name)
+        except Refused as e:
+            raise web.HTTPNotFound(text=e.message) from None
         cfg = current()
         pc = RTCPeerConnection(cfg.rtc_configuration())
         call = RtcCall(pc)
+        leg = CallLeg(env, "webrtc", call, call, inbound="arrival", outbound="pull")
         try:
-            session = calls.create(agent, call, from_uri=request.remote or "", listener=call.on_event,
-                                   metadata={"user_agent": request.headers.get("User-Agent", "")[:200]})
-        except CallLimitReached as e:
+            session = leg.admit(agent, from_uri=request.remote or "", listener=call.on_event,
+                                metadata={"user_agent": request.headers.get("User-Agent", "")[:200]})
+        except Refused as e:
             await pc.close()
-            raise web.HTTPServiceUnavailable(text=f"busy: {e}") from None
-        call.session = session
+            raise web.HTTPServiceUnavailable(text=f"busy: {e.message}") from None
+        call.session, call.leg = session, leg
         pc.on("datachannel", call.on_channel)
         pc.on("track", lambda track: call.spawn(call.read_audio(track)) if track.kind == "audio" else None)
         try:
@@ -374,16 +370,16 @@ def setup_webrtc(
                 await pc.setLocalDescription(await pc.createAnswer())
         except Exception as e:
             session.record.metadata["error"] = f"{type(e).__name__}: {e}"
-            await session.close("bad_offer", ended_by="system")
+            await leg.end("bad_offer", "system")
             await pc.close()
             raise bad_request(f"cannot answer this offer: {e}") from None
         live.add(call)
         ice = trickle.open(session.record.id, pc, session.record.metadata)
-        call.spawn(run(call, session))
+        call.spawn(run(call, leg, session))
         answer = pc.localDescription
         return web.json_response({"sdp": answer.sdp, "type": answer.type, "call_id": session.record.id, "ice": ice})
 
-    async def run(call: RtcCall, session: CallSession) -> None:
+    async def run(call: RtcCall, leg: CallLeg, session: CallSession) -> None:
         """The call's life: wait for media, start the session, end on hangup or lost connection."""
         connected = asyncio.Event()
 
@@ -395,7 +391,7 @@ def setup_webrtc(
             elif state in ("failed", "closed"):
                 call.end("connection_lost", "system")
 
-        handle = clock.register(call.tick)
+        leg.start_media()  # stall silence keeps the call's timers running while ICE connects
         try:
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT_S):
@@ -405,16 +401,11 @@ def setup_webrtc(
             if not call.done.is_set():
                 call.send({"type": "started", "call_id": session.record.id, "agent": session.record.agent})
                 call.set_state("listening")
-                await session.start()
+                await leg.answered()
                 await call.done.wait()
         finally:
             trickle.close(session.record.id)
-            clock.unregister(handle)
-            if call.reason in ("connection_lost", "ice_timeout") and not session.closed:
-                publish_transport_error(calls, session, f"peer connection {call.pc.connectionState}",
-                                        end_reason=call.reason)
-            if not session.closed:
-                await session.close(call.reason, ended_by=call.ended_by)
+            await leg.end(call.reason, call.ended_by, error=f"peer connection {call.pc.connectionState}")
             call.send({"type": "end", "reason": session.record.end_reason or call.reason})
             await asyncio.sleep(0.2)  # let the DataChannel deliver "end" before the transport goes
             await call.pc.close()

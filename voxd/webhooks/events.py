@@ -25,6 +25,7 @@ from voxd.call.events import (
     TurnCompleted,
 )
 from voxd.core.calllog import CallRecord, Turn
+from voxd.core.endreason import EndedBy, EndReason
 from voxd.core.redact import default_redactor
 from voxd.core.signing import new_message_id
 from voxd.store.repos import Message
@@ -66,8 +67,8 @@ class CallInfo(BaseModel):
 class CallEndedInfo(CallInfo):
     ended_at: float | None
     duration_s: float = Field(description="From answer (or start, if never answered) to end.")
-    end_reason: str | None = Field(examples=["caller_hangup"])
-    ended_by: Literal["caller", "agent", "system"] | None = Field(description="Who hung up.")
+    end_reason: EndReason | None = Field(examples=["caller_hangup"])
+    ended_by: EndedBy | None = Field(description="Who hung up.")
     interruptions: int
     turn_count: int
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from . import events as ev
 from .auth import Credentials, DigestServer
-from .dialog import Call, CallState, Retransmit2xx, new_tag, sdp_is_hold
+from .dialog import Call, Retransmit2xx, new_tag, sdp_is_hold
+from .dialog_state import CallState, DialogEvent, advance
 from .errors import SipParseError
 from .headers import Headers, split_list
 from .info import parse_info_dtmf
@@ -236,7 +237,7 @@ class UserAgent(OutboundMixin):
             return []
         call.ok_retransmit = None
         if call.state is CallState.ANSWERED:
-            call.state = CallState.CONFIRMED
+            advance(call, DialogEvent.GOT_ACK)
             return [ev.CallEstablished(call.call_id)]
         return []
 
@@ -298,7 +299,7 @@ class UserAgent(OutboundMixin):
         return []
 
     def _end(self, call: Call) -> None:
-        call.state = CallState.TERMINATED
+        advance(call, DialogEvent.ENDED)
         call.ok_retransmit = None
         self.calls.pop(call.call_id, None)
 
@@ -330,7 +331,7 @@ class UserAgent(OutboundMixin):
         call.ok_retransmit = Retransmit2xx(tx.last_response.serialize(), tx.request.cseq.seq,
                                            now + t1, t1, now + 64 * t1)
         call.local_sdp = sdp
-        call.state = CallState.ANSWERED
+        advance(call, DialogEvent.SENT_2XX)
 
     def reject(self, call_id: str, status: int, now: float, *, retry_after: int | None = None,
                reason: str = "") -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import enum
 import secrets
 from dataclasses import dataclass, field
 
+from .dialog_state import CallState
 from .headers import Headers
 from .message import SipRequest
 from .transaction import ClientTransaction, ServerTransaction
@@ -20,14 +20,6 @@ def new_tag() -> str:
 
 def new_branch() -> str:
     return "z9hG4bK" + secrets.token_hex(8)
-
-
-class CallState(enum.Enum):
-    INCOMING = "incoming"  # UAS: INVITE received, no final response yet
-    OUTGOING = "outgoing"  # UAC: INVITE sent, no final response yet
-    ANSWERED = "answered"  # UAS: 2xx sent, waiting for ACK
-    CONFIRMED = "confirmed"
-    TERMINATED = "terminated"
 
 
 @dataclass

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 from . import events as ev
 from .auth import authorization_for
-from .dialog import Call, CallState, new_branch, new_tag
+from .dialog import Call, new_branch, new_tag
+from .dialog_state import CallState, DialogEvent, advance
 from .headers import Headers
 from .message import REASONS, SipRequest, SipResponse
 from .transaction import ClientTransaction, ServerTransaction
@@ -244,7 +245,7 @@ class OutboundMixin:
                                transport=self._transport_to(call.peer))
             call.ack_bytes = ack.serialize()
             self._send(call.ack_bytes, call.peer)
-            call.state = CallState.CONFIRMED
+            advance(call, DialogEvent.GOT_2XX)
             if call.cancel_pending or call.cancelled:  # answered while cancelling: hang up
                 self.bye(call.call_id, now)
                 return [ev.CallFailed(call.call_id, 487, "Request Terminated")]

@@ -1,0 +1,59 @@
+"""What every codec provides (the aiortc `codecs/base.py` shape).
+
+A `Codec` names a wire format and makes a per-call `Encoder` and `Decoder`; each
+owns the resampler between the wire's rate and the pipeline's 16 kHz, so a
+transport never resamples by hand. Frames are 20 ms `AudioFrame`s on the pipeline
+side; on the wire side a payload is whatever the codec packs (160 bytes of G.711).
+"""
+
+from __future__ import annotations
+
+import abc
+
+from voxd.media.frame import AudioFrame
+
+
+class Encoder(abc.ABC):
+    @abc.abstractmethod
+    def encode(self, frame: AudioFrame) -> bytes:
+        """One 20 ms pipeline frame as this codec's payload. A frame that already
+        carries this codec's payload is passed through untouched."""
+
+    def reset(self) -> None:  # noqa: B027 - optional hook
+        """Forget filter state (the audio stream was cut, e.g. a barge-in clear)."""
+
+
+class Decoder(abc.ABC):
+    @abc.abstractmethod
+    def decode(self, payload: bytes) -> list[AudioFrame]:
+        """Wire audio of any length -> whole 20 ms pipeline frames (a remainder is kept
+        for the next call). Frames carry the payload bytes they came from when the
+        codec is one engines can take as is."""
+
+    def decode_packet(self, payload: bytes) -> AudioFrame:
+        """Exactly one frame for one 20 ms packet (a clocked leg plays one per tick)."""
+        frames = self.decode(payload)
+        return frames[-1] if frames else AudioFrame(b"")
+
+
+class Codec(abc.ABC):
+    name: str  # SDP encoding name, e.g. "PCMU"
+    clock_rate: int
+    # the name a recogniser knows this wire audio by, if it can take it untouched
+    # (SpeechToText.stream's `carried`): "mulaw" for PCMU, None otherwise
+    stt_carried: str | None = None
+
+    @abc.abstractmethod
+    def encoder(self) -> Encoder: ...
+
+    @abc.abstractmethod
+    def decoder(self) -> Decoder: ...
+
+    @property
+    def payload_bytes(self) -> int:
+        """Bytes of one 20 ms payload (0 when variable)."""
+        return 0
+
+    def silence(self) -> bytes:
+        """One 20 ms payload of silence."""
+        return self.encoder().encode(AudioFrame(b""))
