@@ -3,7 +3,10 @@
 
 Targets: SIP datagram parser, SIP stream framer, the UserAgent (which must never
 raise), SDP parse + answer, RTP, RTCP, RFC 4733 payloads + receiver, SIP INFO
-bodies and digest header parsing. Inputs are random bytes and structured
+bodies and digest header parsing, the registration client fed registrar responses
+(200 with Contact expires, 401/407 challenges, 423 Min-Expires, 503 Retry-After),
+answering challenges on any request, dialled-number formatting, and SDES a=crypto
+lines (RFC 4568) with the srtp policy answer. Inputs are random bytes and structured
 mutations (flip, truncate, splice, duplicate, insert tokens) of golden captures
 from tests/data/. Prints how many inputs ran; exits 1 on any other exception.
 
@@ -30,6 +33,7 @@ from voxd.proto.negotiate import SdpNegotiationError, answer  # noqa: E402
 from voxd.proto.rfc4733 import DtmfReceiver, TelephoneEvent  # noqa: E402
 from voxd.proto.rtcp import CNAME, Bye, SdesChunk, SourceDescription, parse_rtcp  # noqa: E402
 from voxd.proto.rtp import RtpPacket, RtpParseError  # noqa: E402
+from voxd.proto.sdes import CryptoAttribute, SdesError, answer_keys  # noqa: E402
 from voxd.proto.sdp import SdpParseError, SessionDescription  # noqa: E402
 from voxd.proto.sip import (  # noqa: E402
     DigestServer,
@@ -42,8 +46,12 @@ from voxd.proto.sip import (  # noqa: E402
     parse_message,
 )
 from voxd.proto.sip import agent as agent_module  # noqa: E402
-from voxd.proto.sip.auth import parse_auth_params  # noqa: E402
+from voxd.proto.sip.auth import Credentials, parse_auth_params  # noqa: E402
+from voxd.proto.sip.challenge import retry_request  # noqa: E402
 from voxd.proto.sip.events import IncomingCall  # noqa: E402
+from voxd.proto.sip.message import SipRequest, SipResponse  # noqa: E402
+from voxd.proto.sip.numbering import NumberError, format_number  # noqa: E402
+from voxd.proto.sip.registration import Registration, RegistrationSpec  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
 TOKENS = [b"\r\n", b"\r\n\r\n", b";", b",", b":", b"<", b">", b'"', b"@", b" ", b"\t", b"=",
@@ -75,8 +83,26 @@ def corpus() -> dict[str, list[bytes]]:
     rtcp.append(rtcp[0] + SourceDescription([SdesChunk(1, [(CNAME, b"voxd@127.0.0.1")])]).serialize()
                 + Bye([1], "call ended").serialize())
     info = [b"Signal=5\r\nDuration=160\r\n", b"5", b"Signal=#\r\n"]
+    head = (b"Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKreg;rport=5080\r\nFrom: <sip:a@c.example>;tag=1\r\n"
+            b"To: <sip:a@c.example>;tag=r\r\nCall-ID: reg\r\nCSeq: 1 REGISTER\r\n")
+    register = [
+        b"SIP/2.0 200 OK\r\n" + head + b"Contact: <sip:a@127.0.0.1:5080>;expires=60, <sip:a@10.0.0.1>;expires=9\r\n"
+        b"Service-Route: <sip:o@10.0.0.9;lr>\r\nPath: <sip:e@10.0.0.8;lr>\r\nExpires: 120\r\nl: 0\r\n\r\n",
+        b"SIP/2.0 401 Unauthorized\r\n" + head + b'WWW-Authenticate: Digest realm="c", nonce="n1", '
+        b'algorithm=SHA-256, qop="auth,auth-int", opaque="o", stale=true\r\nl: 0\r\n\r\n',
+        b"SIP/2.0 407 Proxy Authentication Required\r\n" + head + b'Proxy-Authenticate: Digest realm="p", '
+        b'nonce="n2", algorithm=MD5\r\nl: 0\r\n\r\n',
+        b"SIP/2.0 423 Interval Too Brief\r\n" + head + b"Min-Expires: 3600\r\nl: 0\r\n\r\n",
+        b"SIP/2.0 503 Service Unavailable\r\n" + head + b"Retry-After: 18 (maintenance);duration=60\r\nl: 0\r\n\r\n",
+    ]
+    crypto = [b"1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^20|1:4",
+              b"2 AES_CM_128_HMAC_SHA1_32 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj|1048576 KDR=1",
+              b"3 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^20|1:4;"
+              b"inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj|2^20|2:4 UNENCRYPTED_SRTCP"]
+    numbers = [b"+1 (555) 123-4567", b"0044 20 7946 0018", b"555.123.4567", b"*99#", b"+15551234567"]
     return {"sip": sip or [b"OPTIONS sip:x SIP/2.0\r\n\r\n"], "sdp": sdp or [b"v=0\r\n"],
-            "rtp": rtp or [bytes(12)], "rtcp": rtcp, "info": info}
+            "rtp": rtp or [bytes(12)], "rtcp": rtcp, "info": info, "register": register, "numbers": numbers,
+            "crypto": crypto}
 
 
 def mutate(data: bytes, seeds: list[bytes], rnd: random.Random) -> bytes:
@@ -206,11 +232,82 @@ def check_text(data: bytes) -> None:
     parse_auth_params(text)
 
 
+_REG_SPEC = RegistrationSpec("fuzz", "sip:127.0.0.1:5070", "sip:a@c.example", "a", Credentials("a", "p"),
+                             transport="UDP")
+
+
+def check_registration(data: bytes) -> None:
+    """A registrar's response, whatever it holds, moves the client on or is ignored: it
+    never raises. The response is made to match the REGISTER in flight (Call-ID, branch,
+    CSeq method) so the mutated headers reach the expiry, challenge and backoff code."""
+    try:
+        msg = parse_message(data)
+    except SipParseError:
+        return
+    if not isinstance(msg, SipResponse):
+        return
+    reg = Registration(_REG_SPEC, ("127.0.0.1", 5070), ("127.0.0.1", 5080), rand=lambda: 0.5)
+    reg.start(0.0)
+    (sent,) = reg.data_to_send()
+    request = parse_message(sent)
+    assert isinstance(request, SipRequest)
+    msg.headers.set("Call-ID", reg.call_id)
+    msg.headers.set("Via", request.headers.get("Via") or "")
+    msg.headers.set("CSeq", request.headers.get("CSeq") or "")
+    for now in (0.1, 0.2):
+        reg.receive(msg, now)
+        for out in reg.data_to_send():
+            parse_message(out)  # what we send must parse
+        deadline = reg.next_deadline()
+        if deadline is not None:
+            reg.poll(deadline)
+    reg.unregister(5000.0)
+    reg.data_to_send()
+    if msg.status in (401, 407):
+        retry = retry_request(request, msg, Credentials("a", "p"), 2)
+        if retry is not None:
+            parse_message(retry.serialize())
+
+
+def check_number(data: bytes) -> None:
+    text = data.decode("utf-8", "replace")
+    for style in ("e164", "e164_no_plus", "as_dialled"):
+        try:
+            format_number(text, style=style, country_code="44", dial_prefix="9")
+        except NumberError:
+            pass
+
+
+def check_crypto(data: bytes) -> None:
+    """An a=crypto value parses (and round-trips) or raises SdesError; in an SDP offer it
+    is answered, refused with SdesError, or skipped, under every policy."""
+    text = data.decode("utf-8", "replace").replace("\r", " ").replace("\n", " ")
+    try:
+        attr = CryptoAttribute.parse(text)
+    except SdesError:
+        pass
+    else:
+        assert CryptoAttribute.parse(attr.serialize()) == attr, "a=crypto round trip"
+    sdp = (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+           b"m=audio 4000 RTP/SAVP 0\r\na=crypto:" + text.encode() + b"\r\n")
+    try:
+        m = SessionDescription.parse(sdp).media[0]
+    except (SdpParseError, IndexError):
+        return
+    for policy in ("off", "optional", "required"):
+        try:
+            answer_keys(m, policy)
+        except SdesError:
+            pass
+
+
 def targets() -> list[tuple[str, Callable[[bytes], None], str]]:
     return [("sip", check_sip, "sip"), ("sip-stream", check_stream, "sip"),
             ("user-agent", check_agent, "sip"), ("sdp", check_sdp, "sdp"),
             ("rtp", check_rtp, "rtp"), ("rtcp", check_rtcp, "rtcp"),
-            ("rfc4733", check_events, "rtp"), ("info+digest", check_text, "info")]
+            ("rfc4733", check_events, "rtp"), ("info+digest", check_text, "info"),
+            ("registration", check_registration, "register"), ("numbers", check_number, "numbers"),
+            ("sdes", check_crypto, "crypto")]
 
 
 def _make_test(check: Callable[[bytes], None], counter: list[int], seeds: list[bytes],
@@ -230,11 +327,12 @@ def run(count: int, seed_value: int = 0, *, quiet: bool = False) -> dict[str, in
     """Run ``count`` inputs spread over the targets; raise on an unexpected exception."""
     seeds = corpus()
     plan = targets()
-    per_target = max(1, count // len(plan))
+    per_target, extra = divmod(count, len(plan))
     ran: dict[str, int] = {}
-    for name, check, kind in plan:
+    for i, (name, check, kind) in enumerate(plan):
         counter = [0]
-        fuzz = _make_test(check, counter, seeds[kind], per_target, seed_value)
+        examples = max(1, per_target + (1 if i < extra else 0))  # the remainder spread over the first ones
+        fuzz = _make_test(check, counter, seeds[kind], examples, seed_value)
         started = time.monotonic()
         fuzz()
         ran[name] = counter[0]

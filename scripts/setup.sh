@@ -11,6 +11,8 @@ APT_PACKAGES=(
   sox flite festival espeak-ng
   # real SIP peers and packet capture for interop tests
   sip-tester baresip-core linphone-cli tshark
+  # a carrier for the registration and trunk interop tests (tests/interop/kamailio*)
+  kamailio kamailio-tls-modules
   # a real TURN server for the WebRTC relay test
   coturn
   # headless browser for the WebRTC playground test (driven by playwright-core from npm)

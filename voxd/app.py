@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from voxd.api.routing import RouteTable
     from voxd.core.secrets import Outbound
     from voxd.net.sip import SipEndpoint
+    from voxd.net.sip_register import Registrations
+    from voxd.net.sip_tls import SipTlsListener
     from voxd.store.repos import Store
     from voxd.webhooks.service import Webhooks
 
@@ -84,6 +86,10 @@ class Daemon:
         self.services: list[tuple[str, Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]] = []
         self.extra_routes: list[RouteTable] = []  # routes other parts add to the control API
         self.http_guard = ListenerGuard(self._listener_limits)  # connection caps and slowloris timeouts
+        self.registrations: Registrations | None = None  # set up by voxd/net/sip_carrier.py
+        self.sip_tls: SipTlsListener | None = None
+        self.ready_checks: dict[str, Callable[[], bool]] = {}  # more /readyz checks
+        self.reload_hooks: list[Callable[[VoxdConfig, VoxdConfig], Awaitable[None]]] = []  # after SIGHUP's config
 
     # ------------------------------------------------------------ start
     async def start(self) -> None:
@@ -133,6 +139,9 @@ class Daemon:
 
             self.sip = SipEndpoint(self.cfg.sip, self.agents, self.calls, self.clock, accepting=lambda: not self.draining)
             self.services.append(("sip", self.sip.start, self.sip.stop))
+            from voxd.net.sip_carrier import setup_carrier
+
+            setup_carrier(self)  # registrations (services, /readyz, /metrics), trunks
         if self.cfg.engines.preload:
             self.notifier.notify(STATUS="loading speech models")
             await self.calls.warm_up(self.agents.all())
@@ -195,13 +204,17 @@ class Daemon:
         from voxd.api import webtokens
 
         app[webtokens.WEB_TOKEN_MINT] = tokens.mint
+        from voxd.api.sip import SIP_REGISTRATIONS
+
+        app[SIP_REGISTRATIONS] = lambda: self.registrations.status() if self.registrations else []
         from voxd.api.app import setup_api
         from voxd.api.deps import ApiDeps, api_settings
         from voxd.core.errors import NotFound
         from voxd.daemon_sources import DaemonAgents, DaemonCalls
         from voxd.tools.function_source import LibraryFunctionSource
 
-        self._api_deps = ApiDeps(self.db, DaemonAgents(self.agents), DaemonCalls(self.calls, self.agents, lambda: self.sip),
+        self._api_deps = ApiDeps(self.db, DaemonAgents(self.agents), DaemonCalls(self.calls, self.agents, lambda: self.sip,
+                                                                                  lambda: self.outbound.secrets),
                                  LibraryFunctionSource(self.tool_library, not_found=NotFound), api_settings(self.cfg.api),
                                  conversations=self.conversations)
         setup_api(app, self._api_deps, extra_routes=[webtokens.routes, *self.extra_routes])
@@ -241,6 +254,7 @@ class Daemon:
             "not_draining": not self.draining,
             "database": await self._db_writable(),
         }
+        checks.update({name: check() for name, check in self.ready_checks.items()})
         room = descriptors.headroom(self.cfg)
         checks["descriptors"] = room.ok
         ok = all(checks.values())
@@ -353,6 +367,8 @@ class Daemon:
             log.warning("reload: turning a listener on or off takes a restart")
         if self.sip is not None and new.sip != old.sip:
             await self._reload_sip(old, new)
+        for hook in self.reload_hooks:  # registrations, the TLS listener's certificate
+            await hook(old, new)
 
     def _apply_outbound(self, outbound: Outbound) -> None:
         """A reloaded egress: or secrets: block: validation, functions and the next call's
@@ -419,6 +435,8 @@ class Daemon:
         self.draining = True
         self.calls.accepting = False
         self.notifier.notify(STOPPING=1, STATUS=self._status())
+        if self.registrations is not None:
+            await self.registrations.stop()  # Expires: 0 first: the carrier stops sending calls here
         deadline = time.monotonic() + self.cfg.drain_timeout_s
         if self.calls.active:
             log.info("draining %d active calls (up to %.0f s)", len(self.calls.active), self.cfg.drain_timeout_s)

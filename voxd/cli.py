@@ -232,10 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     t.set_defaults(fn=cmd_chat)
 
     d = sub.add_parser("dial", help="place an outbound SIP call with an agent and print its transcript")
-    d.add_argument("target", help="sip:user@host[:port]")
+    d.add_argument("target", help="sip:user@host[:port], or a phone number (+15551234567) with --trunk")
+    d.add_argument("--trunk", help="a trunk with outbound settings in voxd.yaml (sip.trunks[].outbound)")
     d.add_argument("--agent", required=True, help="agent YAML file or name in the agents folder")
     d.add_argument("--config", "-c")
-    d.add_argument("--from-user", default="voxd")
+    d.add_argument("--from-user", default=None, help="From user (default: the trunk's from_user, else voxd)")
     d.add_argument("--sip-port", type=int, default=0, help="local SIP port (default: any free port)")
     d.add_argument("--max-seconds", type=float, help="hang up after this long")
     d.add_argument("--json", action="store_true", help="print the call record as JSON")

@@ -15,6 +15,7 @@ from voxd.api.agent_yaml import api_errors
 from voxd.api.deps import AgentInfo, InvalidAgent
 from voxd.call.manager import CallManager
 from voxd.core.errors import NotFound, NotSupported
+from voxd.core.secrets import SecretBook
 
 if TYPE_CHECKING:
     from voxd.net.sip import SipEndpoint
@@ -59,9 +60,11 @@ class DaemonAgents:
 
 
 class DaemonCalls:
-    def __init__(self, calls: CallManager, agents: AgentCatalog, sip: Callable[[], SipEndpoint | None]) -> None:
+    def __init__(self, calls: CallManager, agents: AgentCatalog, sip: Callable[[], SipEndpoint | None],
+                 secrets: Callable[[], SecretBook] = SecretBook.vendors) -> None:
         self.calls = calls
         self.agents = agents
+        self._secrets = secrets  # the declared secrets, current after a reload
         self._sip = sip  # asked per call: a reload may re-bind SIP as a new endpoint
 
     @property
@@ -74,14 +77,18 @@ class DaemonCalls:
     async def end(self, call_id: str) -> bool:
         return await self.calls.end(call_id)
 
-    async def dial(self, agent: str, to: str, from_: str | None) -> str:
+    async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None) -> str:
+        from voxd.net.sip_trunk import dial_trunk, pick_trunk
+
         sip = self.sip
         if sip is None:
             raise NotSupported("outbound calls need the SIP listener (sip.enabled: true)")
         a = self.agents.get(agent)
         if a is None:
             raise NotFound(agent)
-        if not to.startswith(("sip:", "sips:")):
-            raise ValueError("'to' must be a SIP URI like sip:user@host:port")
+        via = pick_trunk(sip, trunk, to)
+        if via is not None:
+            session = await dial_trunk(sip, a, via, to, secrets=self._secrets(), from_user=from_)
+            return session.record.id
         session = await sip.dial(a, to, from_user=from_ or "voxd")
         return session.record.id

@@ -37,7 +37,19 @@ async def run_dial(args: argparse.Namespace) -> int:
     endpoint = SipEndpoint(sip_cfg, None, calls, clock)  # type: ignore[arg-type]
     await endpoint.start()
     try:
-        session = await endpoint.dial(agent, args.target, from_user=args.from_user)
+        from voxd.core.errors import AtCapacity, NotFound
+        from voxd.net.sip_trunk import dial_trunk, pick_trunk
+
+        try:
+            trunk = pick_trunk(endpoint, getattr(args, "trunk", None), args.target)
+            if trunk is not None:
+                session = await dial_trunk(endpoint, agent, trunk, args.target, secrets=cfg.outbound().secrets,
+                                           from_user=args.from_user)
+            else:
+                session = await endpoint.dial(agent, args.target, from_user=args.from_user or "voxd")
+        except (ValueError, NotFound, AtCapacity) as e:
+            print(f"voxd dial: {e}", file=sys.stderr)
+            return 2
         try:
             async with asyncio.timeout(args.max_seconds):
                 await session.ended.wait()

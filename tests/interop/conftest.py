@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-CLIENTS = ("sipp", "baresip", "linphonec", "tshark", "turnserver", "chromium", "node", "sox", "script")
+CLIENTS = ("sipp", "baresip", "linphonec", "tshark", "turnserver", "chromium", "node", "sox", "script", "kamailio")
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -72,12 +72,14 @@ async def end_call(ctx: Ctx) -> Reply:
 
 @routes.route("POST", BASE, scope="calls:write", summary="Place an outbound call", tag=TAG,
               limit_class="execute", body=DialRequest, response=DialResult, status=202,
-              problems=("not-found", "not-implemented"),
-              description="Answers 501 when no configured transport can dial out.")
+              problems=("not-found", "not-implemented", "at-capacity"),
+              description="`to` is a SIP URI, or a phone number dialled through `trunk`. Answers 501 when "
+              "no configured transport can dial out, 503 when the trunk's call caps are reached; a call the "
+              "callee refuses ends with a reason naming the SIP status and the trunk.")
 async def dial(ctx: Ctx) -> Reply:
     body: DialRequest = ctx.body
     try:
-        call_id = await ctx.services.deps.calls.dial(body.agent, body.to, body.from_)
+        call_id = await ctx.services.deps.calls.dial(body.agent, body.to, body.from_, body.trunk)
     except ValueError as e:
         raise validation_problem([{"field": "to", "message": str(e)}], "body") from e
     return Reply(DialResult(id=call_id), status=202, headers={"Location": f"{BASE}/{call_id}"})

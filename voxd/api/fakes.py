@@ -54,6 +54,7 @@ class MemoryCallSource:
     can_dial: bool = False
     ended: list[str] = field(default_factory=list)
     dialed: list[tuple[str, str, str | None]] = field(default_factory=list)
+    trunks: list[str | None] = field(default_factory=list)  # the trunk of each dialled call
 
     async def active(self) -> builtins.list[dict[str, Any]]:
         return list(self.calls.values())
@@ -64,10 +65,11 @@ class MemoryCallSource:
         self.ended.append(call_id)
         return True
 
-    async def dial(self, agent: str, to: str, from_: str | None) -> str:
+    async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None) -> str:
         if not self.can_dial:
             raise NotSupported("no configured transport can place outbound calls")
         self.dialed.append((agent, to, from_))
+        self.trunks.append(trunk)
         return f"call_out{len(self.dialed):04d}"
 
 

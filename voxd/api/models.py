@@ -240,8 +240,13 @@ class ActiveCalls(BaseModel):
 
 class DialRequest(Request):
     agent: str = Field(pattern=NAME_PATTERN, examples=["front-desk"])
-    to: str = Field(min_length=1, max_length=256, examples=["sip:+15551234567@pbx.example.com"])
+    to: str = Field(min_length=1, max_length=256, examples=["+15551234567", "sip:+15551234567@pbx.example.com"],
+                    description="A SIP URI, or a phone number dialled through `trunk`.")
     from_: str | None = Field(None, alias="from", min_length=1, max_length=256)
+    trunk: str | None = Field(
+        None, pattern=NAME_PATTERN, examples=["carrier"],
+        description="A trunk with outbound settings (sip.trunks[].outbound); needed for a phone number "
+        "unless exactly one trunk has them.")
 
 
 class DialResult(BaseModel):

@@ -21,7 +21,7 @@ from voxd.api.ratelimit import Outcome, headers_for
 from voxd.api.routing import Ctx, RouteSpec
 from voxd.api.services import Services
 from voxd.core import boundedjson
-from voxd.core.errors import NotFound, NotSupported
+from voxd.core.errors import AtCapacity, NotFound, NotSupported
 from voxd.store.repos import ApiKey
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,8 @@ class Pipeline:
             except NotSupported as e:
                 return self._problem(ApiProblem("not-implemented", str(e) or "not supported"),
                                      request, outcomes)
+            except AtCapacity as e:
+                return self._problem(ApiProblem("at-capacity", str(e)), request, outcomes)
             except Exception:
                 # headers (and so keys) are never logged; the route and the traceback are
                 log.exception("api: %s failed", spec.endpoint)

@@ -34,6 +34,7 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "quota-exhausted": (429, "The API key's request quota is used up"),
     "internal-error": (500, "Internal error"),
     "not-implemented": (501, "Not supported by this deployment"),
+    "at-capacity": (503, "A configured cap is reached (a trunk's calls or calls per second); retry later"),
     "too-many-connections": (503, "The server or this address holds its maximum of connections"),
 }
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML
 
+from voxd.config.sip import RegistrationConfig, SipTlsConfig, TrunkOutboundConfig
 from voxd.config.tools import ToolsConfig
 from voxd.core.egress import AllowRule, EgressPolicy
 from voxd.core.secrets import VENDOR_SECRETS, DeclaredSecret, Outbound, SecretBook
@@ -129,6 +130,13 @@ class TrunkConfig(_Model):
     algorithms: tuple[Literal["SHA-256", "MD5"], ...] = Field(
         ("SHA-256", "MD5"),
         description="Digest algorithms offered, strongest first (RFC 8760); some clients only read the first.")
+    outbound: TrunkOutboundConfig | None = Field(
+        None, description="Calls placed through this trunk (voxd/config/sip.py). A trunk with outbound and "
+        "neither allow nor username is outbound-only: it admits no inbound calls.")
+
+    @property
+    def outbound_only(self) -> bool:
+        return self.outbound is not None and not self.allow and not self.username
 
 
 class SipListenConfig(_Model):
@@ -155,6 +163,19 @@ class SipListenConfig(_Model):
     codecs: list[str] = Field(default_factory=lambda: ["PCMU", "PCMA"], description="Preference order.")
     trunks: list[TrunkConfig] = Field(default_factory=list)
     allow_any: bool = Field(False, description="Accept calls from any source when no trunk is configured.")
+    tls: SipTlsConfig = Field(default_factory=lambda: SipTlsConfig(), description="SIP over TLS listener (voxd/net/sip_tls.py).")
+    registrations: list[RegistrationConfig] = Field(
+        default_factory=list, description="Registrars voxd registers with (RFC 3261 §10); calls to each AOR "
+        "from its registrar go to the registration's agent.")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> SipListenConfig:
+        for what, names in (("trunks", [t.name for t in self.trunks]),
+                            ("registrations", [r.name for r in self.registrations])):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise ValueError(f"sip.{what}: names must be unique ({', '.join(dup)})")
+        return self
 
 
 class CallLimits(_Model):

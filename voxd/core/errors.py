@@ -20,3 +20,11 @@ class NotSupported(VoxdError):
 class ToolError(Exception):
     """A tool failed in a way the LLM should hear about (bad input, unavailable).
     Raised by functions (``voxd.tools``) and by the settings they read (``voxd.config.tools``)."""
+
+
+class AtCapacity(VoxdError):
+    """A configured cap is reached (a trunk's concurrent calls or calls per second); retry later."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -18,6 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 from voxd.agents.catalog import AgentCatalog
 from voxd.agents.loader import LoadedAgent
@@ -29,7 +30,8 @@ from voxd.media import codecs
 from voxd.net.clock import MediaClock
 from voxd.net.leg import CallLeg, LegEnv, Refused
 from voxd.net.rtp import PortPool
-from voxd.net.sip_calls import FAILURE_REASONS, SipCall, SipCallTable
+from voxd.net.sip_calls import SipCall, SipCallTable
+from voxd.net.sip_taps import tap_datagram
 from voxd.net.sip_tcp import TcpPeers
 from voxd.proto import negotiate
 from voxd.proto.sdp import SdpParseError, SessionDescription
@@ -37,7 +39,7 @@ from voxd.proto.sip import events as ev
 from voxd.proto.sip.agent import UAConfig, UserAgent
 from voxd.proto.sip.auth import DigestServer
 from voxd.proto.sip.errors import SipParseError
-from voxd.proto.sip.message import SipMessage, SipRequest
+from voxd.proto.sip.message import SipMessage, SipRequest, SipResponse
 
 log = logging.getLogger("voxd.sip")
 
@@ -83,6 +85,10 @@ class SipEndpoint:
         self._digest = {t.name: self._digest_for(t) for t in cfg.trunks if t.username}
         self.port = cfg.port
         self.malformed = 0
+        # carrier hooks (voxd/net/sip_register.py, sip_trunk.py): responses the UA does not
+        # own (REGISTER), and inbound calls routed by registration (agent name or None)
+        self.response_taps: list[Callable[[SipResponse, Addr], bool]] = []
+        self.inbound_router: Callable[[ev.IncomingCall], str | None] | None = None
 
     def configure(self, cfg: SipListenConfig) -> None:
         """A reloaded `sip:` block with the same listener and RTP ports: trunks (sources,
@@ -134,6 +140,8 @@ class SipEndpoint:
     # ------------------------------------------------------------ bytes in/out
     def on_datagram(self, data: bytes, addr: Addr) -> None:
         assert self.ua is not None
+        if self.response_taps and data[:8] == b"SIP/2.0 " and tap_datagram(self.response_taps, data, addr):
+            return
         try:
             events = self.ua.receive(data, addr, time.monotonic())
         except Exception:  # the UA promises not to raise; never let one packet kill the listener
@@ -144,12 +152,21 @@ class SipEndpoint:
 
     def on_message(self, msg: SipMessage, addr: Addr) -> None:
         assert self.ua is not None
+        if isinstance(msg, SipResponse) and any(tap(msg, addr) for tap in self.response_taps):
+            return  # a REGISTER's response
         try:
             events = self.ua.receive_message(msg, addr, time.monotonic())
         except SipParseError:
             self.malformed += 1
             return
         self._handle(events)
+
+    def send_raw(self, data: bytes, addr: Addr) -> None:
+        """A message the UA did not queue (REGISTER): on the peer's TCP connection, else UDP."""
+        if (tcp := self.tcp_peers.get(addr)) is not None:
+            tcp.write(data)
+        elif self._udp is not None:
+            self._udp.sendto(data, addr)
 
     def _flush(self) -> None:
         if self.ua is None:
@@ -189,6 +206,8 @@ class SipEndpoint:
     def _trunk_for(self, source: Addr) -> TrunkConfig | None:
         ip = ipaddress.ip_address(source[0])
         for t in self.cfg.trunks:
+            if t.outbound_only:
+                continue
             if not t.allow or any(ip in ipaddress.ip_network(n, strict=False) for n in t.allow):
                 return t
         return None
@@ -227,10 +246,10 @@ class SipEndpoint:
         elif isinstance(e, ev.CallProgress) and call is not None and e.sdp and call.outbound_offer is not None:
             self.table.spawn(self.table.early_media(call, e.sdp))
         elif isinstance(e, ev.CallFailed) and call is not None:
+            from voxd.net.sip_trunk import failure_reason
+
             call.bye_sent = True
-            if call.session is not None:
-                call.session.record.metadata["sip_status"] = e.status
-            self.table.end(call, FAILURE_REASONS.get(e.status, "failed"), "system")
+            self.table.end(call, failure_reason(call.session, e), "system")  # detail (status, trunk) in metadata
         elif isinstance(e, ev.CallCancelled) and call is not None:
             self.table.end(call, "caller_cancelled", "caller")
         elif isinstance(e, ev.ByeReceived) and call is not None:
@@ -251,7 +270,8 @@ class SipEndpoint:
         assert self.ua is not None
         ua = self.ua
         src = e.source[0]
-        if not self.source_allowed(e.source):
+        routed = self.inbound_router(e) if self.inbound_router is not None else None  # a registration's agent
+        if routed is None and not self.source_allowed(e.source):
             log.info("SIP INVITE from %s refused: source not allowed", src)
             ua.reject(e.call_id, 403, now, reason="Forbidden")
             return
@@ -263,8 +283,8 @@ class SipEndpoint:
         if self.table.active >= self.cfg.max_calls or self.table.per_source[src] >= self.cfg.max_calls_per_source:
             ua.reject(e.call_id, 503, now, retry_after=5, reason="Too many calls")
             return
-        try:
-            agent = self.env.agent(number=e.user or "")
+        try:  # a registration's agent ("" for the default one), else by the dialled number
+            agent = self.env.agent(number=e.user or "") if routed is None else self.env.agent(routed or None)
         except Refused:
             ua.reject(e.call_id, 404, now, reason="No agent")
             return
@@ -347,9 +367,9 @@ class SipEndpoint:
             self.table.end(call, "transferred", "agent")
 
     # ------------------------------------------------------------ Signalling (the table's)
-    def invite(self, uri: str, sdp: bytes, peer: Addr, from_user: str) -> str:
+    def invite(self, uri: str, sdp: bytes, peer: Addr, from_user: str, **options: Any) -> str:
         assert self.ua is not None
-        call_id = self.ua.invite(uri, time.monotonic(), sdp=sdp, peer=peer, from_user=from_user)
+        call_id = self.ua.invite(uri, time.monotonic(), sdp=sdp, peer=peer, from_user=from_user, **options)
         self._flush()
         return call_id
 

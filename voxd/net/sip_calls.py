@@ -45,8 +45,9 @@ class Signalling(Protocol):
 
     def refer(self, call: SipCall, target: str) -> None: ...
 
-    def invite(self, uri: str, sdp: bytes, peer: Addr, from_user: str) -> str:
-        """Send an INVITE; returns the new dialog's Call-ID."""
+    def invite(self, uri: str, sdp: bytes, peer: Addr, from_user: str, **options: Any) -> str:
+        """Send an INVITE; returns the new dialog's Call-ID. ``options`` go to
+        UserAgent.invite (a trunk's from_host, display_name, route, credentials, headers)."""
 
     def cancel(self, call_id: str) -> None: ...
 
@@ -155,22 +156,24 @@ class SipCallTable:
 
     # ------------------------------------------------------------ outbound
     async def dial(self, agent: LoadedAgent, target: str, *, codec_names: list[str], from_user: str = "voxd",
-                   ring_timeout_s: float = 45.0) -> CallSession:
+                   ring_timeout_s: float = 45.0, peer: Addr | None = None,
+                   invite_options: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None
+                   ) -> CallSession:
         """Place a call to `target` (sip:user@host[:port]); returns the session at once.
         The session starts (the agent speaks first only if it has a greeting) when answered."""
         uri = parse_target(target)
-        peer = (uri.host, uri.port or 5060)
+        peer = peer or (uri.host, uri.port or 5060)  # a trunk's proxy, else the target's host
         host = self.signalling.host
         sock, port = self.ports.bind(self.bind_host)
         offer = negotiate.offer(host, port, codec_names, session_id=int(time.time()))
-        call_id = self.signalling.invite(uri.serialize(), offer.serialize(), peer, from_user)
+        call_id = self.signalling.invite(uri.serialize(), offer.serialize(), peer, from_user, **(invite_options or {}))
         call = SipCall(self, call_id, peer)
         call.rtp_port = port
         call.outbound_offer = offer
         call.outbound_sock = sock
         leg = CallLeg(self.env, "sip", call, call)
         session = leg.admit(agent, from_uri=f"sip:{from_user}@{host}", to_uri=uri.serialize(),
-                            direction="outbound", metadata={"sip_call_id": call_id})
+                            direction="outbound", metadata={"sip_call_id": call_id, **(metadata or {})})
         call.session, call.leg = session, leg
         self.add(call)
         self.spawn(self._ring_timeout(call, ring_timeout_s))

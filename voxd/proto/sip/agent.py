@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from . import events as ev
 from .auth import Credentials, DigestServer
+from .challenge import CredentialBook
 from .dialog import Call, Retransmit2xx, new_tag, sdp_is_hold
 from .dialog_state import CallState, DialogEvent, advance
 from .errors import SipParseError
@@ -58,6 +59,7 @@ class UserAgent(OutboundMixin):
         self._server_tx: dict[tuple[str, str], ServerTransaction] = {}
         self._client_tx: dict[tuple[str, str], ClientTransaction] = {}
         self._outbox: list[tuple[bytes, Addr]] = []
+        self.credential_book = CredentialBook()  # outbound calls' own credentials (trunks)
 
     # -- plumbing ---------------------------------------------------------------
     @property

@@ -7,7 +7,8 @@ import secrets
 from typing import TYPE_CHECKING
 
 from . import events as ev
-from .auth import authorization_for
+from .auth import Credentials
+from .challenge import CredentialBook, retry_request
 from .dialog import Call, new_branch, new_tag
 from .dialog_state import CallState, DialogEvent, advance
 from .headers import Headers
@@ -26,6 +27,7 @@ class OutboundMixin:
         config: UAConfig
         calls: dict[str, Call]
         _client_tx: dict[tuple[str, str], ClientTransaction]
+        credential_book: CredentialBook
 
         @property
         def contact(self) -> str: ...
@@ -54,15 +56,22 @@ class OutboundMixin:
     def invite(self, target: str, now: float, *, sdp: bytes, peer: Addr,
                from_user: str | None = None, display_name: str | None = None,
                call_id: str | None = None,
-               headers: list[tuple[str, str]] | None = None) -> str:
-        """Place an outbound call to SIP URI ``target`` via ``peer``; returns the Call-ID."""
+               headers: list[tuple[str, str]] | None = None, from_host: str | None = None,
+               route: str | None = None, credentials: Credentials | None = None) -> str:
+        """Place an outbound call to SIP URI ``target`` via ``peer``; returns the Call-ID.
+        Trunk calls give the From host, an outbound proxy ``route`` (``<sip:proxy;lr>``,
+        pre-loaded, RFC 3261 §8.1.2) and the credentials for this call's challenges."""
         uri = SipUri.parse(target)
         cfg = self.config
-        local = NameAddr(SipUri(cfg.local_host, from_user or cfg.user), display_name,
+        local = NameAddr(SipUri(from_host or cfg.local_host, from_user or cfg.user), display_name,
                          {"tag": new_tag()})
         call = Call(call_id=call_id or f"{secrets.token_hex(10)}@{cfg.local_host}", uas=False,
                     peer=peer, local=local, remote=NameAddr(uri), remote_target=uri.serialize(),
                     local_cseq=0, state=CallState.OUTGOING, local_sdp=sdp)
+        if route is not None:
+            call.route_set = [route]
+        if credentials is not None:
+            self.credential_book.remember(call.call_id, credentials)
         self.calls[call.call_id] = call
         call.invite_client = self._start_client(self._invite_request(call, headers or []),
                                                 peer, now)
@@ -207,6 +216,10 @@ class OutboundMixin:
                          now: float) -> list[ev.Event]:
         method = tx.request.method
         call = self.calls.get(tx.request.call_id)
+        if resp.status in (401, 407) and self._answer_challenge(call, tx, resp, now):
+            return []
+        if method == "BYE" and resp.status >= 200:
+            self.credential_book.forget(tx.request.call_id)
         if call is None:
             return []
         if method == "REFER":
@@ -250,29 +263,32 @@ class OutboundMixin:
                 self.bye(call.call_id, now)
                 return [ev.CallFailed(call.call_id, 487, "Request Terminated")]
             return [ev.CallEstablished(call.call_id, resp.body)]
-        if status in (401, 407) and self._retry_with_auth(call, tx, resp, now):
-            return []
         self._end(call)
+        self.credential_book.forget(call.call_id)
         retry = resp.headers.get("Retry-After")
         retry_after = int(retry.split()[0]) if retry and retry.split()[0].isdigit() else None
         return [ev.CallFailed(call.call_id, status, resp.reason, retry_after)]
 
-    def _retry_with_auth(self, call: Call, tx: ClientTransaction, resp: SipResponse,
-                         now: float) -> bool:
-        creds = self.config.credentials
-        if creds is None or call.auth_attempts >= 1:
-            return False
-        header = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
-        challenges = sorted(resp.headers.get_all(header),
-                            key=lambda c: 0 if "SHA-256" in c.upper() else 1)
+    def _answer_challenge(self, call: Call | None, tx: ClientTransaction, resp: SipResponse,
+                          now: float) -> bool:
+        """Re-send a challenged request with credentials (any method, in or out of a
+        dialog); the initial INVITE at most twice (a proxy's 407, then the far end's 401)."""
         req = tx.request
-        for challenge in challenges:
-            value = authorization_for(challenge, creds, "INVITE", req.uri)
-            if value is None:
-                continue
-            call.auth_attempts += 1
-            answer = "Authorization" if resp.status == 401 else "Proxy-Authorization"
-            new = self._invite_request(call, [(answer, value)])
-            call.invite_client = self._start_client(new, call.peer, now)
-            return True
-        return False
+        creds = self.credential_book.get(req.call_id) or self.config.credentials
+        if creds is None:
+            return False
+        initial = call is not None and tx is call.invite_client
+        if initial and call is not None and call.auth_attempts >= 2:
+            return False
+        cseq = call.next_cseq() if call is not None else req.cseq.seq + 1
+        new = retry_request(req, resp, creds, cseq)
+        if new is None:
+            return False
+        new_tx = self._start_client(new, tx.addr, now)
+        if call is not None:
+            if initial:
+                call.auth_attempts += 1
+                call.invite_client = new_tx
+            elif tx is call.reoffer_client:
+                call.reoffer_client = new_tx
+        return True

@@ -1,0 +1,50 @@
+"""`GET /api/v1/sip/registrations`: the state of every `sip.registrations[]` entry. The
+daemon provides the reader under `SIP_REGISTRATIONS`; without it the list is empty."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+
+from voxd.api.routing import Ctx, Reply, RouteTable
+
+StatusReader = Callable[[], list[dict[str, Any]]]
+SIP_REGISTRATIONS: web.AppKey[StatusReader] = web.AppKey("voxd_sip_registrations")
+
+routes = RouteTable()
+
+
+class RegistrationState(BaseModel):
+    name: str
+    registrar: str
+    aor: str
+    transport: str
+    agent: str | None = Field(description="Agent answering calls to the AOR (null: the default agent).")
+    state: str = Field(description="unregistered, registering, registered, backoff or unregistering.")
+    registered: bool
+    contact: str | None = Field(description="The Contact voxd binds.")
+    last_status: int | None = Field(description="Status of the last final response to a REGISTER.")
+    last_reason: str
+    granted_expires_s: int | None
+    expires_in_s: float | None
+    refresh_in_s: float | None
+    retry_in_s: float | None = Field(description="After a failure: when the next attempt goes (RFC 5626 backoff or Retry-After).")
+    failures: int = Field(description="Consecutive failed attempts.")
+    service_route: list[str]
+    path: list[str]
+
+
+class Registrations(BaseModel):
+    registrations: list[RegistrationState]
+
+
+@routes.route("GET", "/api/v1/sip/registrations", scope="calls:read", tag="sip", response=Registrations,
+              summary="State of each SIP registration",
+              description="One entry per `sip.registrations[]` in voxd.yaml: registered or not, the last "
+              "registrar answer, when the binding expires and is refreshed, the retry after a failure.")
+async def list_registrations(ctx: Ctx) -> Reply:
+    reader = ctx.request.app.get(SIP_REGISTRATIONS)
+    return Reply(Registrations.model_validate({"registrations": reader() if reader is not None else []}))

@@ -1,0 +1,188 @@
+"""Outbound calls through a carrier trunk (`sip.trunks[].outbound`).
+
+A plain number becomes ``sip:<formatted number>@<domain>``; the INVITE goes to the
+outbound proxy when there is one (with a pre-loaded ``Route``, loose routing) or to the
+domain; caller ID is the From display/user at the trunk's domain plus
+``P-Asserted-Identity`` and ``Privacy``; the trunk's credentials answer 401/407 on
+this call's requests. Each trunk caps concurrent calls and calls per second. A failed
+call's end reason names the SIP status and the trunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from voxd.agents.loader import LoadedAgent
+from voxd.call.session import CallSession
+from voxd.config import TrunkConfig
+from voxd.core.endreason import EndReason
+from voxd.core.errors import AtCapacity, NotFound
+from voxd.core.secrets import SecretBook
+from voxd.proto.sip.auth import Credentials
+from voxd.proto.sip.events import CallFailed
+from voxd.proto.sip.message import REASONS
+from voxd.proto.sip.numbering import format_number, is_number
+from voxd.proto.sip.uri import SipUri
+
+if TYPE_CHECKING:
+    from voxd.net.sip import SipEndpoint
+
+Addr = tuple[str, int]
+
+
+@dataclass
+class TrunkLoad:
+    """Concurrent calls and a calls-per-second token bucket for one trunk."""
+
+    active: int = 0
+    tokens: float = 0.0
+    refilled_at: float = field(default_factory=time.monotonic)
+    placed: int = 0
+    refused: int = 0
+
+    def admit(self, now: float, max_calls: int, cps: float) -> str | None:
+        """None when a call may start now, else why not."""
+        if cps > 0:
+            burst = max(1.0, cps)
+            if self.placed == 0 and self.tokens == 0.0:
+                self.tokens = burst
+            self.tokens = min(burst, self.tokens + (now - self.refilled_at) * cps)
+            self.refilled_at = now
+        if max_calls and self.active >= max_calls:
+            self.refused += 1
+            return f"{self.active} calls in progress (max_calls {max_calls})"
+        if cps > 0:
+            if self.tokens < 1.0:
+                self.refused += 1
+                return f"more than {cps:g} calls per second"
+            self.tokens -= 1.0
+        self.active += 1
+        self.placed += 1
+        return None
+
+
+_LOADS: weakref.WeakKeyDictionary[object, dict[str, TrunkLoad]] = weakref.WeakKeyDictionary()
+
+
+def loads(endpoint: SipEndpoint) -> dict[str, TrunkLoad]:
+    return _LOADS.setdefault(endpoint, {})
+
+
+def outbound_trunks(endpoint: SipEndpoint) -> list[TrunkConfig]:
+    return [t for t in endpoint.cfg.trunks if t.outbound is not None]
+
+
+def pick_trunk(endpoint: SipEndpoint, name: str | None, to: str) -> TrunkConfig | None:
+    """The trunk a dial request means: the named one, or for a plain number the only
+    outbound trunk; None for a SIP URI without a trunk (dialled directly)."""
+    trunks = outbound_trunks(endpoint)
+    if name is not None:
+        for t in trunks:
+            if t.name == name:
+                return t
+        raise NotFound(f"no trunk {name!r} with outbound settings (sip.trunks[].outbound)")
+    if to.startswith(("sip:", "sips:")):
+        return None
+    if not is_number(to):
+        raise ValueError("'to' must be a SIP URI (sip:user@host) or a phone number (+15551234567)")
+    if len(trunks) != 1:
+        raise ValueError("a phone number needs 'trunk': " + (", ".join(t.name for t in trunks) or
+                                                           "no trunk has outbound settings"))
+    return trunks[0]
+
+
+async def _resolve(host: str, port: int) -> Addr:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    if not infos:
+        raise OSError(f"cannot resolve {host}")
+    addr = infos[0][4]
+    return (str(addr[0]), int(addr[1]))
+
+
+async def dial_trunk(endpoint: SipEndpoint, agent: LoadedAgent, trunk: TrunkConfig, to: str, *,
+                     secrets: SecretBook, from_user: str | None = None) -> CallSession:
+    """Place a call to ``to`` (a number, or a SIP URI) through ``trunk``."""
+    out = trunk.outbound
+    assert out is not None
+    if to.startswith(("sip:", "sips:")):
+        target = SipUri.parse(to)
+    else:
+        user = format_number(to, style=out.number_format, country_code=out.country_code,
+                             dial_prefix=out.dial_prefix)
+        target = SipUri(out.domain, user, None if out.proxy else out.port, params={"user": "phone"})
+    if out.transport == "tcp":
+        target.params["transport"] = "tcp"
+    if out.proxy:
+        proxy = SipUri.parse(out.proxy)
+        hop = (proxy.host, proxy.port or 5060)
+        route_uri = SipUri(proxy.host, None, proxy.port, params={**proxy.params, "lr": None})
+        route: str | None = f"<{route_uri.serialize()}>"
+    else:
+        hop, route = (out.domain, out.port or 5060), None
+    try:
+        peer = await _resolve(*hop)
+    except OSError as e:
+        raise ValueError(f"trunk {trunk.name}: {e}") from None
+    credentials = None
+    if out.has_password:
+        password = out.read_password(secrets, hop[0])
+        if password is None:
+            raise ValueError(f"trunk {trunk.name}: password unavailable ({out.password_where()})")
+        credentials = Credentials(out.username or out.from_user or "voxd", password)
+    if out.transport == "tcp" and peer not in endpoint.tcp_peers:
+        try:
+            await asyncio.get_running_loop().create_connection(endpoint.tcp_peers.protocol, *peer)
+        except OSError as e:
+            raise ValueError(f"trunk {trunk.name}: cannot connect over TCP to {peer[0]}:{peer[1]}: {e}") from None
+    load = loads(endpoint).setdefault(trunk.name, TrunkLoad())
+    why = load.admit(time.monotonic(), out.max_calls, out.calls_per_second)
+    if why is not None:
+        raise AtCapacity(f"trunk {trunk.name}: {why}", retry_after=1)
+    headers: list[tuple[str, str]] = []
+    if out.asserted_identity:
+        headers.append(("P-Asserted-Identity", f"<{out.asserted_identity}>"))
+    if out.privacy:
+        headers.append(("Privacy", "; ".join(out.privacy)))
+    try:
+        session = await endpoint.table.dial(
+            agent, target.serialize(), codec_names=endpoint.cfg.codecs, from_user=from_user or out.from_user or "voxd",
+            peer=peer, metadata={"trunk": trunk.name}, invite_options={
+                "from_host": out.domain, "display_name": out.from_display, "route": route,
+                "credentials": credentials, "headers": headers})
+    except BaseException:
+        load.active -= 1
+        raise
+
+    async def release_when_ended() -> None:
+        try:
+            await session.ended.wait()
+        finally:
+            load.active -= 1
+
+    endpoint.table.spawn(release_when_ended())  # held and cancelled by the call table
+    return session
+
+
+def failure_reason(session: CallSession | None, e: CallFailed) -> EndReason:
+    """The end reason of a call the callee refused, from the closed vocabulary (busy,
+    declined, ... failed); what does not fit it goes into the record's metadata:
+    ``sip_status``, ``sip_reason`` and, for trunk calls, ``end_detail`` naming the status
+    and the trunk (``SIP 486 Busy Here via trunk carrier``)."""
+    from voxd.net.sip_calls import FAILURE_REASONS
+
+    reason: EndReason = FAILURE_REASONS.get(e.status, "failed")
+    if session is None:
+        return reason
+    meta = session.record.metadata
+    meta["sip_status"] = e.status
+    meta["sip_reason"] = e.reason[:128]
+    standard = REASONS.get(e.status, "") or e.reason[:64]
+    detail = f"SIP {e.status}{' ' + standard if standard else ''}"
+    trunk = meta.get("trunk")
+    meta["end_detail"] = f"{detail} via trunk {trunk}" if trunk is not None else detail
+    return reason
