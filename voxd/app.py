@@ -22,6 +22,7 @@ from aiohttp import web
 from voxd import __version__
 from voxd.agents.catalog import AgentCatalog
 from voxd.api.listener import GuardedSite, ListenerGuard, ListenerLimits
+from voxd.api.sip import SIP_REGISTRATIONS
 from voxd.call.admission import Admission
 from voxd.call.conversations import ConversationManager
 from voxd.call.manager import CallManager
@@ -29,6 +30,7 @@ from voxd.config import VoxdConfig
 from voxd.media import inference
 from voxd.net.clock import MediaClock
 from voxd.net.media_auth import MediaAuth
+from voxd.net.sip_carrier import setup_carrier
 from voxd.net.twilio import TwilioSettings, setup_twilio
 from voxd.net.webrtc import WebRtcSettings, setup_webrtc
 from voxd.net.webtoken import WEB_TOKENS_KEY, WebTokens, api_key_check
@@ -139,8 +141,6 @@ class Daemon:
 
             self.sip = SipEndpoint(self.cfg.sip, self.agents, self.calls, self.clock, accepting=lambda: not self.draining)
             self.services.append(("sip", self.sip.start, self.sip.stop))
-            from voxd.net.sip_carrier import setup_carrier
-
             setup_carrier(self)  # registrations (services, /readyz, /metrics), trunks
         if self.cfg.engines.preload:
             self.notifier.notify(STATUS="loading speech models")
@@ -204,8 +204,6 @@ class Daemon:
         from voxd.api import webtokens
 
         app[webtokens.WEB_TOKEN_MINT] = tokens.mint
-        from voxd.api.sip import SIP_REGISTRATIONS
-
         app[SIP_REGISTRATIONS] = lambda: self.registrations.status() if self.registrations else []
         from voxd.api.app import setup_api
         from voxd.api.deps import ApiDeps, api_settings
