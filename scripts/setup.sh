@@ -35,6 +35,10 @@ if [[ "${1:-}" != "--no-apt" ]] && command -v apt-get >/dev/null; then
     echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
+  # the tests start Kamailio themselves; the package's own service would take port 5060
+  if dpkg -s kamailio >/dev/null 2>&1 && command -v systemctl >/dev/null; then
+    $SUDO systemctl disable --now kamailio >/dev/null 2>&1 || true
+  fi
 fi
 
 PY=${PYTHON:-$(command -v python3.11 || command -v python3)}
