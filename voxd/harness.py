@@ -84,6 +84,9 @@ async def run_harness(args: argparse.Namespace) -> int:
     try:
         cfg, base = load_config(getattr(args, "config", None))
         outbound = cfg.outbound()
+        from voxd.providers.llm.local import runtime as local_llm
+
+        local_llm.configure(cfg.local_llm, cfg.resolved_state_dir())  # models folder, threads, timeouts
         agent = load_agent_file(Path(args.agent), outbound)
     except (AgentLoadError, ConfigError) as e:
         print(e, file=sys.stderr)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -29,7 +30,7 @@ async def test_receptionist_on_deepgram_openai_elevenlabs(tmp_path: Path) -> Non
     try:
         text = (ROOT / "agents" / "receptionist.yaml").read_text()
         text = text.replace("stt:\n  engine: whisper\n  model: tiny.en", f"stt:\n  engine: deepgram\n  base_url: {dg.url}")
-        text = text.replace("llm:\n  engine: dialog", f"llm:\n  engine: openai\n  base_url: {oa.url}\n  model: gpt-4o-mini")
+        text = re.sub(r"(?m)^llm:\n(?:  .*\n)+", f"llm:\n  engine: openai\n  base_url: {oa.url}\n  model: gpt-4o-mini\n", text)
         text = text.replace("voice:\n  engine: piper", f"voice:\n  engine: elevenlabs\n  voice_id: v1\n  base_url: {el.url}")
         agent = tmp_path / "cloud.yaml"
         agent.write_text(text)

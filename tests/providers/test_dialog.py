@@ -57,10 +57,14 @@ async def test_slots_are_asked_for_then_filled() -> None:
     assert text == "Sure. Which day would suit you?"
     text, _ = await step(eng, [Message("user", "Tuesday")])
     assert text == "And what time on Tuesday?"
-    text, _ = await step(eng, [Message("user", "three pm")])
+    _, calls = await step(eng, [Message("user", "three pm")])
+    assert calls[0].name == "book_appointment" and calls[0].arguments == {"day": "Tuesday", "time": "15:00"}
+    text, _ = await step(eng, [Message("tool", json.dumps({"result": {"booked": True}}), tool_call_id=calls[0].id)])
     assert text == "Great, you're booked for Tuesday at 15:00. See you then!"
     # all slots in one utterance
-    text, _ = await step(eng, [Message("user", "book an appointment on friday at 10 am")])
+    _, calls = await step(eng, [Message("user", "book an appointment on friday at 10 am")])
+    assert calls[0].arguments == {"day": "Friday", "time": "10:00"}
+    text, _ = await step(eng, [Message("tool", json.dumps({"result": {"booked": True}}), tool_call_id=calls[0].id)])
     assert text == "Great, you're booked for Friday at 10:00. See you then!"
 
 

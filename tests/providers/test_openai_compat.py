@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -132,9 +133,8 @@ async def test_whole_call_with_openai_compatible_llm(tmp_path: Path) -> None:
     fake = FakeOpenAI()
     runner, url = await serve(fake)
     try:
-        text = (ROOT / "agents" / "receptionist.yaml").read_text().replace(
-            "llm:\n  engine: dialog", f"llm:\n  engine: openai-compatible\n  base_url: {url}\n  model: local"
-        )
+        text = re.sub(r"(?m)^llm:\n(?:  .*\n)+", f"llm:\n  engine: openai-compatible\n  base_url: {url}\n  model: local\n",
+                      (ROOT / "agents" / "receptionist.yaml").read_text())
         agent = tmp_path / "llm.yaml"
         agent.write_text(text)
         config = tmp_path / "voxd.yaml"  # the local server is allowed by an egress rule, as an operator would

@@ -456,6 +456,7 @@ class AgentConfig(_Model):
     def _chain(cls, v: Any) -> Any:
         """`stt: [primary, fallback, ...]` is short for `stt: {<primary>, fallback: [...]}`."""
         if isinstance(v, list):
+            v = [{"engine": x} if isinstance(x, str) else x for x in v]  # [local, dialog]
             if not v or not all(isinstance(x, dict) for x in v):
                 raise ValueError("an engine chain is a non-empty list of engine blocks")
             return {**v[0], "fallback": list(v[0].get("fallback", [])) + list(v[1:])}

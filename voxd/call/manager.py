@@ -18,6 +18,7 @@ from voxd.call.admission import Admission, AdmissionRefused
 from voxd.call.events import CallEnded, CallEvent, CallStarted
 from voxd.call.ports import CallControl, Engines
 from voxd.call.session import CallSession
+from voxd.call.toolctx import agent_specs
 from voxd.config import EnginesConfig
 from voxd.core.calllog import CallRecord, new_call_id
 from voxd.core.endreason import EndReason
@@ -25,6 +26,7 @@ from voxd.core.secrets import Outbound
 from voxd.media.vad import FrameVAD
 from voxd.providers.factory import make_stt, make_tts
 from voxd.providers.llm.factory import make_llm
+from voxd.providers.llm.local.warm import uses_local, warm_agent
 from voxd.store.repos import CallRepo
 from voxd.store.repos import TxnWrite as StoreTxnWrite
 from voxd.tools.registry import ToolRegistry
@@ -111,6 +113,9 @@ class CallManager:
         for a in agents:
             jobs.append(make_stt(a.config.stt, self.outbound).warm_up())
             jobs.append(make_tts(a.config.voice, self.outbound).warm_up())
+            if uses_local(a.config):  # start the model process, evaluate the agent's prompt once
+                registry = self.tools_for(a) if self.tools_for is not None else self.tools
+                jobs.append(warm_agent(a.config, agent_specs(a.config, registry)))
         for job in jobs:
             try:
                 await job

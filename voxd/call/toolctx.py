@@ -107,22 +107,7 @@ class SessionTools:
 
     # what the LLM sees
     def specs(self) -> list[ToolSpec]:
-        specs = self.registry.specs(self.allowed)
-        menus = sorted(self.session.agent.dtmf.menus)
-        if menus:
-            specs.append(
-                ToolSpec(
-                    OPEN_MENU,
-                    "Offer the caller a keypad menu; the menu prompt is read to them.",
-                    {
-                        "type": "object",
-                        "properties": {"menu": {"type": "string", "enum": menus}},
-                        "required": ["menu"],
-                        "additionalProperties": False,
-                    },
-                )
-            )
-        return specs
+        return agent_specs(self.session.agent, self.registry, self.allowed)
 
     async def run(self, call: ToolCall) -> ToolResult:
         return await self.run_named(call.name, call.arguments, call.id)
@@ -163,3 +148,25 @@ class SessionTools:
         if not ok:
             await self.session.say_now("Sorry, I couldn't transfer you right now.")
         return ok
+
+
+def agent_specs(agent: AgentConfig, registry: ToolRegistry, names: list[str] | None = None) -> list[ToolSpec]:
+    """The functions an agent's LLM is offered: its tools (those of `names`, what this call's
+    leg can do), plus the keypad-menu opener when it has menus (also used to warm a local
+    model's prompt before calls)."""
+    specs = registry.specs(list(agent.tool_names) if names is None else names)
+    menus = sorted(agent.dtmf.menus)
+    if menus:
+        specs.append(
+            ToolSpec(
+                OPEN_MENU,
+                "Offer the caller a keypad menu; the menu prompt is read to them.",
+                {
+                    "type": "object",
+                    "properties": {"menu": {"type": "string", "enum": menus}},
+                    "required": ["menu"],
+                    "additionalProperties": False,
+                },
+            )
+        )
+    return specs

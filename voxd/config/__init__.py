@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML
 
+from voxd.config.local_llm import LocalLLMConfig
 from voxd.config.sip import RegistrationConfig, SipTlsConfig, TrunkOutboundConfig
 from voxd.config.tools import ToolsConfig
 from voxd.core.egress import AllowRule, EgressPolicy
@@ -310,6 +311,9 @@ class VoxdConfig(_Model):
     sip: SipListenConfig = Field(default_factory=lambda: SipListenConfig())
     calls: CallLimits = Field(default_factory=lambda: CallLimits())
     engines: EnginesConfig = Field(default_factory=lambda: EnginesConfig())
+    local_llm: LocalLLMConfig = Field(
+        default_factory=lambda: LocalLLMConfig(),
+        description="Packaged local models (llm engine 'local'): models folder, threads, context, slots.")
     webhooks: WebhooksConfig = Field(default_factory=lambda: WebhooksConfig())
     webrtc: WebRtcConfig = Field(default_factory=lambda: WebRtcConfig())
     twilio: TwilioConfig = Field(default_factory=lambda: TwilioConfig())

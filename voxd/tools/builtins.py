@@ -53,6 +53,30 @@ async def transfer_call(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any
     return {"transferred": ok}
 
 
+BOOKING_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday", "tomorrow"]
+# what callers say for a time: 15:00, 3 pm, 3pm, 10:30 am (words are written as digits by the model)
+BOOKING_TIME = r"^([01]?[0-9]|2[0-3])(:[0-5][0-9])? ?([aApP][.]?[mM][.]?)?$"
+
+
+def booking_time(said: str) -> str | None:
+    """'15:00', '3 pm', 'three', 'half past two' -> 24-hour HH:MM (an hour alone, 1-7, is
+    the afternoon, as for an appointment)."""
+    from voxd.providers.llm.extract import extract_time
+
+    text = str(said).strip().lower()
+    return extract_time(text) or extract_time(f"at {text}")
+
+
+async def book_appointment(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    """A demo booking: confirms the slot (a deployment replaces it with an HTTP function)."""
+    when = booking_time(str(args["time"]))
+    if when is None:
+        raise ToolError(f"time {args['time']!r} is not a time of day like 15:00 or 3 pm")
+    hour, minute = (int(x) for x in when.split(":"))
+    spoken = f"{hour % 12 or 12}{f':{minute:02d}' if minute else ''} {'AM' if hour < 12 else 'PM'}"
+    return {"day": args["day"], "time": when, "spoken": f"{args['day']} at {spoken}", "booked": True}
+
+
 async def send_dtmf(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     digits = str(args["digits"])
     await ctx.send_dtmf(digits)
@@ -108,6 +132,22 @@ def builtin_tools() -> list[Tool]:
             transfer_call,
             timeout_s=30,
             interruptible=False,
+        ),
+        Tool(
+            "book_appointment",
+            "Book an appointment for the caller on a day at a time.",
+            {
+                "type": "object",
+                "properties": {
+                    "day": {"type": "string", "enum": BOOKING_DAYS},
+                    "time": {"type": "string", "pattern": BOOKING_TIME, "maxLength": 12,
+                             "description": "the time the caller said, e.g. 15:00 or 3 pm"},
+                },
+                "required": ["day", "time"],
+                "additionalProperties": False,
+            },
+            book_appointment,
+            timeout_s=5,
         ),
         Tool(
             "send_dtmf",
