@@ -127,7 +127,7 @@ async def first_audio(tts: TextToSpeech, text: str) -> tuple[float, float, float
     async for chunk in tts.synthesize(text):
         if first is None:
             first = time.perf_counter() - t0
-        chunks.append(chunk)
+        chunks.append(chunk.pcm)
     return first or 0.0, time.perf_counter() - t0, time.process_time() - c0, b"".join(chunks)
 
 

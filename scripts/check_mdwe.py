@@ -61,7 +61,7 @@ async def run_engine(name: str) -> str:
         from voxd.providers.tts.piper import PiperTTS
 
         tts = PiperTTS() if name == "piper" else EspeakTTS()
-        audio = b"".join([chunk async for chunk in tts.synthesize("It's ten past four.")])
+        audio = b"".join([chunk.pcm async for chunk in tts.synthesize("It's ten past four.")])
         return f"{len(audio) / 32000:.2f} s of audio"
     if name == "whisper":
         from faster_whisper import WhisperModel

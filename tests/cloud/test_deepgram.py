@@ -11,6 +11,7 @@ from tests.cloud.fake_deepgram import FakeDeepgram
 from tests.outbound import LOCAL
 from tests.synth import silence, voiced
 from voxd.media.audio import resample
+from voxd.media.frame import AudioFrame
 from voxd.proto.g711 import ulaw_encode
 from voxd.providers.base import ProviderError
 from voxd.providers.keys import Secret
@@ -25,7 +26,7 @@ def frames(pcm: bytes) -> list[bytes]:
 
 async def speak(stream: DeepgramStream, pcm: bytes) -> None:
     for f in frames(pcm):
-        stream.push_audio(f)
+        stream.push(AudioFrame(f))
         await asyncio.sleep(0)
 
 
@@ -171,10 +172,10 @@ async def test_a_g711_calls_own_mulaw_goes_out_untouched(dg: FakeDeepgram) -> No
     mulaw = ulaw_encode(resample(np.frombuffer(pcm, "<i2"), 16000, 8000))
     s = engine(dg.url, encoding="mulaw").stream()
     for i, f in enumerate(frames(pcm)):
-        s.push_audio(f, mulaw[i * 160 : (i + 1) * 160])
+        s.push(AudioFrame(f, mulaw[i * 160 : (i + 1) * 160], "PCMU"))
         await asyncio.sleep(0)
     assert await s.finalize() == "What time is it?"
-    s.push_audio(bytes(640))  # no mu-law for this frame (e.g. concealment): encoded from the PCM
+    s.push(AudioFrame(bytes(640)))  # no mu-law for this frame (e.g. concealment): encoded from the PCM
     await s.aclose()
     got = bytes(dg.conns[0].audio)
     assert got[: len(mulaw)] == mulaw and s.passthrough_bytes == len(mulaw)
@@ -190,7 +191,7 @@ async def test_auto_encoding_follows_what_the_call_carries(dg: FakeDeepgram) -> 
     assert stt.options.encoding == "auto"
     g711 = stt.stream("mulaw")
     for i, f in enumerate(frames(pcm)):
-        g711.push_audio(f, mulaw[i * 160 : (i + 1) * 160])
+        g711.push(AudioFrame(f, mulaw[i * 160 : (i + 1) * 160], "PCMU"))
         await asyncio.sleep(0)
     assert await g711.finalize() == "What time is it?"
     await g711.aclose()
@@ -222,7 +223,7 @@ async def test_linear16_ignores_the_mulaw(dg: FakeDeepgram) -> None:
     pcm = silence(0.2) + voiced(1.0, f0=140) + silence(0.5)
     s = engine(dg.url).stream()
     for f in frames(pcm):
-        s.push_audio(f, b"\xff" * 160)
+        s.push(AudioFrame(f, b"\xff" * 160, "PCMU"))
         await asyncio.sleep(0)
     assert await s.finalize() == "What time is it?"
     await s.aclose()

@@ -27,7 +27,7 @@ def tts(url: str, **kw: object) -> ElevenLabsTTS:
 
 
 async def audio(t: ElevenLabsTTS, text: str) -> bytes:
-    return b"".join([c async for c in t.synthesize(text)])
+    return b"".join([c.pcm async for c in t.synthesize(text)])
 
 
 def test_clause_chunks_end_in_one_space() -> None:
@@ -92,7 +92,7 @@ async def test_faults_become_provider_errors(fault: str, message: str) -> None:
         got = b""
         with pytest.raises(ProviderError) as e:
             async for c in t.synthesize("One two three four five six seven."):
-                got += c
+                got += c.pcm
         assert message in str(e.value) and e.value.retryable
         if fault in ("drop", "garbage"):  # one chunk of three words was voiced before the failure
             assert isinstance(e.value, SynthesisFailed) and e.value.spoken_chars == len("One two three ")

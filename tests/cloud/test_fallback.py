@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from voxd.media.frame import AudioChunk, AudioFrame
 from voxd.providers.base import LLMEvent, Message, ProviderError, STTStream, TextDelta, TextToSpeech, ToolSpec
 from voxd.providers.fakes import FakeLLM, FakeSTT, FakeSTTStream, FakeTTS
 from voxd.providers.fallback import FallbackLLM, FallbackSTT, FallbackTTS, _rest_after
@@ -70,7 +71,7 @@ async def test_stt_switches_as_soon_as_the_stream_reports_an_error_and_replays_t
     md: dict[str, object] = {}
     chain = FallbackSTT([DeadSTT(["never"]), FakeSTT(["hello"])], CallUsage(md))
     s = chain.stream()
-    s.push_audio(bytes(640))
+    s.push(AudioFrame(bytes(640)))
     assert await s.finalize() == "hello"
     assert md["usage"]["providers"]["fake-stt"]["units"]["audio_s"] == 0.02  # type: ignore[index]
     await s.aclose()
@@ -80,13 +81,13 @@ async def test_tts_output_is_resampled_to_the_chain_rate() -> None:
     class Failing(TextToSpeech):
         name = "failing"
 
-        async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        async def synthesize(self, text: str) -> AsyncIterator[AudioChunk]:
             raise ProviderError(self.name, "HTTP 500 on connect")
-            yield b""
+            yield AudioChunk(b"")
 
     backup = SlowRateTTS(sample_rate=8000)
     tts = FallbackTTS([Failing(), backup], CallUsage({}))
-    pcm = b"".join([c async for c in tts.synthesize("Hello.")])
+    pcm = b"".join([c.pcm async for c in tts.synthesize("Hello.")])
     assert tts.sample_rate == 16000 and backup.texts == ["Hello."]
     expected = int(len("Hello.") * 60 / 100) * 800 * 2 * 2  # 8 kHz chunks, upsampled x2
     assert abs(len(pcm) - expected) < 200

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from voxd.media.audio import dbfs
+from voxd.media.frame import AudioChunk, split_frames
 from voxd.providers.base import ProviderError, TextToSpeech
 from voxd.providers.stt.whisper import WhisperSTT
 from voxd.providers.tts.espeak import EspeakTTS
@@ -20,14 +21,15 @@ pytestmark = pytest.mark.engines
 
 
 async def collect(tts: TextToSpeech, text: str) -> list[bytes]:
-    return [chunk async for chunk in tts.synthesize(text)]
+    return [chunk.pcm async for chunk in tts.synthesize(text)]
 
 
 async def heard_back(stt: WhisperSTT, tts: TextToSpeech, pcm: bytes) -> list[str]:
     """What whisper hears when the bot's audio crosses an 8 kHz telephone line."""
     line = speech.telephone(np.frombuffer(pcm, dtype="<i2"), tts.sample_rate)
     stream = stt.stream()
-    stream.push_audio(line.tobytes())
+    for frame in split_frames(line.tobytes()):
+        stream.push(frame)
     return speech.normalize(await stream.finalize())
 
 
@@ -59,8 +61,8 @@ async def test_espeak_speaks_and_whisper_understands(stt: WhisperSTT) -> None:
 
 async def test_espeak_stops_when_the_listener_goes_away() -> None:
     tts = EspeakTTS(speed=1.2)
-    agen = cast(AsyncGenerator[bytes, None], tts.synthesize("This is interrupted. " * 40))
-    first = await agen.__anext__()
+    agen = cast(AsyncGenerator[AudioChunk, None], tts.synthesize("This is interrupted. " * 40))
+    first = (await agen.__anext__()).pcm
     await agen.aclose()  # barge-in: the session cancels the iterating task
     assert first
     # The engine lock was released: the next synthesis runs normally.

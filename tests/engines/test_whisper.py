@@ -6,12 +6,19 @@ import numpy as np
 import pytest
 
 from voxd.media.audio import FRAME_BYTES
-from voxd.providers.base import ProviderError
+from voxd.media.frame import AudioFrame, split_frames
+from voxd.providers.base import ProviderError, STTStream
 from voxd.providers.stt.whisper import WhisperSTT, clean_text, is_hallucination
 
 from . import speech
 
 pytestmark = pytest.mark.engines
+
+
+def push_all(stream: STTStream, pcm: bytes) -> None:
+    for frame in split_frames(pcm):
+        stream.push(frame)
+
 
 SLUGS = ("twelve_times_seven", "speak_to_sales")
 
@@ -22,7 +29,7 @@ async def test_transcribes_telephone_callers(stt: WhisperSTT) -> None:
     for voice in speech.voices():
         for slug in SLUGS:
             stream = stt.stream()
-            stream.push_audio(speech.load(voice, slug, 8000).tobytes())
+            push_all(stream, speech.load(voice, slug, 8000).tobytes())
             text = await stream.finalize()
             heard.setdefault(voice, []).append((speech.text_of(slug), text))
             hits += speech.has_key_words(slug, text)
@@ -36,7 +43,7 @@ async def test_transcribes_telephone_callers(stt: WhisperSTT) -> None:
 
 async def test_wideband_caller(stt: WhisperSTT) -> None:
     stream = stt.stream()
-    stream.push_audio(speech.load("flite-awb", "book_tuesday", 16000).tobytes())
+    push_all(stream, speech.load("flite-awb", "book_tuesday", 16000).tobytes())
     text = await stream.finalize()
     assert speech.has_key_words("book_tuesday", text), text
 
@@ -45,12 +52,12 @@ async def test_stream_turns_and_reset(stt: WhisperSTT) -> None:
     stream = stt.stream()
     pcm = speech.load("flite-rms", "what_time").tobytes()
     for i in range(0, len(pcm), FRAME_BYTES):  # as the session feeds it: 20 ms frames
-        stream.push_audio(pcm[i : i + FRAME_BYTES])
+        stream.push(AudioFrame(pcm[i : i + FRAME_BYTES]))
     assert "time" in speech.normalize(await stream.finalize())
     assert await stream.finalize() == ""  # finalize started a new, empty utterance
-    stream.push_audio(speech.load("flite-rms", "yes").tobytes())
+    push_all(stream, speech.load("flite-rms", "yes").tobytes())
     stream.reset()
-    stream.push_audio(speech.load("flite-rms", "goodbye").tobytes())
+    push_all(stream, speech.load("flite-rms", "goodbye").tobytes())
     assert speech.normalize(await stream.finalize()) in (["goodbye"], ["good", "bye"])
     await stream.aclose()
 
@@ -63,7 +70,7 @@ async def test_silence_and_noise_are_not_speech(stt: WhisperSTT) -> None:
         (rng.standard_normal(24_000) * 1000).astype(np.int16),  # -30 dBFS white noise
     ):
         stream = stt.stream()
-        stream.push_audio(audio.tobytes())
+        push_all(stream, audio.tobytes())
         assert await stream.finalize() == ""
 
 

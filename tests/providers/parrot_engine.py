@@ -4,6 +4,7 @@ factory and its prices register it (voxd.providers.engines); agent YAML can then
 from __future__ import annotations
 
 from voxd.agents.schema import STTConfig
+from voxd.media.frame import AudioFrame
 from voxd.providers.base import SpeechToText, STTStream
 from voxd.providers.engines import BuildContext, EngineSpec, Options, register
 
@@ -17,7 +18,7 @@ class ParrotStream(STTStream):
     def __init__(self, text: str) -> None:
         self.text = text
 
-    def push_audio(self, pcm: bytes, mulaw: bytes | None = None) -> None:
+    def push(self, frame: AudioFrame) -> None:
         pass
 
     async def finalize(self) -> str:

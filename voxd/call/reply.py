@@ -51,19 +51,22 @@ class ReplyMetrics:
 async def synthesize_into(
     tts: TextToSpeech, text: str, playout: Playout, metrics: ReplyMetrics | None = None
 ) -> None:
-    """Synthesise one clause and queue it for playout at the pipeline rate."""
+    """Synthesise one clause and queue it for playout at the pipeline rate. A voice's
+    own wire bytes (a mu-law voice) are kept when they are in the codec the call's leg
+    carries (`playout.carries`): the leg then sends them untouched."""
     seg = playout.open_segment(text)
     rs = StreamResampler(tts.sample_rate, SAMPLE_RATE)
     try:
         async for chunk in tts.synthesize(text):
-            pcm = rs.process(chunk)
-            if pcm:
+            pcm = rs.process(chunk.pcm)
+            payload = chunk.payload_in(playout.carries)
+            if pcm or payload:
                 if metrics is not None and metrics.first_audio is None:
                     metrics.first_audio = time.perf_counter()
-                playout.push(seg, pcm)
+                playout.push(seg, pcm, payload, chunk.codec if payload is not None else None)
         tail = rs.process(b"", last=True)
-        if tail:
-            playout.push(seg, tail)
+        if tail:  # the resampler's last samples: PCM of audio already queued, bytes and all
+            playout.push(seg, tail, b"" if seg.payload is not None else None, seg.codec)
     finally:
         playout.finish_segment(seg)
 

@@ -79,7 +79,8 @@ class CallSession:
         self.record = record
         self.vad = vad or FrameVAD()
         self._on_event = on_event
-        self.playout = Playout()
+        # a voice's own bytes in the leg's codec (a mu-law voice on a PCMU leg) go out untouched
+        self.playout = Playout(carries=control.codec.name if control.codec is not None else None)
         self.turns = tt.TurnTaker(agent.turn, agent.interruption)
         self.keypad = kp.KeypadMachine(agent.dtmf)
         self.stt = self.engines.stt.stream(control.codec.stt_carried if control.codec is not None else None)
@@ -194,7 +195,7 @@ class CallSession:
 
     # ------------------------------------------------------------ turn-taking
     def _capture(self, frame: AudioFrame) -> None:
-        self.stt.push_audio(frame.pcm, frame.payload_in("PCMU"))  # the recogniser API names mu-law bytes
+        self.stt.push(frame)  # as the wire gave it: a recogniser that takes its codec sends its bytes
         self._utterance += frame.pcm
         excess = len(self._utterance) - int(TURN_AUDIO_S * SAMPLE_RATE) * 2
         if excess > 0:

@@ -5,6 +5,10 @@ carried the same 20 ms in a codec an engine can take as is (G.711 mu-law for a
 PCMU SIP leg or a Twilio stream), `payload` holds those bytes untouched and `codec`
 names them, so the recogniser gets the caller's own bytes and a mu-law TTS voice
 reaches a PCMU leg without being decoded and re-encoded.
+
+`AudioChunk` is the same vocabulary for what a voice streams: PCM of any length at
+the voice's own rate, plus the same audio in a wire codec when the voice produced
+that (ElevenLabs `ulaw_8000` is PCMU).
 """
 
 from __future__ import annotations
@@ -30,3 +34,26 @@ class AudioFrame:
 
 
 SILENCE = AudioFrame(SILENCE_FRAME)
+
+
+def split_frames(pcm: bytes) -> list[AudioFrame]:
+    """16 kHz PCM of any length as 20 ms frames (the last padded with silence)."""
+    return [AudioFrame(pcm[i : i + FRAME_BYTES]) for i in range(0, len(pcm) - len(pcm) % 2, FRAME_BYTES)]
+
+
+@dataclass(frozen=True, slots=True)
+class AudioChunk:
+    """A piece of synthesised speech, as a voice streams it.
+
+    `pcm`: mono s16le at the voice's `sample_rate`, any (even) length. `payload`: the
+    same audio in the wire codec `codec` ("PCMU"), when that is what the voice made:
+    a leg carrying that codec sends these bytes as they are (8 kHz G.711: one byte a
+    sample, so its duration is `len(payload) / 8000` whatever the PCM's rate)."""
+
+    pcm: bytes
+    payload: bytes | None = None
+    codec: str | None = None
+
+    def payload_in(self, codec: str | None) -> bytes | None:
+        """The chunk in `codec`, if the voice produced it so."""
+        return self.payload if codec is not None and self.codec == codec else None

@@ -4,6 +4,11 @@ TTS pushes PCM per text segment (a clause); the transport pulls one 20 ms frame 
 tick. On barge-in the queue is paused at once (the caller stops hearing the bot on
 the next tick) and then either resumed (a backchannel) or cleared. `heard_text()`
 reports the words the caller actually heard, so the LLM context stays honest.
+
+A segment whose voice made the leg's own codec (a mu-law voice on a PCMU leg:
+`Playout(carries="PCMU")`) keeps those bytes next to its PCM; its frames then follow
+the voice's bytes, 160 a frame, so every byte the voice made reaches the wire as it
+was (the PCM beside them, resampled once, is only the pipeline's copy).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from voxd.media import codecs
 from voxd.media.audio import FRAME_BYTES
 from voxd.media.frame import AudioFrame
 
@@ -36,8 +42,10 @@ class Segment:
 
 
 class Playout:
-    def __init__(self, frame_bytes: int = FRAME_BYTES) -> None:
+    def __init__(self, frame_bytes: int = FRAME_BYTES, carries: str | None = None) -> None:
         self.frame_bytes = frame_bytes
+        # the codec the call's leg sends ("PCMU"): a voice's bytes in it are kept (see reply.synthesize_into)
+        self.carries = carries
         self._queue: deque[Segment] = deque()
         self._done: list[Segment] = []  # fully or partially played segments of this reply
         self.paused = False
@@ -51,7 +59,10 @@ class Playout:
 
     def push(self, seg: Segment, pcm: bytes, payload: bytes | None = None, codec: str | None = None) -> None:
         """Queue PCM for `seg`; `payload`/`codec`: the same audio in a G.711 codec, when
-        the voice produced that (it must stay a quarter of the PCM's length)."""
+        the voice produced that (160 bytes per 640 of PCM, give or take a resampler's
+        delay; `b""` adds PCM only, e.g. a resampler's tail, and keeps the segment's
+        bytes). PCM without a payload after some with one ends the pairing: the rest of
+        the segment is encoded from its PCM."""
         if seg not in self._queue:
             return  # cleared while TTS was still producing
         if payload is not None and (seg.queued_bytes == 0 or seg.payload is not None):
@@ -69,7 +80,7 @@ class Playout:
     # -- consumer side
     @property
     def has_audio(self) -> bool:
-        return any(s.audio for s in self._queue)
+        return any(s.audio or s.payload for s in self._queue)
 
     @property
     def pending(self) -> bool:
@@ -81,28 +92,45 @@ class Playout:
             return None
         while self._queue:
             seg = self._queue[0]
+            if seg.payload is not None:
+                if seg.payload or not seg.complete:
+                    return self._carried_frame(seg)
+                seg.audio.clear()  # the voice's bytes are all sent: the rest is a resampler's tail
             if len(seg.audio) >= self.frame_bytes or (seg.complete and seg.audio):
                 chunk = bytes(seg.audio[: self.frame_bytes])
                 del seg.audio[: self.frame_bytes]
                 seg.played_bytes += len(chunk)
-                payload = None
-                if seg.payload is not None:
-                    n = self.frame_bytes // PCM_PER_PAYLOAD
-                    payload = bytes(seg.payload[:n]) if len(chunk) == self.frame_bytes else None
-                    del seg.payload[:n]
-                if len(chunk) < self.frame_bytes:
-                    chunk += bytes(self.frame_bytes - len(chunk))
                 if seg.complete and not seg.audio:
                     self._done.append(self._queue.popleft())
                 self.frames_out += 1
-                if payload is not None and len(payload) == self.frame_bytes // PCM_PER_PAYLOAD:
-                    return AudioFrame(chunk, payload, seg.codec)
                 return AudioFrame(chunk)
-            if seg.complete:  # empty segment (TTS produced nothing)
+            if seg.complete:  # empty segment (TTS produced nothing, or all of it was sent)
                 self._done.append(self._queue.popleft())
                 continue
             return None  # waiting for TTS: underrun
         return None
+
+    def _carried_frame(self, seg: Segment) -> AudioFrame | None:
+        """The next frame of a segment that carries its voice's codec bytes: the bytes
+        set the pace (a short last piece is padded with the codec's silence) and the PCM
+        beside them is taken frame for frame; what the resampler left over at the end
+        (a few samples) is dropped with the segment."""
+        assert seg.payload is not None and seg.codec is not None
+        n = self.frame_bytes // PCM_PER_PAYLOAD
+        if len(seg.payload) < n and not seg.complete:
+            return None  # waiting for TTS: underrun
+        payload = bytes(seg.payload[:n])
+        del seg.payload[:n]
+        if len(payload) < n:
+            payload += codecs.get(seg.codec).silence()[: n - len(payload)]
+        chunk = bytes(seg.audio[: self.frame_bytes])
+        del seg.audio[: self.frame_bytes]
+        seg.played_bytes += self.frame_bytes
+        if seg.complete and not seg.payload:
+            seg.audio.clear()
+            self._done.append(self._queue.popleft())
+        self.frames_out += 1
+        return AudioFrame(chunk, payload, seg.codec)
 
     def pause(self) -> None:
         self.paused = True
@@ -115,6 +143,8 @@ class Playout:
         while self._queue:
             seg = self._queue.popleft()
             seg.audio.clear()
+            if seg.payload is not None:
+                seg.payload.clear()
             if seg.played_bytes:
                 self._done.append(seg)
         self.paused = False

@@ -1,8 +1,10 @@
 """Typed interfaces every speech and language engine implements.
 
-The call session sees only these: an STT stream that takes the caller's audio and
-returns a transcript when the turn ends, a language model that streams text and
-tool calls, and a TTS engine that streams PCM for a piece of text. Local engines
+The call session sees only these: an STT stream that takes the caller's audio (one
+typed 20 ms `AudioFrame` at a time) and returns a transcript when the turn ends, a
+language model that streams text and tool calls, and a TTS engine that streams
+`AudioChunk`s (PCM, plus the voice's own G.711 bytes when it makes them) for a
+piece of text. Local engines
 and cloud engines are interchangeable behind them, and all are cancellable: the
 session cancels the task that iterates them on barge-in.
 """
@@ -15,6 +17,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal
+
+from voxd.media.frame import AudioChunk, AudioFrame
 
 NO_PRICES: Mapping[str, float] = MappingProxyType({})
 
@@ -37,11 +41,12 @@ class STTStream(abc.ABC):
     on_interim: Callable[[str], None] | None = None
 
     @abc.abstractmethod
-    def push_audio(self, pcm: bytes, mulaw: bytes | None = None) -> None:
-        """Caller audio: 16-bit mono PCM at the pipeline rate (16 kHz), any length.
-        `mulaw`, when the transport has it, is the same audio as the call carried it
-        (G.711 mu-law, 8 kHz): an engine that takes mu-law sends those bytes as they
-        are instead of resampling and re-encoding `pcm`."""
+    def push(self, frame: AudioFrame) -> None:
+        """20 ms of caller audio: `frame.pcm` is 16-bit mono PCM at the pipeline rate
+        (16 kHz). Where the transport had them, `frame.payload` holds the same audio as
+        the call carried it (`frame.codec`, e.g. "PCMU": G.711 mu-law, 8 kHz): an engine
+        that takes that codec sends those bytes as they are (`frame.payload_in("PCMU")`)
+        instead of resampling and re-encoding the PCM."""
 
     @abc.abstractmethod
     async def finalize(self) -> str:
@@ -161,8 +166,11 @@ class TextToSpeech(abc.ABC):
     sample_rate: int = 16_000
 
     @abc.abstractmethod
-    def synthesize(self, text: str) -> AsyncIterator[bytes]:
-        """Yield 16-bit mono PCM at `self.sample_rate` for `text`, first chunk as soon as possible."""
+    def synthesize(self, text: str) -> AsyncIterator[AudioChunk]:
+        """Yield `text` as speech, first chunk as soon as possible: `chunk.pcm` is 16-bit
+        mono PCM at `self.sample_rate`; a voice whose output is a wire codec (G.711
+        mu-law) also sets `chunk.payload`/`chunk.codec` to its own bytes, which a leg
+        carrying that codec sends untouched."""
 
     async def warm_up(self) -> None:  # noqa: B027 - optional hook
         pass

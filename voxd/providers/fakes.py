@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import numpy as np
 
+from voxd.media.frame import AudioChunk, AudioFrame
 from voxd.providers.base import (
     LanguageModel,
     LLMEvent,
@@ -32,8 +33,8 @@ class FakeSTTStream(STTStream):
         self.owner = owner
         self.samples = 0
 
-    def push_audio(self, pcm: bytes, mulaw: bytes | None = None) -> None:
-        self.samples += len(pcm) // 2
+    def push(self, frame: AudioFrame) -> None:
+        self.samples += len(frame.pcm) // 2
 
     async def finalize(self) -> str:
         self.samples = 0
@@ -103,10 +104,10 @@ class FakeTTS(TextToSpeech):
         self.sample_rate = sample_rate
         self.ms_per_char = ms_per_char
         t = np.arange(sample_rate // 10) / sample_rate
-        self._chunk = (np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2").tobytes()
+        self._chunk = AudioChunk((np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2").tobytes())
         self.texts: list[str] = []
 
-    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+    async def synthesize(self, text: str) -> AsyncIterator[AudioChunk]:
         self.texts.append(text)
         total = int(len(text) * self.ms_per_char / 100)
         for _ in range(max(1, total)):

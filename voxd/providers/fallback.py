@@ -4,14 +4,16 @@ When a provider fails to connect, times out before its first byte, or errors
 mid-stream, the chain switches to the next one for the rest of the call and the
 caller hears nothing odd:
 
-- STT: the turn's audio is kept since the last finalize/reset, so a failed
-  recogniser's turn is replayed into the next one and transcribed there.
+- STT: the turn's frames are kept since the last finalize/reset, so a failed
+  recogniser's turn is replayed into the next one and transcribed there (frames as
+  they came: a G.711 call's own bytes reach the next recogniser too).
 - LLM: if nothing was yielded yet, the same step is retried on the next provider;
   if text was already spoken, the step ends where it was and the next step or
   turn uses the next provider.
 - TTS: a clause whose voice fails before any audio is spoken by the next voice;
   after some audio, the next voice says only the words not yet voiced (when the
-  provider reports them), resampled to the chain's rate.
+  provider reports them), resampled to the chain's rate. A voice's wire-codec bytes
+  (`AudioChunk.payload`) are passed on untouched: they do not depend on the PCM rate.
 
 The wrappers also time every operation (first byte/token/audio, duration, usage
 units) into a `CallUsage`. `bind_call` gives a call its own wrappers around the
@@ -24,10 +26,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
 from voxd.media.audio import StreamResampler
+from voxd.media.frame import AudioChunk, AudioFrame
 from voxd.providers.base import (
     LanguageModel,
     LLMEvent,
@@ -47,7 +51,7 @@ log = logging.getLogger("voxd.providers")
 
 P = TypeVar("P")
 REPLAY_S = 30.0  # turn audio kept for replay into a fallback recogniser
-BYTES_PER_S = 32_000  # 16 kHz s16le
+FRAME_S = 0.02  # an AudioFrame's length
 
 
 def _ms(t0: float, t1: float | None = None) -> float:
@@ -115,7 +119,7 @@ class FallbackSTTStream(STTStream):
         self.carried = carried
         self.i = 0
         self._interim: Callable[[str], None] | None = None
-        self._turn = bytearray()
+        self._turn: deque[AudioFrame] = deque(maxlen=int(REPLAY_S / FRAME_S))
         self._closing: set[asyncio.Task[None]] = set()
         self._reconnects = 0
         self.stream = self._open(0)
@@ -151,19 +155,17 @@ class FallbackSTTStream(STTStream):
         task = asyncio.ensure_future(old.aclose())
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
-        if self._turn:
-            self.stream.push_audio(bytes(self._turn))  # the turn so far, into the new recogniser
+        for frame in self._turn:  # the turn so far, into the new recogniser
+            self.stream.push(frame)
         return True
 
-    def push_audio(self, pcm: bytes, mulaw: bytes | None = None) -> None:
-        self._turn += pcm
-        if len(self._turn) > REPLAY_S * BYTES_PER_S:
-            del self._turn[: len(self._turn) - int(REPLAY_S * BYTES_PER_S)]
+    def push(self, frame: AudioFrame) -> None:
+        self._turn.append(frame)
         err = getattr(self.stream, "error", None)
         if isinstance(err, ProviderError) and self._switch(err):
             return  # the new stream got this frame with the replayed turn
         try:
-            self.stream.push_audio(pcm, mulaw)
+            self.stream.push(frame)
         except ProviderError as e:
             self._switch(e)
 
@@ -179,7 +181,7 @@ class FallbackSTTStream(STTStream):
 
     async def finalize(self) -> str:
         t0 = time.perf_counter()
-        audio_s = len(self._turn) / BYTES_PER_S
+        audio_s = len(self._turn) * FRAME_S
         while True:
             name = self.chain.providers[self.i].name
             before = getattr(self.stream, "reconnects", 0)
@@ -281,7 +283,7 @@ class FallbackTTS(_Chain, TextToSpeech):
         for p in self.providers:
             await p.warm_up()
 
-    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+    async def synthesize(self, text: str) -> AsyncIterator[AudioChunk]:
         i = self.index
         remaining = text
         while True:
@@ -289,15 +291,17 @@ class FallbackTTS(_Chain, TextToSpeech):
             t0 = time.perf_counter()
             first: float | None = None
             rs = StreamResampler(provider.sample_rate, self.sample_rate)
+            codec: str | None = None  # the voice's wire codec, if its chunks carry one
             try:
                 async for chunk in provider.synthesize(remaining):
-                    out = rs.process(chunk)
-                    if out:
+                    out = rs.process(chunk.pcm)
+                    codec = chunk.codec if chunk.payload is not None else None
+                    if out or chunk.payload:
                         first = first or time.perf_counter()
-                        yield out
+                        yield chunk if out is chunk.pcm else AudioChunk(out, chunk.payload, chunk.codec)
                 tail = rs.process(b"", last=True)
-                if tail:
-                    yield tail
+                if tail:  # PCM of audio already yielded: its codec bytes are all out
+                    yield AudioChunk(tail, b"" if codec is not None else None, codec)
             except Exception as e:
                 err = _as_provider_error(provider.name, e)
                 self._record(ProviderMetric("tts", provider.name, _ms(t0, first) if first else None, _ms(t0),

@@ -29,6 +29,7 @@ from urllib.parse import urlencode
 from pydantic import Field
 
 from voxd.core.egress import EgressPolicy, refusal
+from voxd.media.frame import AudioFrame
 from voxd.providers.base import ProviderError, SpeechToText, STTStream
 from voxd.providers.engines import BuildContext, EngineSpec, Options, register
 from voxd.providers.keys import Secret
@@ -167,11 +168,13 @@ class DeepgramStream(STTStream):
             self._start()
 
     # ------------------------------------------------------------ STTStream
-    def push_audio(self, pcm: bytes, mulaw: bytes | None = None) -> None:
+    def push(self, frame: AudioFrame) -> None:
         if self._closing:
             return
+        pcm = frame.pcm
         if self._to_mulaw is not None:
             # a G.711 call's own bytes go out untouched; other audio is resampled and encoded
+            mulaw = frame.payload_in("PCMU")
             pcm = mulaw if mulaw is not None else self._to_mulaw(pcm)
             self.passthrough_bytes += len(mulaw or b"")
         if self.error is not None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from voxd.media.audio import SAMPLE_RATE, to_int16
+from voxd.media.frame import AudioFrame
 from voxd.media.inference import intra_op_threads, package_file, run_inference, shared
 from voxd.providers.base import ProviderError, SpeechToText, STTStream
 from voxd.providers.engines import BuildContext, EngineSpec, Options, register
@@ -198,9 +199,9 @@ class WhisperStream(STTStream):
         self.speculations = 0  # decodes started on a pause
         self.speculations_used = 0  # ... whose text became the turn's transcript
 
-    def push_audio(self, pcm: bytes, mulaw: bytes | None = None) -> None:
+    def push(self, frame: AudioFrame) -> None:
         with self._lock:
-            self._buf += pcm
+            self._buf += frame.pcm
             extra = len(self._buf) - self._max_bytes
             if extra > 0:
                 del self._buf[: extra + (extra & 1)]

@@ -12,7 +12,9 @@ client the SDK itself depends on.
 Each clause the session speaks is one short socket: the initial " " message with
 voice settings and a short chunk schedule, the clause's text chunks, a flush,
 and the close message; audio (PCM or mu-law, as `output_format` asks) streams
-back until `isFinal`. Cancelling the iterating task (barge-in) closes the socket.
+back until `isFinal`. Mu-law (`ulaw_8000`) is yielded as PCM for the pipeline plus
+the server's own bytes (`AudioChunk.payload`, codec PCMU), so a PCMU leg (SIP, Twilio,
+Telnyx) sends exactly what ElevenLabs made, with no resampling or re-encoding. Cancelling the iterating task (barge-in) closes the socket.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from voxd.core.egress import EgressPolicy, EgressRefused
 from voxd.core.egress_http import ws_connect_kwargs
+from voxd.media.frame import AudioChunk
 from voxd.providers.base import ProviderError, TextToSpeech
 from voxd.providers.engines import BuildContext, EngineSpec, Options, register
 from voxd.providers.keys import Secret
@@ -124,7 +127,7 @@ class ElevenLabsTTS(TextToSpeech):
         out += [SendText(text=chunks[-1], flush=True).dict(), CloseConnection().dict()]
         return [json.dumps(m) for m in out]
 
-    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+    async def synthesize(self, text: str) -> AsyncIterator[AudioChunk]:
         from websockets.asyncio.client import connect
         from websockets.exceptions import InvalidStatus, WebSocketException
 
@@ -150,13 +153,11 @@ class ElevenLabsTTS(TextToSpeech):
                     if msg is None:
                         raise SynthesisFailed(self.name, "malformed JSON from server", spoken)
                     if msg.get("audio"):
-                        pcm = carry + self._decode(msg["audio"])
-                        cut = len(pcm) // 2 * 2
-                        pcm, carry = pcm[:cut], pcm[cut:]
+                        chunk, carry = self._decode(msg["audio"], carry)
                         spoken += _aligned_chars(msg)
                         got_audio = True
-                        if pcm:
-                            yield pcm
+                        if chunk is not None:
+                            yield chunk
                     elif msg.get("isFinal"):
                         return
                     elif msg.get("error") or msg.get("message"):
@@ -178,13 +179,19 @@ class ElevenLabsTTS(TextToSpeech):
             reason = f"socket closed ({close})" if close else f"{type(e).__name__}: {e}"
             raise SynthesisFailed(self.name, reason, spoken) from None
 
-    def _decode(self, b64: str) -> bytes:
+    def _decode(self, b64: str, carry: bytes) -> tuple[AudioChunk | None, bytes]:
+        """One audio message -> a chunk (None if it held no whole sample) and the odd byte
+        of PCM carried to the next message."""
         data = base64.b64decode(b64)
-        if self.output_format == "ulaw_8000":
+        if self.output_format == "ulaw_8000":  # a byte a sample: nothing to carry
             from voxd.proto.g711 import ulaw_decode
 
-            return ulaw_decode(data).astype("<i2").tobytes()
-        return data
+            if not data:
+                return None, carry
+            return AudioChunk(ulaw_decode(data).astype("<i2").tobytes(), data, "PCMU"), carry
+        pcm = carry + data
+        cut = len(pcm) // 2 * 2
+        return (AudioChunk(pcm[:cut]) if cut else None), pcm[cut:]
 
 
 def _parse(raw: str | bytes) -> dict[str, Any] | None:

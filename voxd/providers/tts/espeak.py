@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from voxd.media.frame import AudioChunk
 from voxd.media.inference import package_file, run_fast
 from voxd.providers.base import ProviderError, TextToSpeech
 from voxd.providers.engines import BuildContext, EngineSpec, Options, register
@@ -134,7 +135,7 @@ class EspeakTTS(TextToSpeech):
             engine.speak(text, self.voice, self.rate_wpm, self.pitch, sink or collect)
         return b"".join(chunks)
 
-    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+    async def synthesize(self, text: str) -> AsyncIterator[AudioChunk]:
         if not text.strip():
             return
         loop = asyncio.get_running_loop()
@@ -157,7 +158,7 @@ class EspeakTTS(TextToSpeech):
         job = asyncio.ensure_future(run_fast(run))
         try:
             while (pcm := await queue.get()) is not None:
-                yield pcm
+                yield AudioChunk(pcm)
             await job  # re-raise a synthesis error
         finally:
             cancelled.set()  # the callback aborts espeak at its next buffer

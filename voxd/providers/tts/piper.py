@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from voxd.media.frame import AudioChunk
 from voxd.media.inference import onnx_session, package_file, run_inference, shared
 from voxd.providers.base import ProviderError, TextToSpeech
 from voxd.providers.engines import BuildContext, EngineSpec, Options, register
@@ -179,7 +180,7 @@ class PiperTTS(TextToSpeech):
             _Piece(p, SENTENCE_PAUSE_S if _ends_sentence(p) else CLAUSE_PAUSE_S) for p in parts
         ]
 
-    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+    async def synthesize(self, text: str) -> AsyncIterator[AudioChunk]:
         pieces = self.pieces(text)
         if not pieces:
             return
@@ -198,7 +199,7 @@ class PiperTTS(TextToSpeech):
                 if i + 1 < len(pieces):
                     submit(pieces[i + 1])
                 if pcm:
-                    yield pcm
+                    yield AudioChunk(pcm)
         finally:
             for task in pending:
                 task.cancel()  # a clause not started yet is never synthesised
