@@ -39,6 +39,7 @@ class Session:
     spoken: str = ""  # text turned into audio
     closed_by_client: bool = False
     aborted: bool = False  # the client went away while audio was still being generated
+    audio: bytearray = field(default_factory=bytearray)  # every audio byte sent, as sent (before base64)
 
 
 class FakeElevenLabs:
@@ -151,5 +152,6 @@ class FakeElevenLabs:
                 await ws.send_json({"audio": base64.b64encode(audio).decode(), "isFinal": None,
                                     "normalizedAlignment": align, "alignment": align})
                 s.spoken += part
+                s.audio += audio
                 sent_chunks += 1
                 await asyncio.sleep(self.chunk_delay_s)
