@@ -71,8 +71,9 @@ async def test_elevenlabs_mulaw_reaches_a_twilio_call_byte_for_byte(tmp_path: Pa
             call_id = _call_id(d, "MZTTS")
             session = d.calls.active[call_id]  # type: ignore[union-attr]
             async with asyncio.timeout(10):  # the greeting, played in real time (2.3 s)
-                while not (session.record.turns and session.record.turns[-1].ended_at):
-                    await asyncio.sleep(0.05)  # noqa: ASYNC110 - the daemon's record, polled as _record does
+                # the daemon's record has no event to wait on: polled, as _record does
+                while not (session.record.turns and session.record.turns[-1].ended_at):  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
             await p.send("stop", stop={})
             await asyncio.wait_for(p.reader, 5)
         rec = await _record(d, call_id)
