@@ -28,6 +28,7 @@ from voxd.providers.base import TextToSpeech
 from voxd.providers.fakes import FakeTTS
 from voxd.providers.fallback import FallbackTTS
 from voxd.providers.pricing import CallUsage
+from voxd.providers.tts.elevenlabs import SynthesisFailed
 
 AGENT = """
 greeting: Hello there, how can I help you today?
@@ -106,9 +107,9 @@ class MulawVoice(TextToSpeech):
             yield AudioChunk(pcm.tobytes(), ulaw, "PCMU")
 
 
-async def _played(voice: TextToSpeech, carries: str | None, text: str) -> list[AudioFrame]:
+async def _played(voice: TextToSpeech, carries: str | None, text: str, *backups: TextToSpeech) -> list[AudioFrame]:
     playout = Playout(carries=carries)
-    tts = FallbackTTS([voice], CallUsage({}))  # as a call binds its voice
+    tts = FallbackTTS([voice, *backups], CallUsage({}))  # as a call binds its voice
     await synthesize_into(tts, text, playout)
     frames = []
     while (f := playout.next_frame()) is not None:
@@ -152,3 +153,21 @@ async def test_on_any_other_leg_the_voice_plays_from_its_pcm(carries: str | None
 async def test_a_pcm_voice_on_a_pcmu_leg_is_encoded_as_before() -> None:
     frames = await _played(FakeTTS(), "PCMU", "Hi.")
     assert frames and all(f.payload is None for f in frames)
+
+
+class BreaksAfterOneWord(MulawVoice):
+    async def synthesize(self, text: str) -> AsyncIterator[AudioChunk]:
+        async for chunk in super().synthesize(text):
+            yield chunk
+            raise SynthesisFailed(self.name, "socket closed (1011)", len(text.split()[0]) + 1)
+
+
+async def test_a_pcm_fallback_mid_clause_plays_the_clause_from_its_pcm() -> None:
+    """A mu-law voice fails after its first word and a PCM voice says the rest: the
+    clause's audio is no longer one codec's bytes, so all of it is encoded from its PCM
+    (none lost, none doubled)."""
+    voice, backup = BreaksAfterOneWord(), FakeTTS(sample_rate=8000)
+    frames = await _played(voice, "PCMU", "Twelve times seven.", backup)
+    assert backup.texts == ["times seven."] and all(f.payload is None for f in frames)
+    seconds = len(voice.made) / 8000 + len(backup.texts[0]) * 0.06 // 0.1 * 0.1
+    assert abs(len(frames) * 0.02 - seconds) <= 0.04
