@@ -116,6 +116,8 @@ class CallSession:
     async def start(self) -> None:
         """The call is answered: greet, and open the main menu if asked to."""
         self.record.answered_at = time.time()
+        if self.control.codec is not None:  # an outbound SIP call knows its codec from the answer
+            self.playout.carries = self.control.codec.name
         self._emit(CallStarted(self.record))
         lines = [self.agent.greeting] if self.agent.greeting else []
         if self.agent.dtmf.start_menu and self.agent.dtmf.main_menu:
