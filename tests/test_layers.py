@@ -14,7 +14,7 @@ from pathlib import Path
 
 VOXD = Path(__file__).parents[1] / "voxd"
 
-ROOTS = {"app", "cli", "chat", "dial", "harness", "daemon_sources"}
+ROOTS = {"app", "cli", "chat", "dial", "harness", "daemon_sources", "suites"}
 _ALL = {"core", "logs", "config", "proto", "media", "providers", "agents", "tools", "store", "call", "net",
         "webhooks", "ops", "api"}
 

@@ -169,6 +169,12 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return int(_run_async(run_chat(args)))
 
 
+def cmd_test(args: argparse.Namespace) -> int:
+    from voxd.suites.cli import run_test
+
+    return int(_run_async(run_test(args)))
+
+
 def cmd_dial(args: argparse.Namespace) -> int:
     from voxd.dial import run_dial
 
@@ -245,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     from voxd.providers.llm.local.cli import add_parser as add_models
 
     add_models(sub)
+
+    from voxd.suites.cli import add_parser as add_test_parser
+
+    add_test_parser(sub).set_defaults(fn=cmd_test)
 
     args = p.parse_args(argv)
     return int(args.fn(args))
