@@ -144,6 +144,10 @@ class Scenario(_M):
     voice: str | None = None
     steps: list[Step] = Field(..., min_length=1)
     judge: str | None = Field(None, description="A statement about the whole conversation, judged by an LLM.")
+    llm: str | None = Field(None, description="Pin the agent's llm engine for this scenario (e.g. dialog, for "
+                            "expectations on the dialog engine's exact prompts).")
+    xfail: str | None = Field(None, description="A known defect (why): a failure is reported as expected and "
+                              "does not fail the run; a pass is reported as fixed.")
 
     @field_validator("voice")
     @classmethod

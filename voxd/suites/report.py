@@ -10,19 +10,19 @@ from xml.etree import ElementTree as ET
 from voxd.suites.results import ScenarioResult
 from voxd.suites.runner import RunReport
 
-MARK = {"passed": "ok  ", "failed": "FAIL", "skipped": "skip", "error": "ERR "}
+MARK = {"passed": "ok  ", "failed": "FAIL", "skipped": "skip", "error": "ERR ", "xfailed": "xfail", "xpassed": "XPASS"}
 
 
 def one_line(r: ScenarioResult) -> str:
     where = f"{Path(r.suite).name}:{r.line}" if r.line else Path(r.suite).name
-    why = r.failures[0] if r.failures else r.note
+    why = r.note if r.status in ("xfailed", "xpassed") or not r.failures else r.failures[0]
     extra = f"  (+{len(r.failures) - 1} more)" if len(r.failures) > 1 else ""
-    text = f"{MARK[r.status]}  {where:<22} {r.name[:44]:<44} {r.seconds:6.1f}s"
+    text = f"{MARK[r.status]:<5} {where:<22} {r.name[:44]:<44} {r.seconds:6.1f}s"
     return text + (f"  {why}{extra}" if why else "")
 
 
 def table(report: RunReport) -> str:
-    lines = [f"{'':4}  {'suite:line':<22} {'scenario':<44} {'time':>7}  reason"]
+    lines = [f"{'':5} {'suite:line':<22} {'scenario':<44} {'time':>7}  reason"]
     lines += [one_line(r) for r in report.results]
     failed = [r for r in report.results if r.status in ("failed", "error")]
     if failed:
@@ -41,6 +41,8 @@ def table(report: RunReport) -> str:
     counts = {k: sum(r.status == k for r in report.results) for k in MARK}
     lines += ["", f"{len(report.results)} scenarios: {counts['passed']} passed, {counts['failed']} failed, "
               f"{counts['error']} errors, {counts['skipped']} skipped"
+              + (f", {counts['xfailed']} known defects" if counts["xfailed"] else "")
+              + (f", {counts['xpassed']} known defects now pass" if counts["xpassed"] else "")
               + (f", {len(report.errors)} suite errors" if report.errors else "") + f" in {report.seconds:.1f} s"]
     return "\n".join(lines)
 
@@ -65,7 +67,7 @@ def junit(report: RunReport) -> str:
                 f.text = "\n".join(r.failures) + "\n\ntranscript:\n" + "\n".join(r.transcript)
             elif r.status == "error":
                 ET.SubElement(case, "error", message=r.note[:500]).text = r.note
-            elif r.status == "skipped":
+            elif r.status in ("skipped", "xfailed"):
                 ET.SubElement(case, "skipped", message=r.note)
             notes = r.judge_notes
             if notes or r.transcript:

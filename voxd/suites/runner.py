@@ -72,8 +72,7 @@ async def run_suites(files: list[Path], cfg: VoxdConfig, base: Path, opts: Optio
         except AgentLoadError as e:  # SuiteError too
             report.errors += e.errors
             continue
-        agent = pinned(agent, opts.llm or loaded.suite.llm)
-        judge = Judge(agent, judge_config(agent, loaded.suite.judge_llm), outbound)
+        judge = Judge(agent, judge_config(pinned(agent, opts.llm or loaded.suite.llm), loaded.suite.judge_llm), outbound)
         chosen = _selected(loaded, opts.select)
         if not chosen:
             continue
@@ -81,7 +80,7 @@ async def run_suites(files: list[Path], cfg: VoxdConfig, base: Path, opts: Optio
         try:
             await library.warm_up([agent.config])
             if opts.text:
-                results = await _text(loaded, agent, library, chosen, outbound, progress, judge)
+                results = await _text(loaded, agent, library, chosen, outbound, opts, progress, judge)
             else:
                 results = await _audio(loaded, agent, cfg, base, chosen, opts, progress, judge)
         finally:
@@ -114,11 +113,13 @@ async def _audio(loaded: LoadedSuite, agent: LoadedAgent, cfg: VoxdConfig, base:
         await manager.warm_up([agent])
         for i in chosen:
             sc = loaded.suite.scenarios[i]
+            agent_i = pinned(agent, opts.llm or sc.llm or loaded.suite.llm)
             if sc.only == "text":
                 res = ScenarioResult(str(loaded.path), agent.name, sc.name, "audio", loaded.line_of(i), sc.tags,
                                      status="skipped", note="only: text")
             else:
-                res = await _guarded(run_call(manager, agent, loaded, i, sc, virtual=opts.virtual), loaded, agent, i)
+                res = await _guarded(run_call(manager, agent_i, loaded, i, sc, virtual=opts.virtual), loaded, agent_i, i)
+                res.xfail = sc.xfail
                 await _judged(res, loaded, i, judge)
                 res.settle()
             out.append(res)
@@ -131,16 +132,20 @@ async def _audio(loaded: LoadedSuite, agent: LoadedAgent, cfg: VoxdConfig, base:
 
 
 async def _text(loaded: LoadedSuite, agent: LoadedAgent, library: ToolLibrary, chosen: list[int], outbound: object,
-                progress: Callable[[ScenarioResult], None] | None, judge: Judge) -> list[ScenarioResult]:
+                opts: Options, progress: Callable[[ScenarioResult], None] | None, judge: Judge) -> list[ScenarioResult]:
+    current = [agent]
+
     async def lookup(name: str) -> LoadedAgent | None:
-        return agent if name == agent.name else None
+        return current[0] if name == agent.name else None
 
     manager = ConversationManager(lookup, lambda a: library.registry_for(a.config), outbound=outbound)  # type: ignore[arg-type]
     out: list[ScenarioResult] = []
     try:
         for i in chosen:
             sc = loaded.suite.scenarios[i]
+            current[0] = pinned(agent, opts.llm or sc.llm or loaded.suite.llm)
             res = await _guarded(run_conversation(manager, agent.name, loaded, i, sc), loaded, agent, i, "text")
+            res.xfail = sc.xfail
             if res.status != "skipped":
                 await _judged(res, loaded, i, judge)
                 res.settle()

@@ -23,6 +23,8 @@ def audio_only(scenario: Scenario) -> str | None:
     for j, step in enumerate(scenario.steps, 1):
         if step.dtmf is not None:
             return f"step {j}: dtmf has no text equivalent"
+        if isinstance(step.say, list):
+            return f"step {j}: pauses inside speech need audio"
         if step.interrupt is not None:
             return f"step {j}: interrupt needs audio"
         if step.audio is not None and step.text is None:
