@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   # caller speech for tests and audio tools
-  sox flite festival espeak-ng
+  sox flite festival festvox-kallpc16k espeak-ng
   # real SIP peers and packet capture for interop tests
   sip-tester baresip-core linphone-cli tshark
   # a carrier for the registration and trunk interop tests (tests/interop/kamailio*)

@@ -113,7 +113,7 @@ def same_value(want: Any, got: Any) -> bool:
     if isinstance(want, list):
         return isinstance(got, list) and len(want) == len(got) and all(map(same_value, want, got))
     if isinstance(want, bool) or isinstance(got, bool):
-        return want == got
+        return type(want) is type(got) and want == got
     wn, gn = _number(want), _number(got)
     if wn is not None and gn is not None:
         return abs(wn - gn) < 1e-9

@@ -216,7 +216,10 @@ def _union_tag(part: int | str) -> bool:
 
 
 def parse_suite(text: str, source: str) -> LoadedSuite:
-    doc = load_yaml(text, source)
+    try:
+        doc = load_yaml(text, source)
+    except AgentLoadError as e:
+        raise SuiteError(e.errors) from None
     if not isinstance(doc, dict):
         raise SuiteError([FieldError(source, 1, "", "a suite file is a mapping with agent: and scenarios:")])
     try:

@@ -90,6 +90,9 @@ def speech(voice: str, text: str) -> np.ndarray:
             _synth_raw(voice, text, raw)
         except subprocess.SubprocessError as e:
             raise VoiceUnavailable(f"voice {voice} failed on {text!r}: {e}") from None
+        if not raw.is_file() or raw.stat().st_size <= 44:
+            hint = " (festival has no voice: apt-get install festvox-kallpc16k)" if voice.startswith("festival") else ""
+            raise VoiceUnavailable(f"voice {voice} produced no audio for {text!r}{hint}")
         pcm, rate = read_wav(raw)
     out = telephone(_normalise(pcm), rate)
     out = np.concatenate([np.zeros(int(PAD_S * SAMPLE_RATE), np.int16), out])
