@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
-    t = sub.add_parser("test", help="run conversation test suites (agents/tests/*.yaml); exit 1 on failures")
+    t: argparse.ArgumentParser = sub.add_parser("test", help="run conversation test suites (agents/tests/*.yaml); exit 1 on failures")
     t.add_argument("paths", nargs="*", metavar="PATH", help="suite files or folders (default: <agents>/tests)")
     t.add_argument("--config", "-c", help="voxd.yaml whose tools:, egress: and secrets: apply")
     t.add_argument("--text", action="store_true", help="run as text conversations, without audio (fast)")

@@ -67,14 +67,16 @@ def _synth_raw(voice: str, text: str, out: Path) -> None:
 def telephone(pcm: np.ndarray, rate: int) -> np.ndarray:
     """Audio as an 8 kHz mu-law line carries it, back at 16 kHz."""
     narrow = resample(pcm, rate, 8000)
-    return resample(ulaw_decode(ulaw_encode(narrow)), 8000, SAMPLE_RATE)
+    wide: np.ndarray = resample(ulaw_decode(ulaw_encode(narrow)), 8000, SAMPLE_RATE)
+    return wide
 
 
 def _normalise(pcm: np.ndarray) -> np.ndarray:
     peak = float(np.max(np.abs(pcm))) if pcm.size else 0.0
     if peak < 1:
         return pcm
-    return np.clip(pcm.astype(np.float32) * (0.7 * 32767 / peak), -32768, 32767).astype(np.int16)
+    out: np.ndarray = np.clip(pcm.astype(np.float32) * (0.7 * 32767 / peak), -32768, 32767).astype(np.int16)
+    return out
 
 
 def speech(voice: str, text: str) -> np.ndarray:
