@@ -13,7 +13,7 @@ import pytest
 
 from tests.suites.test_broken_agent import broken_receptionist
 
-pytestmark = pytest.mark.engines
+pytestmark = [pytest.mark.engines, pytest.mark.timeout(1800)]
 ROOT = Path(__file__).parents[2]
 
 
