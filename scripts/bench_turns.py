@@ -114,6 +114,7 @@ class SetBuilder:
 
         self.model = WhisperModel(bundled_model_dir(), device="cpu", compute_type="int8", cpu_threads=2)
         self.cuts: dict[str, dict[str, float]] = {}
+        self.fallbacks = 0  # boundaries placed from the prefix's length, not word timestamps
 
     def boundary(self, voice: str, text: str, after: str, pcm: np.ndarray) -> int | None:
         segments, _ = self.model.transcribe(pcm.astype(np.float32) / 32768.0, language="en",
@@ -126,10 +127,22 @@ class SetBuilder:
         else:
             idx = [i for i, w in enumerate(words[:-1]) if _word(w.word) == after]
             if not idx:
-                return None
+                return self.by_prefix(voice, text, after, pcm)
             i = idx[0]
         t = (words[i].end + words[i + 1].start) / 2
         return _quietest(pcm, int(t * SAMPLE_RATE))
+
+    def by_prefix(self, voice: str, text: str, after: str, pcm: np.ndarray) -> int | None:
+        """Where the words up to ``after`` end, from the same voice saying only them
+        (whisper misheard the word): their voiced length, then the quietest point near."""
+        said = text.split()
+        k = [_word(w) for w in said].index(after)
+        prefix = voices.speech(voice, " ".join(said[: k + 1]).strip(" ,.?!"))
+        end = _last_voiced(prefix)
+        if not end:
+            return None
+        self.fallbacks += 1
+        return _quietest(pcm, int(end * SAMPLE_RATE), span=1600)
 
     def build(self, voice_list: list[str], pauses: list[int]) -> list[Utterance]:
         out: list[Utterance] = []
@@ -140,7 +153,7 @@ class SetBuilder:
                 out.append(Utterance(voice, text, 0, pcm, end))
                 cut = self.boundary(voice, text, after, pcm)
                 if cut is None:
-                    print(f"  {voice} {text!r}: {after!r} not heard, no paused versions", file=sys.stderr)
+                    print(f"  {voice} {text!r}: no boundary after {after!r}, no paused versions", file=sys.stderr)
                     continue
                 self.cuts.setdefault(voice, {})[text] = round(cut / SAMPLE_RATE, 3)
                 for p in pauses:
@@ -297,12 +310,13 @@ def main() -> int:
     complete = [u for u in utts if not u.pause_ms]
     paused = [u for u in utts if u.pause_ms]
     print(f"turn-end set: {len(complete)} complete + {len(paused)} paused utterances, {len(voice_list)} voices, "
-          f"8 kHz mu-law ({time.perf_counter() - t0:.0f} s to build)")
+          f"8 kHz mu-law; {builder.fallbacks} pause points from the prefix's length "
+          f"({time.perf_counter() - t0:.0f} s to build)")
     if args.write_manifest:
         Path(args.write_manifest).parent.mkdir(parents=True, exist_ok=True)
         Path(args.write_manifest).write_text(json.dumps(
             {"sentences": [{"text": t, "pause_after": a} for t, a in SENTENCES], "voices": voice_list,
-             "pauses_ms": pauses, "cut_s": builder.cuts, "line": "8 kHz G.711 mu-law, back at 16 kHz"},
+             "pauses_ms": pauses, "cut_s": builder.cuts, "boundaries_from_prefix_length": builder.fallbacks, "line": "8 kHz G.711 mu-law, back at 16 kHz"},
             indent=2) + "\n")
     models = Models()
     report: dict[str, Any] = {"complete": len(complete), "paused": len(paused), "detectors": {}}

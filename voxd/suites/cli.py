@@ -21,8 +21,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # t
     t.add_argument("--agent", help="test this agent file instead of the one each suite names")
     t.add_argument("-k", dest="select", help="only scenarios whose name or tags contain this")
     t.add_argument("--realtime", action="store_true", help="pace calls in real time instead of the virtual clock")
-    t.add_argument("--transport", choices=["harness"], default="harness",
-                   help="how calls are carried (harness: the session's own media clock, as `voxd call`)")
     t.add_argument("--junit", default="test-results/voxd-test.xml", help="JUnit XML report ('' for none)")
     t.add_argument("--json", dest="json_out", default="test-results/voxd-test.json", help="JSON report ('' for none)")
     t.add_argument("--quiet", "-q", action="store_true", help="only the summary table")
