@@ -84,6 +84,12 @@ def test_call_expectations() -> None:
         "the bot was interrupted (1 interruption(s)); expected it to carry on"]
     assert check(step(interrupted=True), Window()) == [
         "expected the caller to cut the bot short, the bot was not interrupted"]
+    assert check(step(single_turn=True), Window(heard=["What time?", "Is it?"])) == [
+        "the caller's words were taken as 2 turns, expected one: 'What time?' | 'Is it?'"]
+    assert check(step(single_turn=True), Window(heard=["What time is it?"])) == []
+    assert check(step(single_turn=True), Window(heard=["What time?"], bot_over_caller_ms=420)) == [
+        "the bot answered before the caller had finished (420 ms of its voice over the caller's words; "
+        "heard 'What time?')"]
     assert check(step(hung_up=False), Window(hung_up=True)) == ["the bot hung up, expected the call to go on"]
 
 

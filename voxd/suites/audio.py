@@ -81,11 +81,14 @@ class Line:
         s = self.session
         return active or s.playout.pending or s.turns.capturing
 
-    async def play(self, pcm: np.ndarray) -> None:
+    async def play(self, pcm: np.ndarray) -> float:
+        """Feed the caller's audio; returns the ms of bot sound while it played."""
+        over = 0
         for frame in frames_of(pcm.tobytes()):
             if self.ended:
-                return
-            await self.tick(frame)
+                break
+            over += await self.tick(frame)
+        return over * FRAME_S * 1000
 
     async def quiet(self, seconds: float) -> None:
         for _ in range(round(seconds / FRAME_S)):
@@ -171,8 +174,9 @@ async def run_call(manager: CallManager, agent: LoadedAgent, loaded: LoadedSuite
                 break
             if step.interrupt is not None and not await line.until_bot_spoke(step.after_ms):
                 sr.failures.append(f"the bot did not speak for {step.after_ms} ms to be interrupted")
+            talked_over = 0.0
             if pcm is not None:
-                await line.play(pcm)
+                talked_over = await line.play(pcm)
             elif step.dtmf is not None:
                 await line.digits(step.dtmf)
             elif step.wait is not None:
@@ -183,6 +187,8 @@ async def run_call(manager: CallManager, agent: LoadedAgent, loaded: LoadedSuite
                 await line.settle(until_bot_speaks=before_interrupt)
             hung_up = control.hung_up or (session.closed and session.record.ended_by == "agent")
             sr.window = window_since(m, session.record, control.transfers, hung_up)
+            if step.interrupt is None:
+                sr.window.bot_over_caller_ms = talked_over
             sr.failures += check(step, sr.window)
             if sr.window.transfers and not session.closed:
                 await line.settle()

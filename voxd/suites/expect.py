@@ -35,6 +35,7 @@ class Window:
     interruptions: int = 0
     interrupted_replies: int = 0
     heard: list[str] = field(default_factory=list)  # what the recogniser heard the caller say
+    bot_over_caller_ms: float = 0.0  # the bot's sound while the caller was still saying this step's words
 
     @property
     def reply(self) -> str:
@@ -47,6 +48,7 @@ class Window:
                        "result": _jsonable(t.result)} for t in self.tools],
             "transfers": self.transfers, "hung_up": self.hung_up, "latencies_ms": self.latencies_ms,
             "interruptions": self.interruptions, "interrupted_replies": self.interrupted_replies,
+            "bot_over_caller_ms": self.bot_over_caller_ms,
         }
 
 
@@ -200,6 +202,12 @@ def check(step: Step, w: Window) -> list[str]:
         out.append(f"the bot was interrupted ({w.interruptions} interruption(s)); expected it to carry on")
     if step.interrupted is True and not (w.interruptions or w.interrupted_replies):
         out.append("expected the caller to cut the bot short, the bot was not interrupted")
+    if step.single_turn and len(w.heard) != 1:
+        pieces = " | ".join(repr(h) for h in w.heard) or "nothing"
+        out.append(f"the caller's words were taken as {len(w.heard)} turns, expected one: {pieces}")
+    elif step.single_turn and w.bot_over_caller_ms:
+        out.append(f"the bot answered before the caller had finished ({w.bot_over_caller_ms:.0f} ms of its voice "
+                   f"over the caller's words; heard {' | '.join(repr(h) for h in w.heard)})")
     if step.interrupted is False and (w.interruptions or w.interrupted_replies):
         out.append("the bot was interrupted, expected it not to be")
     return out

@@ -81,6 +81,8 @@ class Step(_M):
     no_interruption: bool | None = Field(None, description="true: the bot was not interrupted in this step "
                                          "(a backchannel or noise did not stop it).")
     interrupted: bool | None = Field(None, description="true: the bot's reply was cut short by the caller.")
+    single_turn: bool | None = Field(None, description="true: what the caller said in this step was taken as one "
+                                     "turn (not cut off at a pause and answered in pieces).")
     judge: str | None = Field(None, description="A statement about the conversation so far, judged by an LLM.")
 
     @field_validator("dtmf")
