@@ -22,6 +22,7 @@ from voxd.call.manager import CallManager
 from voxd.call.ports import NullControl
 from voxd.call.session import CallSession
 from voxd.media.audio import SAMPLE_RATE, SILENCE_FRAME, read_wav_as
+from voxd.media.frame import AudioFrame
 from voxd.suites import voices
 from voxd.suites.expect import check, mark, window_since
 from voxd.suites.model import LoadedSuite, Scenario, Step
@@ -64,7 +65,7 @@ class Line:
     async def tick(self, frame: bytes = SILENCE_FRAME) -> bool:
         """One frame each way; True if the bot made sound."""
         s = self.session
-        s.feed_audio(frame)
+        s.feed_audio(AudioFrame(frame))
         out = s.next_frame()
         self.frames += 1
         if out is not None:
