@@ -272,7 +272,7 @@ async def double_answers(utts: list[Utterance], detectors: list[str]) -> dict[st
         agent = LoadedAgent(agent0.config.model_copy(update={"turn": DETECTORS[name]}), agent0.version,
                             agent0.path, agent0.text)
         runs = [u for u in utts if u.text == "What time is it?" and u.pause_ms]
-        twice = 0
+        twice = cut = 0
         details = []
         for u in runs:
             control = AcceptingControl()
@@ -280,14 +280,16 @@ async def double_answers(utts: list[Utterance], detectors: list[str]) -> dict[st
             line = Line(session, control, virtual=True)
             await session.start()
             await line.settle()
-            await line.play(u.pcm)
+            over_ms = await line.play(u.pcm)
             await line.settle()
             n = sum(tc.name == "get_current_time" for t in session.record.turns for tc in t.tool_calls)
             heard = [t.text for t in session.record.turns if t.speaker == "caller"]
             await session.close("caller_hangup")
             twice += n > 1
-            details.append({"voice": u.voice, "pause_ms": u.pause_ms, "tool_runs": n, "heard": heard})
-        results[name] = {"calls": len(runs), "tool_ran_twice": twice, "details": details}
+            cut += bool(over_ms) or len(heard) > 1
+            details.append({"voice": u.voice, "pause_ms": u.pause_ms, "tool_runs": n, "heard": heard,
+                            "bot_over_caller_ms": over_ms})
+        results[name] = {"calls": len(runs), "tool_ran_twice": twice, "cut_off": cut, "details": details}
     await library.close()
     return results
 
@@ -298,6 +300,7 @@ def main() -> int:
     ap.add_argument("--pauses", default=",".join(map(str, PAUSES_MS)))
     ap.add_argument("--detectors", default=",".join(DETECTORS), help="comma-separated names from DETECTORS")
     ap.add_argument("--calls", action="store_true", help="also run 'What time ... is it?' as whole calls")
+    ap.add_argument("--no-sim", action="store_true", help="skip the per-detector simulation (with --calls)")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--write-manifest", help="write the set's texts, voices, pauses and cut points here")
     args = ap.parse_args()
@@ -318,13 +321,14 @@ def main() -> int:
             {"sentences": [{"text": t, "pause_after": a} for t, a in SENTENCES], "voices": voice_list,
              "pauses_ms": pauses, "cut_s": builder.cuts, "boundaries_from_prefix_length": builder.fallbacks, "line": "8 kHz G.711 mu-law, back at 16 kHz"},
             indent=2) + "\n")
-    models = Models()
+    models = None if args.no_sim else Models()
     report: dict[str, Any] = {"complete": len(complete), "paused": len(paused), "detectors": {}}
     header = (f"{'detector':<26} {'cut-offs (paused)':>18} {'by pause 300/500/700/900':>26} "
               f"{'cut-offs (complete)':>20} {'latency p50':>12} {'p90':>6} {'model ms p50':>13}")
     print(header)
-    for name in detectors:
+    for name in [] if args.no_sim else detectors:
         cfg = DETECTORS[name]
+        assert models is not None
         outcomes = [(u, simulate(u, cfg, models)) for u in utts]
         cut_p = [score(u, o)[0] for u, o in outcomes if u.pause_ms]
         cut_c = [score(u, o)[0] for u, o in outcomes if not u.pause_ms]
@@ -346,8 +350,8 @@ def main() -> int:
         calls = asyncio.run(double_answers(utts, [d for d in detectors if d.startswith(("smart", "silence (max 6"))]))
         report["calls"] = calls
         for name, r in calls.items():
-            print(f"calls, 'What time ... is it?' with a pause, {name}: get_current_time ran twice in "
-                  f"{r['tool_ran_twice']}/{r['calls']}")
+            print(f"calls, 'What time ... is it?' with a pause, {name}: answered before the caller finished in "
+                  f"{r['cut_off']}/{r['calls']}, get_current_time ran twice in {r['tool_ran_twice']}/{r['calls']}")
     print(f"({time.perf_counter() - t0:.0f} s)")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=str) + "\n")
