@@ -131,6 +131,20 @@ class Line:
         return self.bot_frames >= need
 
 
+def agent_voice(agent: LoadedAgent) -> str:
+    """The agent's own voice in caller-voice terms (piper:joe, espeak:en-us, ...)."""
+    v = agent.config.voice
+    if v.engine == "piper":
+        return "piper:joe" if v.voice in (None, "", "joe", "en_US-joe-medium") else f"piper:{v.voice}"
+    return f"{v.engine}:{v.voice or 'en-us'}"
+
+
+def own_voice_note(agent: LoadedAgent, scenario: Scenario, default_voice: str) -> str:
+    used = {s.voice or scenario.voice or default_voice for s in scenario.steps if s.words is not None}
+    own = agent_voice(agent)
+    return f"the caller speaks with the agent's own voice ({own})" if own in used else ""
+
+
 def caller_audio(step: Step, default_voice: str, base: Path) -> np.ndarray:
     voice = step.voice or default_voice
     if step.audio is not None:
@@ -148,6 +162,7 @@ async def run_call(manager: CallManager, agent: LoadedAgent, loaded: LoadedSuite
     suite = loaded.suite
     res = ScenarioResult(str(loaded.path), agent.name, scenario.name, "audio", loaded.line_of(index), scenario.tags)
     voice = scenario.voice or suite.voice
+    res.note = own_voice_note(agent, scenario, suite.voice)
     control = AcceptingControl()
     session = manager.create(agent, control, from_uri=f"test:{scenario.name}")
     line = Line(session, control, virtual)
