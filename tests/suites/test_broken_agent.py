@@ -54,7 +54,8 @@ def test_a_broken_agent_fails_the_right_scenarios(tmp_path: Path, capsys: pytest
     assert set(failed) == time_scenarios | slot_scenarios, sorted(failed)
     # the reasons name what went wrong, on the step's line
     why = failed["asks the time"][0]
-    assert why.startswith("step 1 (say 'What time is it?', line 13): expected a call to get_current_time, "
+    line = SUITE.read_text().splitlines().index("      - say: What time is it?") + 1
+    assert why.startswith(f"step 1 (say 'What time is it?', line {line}): expected a call to get_current_time, "
                           "the bot called calculate("), why
     loop = failed["booking, slot by slot"]
     assert any("step 3" in f and "reply lacks 'booked'" in f and "And what time on Thursday?" in f for f in loop), loop
