@@ -108,3 +108,13 @@ def test_agent_reference_resolves_next_to_the_suite_folder(tmp_path: Path) -> No
     suite.write_text("agent: bot\nscenarios: [{name: x, steps: [{say: hi}]}]\n")
     assert load_suite_file(suite).agent_path() == tmp_path / "bot.yaml"
     assert suite_files([tmp_path / "tests"]) == [suite]
+
+
+def test_a_missing_agent_is_a_suite_error_on_its_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from voxd.cli import main
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text("# a suite\nagent: nobody\nscenarios: [{name: x, steps: [{say: hi}]}]\n")
+    assert main(["test", str(suite), "--text", "--junit", "", "--json", ""]) == 1
+    out = capsys.readouterr().out
+    assert f"suite error: {suite}:2: agent: no agent file 'nobody'" in out

@@ -186,10 +186,12 @@ def _check_voice(v: str | None) -> str | None:
 
 
 class LoadedSuite:
-    def __init__(self, suite: Suite, path: Path, lines: dict[tuple[int, int], int]) -> None:
+    def __init__(self, suite: Suite, path: Path, lines: dict[tuple[int, int], int],
+                 agent_line: int | None = None) -> None:
         self.suite = suite
         self.path = path
         self._lines = lines  # (scenario, step) -> line
+        self.agent_line = agent_line
 
     def line_of(self, scenario: int, step: int | None = None) -> int | None:
         return self._lines.get((scenario, -1 if step is None else step))
@@ -241,7 +243,7 @@ def parse_suite(text: str, source: str) -> LoadedSuite:
             sline = _line_of(doc, ("scenarios", i, "steps", j))
             if sline:
                 lines[(i, j)] = sline
-    return LoadedSuite(suite, Path(source), lines)
+    return LoadedSuite(suite, Path(source), lines, _line_of(doc, ("agent",)))
 
 
 def load_suite_file(path: Path) -> LoadedSuite:

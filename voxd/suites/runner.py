@@ -68,7 +68,12 @@ async def run_suites(files: list[Path], cfg: VoxdConfig, base: Path, opts: Optio
     for path in files:
         try:
             loaded = load_suite_file(path)
-            agent = load_agent_file(opts.agent or loaded.agent_path(), outbound)
+            agent_file = opts.agent or loaded.agent_path()
+            if not agent_file.is_file():
+                report.errors.append(FieldError(str(path), loaded.agent_line, "agent",
+                                                f"no agent file {loaded.suite.agent!r} (looked for {agent_file})"))
+                continue
+            agent = load_agent_file(agent_file, outbound)
         except AgentLoadError as e:  # SuiteError too
             report.errors += e.errors
             continue
