@@ -81,15 +81,15 @@ async def run_suites(files: list[Path], cfg: VoxdConfig, base: Path, opts: Optio
         chosen = _selected(loaded, opts.select)
         if not chosen:
             continue
-        library = ToolLibrary(cfg.tools, base_dir=base, outbound=outbound)
-        try:
-            await library.warm_up([agent.config])
-            if opts.text:
+        if opts.text:
+            library = ToolLibrary(cfg.tools, base_dir=base, outbound=outbound)
+            try:
+                await library.warm_up([agent.config])
                 results = await _text(loaded, agent, library, chosen, outbound, opts, progress, judge)
-            else:
-                results = await _audio(loaded, agent, cfg, base, chosen, opts, progress, judge)
-        finally:
-            await library.close()
+            finally:
+                await library.close()
+        else:
+            results = await _audio(loaded, agent, cfg, base, chosen, opts, progress, judge)
         report.results += results
     report.seconds = time.perf_counter() - t0
     return report
