@@ -1,7 +1,7 @@
 """`judge:` expectations: a statement about the conversation, answered by an LLM.
 
-The judge is the suite's `judge_llm:` block, else the agent's own LLM when it is a real
-one (not the offline dialog engine). Without one, judged expectations are skipped with a
+The judge is the suite's `judge_llm:` block, else the agent's own LLM when it is a hosted
+one (not the offline dialog engine or packaged local model). Without one, judged expectations are skipped with a
 note saying so; they never pass silently.
 """
 
@@ -17,7 +17,7 @@ from voxd.core.secrets import Outbound
 from voxd.providers.base import LanguageModel, Message, ProviderError, TextDelta
 from voxd.providers.llm.factory import make_llm
 
-NO_JUDGE = ("no judge LLM is configured (the agent's llm is the offline dialog engine): "
+NO_JUDGE = ("no judge LLM is configured (the agent's llm is an offline engine): "
             "set judge_llm: in the suite to judge this")
 
 INSTRUCTIONS = """You grade a phone conversation between a caller and a voice agent.
@@ -43,7 +43,9 @@ class Verdict:
 def judge_config(agent: LoadedAgent, judge_llm: LLMConfig | None) -> LLMConfig | None:
     if judge_llm is not None:
         return judge_llm
-    return None if agent.config.llm.engine == "dialog" else agent.config.llm
+    # the offline engines are no judges: the dialog engine cannot read a transcript, and a
+    # packaged local model (made to pick an agent's functions) answers in its own words
+    return None if agent.config.llm.engine in ("dialog", "local") else agent.config.llm
 
 
 class Judge:
