@@ -189,7 +189,7 @@ async def test_auto_encoding_follows_what_the_call_carries(dg: FakeDeepgram) -> 
     mulaw = ulaw_encode(resample(np.frombuffer(pcm, "<i2"), 16000, 8000))
     stt = engine(dg.url)
     assert stt.options.encoding == "auto"
-    g711 = stt.stream("mulaw")
+    g711 = stt.stream("PCMU")
     for i, f in enumerate(frames(pcm)):
         g711.push(AudioFrame(f, mulaw[i * 160 : (i + 1) * 160], "PCMU"))
         await asyncio.sleep(0)
@@ -207,7 +207,7 @@ async def test_auto_encoding_follows_what_the_call_carries(dg: FakeDeepgram) -> 
 
 
 async def test_an_explicit_encoding_wins_over_the_call(dg: FakeDeepgram) -> None:
-    s = engine(dg.url, encoding="linear16").stream("mulaw")
+    s = engine(dg.url, encoding="linear16").stream("PCMU")
     await speak(s, silence(0.2) + voiced(0.6, f0=140) + silence(0.4))
     await s.finalize()
     await s.aclose()

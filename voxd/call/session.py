@@ -83,7 +83,7 @@ class CallSession:
         self.playout = Playout(carries=control.codec.name if control.codec is not None else None)
         self.turns = tt.TurnTaker(agent.turn, agent.interruption)
         self.keypad = kp.KeypadMachine(agent.dtmf)
-        self.stt = self.engines.stt.stream(control.codec.stt_carried if control.codec is not None else None)
+        self.stt = self.engines.stt.stream(control.codec.name if control.codec is not None else None)
         self._interim = ""
         self.stt.on_interim = self._on_interim
         self.work = CallWork(record.id)

@@ -77,9 +77,9 @@ class SpeechToText(abc.ABC):
 
     @abc.abstractmethod
     def stream(self, carried: str | None = None) -> STTStream:
-        """A recogniser for one call. `carried` names the audio the call itself carries,
-        for an engine that can take it as is: "mulaw" (G.711 mu-law at 8 kHz: a PCMU
-        SIP call, Twilio), None for anything else."""
+        """A recogniser for one call. `carried` is the codec the call's wire carries (its
+        SDP name, as in `AudioFrame.codec`: "PCMU" for a PCMU SIP call, Twilio, Telnyx),
+        for an engine that can take that audio as is; None when there is none."""
 
     async def warm_up(self) -> None:  # noqa: B027 - optional hook
         """Load models before the first call (off the event loop)."""

@@ -39,9 +39,6 @@ class Decoder(abc.ABC):
 class Codec(abc.ABC):
     name: str  # SDP encoding name, e.g. "PCMU"
     clock_rate: int
-    # the name a recogniser knows this wire audio by, if it can take it untouched
-    # (SpeechToText.stream's `carried`): "mulaw" for PCMU, None otherwise
-    stt_carried: str | None = None
 
     @abc.abstractmethod
     def encoder(self) -> Encoder: ...

@@ -89,7 +89,6 @@ class G711(Codec):
     def __init__(self, name: str) -> None:
         self.name = name.upper()
         self._enc, self._dec = encoder_for(self.name)
-        self.stt_carried = "mulaw" if self.name == "PCMU" else None
 
     @property
     def payload_bytes(self) -> int:

@@ -75,7 +75,7 @@ class DeepgramOptions:
         """The options one call's connection uses: "auto" settles on an encoding."""
         if self.encoding != "auto":
             return self
-        if carried == "mulaw":
+        if carried == "PCMU":  # G.711 mu-law at 8 kHz, sent as the call carried it
             return dataclasses.replace(self, encoding="mulaw")
         return dataclasses.replace(self, encoding="linear16")
 
