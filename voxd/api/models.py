@@ -298,6 +298,7 @@ class KeyOut(BaseModel):
     rate_limit_per_minute: int | None
     quota_per_day: int | None
     quota_per_month: int | None
+    org: str = Field("default", description="The organisation the key belongs to.")
 
 
 class KeyCreated(KeyOut):

@@ -17,15 +17,15 @@ class AgentChangeRepository:
     async def record(self, agent: str, version: str, action: str, actor: str) -> None:
         async with self._db.transaction() as conn:
             await conn.execute(
-                "INSERT INTO agent_changes (agent, version, action, actor, at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (agent, version, action, actor, time.time()),
+                "INSERT INTO agent_changes (agent, version, action, actor, at, org) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (agent, version, action, actor, time.time(), self._db.org),
             )
 
     async def list(self, agent: str, limit: int = 50) -> list[dict[str, Any]]:
         rows = await self._db.fetchall(
-            "SELECT agent, version, action, actor, at FROM agent_changes WHERE agent = ? "
+            "SELECT agent, version, action, actor, at FROM agent_changes WHERE org = ? AND agent = ? "
             "ORDER BY id DESC LIMIT ?",
-            (agent, limit),
+            (self._db.org, agent, limit),
         )
         return [dict(r) for r in rows]

@@ -18,13 +18,14 @@ class CalendarRepository:
         """``event`` has the keys in ``_COLUMNS``; times are ISO 8601 with an offset."""
         async with self._db.transaction() as conn:
             await conn.execute(
-                f"INSERT INTO calendar_events ({', '.join(_COLUMNS)}, created_at) "
-                f"VALUES ({', '.join('?' for _ in _COLUMNS)}, ?)",
-                (*(event.get(c) for c in _COLUMNS), time.time()),
+                f"INSERT INTO calendar_events ({', '.join(_COLUMNS)}, created_at, org) "
+                f"VALUES ({', '.join('?' for _ in _COLUMNS)}, ?, ?)",
+                (*(event.get(c) for c in _COLUMNS), time.time(), self._db.org),
             )
 
     async def list(self, limit: int = 5000) -> list[dict[str, Any]]:
         rows = await self._db.fetchall(
-            f"SELECT {', '.join(_COLUMNS)}, created_at FROM calendar_events ORDER BY starts_at LIMIT ?", (limit,)
+            f"SELECT {', '.join(_COLUMNS)}, created_at FROM calendar_events WHERE org = ? ORDER BY starts_at LIMIT ?",
+            (self._db.org, limit)
         )
         return [dict(r) for r in rows]

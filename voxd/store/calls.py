@@ -15,7 +15,7 @@ from voxd.core.calllog import CallRecord
 from voxd.store.db import Database
 from voxd.store.repos import InvalidCursor, Transaction, TxnWrite
 
-__all__ = ["CallRepository", "InvalidCursor", "decode_cursor", "encode_cursor"]
+__all__ = ["CallRepository", "ForeignRow", "InvalidCursor", "decode_cursor", "encode_cursor"]
 
 _CALL_COLUMNS = (
     "id, agent, agent_version, transport, from_uri, to_uri, direction, status, started_at, "
@@ -52,11 +52,12 @@ class CallRepository:
         `also` runs inside the same transaction (e.g. the webhook outbox rows for the
         event this save records), so both commit or neither does."""
         async with self._db.transaction() as conn:
+            await owned(conn, "calls", record.id, self._db.org)
             for write in also:
                 await write(_txn(conn))
             await conn.execute(
-                f"INSERT INTO calls ({_CALL_COLUMNS}) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"INSERT INTO calls ({_CALL_COLUMNS}, org) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET agent = excluded.agent, "
                 "agent_version = excluded.agent_version, transport = excluded.transport, "
                 "from_uri = excluded.from_uri, to_uri = excluded.to_uri, "
@@ -69,7 +70,7 @@ class CallRepository:
                     record.id, record.agent, record.agent_version, record.transport,
                     record.from_uri, record.to_uri, record.direction, record.status,
                     record.started_at, record.answered_at, record.ended_at, record.end_reason,
-                    record.ended_by, record.interruptions, _dumps(record.metadata),
+                    record.ended_by, record.interruptions, _dumps(record.metadata), self._db.org,
                 ),
             )
             for table in ("turns", "tool_calls", "dtmf"):
@@ -108,7 +109,8 @@ class CallRepository:
 
     async def get(self, call_id: str) -> dict[str, Any] | None:
         """The call as ``CallRecord.to_dict()`` shapes it, or None."""
-        row = await self._db.fetchone(f"SELECT {_CALL_COLUMNS} FROM calls WHERE id = ?", (call_id,))
+        row = await self._db.fetchone(f"SELECT {_CALL_COLUMNS} FROM calls WHERE id = ? AND org = ?",
+                                       (call_id, self._db.org))
         if row is None:
             return None
         call = _call_dict(row)
@@ -161,8 +163,8 @@ class CallRepository:
         cursor: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first, without turns; returns the page and the cursor for the next one."""
-        where: list[str] = []
-        params: list[Any] = []
+        where: list[str] = ["org = ?"]
+        params: list[Any] = [self._db.org]
         for column, value in (("agent", agent), ("status", status)):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -182,8 +184,7 @@ class CallRepository:
             f"SELECT {_CALL_COLUMNS}, "
             "(SELECT COUNT(*) FROM turns t WHERE t.call_id = calls.id) AS turn_count FROM calls"
         )
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started_at DESC, id DESC LIMIT ?"
         rows = await self._db.fetchall(sql, [*params, limit + 1])
         page = [_call_dict(r) | {"turn_count": r["turn_count"]} for r in rows[:limit]]
@@ -192,6 +193,19 @@ class CallRepository:
             last = rows[limit - 1]
             next_cursor = encode_cursor(last["started_at"], last["id"])
         return page, next_cursor
+
+
+class ForeignRow(LookupError):
+    """A write would touch a row (same id) of another organisation."""
+
+
+async def owned(conn: aiosqlite.Connection, table: str, row_id: str, org: str) -> None:
+    """Refuse an upsert onto an id another organisation owns (ids are random: a clash
+    is an attack or a bug, never a reason to overwrite)."""
+    async with conn.execute(f"SELECT org FROM {table} WHERE id = ?", (row_id,)) as cur:
+        row = await cur.fetchone()
+    if row is not None and row[0] != org:
+        raise ForeignRow(f"{table} row {row_id!r} belongs to another organisation")
 
 
 def _txn(conn: aiosqlite.Connection) -> Transaction:

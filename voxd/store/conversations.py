@@ -11,7 +11,7 @@ from typing import Any
 import aiosqlite
 
 from voxd.core.calllog import CallRecord
-from voxd.store.calls import decode_cursor, encode_cursor
+from voxd.store.calls import decode_cursor, encode_cursor, owned
 from voxd.store.db import Database
 
 _COLUMNS = "id, agent, agent_version, channel, status, started_at, ended_at, end_reason, ended_by, metadata"
@@ -36,15 +36,17 @@ class ConversationRepository:
         """Upsert the conversation with all its turns (idempotent); ``also`` runs in the same
         transaction (the webhook outbox rows of the event this save records)."""
         async with self._db.transaction() as conn:
+            await owned(conn, "conversations", record.id, self._db.org)
             for write in also:
                 await write(conn)
             await conn.execute(
-                f"INSERT INTO conversations ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"INSERT INTO conversations ({_COLUMNS}, org) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET agent_version = excluded.agent_version, "
                 "status = excluded.status, ended_at = excluded.ended_at, "
                 "end_reason = excluded.end_reason, ended_by = excluded.ended_by, metadata = excluded.metadata",
                 (record.id, record.agent, record.agent_version, record.transport, _status(record),
-                 record.started_at, record.ended_at, record.end_reason, record.ended_by, _dumps(record.metadata)),
+                 record.started_at, record.ended_at, record.end_reason, record.ended_by, _dumps(record.metadata),
+                 self._db.org),
             )
             await conn.execute("DELETE FROM conversation_turns WHERE conversation_id = ?", (record.id,))
             await conn.executemany(
@@ -55,7 +57,8 @@ class ConversationRepository:
             )
 
     async def get(self, conversation_id: str) -> dict[str, Any] | None:
-        row = await self._db.fetchone(f"SELECT {_COLUMNS} FROM conversations WHERE id = ?", (conversation_id,))
+        row = await self._db.fetchone(f"SELECT {_COLUMNS} FROM conversations WHERE id = ? AND org = ?",
+                                       (conversation_id, self._db.org))
         if row is None:
             return None
         out = _conversation(row)
@@ -69,8 +72,8 @@ class ConversationRepository:
         self, *, agent: str | None = None, status: str | None = None, limit: int = 50, cursor: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first; ``cursor`` is the ``next_cursor`` of the previous page."""
-        where: list[str] = []
-        args: list[Any] = []
+        where: list[str] = ["org = ?"]
+        args: list[Any] = [self._db.org]
         if agent is not None:
             where.append("agent = ?")
             args.append(agent)
@@ -82,7 +85,7 @@ class ConversationRepository:
             where.append("(started_at < ? OR (started_at = ? AND id < ?))")
             args += [started, started, cid]
         sql = (f"SELECT {_COLUMNS}, (SELECT COUNT(*) FROM conversation_turns t WHERE t.conversation_id = c.id) "
-               f"AS turn_count FROM conversations c {'WHERE ' + ' AND '.join(where) if where else ''} "
+               f"AS turn_count FROM conversations c WHERE {' AND '.join(where)} "
                "ORDER BY started_at DESC, id DESC LIMIT ?")
         rows = await self._db.fetchall(sql, (*args, limit + 1))
         page = [_conversation(r) | {"turn_count": r["turn_count"]} for r in rows[:limit]]

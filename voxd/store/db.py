@@ -1,5 +1,10 @@
 """The SQLite database: one aiosqlite connection, WAL, migrations at open.
 
+A ``Database`` is bound to one organisation (``org``; ``default`` unless opened through
+:meth:`Database.for_org`): every repository it hands out reads and writes that
+organisation's rows only, the predicate being in the repository's SQL, so a handler cannot
+forget it. ``for_org`` shares the connection and the write lock.
+
 Repositories hold the SQL; this class only owns the connection, serialises write
 transactions, reports the schema version and hands out its repositories: it is the
 SQLite :class:`voxd.store.repos.Store`. A server database replaces it behind the same
@@ -9,6 +14,7 @@ repository Protocols (``voxd.store.repos``).
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import sqlite3
 import time
@@ -26,6 +32,10 @@ if TYPE_CHECKING:
     from voxd.store.repos import (
         AgentChangeRepo,
         ApiKeyRepo,
+        AuditRepo,
+        OrgRepo,
+        SessionRepo,
+        UserRepo,
         CalendarRepo,
         CallRepo,
         ConversationRepo,
@@ -35,6 +45,8 @@ if TYPE_CHECKING:
     )
 
 log = logging.getLogger(__name__)
+
+DEFAULT_ORG = "default"
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -50,6 +62,13 @@ class Database:
         self._conn = conn
         self.path = path
         self._write_lock = asyncio.Lock()
+        self.org = DEFAULT_ORG
+
+    def for_org(self, org: str) -> Database:
+        """The same database bound to ``org``: its repositories see that organisation only."""
+        view = copy.copy(self)
+        view.org = org
+        return view
 
     @classmethod
     async def open(
@@ -120,6 +139,26 @@ class Database:
         from voxd.store.webhooks import WebhookStore
 
         return WebhookStore(self, sealer)
+
+    def orgs(self) -> OrgRepo:
+        from voxd.store.orgs import OrgRepository
+
+        return OrgRepository(self)
+
+    def users(self) -> UserRepo:
+        from voxd.store.users import UserRepository
+
+        return UserRepository(self)
+
+    def sessions(self) -> SessionRepo:
+        from voxd.store.sessions import SessionRepository
+
+        return SessionRepository(self)
+
+    def audit(self) -> AuditRepo:
+        from voxd.store.audit import AuditRepository
+
+        return AuditRepository(self)
 
     async def writable(self) -> bool:
         try:

@@ -41,29 +41,30 @@ class FunctionRepository:
         now = time.time()
         async with self._db.transaction() as conn:
             await conn.execute(
-                "INSERT INTO functions (name, description, parameters, http, created_by, "
-                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET description = excluded.description, "
+                "INSERT INTO functions (org, name, description, parameters, http, created_by, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (org, name) DO UPDATE SET description = excluded.description, "
                 "parameters = excluded.parameters, http = excluded.http, "
                 "updated_at = excluded.updated_at",
-                (name, description, json.dumps(parameters), json.dumps(http), actor, now, now),
+                (self._db.org, name, description, json.dumps(parameters), json.dumps(http), actor, now, now),
             )
         got = await self.get(name)
         assert got is not None
         return got
 
     async def get(self, name: str) -> dict[str, Any] | None:
-        row = await self._db.fetchone("SELECT * FROM functions WHERE name = ?", (name,))
+        row = await self._db.fetchone("SELECT * FROM functions WHERE org = ? AND name = ?",
+                                       (self._db.org, name))
         return _function(row) if row else None
 
     async def list(self) -> list[dict[str, Any]]:
         return [_function(r) for r in await self._db.fetchall(
-            "SELECT * FROM functions ORDER BY name"
+            "SELECT * FROM functions WHERE org = ? ORDER BY name", (self._db.org,)
         )]
 
     async def delete(self, name: str) -> bool:
         async with self._db.transaction() as conn:
-            cur = await conn.execute("DELETE FROM functions WHERE name = ?", (name,))
+            cur = await conn.execute("DELETE FROM functions WHERE org = ? AND name = ?", (self._db.org, name))
             return cur.rowcount > 0
 
     async def log_execution(
@@ -79,10 +80,10 @@ class FunctionRepository:
         async with self._db.transaction() as conn:
             cur = await conn.execute(
                 "INSERT INTO function_executions (name, arguments, result, error, duration_ms, "
-                "actor, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "actor, at, org) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (name, json.dumps(arguments, default=str),
                  None if error else json.dumps(result, default=str),
-                 error, duration_ms, actor, at),
+                 error, duration_ms, actor, at, self._db.org),
             )
             exec_id = cur.lastrowid
         return {"id": exec_id, "name": name, "arguments": arguments,
@@ -91,8 +92,8 @@ class FunctionRepository:
 
     async def executions(self, name: str, limit: int = 50) -> builtins.list[dict[str, Any]]:
         rows = await self._db.fetchall(
-            "SELECT * FROM function_executions WHERE name = ? ORDER BY id DESC LIMIT ?",
-            (name, limit),
+            "SELECT * FROM function_executions WHERE org = ? AND name = ? ORDER BY id DESC LIMIT ?",
+            (self._db.org, name, limit),
         )
         return [
             {

@@ -39,33 +39,36 @@ class ExecutionLogRepository:
         async with self._db.transaction() as conn:
             await conn.executemany(
                 "INSERT INTO function_executions (name, arguments, result, error, duration_ms, actor, at, "
-                "call_id, turn_idx) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "call_id, turn_idx, org) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (e.name, json.dumps(e.arguments, default=str),
                      None if e.error else json.dumps(e.result, default=str), e.error, e.duration_ms,
-                     e.actor, e.at or time.time(), e.call_id, e.turn_idx)
+                     e.actor, e.at or time.time(), e.call_id, e.turn_idx, self._db.org)
                     for e in rows
                 ],
             )
 
     async def for_call(self, call_id: str) -> list[dict[str, Any]]:
         rows = await self._db.fetchall(
-            "SELECT * FROM function_executions WHERE call_id = ? ORDER BY id", (call_id,)
+            "SELECT * FROM function_executions WHERE org = ? AND call_id = ? ORDER BY id", (self._db.org, call_id)
         )
         return [_row(r) for r in rows]
 
     async def recent(self, name: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         limit = max(1, min(int(limit), 500))
         if name is None:
-            rows = await self._db.fetchall("SELECT * FROM function_executions ORDER BY id DESC LIMIT ?", (limit,))
+            rows = await self._db.fetchall("SELECT * FROM function_executions WHERE org = ? ORDER BY id DESC LIMIT ?",
+                                         (self._db.org, limit))
         else:
             rows = await self._db.fetchall(
-                "SELECT * FROM function_executions WHERE name = ? ORDER BY id DESC LIMIT ?", (name, limit)
+                "SELECT * FROM function_executions WHERE org = ? AND name = ? ORDER BY id DESC LIMIT ?",
+                (self._db.org, name, limit)
             )
         return [_row(r) for r in rows]
 
     async def prune(self, before: float) -> int:
         """Drop rows older than ``before`` (unix seconds); returns how many."""
         async with self._db.transaction() as conn:
-            cur = await conn.execute("DELETE FROM function_executions WHERE at < ?", (before,))
+            cur = await conn.execute("DELETE FROM function_executions WHERE org = ? AND at < ?",
+                                     (self._db.org, before))
             return cur.rowcount

@@ -4,6 +4,10 @@ A key looks like ``vx_live_<32 base62><6 base62 checksum>``: secret scanners can
 recognise it and a typo is caught before any database work. Only a SHA-256 of the
 key (an HMAC-SHA256 keyed with the server pepper when one is configured) is stored;
 the raw key is returned once, by :meth:`ApiKeyRepository.create`.
+
+A key belongs to the organisation of the repository that created it; every read and
+write by id is scoped to that organisation. Only ``lookup`` (authentication, by hash)
+spans organisations: the key it finds carries its ``org``.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ CACHE_TTL_S = 2.0
 
 _COLUMNS = (
     "id, name, prefix, scopes, created_by, created_at, expires_at, revoked_at, last_used_at, "
-    "rate_limit_per_minute, quota_per_day, quota_per_month"
+    "rate_limit_per_minute, quota_per_day, quota_per_month, org"
 )
 
 
@@ -53,7 +57,7 @@ def _key(row: aiosqlite.Row) -> ApiKey:
         created_at=row["created_at"], expires_at=row["expires_at"],
         revoked_at=row["revoked_at"], last_used_at=row["last_used_at"],
         rate_limit_per_minute=row["rate_limit_per_minute"],
-        quota_per_day=row["quota_per_day"], quota_per_month=row["quota_per_month"],
+        quota_per_day=row["quota_per_day"], quota_per_month=row["quota_per_month"], org=row["org"],
     )
 
 
@@ -105,18 +109,18 @@ class ApiKeyRepository:
             scopes=tuple(sorted(set(scopes))), created_by=created_by, created_at=time.time(),
             expires_at=expires_at, revoked_at=None, last_used_at=None,
             rate_limit_per_minute=rate_limit_per_minute, quota_per_day=quota_per_day,
-            quota_per_month=quota_per_month,
+            quota_per_month=quota_per_month, org=self._db.org,
         )
         async with self._db.transaction() as conn:
             await conn.execute(
                 "INSERT INTO api_keys (id, name, prefix, hash, scopes, created_by, created_at, "
-                "expires_at, rate_limit_per_minute, quota_per_day, quota_per_month) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "expires_at, rate_limit_per_minute, quota_per_day, quota_per_month, org) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key.id, key.name, key.prefix, hash_key(raw, self._pepper),
                     json.dumps(list(key.scopes)), key.created_by, key.created_at,
                     key.expires_at, key.rate_limit_per_minute, key.quota_per_day,
-                    key.quota_per_month,
+                    key.quota_per_month, key.org,
                 ),
             )
         return raw, key
@@ -144,11 +148,13 @@ class ApiKeyRepository:
         return key
 
     async def get(self, key_id: str) -> ApiKey | None:
-        row = await self._db.fetchone(f"SELECT {_COLUMNS} FROM api_keys WHERE id = ?", (key_id,))
+        row = await self._db.fetchone(f"SELECT {_COLUMNS} FROM api_keys WHERE id = ? AND org = ?",
+                                       (key_id, self._db.org))
         return _key(row) if row else None
 
     async def list(self) -> list[ApiKey]:
-        rows = await self._db.fetchall(f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_at, id")
+        rows = await self._db.fetchall(f"SELECT {_COLUMNS} FROM api_keys WHERE org = ? ORDER BY created_at, id",
+                                      (self._db.org,))
         return [_key(r) for r in rows]
 
     async def update(self, key_id: str, **fields: Any) -> ApiKey | None:
@@ -163,15 +169,16 @@ class ApiKeyRepository:
             ]
             sets = ", ".join(f"{k} = ?" for k in fields)
             async with self._db.transaction() as conn:
-                await conn.execute(f"UPDATE api_keys SET {sets} WHERE id = ?", (*values, key_id))
+                await conn.execute(f"UPDATE api_keys SET {sets} WHERE id = ? AND org = ?",
+                                   (*values, key_id, self._db.org))
             self._forget()
         return await self.get(key_id)
 
     async def revoke(self, key_id: str) -> ApiKey | None:
         async with self._db.transaction() as conn:
             await conn.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                (time.time(), key_id),
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND org = ? AND revoked_at IS NULL",
+                (time.time(), key_id, self._db.org),
             )
         self._forget()
         return await self.get(key_id)
@@ -210,16 +217,18 @@ class ApiKeyRepository:
         row = await self._db.fetchone(
             "SELECT COALESCE(SUM(CASE WHEN day = ? THEN count END), 0) AS d, "
             "COALESCE(SUM(count), 0) AS m FROM key_usage "
-            "WHERE key_id = ? AND day >= ? AND day <= ?",
-            (day, key_id, day[:8] + "01", day),
+            "WHERE key_id = ? AND day >= ? AND day <= ? "
+            "AND key_id IN (SELECT id FROM api_keys WHERE org = ?)",
+            (day, key_id, day[:8] + "01", day, self._db.org),
         )
         return (int(row["d"]), int(row["m"])) if row else (0, 0)
 
     async def usage(
         self, key_id: str, since_day: str | None = None, until_day: str | None = None
     ) -> builtins.list[dict[str, Any]]:
-        sql = "SELECT day, endpoint, count FROM key_usage WHERE key_id = ?"
-        params: list[Any] = [key_id]
+        sql = ("SELECT day, endpoint, count FROM key_usage WHERE key_id = ? "
+               "AND key_id IN (SELECT id FROM api_keys WHERE org = ?)")
+        params: list[Any] = [key_id, self._db.org]
         if since_day:
             sql += " AND day >= ?"
             params.append(since_day)

@@ -17,6 +17,10 @@ class Migration:
     statements: tuple[str, ...]
 
 
+# the tables whose rows belong to one organisation (migration 8 adds their ``org`` column)
+ORG_TABLES = ("api_keys", "calls", "conversations", "function_executions", "agent_changes", "calendar_events",
+              "webhook_endpoints", "webhook_messages")
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -262,6 +266,88 @@ MIGRATIONS: tuple[Migration, ...] = (
                 tool_calls TEXT NOT NULL DEFAULT '[]',
                 PRIMARY KEY (conversation_id, idx)
             )""",
+        ),
+    ),
+    Migration(
+        8,
+        "organisations (everything existing in 'default'), users, sign-in tokens, audit log",
+        (
+            """CREATE TABLE orgs (
+                id TEXT PRIMARY KEY,
+                created_at REAL NOT NULL
+            )""",
+            "INSERT INTO orgs (id, created_at) VALUES ('default', strftime('%s', 'now'))",
+            *(f"ALTER TABLE {t} ADD COLUMN org TEXT NOT NULL DEFAULT 'default'" for t in ORG_TABLES),
+            *(f"CREATE INDEX {t}_org ON {t} (org)" for t in ORG_TABLES),
+            # custom function names are unique per organisation, not across them
+            """CREATE TABLE functions_v8 (
+                org TEXT NOT NULL DEFAULT 'default',
+                name TEXT NOT NULL,
+                description TEXT NOT NULL,
+                parameters TEXT NOT NULL,
+                http TEXT NOT NULL,
+                created_by TEXT NOT NULL,
+                created_at REAL NOT NULL,
+                updated_at REAL NOT NULL,
+                PRIMARY KEY (org, name)
+            )""",
+            "INSERT INTO functions_v8 (org, name, description, parameters, http, created_by, created_at, "
+            "updated_at) SELECT 'default', name, description, parameters, http, created_by, created_at, "
+            "updated_at FROM functions",
+            "DROP TABLE functions",
+            "ALTER TABLE functions_v8 RENAME TO functions",
+            """CREATE TABLE users (
+                id TEXT PRIMARY KEY,
+                email TEXT NOT NULL UNIQUE,
+                password_hash TEXT,
+                created_at REAL NOT NULL,
+                failed_logins INTEGER NOT NULL DEFAULT 0,
+                locked_until REAL,
+                disabled_at REAL
+            )""",
+            """CREATE TABLE memberships (
+                user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+                org TEXT NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
+                role TEXT NOT NULL,
+                created_at REAL NOT NULL,
+                PRIMARY KEY (user_id, org)
+            )""",
+            """CREATE TABLE user_tokens (
+                hash TEXT PRIMARY KEY,
+                kind TEXT NOT NULL,
+                org TEXT NOT NULL,
+                email TEXT NOT NULL,
+                role TEXT,
+                created_by TEXT NOT NULL,
+                created_at REAL NOT NULL,
+                expires_at REAL NOT NULL,
+                used_at REAL
+            )""",
+            """CREATE TABLE refresh_tokens (
+                hash TEXT PRIMARY KEY,
+                family TEXT NOT NULL,
+                user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+                org TEXT NOT NULL,
+                created_at REAL NOT NULL,
+                expires_at REAL NOT NULL,
+                rotated_at REAL,
+                revoked_at REAL
+            )""",
+            "CREATE INDEX refresh_tokens_family ON refresh_tokens (family)",
+            """CREATE TABLE audit_log (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                at REAL NOT NULL,
+                org TEXT NOT NULL,
+                actor TEXT NOT NULL,
+                ip TEXT,
+                action TEXT NOT NULL,
+                target TEXT NOT NULL,
+                before_hash TEXT,
+                after_hash TEXT,
+                prev_hash TEXT NOT NULL,
+                hash TEXT NOT NULL
+            )""",
+            "CREATE INDEX audit_log_org ON audit_log (org, seq)",
         ),
     ),
 )

@@ -77,6 +77,7 @@ class ApiKey:
     rate_limit_per_minute: int | None
     quota_per_day: int | None
     quota_per_month: int | None
+    org: str = "default"
 
     def expired(self, now: float | None = None) -> bool:
         return self.expires_at is not None and self.expires_at <= (now or time.time())
@@ -89,6 +90,7 @@ class ApiKey:
             "last_used_at": self.last_used_at,
             "rate_limit_per_minute": self.rate_limit_per_minute,
             "quota_per_day": self.quota_per_day, "quota_per_month": self.quota_per_month,
+            "org": self.org,
         }
 
 
@@ -234,3 +236,41 @@ class Execution:
     call_id: str | None = None
     turn_idx: int | None = None
     at: float = 0.0
+
+
+# ---------------------------------------------------------------- users, sessions, audit
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    email: str
+    created_at: float
+    failed_logins: int
+    locked_until: float | None
+    disabled_at: float | None
+    has_password: bool
+
+    def locked(self, now: float | None = None) -> bool:
+        return self.locked_until is not None and self.locked_until > (now or time.time())
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    token: str  # the new raw refresh token (shown once)
+    family: str
+    user_id: str
+    org: str
+
+
+class RefreshRefused(ValueError):
+    """``reason``: unknown, expired, reused (the family is now revoked) or revoked."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"refresh token {reason}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Tampered:
+    seq: int
+    why: str

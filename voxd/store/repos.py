@@ -7,6 +7,12 @@ and its ``open`` is chosen by the composition root (``voxd/app.py``), with no ca
 edited. The record types (``CallRecord``, ``ApiKey``, ``Endpoint``, ``Message``, ...) are
 plain dataclasses (``voxd.store.records``) any implementation returns.
 
+Organisations: a store is bound to one organisation (``Store.org``, ``default`` as opened)
+and ``Store.for_org(org)`` gives the same store bound to another. Every repository it hands
+out scopes every read and write to that organisation inside its own queries, so no caller
+can forget the filter; what spans organisations says so (``ApiKeyRepo.lookup``, the webhook
+worker's side, ``UserRepo``, ``AuditRepo.verify``).
+
 A write that must commit with another repository's write (a call record and the webhook
 outbox rows of its event) is a :data:`TxnWrite`: the first repository opens the
 transaction and hands its opaque :class:`Transaction` to the second, which belongs to the
@@ -33,6 +39,10 @@ from voxd.store.records import (
     Execution,
     Message,
     Outcome,
+    Refreshed,
+    RefreshRefused,
+    Tampered,
+    User,
     utc_day,
     well_formed,
 )
@@ -40,7 +50,8 @@ from voxd.store.records import (
 __all__ = [
     "FAILED", "PENDING", "SUCCEEDED", "AgentChangeRepo", "ApiKey", "ApiKeyRepo", "AttemptResult", "CalendarRepo",
     "CallRepo", "DueDelivery", "Endpoint", "Execution", "ExecutionLogRepo", "FunctionRepo", "InvalidCursor",
-    "Message", "Outcome", "Store", "Transaction", "TxnWrite", "WebhookRepo", "utc_day", "well_formed",
+    "Message", "OrgRepo", "Outcome", "RefreshRefused", "Refreshed", "SessionRepo", "Store", "Tampered",
+    "User", "UserRepo", "AuditRepo", "Transaction", "TxnWrite", "WebhookRepo", "utc_day", "well_formed",
 ]
 
 
@@ -220,8 +231,88 @@ class WebhookRepo(Protocol):
 
 
 @runtime_checkable
+class OrgRepo(Protocol):
+    async def create(self, org_id: str) -> dict[str, Any]:
+        """Raises ValueError for a bad name (``OrgExists`` when taken)."""
+        ...
+
+    async def get(self, org_id: str) -> dict[str, Any] | None: ...
+
+    async def list(self) -> builtins.list[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class UserRepo(Protocol):
+    """Users span organisations; a membership gives one a role in one organisation."""
+
+    async def create(self, email: str, password: str | None) -> User: ...
+
+    async def get(self, user_id: str) -> User | None: ...
+
+    async def by_email(self, email: str) -> User | None: ...
+
+    async def set_password(self, user_id: str, password: str) -> None: ...
+
+    async def check_password(self, email: str, password: str, now: float | None = None) -> tuple[User | None, str]: ...
+
+    async def set_role(self, user_id: str, org: str, role: str) -> None: ...
+
+    async def role(self, user_id: str, org: str) -> str | None: ...
+
+    async def memberships(self, user_id: str) -> builtins.list[tuple[str, str]]: ...
+
+    async def list(self, org: str | None = None) -> builtins.list[dict[str, Any]]: ...
+
+    async def issue_token(self, kind: str, org: str, email: str, *, role: str | None, created_by: str,
+                          ttl_s: float = ...) -> str: ...
+
+    async def consume_token(self, kind: str, raw: str, now: float | None = None) -> dict[str, Any] | None: ...
+
+
+@runtime_checkable
+class SessionRepo(Protocol):
+    async def start(self, user_id: str, org: str, ttl_s: float = ...) -> Refreshed: ...
+
+    async def rotate(self, raw: str, ttl_s: float = ..., now: float | None = None) -> Refreshed:
+        """Raises RefreshRefused; a reused token revokes its family first."""
+        ...
+
+    async def revoke_family_of(self, raw: str) -> str | None: ...
+
+    async def family_live(self, family: str) -> bool: ...
+
+
+@runtime_checkable
+class AuditRepo(Protocol):
+    async def append(self, *, actor: str, action: str, target: str, ip: str | None = None,
+                     before: Any = None, after: Any = None, org: str | None = None) -> dict[str, Any]: ...
+
+    async def list(self, *, action: str | None = None, actor: str | None = None, target: str | None = None,
+                   since: float | None = None, until: float | None = None, limit: int = 50,
+                   cursor: str | None = None) -> tuple[builtins.list[dict[str, Any]], str | None]: ...
+
+    async def verify(self) -> Tampered | None: ...
+
+    async def export(self) -> builtins.list[dict[str, Any]]: ...
+
+
+@runtime_checkable
 class Store(Protocol):
     """One database: hands out its repositories and owns their connection."""
+
+    org: str  # the organisation every repository handed out is bound to
+
+    def for_org(self, org: str) -> Store:
+        """The same database (connection, locks) bound to ``org``."""
+        ...
+
+    def orgs(self) -> OrgRepo: ...
+
+    def users(self) -> UserRepo: ...
+
+    def sessions(self) -> SessionRepo: ...
+
+    def audit(self) -> AuditRepo: ...
 
     @property
     def path(self) -> Path:

@@ -4,6 +4,11 @@ A *message* is one event (its id is the ``webhook-id`` every retry carries). Wri
 message fans it out, in the same transaction, to one *delivery* per enabled endpoint
 whose filters match. A delivery is ``pending`` (with ``next_attempt_at``) until it
 ``succeeded`` or ``failed``; every HTTP try is an *attempt* row.
+
+Endpoints, messages and the reads of deliveries belong to the organisation the store is
+bound to (``Database.org``): a message fans out to that organisation's endpoints only.
+The worker side (``enabled_endpoints``, ``due_for``, ``record_attempts``, ``next_due_at``,
+``counts``) spans every organisation: it sends what was queued and answers no tenant.
 """
 
 from __future__ import annotations
@@ -96,13 +101,13 @@ class WebhookStore:
         eid = new_endpoint_id()
         async with self.db.transaction() as conn:
             await conn.execute(
-                f"INSERT INTO webhook_endpoints ({_ENDPOINT_COLS}) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, 0, NULL, ?, ?, ?)",
+                f"INSERT INTO webhook_endpoints ({_ENDPOINT_COLS}, org) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, 0, NULL, ?, ?, ?, ?)",
                 (eid, url, description, _dumps(events or ["*"]),
                  None if agents is None else _dumps(agents), int(enabled), self._seal(secret, eid),
                  _dumps(headers or {}), timeout_s,
                  None if retry_schedule is None else _dumps(retry_schedule),
-                 HEALTHY if enabled else DISABLED, created_by, now, now),
+                 HEALTHY if enabled else DISABLED, created_by, now, now, self.db.org),
             )
         ep = await self.get_endpoint(eid)
         assert ep is not None
@@ -110,12 +115,12 @@ class WebhookStore:
 
     async def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
         row = await self.db.fetchone(
-            f"SELECT {_ENDPOINT_COLS} FROM webhook_endpoints WHERE id = ?", (endpoint_id,))
+            f"SELECT {_ENDPOINT_COLS} FROM webhook_endpoints WHERE id = ? AND org = ?", (endpoint_id, self.db.org))
         return self._endpoint(row) if row else None
 
     async def list_endpoints(self) -> list[Endpoint]:
         rows = await self.db.fetchall(
-            f"SELECT {_ENDPOINT_COLS} FROM webhook_endpoints ORDER BY created_at, id")
+            f"SELECT {_ENDPOINT_COLS} FROM webhook_endpoints WHERE org = ? ORDER BY created_at, id", (self.db.org,))
         return [self._endpoint(r) for r in rows]
 
     async def update_endpoint(self, endpoint_id: str, **fields: Any) -> Endpoint | None:
@@ -136,7 +141,8 @@ class WebhookStore:
             sets += ["health = 'disabled'", "disabled_reason = 'disabled through the API'"]
         async with self.db.transaction() as conn:
             await conn.execute(
-                f"UPDATE webhook_endpoints SET {', '.join(sets)} WHERE id = ?", (*params, endpoint_id))
+                f"UPDATE webhook_endpoints SET {', '.join(sets)} WHERE id = ? AND org = ?",
+                (*params, endpoint_id, self.db.org))
         return await self.get_endpoint(endpoint_id)
 
     async def rotate_secret(self, endpoint_id: str, new_secret: str, overlap_s: float) -> Endpoint | None:
@@ -144,13 +150,15 @@ class WebhookStore:
         async with self.db.transaction() as conn:
             await conn.execute(
                 "UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_until = ?, "
-                "secret = ?, updated_at = ? WHERE id = ?",
-                (now + overlap_s if overlap_s > 0 else None, self._seal(new_secret, endpoint_id), now, endpoint_id))
+                "secret = ?, updated_at = ? WHERE id = ? AND org = ?",
+                (now + overlap_s if overlap_s > 0 else None, self._seal(new_secret, endpoint_id), now, endpoint_id,
+                 self.db.org))
         return await self.get_endpoint(endpoint_id)
 
     async def delete_endpoint(self, endpoint_id: str) -> bool:
         async with self.db.transaction() as conn:
-            cur = await conn.execute("DELETE FROM webhook_endpoints WHERE id = ?", (endpoint_id,))
+            cur = await conn.execute("DELETE FROM webhook_endpoints WHERE id = ? AND org = ?",
+                                     (endpoint_id, self.db.org))
             return (cur.rowcount or 0) > 0
 
     # ---------------------------------------------------------------- outbox
@@ -163,16 +171,17 @@ class WebhookStore:
         commits with the state change that caused it); ``conn`` is this database's
         ``aiosqlite.Connection``. Returns deliveries created."""
         created: list[int] = []
+        org = self.db.org
 
         def apply(db: sqlite3.Connection) -> None:
             cur = db.cursor()
             cur.row_factory = sqlite3.Row
             endpoints = [Endpoint.from_row(r) for r in cur.execute(
-                f"SELECT {_ENDPOINT_COLS} FROM webhook_endpoints WHERE enabled = 1")]
+                f"SELECT {_ENDPOINT_COLS} FROM webhook_endpoints WHERE enabled = 1 AND org = ?", (org,))]
             db.executemany(
-                "INSERT OR IGNORE INTO webhook_messages (id, type, agent, call_id, payload, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(m.id, m.type, m.agent, m.call_id, m.payload, m.created_at) for m in messages])
+                "INSERT OR IGNORE INTO webhook_messages (id, type, agent, call_id, payload, created_at, org) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(m.id, m.type, m.agent, m.call_id, m.payload, m.created_at, org) for m in messages])
             rows = [
                 (new_delivery_id(), ep.id, m.id, PENDING, m.created_at, "event", m.created_at, m.created_at)
                 for m in messages for ep in endpoints if ep.wants(m.type, m.agent)
@@ -191,12 +200,18 @@ class WebhookStore:
         """A delivery outside the fan-out: a replay or a test (the message may be new)."""
         now = time.time()
         did = new_delivery_id()
+        if await self.get_endpoint(endpoint_id) is None:
+            raise LookupError(f"no webhook endpoint {endpoint_id!r}")
         async with self.db.transaction() as conn:
+            async with conn.execute("SELECT org FROM webhook_messages WHERE id = ?", (message.id,)) as cur:
+                known = await cur.fetchone()
+            if known is not None and known[0] != self.db.org:
+                raise LookupError(f"no webhook message {message.id!r}")
             await conn.execute(
-                "INSERT OR IGNORE INTO webhook_messages (id, type, agent, call_id, payload, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO webhook_messages (id, type, agent, call_id, payload, created_at, org) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (message.id, message.type, message.agent, message.call_id, message.payload,
-                 message.created_at))
+                 message.created_at, self.db.org))
             await conn.execute(
                 "INSERT INTO webhook_deliveries (id, endpoint_id, message_id, status, next_attempt_at, "
                 "trigger, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -204,7 +219,8 @@ class WebhookStore:
         return did
 
     async def message(self, message_id: str) -> Message | None:
-        r = await self.db.fetchone("SELECT * FROM webhook_messages WHERE id = ?", (message_id,))
+        r = await self.db.fetchone("SELECT * FROM webhook_messages WHERE id = ? AND org = ?",
+                                   (message_id, self.db.org))
         if r is None:
             return None
         return Message(id=r["id"], type=r["type"], payload=r["payload"], agent=r["agent"],
@@ -294,8 +310,8 @@ class WebhookStore:
         self, endpoint_id: str, *, status: str | None = None, limit: int = 50, before: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first; ``before`` is the ``next_cursor`` of the previous page."""
-        where: list[str] = ["d.endpoint_id = ?"]
-        params: list[Any] = [endpoint_id]
+        where: list[str] = ["d.endpoint_id = ?", "m.org = ?"]
+        params: list[Any] = [endpoint_id, self.db.org]
         if status is not None:
             where.append("d.status = ?")
             params.append(status)
@@ -312,7 +328,8 @@ class WebhookStore:
     async def get_delivery(self, endpoint_id: str, delivery_id: str) -> dict[str, Any] | None:
         row = await self.db.fetchone(
             "SELECT d.*, m.type AS event_type, m.payload FROM webhook_deliveries d JOIN webhook_messages m "
-            "ON m.id = d.message_id WHERE d.id = ? AND d.endpoint_id = ?", (delivery_id, endpoint_id))
+            "ON m.id = d.message_id WHERE d.id = ? AND d.endpoint_id = ? AND m.org = ?",
+            (delivery_id, endpoint_id, self.db.org))
         if row is None:
             return None
         out = _delivery_dict(row)
@@ -323,7 +340,8 @@ class WebhookStore:
     async def attempts(self, delivery_id: str) -> list[dict[str, Any]]:
         rows = await self.db.fetchall(
             "SELECT attempt, at, status_code, latency_ms, response_excerpt, error FROM webhook_attempts "
-            "WHERE delivery_id = ? ORDER BY id", (delivery_id,))
+            "WHERE delivery_id = ? AND delivery_id IN (SELECT d.id FROM webhook_deliveries d JOIN webhook_messages m "
+            "ON m.id = d.message_id WHERE m.org = ?) ORDER BY id", (delivery_id, self.db.org))
         return [dict(r) for r in rows]
 
     async def counts(self) -> dict[str, int]:
