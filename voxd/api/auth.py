@@ -1,4 +1,10 @@
-"""The one API-key check, and the failed-authentication throttle every credential shares.
+"""The one credential check (an API key or a sign-in JWT), and the failed-authentication
+throttle every credential shares.
+
+Either way the pipeline gets an ``ApiKey``-shaped principal carrying its ``org`` and
+scopes: a user signed in through ``/api/v1/auth/login`` is one whose ``id`` is the user's
+(``usr_...``), whose scopes are their role's in the token's organisation, and whose
+limits are none of a key's (the token's own expiry is checked here).
 
 ``KeyAuthority`` is what the control API pipeline and every other listener that takes an
 API key use (``/webrtc/offer`` gets it injected as ``KeyCheck``: the transports do not
@@ -21,7 +27,8 @@ from aiohttp.typedefs import Handler, Middleware
 
 from voxd.api.problems import ApiProblem
 from voxd.api.ratelimit import BucketSet, Outcome, headers_for
-from voxd.store.repos import ApiKey, ApiKeyRepo, well_formed
+from voxd.api.tokens import TokenIssuer, TokenRefused, looks_like_jwt
+from voxd.store.repos import ApiKey, ApiKeyRepo, SessionRepo, well_formed
 
 if TYPE_CHECKING:
     from voxd.api.deps import ApiSettings
@@ -36,6 +43,16 @@ class KeyCheck(Protocol):
     """What a transport needs to accept an API key (``voxd.net.webtoken.api_key_check``)."""
 
     async def check(self, raw: str, scope: str) -> bool: ...
+
+
+def is_user(principal: ApiKey) -> bool:
+    return principal.id.startswith("usr_")
+
+
+def user_principal(user_id: str, org: str, scopes: tuple[str, ...], issued_at: float) -> ApiKey:
+    return ApiKey(id=user_id, name=user_id, prefix="", scopes=scopes, created_by="login", created_at=issued_at,
+                  expires_at=None, revoked_at=None, last_used_at=None, rate_limit_per_minute=None,
+                  quota_per_day=None, quota_per_month=None, org=org)
 
 
 def holds(key: ApiKey, scope: str) -> bool:
@@ -55,6 +72,8 @@ class KeyAuthority:
     keys: ApiKeyRepo
     buckets: BucketSet
     settings: Callable[[], ApiSettings]
+    tokens: TokenIssuer | None = None
+    sessions: SessionRepo | None = None
 
     # -- the throttle
     def throttled(self, ip: str) -> Outcome | None:
@@ -96,7 +115,10 @@ class KeyAuthority:
             outcomes.append(throttled)
             raise ApiProblem("auth-throttled",
                              f"too many failed authentications; retry in {throttled.retry_after_s} s")
-        key, why = (await self.verify(token.strip())) if scheme.lower() == "bearer" and token.strip() else (None, "unknown")
+        token = token.strip()
+        if scheme.lower() == "bearer" and self.tokens is not None and looks_like_jwt(token):
+            return await self._user(token, ip, outcomes)
+        key, why = (await self.verify(token)) if scheme.lower() == "bearer" and token else (None, "unknown")
         if key is None or why:
             self.failed(ip)
             _limit(self.buckets, outcomes, "ip", f"ip:{ip}", settings)
@@ -105,6 +127,20 @@ class KeyAuthority:
             raise ApiProblem(f"key-{why}", f"API key {key.id} {'was revoked' if why == 'revoked' else 'expired'}",
                              headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
         return key
+
+
+    async def _user(self, token: str, ip: str, outcomes: list[Outcome]) -> ApiKey:
+        assert self.tokens is not None
+        try:
+            claims = self.tokens.verify(token)
+            if self.sessions is not None and not await self.sessions.family_live(claims.family):
+                raise TokenRefused("the session was signed out or its refresh token reused")
+        except TokenRefused as e:
+            self.failed(ip)
+            _limit(self.buckets, outcomes, "ip", f"ip:{ip}", self.settings())
+            raise ApiProblem("unauthenticated", str(e),
+                             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+        return user_principal(claims.user_id, claims.org, claims.scopes, claims.issued_at)
 
 
 def _limit(buckets: BucketSet, outcomes: list[Outcome], name: str, key: str, settings: ApiSettings) -> None:

@@ -14,6 +14,6 @@ routes = RouteTable()
               description="Every event `create_calendar_event` stored in voxd's own calendar (when "
               "`tools.calendar.url` names no CalDAV server), as `text/calendar`.")
 async def calendar_export(ctx: Ctx) -> Reply:
-    text = await calendar_ics(ctx.services.deps.db)
+    text = await calendar_ics(ctx.services.db)
     return Reply(raw=text.encode(), content_type="text/calendar",
                  headers={"Content-Disposition": 'inline; filename="voxd.ics"'})

@@ -175,3 +175,5 @@ class ApiDeps:
     functions: FunctionSource
     settings: ApiSettings = field(default_factory=ApiSettings)
     conversations: ConversationSource | None = None  # None: setup_api builds a stand-alone one
+    # the agents of an organisation other than the default (``agents/<org>/``); None: it has none
+    org_agents: Callable[[str], AgentSource] | None = None

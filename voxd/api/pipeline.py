@@ -1,5 +1,9 @@
 """Turns a ``RouteSpec`` into an aiohttp handler: rate limits, authentication, scope,
 quota, usage, input validation, output validation and problem responses, in that order.
+
+The handler gets the services of the principal's organisation (``Services.for_org``), so
+every repository it touches is bound to that organisation. A state-changing request that
+succeeds (POST, PUT, PATCH, DELETE answered below 400) is appended to the audit log.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from voxd.api.auth import client_ip, holds
+from voxd.api.auth import client_ip, holds, is_user
 from voxd.api.deps import RateSpec
 from voxd.api.problems import ApiProblem, field_path, validation_problem
 from voxd.api.ratelimit import Outcome, headers_for
@@ -27,6 +31,7 @@ from voxd.store.repos import ApiKey
 log = logging.getLogger(__name__)
 
 JSON_TYPES = ("application/json",)
+AUDITED = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def parse_json(raw: bytes, max_depth: int) -> Any:
@@ -102,6 +107,7 @@ class Pipeline:
         settings = self.s.settings
         ip = client_ip(request, settings.trust_forwarded_for)
         key: ApiKey | None = None
+        services = self.s
         if spec.scope is None:
             self._limit(outcomes, "ip", f"ip:{ip}", settings.ip_rate)
         else:
@@ -121,13 +127,19 @@ class Pipeline:
             if class_rate is not None:
                 self._limit(outcomes, spec.limit_class,
                             f"class:{spec.limit_class}:{key.id}", class_rate)
-            await self._quota(key)
-            self.s.usage.note(key.id, spec.endpoint)
+            services = self.s.for_org(key.org)
+            if not is_user(key):  # a user's requests are not a key's usage
+                await self._quota(key, services)
+                self.s.usage.note(key.id, spec.endpoint)
 
-        ctx = Ctx(request=request, services=self.s, key=key, path=dict(request.match_info))
+        ctx = Ctx(request=request, services=services, key=key, path=dict(request.match_info))
         ctx.query = self._query(spec, request)
         ctx.body = await self._body(spec, request)
         reply = await spec.handler(ctx)
+        if spec.method in AUDITED and reply.status < 400 and not spec.self_audited:
+            await services.audit.append(actor=ctx.actor, ip=ip, action=spec.operation_id,
+                                        target=request.path, after=None if reply.body is None or reply.stream is not None
+                                        else self._dump(spec, reply.body).decode())
         headers = {**headers_for(outcomes), **reply.headers}
         if reply.stream is not None:
             resp = web.StreamResponse(status=reply.status, headers=headers)
@@ -157,10 +169,10 @@ class Pipeline:
     ) -> ApiKey:
         return await self.s.authority.authenticate(request.headers.get("Authorization", ""), ip, outcomes)
 
-    async def _quota(self, key: ApiKey) -> None:
+    async def _quota(self, key: ApiKey, services: Services) -> None:
         if key.quota_per_day is None and key.quota_per_month is None:
             return
-        today, month = await self.s.usage.totals(key.id)
+        today, month = await self.s.usage.totals(key.id, services.keys)
         for period, used, quota in (("day", today, key.quota_per_day),
                                     ("month", month, key.quota_per_month)):
             if quota is not None and used >= quota:

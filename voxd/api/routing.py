@@ -48,6 +48,11 @@ class Ctx:
     def actor(self) -> str:
         return self.key.id if self.key else "anonymous"
 
+    @property
+    def org(self) -> str:
+        """The organisation of the request's principal (``services`` is its view)."""
+        return self.services.org
+
 
 Handler = Callable[[Ctx], Awaitable[Reply]]
 
@@ -70,6 +75,7 @@ class RouteSpec:
     documented: bool = True  # False keeps it out of the OpenAPI document (the docs pages)
     params: dict[str, str] = field(default_factory=dict)  # path parameter -> regex (no anchors)
     media_types: tuple[str, ...] = ()  # other content types of the success answer (text/event-stream)
+    self_audited: bool = False  # the handler writes its own audit rows (sign-in)
 
     @property
     def operation_id(self) -> str:
@@ -116,13 +122,14 @@ class RouteTable:
         description: str = "",
         documented: bool = True,
         media_types: tuple[str, ...] = (),
+        self_audited: bool = False,
     ) -> Callable[[Handler], Handler]:
         def deco(fn: Handler) -> Handler:
             self._specs.append(RouteSpec(
                 method=method, path=path, handler=fn, scope=scope, summary=summary, tag=tag,
                 limit_class=limit_class, body=body, query=query, response=response,
                 status=status, problems=problems, description=description or (fn.__doc__ or ""),
-                documented=documented, media_types=media_types,
+                documented=documented, media_types=media_types, self_audited=self_audited,
                 params={p: self._params.get(p, DEFAULT_PARAM) for p in re.findall(r"{(\w+)}", path)},
             ))
             return fn

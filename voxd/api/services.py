@@ -1,14 +1,34 @@
-"""Everything a handler may use, built once per application by ``setup_api``."""
+"""Everything a handler may use, built once per application by ``setup_api``; one view
+per organisation (``Services.for_org``), which the pipeline hands to the handler of a
+request authenticated as a principal of that organisation."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import builtins
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
 from voxd.api.auth import KeyAuthority
-from voxd.api.deps import ApiDeps, ApiSettings
+from voxd.api.deps import AgentInfo, ApiDeps, ApiSettings
 from voxd.api.ratelimit import BucketSet
+from voxd.api.tokens import TokenIssuer
 from voxd.api.usage import UsageRecorder
-from voxd.store.repos import AgentChangeRepo, ApiKeyRepo, CallRepo, ConversationRepo, FunctionRepo
+from voxd.core.calllog import CallRecord, Turn
+from voxd.core.errors import NotFound, NotSupported
+from voxd.store.repos import (
+    AgentChangeRepo,
+    ApiKeyRepo,
+    AuditRepo,
+    CallRepo,
+    ConversationRepo,
+    FunctionRepo,
+    SessionRepo,
+    Store,
+    UserRepo,
+)
+
+DEFAULT_ORG = "default"
 
 
 @dataclass
@@ -22,13 +42,45 @@ class Services:
     conversations: ConversationRepo
     buckets: BucketSet = field(default_factory=BucketSet)
     authority: KeyAuthority = field(init=False)
+    org: str = DEFAULT_ORG
+    db: Store = field(init=False)  # bound to ``org``; ``deps.db`` is the daemon's own (default)
+    audit: AuditRepo = field(init=False)
+    users: UserRepo = field(init=False)
+    sessions: SessionRepo = field(init=False)
+    tokens: TokenIssuer = field(init=False)
+    _views: dict[str, Services] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self.authority = KeyAuthority(self.keys, self.buckets, lambda: self.deps.settings)
+        self.db = self.deps.db.for_org(self.org)
+        self.audit = self.db.audit()
+        self.users = self.db.users()
+        self.sessions = self.db.sessions()
+        path = str(self.deps.db.path)
+        self.tokens = TokenIssuer.load(None if path == ":memory:" else Path(path).parent)
+        self.authority = KeyAuthority(self.keys, self.buckets, lambda: self.deps.settings, self.tokens,
+                                      self.sessions)
 
     @property
     def settings(self) -> ApiSettings:
         return self.deps.settings
+
+    def for_org(self, org: str) -> Services:
+        """The view of ``org``: every repository bound to it, and the daemon's agents, live
+        calls and conversations only for the default organisation (another organisation's
+        agents come from ``deps.org_agents``; its live calls are not served yet)."""
+        if org == self.org:
+            return self
+        view = self._views.get(org)
+        if view is None:
+            db = self.deps.db.for_org(org)
+            agents = self.deps.org_agents(org) if self.deps.org_agents is not None else NoAgents()
+            deps = replace(self.deps, agents=agents, calls=NoCalls(), conversations=NoConversations())
+            view = Services(deps=deps, keys=db.api_keys(pepper=self.settings.pepper), calls=db.calls(),
+                            functions=db.functions(), agent_changes=db.agent_changes(), usage=self.usage,
+                            conversations=db.conversations(), buckets=self.buckets, org=org)
+            view.authority, view.tokens = self.authority, self.tokens
+            self._views[org] = view
+        return view
 
     @classmethod
     def build(cls, deps: ApiDeps) -> Services:
@@ -42,3 +94,48 @@ class Services:
             functions=deps.db.functions(),
             agent_changes=deps.db.agent_changes(),
         )
+
+
+class NoAgents:
+    """An organisation without an agent directory of its own: no agents, none to write."""
+
+    async def list(self) -> builtins.list[AgentInfo]:
+        return []
+
+    async def get(self, name: str) -> tuple[AgentInfo, str, dict[str, Any]]:
+        raise NotFound(f"no agent {name!r}")
+
+    async def validate(self, yaml_text: str) -> builtins.list[dict[str, Any]]:
+        return []
+
+    async def put(self, name: str, yaml_text: str, actor: str) -> AgentInfo:
+        raise NotSupported("this daemon keeps no agents for this organisation")
+
+    async def delete(self, name: str, actor: str) -> None:
+        raise NotFound(f"no agent {name!r}")
+
+
+class NoCalls:
+    """Live calls of an organisation other than the default: none are placed by this daemon yet."""
+
+    async def active(self) -> builtins.list[dict[str, Any]]:
+        return []
+
+    async def end(self, call_id: str) -> bool:
+        return False
+
+    async def dial(self, agent: str, to: str, from_: str | None) -> str:
+        raise NotFound(f"no agent {agent!r}")
+
+
+class NoConversations:
+    """Text conversations run on the daemon's (default organisation's) agents only, so far."""
+
+    async def start(self, agent_name: str, metadata: dict[str, Any] | None = None) -> CallRecord:
+        raise NotFound(f"no agent {agent_name!r}")
+
+    async def send(self, conversation_id: str, text: str, progress: Any = None) -> Turn:
+        raise NotFound(f"no active conversation {conversation_id!r}")
+
+    async def end(self, conversation_id: str, reason: str = "api_end", ended_by: str = "system") -> CallRecord | None:
+        return None

@@ -56,9 +56,10 @@ class UsageRecorder:
                     self._last_used[k] = max(ts, self._last_used.get(k, 0.0))
                 raise
 
-    async def totals(self, key_id: str) -> tuple[int, int]:
-        """Requests today and this month (UTC), stored plus pending."""
-        today, month = await self._keys.usage_totals(key_id)
+    async def totals(self, key_id: str, keys: ApiKeyRepo | None = None) -> tuple[int, int]:
+        """Requests today and this month (UTC), stored plus pending; ``keys``: the key's
+        organisation's repository (the stored counts are read within it)."""
+        today, month = await (keys or self._keys).usage_totals(key_id)
         day = utc_day(time.time())
         for (k, d, _), n in self._pending.items():
             if k == key_id:

@@ -175,7 +175,7 @@ def _out(ep: Endpoint) -> dict[str, object]:
 
 
 def _hooks(ctx: Ctx) -> Webhooks:
-    return for_database(ctx.services.deps.db)
+    return for_database(ctx.services.deps.db).for_org(ctx.org)
 
 
 async def _endpoint(ctx: Ctx) -> Endpoint:

@@ -39,6 +39,8 @@ async def mint_web_token(ctx: Ctx) -> Reply:
     body: WebTokenRequest = ctx.body
     await ctx.services.deps.agents.get(body.agent)  # NotFound for an unknown agent
     mint = ctx.request.app.get(WEB_TOKEN_MINT)
+    if ctx.org != "default":  # browser calls reach the daemon's own (default organisation's) agents only
+        raise NotSupported("browser calls are served for the default organisation's agents only")
     if mint is None:
         raise NotSupported("browser calls (WebRTC) are not enabled in this daemon")
     token, expires_at = mint(body.agent, body.ttl_s)

@@ -8,6 +8,7 @@ organisation the repository is bound to.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import time
@@ -56,9 +57,10 @@ class AuditRepository:
 
     async def list(self, *, action: str | None = None, actor: str | None = None, target: str | None = None,
                    since: float | None = None, until: float | None = None, limit: int = 50,
-                   cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+                   cursor: str | None = None) -> tuple[builtins.list[dict[str, Any]], str | None]:
         """Newest first; ``cursor`` is the ``next_cursor`` of the previous page."""
-        where, args = ["org = ?"], [self._db.org]
+        where: list[str] = ["org = ?"]
+        args: list[Any] = [self._db.org]
         for col, val in (("action", action), ("actor", actor), ("target", target)):
             if val is not None:
                 where.append(f"{col} = ?")
@@ -94,7 +96,7 @@ class AuditRepository:
             prev, expected_seq = row["hash"], expected_seq + 1
         return None
 
-    async def export(self) -> list[dict[str, Any]]:
+    async def export(self) -> builtins.list[dict[str, Any]]:
         """This organisation's rows, oldest first (JSON lines for ``voxd audit export``)."""
         return [dict(r) for r in await self._db.fetchall("SELECT * FROM audit_log WHERE org = ? ORDER BY seq",
                                                          (self._db.org,))]

@@ -33,14 +33,14 @@ if TYPE_CHECKING:
         AgentChangeRepo,
         ApiKeyRepo,
         AuditRepo,
-        OrgRepo,
-        SessionRepo,
-        UserRepo,
         CalendarRepo,
         CallRepo,
         ConversationRepo,
         ExecutionLogRepo,
         FunctionRepo,
+        OrgRepo,
+        SessionRepo,
+        UserRepo,
         WebhookRepo,
     )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
+
 from voxd.store.db import Database
 from voxd.store.records import Refreshed, RefreshRefused
 from voxd.store.users import token_hash

@@ -7,6 +7,7 @@ stop)`` service. The control API finds the running instance with ``for_database(
 
 from __future__ import annotations
 
+import copy
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
@@ -42,6 +43,7 @@ class Webhooks:
         if sealer is None:
             sealer = Sealer.ephemeral() if str(db.path) == ":memory:" else Sealer.load(Path(db.path).parent)
         self.db = db
+        self._sealer = sealer
         self.store = db.webhooks(sealer)
         self.sender = Sender(self.cfg, policy)
         self.worker = DeliveryWorker(self.store, self.sender, self.cfg)
@@ -49,6 +51,19 @@ class Webhooks:
         self.running = False
         self.transactional = False  # call start/end rows are written with the call record
         self._agents: AgentCatalog | None = None
+
+    def for_org(self, org: str) -> Webhooks:
+        """This instance with its store bound to ``org`` (endpoints, messages and the
+        delivery log of that organisation); the worker and sender are shared."""
+        if org == self.store_org:
+            return self
+        view = copy.copy(self)
+        view.store = self.db.for_org(org).webhooks(self._sealer)
+        return view
+
+    @property
+    def store_org(self) -> str:
+        return self.db.org
 
     def configure(self, cfg: WebhooksConfig, policy: EgressPolicy | None = None) -> None:
         """Apply a reloaded `webhooks:` block (and `egress:` policy): retry schedule, jitter,

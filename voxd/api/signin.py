@@ -1,0 +1,156 @@
+"""``/api/v1/auth/*``: people sign in with email and password and get a short-lived JWT
+access token and a rotating refresh token; ``/api/v1/audit`` reads the audit log.
+
+A failed sign-in counts against the client address's failed-authentication bucket (the
+one every credential shares) and the user's lockout counter (``voxd.store.users``). The
+answer never says whether the email exists.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from voxd.api.auth import client_ip
+from voxd.api.models import Request
+from voxd.api.problems import ApiProblem, validation_problem
+from voxd.api.routing import PUBLIC, Ctx, Reply, RouteTable
+from voxd.api.tokens import ROLE_SCOPES
+from voxd.store.repos import InvalidCursor, RefreshRefused
+
+routes = RouteTable()
+TAG = "auth"
+BASE = "/api/v1/auth"
+
+
+class Login(Request):
+    email: str = Field(min_length=3, max_length=254)
+    password: str = Field(min_length=1, max_length=1024)
+    org: str | None = Field(None, min_length=1, max_length=63, description="Which of the user's organisations; "
+                            "the first one (by name) when left out.")
+
+
+class RefreshBody(Request):
+    refresh_token: str = Field(min_length=1, max_length=256)
+
+
+class TokenPair(BaseModel):
+    access_token: str = Field(description="A JWT for `Authorization: Bearer`; valid for `expires_in` seconds.")
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int
+    refresh_token: str = Field(description="Single use: trade it at /api/v1/auth/refresh for a new pair.")
+    org: str
+    role: str
+    scopes: list[str]
+
+
+def _refused(ctx: Ctx, detail: str) -> ApiProblem:
+    ctx.services.authority.failed(client_ip(ctx.request, ctx.services.settings.trust_forwarded_for))
+    return ApiProblem("unauthenticated", detail, headers={"WWW-Authenticate": 'Bearer realm="voxd"'})
+
+
+async def _pair(ctx: Ctx, user_id: str, org: str, refresh: str, family: str) -> Reply:
+    role = await ctx.services.users.role(user_id, org)
+    if role is None:  # the membership went away since the family started
+        await ctx.services.sessions.revoke_family_of(refresh)
+        raise _refused(ctx, "the user is no longer a member of this organisation")
+    scopes = ROLE_SCOPES[role]
+    token, _ = ctx.services.tokens.issue(user_id, org, scopes, family)
+    return Reply(TokenPair(access_token=token, expires_in=ctx.services.tokens.ttl_s, refresh_token=refresh,
+                           org=org, role=role, scopes=list(scopes)), headers={"Cache-Control": "no-store"})
+
+
+@routes.route("POST", BASE + "/login", scope=PUBLIC, summary="Sign in with email and password", tag=TAG,
+              limit_class="write", body=Login, response=TokenPair, problems=("unauthenticated", "auth-throttled"),
+              self_audited=True, description="Five wrong passwords in a row lock the account for 15 minutes.")
+async def login(ctx: Ctx) -> Reply:
+    body: Login = ctx.body
+    ip = client_ip(ctx.request, ctx.services.settings.trust_forwarded_for)
+    throttled = ctx.services.authority.throttled(ip)
+    if throttled is not None:
+        raise ApiProblem("auth-throttled", f"too many failed authentications; retry in {throttled.retry_after_s} s",
+                         headers={"Retry-After": str(throttled.retry_after_s)})
+    user, why = await ctx.services.users.check_password(body.email, body.password)
+    if user is None or why:
+        if user is not None:
+            await ctx.services.db.audit().append(actor=user.id, ip=ip, action="login_refused", target=why, org="default")
+        raise _refused(ctx, "the account is locked; try again later" if why == "locked"
+                       else "wrong email or password")
+    orgs = dict(await ctx.services.users.memberships(user.id))
+    org = body.org or (min(orgs) if orgs else None)
+    if org is None or org not in orgs:
+        raise _refused(ctx, "wrong email or password")
+    started = await ctx.services.sessions.start(user.id, org)
+    await ctx.services.db.for_org(org).audit().append(actor=user.id, ip=ip, action="login", target=user.id)
+    return await _pair(ctx, user.id, org, started.token, started.family)
+
+
+@routes.route("POST", BASE + "/refresh", scope=PUBLIC, summary="Trade a refresh token for a new pair", tag=TAG,
+              limit_class="write", body=RefreshBody, response=TokenPair, problems=("unauthenticated",),
+              self_audited=True, description="Each refresh token works once. Presenting one a second time "
+              "signs the whole session out (every token of its family).")
+async def refresh(ctx: Ctx) -> Reply:
+    body: RefreshBody = ctx.body
+    try:
+        new = await ctx.services.sessions.rotate(body.refresh_token)
+    except RefreshRefused as e:
+        raise _refused(ctx, f"the refresh token is {e.reason}") from None
+    return await _pair(ctx, new.user_id, new.org, new.token, new.family)
+
+
+@routes.route("POST", BASE + "/logout", scope=PUBLIC, summary="Sign out (revoke the refresh token's session)",
+              tag=TAG, limit_class="write", body=RefreshBody, status=204, self_audited=True,
+              description="Every refresh and access token of the session stops working.")
+async def logout(ctx: Ctx) -> Reply:
+    body: RefreshBody = ctx.body
+    family = await ctx.services.sessions.revoke_family_of(body.refresh_token)
+    if family is not None:
+        ip = client_ip(ctx.request, ctx.services.settings.trust_forwarded_for)
+        await ctx.services.audit.append(actor="session", ip=ip, action="logout", target=family)
+    return Reply(status=204)
+
+
+# ---------------------------------------------------------------- the audit log
+class AuditQuery(Request):
+    action: str | None = Field(None, max_length=100)
+    actor: str | None = Field(None, max_length=100)
+    target: str | None = Field(None, max_length=1000)
+    since: float | None = Field(None, allow_inf_nan=False, description="At or after (unix s).")
+    until: float | None = Field(None, allow_inf_nan=False, description="Before (unix s).")
+    limit: int = Field(50, ge=1, le=500)
+    cursor: str | None = Field(None, max_length=32, description="next_cursor of the previous page.")
+
+
+class AuditRow(BaseModel):
+    seq: int
+    at: float
+    org: str
+    actor: str = Field(description="A user id, an API key id, `cli` or `system`.")
+    ip: str | None
+    action: str
+    target: str
+    before_hash: str | None
+    after_hash: str | None
+    prev_hash: str
+    hash: str
+
+
+class AuditPage(BaseModel):
+    rows: list[AuditRow]
+    next_cursor: str | None
+
+
+audit_routes = RouteTable()
+
+
+@audit_routes.route("GET", "/api/v1/audit", scope="audit:read", summary="The organisation's audit log", tag="audit",
+                    query=AuditQuery, response=AuditPage, description="Newest first. Owners and admins.")
+async def list_audit(ctx: Ctx) -> Reply:
+    q: AuditQuery = ctx.query
+    try:
+        rows, nxt = await ctx.services.audit.list(action=q.action, actor=q.actor, target=q.target, since=q.since,
+                                                  until=q.until, limit=q.limit, cursor=q.cursor)
+    except InvalidCursor as e:
+        raise validation_problem([{"field": "cursor", "message": str(e)}], "query") from e
+    return Reply(AuditPage.model_validate({"rows": rows, "next_cursor": nxt}))
