@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from voxd.api.deps import ApiDeps
     from voxd.api.routing import RouteTable
     from voxd.core.secrets import Outbound
+    from voxd.daemon_sources import DaemonAgents
     from voxd.net.sip import SipEndpoint
     from voxd.net.sip_register import Registrations
     from voxd.net.sip_tls import SipTlsListener
@@ -65,6 +66,8 @@ class Daemon:
             agents_dir = base_dir / agents_dir
         self.outbound = cfg.outbound()  # egress policy and declared secrets (egress:, secrets:)
         self.agents = AgentCatalog(agents_dir, default=cfg.default_agent, outbound=self.outbound)
+        self.api_writing: set[str] = set()  # agents being written through the API (audited there)
+        self._org_agents: dict[str, DaemonAgents] = {}
         self.tools = default_registry()
         self.clock = MediaClock()
         self.metrics = Metrics()
@@ -213,10 +216,10 @@ class Daemon:
         from voxd.daemon_sources import DaemonAgents, DaemonCalls
         from voxd.tools.function_source import LibraryFunctionSource
 
-        self._api_deps = ApiDeps(self.db, DaemonAgents(self.agents), DaemonCalls(self.calls, self.agents, lambda: self.sip,
-                                                                                  lambda: self.outbound.secrets),
+        self._api_deps = ApiDeps(self.db, DaemonAgents(self.agents, self.api_writing),
+                                 DaemonCalls(self.calls, self.agents, lambda: self.sip, lambda: self.outbound.secrets),
                                  LibraryFunctionSource(self.tool_library, not_found=NotFound), api_settings(self.cfg.api),
-                                 conversations=self.conversations)
+                                 conversations=self.conversations, org_agents=self.org_agents)
         setup_api(app, self._api_deps, extra_routes=[webtokens.routes, *self.extra_routes])
         return app
 
@@ -295,9 +298,36 @@ class Daemon:
 
     # ------------------------------------------------------------ signals
     def _on_agents_changed(self, report: ReloadReport) -> None:
-        """Index new or changed agents' knowledge bases and functions in the background."""
+        """Index new or changed agents' knowledge bases and functions in the background;
+        audit agent files changed on disk (not those the API is writing: it audits them)."""
         task = asyncio.ensure_future(self.tool_library.warm_up([a.config for a in self.agents.all()]))
         self._tasks.append(task)
+        changes = [(kind, n) for kind, names in (("added", report.added), ("updated", report.updated),
+                                                 ("removed", report.removed))
+                   for n in names if n not in self.api_writing]
+        if changes and self.db is not None:
+            audit = self.db.audit()
+
+            async def record() -> None:
+                for kind, name in changes:
+                    agent = self.agents.get(name)
+                    await audit.append(actor="system", action=f"agent_file_{kind}", target=f"agents/{name}",
+                                       after=None if agent is None else agent.text)
+
+            self._tasks.append(asyncio.ensure_future(record()))
+
+    def org_agents(self, org: str) -> DaemonAgents:
+        """The agents of organisation ``org``: YAML files in ``agents/<org>/`` (the default
+        organisation keeps ``agents/`` itself). Served through the API; calls reach them
+        once the transports route by organisation."""
+        from voxd.daemon_sources import DaemonAgents
+
+        got = self._org_agents.get(org)
+        if got is None:
+            catalog = AgentCatalog(self.agents.directory / org, outbound=self.outbound)
+            catalog.reload()
+            got = self._org_agents[org] = DaemonAgents(catalog)
+        return got
 
     def reload(self) -> None:
         """SIGHUP / `systemctl reload`: re-read the config and the agents.
@@ -314,6 +344,9 @@ class Daemon:
             if self.config_loader is not None:
                 await self._reload_config()
             report = await self.agents.refresh(force=True)
+            if self.db is not None:
+                await self.db.audit().append(actor="system", action="reload", target="voxd.yaml",
+                                             after={"agents": self.agents.names(), "errors": len(report.errors)})
             for err in report.errors:
                 log.error("reload: %s", err)
             log.info("reload done: %d agents, %d errors", len(self.agents.names()), len(report.errors))

@@ -140,7 +140,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
                 expires = time.time() + args.expires_days * 86400 if args.expires_days else None
                 try:
-                    raw = await keys_cli.create_key(db, args.name, args.scope, expires,
+                    raw = await keys_cli.create_key(db.for_org(args.org), args.name, args.scope, expires,
                                                     quota_per_day=args.quota_per_day,
                                                     rate_limit_per_minute=args.rate_per_minute)
                 except ValueError as e:
@@ -227,7 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     ksub.add_parser("list", help="list keys (never the keys themselves)")
     kr = ksub.add_parser("revoke", help="revoke a key by id")
     kr.add_argument("key_id")
+    kc.add_argument("--org", default="default", help="the organisation the key belongs to")
     ks.set_defaults(fn=cmd_keys)
+
+    from voxd.admin_cli import add_parsers
+
+    add_parsers(sub)
 
     t = sub.add_parser("chat", help="talk to an agent in text on the terminal (its LLM and functions, no audio)")
     t.add_argument("--agent", required=True, help="agent YAML file")

@@ -31,8 +31,9 @@ def _info(a: LoadedAgent) -> AgentInfo:
 
 
 class DaemonAgents:
-    def __init__(self, registry: AgentCatalog) -> None:
+    def __init__(self, registry: AgentCatalog, writing: set[str] | None = None) -> None:
         self.registry = registry
+        self.writing = set() if writing is None else writing  # names the API is writing now
 
     async def list(self) -> builtins.list[AgentInfo]:
         return [_info(a) for a in self.registry.all()]
@@ -49,14 +50,21 @@ class DaemonAgents:
     async def put(self, name: str, yaml_text: str, actor: str) -> AgentInfo:
         try:
             loaded = await asyncio.to_thread(self.registry.parse, yaml_text, name)  # parsing: off the loop
+            self.writing.add(name)
             agent = self.registry.write(name, yaml_text, loaded)  # small file, fsync: on the loop so reload listeners run there
         except AgentLoadError as e:
             raise InvalidAgent(_errors(e.errors)) from None
+        finally:
+            self.writing.discard(name)
         return _info(agent)
 
     async def delete(self, name: str, actor: str) -> None:
-        if not self.registry.delete(name):
-            raise NotFound(name)
+        self.writing.add(name)
+        try:
+            if not self.registry.delete(name):
+                raise NotFound(name)
+        finally:
+            self.writing.discard(name)
 
 
 class DaemonCalls:

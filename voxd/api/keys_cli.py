@@ -41,19 +41,32 @@ async def create_key(
                          if unknown else "give at least one scope")
     if not name.strip():
         raise ValueError("a key needs a name")
-    raw, _ = await _repo(db, pepper).create(
+    if await db.orgs().get(db.org) is None:
+        raise ValueError(f"no organisation {db.org!r}")
+    raw, key = await _repo(db, pepper).create(
         name, list(scopes), created_by=created_by, expires_at=expires,
         rate_limit_per_minute=rate_limit_per_minute, quota_per_day=quota_per_day,
         quota_per_month=quota_per_month)
+    await db.audit().append(actor=created_by, action="create_key", target=key.id, after=key.to_dict())
     return raw
 
 
 async def list_keys(db: Store) -> list[dict[str, Any]]:
     """Every key as a dict (id, name, prefix, scopes, status, created/expires/revoked/last
     used times, limits); never the key or its hash."""
-    return [key_out(k).model_dump() for k in await db.api_keys().list()]
+    return [key_out(k).model_dump() for org in await db.orgs().list()
+            for k in await db.for_org(org["id"]).api_keys().list()]
 
 
 async def revoke_key(db: Store, key_id: str) -> bool:
-    """True when the key exists (revoking twice keeps the first time); False when unknown."""
-    return await db.api_keys().revoke(key_id) is not None
+    """True when the key exists (revoking twice keeps the first time); False when unknown.
+    Any organisation's key: the CLI is the operator."""
+    for org in await db.orgs().list():
+        scoped = db.for_org(org["id"])
+        before = await scoped.api_keys().get(key_id)
+        if before is not None:
+            after = await scoped.api_keys().revoke(key_id)
+            await scoped.audit().append(actor="cli", action="revoke_key", target=key_id, before=before.to_dict(),
+                                        after=None if after is None else after.to_dict())
+            return True
+    return False
