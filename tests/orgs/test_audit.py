@@ -1,0 +1,113 @@
+"""The audit log on a real daemon: a scripted session (create an agent through the API,
+edit it on disk, rotate a webhook secret, revoke a key) yields exactly those rows, chained;
+editing a row in SQLite makes ``voxd audit verify`` fail naming it."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sqlite3
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.daemons import start_daemon
+from voxd.cli import main as cli_main
+from voxd.store.audit import GENESIS
+
+AGENT = "greeting: {greeting}\nstt: {{engine: fake}}\nvoice: {{engine: fake}}\n"
+
+
+async def cli(argv: list[str]) -> int:
+    return await asyncio.to_thread(cli_main, argv)
+
+
+async def _rows(db, n: int) -> list[dict]:
+    for _ in range(200):
+        rows = await db.fetchall("SELECT * FROM audit_log ORDER BY seq")
+        if len(rows) >= n:
+            return [dict(r) for r in rows]
+        await asyncio.sleep(0.02)
+    return [dict(r) for r in await db.fetchall("SELECT * FROM audit_log ORDER BY seq")]
+
+
+@pytest.mark.timeout(60)
+async def test_a_scripted_session_yields_exactly_its_rows(tmp_path: Path, capsys) -> None:
+    d = await start_daemon(tmp_path, {}, reload_interval_s=30)
+    try:
+        assert d.db is not None
+        keys = d.db.api_keys()
+        raw, admin = await keys.create("admin", ["admin"], created_by="setup")
+        _, doomed = await keys.create("doomed", ["calls:read"], created_by="setup")
+        hook = await d.db.webhooks().create_endpoint(url="https://example.com/hook", secret="whsec_" + "a" * 32,
+                                                     created_by="setup", events=["call.ended"])
+        base, h = f"http://127.0.0.1:{d.http_port}", {"Authorization": f"Bearer {raw}"}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{base}/api/v1/agents", json={"yaml": "name: desk\n" + AGENT.format(
+                    greeting="Hello.")}, headers=h) as r:
+                assert r.status == 201, await r.text()
+            path = d.agents.directory / "desk.yaml"
+            path.write_text("name: desk\n" + AGENT.format(greeting="Edited on disk."))
+            await d.agents.refresh(force=True)
+            await _rows(d.db, 2)
+            async with http.post(f"{base}/api/v1/webhooks/{hook.id}/rotate-secret", json={"overlap_s": 0},
+                                 headers=h) as r:
+                assert r.status == 200, await r.text()
+            async with http.delete(f"{base}/api/v1/api-keys/{doomed.id}", headers=h) as r:
+                assert r.status == 200
+        rows = await _rows(d.db, 4)
+        assert [(r["actor"], r["action"], r["target"]) for r in rows] == [
+            (admin.id, "create_agent", "/api/v1/agents"),
+            ("system", "agent_file_updated", "agents/desk"),
+            (admin.id, "rotate_webhook_secret", f"/api/v1/webhooks/{hook.id}/rotate-secret"),
+            (admin.id, "revoke_key", f"/api/v1/api-keys/{doomed.id}"),
+        ]
+        assert all(r["org"] == "default" for r in rows)
+        assert rows[0]["ip"] == "127.0.0.1" and rows[1]["ip"] is None
+        assert rows[0]["prev_hash"] == GENESIS
+        assert all(b["prev_hash"] == a["hash"] for a, b in itertools.pairwise(rows))
+        assert all(r["after_hash"] for r in rows)
+        assert await d.db.audit().verify() is None
+        assert "whsec_" not in str(rows)
+    finally:
+        await d.stop()
+
+    config = tmp_path / "voxd.yaml"
+    config.write_text(f"state_dir: {tmp_path / 'state'}\nagents_dir: {tmp_path / 'agents'}\n")
+    assert await cli(["audit", "-c", str(config), "verify"]) == 0
+    with sqlite3.connect(tmp_path / "state" / "voxd.db") as conn:
+        conn.execute("UPDATE audit_log SET actor = 'someone-else' WHERE seq = 3")
+    capsys.readouterr()
+    assert await cli(["audit", "-c", str(config), "verify"]) == 1
+    assert "row 3 " in capsys.readouterr().err
+    with sqlite3.connect(tmp_path / "state" / "voxd.db") as conn:  # a deleted row breaks the chain too
+        conn.execute("UPDATE audit_log SET actor = ? WHERE seq = 3", (rows[2]["actor"],))
+        conn.execute("DELETE FROM audit_log WHERE seq = 2")
+    capsys.readouterr()
+    assert await cli(["audit", "-c", str(config), "verify"]) == 1
+    assert "row 3 " in capsys.readouterr().err
+
+
+async def test_cli_orgs_users_and_keys_are_audited(tmp_path: Path, monkeypatch, capsys) -> None:
+    import io
+
+    config = tmp_path / "voxd.yaml"
+    config.write_text(f"state_dir: {tmp_path / 'state'}\nagents_dir: {tmp_path / 'agents'}\n")
+    c = ["-c", str(config)]
+    assert await cli(["orgs", *c, "create", "acme"]) == 0
+    assert await cli(["orgs", *c, "create", "acme"]) == 2
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long password\n"))
+    assert await cli(["users", *c, "create", "--org", "acme", "--email", "Ann@Example.com", "--role", "owner"]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert await cli(["users", *c, "create", "--org", "acme", "--email", "b@example.com", "--role", "viewer"]) == 2
+    assert await cli(["users", *c, "create", "--org", "nope", "--email", "c@example.com", "--role", "viewer"]) == 2
+    assert await cli(["keys", *c, "create", "--org", "acme", "--name", "k", "--scope", "calls:read"]) == 0
+    capsys.readouterr()
+    assert await cli(["users", *c, "list"]) == 0
+    out = capsys.readouterr().out
+    assert "ann@example.com" in out and '"role": "owner"' in out and '"org": "acme"' in out
+    assert await cli(["audit", *c, "export", "--org", "acme"]) == 0
+    actions = [line for line in capsys.readouterr().out.splitlines() if line]
+    assert [__import__("json").loads(x)["action"] for x in actions] == ["org_create", "user_create", "create_key"]
+    assert "a long password" not in (tmp_path / "state" / "voxd.db").read_bytes().decode("latin-1")
