@@ -138,7 +138,9 @@ async def validate_agent(ctx: Ctx) -> Reply:
 
 
 @routes.route("GET", BASE + "/{name}/history", scope="agents:read",
-              summary="Who changed an agent, and when", tag=TAG, response=AgentHistory)
+              summary="Who changed an agent, and when", tag=TAG, response=AgentHistory, problems=("not-found",))
 async def agent_history(ctx: Ctx) -> Reply:
     changes = await ctx.services.agent_changes.list(ctx.path["name"])
+    if not changes and not await _exists(ctx, ctx.path["name"]):
+        raise NotFound(f"no agent named {ctx.path['name']!r}")
     return Reply(AgentHistory.model_validate({"changes": changes}))

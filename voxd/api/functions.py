@@ -148,7 +148,9 @@ async def execute_function(ctx: Ctx) -> Reply:
 
 
 @routes.route("GET", BASE + "/{name}/executions", scope="functions:read",
-              summary="Execution log of a function", tag=TAG, response=ExecutionList)
+              summary="Execution log of a function", tag=TAG, response=ExecutionList, problems=("not-found",))
 async def function_executions(ctx: Ctx) -> Reply:
     rows = await ctx.services.functions.executions(ctx.path["name"])
+    if not rows:
+        await _find(ctx, ctx.path["name"])  # 404 for a function this organisation does not have
     return Reply(ExecutionList.model_validate({"executions": rows}))
