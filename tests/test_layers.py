@@ -2,7 +2,7 @@
 
 Every package of voxd and every top-level module is placed here; a new one that is not
 fails the test, so the map stays whole. The composition roots (``app``, ``cli``,
-``dial``, ``harness``, ``daemon_sources``) may import anything; nothing imports them.
+``dial``, ``harness``, ``daemon_sources``, ``admin_cli``) may import anything; nothing imports them.
 Outside ``voxd/store``, only ``voxd.store.repos`` (the Protocols) is imported: the SQLite
 classes are chosen by the composition root alone. Sans-IO ``proto`` imports no asyncio.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 VOXD = Path(__file__).parents[1] / "voxd"
 
-ROOTS = {"app", "cli", "chat", "dial", "harness", "daemon_sources", "suites"}
+ROOTS = {"app", "cli", "admin_cli", "chat", "dial", "harness", "daemon_sources", "suites"}
 _ALL = {"core", "logs", "config", "proto", "media", "providers", "agents", "tools", "store", "call", "net",
         "webhooks", "ops", "api"}
 
