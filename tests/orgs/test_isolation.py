@@ -214,3 +214,23 @@ async def test_creating_with_another_orgs_names_makes_ones_own(tmp_path):
     finally:
         await client.close()
         await db.close()
+
+
+async def test_another_orgs_key_opens_no_transport(tmp_path):
+    """WebRTC offers and websocket media ask KeyAuthority.check: they reach the default
+    organisation's agents only, so a key of another organisation is refused there."""
+    db = await Database.open(tmp_path / "voxd.db")
+    try:
+        await db.orgs().create("acme")
+        app = web.Application()
+        setup_api(app, ApiDeps(db=db, agents=MemoryAgentSource(), calls=MemoryCallSource(),
+                               functions=MemoryFunctionSource(), settings=GENEROUS))
+        from voxd.api.app import AppKeyCheck
+
+        check = AppKeyCheck(app)
+        theirs, _ = await db.for_org("acme").api_keys(pepper=PEPPER).create("k", ["calls:write"], created_by="t")
+        ours, _ = await db.api_keys(pepper=PEPPER).create("k", ["calls:write"], created_by="t")
+        assert await check.check(ours, "calls:write")
+        assert not await check.check(theirs, "calls:write")
+    finally:
+        await db.close()

@@ -99,9 +99,11 @@ class KeyAuthority:
         return key, ""
 
     async def check(self, raw: str, scope: str) -> bool:
-        """True when ``raw`` is a live key holding ``scope`` (or admin)."""
+        """True when ``raw`` is a live key holding ``scope`` (or admin), of the default
+        organisation: the transports that ask (WebRTC, websocket media) reach the daemon's
+        own agents only, so another organisation's key opens none of them."""
         key, why = await self.verify(raw)
-        return key is not None and not why and holds(key, scope)
+        return key is not None and not why and holds(key, scope) and key.org == "default"
 
     async def authenticate(self, header: str, ip: str, outcomes: list[Outcome]) -> ApiKey:
         """The pipeline's check of an ``Authorization`` header; ApiProblem when refused."""
