@@ -10,7 +10,8 @@ from voxd.api.routing import ROUTE_SPEC_ATTR
 
 PUBLIC_PATHS = {"/healthz", "/api/docs.json", "/api/docs", "/api/docs/static/{file}"}
 # public, but taking credentials in the body (tests/api/test_signin.py)
-SIGNIN_PATHS = {"/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/logout"}
+SIGNIN_PATHS = {"/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/logout",
+                "/api/v1/auth/accept-invitation", "/api/v1/auth/reset-password"}
 
 
 def _routes(app):

@@ -168,3 +168,39 @@ async def test_invitation_and_reset_tokens_are_single_use(api):
     assert await users.consume_token("invite", raw) is None  # used
     old = await users.issue_token("reset", "default", "bob@example.com", role=None, created_by="t", ttl_s=-1)
     assert await users.consume_token("reset", old) is None  # expired
+
+
+async def test_invitation_flow(api):
+    await _user(api, email="own@example.com", role="admin")
+    h = _bearer((await (await _login(api, email="own@example.com")).json())["access_token"])
+    resp = await api.client.post("/api/v1/invitations", json={"email": "Bob@Example.com", "role": "owner"}, headers=h)
+    assert resp.status == 403  # an admin cannot make an owner (admin holds every scope but 'admin')
+    resp = await api.client.post("/api/v1/invitations", json={"email": "Bob@Example.com", "role": "developer"},
+                                 headers=h)
+    assert resp.status == 201
+    token = (await resp.json())["token"]
+    resp = await api.client.post("/api/v1/auth/accept-invitation", json={"token": token, "password": "bobs password"})
+    assert resp.status == 201 and (await resp.json())["role"] == "developer"
+    again = await api.client.post("/api/v1/auth/accept-invitation", json={"token": token, "password": "other one!"})
+    assert again.status == 401  # single use
+    body = await (await _login(api, email="bob@example.com", password="bobs password")).json()
+    assert body["role"] == "developer"
+
+
+async def test_password_reset_flow_lifts_a_lockout(api):
+    await _user(api, email="own@example.com", role="owner")
+    await _user(api)
+    h = _bearer((await (await _login(api, email="own@example.com")).json())["access_token"])
+    for _ in range(MAX_FAILED_LOGINS):
+        await _login(api, password="wrong")
+    resp = await api.client.post("/api/v1/password-resets", json={"email": "nobody@example.com"}, headers=h)
+    assert resp.status == 404
+    resp = await api.client.post("/api/v1/password-resets", json={"email": "ann@example.com"}, headers=h)
+    assert resp.status == 201
+    token = (await resp.json())["token"]
+    resp = await api.client.post("/api/v1/auth/reset-password", json={"token": token, "password": "a new password"})
+    assert resp.status == 204
+    assert (await _login(api, password="a new password")).status == 200
+    assert (await _login(api)).status == 401  # the old one is gone
+    resp = await api.client.post("/api/v1/auth/reset-password", json={"token": token, "password": "third password"})
+    assert resp.status == 401

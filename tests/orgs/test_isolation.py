@@ -113,11 +113,12 @@ def _body(op: str, ob: dict[str, Any] | None) -> Any:
         "dial": {"agent": agent, "to": "sip:x@127.0.0.1"},
         "start_conversation": {"agent": agent},
         "mint_web_token": {"agent": agent},
+        "create_password_reset": {"email": f"viewer@{ob['org']}.example" if ob else "ghost@nowhere.example"},
     }.get(op)
 
 
 # the creates: with another org's names they make the caller's own object (tested apart)
-CREATES = {"create_agent", "create_function", "create_key", "create_webhook", "validate_agent"}
+CREATES = {"create_agent", "create_function", "create_key", "create_webhook", "validate_agent", "create_invitation"}
 
 
 @pytest.mark.timeout(240)

@@ -11,7 +11,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from voxd.api import agents, calendar, calls, conversations, functions, keys, signin, sip, webhooks
+from voxd.api import agents, calendar, calls, conversations, functions, invitations, keys, signin, sip, webhooks
 from voxd.api.auth import credential_throttle
 from voxd.api.deps import ApiDeps
 from voxd.api.models import Health
@@ -108,7 +108,8 @@ class AppKeyCheck:
 
 def all_specs(extra_routes: Iterable[RouteTable] = ()) -> list[RouteSpec]:
     specs = [*agents.routes, *functions.routes, *calls.routes, *keys.routes, *webhooks.routes,
-             *calendar.routes, *conversations.routes, *sip.routes, *signin.routes, *signin.audit_routes]
+             *calendar.routes, *conversations.routes, *sip.routes, *signin.routes, *signin.audit_routes,
+             *invitations.routes]
     for table in extra_routes:
         specs += table
     # literal segments before {params}: /calls/active must win over /calls/{call_id}

@@ -35,7 +35,7 @@ ROLE_SCOPES: dict[str, tuple[str, ...]] = {
     "developer": tuple(s for s in SCOPES if s.split(":")[0] in
                        ("agents", "calls", "conversations", "functions", "webhooks")),
     "viewer": tuple(s for s in SCOPES if s.endswith(":read") and s != "audit:read"),
-}
+}  # admin holds users:admin and audit:read ("every scope but admin"); developer and viewer hold neither
 
 
 def looks_like_jwt(token: str) -> bool:
