@@ -18,7 +18,7 @@ from voxd.api.problems import ApiProblem, validation_problem
 from voxd.api.routing import PUBLIC, Ctx, Reply, RouteTable
 from voxd.api.tokens import ROLE_SCOPES
 from voxd.core.errors import NotFound
-from voxd.store.users import UserExists, normal_email
+from voxd.store.repos import UserExists, normal_email
 
 routes = RouteTable()
 INVITE_TTL_S = 7 * 86400.0

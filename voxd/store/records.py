@@ -240,6 +240,17 @@ class Execution:
 
 # ---------------------------------------------------------------- users, sessions, audit
 
+class UserExists(ValueError):
+    """A user with that email exists already."""
+
+
+def normal_email(email: str) -> str:
+    e = email.strip().lower()
+    if "@" not in e or len(e) > 254 or e.startswith("@") or e.endswith("@"):
+        raise ValueError(f"not an email address: {email!r}")
+    return e
+
+
 @dataclass(frozen=True)
 class User:
     id: str

@@ -43,6 +43,8 @@ from voxd.store.records import (
     RefreshRefused,
     Tampered,
     User,
+    UserExists,
+    normal_email,
     utc_day,
     well_formed,
 )
@@ -75,8 +77,10 @@ __all__ = [
     "Transaction",
     "TxnWrite",
     "User",
+    "UserExists",
     "UserRepo",
     "WebhookRepo",
+    "normal_email",
     "utc_day",
     "well_formed",
 ]

@@ -20,7 +20,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from voxd.store.db import Database
-from voxd.store.records import User
+from voxd.store.records import User, UserExists, normal_email
+
+__all__ = ["ROLES", "User", "UserExists", "UserRepository", "normal_email", "token_hash"]
 
 ROLES = ("owner", "admin", "developer", "viewer")
 MAX_FAILED_LOGINS = 5
@@ -29,10 +31,6 @@ TOKEN_KINDS = ("invite", "reset")
 _HASHER = PasswordHasher()  # argon2id, the library's RFC 9106 low-memory profile
 # a hash to verify against when the email is unknown, so both paths cost the same
 _DUMMY = _HASHER.hash(secrets.token_urlsafe(16))
-
-
-class UserExists(ValueError):
-    """A user with that email exists already."""
 
 
 
@@ -45,13 +43,6 @@ def _user(row: Any) -> User:
     return User(id=row["id"], email=row["email"], created_at=row["created_at"], failed_logins=row["failed_logins"],
                 locked_until=row["locked_until"], disabled_at=row["disabled_at"],
                 has_password=row["password_hash"] is not None)
-
-
-def normal_email(email: str) -> str:
-    e = email.strip().lower()
-    if "@" not in e or len(e) > 254 or e.startswith("@") or e.endswith("@"):
-        raise ValueError(f"not an email address: {email!r}")
-    return e
 
 
 class UserRepository:
