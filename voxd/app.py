@@ -47,7 +47,6 @@ if TYPE_CHECKING:
     from voxd.api.deps import ApiDeps
     from voxd.api.routing import RouteTable
     from voxd.core.secrets import Outbound
-    from voxd.daemon_sources import DaemonAgents
     from voxd.net.sip import SipEndpoint
     from voxd.net.sip_register import Registrations
     from voxd.net.sip_tls import SipTlsListener
@@ -67,7 +66,6 @@ class Daemon:
         self.outbound = cfg.outbound()  # egress policy and declared secrets (egress:, secrets:)
         self.agents = AgentCatalog(agents_dir, default=cfg.default_agent, outbound=self.outbound)
         self.api_writing: set[str] = set()  # agents being written through the API (audited there)
-        self._org_agents: dict[str, DaemonAgents] = {}
         self.tools = default_registry()
         self.clock = MediaClock()
         self.metrics = Metrics()
@@ -213,13 +211,14 @@ class Daemon:
         from voxd.api.app import setup_api
         from voxd.api.deps import ApiDeps, api_settings
         from voxd.core.errors import NotFound
-        from voxd.daemon_sources import DaemonAgents, DaemonCalls
+        from voxd.daemon_sources import DaemonAgents, DaemonCalls, OrgAgentDirs
         from voxd.tools.function_source import LibraryFunctionSource
 
         self._api_deps = ApiDeps(self.db, DaemonAgents(self.agents, self.api_writing),
                                  DaemonCalls(self.calls, self.agents, lambda: self.sip, lambda: self.outbound.secrets),
                                  LibraryFunctionSource(self.tool_library, not_found=NotFound), api_settings(self.cfg.api),
-                                 conversations=self.conversations, org_agents=self.org_agents)
+                                 conversations=self.conversations,
+                                 org_agents=OrgAgentDirs(self.agents.directory, self.outbound))
         setup_api(app, self._api_deps, extra_routes=[webtokens.routes, *self.extra_routes])
         return app
 
@@ -299,35 +298,13 @@ class Daemon:
     # ------------------------------------------------------------ signals
     def _on_agents_changed(self, report: ReloadReport) -> None:
         """Index new or changed agents' knowledge bases and functions in the background;
-        audit agent files changed on disk (not those the API is writing: it audits them)."""
+        audit agent files changed on disk (``voxd.daemon_sources.audit_file_changes``)."""
         task = asyncio.ensure_future(self.tool_library.warm_up([a.config for a in self.agents.all()]))
         self._tasks.append(task)
-        changes = [(kind, n) for kind, names in (("added", report.added), ("updated", report.updated),
-                                                 ("removed", report.removed))
-                   for n in names if n not in self.api_writing]
-        if changes and self.db is not None:
-            audit = self.db.audit()
+        if self.db is not None:
+            from voxd.daemon_sources import audit_file_changes
 
-            async def record() -> None:
-                for kind, name in changes:
-                    agent = self.agents.get(name)
-                    await audit.append(actor="system", action=f"agent_file_{kind}", target=f"agents/{name}",
-                                       after=None if agent is None else agent.text)
-
-            self._tasks.append(asyncio.ensure_future(record()))
-
-    def org_agents(self, org: str) -> DaemonAgents:
-        """The agents of organisation ``org``: YAML files in ``agents/<org>/`` (the default
-        organisation keeps ``agents/`` itself). Served through the API; calls reach them
-        once the transports route by organisation."""
-        from voxd.daemon_sources import DaemonAgents
-
-        got = self._org_agents.get(org)
-        if got is None:
-            catalog = AgentCatalog(self.agents.directory / org, outbound=self.outbound)
-            catalog.reload()
-            got = self._org_agents[org] = DaemonAgents(catalog)
-        return got
+            self._tasks += audit_file_changes(self.db, self.agents, report, self.api_writing)
 
     def reload(self) -> None:
         """SIGHUP / `systemctl reload`: re-read the config and the agents.

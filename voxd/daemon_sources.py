@@ -7,9 +7,10 @@ import asyncio
 import builtins
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from voxd.agents.catalog import AgentCatalog
+from voxd.agents.catalog import AgentCatalog, ReloadReport
 from voxd.agents.loader import AgentLoadError, FieldError, LoadedAgent
 from voxd.api.agent_yaml import api_errors
 from voxd.api.deps import AgentInfo, InvalidAgent
@@ -18,7 +19,9 @@ from voxd.core.errors import NotFound, NotSupported
 from voxd.core.secrets import SecretBook
 
 if TYPE_CHECKING:
+    from voxd.core.secrets import Outbound
     from voxd.net.sip import SipEndpoint
+    from voxd.store.repos import Store
 
 
 def _errors(errors: builtins.list[FieldError]) -> builtins.list[dict[str, Any]]:
@@ -100,3 +103,40 @@ class DaemonCalls:
             return session.record.id
         session = await sip.dial(a, to, from_user=from_ or "voxd")
         return session.record.id
+
+
+class OrgAgentDirs:
+    """The agents of organisation ``org``: YAML files in ``agents/<org>/`` (the default
+    organisation keeps ``agents/`` itself; the catalog reads only its folder's own files).
+    Served through the API; calls reach them once the transports route by organisation."""
+
+    def __init__(self, root: Path, outbound: Outbound) -> None:
+        self.root, self.outbound = root, outbound
+        self._agents: dict[str, DaemonAgents] = {}
+
+    def __call__(self, org: str) -> DaemonAgents:
+        got = self._agents.get(org)
+        if got is None:
+            catalog = AgentCatalog(self.root / org, outbound=self.outbound)
+            catalog.reload()
+            got = self._agents[org] = DaemonAgents(catalog)
+        return got
+
+
+def audit_file_changes(db: Store, agents: AgentCatalog, report: ReloadReport,
+                       writing: set[str]) -> builtins.list[asyncio.Task[None]]:
+    """Audit rows (actor ``system``) for agent files changed on disk; not for those the API
+    is writing (``writing``): the API audits its own."""
+    changes = [(kind, n) for kind, names in (("added", report.added), ("updated", report.updated),
+                                             ("removed", report.removed)) for n in names if n not in writing]
+    if not changes:
+        return []
+    audit = db.audit()
+
+    async def record() -> None:
+        for kind, name in changes:
+            agent = agents.get(name)
+            await audit.append(actor="system", action=f"agent_file_{kind}", target=f"agents/{name}",
+                               after=None if agent is None else agent.text)
+
+    return [asyncio.ensure_future(record())]

@@ -11,7 +11,18 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from voxd.api import agents, calendar, calls, conversations, functions, invitations, keys, signin, sip, webhooks
+from voxd.api import (
+    agents,
+    calendar,
+    calls,
+    conversations,
+    functions,
+    invitations,
+    keys,
+    signin,
+    sip,
+    webhooks,
+)
 from voxd.api.auth import credential_throttle
 from voxd.api.deps import ApiDeps
 from voxd.api.models import Health

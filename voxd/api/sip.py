@@ -46,5 +46,6 @@ class Registrations(BaseModel):
               description="One entry per `sip.registrations[]` in voxd.yaml: registered or not, the last "
               "registrar answer, when the binding expires and is refreshed, the retry after a failure.")
 async def list_registrations(ctx: Ctx) -> Reply:
-    reader = ctx.request.app.get(SIP_REGISTRATIONS)
+    # the daemon's carrier registrations belong to the default organisation
+    reader = ctx.request.app.get(SIP_REGISTRATIONS) if ctx.org == "default" else None
     return Reply(Registrations.model_validate({"registrations": reader() if reader is not None else []}))
