@@ -510,10 +510,8 @@ LATENCY_CASES = (
 async def latency(args: argparse.Namespace) -> int:
     from voxd.agents.loader import parse_agent
     from voxd.call.driver import drive, frames_of
-    from voxd.call.manager import CallManager
     from voxd.call.ports import NullControl
     from voxd.media.audio import read_wav_as
-    from voxd.tools.builtins import default_registry
 
     text = (ROOT / "agents" / "receptionist.yaml").read_text()
     agent = parse_agent(text, "agents/receptionist.yaml")
@@ -531,7 +529,13 @@ async def latency(args: argparse.Namespace) -> int:
             {**agent.config.model_dump(exclude={"llm"}), "llm": lcfg}))
     lag = _LagProbe()
     lag.start()
-    manager = CallManager(default_registry())
+    # as `voxd call` builds them: the whole function library (the receptionist books with
+    # book_appointment, which the five core built-ins do not hold)
+    from voxd.config import VoxdConfig
+    from voxd.harness import standalone_calls
+
+    manager, library = standalone_calls(VoxdConfig(), ROOT)
+    await library.warm_up([agent.config])
     t0 = time.perf_counter()
     await manager.warm_up([agent])
     print(f"agent receptionist: stt={agent.config.stt.engine}/{agent.config.stt.model} "

@@ -79,7 +79,8 @@ async def drive(
             next_tick += FRAME_S
             await asyncio.sleep(max(0.0, next_tick - loop.time()))
         if exhausted and not digits:
-            busy = out is not None or session.playout.pending or session.turns.capturing
+            # a reply still being thought out is not quiet (a slow model's first word may be seconds away)
+            busy = out is not None or session.replying or session.turns.capturing
             quiet = 0.0 if busy else quiet + FRAME_S
             if quiet >= tail_s:
                 break

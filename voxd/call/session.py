@@ -320,6 +320,11 @@ class CallSession:
             self._on_turn_action(action, self.media_t)
 
     # ------------------------------------------------------------ barge-in
+    @property
+    def replying(self) -> bool:
+        """A reply is being made or played (the model may not have said a word yet)."""
+        return self._bot_busy()
+
     def _bot_busy(self) -> bool:
         return (self._reply is not None and not self._reply.done()) or self.playout.pending
 
