@@ -14,25 +14,21 @@ picks the agent.
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from voxd.media import codecs
 from voxd.media.codecs.base import Codec
 from voxd.net.serializers.base import (
-    BotAudio,
     CallerAudio,
-    ClearOut,
     DtmfIn,
     InFrame,
     MarkIn,
-    MarkOut,
     MediaSerializer,
     OutFrame,
     StreamStart,
     StreamStop,
 )
-from voxd.net.serializers.twilio import b64_payload, dumps, obj, parse_json_event
+from voxd.net.serializers.twilio import b64_payload, media_event, obj, parse_json_event
 
 SUPPORTED = ("PCMU", "PCMA")
 
@@ -93,12 +89,4 @@ class TelnyxSerializer(MediaSerializer):
         self.stream_id = start.stream_id
 
     def serialize(self, frame: OutFrame) -> str | bytes | None:
-        if isinstance(frame, BotAudio):
-            payload = base64.b64encode(self._enc.encode(frame.frame)).decode("ascii")
-            return dumps({"event": "media", "stream_id": self.stream_id, "media": {"payload": payload}})
-        if isinstance(frame, MarkOut):
-            return dumps({"event": "mark", "stream_id": self.stream_id, "mark": {"name": frame.name}})
-        if isinstance(frame, ClearOut):
-            self._enc.reset()
-            return dumps({"event": "clear", "stream_id": self.stream_id})
-        return None
+        return media_event(frame, self._enc, "stream_id", self.stream_id)

@@ -17,7 +17,7 @@ from typing import Any
 
 from voxd.call.ports import SILENCE
 from voxd.core import boundedjson
-from voxd.media.codecs import PCMU
+from voxd.media.codecs import PCMU, Encoder
 from voxd.net.serializers.base import (
     BotAudio,
     CallerAudio,
@@ -61,6 +61,20 @@ def b64_payload(payload: Any) -> bytes:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as e:
         raise ProtocolError(f"media.payload is not base64: {e}") from None
+
+
+def media_event(frame: OutFrame, enc: Encoder, key: str, stream: str) -> str | None:
+    """The bot's side of a Twilio-shaped media stream (Twilio, Telnyx: they differ in the
+    stream id's key): base64 audio, marks, clear; None for what the protocol lacks."""
+    if isinstance(frame, BotAudio):
+        payload = base64.b64encode(enc.encode(frame.frame)).decode("ascii")
+        return dumps({"event": "media", key: stream, "media": {"payload": payload}})
+    if isinstance(frame, MarkOut):
+        return dumps({"event": "mark", key: stream, "mark": {"name": frame.name}})
+    if isinstance(frame, ClearOut):
+        enc.reset()
+        return dumps({"event": "clear", key: stream})
+    return None
 
 
 def dumps(o: dict[str, Any]) -> str:
@@ -130,12 +144,5 @@ class TwilioSerializer(MediaSerializer):
         self.stream_sid = start.stream_id
 
     def serialize(self, frame: OutFrame) -> str | bytes | None:
-        if isinstance(frame, BotAudio):
-            payload = base64.b64encode(self._enc.encode(frame.frame)).decode("ascii")
-            return dumps({"event": "media", "streamSid": self.stream_sid, "media": {"payload": payload}})
-        if isinstance(frame, MarkOut):
-            return dumps({"event": "mark", "streamSid": self.stream_sid, "mark": {"name": frame.name}})
-        if isinstance(frame, ClearOut):
-            self._enc.reset()
-            return dumps({"event": "clear", "streamSid": self.stream_sid})
-        return None  # Media Streams has no transcript, end or DTMF messages
+        # Media Streams has no transcript, end or DTMF messages
+        return media_event(frame, self._enc, "streamSid", self.stream_sid)
