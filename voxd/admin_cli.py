@@ -10,6 +10,7 @@ import getpass
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from voxd.store.repos import Store
 
@@ -34,6 +35,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     uc.add_argument("--role", required=True, choices=ROLES)
     ul = usub.add_parser("list", help="users and their roles")
     ul.add_argument("--org")
+    ur = usub.add_parser("reset-totp", help="remove a user's second factor (a lost phone); they sign in with "
+                         "the password alone and can set up a new one")
+    ur.add_argument("--email", required=True)
     u.set_defaults(fn=lambda a: _run(a, _users))
 
     au = sub.add_parser("audit", help="the audit log: verify its hash chain, export it")
@@ -94,6 +98,8 @@ async def _users(args: argparse.Namespace, db: Store) -> int:
         for row in await db.users().list(args.org):
             print(json.dumps(row))
         return 0
+    if args.users_cmd == "reset-totp":
+        return await _reset_totp(args.email, db)
     if await db.orgs().get(args.org) is None:
         print(f"voxd users: no organisation {args.org!r}", file=sys.stderr)
         return 2
@@ -109,6 +115,20 @@ async def _users(args: argparse.Namespace, db: Store) -> int:
     await db.for_org(args.org).audit().append(actor="cli", action="user_create", target=user.id,
                                               after={"email": user.email, "role": args.role})
     print(user.id)
+    return 0
+
+
+async def _reset_totp(email: str, db: Store) -> int:
+    from voxd.core.sealing import Sealer
+
+    user = await db.users().by_email(email)
+    if user is None:
+        print(f"voxd users: no user {email!r}", file=sys.stderr)
+        return 2
+    removed = await db.totp(Sealer.load(Path(str(db.path)).parent)).disable(user.id)
+    for org, _ in await db.users().memberships(user.id):
+        await db.for_org(org).audit().append(actor="cli", action="totp_reset", target=user.id)
+    print("second factor removed" if removed else "the user had no second factor")
     return 0
 
 

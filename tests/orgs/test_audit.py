@@ -111,3 +111,38 @@ async def test_cli_orgs_users_and_keys_are_audited(tmp_path: Path, monkeypatch, 
     actions = [line for line in capsys.readouterr().out.splitlines() if line]
     assert [__import__("json").loads(x)["action"] for x in actions] == ["org_create", "user_create", "create_key"]
     assert "a long password" not in (tmp_path / "state" / "voxd.db").read_bytes().decode("latin-1")
+
+
+async def test_cli_reset_totp_removes_a_lost_second_factor(tmp_path: Path, monkeypatch, capsys) -> None:
+    import io
+
+    from voxd.core.sealing import Sealer
+    from voxd.store.db import Database
+
+    config = tmp_path / "voxd.yaml"
+    config.write_text(f"state_dir: {tmp_path / 'state'}\nagents_dir: {tmp_path / 'agents'}\n")
+    c = ["-c", str(config)]
+    assert await cli(["orgs", *c, "create", "acme"]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long password\n"))
+    assert await cli(["users", *c, "create", "--org", "acme", "--email", "ann@example.com", "--role", "owner"]) == 0
+    db = await Database.open(tmp_path / "state" / "voxd.db")
+    try:
+        user = await db.users().by_email("ann@example.com")
+        assert user is not None
+        totp = db.totp(Sealer.load(tmp_path / "state"))
+        await totp.enroll(user.id, user.email)
+        async with db.transaction() as conn:
+            await conn.execute("UPDATE user_totp SET confirmed_at = 1")
+        assert await totp.enabled(user.id)
+    finally:
+        await db.close()
+    capsys.readouterr()
+    assert await cli(["users", *c, "reset-totp", "--email", "ann@example.com"]) == 0
+    assert "removed" in capsys.readouterr().out
+    assert await cli(["users", *c, "reset-totp", "--email", "nobody@example.com"]) == 2
+    db = await Database.open(tmp_path / "state" / "voxd.db")
+    try:
+        assert not await db.totp(Sealer.load(tmp_path / "state")).enabled(user.id)
+        assert "totp_reset" in [r["action"] for r in await db.for_org("acme").audit().export()]
+    finally:
+        await db.close()

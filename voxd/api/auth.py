@@ -55,7 +55,14 @@ def user_principal(user_id: str, org: str, scopes: tuple[str, ...], issued_at: f
                   quota_per_day=None, quota_per_month=None, org=org)
 
 
+# the "scope" of operations on a person's own account (their second factor): only a signed-in
+# user's access token holds it, never an API key, whatever its scopes
+SIGNED_IN = "user"
+
+
 def holds(key: ApiKey, scope: str) -> bool:
+    if scope == SIGNED_IN:
+        return is_user(key)
     return "admin" in key.scopes or scope in key.scopes
 
 

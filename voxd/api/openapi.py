@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from voxd.api.auth import SIGNED_IN
 from voxd.api.models import SCOPES, Problem
 from voxd.api.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPES, problem_type
 from voxd.api.routing import RouteSpec
@@ -123,7 +124,8 @@ def _operation(spec: RouteSpec, refs: dict[Any, Any]) -> dict[str, Any]:
     }
     description = " ".join(spec.description.split())
     if spec.scope is not None:
-        scope_note = f"Requires scope `{spec.scope}` (or `admin`)."
+        scope_note = ("Requires a signed-in user's access token (not an API key)." if spec.scope == SIGNED_IN
+                      else f"Requires scope `{spec.scope}` (or `admin`).")
         op["description"] = f"{description}\n\n{scope_note}".strip()
         op["security"] = [{"bearerAuth": []}]
         op["x-required-scope"] = spec.scope

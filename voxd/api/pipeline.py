@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from voxd.api.auth import client_ip, holds, is_user
+from voxd.api.auth import SIGNED_IN, client_ip, holds, is_user
 from voxd.api.deps import RateSpec
 from voxd.api.problems import ApiProblem, field_path, validation_problem
 from voxd.api.ratelimit import Outcome, headers_for
@@ -115,7 +115,9 @@ class Pipeline:
             if not holds(key, spec.scope):
                 raise ApiProblem(
                     "insufficient-scope",
-                    f"this operation needs scope '{spec.scope}'; the key has "
+                    "this operation is on a person's own account: it needs scope 'user', held by a signed-in "
+                    "user's access token (POST /api/v1/auth/login), never by an API key"
+                    if spec.scope == SIGNED_IN else f"this operation needs scope '{spec.scope}'; the key has "
                     f"{', '.join(key.scopes) or 'none'}",
                     required_scope=spec.scope,
                 )

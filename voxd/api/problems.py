@@ -19,6 +19,7 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "malformed-request": (400, "The request body is not valid JSON"),
     "unauthenticated": (401, "A valid API key is required"),
     "key-expired": (401, "The API key has expired"),
+    "second-factor-required": (401, "The password was right; send the code of the authenticator app as well"),
     "key-revoked": (401, "The API key has been revoked"),
     "insufficient-scope": (403, "The API key lacks the scope this operation needs"),
     "not-found": (404, "No such resource"),

@@ -16,6 +16,7 @@ from voxd.api.tokens import TokenIssuer
 from voxd.api.usage import UsageRecorder
 from voxd.core.calllog import CallRecord, Turn
 from voxd.core.errors import NotFound, NotSupported
+from voxd.core.sealing import Sealer
 from voxd.store.repos import (
     AgentChangeRepo,
     ApiKeyRepo,
@@ -25,6 +26,7 @@ from voxd.store.repos import (
     FunctionRepo,
     SessionRepo,
     Store,
+    TotpRepo,
     UserRepo,
 )
 
@@ -48,6 +50,8 @@ class Services:
     users: UserRepo = field(init=False)
     sessions: SessionRepo = field(init=False)
     tokens: TokenIssuer = field(init=False)
+    totp: TotpRepo = field(init=False)
+    sealer: Sealer | None = None  # opens TOTP secrets; one per daemon, shared by the views
     _views: dict[str, Services] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -57,6 +61,9 @@ class Services:
         self.sessions = self.db.sessions()
         path = str(self.deps.db.path)
         self.tokens = TokenIssuer.load(None if path == ":memory:" else Path(path).parent)
+        if self.sealer is None:
+            self.sealer = Sealer.ephemeral() if path == ":memory:" else Sealer.load(Path(path).parent)
+        self.totp = self.db.totp(self.sealer)
         self.authority = KeyAuthority(self.keys, self.buckets, lambda: self.deps.settings, self.tokens,
                                       self.sessions)
 
@@ -77,7 +84,8 @@ class Services:
             deps = replace(self.deps, agents=agents, calls=NoCalls(), conversations=NoConversations())
             view = Services(deps=deps, keys=db.api_keys(pepper=self.settings.pepper), calls=db.calls(),
                             functions=db.functions(), agent_changes=db.agent_changes(), usage=self.usage,
-                            conversations=db.conversations(), buckets=self.buckets, org=org)
+                            conversations=db.conversations(), buckets=self.buckets, org=org,
+                            sealer=self.sealer)
             view.authority, view.tokens = self.authority, self.tokens
             self._views[org] = view
         return view

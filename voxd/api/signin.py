@@ -29,6 +29,8 @@ class Login(Request):
     password: str = Field(min_length=1, max_length=1024)
     org: str | None = Field(None, min_length=1, max_length=63, description="Which of the user's organisations; "
                             "the first one (by name) when left out.")
+    totp_code: str | None = Field(None, pattern=r"^[0-9]{6}$", description="The authenticator app's current "
+                                  "code, for a user who set up a second factor (POST /api/v1/auth/totp).")
 
 
 class RefreshBody(Request):
@@ -62,8 +64,9 @@ async def _pair(ctx: Ctx, user_id: str, org: str, refresh: str, family: str) -> 
 
 
 @routes.route("POST", BASE + "/login", scope=PUBLIC, summary="Sign in with email and password", tag=TAG,
-              limit_class="write", body=Login, response=TokenPair, problems=("unauthenticated", "auth-throttled"),
-              self_audited=True, description="Five wrong passwords in a row lock the account for 15 minutes.")
+              limit_class="write", body=Login, response=TokenPair,
+              problems=("unauthenticated", "second-factor-required", "auth-throttled"), self_audited=True,
+              description="Five wrong passwords (or second-factor codes) in a row lock the account for 15 minutes.")
 async def login(ctx: Ctx) -> Reply:
     body: Login = ctx.body
     ip = client_ip(ctx.request, ctx.services.settings.trust_forwarded_for)
@@ -81,6 +84,15 @@ async def login(ctx: Ctx) -> Reply:
     org = body.org or (min(orgs) if orgs else None)
     if org is None or org not in orgs:
         raise _refused(ctx, "wrong email or password")
+    if await ctx.services.totp.enabled(user.id):
+        if body.totp_code is None:
+            raise ApiProblem("second-factor-required", "this account has a second factor: send `totp_code`")
+        if not await ctx.services.totp.check(user.id, body.totp_code):
+            await ctx.services.users.note_failure(user.id)
+            await ctx.services.db.audit().append(actor=user.id, ip=ip, action="login_refused", target="totp",
+                                                 org="default")
+            raise _refused(ctx, "wrong or already used second-factor code")
+    await ctx.services.users.note_success(user.id)
     started = await ctx.services.sessions.start(user.id, org)
     await ctx.services.db.for_org(org).audit().append(actor=user.id, ip=ip, action="login", target=user.id)
     return await _pair(ctx, user.id, org, started.token, started.family)

@@ -350,4 +350,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX audit_log_org ON audit_log (org, seq)",
         ),
     ),
+    Migration(
+        9,
+        "a second factor per user: a TOTP secret (sealed), confirmed once, and its last used time step",
+        (
+            """CREATE TABLE user_totp (
+                user_id TEXT PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+                secret TEXT NOT NULL,
+                created_at REAL NOT NULL,
+                confirmed_at REAL,
+                last_step INTEGER NOT NULL DEFAULT 0
+            )""",
+        ),
+    ),
 )

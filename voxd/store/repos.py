@@ -74,6 +74,7 @@ __all__ = [
     "SessionRepo",
     "Store",
     "Tampered",
+    "TotpRepo",
     "Transaction",
     "TxnWrite",
     "User",
@@ -286,6 +287,10 @@ class UserRepo(Protocol):
 
     async def check_password(self, email: str, password: str, now: float | None = None) -> tuple[User | None, str]: ...
 
+    async def note_failure(self, user_id: str, now: float | None = None) -> None: ...
+
+    async def note_success(self, user_id: str) -> None: ...
+
     async def set_role(self, user_id: str, org: str, role: str) -> None: ...
 
     async def role(self, user_id: str, org: str) -> str | None: ...
@@ -298,6 +303,21 @@ class UserRepo(Protocol):
                           ttl_s: float = ...) -> str: ...
 
     async def consume_token(self, kind: str, raw: str, now: float | None = None) -> dict[str, Any] | None: ...
+
+
+@runtime_checkable
+class TotpRepo(Protocol):
+    """A user's TOTP second factor (``voxd.store.second_factor``)."""
+
+    async def enroll(self, user_id: str, email: str) -> str:
+        """A new pending secret as an ``otpauth://`` URI; ValueError while one is confirmed."""
+        ...
+
+    async def enabled(self, user_id: str) -> bool: ...
+
+    async def check(self, user_id: str, code: str, now: float | None = None, *, confirming: bool = False) -> bool: ...
+
+    async def disable(self, user_id: str) -> bool: ...
 
 
 @runtime_checkable
@@ -368,6 +388,8 @@ class Store(Protocol):
     def calendar(self) -> CalendarRepo: ...
 
     def webhooks(self, sealer: Sealer | None = None) -> WebhookRepo: ...
+
+    def totp(self, sealer: Sealer) -> TotpRepo: ...
 
     async def writable(self) -> bool:
         """Whether a write transaction goes through now (``/readyz``)."""

@@ -80,7 +80,8 @@ class UserRepository:
     async def check_password(self, email: str, password: str, now: float | None = None) -> tuple[User | None, str]:
         """(the user, "") when the password is right; (user or None, why) otherwise: ``unknown``,
         ``locked``, ``disabled`` or ``wrong``. The ``MAX_FAILED_LOGINS``-th wrong password in a
-        row locks the account for ``LOCKOUT_S``; a right one while locked is refused too."""
+        row locks the account for ``LOCKOUT_S``; a right one while locked is refused too. A right
+        password does not clear the count: ``note_success`` does, once every factor passed."""
         now = time.time() if now is None else now
         row = await self._db.fetchone("SELECT * FROM users WHERE email = ?", (email.strip().lower(),))
         stored = row["password_hash"] if row is not None else None
@@ -92,17 +93,31 @@ class UserRepository:
             return user, "disabled"
         if user.locked(now):
             return user, "locked"
-        async with self._db.transaction() as conn:
-            if ok:
-                await conn.execute("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?", (user.id,))
-            else:
-                fails = user.failed_logins + 1
-                locked = now + LOCKOUT_S if fails >= MAX_FAILED_LOGINS else None
-                await conn.execute("UPDATE users SET failed_logins = ?, locked_until = ? WHERE id = ?",
-                                   (0 if locked else fails, locked, user.id))
-        if ok and _HASHER.check_needs_rehash(stored):
+        if not ok:
+            await self.note_failure(user.id, now)
+            return user, "wrong"
+        if _HASHER.check_needs_rehash(stored):
             await self.set_password(user.id, password)
-        return (user, "") if ok else (user, "wrong")
+        return user, ""
+
+    async def note_success(self, user_id: str) -> None:
+        """Every factor was right: the failure count starts again. (Not on the password alone,
+        or a thief with the password could guess second-factor codes without ever locking.)"""
+        async with self._db.transaction() as conn:
+            await conn.execute("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?", (user_id,))
+
+    async def note_failure(self, user_id: str, now: float | None = None) -> None:
+        """One more failed sign-in (a wrong password or second-factor code) towards the lockout."""
+        now = time.time() if now is None else now
+        async with self._db.transaction() as conn:
+            async with conn.execute("SELECT failed_logins FROM users WHERE id = ?", (user_id,)) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return
+            fails = row["failed_logins"] + 1
+            locked = now + LOCKOUT_S if fails >= MAX_FAILED_LOGINS else None
+            await conn.execute("UPDATE users SET failed_logins = ?, locked_until = ? WHERE id = ?",
+                               (0 if locked else fails, locked, user_id))
 
     # -- roles
     async def set_role(self, user_id: str, org: str, role: str) -> None:
