@@ -132,11 +132,12 @@ def audit_file_changes(db: Store, agents: AgentCatalog, report: ReloadReport,
     if not changes:
         return []
     audit = db.audit()
+    before = dict(report.before)
 
     async def record() -> None:
         for kind, name in changes:
             agent = agents.get(name)
             await audit.append(actor="system", action=f"agent_file_{kind}", target=f"agents/{name}",
-                               after=None if agent is None else agent.text)
+                               before=before.get(name), after=None if agent is None else agent.text)
 
     return [asyncio.ensure_future(record())]

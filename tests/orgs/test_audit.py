@@ -14,7 +14,7 @@ import pytest
 
 from tests.daemons import start_daemon
 from voxd.cli import main as cli_main
-from voxd.store.audit import GENESIS
+from voxd.store.audit import GENESIS, state_hash
 
 AGENT = "greeting: {greeting}\nstt: {{engine: fake}}\nvoice: {{engine: fake}}\n"
 
@@ -51,6 +51,10 @@ async def test_a_scripted_session_yields_exactly_its_rows(tmp_path: Path, capsys
             path.write_text("name: desk\n" + AGENT.format(greeting="Edited on disk."))
             await d.agents.refresh(force=True)
             await _rows(d.db, 2)
+            async with http.get(f"{base}/api/v1/webhooks/{hook.id}", headers=h) as r:
+                hook_before = await r.text()
+            async with http.get(f"{base}/api/v1/api-keys/{doomed.id}", headers=h) as r:
+                key_before = await r.text()
             async with http.post(f"{base}/api/v1/webhooks/{hook.id}/rotate-secret", json={"overlap_s": 0},
                                  headers=h) as r:
                 assert r.status == 200, await r.text()
@@ -68,6 +72,12 @@ async def test_a_scripted_session_yields_exactly_its_rows(tmp_path: Path, capsys
         assert rows[0]["prev_hash"] == GENESIS
         assert all(b["prev_hash"] == a["hash"] for a, b in itertools.pairwise(rows))
         assert all(r["after_hash"] for r in rows)
+        # the state before each change, as its GET showed it (a create has none)
+        assert rows[0]["before_hash"] is None
+        assert rows[1]["before_hash"] == state_hash("name: desk\n" + AGENT.format(greeting="Hello."))
+        assert rows[2]["before_hash"] == state_hash(hook_before)
+        assert rows[3]["before_hash"] == state_hash(key_before)
+        assert rows[2]["before_hash"] != rows[2]["after_hash"]
         assert await d.db.audit().verify() is None
         assert "whsec_" not in str(rows)
     finally:

@@ -36,6 +36,7 @@ class ReloadReport:
     updated: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     errors: list[FieldError] = field(default_factory=list)
+    before: dict[str, str] = field(default_factory=dict)  # an updated or removed agent's text before
 
     @property
     def changed(self) -> bool:
@@ -137,14 +138,17 @@ class AgentCatalog:
                 continue
             old_name = self._file_agent.get(path)
             if old_name and old_name != loaded.name:
-                self._agents.pop(old_name, None)
+                gone = self._agents.pop(old_name, None)
                 report.removed.append(old_name)
+                if gone is not None:
+                    report.before[old_name] = gone.text
             self._file_agent[path] = loaded.name
             prev = self._agents.get(loaded.name)
             if prev is None:
                 report.added.append(loaded.name)
             elif prev.version != loaded.version:
                 report.updated.append(loaded.name)
+                report.before[loaded.name] = prev.text
             self._agents[loaded.name] = loaded
         for path in list(self._files):
             if path not in seen:
@@ -152,7 +156,7 @@ class AgentCatalog:
                 self.errors.pop(path, None)
                 name = self._file_agent.pop(path, None)
                 if name and self._agents.get(name) and self._agents[name].path == path:
-                    self._agents.pop(name)
+                    report.before[name] = self._agents.pop(name).text
                     report.removed.append(name)
         if report.changed:
             log.info("agents reloaded: added=%s updated=%s removed=%s", report.added, report.updated, report.removed)

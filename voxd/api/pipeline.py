@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -68,8 +69,11 @@ class Pipeline:
     def __init__(self, services: Services) -> None:
         self.s = services
         self._adapters: dict[type[BaseModel], TypeAdapter[Any]] = {}
+        self._reads: dict[str, RouteSpec] = {}  # path template -> its GET: the state before a change
 
     def handler(self, spec: RouteSpec) -> Handler:
+        if spec.method == "GET":
+            self._reads[spec.path] = spec
         async def handle(request: web.Request) -> web.StreamResponse:
             outcomes: list[Outcome] = []
             try:
@@ -137,10 +141,12 @@ class Pipeline:
         ctx = Ctx(request=request, services=services, key=key, path=dict(request.match_info))
         ctx.query = self._query(spec, request)
         ctx.body = await self._body(spec, request)
+        audited = spec.method in AUDITED and not spec.self_audited
+        before = await self._before(spec, ctx) if audited else None
         reply = await spec.handler(ctx)
-        if spec.method in AUDITED and reply.status < 400 and not spec.self_audited:
-            await services.audit.append(actor=ctx.actor, ip=ip, action=spec.operation_id,
-                                        target=request.path, after=None if reply.body is None or reply.stream is not None
+        if audited and reply.status < 400:
+            await services.audit.append(actor=ctx.actor, ip=ip, action=spec.operation_id, target=request.path,
+                                        before=before, after=None if reply.body is None or reply.stream is not None
                                         else self._dump(spec, reply.body).decode())
         headers = {**headers_for(outcomes), **reply.headers}
         if reply.stream is not None:
@@ -158,6 +164,37 @@ class Pipeline:
         payload = self._dump(spec, reply.body)
         return web.Response(status=reply.status, body=payload, headers=headers,
                             content_type="application/json")
+
+    def _reader(self, spec: RouteSpec) -> RouteSpec | None:
+        """The GET that shows what ``spec`` changes: the same path (PUT, PATCH, DELETE), or for
+        an action on one object (``POST .../{id}/revoke``) that object's path. A POST that
+        creates (on a collection) changes no existing state: None."""
+        if spec.method != "POST":
+            return self._reads.get(spec.path)
+        parent, _, last = spec.path.rpartition("/")
+        if "{" in last or not parent.endswith("}"):
+            return None
+        return self._reads.get(parent)
+
+    async def _before(self, spec: RouteSpec, ctx: Ctx) -> str | None:
+        """The object's state before the change, as its GET answers it (for the audit row's
+        ``before_hash``); None when there is no such read or the object does not exist."""
+        reader = self._reader(spec)
+        if reader is None:
+            return None
+        names = set(re.findall(r"{(\w+)", reader.path))
+        look = Ctx(request=ctx.request, services=ctx.services, key=ctx.key,
+                   path={k: v for k, v in ctx.path.items() if k in names})
+        try:
+            look.query = None if reader.query is None else reader.query.model_validate({})
+            reply = await reader.handler(look)
+        except (ApiProblem, NotFound, NotSupported, ValidationError):
+            return None
+        if reply.raw is not None:
+            return reply.raw.decode(errors="replace")
+        if reply.body is None or reply.stream is not None or reply.status >= 400:
+            return None
+        return self._dump(reader, reply.body).decode()
 
     def _limit(self, outcomes: list[Outcome], name: str, key: str, spec: RateSpec) -> None:
         out = self.s.buckets.take(name, key, spec)
