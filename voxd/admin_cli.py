@@ -8,9 +8,11 @@ import argparse
 import asyncio
 import getpass
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TextIO
 
 from voxd.store.repos import Store
 
@@ -24,6 +26,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     oc = osub.add_parser("create", help="create an organisation")
     oc.add_argument("name", help="1-63 lowercase letters, digits and '-'")
     osub.add_parser("list", help="list organisations")
+    oe = osub.add_parser("export", help="everything of one organisation as JSON lines: agents, members, key "
+                         "metadata, functions, webhooks, calls with transcripts, conversations, audit log")
+    oe.add_argument("name")
+    oe.add_argument("--out", "-o", help="write to this file (0600) instead of standard output")
     o.set_defaults(fn=lambda a: _run(a, _orgs))
 
     u = sub.add_parser("users", help="people who sign in: create, list")
@@ -54,10 +60,12 @@ def _run(args: argparse.Namespace, fn: Callable[[argparse.Namespace, Store], Awa
     from voxd.store.db import Database
 
     try:
-        cfg, _ = load_config(args.config)
+        cfg, base = load_config(args.config)
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 2
+
+    args.agents_root = base / cfg.agents_dir  # an absolute agents_dir stays itself
 
     async def go() -> int:
         db = await Database.open(cfg.resolved_database())
@@ -78,9 +86,37 @@ async def _orgs(args: argparse.Namespace, db: Store) -> int:
             return 2
         await db.for_org(org["id"]).audit().append(actor="cli", action="org_create", target=org["id"], after=org)
         print(org["id"])
+    elif args.orgs_cmd == "export":
+        return await _export(args, db)
     else:
         for org in await db.orgs().list():
             print(json.dumps(org))
+    return 0
+
+
+async def _export(args: argparse.Namespace, db: Store) -> int:
+    from voxd.store.export import org_export
+
+    org = args.name
+    if await db.orgs().get(org) is None:
+        print(f"voxd orgs: no organisation {org!r}", file=sys.stderr)
+        return 2
+    out: TextIO
+    if args.out:
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        out = os.fdopen(fd, "w", encoding="utf-8")
+    else:
+        out = sys.stdout
+    try:
+        folder = Path(args.agents_root) / ("" if org == "default" else org)
+        for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+            out.write(json.dumps({"kind": "agent_file", "file": path.name, "yaml": path.read_text()}) + "\n")
+        async for row in org_export(db, org):
+            out.write(json.dumps(row, default=str) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    await db.for_org(org).audit().append(actor="cli", action="org_export", target=org)
     return 0
 
 

@@ -156,3 +156,43 @@ async def test_cli_reset_totp_removes_a_lost_second_factor(tmp_path: Path, monke
         assert "totp_reset" in [r["action"] for r in await db.for_org("acme").audit().export()]
     finally:
         await db.close()
+
+
+async def test_cli_orgs_export_holds_one_org_and_no_secret(tmp_path: Path, capsys) -> None:
+    import json
+
+    from voxd.core.calllog import CallRecord, Turn
+    from voxd.store.db import Database
+
+    (tmp_path / "agents" / "acme").mkdir(parents=True)
+    (tmp_path / "agents" / "acme" / "desk.yaml").write_text("name: desk\n" + AGENT.format(greeting="Acme here."))
+    config = tmp_path / "voxd.yaml"
+    config.write_text(f"state_dir: {tmp_path / 'state'}\nagents_dir: {tmp_path / 'agents'}\n")
+    c = ["-c", str(config)]
+    assert await cli(["orgs", *c, "create", "acme"]) == 0
+    assert await cli(["orgs", *c, "create", "other"]) == 0
+    db = await Database.open(tmp_path / "state" / "voxd.db")
+    try:
+        for org in ("acme", "other"):
+            scoped = db.for_org(org)
+            call = CallRecord(id=f"call-{org}", agent="desk", agent_version="1", transport="sip")
+            call.turns.append(Turn(index=0, speaker="caller", text=f"hello from {org}", started_at=0.0))
+            await scoped.calls().save(call)
+            await scoped.api_keys().create(f"key-{org}", ["calls:read"], created_by="test")
+            await scoped.webhooks().create_endpoint(url=f"https://{org}.example/hook", secret="whsec_" + "s" * 32,
+                                                    created_by="test", events=["call.ended"],
+                                                    headers={"Authorization": "Basic c2VjcmV0"})
+    finally:
+        await db.close()
+    out = tmp_path / "acme.jsonl"
+    assert await cli(["orgs", *c, "export", "acme", "--out", str(out)]) == 0
+    assert (out.stat().st_mode & 0o777) == 0o600
+    text = out.read_text()
+    rows = [json.loads(line) for line in text.splitlines()]
+    kinds = {r["kind"] for r in rows}
+    assert {"org", "agent_file", "api_key", "webhook_endpoint", "call", "audit"} <= kinds
+    call = next(r for r in rows if r["kind"] == "call")
+    assert call["id"] == "call-acme" and "hello from acme" in json.dumps(call)
+    assert "other" not in text.replace('"org_create"', "")  # nothing of the other organisation
+    assert "whsec_" not in text and "c2VjcmV0" not in text and "Acme here." in text
+    assert await cli(["orgs", *c, "export", "nope"]) == 2
