@@ -21,6 +21,7 @@ from aiohttp import web
 
 from voxd import __version__
 from voxd.agents.catalog import AgentCatalog
+from voxd.api.access_log import AccessLogger
 from voxd.api.listener import GuardedSite, ListenerGuard, ListenerLimits
 from voxd.api.sip import SIP_REGISTRATIONS
 from voxd.call.admission import Admission
@@ -231,7 +232,10 @@ class Daemon:
         app = self.build_http_app()
         # the guard closes idle and slow connections; aiohttp's own timer is only a backstop
         backstop = max(self.cfg.http.keepalive_timeout_s, self.cfg.http.header_timeout_s) + 5
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=backstop)
+        access = type("Access", (AccessLogger,), {"trust_forwarded_for": self.cfg.api.trust_forwarded_for})
+        self._runner = web.AppRunner(app, access_log=logging.getLogger("voxd.access") if self.cfg.http.access_log
+                                     else None, access_log_class=access, handle_signals=False,
+                                     keepalive_timeout=backstop)
         await self._runner.setup()
         site = GuardedSite(self._runner, self.cfg.http.host, self.cfg.http.port, self.http_guard)
         await site.start()

@@ -56,6 +56,9 @@ class JsonFormatter(logging.Formatter):
         call_id = getattr(record, "call_id", "")
         if call_id:
             out["call_id"] = call_id
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            out["fields"] = fields
         if record.exc_info:
             out["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(out)

@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from voxd.api.access_log import ACTOR, ORG
 from voxd.api.auth import SIGNED_IN, client_ip, holds, is_user
 from voxd.api.deps import RateSpec
 from voxd.api.problems import ApiProblem, field_path, validation_problem
@@ -116,6 +117,7 @@ class Pipeline:
             self._limit(outcomes, "ip", f"ip:{ip}", settings.ip_rate)
         else:
             key = await self._authenticate(request, ip, outcomes)
+            request[ACTOR], request[ORG] = key.id, key.org  # for the access log
             if not holds(key, spec.scope):
                 raise ApiProblem(
                     "insufficient-scope",

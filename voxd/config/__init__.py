@@ -49,6 +49,8 @@ class HttpConfig(_Model):
     header_timeout_s: float = Field(10.0, gt=0, le=300, description="A new connection must complete its request head within this (slowloris).")
     keepalive_timeout_s: float = Field(15.0, gt=0, le=3600, description="An idle kept-alive connection is closed after this; a next request head must complete within it.")
     body_timeout_s: float = Field(30.0, gt=0, le=3600, description="A request body that sends nothing for this long ends the connection.")
+    access_log: bool = Field(True, description="One structured line per HTTP request on logger voxd.access "
+                             "(method, path, masked query, status, size, time, client, principal; no header values).")
     media_unauthenticated: bool = Field(
         False,
         description="Let /media/voxd and /media/twilio take calls without an API key or token (they count "
