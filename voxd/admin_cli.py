@@ -26,6 +26,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     oc = osub.add_parser("create", help="create an organisation")
     oc.add_argument("name", help="1-63 lowercase letters, digits and '-'")
     osub.add_parser("list", help="list organisations")
+    ol = osub.add_parser("limits", help="show or set an organisation's limits (a value of 'none' removes one)")
+    ol.add_argument("name")
+    for opt in ("--api-requests-per-minute", "--calls-concurrent", "--calls-per-day"):
+        ol.add_argument(opt, type=_limit_value, metavar="N|none")
     oe = osub.add_parser("export", help="everything of one organisation as JSON lines: agents, members, key "
                          "metadata, functions, webhooks, calls with transcripts, conversations, audit log")
     oe.add_argument("name")
@@ -88,9 +92,40 @@ async def _orgs(args: argparse.Namespace, db: Store) -> int:
         print(org["id"])
     elif args.orgs_cmd == "export":
         return await _export(args, db)
+    elif args.orgs_cmd == "limits":
+        return await _limits(args, db)
     else:
         for org in await db.orgs().list():
             print(json.dumps(org))
+    return 0
+
+
+def _limit_value(text: str) -> int | str:
+    if text == "none":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("a whole number, or 'none' to remove the limit") from None
+
+
+async def _limits(args: argparse.Namespace, db: Store) -> int:
+    names = ("api_requests_per_minute", "calls_concurrent", "calls_per_day")
+    given = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    org = await db.orgs().get(args.name)
+    if org is None:
+        print(f"voxd orgs: no organisation {args.name!r}", file=sys.stderr)
+        return 2
+    if given:
+        before = org["limits"]
+        try:
+            org = await db.orgs().set_limits(args.name, {n: None if v == "none" else v for n, v in given.items()})
+        except ValueError as e:
+            print(f"voxd orgs: {e}", file=sys.stderr)
+            return 2
+        await db.for_org(args.name).audit().append(actor="cli", action="org_limits", target=args.name,
+                                                   before=before, after=org["limits"])
+    print(json.dumps(org["limits"], sort_keys=True))
     return 0
 
 

@@ -19,6 +19,7 @@ from voxd.api import (
     functions,
     invitations,
     keys,
+    org_usage,
     second_factor,
     signin,
     sip,
@@ -120,7 +121,8 @@ class AppKeyCheck:
 
 def all_specs(extra_routes: Iterable[RouteTable] = ()) -> list[RouteSpec]:
     specs = [*agents.routes, *functions.routes, *calls.routes, *keys.routes, *webhooks.routes,
-             *calendar.routes, *conversations.routes, *sip.routes, *signin.routes, *second_factor.routes, *signin.audit_routes,
+             *calendar.routes, *conversations.routes, *sip.routes, *signin.routes, *second_factor.routes,
+             *org_usage.routes, *signin.audit_routes,
              *invitations.routes]
     for table in extra_routes:
         specs += table

@@ -12,6 +12,7 @@ from voxd.api.models import (
     DialResult,
     EndResult,
 )
+from voxd.api.org_limits import check_call_limits
 from voxd.api.problems import validation_problem
 from voxd.api.routing import Ctx, Reply, RouteTable
 from voxd.core.errors import NotFound
@@ -72,12 +73,15 @@ async def end_call(ctx: Ctx) -> Reply:
 
 @routes.route("POST", BASE, scope="calls:write", summary="Place an outbound call", tag=TAG,
               limit_class="execute", body=DialRequest, response=DialResult, status=202,
-              problems=("not-found", "not-implemented", "at-capacity"),
-              description="`to` is a SIP URI, or a phone number dialled through `trunk`. Answers 501 when "
+              problems=("not-found", "not-implemented", "at-capacity", "rate-limited"),
+              description="`to` is a SIP URI, or a phone number dialled through `trunk`. Answers 429 over the "
+              "organisation's calls at once or per day, 501 when "
               "no configured transport can dial out, 503 when the trunk's call caps are reached; a call the "
               "callee refuses ends with a reason naming the SIP status and the trunk.")
 async def dial(ctx: Ctx) -> Reply:
     body: DialRequest = ctx.body
+    limits = await ctx.services.org_limits.get(ctx.services.db.orgs(), ctx.org)
+    await check_call_limits(limits, ctx.services.calls, await ctx.services.deps.calls.active())
     try:
         call_id = await ctx.services.deps.calls.dial(body.agent, body.to, body.from_, body.trunk)
     except ValueError as e:

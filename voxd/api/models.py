@@ -14,12 +14,12 @@ from pydantic.json_schema import SkipJsonSchema
 SCOPES: tuple[str, ...] = (
     "agents:read", "agents:write", "calls:read", "calls:write", "conversations:read",
     "conversations:write", "functions:read", "functions:write", "functions:execute",
-    "webhooks:read", "webhooks:write", "keys:admin", "audit:read", "users:admin", "admin",
+    "webhooks:read", "webhooks:write", "keys:admin", "audit:read", "usage:read", "users:admin", "admin",
 )
 Scope = Literal[
     "agents:read", "agents:write", "calls:read", "calls:write", "conversations:read",
     "conversations:write", "functions:read", "functions:write", "functions:execute",
-    "webhooks:read", "webhooks:write", "keys:admin", "audit:read", "users:admin", "admin",
+    "webhooks:read", "webhooks:write", "keys:admin", "audit:read", "usage:read", "users:admin", "admin",
 ]
 NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 MAX_QUOTA = 10**12

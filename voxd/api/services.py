@@ -11,6 +11,7 @@ from typing import Any
 
 from voxd.api.auth import KeyAuthority
 from voxd.api.deps import AgentInfo, ApiDeps, ApiSettings
+from voxd.api.org_limits import OrgLimitCache
 from voxd.api.ratelimit import BucketSet
 from voxd.api.tokens import TokenIssuer
 from voxd.api.usage import UsageRecorder
@@ -43,6 +44,7 @@ class Services:
     usage: UsageRecorder
     conversations: ConversationRepo
     buckets: BucketSet = field(default_factory=BucketSet)
+    org_limits: OrgLimitCache = field(default_factory=OrgLimitCache)  # shared by the views, like buckets
     authority: KeyAuthority = field(init=False)
     org: str = DEFAULT_ORG
     db: Store = field(init=False)  # bound to ``org``; ``deps.db`` is the daemon's own (default)
@@ -85,7 +87,7 @@ class Services:
             view = Services(deps=deps, keys=db.api_keys(pepper=self.settings.pepper), calls=db.calls(),
                             functions=db.functions(), agent_changes=db.agent_changes(), usage=self.usage,
                             conversations=db.conversations(), buckets=self.buckets, org=org,
-                            sealer=self.sealer)
+                            sealer=self.sealer, org_limits=self.org_limits)
             view.authority, view.tokens = self.authority, self.tokens
             self._views[org] = view
         return view

@@ -153,6 +153,15 @@ class CallRepository:
         ]
         return call
 
+    async def totals(self, since: float) -> dict[str, float]:
+        row = await self._db.fetchone(
+            "SELECT COUNT(*) AS n, COUNT(answered_at) AS a, "
+            "COALESCE(SUM(CASE WHEN answered_at IS NOT NULL AND ended_at IS NOT NULL "
+            "THEN ended_at - answered_at END), 0) AS s FROM calls WHERE org = ? AND started_at >= ?",
+            (self._db.org, since))
+        return {"count": int(row["n"]), "answered": int(row["a"]), "seconds": round(float(row["s"]), 1)} if row \
+            else {"count": 0, "answered": 0, "seconds": 0.0}
+
     async def list(
         self,
         agent: str | None = None,

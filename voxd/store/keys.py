@@ -223,6 +223,16 @@ class ApiKeyRepository:
         )
         return (int(row["d"]), int(row["m"])) if row else (0, 0)
 
+    async def org_usage_totals(self, now: float | None = None) -> tuple[int, int]:
+        day = utc_day(time.time() if now is None else now)
+        row = await self._db.fetchone(
+            "SELECT COALESCE(SUM(CASE WHEN day = ? THEN count END), 0) AS d, "
+            "COALESCE(SUM(count), 0) AS m FROM key_usage "
+            "WHERE day >= ? AND day <= ? AND key_id IN (SELECT id FROM api_keys WHERE org = ?)",
+            (day, day[:8] + "01", day, self._db.org),
+        )
+        return (int(row["d"]), int(row["m"])) if row else (0, 0)
+
     async def usage(
         self, key_id: str, since_day: str | None = None, until_day: str | None = None
     ) -> builtins.list[dict[str, Any]]:

@@ -363,4 +363,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        10,
+        "limits per organisation (API requests per minute, calls concurrent and per day)",
+        ("ALTER TABLE orgs ADD COLUMN limits TEXT NOT NULL DEFAULT '{}'",),
+    ),
 )

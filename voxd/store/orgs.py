@@ -3,6 +3,7 @@ holds everything that existed before migration 8)."""
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import time
@@ -11,6 +12,9 @@ from typing import Any
 from voxd.store.db import Database
 
 ORG_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# what an organisation may use; a limit left out (or None) is no limit
+ORG_LIMITS = ("api_requests_per_minute", "calls_concurrent", "calls_per_day")
+MAX_LIMIT = 10**9
 
 
 class OrgExists(ValueError):
@@ -30,11 +34,37 @@ class OrgRepository:
                 await conn.execute("INSERT INTO orgs (id, created_at) VALUES (?, ?)", (org_id, now))
         except sqlite3.IntegrityError as e:
             raise OrgExists(f"organisation {org_id!r} exists already") from e
-        return {"id": org_id, "created_at": now}
+        return {"id": org_id, "created_at": now, "limits": {}}
 
     async def get(self, org_id: str) -> dict[str, Any] | None:
-        row = await self._db.fetchone("SELECT id, created_at FROM orgs WHERE id = ?", (org_id,))
-        return dict(row) if row else None
+        row = await self._db.fetchone("SELECT id, created_at, limits FROM orgs WHERE id = ?", (org_id,))
+        return _org(row) if row else None
 
     async def list(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in await self._db.fetchall("SELECT id, created_at FROM orgs ORDER BY id")]
+        return [_org(r) for r in await self._db.fetchall("SELECT id, created_at, limits FROM orgs ORDER BY id")]
+
+    async def set_limits(self, org_id: str, limits: dict[str, int | None]) -> dict[str, Any]:
+        """Merge ``limits`` into the organisation's (None removes one); the organisation after.
+        ValueError for an unknown limit or a value out of range; LookupError for no such org."""
+        for name, value in limits.items():
+            if name not in ORG_LIMITS:
+                raise ValueError(f"unknown limit {name!r}; known: {', '.join(ORG_LIMITS)}")
+            low = 1 if name == "api_requests_per_minute" else 0  # no calls at all is a limit; no API is not
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or not low <= value <= MAX_LIMIT):
+                raise ValueError(f"{name} must be a whole number from {low} to {MAX_LIMIT}")
+        async with self._db.transaction() as conn:
+            async with conn.execute("SELECT limits FROM orgs WHERE id = ?", (org_id,)) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                raise LookupError(f"no organisation {org_id!r}")
+            merged = {**json.loads(row["limits"]), **limits}
+            merged = {k: v for k, v in merged.items() if v is not None}
+            await conn.execute("UPDATE orgs SET limits = ? WHERE id = ?", (json.dumps(merged, sort_keys=True), org_id))
+        got = await self.get(org_id)
+        assert got is not None
+        return got
+
+
+def _org(row: Any) -> dict[str, Any]:
+    return {"id": row["id"], "created_at": row["created_at"], "limits": json.loads(row["limits"] or "{}")}

@@ -118,6 +118,10 @@ class CallRepo(Protocol):
         handed out by this repository raises InvalidCursor."""
         ...
 
+    async def totals(self, since: float) -> dict[str, float]:
+        """Calls started at or after ``since``: ``count``, ``answered`` and connected ``seconds``."""
+        ...
+
 
 @runtime_checkable
 class ConversationRepo(Protocol):
@@ -160,6 +164,10 @@ class ApiKeyRepo(Protocol):
     async def record_uses(self, counts: dict[tuple[str, str, str], int], last_used: dict[str, float]) -> None: ...
 
     async def usage_totals(self, key_id: str, now: float | None = None) -> tuple[int, int]: ...
+
+    async def org_usage_totals(self, now: float | None = None) -> tuple[int, int]:
+        """Requests today and this month (UTC) by every key of the organisation."""
+        ...
 
     async def usage(
         self, key_id: str, since_day: str | None = None, until_day: str | None = None
@@ -268,9 +276,13 @@ class OrgRepo(Protocol):
         """Raises ValueError for a bad name (``OrgExists`` when taken)."""
         ...
 
-    async def get(self, org_id: str) -> dict[str, Any] | None: ...
+    async def get(self, org_id: str) -> dict[str, Any] | None:
+        """``{"id", "created_at", "limits": {name: value}}``, or None."""
+        ...
 
     async def list(self) -> builtins.list[dict[str, Any]]: ...
+
+    async def set_limits(self, org_id: str, limits: dict[str, int | None]) -> dict[str, Any]: ...
 
 
 @runtime_checkable
