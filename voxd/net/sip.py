@@ -33,7 +33,8 @@ from voxd.net.rtp import PortPool
 from voxd.net.sip_calls import SipCall, SipCallTable
 from voxd.net.sip_taps import tap_datagram
 from voxd.net.sip_tcp import TcpPeers
-from voxd.proto import negotiate
+from voxd.proto import negotiate, secure_sdp
+from voxd.proto.sdes import Policy
 from voxd.proto.sdp import SdpParseError, SessionDescription
 from voxd.proto.sip import events as ev
 from voxd.proto.sip.agent import UAConfig, UserAgent
@@ -300,17 +301,21 @@ class SipEndpoint:
             ua.reject(e.call_id, 503, now, retry_after=5, reason="No media ports")
             return
         call.rtp_port = port
+        call.srtp_policy = self.srtp_policy(e.source)
         try:
-            neg = negotiate.answer(offer, self.host, port, self.cfg.codecs, session_id=int(now))
-        except negotiate.SdpNegotiationError:
+            neg = secure_sdp.answer(offer, self.host, port, self.cfg.codecs, policy=call.srtp_policy,
+                                    session_id=int(now))
+        except negotiate.SdpNegotiationError as err:
             self.ports.release(port)
             sock.close()
+            log.info("SIP INVITE from %s refused (488): %s", src, err)
             ua.reject(e.call_id, 488, now, reason="Not Acceptable Here")
             return
         leg = CallLeg(self.env, "sip", call, call, codec=codecs.get(neg.codec.name))
         try:
             session = leg.admit(agent, from_uri=e.from_.uri.serialize(), to_uri=e.to.uri.serialize(),
                                 metadata={"sip_call_id": e.call_id, "codec": neg.codec.name,
+                                          "srtp": neg.srtp.suite if neg.srtp is not None else None,
                                           "source": src, "auth_user": e.auth_user})
         except Refused:
             self.ports.release(port)
@@ -343,16 +348,29 @@ class SipEndpoint:
 
     async def dial(self, agent: LoadedAgent, target: str, from_user: str = "voxd") -> CallSession:
         """Place a call (see SipCallTable.dial)."""
-        return await self.table.dial(agent, target, codec_names=self.cfg.codecs, from_user=from_user)
+        return await self.table.dial(agent, target, codec_names=self.cfg.codecs, from_user=from_user,
+                                     srtp=self.cfg.srtp)
+
+    def srtp_policy(self, source: Addr) -> Policy:
+        """The srtp policy of a call from ``source``: its trunk's, else sip.srtp."""
+        trunk = self._trunk_for(source) if self.cfg.trunks else None
+        return trunk.srtp if trunk is not None and trunk.srtp is not None else self.cfg.srtp
 
     def _reinvite(self, call: SipCall, e: ev.ReInvite, now: float) -> None:
         assert self.ua is not None
-        try:
-            neg = negotiate.answer(SessionDescription.parse(e.offer), self.host, call.rtp_port or 0, self.cfg.codecs,
-                                   session_id=int(now), session_version=int(now))
+        srtp = call.rtp.srtp if call.rtp is not None else None
+        keys = call.rtp.neg.srtp if call.rtp is not None else None
+        try:  # an SRTP call stays SRTP (never falls back), a plain one stays plain
+            neg = secure_sdp.answer(SessionDescription.parse(e.offer), self.host, call.rtp_port or 0, self.cfg.codecs,
+                                    policy="required" if srtp is not None else "off",
+                                    local=keys.local if keys is not None else None,
+                                    session_id=int(now), session_version=int(now))
         except (SdpParseError, negotiate.SdpNegotiationError):
             self.ua.answer_reoffer(call.call_id, None, now, status=488)
             return
+        if srtp is not None and neg.srtp is not None and call.rtp is not None:
+            srtp.rekey(neg.srtp)
+            call.rtp.neg.srtp = neg.srtp
         if call.rtp is not None:
             call.rtp.on_hold = neg.on_hold
             if neg.remote_address is not None:

@@ -151,7 +151,7 @@ async def dial_trunk(endpoint: SipEndpoint, agent: LoadedAgent, trunk: TrunkConf
     try:
         session = await endpoint.table.dial(
             agent, target.serialize(), codec_names=endpoint.cfg.codecs, from_user=from_user or out.from_user or "voxd",
-            peer=peer, metadata={"trunk": trunk.name}, invite_options={
+            peer=peer, metadata={"trunk": trunk.name}, srtp=trunk.srtp or endpoint.cfg.srtp, invite_options={
                 "from_host": out.domain, "display_name": out.from_display, "route": route,
                 "credentials": credentials, "headers": headers})
     except BaseException:
