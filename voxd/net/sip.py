@@ -31,6 +31,7 @@ from voxd.net.clock import MediaClock
 from voxd.net.leg import CallLeg, LegEnv, Refused
 from voxd.net.rtp import PortPool
 from voxd.net.sip_calls import SipCall, SipCallTable
+from voxd.net.sip_connect import SipConnector
 from voxd.net.sip_taps import tap_datagram
 from voxd.net.sip_tcp import TcpPeers
 from voxd.proto import negotiate, secure_sdp
@@ -85,6 +86,8 @@ class SipEndpoint:
         self._timer: asyncio.TimerHandle | None = None
         self._digest = {t.name: self._digest_for(t) for t in cfg.trunks if t.username}
         self.port = cfg.port
+        self.tls_port: int | None = None  # the TLS listener's, once it listens (voxd/net/sip_tls.py)
+        self.connector = SipConnector(self)  # outbound TCP/TLS connections, one per peer
         self.malformed = 0
         # carrier hooks (voxd/net/sip_register.py, sip_trunk.py): responses the UA does not
         # own (REGISTER), and inbound calls routed by registration (agent name or None)
@@ -102,6 +105,16 @@ class SipEndpoint:
         self.table.rtp_timeout_s = cfg.rtp_timeout_s
         self._digest = {t.name: self._digest_for(t) for t in cfg.trunks if t.username}
 
+    def transport_to(self, addr: Addr) -> tuple[str, int]:
+        """The transport a peer is reached over, and our port as it should see it (Via,
+        Contact): TLS on a TLS connection (the TLS listener's port), TCP, else UDP."""
+        conn = self.tcp_peers.get(addr)
+        if conn is None:
+            return "UDP", self.port
+        if conn.tls:
+            return "TLS", self.tls_port or self.port
+        return "TCP", self.port
+
     def _carries_call(self, addr: Addr) -> bool:
         return any(c.source == addr and not c.ended for c in self.sip_calls.values())
 
@@ -115,7 +128,7 @@ class SipEndpoint:
             self._tcp_server = await loop.create_server(self.tcp_peers.protocol, self.cfg.host, self.port)
         # _flush writes to a peer's TCP connection when it has one: no retransmissions there
         self.ua = UserAgent(UAConfig(self.host, self.port, user="voxd", user_agent="voxd"), auth=self._auth,
-                            reliable=lambda addr: addr in self.tcp_peers)
+                            reliable=lambda addr: addr in self.tcp_peers, transport=self.transport_to)
         log.info("SIP listening on %s:%d (udp%s)", self.cfg.host, self.port, "+tcp" if self.cfg.tcp else "")
 
     @property

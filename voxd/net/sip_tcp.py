@@ -85,6 +85,8 @@ class SipTcpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer: Addr = ("", 0)
         self.admitted = False
+        self.tls = False  # SIP over TLS (the TLS listener, or a connection voxd opened with TLS)
+        self.tls_names: set[str] = set()  # names its certificate was verified for (connections voxd opened)
         self.last_activity = time.monotonic()
         self._idle_timer: asyncio.TimerHandle | None = None
 
@@ -92,6 +94,7 @@ class SipTcpConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1])
+        self.tls = transport.get_extra_info("ssl_object") is not None
         if not self.peers.admit(self):
             self.transport.abort()
             return
