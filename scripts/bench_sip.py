@@ -468,12 +468,13 @@ async def srtp_main(args: argparse.Namespace) -> int:
         print(f"at most {MAX_TOTAL_CALLS} calls in all", file=sys.stderr)
         return 2
     base = Path(tempfile.mkdtemp(prefix="bench_sip_srtp."))
-    print(f"bench_sip --srtp: {args.srtp_calls} concurrent calls x {args.srtp_rounds} rounds of each kind; "
+    print(f"bench_sip --srtp ({args.agent} agent): {args.srtp_calls} concurrent calls x {args.srtp_rounds} rounds of each kind; "
           f"load average before {os.getloadavg()[0]:.2f}; work in {base}")
     sip = tls_config(base)
     ca = sip.pop("_ca")
     rtp = tuple(int(x) for x in args.rtp_range.split("-"))
-    d = DaemonProc(base / "daemon", (rtp[0], rtp[1]), {"bench": FAKE_AGENT}, sip_extra=sip)
+    agents = receptionist_agents() if args.agent == "receptionist" else {"bench": FAKE_AGENT}
+    d = DaemonProc(base / "daemon", (rtp[0], rtp[1]), agents, sip_extra=sip)
     await d.start()
     try:
         res = await srtp_rounds(d, base, concurrent=args.srtp_calls, rounds=args.srtp_rounds, ca=ca,

@@ -53,6 +53,19 @@ def bye(sip_port: int, sip_sock: socket.socket, ok: bytes, call_id: str) -> byte
         f"Call-ID: {call_id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n".encode()
 
 
+def reinvite(sip_port: int, sip_sock: socket.socket, ok: bytes, sdp: bytes, call_id: str) -> bytes:
+    me = sip_sock.getsockname()
+    to = re.search(rb"^To: (.*)$", ok, re.M | re.I)
+    assert to is not None
+    head = (f"INVITE sip:2000@127.0.0.1:{sip_port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {me[0]}:{me[1]};branch=z9hG4bK{call_id}re;rport\r\n"
+            "Max-Forwards: 70\r\nFrom: <sip:caller@127.0.0.1>;tag=c1\r\n").encode() + \
+        b"To: " + to.group(1).strip() + b"\r\n" + \
+        (f"Call-ID: {call_id}\r\nCSeq: 3 INVITE\r\nContact: <sip:caller@{me[0]}:{me[1]}>\r\n"
+         f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n").encode()
+    return head + sdp
+
+
 def rtp(seq: int, payload: bytes = b"\x55" * 160) -> bytes:
     return struct.pack("!BBHII", 0x80, 0, seq & 0xFFFF, seq * 160, 0x1234) + payload
 
@@ -108,8 +121,28 @@ async def test_an_sdes_call_is_srtp_both_ways_and_never_cleartext(tmp_path: Path
         for raw, clear in zip(got, cleartext, strict=False):
             assert len(raw) == len(clear) + 10 and raw[12:len(clear)] != clear[12:]
         assert {RtpPacket.parse(c).payload_type for c in cleartext} == {0}
+        # a re-INVITE with a new key: answered with the key voxd already sends with, and the
+        # caller's media under the new key is taken; a plain re-offer is refused (488)
+        fresh = new_crypto(3, SUITE)
+        sip.sendto(reinvite(port, sip, ok, offer(caller.getsockname()[1], "RTP/SAVP", fresh), "srtp-1"),
+                   ("127.0.0.1", port))
+        again = await recv_until(sip, lambda b: b.startswith(b"SIP/2.0 200") and b"3 INVITE" in b)
+        sip.sendto(ack(port, sip, again, "srtp-1").replace(b"CSeq: 1 ACK", b"CSeq: 3 ACK"), ("127.0.0.1", port))
+        assert b"a=crypto:" + theirs.serialize().encode() in again  # same key, same tag
+        ctx = SrtpContext(SUITE, fresh.key_salt, theirs.key_salt)
+        for i in range(5):
+            caller.sendto(ctx.protect(rtp(40 + i)), ("127.0.0.1", media.port))
+        await drain(caller, 0.3)
+        assert call.rtp.counters.received == 15 and call.rtp.counters.srtp_dropped == 1
+        sip.sendto(reinvite(port, sip, ok, offer(caller.getsockname()[1], "RTP/AVP"), "srtp-1").replace(
+            b"CSeq: 3 INVITE", b"CSeq: 4 INVITE").replace(b"bKsrtp-1re;", b"bKsrtp-1re2;"), ("127.0.0.1", port))
+        assert (await recv_until(sip, lambda b: b"4 INVITE" in b and not b.startswith(b"SIP/2.0 100"))
+                ).startswith(b"SIP/2.0 488")
+        got = await drain(caller, 0.5)
+        assert got and all(len(p) > 172 for p in got if not is_rtcp(p))  # still SRTP (160 + 12 + 10)
+        assert [ctx.unprotect(p) for p in got if not is_rtcp(p)]
         # the caller hangs up: the daemon's RTCP BYE comes as SRTCP (rtcp-mux: same port)
-        sip.sendto(bye(port, sip, ok, "srtp-1"), ("127.0.0.1", port))
+        sip.sendto(bye(port, sip, ok, "srtp-1").replace(b"CSeq: 2 BYE", b"CSeq: 5 BYE"), ("127.0.0.1", port))
         tail = await drain(caller, 1.0)
         rtcp = [p for p in tail if is_rtcp(p)]
         assert rtcp, "no RTCP at the end of the call"
