@@ -47,6 +47,10 @@ class SipConnector:
         self._ctx: tuple[SipTlsConfig, ssl.SSLContext] | None = None
         self.opened = 0  # connections opened (the rest were reused)
 
+    def reset(self) -> None:
+        """Re-read the CA bundle and client certificate for the next connection (SIGHUP)."""
+        self._ctx = None
+
     def context(self) -> ssl.SSLContext:
         cfg = self.endpoint.cfg.tls
         if self._ctx is None or self._ctx[0] != cfg:
