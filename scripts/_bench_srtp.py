@@ -46,9 +46,16 @@ def tls_config(work: Path) -> dict[str, Any]:
 
 async def _one(work: Path, wav: Path, uri: str, secure: bool, ca: str, rtp: tuple[int, int]) -> None:
     extra = f"module\t\t\tsrtp.so\nsip_cafile\t\t{ca}\n" if secure else ""
-    b = Baresip(work, wav, rtp_range=rtp, quit_after_s=60, account=SECURE_ACCOUNT if secure else PLAIN_ACCOUNT,
-                extra_config=extra)
-    await b.start()
+    for attempt in range(3):  # concurrent starts can race for baresip's SIP/TLS ports
+        b = Baresip(work / str(attempt), wav, rtp_range=rtp, quit_after_s=60,
+                    account=SECURE_ACCOUNT if secure else PLAIN_ACCOUNT, extra_config=extra)
+        try:
+            await b.start()
+            break
+        except RuntimeError:
+            await b.stop()
+            if attempt == 2:
+                raise
     try:
         async with asyncio.timeout(50):
             await b.command("dial", uri)

@@ -5,7 +5,8 @@ as its UAS). voxd registers over TLS and places calls through a `transport: tls`
 and its name; the REGISTER and both calls share one connection; Via says TLS and Contact
 `;transport=tls`; the offer is RTP/SAVP with SDES keys and the media voxd sends is SRTP
 the carrier decrypts with them. A trunk naming the carrier by an address its certificate
-does not carry is refused before any SIP is sent."""
+does not carry is refused before any SIP is sent; once the carrier drops the connection,
+voxd's BYE is not sent over UDP instead."""
 
 from __future__ import annotations
 
@@ -93,6 +94,7 @@ async def test_tls_trunk_and_registration_share_a_verified_connection_with_srtp(
     media = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     media.bind(("127.0.0.1", 0))
     media.setblocking(False)
+    clear = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # where a cleartext BYE would land
     daemon = await start_daemon(tmp_path, {"front": time_agent()}, sip={
         "port": 0, "rtp_port_min": 32800, "rtp_port_max": 32900, "tls": {"ca_file": str(ca_file)},
         "registrations": [{"name": "reg", "registrar": f"sip:localhost:{port}", "aor": "sip:100@localhost",
@@ -150,18 +152,14 @@ async def test_tls_trunk_and_registration_share_a_verified_connection_with_srtp(
                 return len(carrier.invites) == 2
 
             await poll(two)
-            carrier.ua.reject(carrier.invites[1].call_id, 486, time.monotonic())
-            carrier.flush()
-            carrier.ua.bye(invite.call_id, time.monotonic())
+            refused = carrier.invites[1].call_id
+            carrier.ua.reject(refused, 486, time.monotonic())
             carrier.flush()
 
-            async def ended() -> dict[str, Any] | None:
-                async with http.get(f"{url}/{call_id}") as r:
-                    rec = await r.json()
-                return rec if rec.get("ended_at") else None
+            async def acked() -> bool:
+                return any(m.startswith(b"ACK ") and refused.encode() in m for m in carrier.messages)
 
-            rec = await poll(ended)
-            assert rec["metadata"]["srtp"] == "AES_CM_128_HMAC_SHA1_80"
+            await poll(acked)
             assert len(carrier.connections) == 1  # REGISTER and both calls: one TLS connection
             assert daemon.sip is not None and daemon.sip.connector.opened == 1
             # the certificate names localhost, not 127.0.0.1: refused, nothing sent
@@ -170,7 +168,27 @@ async def test_tls_trunk_and_registration_share_a_verified_connection_with_srtp(
                 text = await r.text()
                 assert r.status >= 400 and "certificate" in text, (r.status, text)
             assert len(carrier.messages) == before
+            # the carrier drops the connection; voxd's BYE is then not sent over UDP in the clear
+            clear.bind(("127.0.0.1", port))
+            clear.setblocking(False)
+            assert carrier.connections[0].transport is not None
+            carrier.connections[0].transport.close()
+            await asyncio.sleep(0.3)
+            async with http.post(f"{url}/{call_id}/end") as r:
+                assert r.status < 300, await r.text()
+
+            async def ended() -> dict[str, Any] | None:
+                async with http.get(f"{url}/{call_id}") as r:
+                    rec = await r.json()
+                return rec if rec.get("ended_at") else None
+
+            rec = await poll(ended)
+            assert rec["metadata"]["srtp"] == "AES_CM_128_HMAC_SHA1_80"
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await loop.sock_recv(clear, 4096)
     finally:
         await daemon.stop()
         server.close()
         media.close()
+        clear.close()

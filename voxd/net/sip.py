@@ -179,7 +179,7 @@ class SipEndpoint:
         """A message the UA did not queue (REGISTER): on the peer's TCP connection, else UDP."""
         if (tcp := self.tcp_peers.get(addr)) is not None:
             tcp.write(data)
-        elif self._udp is not None:
+        elif self._udp is not None and not self.tcp_peers.was_tls(addr):
             self._udp.sendto(data, addr)
 
     def _flush(self) -> None:
@@ -189,6 +189,8 @@ class SipEndpoint:
             tcp = self.tcp_peers.get(addr)
             if tcp is not None:
                 tcp.write(data)
+            elif self.tcp_peers.was_tls(addr):  # its TLS connection closed: never in the clear
+                log.info("SIP to %s:%d dropped: its TLS connection has closed", addr[0], addr[1])
             elif self._udp is not None:
                 self._udp.sendto(data, addr)
         self._schedule()
