@@ -94,7 +94,7 @@ async def test_tls_trunk_and_registration_share_a_verified_connection_with_srtp(
     media = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     media.bind(("127.0.0.1", 0))
     media.setblocking(False)
-    clear = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # where a cleartext BYE would land
+    trap = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # where a cleartext BYE would land
     daemon = await start_daemon(tmp_path, {"front": time_agent()}, sip={
         "port": 0, "rtp_port_min": 32800, "rtp_port_max": 32900, "tls": {"ca_file": str(ca_file)},
         "registrations": [{"name": "reg", "registrar": f"sip:localhost:{port}", "aor": "sip:100@localhost",
@@ -169,8 +169,8 @@ async def test_tls_trunk_and_registration_share_a_verified_connection_with_srtp(
                 assert r.status >= 400 and "certificate" in text, (r.status, text)
             assert len(carrier.messages) == before
             # the carrier drops the connection; voxd's BYE is then not sent over UDP in the clear
-            clear.bind(("127.0.0.1", port))
-            clear.setblocking(False)
+            trap.bind(("127.0.0.1", port))
+            trap.setblocking(False)
             assert carrier.connections[0].transport is not None
             carrier.connections[0].transport.close()
             await asyncio.sleep(0.3)
@@ -186,9 +186,9 @@ async def test_tls_trunk_and_registration_share_a_verified_connection_with_srtp(
             assert rec["metadata"]["srtp"] == "AES_CM_128_HMAC_SHA1_80"
             with pytest.raises(TimeoutError):
                 async with asyncio.timeout(1.0):
-                    await loop.sock_recv(clear, 4096)
+                    await loop.sock_recv(trap, 4096)
     finally:
         await daemon.stop()
         server.close()
         media.close()
-        clear.close()
+        trap.close()
