@@ -129,6 +129,11 @@ class Daemon:
         from voxd.webhooks.service import setup_webhooks
 
         self.webhooks = hooks = setup_webhooks(self)  # after the first load: only later agent changes are events
+        from voxd.call.recording import Recordings
+
+        self.recordings = rec = Recordings(self.cfg.resolved_recordings(), db.calls())
+        self.calls.recorder = rec.recorder_for  # stopped before webhooks: its last recording.ready goes out
+        self.services.append(("recordings", lambda: rec.start(self.cfg.recordings.sweep_interval_s), rec.stop))
         hooks.worker.on_attempt = self.metrics.on_webhook_attempt
         self.conversations = self._conversations()
         store = hooks.store
@@ -219,7 +224,8 @@ class Daemon:
                                  DaemonCalls(self.calls, self.agents, lambda: self.sip, lambda: self.outbound.secrets),
                                  LibraryFunctionSource(self.tool_library, not_found=NotFound), api_settings(self.cfg.api),
                                  conversations=self.conversations,
-                                 org_agents=OrgAgentDirs(self.agents.directory, self.outbound))
+                                 org_agents=OrgAgentDirs(self.agents.directory, self.outbound),
+                                 recordings=self.cfg.resolved_recordings())
         setup_api(app, self._api_deps, extra_routes=[webtokens.routes, *self.extra_routes])
         return app
 

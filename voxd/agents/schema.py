@@ -286,7 +286,21 @@ class Collect(_Model):
     then: Literal["llm", "tool"] = Field("llm", description="Give the digits to the conversation, or call `tool`.")
     tool: str | None = None
     argument: str = Field("digits", description="Argument name for the tool call.")
-    confirm: str | None = Field(None, description="Said after entry, {digits} is replaced.")
+    confirm: str | None = Field(None, description="Said after entry, {digits} is replaced ('***' when secure).")
+    secure: bool = Field(
+        False, description="A card number or PIN: the digits are masked ('***') in the transcript, logs and "
+        "webhooks, and a recording holds silence while the entry runs (recording.pause_on_secure_input).")
+
+
+class RecordingConfig(_Model):
+    enabled: bool = Field(False, description="Record the call's audio into the state directory.")
+    channels: Literal["stereo", "mono"] = Field("stereo", description="stereo: caller left, bot right; mono: mixed.")
+    format: Literal["wav", "opus"] = Field("wav", description="wav: 16 kHz PCM; opus: Opus in Ogg.")
+    consent_prompt: str | None = Field(
+        None, max_length=1000, description="Said before the greeting when the call is recorded.")
+    pause_on_secure_input: bool = Field(True, description="Silence while a `secure: true` DTMF collection runs.")
+    retention_days: float | None = Field(
+        None, gt=0, description="Delete the recording this many days after the call (none: keep).")
 
 
 class DtmfConfig(_Model):
@@ -443,6 +457,7 @@ class AgentConfig(_Model):
         default_factory=list, description="Custom HTTP or Python functions; each is available to this agent."
     )
     dtmf: DtmfConfig = Field(default_factory=lambda: DtmfConfig())
+    recording: RecordingConfig = Field(default_factory=lambda: RecordingConfig())
     dialog: DialogConfig = Field(default_factory=lambda: DialogConfig())
     sip: SipConfig = Field(default_factory=lambda: SipConfig())
     max_call_s: float = Field(3600, gt=0)

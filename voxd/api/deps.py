@@ -12,6 +12,7 @@ import builtins
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from voxd.core.calllog import CallRecord, Turn
@@ -74,7 +75,8 @@ class CallSource(Protocol):
         """Hang up an active call; False when no such call is active."""
         ...
 
-    async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None) -> str:
+    async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None,
+                   recording: dict[str, Any] | None = None) -> str:
         """Start an outbound call and return its id. Raises NotSupported when no transport
         can dial, NotFound for an unknown agent or trunk, ValueError for an unusable ``to``,
         AtCapacity when the trunk's caps are reached."""
@@ -177,3 +179,4 @@ class ApiDeps:
     conversations: ConversationSource | None = None  # None: setup_api builds a stand-alone one
     # the agents of an organisation other than the default (``agents/<org>/``); None: it has none
     org_agents: Callable[[str], AgentSource] | None = None
+    recordings: Path | None = None  # the recordings folder; None: <database folder>/recordings

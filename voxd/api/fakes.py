@@ -65,7 +65,8 @@ class MemoryCallSource:
         self.ended.append(call_id)
         return True
 
-    async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None) -> str:
+    async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None,
+                   recording: dict[str, Any] | None = None) -> str:
         if not self.can_dial:
             raise NotSupported("no configured transport can place outbound calls")
         self.dialed.append((agent, to, from_))

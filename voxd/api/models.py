@@ -14,12 +14,14 @@ from pydantic.json_schema import SkipJsonSchema
 SCOPES: tuple[str, ...] = (
     "agents:read", "agents:write", "calls:read", "calls:write", "conversations:read",
     "conversations:write", "functions:read", "functions:write", "functions:execute",
-    "webhooks:read", "webhooks:write", "keys:admin", "audit:read", "usage:read", "users:admin", "admin",
+    "webhooks:read", "webhooks:write", "recordings:read", "recordings:write", "keys:admin", "audit:read",
+    "usage:read", "users:admin", "admin",
 )
 Scope = Literal[
     "agents:read", "agents:write", "calls:read", "calls:write", "conversations:read",
     "conversations:write", "functions:read", "functions:write", "functions:execute",
-    "webhooks:read", "webhooks:write", "keys:admin", "audit:read", "usage:read", "users:admin", "admin",
+    "webhooks:read", "webhooks:write", "recordings:read", "recordings:write", "keys:admin", "audit:read",
+    "usage:read", "users:admin", "admin",
 ]
 NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 MAX_QUOTA = 10**12
@@ -238,6 +240,18 @@ class ActiveCalls(BaseModel):
     calls: list[CallDetail]
 
 
+class RecordingOverride(Request):
+    enabled: bool | None = None
+    channels: Literal["stereo", "mono"] | None = None
+    format: Literal["wav", "opus"] | None = None
+    consent_prompt: str | None = Field(None, max_length=1000)
+    pause_on_secure_input: bool | None = None
+    retention_days: float | None = Field(None, gt=0)
+
+    def given(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True)
+
+
 class DialRequest(Request):
     agent: str = Field(pattern=NAME_PATTERN, examples=["front-desk"])
     to: str = Field(min_length=1, max_length=256, examples=["+15551234567", "sip:+15551234567@pbx.example.com"],
@@ -247,6 +261,9 @@ class DialRequest(Request):
         None, pattern=NAME_PATTERN, examples=["carrier"],
         description="A trunk with outbound settings (sip.trunks[].outbound); needed for a phone number "
         "unless exactly one trunk has them.")
+    recording: RecordingOverride | None = Field(
+        None, description="This call's recording settings over the agent's `recording:` (only the fields given).")
+
 
 
 class DialResult(BaseModel):

@@ -306,6 +306,13 @@ class SecretConfig(_Model):
         return self
 
 
+class RecordingsConfig(_Model):
+    """Where call recordings are kept (agents turn recording on: `recording:` in agent YAML)."""
+
+    directory: str | None = Field(None, description="Default: <state_dir>/recordings")
+    sweep_interval_s: float = Field(3600.0, gt=0, description="How often expired recordings are deleted (retention_days).")
+
+
 def _vendor_secrets() -> dict[str, SecretConfig]:
     return {n: SecretConfig(env=env, hosts=list(hosts)) for n, (env, hosts) in VENDOR_SECRETS.items()}
 
@@ -324,6 +331,7 @@ class VoxdConfig(_Model):
         default_factory=lambda: LocalLLMConfig(),
         description="Packaged local models (llm engine 'local'): models folder, threads, context, slots.")
     webhooks: WebhooksConfig = Field(default_factory=lambda: WebhooksConfig())
+    recordings: RecordingsConfig = Field(default_factory=lambda: RecordingsConfig())
     webrtc: WebRtcConfig = Field(default_factory=lambda: WebRtcConfig())
     twilio: TwilioConfig = Field(default_factory=lambda: TwilioConfig())
     tools: ToolsConfig = Field(default_factory=lambda: ToolsConfig(), description="Function library settings (weather, email, calendar, plugins, knowledge bases).")
@@ -369,6 +377,10 @@ class VoxdConfig(_Model):
 
     def resolved_database(self) -> Path:
         return Path(self.database) if self.database else self.resolved_state_dir() / "voxd.db"
+
+    def resolved_recordings(self) -> Path:
+        d = self.recordings.directory
+        return Path(d) if d else self.resolved_state_dir() / "recordings"
 
 
 def _webhooks_private(cfg: WebhooksConfig) -> bool:

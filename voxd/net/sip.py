@@ -361,10 +361,11 @@ class SipEndpoint:
             return
         self._flush()
 
-    async def dial(self, agent: LoadedAgent, target: str, from_user: str = "voxd") -> CallSession:
+    async def dial(self, agent: LoadedAgent, target: str, from_user: str = "voxd",
+                   metadata: dict[str, Any] | None = None) -> CallSession:
         """Place a call (see SipCallTable.dial)."""
         return await self.table.dial(agent, target, codec_names=self.cfg.codecs, from_user=from_user,
-                                     srtp=self.cfg.srtp)
+                                     srtp=self.cfg.srtp, metadata=metadata)
 
     def srtp_policy(self, source: Addr) -> Policy:
         """The srtp policy of a call from ``source``: its trunk's, else sip.srtp."""

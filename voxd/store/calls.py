@@ -107,6 +107,19 @@ class CallRepository:
             [(record.id, i, d.digit, d.at, d.source) for i, d in enumerate(record.dtmf)],
         )
 
+    async def set_recording(self, call_id: str, info: dict[str, Any]) -> bool:
+        """Replace ``metadata.recording`` of a stored call; False when there is no such call."""
+        async with self._db.transaction() as conn:
+            row = await (await conn.execute("SELECT metadata FROM calls WHERE id = ? AND org = ?",
+                                            (call_id, self._db.org))).fetchone()
+            if row is None:
+                return False
+            meta = json.loads(row[0] or "{}")
+            meta["recording"] = info
+            await conn.execute("UPDATE calls SET metadata = ? WHERE id = ? AND org = ?",
+                               (_dumps(meta), call_id, self._db.org))
+        return True
+
     async def get(self, call_id: str) -> dict[str, Any] | None:
         """The call as ``CallRecord.to_dict()`` shapes it, or None."""
         row = await self._db.fetchone(f"SELECT {_CALL_COLUMNS} FROM calls WHERE id = ? AND org = ?",

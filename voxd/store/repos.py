@@ -110,6 +110,10 @@ class CallRepo(Protocol):
         """The call as ``CallRecord.to_dict()`` shapes it, or None."""
         ...
 
+    async def set_recording(self, call_id: str, info: dict[str, Any]) -> bool:
+        """Replace ``metadata.recording`` of a stored call; False when there is no such call."""
+        ...
+
     async def list(
         self, agent: str | None = None, status: str | None = None, since: float | None = None,
         until: float | None = None, limit: int = 50, cursor: str | None = None,

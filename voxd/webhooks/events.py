@@ -21,6 +21,7 @@ from voxd.call.events import (
     CallStarted,
     DtmfReceived,
     EngineError,
+    RecordingReady,
     ToolExecuted,
     TurnCompleted,
 )
@@ -44,6 +45,7 @@ EVENT_TYPES: dict[str, str] = {
     "agent.deployed": "A new agent was loaded.",
     "agent.updated": "An agent's configuration changed (new version).",
     "error.occurred": "An engine (STT, LLM, TTS) failed during a call.",
+    "recording.ready": "The call's recording is finalised: format, duration and SHA-256 checksum.",
     "webhook.test": "Sent by POST /api/v1/webhooks/{webhook_id}/test.",
 }
 # what an endpoint can subscribe to (`events:`): every type but the test send, which goes
@@ -146,6 +148,19 @@ class ErrorInfo(BaseModel):
     detail: dict[str, Any]
 
 
+class RecordingInfo(BaseModel):
+    call_id: str
+    agent: str
+    format: Literal["wav", "opus"]
+    channels: Literal["stereo", "mono"]
+    content_type: str = Field(examples=["audio/wav"])
+    duration_s: float
+    bytes: int
+    sha256: str = Field(description="Hex SHA-256 of the file GET /api/v1/calls/{call_id}/recording serves.")
+    url: str = Field(examples=["/api/v1/calls/call_3f2a9c0d1e4b5a6c7d8e/recording"])
+    expires_at: float | None = Field(None, description="When retention deletes it (unix seconds); null: kept.")
+
+
 class TestInfo(BaseModel):
     webhook_id: str
     message: str = "This is a test event from voxd."
@@ -240,6 +255,13 @@ class ErrorOccurredEvent(_Envelope):
     data: ErrorInfo
 
 
+class RecordingReadyEvent(_Envelope):
+    """``recording.ready``"""
+
+    type: Literal["recording.ready"]
+    data: RecordingInfo
+
+
 class WebhookTestEvent(_Envelope):
     """``webhook.test``"""
 
@@ -260,13 +282,14 @@ EVENT_MODELS: dict[str, type[_Envelope]] = {
     "agent.deployed": AgentDeployedEvent,
     "agent.updated": AgentUpdatedEvent,
     "error.occurred": ErrorOccurredEvent,
+    "recording.ready": RecordingReadyEvent,
     "webhook.test": WebhookTestEvent,
 }
 WebhookEvent = Annotated[
     CallStartedEvent | CallAnsweredEvent | CallEndedEvent | CallFailedEvent
     | CallTransferredEvent | ConversationUpdatedEvent | ConversationEndedEvent | DtmfReceivedEvent
     | FunctionExecutedEvent | AgentDeployedEvent | AgentUpdatedEvent | ErrorOccurredEvent
-    | WebhookTestEvent,
+    | RecordingReadyEvent | WebhookTestEvent,
     Field(discriminator="type"),
 ]
 
@@ -334,6 +357,12 @@ def from_call_event(event: CallEvent) -> list[Message]:
     if isinstance(event, EngineError):
         return [msg("error.occurred", ErrorInfo(call_id=r.id, agent=r.agent, role=event.role,
                                                     message=event.message, detail=_plain(event.detail)))]
+    if isinstance(event, RecordingReady):
+        i = event.info
+        return [msg("recording.ready", RecordingInfo(
+            call_id=r.id, agent=r.agent, format=i["format"], channels=i["channels"], content_type=i["content_type"],
+            duration_s=i["duration_s"], bytes=i["bytes"], sha256=i["sha256"],
+            url=f"/api/v1/calls/{r.id}/recording", expires_at=i.get("expires_at")))]
     if isinstance(event, CallEnded):
         ended = _ended(r)
         out = []
@@ -403,6 +432,9 @@ def examples() -> dict[str, dict[str, Any]]:
             *from_call_event(EngineError(rec, "llm", "upstream timed out", {"provider": "openai"}))]
     rec.ended_at, rec.end_reason, rec.ended_by = 1_790_000_012.0, "caller_hangup", "caller"
     live += from_call_event(CallEnded(rec))
+    live += from_call_event(RecordingReady(rec, {
+        "format": "wav", "channels": "stereo", "content_type": "audio/wav", "duration_s": 11.78, "bytes": 754_004,
+        "sha256": "9f2c" * 16, "expires_at": 1_792_592_012.0}))
     failed = CallRecord(id="call_9b8a7c6d5e4f3a2b1c0d", agent="front-desk", agent_version="7c1e", transport="sip",
                         direction="outbound", to_uri="sip:+15550199@pbx.example.com", started_at=1_790_000_100.0,
                         ended_at=1_790_000_130.0, end_reason="no_answer", ended_by="system")
