@@ -92,7 +92,7 @@ async def test_consent_prompt_comes_before_the_greeting_and_the_file_is_announce
 
 
 async def test_secure_entry_is_silence_in_the_recording_and_stars_everywhere(tmp_path: Path) -> None:
-    session, _, events, tts, llm = make_session(SECURE_AGENT)
+    session, _, _events, tts, _llm = make_session(SECURE_AGENT)
     rec = recorder(tmp_path, session)
     presses = {100: "1", 200: "4", 210: "2", 220: "4", 230: "2"}  # 2 s: menu key; 4.0-4.6 s: the card
     await run(session, rec, 8.0, presses)

@@ -113,7 +113,7 @@ def test_the_wav_header_covers_what_each_flush_wrote(tmp_path: Path) -> None:
     for i in range(60):
         tl.place(0, i * 0.02, tone(500))
     # 1.2 s placed: one flush happened at 1.0 s (up to 0.9 s); the file reads to there now
-    ch, x = read_wav(path)
+    _ch, x = read_wav(path)
     assert len(x) == int(0.9 * RATE)
     tl.close()
     assert len(read_wav(path)[1]) == 60 * FRAME
