@@ -138,7 +138,7 @@ class Timeline:
     """Two tracks on one media clock, streamed to `writer` (see the module docstring)."""
 
     def __init__(self, writer: TrackWriter, channels: Channels = "stereo", rate: int = RATE,
-                 window_s: float = 4.0) -> None:
+                 window_s: float = 2.0) -> None:
         self.writer = writer
         self.channels = channels
         self.rate = rate
