@@ -131,3 +131,17 @@ async def test_a_record_cannot_point_the_api_at_another_file(api: Api, tmp_path:
     await api.db.calls().set_recording("call_rec4", {**rec["metadata"]["recording"], "path": str(secret)})
     r = await api.client.get("/api/v1/calls/call_rec4/recording", headers=api.auth(await api.key("recordings:read")))
     assert r.status == 404
+
+
+async def test_an_outbound_call_can_override_the_agents_recording(api: Api) -> None:
+    api.calls.can_dial = True
+    h = api.auth(await api.key("calls:write"))
+    body = {"agent": "front-desk", "to": "sip:bob@127.0.0.1", "recording": {"enabled": True, "format": "opus",
+                                                                            "consent_prompt": None}}
+    r = await api.client.post("/api/v1/calls", json=body, headers=h)
+    assert r.status == 202, await r.text()
+    assert api.calls.recordings == [{"enabled": True, "format": "opus"}]
+    for bad in ({"format": "mp3"}, {"enabled": 0}, {"retention_days": -1}, {"colour": "blue"}):
+        r = await api.client.post("/api/v1/calls", json={**body, "recording": bad}, headers=h)
+        assert r.status == 422, bad
+    assert len(api.calls.recordings) == 1

@@ -19,6 +19,7 @@ import time
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -78,6 +79,7 @@ async def recd(tmp_path: Path) -> AsyncIterator[Daemon]:
         "state_dir": str(tmp_path / "state"), "agents_dir": str(agents), "default_agent": "front",
         "http": {"port": 0},
         "engines": {"silero_confirm": False},
+        "webhooks": {"allow_private_destinations": True, "retry_schedule_s": [0.2, 0.5]},
         "sip": {"port": free_udp_port(), "rtp_port_min": 31300, "rtp_port_max": 31400, "ring_ms": 0},
     })
     d = Daemon(cfg, tmp_path)
@@ -88,6 +90,23 @@ async def recd(tmp_path: Path) -> AsyncIterator[Daemon]:
 
 @pytest.mark.timeout(180)
 async def test_a_sipp_call_is_recorded_caller_left_bot_right(recd: Daemon, tmp_path: Path) -> None:
+    from tests.webhooks.receiver import Receiver
+
+    receiver = Receiver()
+    await receiver.start()
+    admin = await create_key(recd.db, "hooks", ["webhooks:write"])
+    async with aiohttp.ClientSession() as http, http.post(
+            f"http://127.0.0.1:{recd.http_port}/api/v1/webhooks", json={"url": receiver.url},
+            headers={"Authorization": f"Bearer {admin}"}) as r:
+        assert r.status == 201, await r.text()
+        receiver.secrets = [(await r.json())["secret"]]
+    try:
+        await _recorded_call(recd, tmp_path, receiver)
+    finally:
+        await receiver.stop()
+
+
+async def _recorded_call(recd: Daemon, tmp_path: Path, receiver: Any) -> None:
     ulaw = tmp_path / "caller.ulaw"
     sox = await asyncio.create_subprocess_exec(
         "sox", str(CALLER), "-t", "raw", "-e", "u-law", "-b", "8", "-r", "8000", str(ulaw), "pad", str(LEAD_S), "1")
@@ -103,6 +122,17 @@ async def test_a_sipp_call_is_recorded_caller_left_bot_right(recd: Daemon, tmp_p
     data = path.read_bytes()
     assert info["status"] == "ready" and info["sha256"] == hashlib.sha256(data).hexdigest()
     assert info["bytes"] == len(data) and 11.0 < info["duration_s"] < 16.0
+    ready: list[Any] = []
+    for _ in range(200):  # recording.ready, signed (standardwebhooks verifies it)
+        ready = [r for r in receiver.received if r.payload["type"] == "recording.ready"]
+        if ready:
+            break
+        await asyncio.sleep(0.1)
+    assert ready[0].verified_by == [0]
+    hook = ready[0].payload["data"]
+    assert hook["call_id"] == rec["id"] and hook["sha256"] == info["sha256"]
+    assert hook["duration_s"] == info["duration_s"] and hook["content_type"] == "audio/wav"
+    assert hook["url"] == f"/api/v1/calls/{rec['id']}/recording"
     ch, x = read_wav(path)
     assert ch == 2
 

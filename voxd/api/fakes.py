@@ -55,6 +55,7 @@ class MemoryCallSource:
     ended: list[str] = field(default_factory=list)
     dialed: list[tuple[str, str, str | None]] = field(default_factory=list)
     trunks: list[str | None] = field(default_factory=list)  # the trunk of each dialled call
+    recordings: list[dict[str, Any] | None] = field(default_factory=list)  # each dialled call's override
 
     async def active(self) -> builtins.list[dict[str, Any]]:
         return list(self.calls.values())
@@ -71,6 +72,7 @@ class MemoryCallSource:
             raise NotSupported("no configured transport can place outbound calls")
         self.dialed.append((agent, to, from_))
         self.trunks.append(trunk)
+        self.recordings.append(recording)
         return f"call_out{len(self.dialed):04d}"
 
 

