@@ -182,44 +182,47 @@ recording: {enabled: true, format: wav}
 """
 
 
-@pytest.mark.timeout(120)
-async def test_a_daemon_killed_mid_call_leaves_a_readable_recording(tmp_path: Path) -> None:
-    from tests.webhooks.receiver import free_port
-
-    (tmp_path / "agents").mkdir()
-    (tmp_path / "agents" / "front.yaml").write_text(KILL_AGENT)
-    port = free_port()
+async def start_daemon_process(tmp_path: Path, port: int, run: int) -> asyncio.subprocess.Process:
     cfg = tmp_path / "voxd.yaml"
     cfg.write_text(f"agents_dir: {tmp_path / 'agents'}\nstate_dir: {tmp_path / 'state'}\n"
                    "sip: {enabled: false}\nengines: {silero_confirm: false, preload: false}\n"
                    "http: {media_unauthenticated: true}\n")
-    log = tmp_path / "daemon.log"
-    with open(log, "w") as err:  # noqa: ASYNC230 (opened before the daemon starts)
+    with open(tmp_path / f"daemon{run}.log", "w") as err:  # noqa: ASYNC230 (opened before the daemon starts)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "voxd.cli", "run", "-c", str(cfg), "--http-port", str(port),
-            cwd=ROOT, env=dict(os.environ), stdout=asyncio.subprocess.DEVNULL, stderr=err)
+            cwd=ROOT, env=dict(os.environ, VOXD_API_KEY_PEPPER=""), stdout=asyncio.subprocess.DEVNULL, stderr=err)
+    async with aiohttp.ClientSession() as http, asyncio.timeout(60):
+        while True:
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
+                    if r.status == 200:
+                        return proc
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+
+
+@pytest.mark.timeout(150)
+async def test_a_daemon_killed_mid_call_leaves_a_readable_recording(tmp_path: Path) -> None:
+    from tests.webhooks.receiver import free_port
+    from voxd.store.db import Database
+
+    (tmp_path / "agents").mkdir()
+    (tmp_path / "agents" / "front.yaml").write_text(KILL_AGENT)
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
+    proc = await start_daemon_process(tmp_path, port, 1)
     talked = 0.0
     try:
-        async with aiohttp.ClientSession() as http:
-            async with asyncio.timeout(60):
-                while True:
-                    try:
-                        async with http.get(base + "/readyz") as r:
-                            if r.status == 200:
-                                break
-                    except aiohttp.ClientError:
-                        pass
-                    await asyncio.sleep(0.1)
-            async with http.ws_connect(base + "/media/voxd") as ws:
-                chunk = voiced(0.2)
-                start = time.monotonic()
-                while time.monotonic() - start < 4.5:  # 4.5 s of caller audio, sent in real time
-                    await ws.send_bytes(chunk)
-                    await asyncio.sleep(0.2)
-                talked = time.monotonic() - start
-                proc.send_signal(signal.SIGKILL)
-                await asyncio.wait_for(proc.wait(), 30)
+        async with aiohttp.ClientSession() as http, http.ws_connect(base + "/media/voxd") as ws:
+            chunk = voiced(0.2)
+            start = time.monotonic()
+            while time.monotonic() - start < 4.5:  # 4.5 s of caller audio, sent in real time
+                await ws.send_bytes(chunk)
+                await asyncio.sleep(0.2)
+            talked = time.monotonic() - start
+            proc.send_signal(signal.SIGKILL)
+            await asyncio.wait_for(proc.wait(), 30)
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -231,3 +234,29 @@ async def test_a_daemon_killed_mid_call_leaves_a_readable_recording(tmp_path: Pa
     assert len(x) / SAMPLE_RATE >= talked - 2.0, (len(x) / SAMPLE_RATE, talked)
     assert np.abs(x[:, 0]).max() > 1000  # the caller's audio is in it
     assert (wav.with_suffix(".json")).exists()  # the sweeper can find it
+    data = wav.read_bytes()
+
+    # started again, the daemon puts the cut recording on its call record and serves it
+    db = await Database.open(tmp_path / "state" / "voxd.db")
+    key = await create_key(db, "rec", ["recordings:read"], pepper="")
+    await db.close()
+    proc = await start_daemon_process(tmp_path, port, 2)
+    try:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as http:
+            async with http.get(f"{base}/api/v1/calls/{wav.stem}/recording") as r:
+                assert r.status == 200 and await r.read() == data
+            async with http.get(f"{base}/api/v1/calls/{wav.stem}",
+                                headers={"Authorization": f"Bearer {key}"}) as r:
+                assert r.status == 403  # recordings:read alone does not read the call
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 30)
+    db = await Database.open(tmp_path / "state" / "voxd.db")
+    try:
+        call = await db.calls().get(wav.stem)
+    finally:
+        await db.close()
+    assert call is not None
+    info = call["metadata"]["recording"]
+    assert info["status"] == "recovered" and info["sha256"] == hashlib.sha256(data).hexdigest()
+    assert info["duration_s"] == round(len(x) / SAMPLE_RATE, 3)

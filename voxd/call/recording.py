@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import time
+import wave
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +56,14 @@ def effective(cfg: RecordingConfig, override: dict[str, Any] | None) -> Recordin
     except ValidationError as e:
         first = e.errors()[0]
         raise ValueError(f"recording.{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+
+
+def _wav_seconds(path: Path) -> float | None:
+    try:
+        with wave.open(str(path)) as w:
+            return round(w.getnframes() / w.getframerate(), 3)
+    except (OSError, EOFError, wave.Error):
+        return None
 
 
 def sha256_of(path: Path) -> str:
@@ -143,8 +152,38 @@ class Recordings:
                     log.exception("call %s: could not mark the recording deleted", call_id)
         return gone
 
+    async def recover(self) -> list[str]:
+        """Recordings a crash cut short (no `finished_at` in their sidecar): their calls get
+        `metadata.recording` with `status: recovered`, size and checksum of what is on disk."""
+        found: list[str] = []
+        for side in sorted(self.directory.glob("call_*.json")):
+            call_id = side.stem
+            meta = self.read_sidecar(call_id)
+            if meta is None or meta.get("finished_at") or meta.get("format") not in EXTENSIONS:
+                continue
+            path = self.path_for(call_id, meta["format"])
+            if not path.exists():
+                continue
+            info: dict[str, Any] = {
+                "status": "recovered", "format": meta["format"], "channels": meta.get("channels", "stereo"),
+                "content_type": CONTENT_TYPES[meta["format"]], "path": str(path), "bytes": path.stat().st_size,
+                "duration_s": await asyncio.to_thread(_wav_seconds, path) if meta["format"] == "wav" else None,
+                "sha256": await asyncio.to_thread(sha256_of, path), "expires_at": meta.get("expires_at")}
+            if self.repo is not None and not await self.repo.set_recording(call_id, info):
+                log.warning("recording %s has no call record", path.name)
+            self.write_sidecar(call_id, {**meta, "finished_at": time.time(), "recovered": True})
+            log.info("recording of call %s recovered after an unclean stop: %s bytes", call_id, info["bytes"])
+            found.append(call_id)
+        return found
+
     async def start(self, interval_s: float = 3600.0) -> None:
-        """Start the retention sweeper (every `interval_s`, and once now)."""
+        """Recover recordings a crash cut short, then start the retention sweeper (every
+        `interval_s`, and once now)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            await self.recover()
+        except Exception:
+            log.exception("recovering recordings failed")
         async def loop() -> None:
             while True:
                 try:
@@ -233,6 +272,9 @@ class CallRecorder:
         except Exception:
             log.exception("call %s: finishing the recording failed", self.call_id)
         record = self.session.record
+        if self.timeline.samples_written == 0:  # never answered: no media, no recording
+            self.room.delete_files(self.call_id)
+            return
         size = self.path.stat().st_size if self.path.exists() else 0
         info: dict[str, Any] = {
             "status": "finalising", "format": self.settings.format, "channels": self.settings.channels,
@@ -255,6 +297,9 @@ class CallRecorder:
             info["status"] = "failed"
             return
         info["status"] = "ready"
+        side = self.room.read_sidecar(self.call_id)
+        if side is not None:
+            self.room.write_sidecar(self.call_id, {**side, "finished_at": time.time()})
         if self.room.repo is not None:
             try:
                 await self.room.repo.set_recording(self.call_id, info)
