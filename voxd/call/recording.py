@@ -61,7 +61,7 @@ def effective(cfg: RecordingConfig, override: dict[str, Any] | None) -> Recordin
 def _wav_seconds(path: Path) -> float | None:
     try:
         with wave.open(str(path)) as w:
-            return round(w.getnframes() / w.getframerate(), 3)
+            return round(float(w.getnframes()) / float(w.getframerate()), 3)
     except (OSError, EOFError, wave.Error):
         return None
 
