@@ -166,7 +166,7 @@ class Recordings:
                 continue
             info: dict[str, Any] = {
                 "status": "recovered", "format": meta["format"], "channels": meta.get("channels", "stereo"),
-                "content_type": CONTENT_TYPES[meta["format"]], "path": str(path), "bytes": path.stat().st_size,
+                "content_type": CONTENT_TYPES[meta["format"]], "file": path.name, "bytes": path.stat().st_size,
                 "duration_s": await asyncio.to_thread(_wav_seconds, path) if meta["format"] == "wav" else None,
                 "sha256": await asyncio.to_thread(sha256_of, path), "expires_at": meta.get("expires_at")}
             if self.repo is not None and not await self.repo.set_recording(call_id, info):
@@ -278,7 +278,7 @@ class CallRecorder:
         size = self.path.stat().st_size if self.path.exists() else 0
         info: dict[str, Any] = {
             "status": "finalising", "format": self.settings.format, "channels": self.settings.channels,
-            "content_type": CONTENT_TYPES[self.settings.format], "path": str(self.path),
+            "content_type": CONTENT_TYPES[self.settings.format], "file": self.path.name,  # in the recordings folder
             "duration_s": round(self.timeline.duration_s, 3), "bytes": size,
             "muted_s": round(self.muted_s, 2), "sha256": None,
         }
