@@ -32,7 +32,7 @@ Format = Literal["wav", "opus"]
 RATE = 16000
 MARGIN_S = 0.1  # frames may reach the recorder up to this late (the bot's tick runs beside the caller's)
 FLUSH_EVERY_S = 1.0
-MAX_QUEUED = 10  # blocks (seconds) of one call waiting for the encoder thread (640 KB at most)
+MAX_QUEUED = 5  # blocks (seconds) of one call waiting for the encoder thread (320 KB at most)
 _ENCODER: ThreadPoolExecutor | None = None
 _ENCODER_LOCK = threading.Lock()
 
