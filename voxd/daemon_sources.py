@@ -88,7 +88,8 @@ class DaemonCalls:
     async def end(self, call_id: str) -> bool:
         return await self.calls.end(call_id)
 
-    async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None) -> str:
+    async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None, *,
+                   variables: dict[str, str] | None = None) -> str:
         from voxd.net.sip_trunk import dial_trunk, pick_trunk
 
         sip = self.sip
@@ -99,9 +100,10 @@ class DaemonCalls:
             raise NotFound(agent)
         via = pick_trunk(sip, trunk, to)
         if via is not None:
-            session = await dial_trunk(sip, a, via, to, secrets=self._secrets(), from_user=from_)
+            session = await dial_trunk(sip, a, via, to, secrets=self._secrets(), from_user=from_,
+                                       variables=variables)
             return session.record.id
-        session = await sip.dial(a, to, from_user=from_ or "voxd")
+        session = await sip.dial(a, to, from_user=from_ or "voxd", variables=variables)
         return session.record.id
 
 

@@ -74,7 +74,8 @@ class CallSource(Protocol):
         """Hang up an active call; False when no such call is active."""
         ...
 
-    async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None) -> str:
+    async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None, *,
+                   variables: dict[str, str] | None = None) -> str:
         """Start an outbound call and return its id. Raises NotSupported when no transport
         can dial, NotFound for an unknown agent or trunk, ValueError for an unusable ``to``,
         AtCapacity when the trunk's caps are reached."""

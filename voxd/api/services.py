@@ -134,7 +134,8 @@ class NoCalls:
     async def end(self, call_id: str) -> bool:
         return False
 
-    async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None) -> str:
+    async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None, *,
+                   variables: dict[str, str] | None = None) -> str:
         raise NotFound(f"no agent {agent!r}")
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from voxd.agents.schema import Collect, DtmfConfig, Menu
+from voxd.core.placeholders import fill
 
 FREE_DIGIT_TIMEOUT_S = 2.0
 
@@ -156,7 +157,7 @@ class KeypadMachine:
         self.collecting = None
         out: list[DtmfAction] = []
         if c.confirm:
-            out.append(Say(c.confirm.replace("{digits}", " ".join(digits))))
+            out.append(Say(fill(c.confirm, {"digits": " ".join(digits)})))
         if c.then == "tool" and c.tool:
             out.append(CallTool(c.tool, {c.argument: digits}))
         else:

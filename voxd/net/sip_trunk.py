@@ -105,7 +105,8 @@ async def _resolve(host: str, port: int) -> Addr:
 
 
 async def dial_trunk(endpoint: SipEndpoint, agent: LoadedAgent, trunk: TrunkConfig, to: str, *,
-                     secrets: SecretBook, from_user: str | None = None) -> CallSession:
+                     secrets: SecretBook, from_user: str | None = None,
+                     variables: dict[str, str] | None = None) -> CallSession:
     """Place a call to ``to`` (a number, or a SIP URI) through ``trunk``."""
     out = trunk.outbound
     assert out is not None
@@ -151,7 +152,7 @@ async def dial_trunk(endpoint: SipEndpoint, agent: LoadedAgent, trunk: TrunkConf
     try:
         session = await endpoint.table.dial(
             agent, target.serialize(), codec_names=endpoint.cfg.codecs, from_user=from_user or out.from_user or "voxd",
-            peer=peer, metadata={"trunk": trunk.name}, invite_options={
+            peer=peer, metadata={"trunk": trunk.name}, variables=variables, invite_options={
                 "from_host": out.domain, "display_name": out.from_display, "route": route,
                 "credentials": credentials, "headers": headers})
     except BaseException:

@@ -368,4 +368,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         "limits per organisation (API requests per minute, calls concurrent and per day)",
         ("ALTER TABLE orgs ADD COLUMN limits TEXT NOT NULL DEFAULT '{}'",),
     ),
+    Migration(
+        11,
+        "per-call variables on the call record",
+        ("ALTER TABLE calls ADD COLUMN variables TEXT NOT NULL DEFAULT '{}'",),
+    ),
 )

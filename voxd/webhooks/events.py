@@ -62,6 +62,7 @@ class CallInfo(BaseModel):
     started_at: float
     answered_at: float | None
     metadata: dict[str, Any]
+    variables: dict[str, str] = Field(default_factory=dict, description="The call's per-call variables.")
 
 
 class CallEndedInfo(CallInfo):
@@ -288,7 +289,8 @@ def message(event_type: str, data: BaseModel, *, agent: str | None = None, call_
 def _call(r: CallRecord) -> dict[str, Any]:
     return {"id": r.id, "agent": r.agent, "agent_version": r.agent_version, "transport": r.transport,
             "direction": r.direction, "from_uri": r.from_uri, "to_uri": r.to_uri,
-            "started_at": r.started_at, "answered_at": r.answered_at, "metadata": dict(r.metadata)}
+            "started_at": r.started_at, "answered_at": r.answered_at, "metadata": dict(r.metadata),
+            "variables": dict(r.variables)}
 
 
 def _ended(r: CallRecord) -> CallEndedInfo:
