@@ -497,8 +497,9 @@ class Daemon:
                 await self.function_log.close()
             if getattr(self, "tool_library", None) is not None:
                 await self.tool_library.close()
-            if getattr(self, "calls", None) is not None and self.calls.lookups is not None:
-                await self.calls.lookups.aclose()
+            lookups = self.calls.lookups if self.calls is not None else None
+            if lookups is not None:
+                await lookups.aclose()
             await self.agents.stop_watching()
             await local_llm.shutdown()
             await self.clock.stop()
