@@ -117,7 +117,8 @@ async def test_lookup_variables_reach_the_greeting_record_and_webhooks(
     try:
         async with aiohttp.ClientSession() as http, http.post(
                 f"http://127.0.0.1:{daemon.http_port}/api/v1/webhooks", headers=admin,
-                json={"url": receiver.url, "events": ["call.started", "call.ended"]}) as r:
+                json={"url": receiver.url, "events": ["call.started", "call.ended", "conversation.updated",
+                                                      "conversation.ended"]}) as r:
             assert r.status == 201, await r.text()
             receiver.secrets.append((await r.json())["secret"])
         call_id, said, _ = await greet(daemon, "desk")
@@ -127,9 +128,10 @@ async def test_lookup_variables_reach_the_greeting_record_and_webhooks(
         assert rec["metadata"]["inbound_lookup"]["result"] == "ok"
         assert [(s["path"], s["transport"], s["agent"], s["org"]) for s in crm] == [
             ("ada", "websocket", "desk", "default")]
-        await receiver.wait_for(lambda r: len(r.accepted) >= 2)
+        await receiver.wait_for(lambda r: len(r.accepted) >= 4)
         events = {p["type"]: p["data"] for p in receiver.accepted.values()}
-        assert events["call.started"]["variables"] == events["call.ended"]["variables"] == rec["variables"]
+        assert set(events) == {"call.started", "call.ended", "conversation.updated", "conversation.ended"}
+        assert all(e["variables"] == rec["variables"] for e in events.values()), events
         assert all(r.verified_by == [0] for r in receiver.received)
     finally:
         await receiver.stop()
@@ -181,3 +183,17 @@ async def test_api_variables_are_bounded(daemon: Daemon) -> None:
                                                            "variables": bad}) as r:
                 assert r.status == 422, (bad, await r.text())
                 assert "variables" in await r.text()
+
+
+async def test_a_text_conversation_takes_variables(daemon: Daemon) -> None:
+    admin = {"Authorization": f"Bearer {await create_key(daemon.db, 'admin', ['admin'])}"}
+    url = f"http://127.0.0.1:{daemon.http_port}/api/v1/conversations"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, headers=admin, json={"agent": "plain", "variables": {"name": "Dee"}}) as r:
+            assert r.status == 201, await r.text()
+            conv = await r.json()
+        assert [t["text"] for t in conv["turns"]] == ["Hi Dee."] and conv["variables"] == {"name": "Dee"}
+        async with http.post(url, headers=admin, json={"agent": "plain"}) as r:
+            assert [t["text"] for t in (await r.json())["turns"]] == ["Hi friend."]
+        async with http.get(f"{url}/{conv['id']}", headers=admin) as r:
+            assert (await r.json())["variables"] == {"name": "Dee"}

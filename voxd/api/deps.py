@@ -108,7 +108,8 @@ class ConversationSource(Protocol):
     """Text conversations (``voxd.call.conversations.ConversationManager``); each saves the
     conversation to the database before it returns, so the API reads it from the store."""
 
-    async def start(self, agent_name: str, metadata: dict[str, Any] | None = None) -> CallRecord:
+    async def start(self, agent_name: str, metadata: dict[str, Any] | None = None,
+                    variables: dict[str, str] | None = None) -> CallRecord:
         """The new conversation's record; NotFound for an unknown agent."""
         ...
 

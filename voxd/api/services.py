@@ -142,7 +142,8 @@ class NoCalls:
 class NoConversations:
     """Text conversations run on the daemon's (default organisation's) agents only, so far."""
 
-    async def start(self, agent_name: str, metadata: dict[str, Any] | None = None) -> CallRecord:
+    async def start(self, agent_name: str, metadata: dict[str, Any] | None = None,
+                    variables: dict[str, str] | None = None) -> CallRecord:
         raise NotFound(f"no agent {agent_name!r}")
 
     async def send(self, conversation_id: str, text: str, progress: Any = None) -> Turn:

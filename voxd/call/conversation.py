@@ -95,7 +95,7 @@ class TextTools:
 
     @property
     def variables(self) -> dict[str, str]:
-        return dict(getattr(self.conversation, "variables", {}))
+        return self.conversation.record.variables
 
     def options_for(self, tool: str) -> dict[str, Any]:
         return self.conversation.agent.tool_options(tool)

@@ -370,7 +370,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         11,
-        "per-call variables on the call record",
-        ("ALTER TABLE calls ADD COLUMN variables TEXT NOT NULL DEFAULT '{}'",),
+        "per-call variables on call and conversation records",
+        ("ALTER TABLE calls ADD COLUMN variables TEXT NOT NULL DEFAULT '{}'",
+         "ALTER TABLE conversations ADD COLUMN variables TEXT NOT NULL DEFAULT '{}'"),
     ),
 )
