@@ -184,19 +184,16 @@ class CallManager:
     def rejected(self, agent: LoadedAgent, transport: str, reason: str, *, from_uri: str = "", to_uri: str = "",
                  metadata: dict[str, Any] | None = None, variables: dict[str, str] | None = None) -> CallRecord:
         """A call refused before it was answered (its inbound lookup said so): recorded, with
-        the reason, and announced as ended like any other call; it took no slot."""
+        the reason, and announced like an unanswered outbound call (started, then ended
+        unanswered); it took no slot."""
         now = time.time()
         record = CallRecord(id=new_call_id(), agent=agent.name, agent_version=agent.version, transport=transport,
                             from_uri=from_uri, to_uri=to_uri, started_at=now, ended_at=now, end_reason="rejected",
                             ended_by="system", metadata={**(metadata or {}), "rejected": reason},
                             variables=call_values(agent.config.variables, variables))
         log.info("call %s rejected before answer: agent=%s transport=%s: %s", record.id, agent.name, transport, reason)
-        for fn in self.listeners:
-            try:
-                fn(CallEnded(record))
-            except Exception:
-                log.exception("call event listener failed")
-        self._persist(record, self._txn_writes(CallEnded(record)))
+        self._on_event(CallStarted(record))
+        self._on_event(CallEnded(record))
         return record
 
     def _on_event(self, event: CallEvent) -> None:
