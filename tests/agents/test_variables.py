@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -165,3 +166,41 @@ def test_collect_confirm_gets_variables_then_digits() -> None:
     for d in "42#":
         said += [a.text for a in machine.digit(d, 0.1) if isinstance(a, kp.Say)]
     assert said[0] == "Type the number, Bo." and "Bo, I have 4 2." in said
+
+
+def test_an_inbound_lookup_the_daemon_would_refuse_is_refused_at_load_time() -> None:
+    from voxd.core.egress import EgressPolicy
+    from voxd.core.secrets import Outbound
+
+    text = "name: x\ninbound_lookup:\n  url: http://127.0.0.1:9/lookup\n  secret: crm\n"
+    with pytest.raises(AgentLoadError) as e:
+        parse_agent(text, "agents/x.yaml", outbound=Outbound())
+    assert [(err.line, err.field) for err in e.value.errors] == [(3, "inbound_lookup.url"), (4, "inbound_lookup.secret")]
+    assert "egress.allow" in e.value.errors[0].message
+    allowed = Outbound(policy=EgressPolicy.open_to("127.0.0.0/8", uses=["lookups"]))
+    assert parse_agent(text.replace("  secret: crm\n", ""), "agents/x.yaml", outbound=allowed).name == "x"
+
+
+def test_http_function_templates_take_the_calls_variables() -> None:
+    from voxd.core.redact import Redactor
+    from voxd.core.secrets import SecretBook
+    from voxd.tools.http_functions import HttpFunctionRunner
+
+    fn = parse_agent(AGENT + """
+functions:
+  - name: track
+    description: Track the parcel.
+    parameters: {type: object, properties: {carrier: {type: string}, name: {type: string}}}
+    http:
+      url: "https://crm.example.com/track/{order_id}?carrier={carrier}"
+      body: {order: "{order_id}", who: "{name}", carrier: "{carrier}"}
+""").config.functions[0]
+    assert fn.http is not None
+
+    async def no_session() -> None:
+        raise AssertionError("not sent")
+
+    runner = HttpFunctionRunner("track", fn.http, None, no_session, SecretBook(), Redactor())  # type: ignore[arg-type]
+    url, _, body, _ = runner.build({"carrier": "ups", "name": "from the model"}, {"order_id": "A/1 2", "name": "Ada"})
+    assert url == "https://crm.example.com/track/A%2F1%202?carrier=ups"
+    assert body is not None and json.loads(body) == {"order": "A/1 2", "who": "from the model", "carrier": "ups"}

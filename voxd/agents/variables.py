@@ -17,7 +17,9 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from voxd.agents.outbound_checks import context_outbound, lookup_problems, raise_problems
 
 MAX_VARIABLES = 64  # per call
 MAX_VALUE_CHARS = 1024
@@ -54,6 +56,13 @@ class InboundLookup(_Model):
         None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$",
         description="Declared secret (voxd.yaml secrets:) holding the whsec_ key that signs the request "
         "(Standard Webhooks headers); default: the daemon's function signing secret.")
+
+    @model_validator(mode="after")
+    def _destination(self, info: ValidationInfo) -> InboundLookup:
+        out = context_outbound(info)  # without it: refused at call time all the same
+        if out is not None:
+            raise_problems("InboundLookup", lookup_problems(self, out))
+        return self
 
 
 def declared(value: Any) -> Any:
