@@ -180,3 +180,15 @@ async def test_api_variables_reach_an_outbound_greeting(sipd: Daemon, tmp_path: 
     assert rec["id"] == call_id and rec["direction"] == "outbound"
     assert rec["turns"][0]["text"] == "Hello Zoe, your order is ready."
     assert rec["variables"] == {"name": "Zoe", "item": "order"}
+
+
+async def test_a_cancel_during_the_lookup_leaves_nothing_behind(
+        sipd: Daemon, crm: tuple[int, list[dict[str, Any]]], tmp_path: Path) -> None:
+    await sipp(sipd, tmp_path, "lookup_cancel.xml", USER="300")  # CANCEL 150 ms in; the lookup gives up at 400
+    await asyncio.sleep(SLOW_MS / 1000 + 0.3)  # past the lookup's timeout: nothing may answer or start now
+    assert sipd.calls is not None and sipd.sip is not None
+    await sipd.calls.flush()
+    assert await call_records(sipd) == []
+    assert not sipd.sip._looking_up and not sipd.sip.sip_calls and sipd.sip.ports.in_use == 0
+    _, seen = crm
+    assert [s["what"] for s in seen] == ["slow"]
