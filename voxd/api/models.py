@@ -243,7 +243,7 @@ class ActiveCalls(BaseModel):
 
 VariableName = Annotated[str, Field(pattern=VARIABLE_NAME)]
 CallVariables = Annotated[dict[VariableName, Annotated[str, Field(max_length=MAX_VALUE_CHARS)]],
-                          Field(max_length=MAX_VARIABLES)]
+                          Field(max_length=MAX_VARIABLES, json_schema_extra={"additionalProperties": False})]
 
 
 class DialRequest(Request):
