@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ruamel.yaml import YAML
 
 from voxd.config.local_llm import LocalLLMConfig
-from voxd.config.sip import RegistrationConfig, SipTlsConfig, TrunkOutboundConfig
+from voxd.config.sip import RegistrationConfig, SipTlsConfig, SrtpPolicy, TrunkOutboundConfig
 from voxd.config.tools import ToolsConfig
 from voxd.core.egress import AllowRule, EgressPolicy
 from voxd.core.secrets import VENDOR_SECRETS, DeclaredSecret, Outbound, SecretBook
@@ -136,6 +136,10 @@ class TrunkConfig(_Model):
     outbound: TrunkOutboundConfig | None = Field(
         None, description="Calls placed through this trunk (voxd/config/sip.py). A trunk with outbound and "
         "neither allow nor username is outbound-only: it admits no inbound calls.")
+    srtp: SrtpPolicy | None = Field(
+        None, description="SRTP (SDES) for this trunk's calls, both ways: off, optional (when the peer offers "
+        "or accepts a=crypto) or required (never cleartext media: an offer without crypto gets 488). "
+        "Default: sip.srtp.")
 
     @property
     def outbound_only(self) -> bool:
@@ -166,6 +170,9 @@ class SipListenConfig(_Model):
     codecs: list[str] = Field(default_factory=lambda: ["PCMU", "PCMA"], description="Preference order.")
     trunks: list[TrunkConfig] = Field(default_factory=list)
     allow_any: bool = Field(False, description="Accept calls from any source when no trunk is configured.")
+    srtp: SrtpPolicy = Field(
+        "optional", description="SRTP (SDES, RFC 4568) for calls not on a trunk with its own srtp: off, "
+        "optional or required (voxd/proto/secure_sdp.py).")
     tls: SipTlsConfig = Field(default_factory=lambda: SipTlsConfig(), description="SIP over TLS listener (voxd/net/sip_tls.py).")
     registrations: list[RegistrationConfig] = Field(
         default_factory=list, description="Registrars voxd registers with (RFC 3261 §10); calls to each AOR "
