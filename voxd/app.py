@@ -26,6 +26,7 @@ from voxd.api.listener import GuardedSite, ListenerGuard, ListenerLimits
 from voxd.api.sip import SIP_REGISTRATIONS
 from voxd.call.admission import Admission
 from voxd.call.conversations import ConversationManager
+from voxd.call.lookup import InboundLookups
 from voxd.call.manager import CallManager
 from voxd.config import VoxdConfig
 from voxd.media import inference
@@ -120,6 +121,7 @@ class Daemon:
         self.calls = CallManager(self.tools, self.cfg.engines, db.calls(), max_calls=self.cfg.sip.max_calls,
                                  tools_for=lambda agent: library.registry_for(agent.config), outbound=self.outbound,
                                  admission=admission)
+        self.calls.lookups = InboundLookups(lambda: self.outbound, library.signer)  # agents' inbound_lookup
         self.calls.listeners.append(self.metrics.on_call_event)
         self.function_log = ExecutionLogger(db.executions())
         self.calls.listeners.append(self.function_log)
@@ -501,6 +503,9 @@ class Daemon:
                 await self.function_log.close()
             if getattr(self, "tool_library", None) is not None:
                 await self.tool_library.close()
+            lookups = self.calls.lookups if self.calls is not None else None
+            if lookups is not None:
+                await lookups.aclose()
             await self.agents.stop_watching()
             await local_llm.shutdown()
             await self.clock.stop()

@@ -89,8 +89,8 @@ class DaemonCalls:
     async def end(self, call_id: str) -> bool:
         return await self.calls.end(call_id)
 
-    async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None,
-                   recording: dict[str, Any] | None = None) -> str:
+    async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None, *,
+                   variables: dict[str, str] | None = None, recording: dict[str, Any] | None = None) -> str:
         from voxd.net.sip_trunk import dial_trunk, pick_trunk
 
         sip = self.sip
@@ -102,9 +102,10 @@ class DaemonCalls:
         meta = {REQUEST_KEY: recording} if recording else None  # read when the call's recorder is made
         via = pick_trunk(sip, trunk, to)
         if via is not None:
-            session = await dial_trunk(sip, a, via, to, secrets=self._secrets(), from_user=from_, metadata=meta)
+            session = await dial_trunk(sip, a, via, to, secrets=self._secrets(), from_user=from_,
+                                       variables=variables, metadata=meta)
             return session.record.id
-        session = await sip.dial(a, to, from_user=from_ or "voxd", metadata=meta)
+        session = await sip.dial(a, to, from_user=from_ or "voxd", variables=variables, metadata=meta)
         return session.record.id
 
 

@@ -19,6 +19,7 @@ from voxd.agents.outbound_checks import (
     http_function_problems,
     raise_problems,
 )
+from voxd.agents.variables import InboundLookup, VariableDef, check_names, declared
 from voxd.core.secrets import SecretBook
 from voxd.providers import engines
 from voxd.providers.engines import Role
@@ -465,6 +466,24 @@ class AgentConfig(_Model):
         1500, ge=0, description="If a function runs longer than this, say `filler` once so the caller never hears dead air (0 = never)."
     )
     filler: str = Field("One moment while I check that.", description="Said while a slow function runs.")
+    variables: dict[str, VariableDef] = Field(
+        default_factory=dict,
+        description="Per-call variables: {name} in the greeting, prompt, dialog replies, menus and function "
+        "templates. Each has a default (name: {default: there}, or name: there); a call's values come from "
+        "POST /api/v1/calls or the inbound lookup. {{ and }} are literal braces.",
+    )
+    inbound_lookup: InboundLookup | None = Field(
+        None, description="Asked before an inbound call is answered: may return variables, another agent, or reject.")
+
+    @field_validator("variables", mode="before")
+    @classmethod
+    def _short_variables(cls, v: Any) -> Any:
+        return declared(v)
+
+    @field_validator("variables")
+    @classmethod
+    def _variable_names(cls, v: dict[str, VariableDef]) -> dict[str, VariableDef]:
+        return check_names(v)
 
     @field_validator("stt", "llm", "voice", mode="before")
     @classmethod

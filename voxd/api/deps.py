@@ -75,8 +75,8 @@ class CallSource(Protocol):
         """Hang up an active call; False when no such call is active."""
         ...
 
-    async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None,
-                   recording: dict[str, Any] | None = None) -> str:
+    async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None, *,
+                   variables: dict[str, str] | None = None, recording: dict[str, Any] | None = None) -> str:
         """Start an outbound call and return its id. Raises NotSupported when no transport
         can dial, NotFound for an unknown agent or trunk, ValueError for an unusable ``to``,
         AtCapacity when the trunk's caps are reached."""
@@ -109,7 +109,8 @@ class ConversationSource(Protocol):
     """Text conversations (``voxd.call.conversations.ConversationManager``); each saves the
     conversation to the database before it returns, so the API reads it from the store."""
 
-    async def start(self, agent_name: str, metadata: dict[str, Any] | None = None) -> CallRecord:
+    async def start(self, agent_name: str, metadata: dict[str, Any] | None = None,
+                    variables: dict[str, str] | None = None) -> CallRecord:
         """The new conversation's record; NotFound for an unknown agent."""
         ...
 

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
+from voxd.agents.variables import MAX_VALUE_CHARS, MAX_VARIABLES, VARIABLE_NAME
+
 SCOPES: tuple[str, ...] = (
     "agents:read", "agents:write", "calls:read", "calls:write", "conversations:read",
     "conversations:write", "functions:read", "functions:write", "functions:execute",
@@ -191,6 +193,7 @@ class CallBase(BaseModel):
     ended_by: Literal["caller", "agent", "system"] | None
     interruptions: int
     metadata: dict[str, Any]
+    variables: dict[str, str] = Field(default_factory=dict, description="The call's variables, defaults filled in.")
 
 
 class CallSummary(CallBase):
@@ -254,6 +257,11 @@ class RecordingOverride(Request):
         return self.model_dump(exclude_none=True)  # null: the agent's own setting
 
 
+VariableName = Annotated[str, Field(pattern=VARIABLE_NAME)]
+CallVariables = Annotated[dict[VariableName, Annotated[str, Field(max_length=MAX_VALUE_CHARS)]],
+                          Field(max_length=MAX_VARIABLES, json_schema_extra={"additionalProperties": False})]
+
+
 class DialRequest(Request):
     agent: str = Field(pattern=NAME_PATTERN, examples=["front-desk"])
     to: str = Field(min_length=1, max_length=256, examples=["+15551234567", "sip:+15551234567@pbx.example.com"],
@@ -265,7 +273,11 @@ class DialRequest(Request):
         "unless exactly one trunk has them.")
     recording: RecordingOverride | None = Field(
         None, description="This call's recording settings over the agent's `recording:` (only the fields given).")
-
+    variables: CallVariables = Field(
+        default_factory=dict, examples=[{"name": "Ada", "order_id": "A-1042"}],
+        description="Per-call variables: fill the agent's {placeholders} (greeting, prompt, dialog replies, "
+        "function templates); names the agent declares but this omits take their defaults. Kept on the "
+        "call record and in every webhook of the call.")
 
 
 class DialResult(BaseModel):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from voxd.agents.schema import Collect, DtmfConfig, Menu
+from voxd.core.placeholders import fill
 
 FREE_DIGIT_TIMEOUT_S = 2.0
 MASK = "***"  # what a secure collection's digits become everywhere but the tool they are for
@@ -164,7 +165,7 @@ class KeypadMachine:
         out: list[DtmfAction] = []
         shown = MASK if c.secure else digits
         if c.confirm:
-            out.append(Say(c.confirm.replace("{digits}", shown if c.secure else " ".join(digits))))
+            out.append(Say(fill(c.confirm, {"digits": shown if c.secure else " ".join(digits)})))
         if c.then == "tool" and c.tool:
             out.append(CallTool(c.tool, {c.argument: digits}, (c.argument,) if c.secure else ()))
         else:

@@ -89,6 +89,10 @@ class SessionTools:
     def timezone(self) -> str:
         return self.session.agent.timezone
 
+    @property
+    def variables(self) -> dict[str, str]:
+        return self.session.record.variables
+
     def options_for(self, tool: str) -> dict[str, Any]:
         return self.session.agent.tool_options(tool)
 

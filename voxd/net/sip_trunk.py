@@ -106,6 +106,7 @@ async def _resolve(host: str, port: int) -> Addr:
 
 async def dial_trunk(endpoint: SipEndpoint, agent: LoadedAgent, trunk: TrunkConfig, to: str, *,
                      secrets: SecretBook, from_user: str | None = None,
+                     variables: dict[str, str] | None = None,
                      metadata: dict[str, Any] | None = None) -> CallSession:
     """Place a call to ``to`` (a number, or a SIP URI) through ``trunk``."""
     out = trunk.outbound
@@ -157,6 +158,7 @@ async def dial_trunk(endpoint: SipEndpoint, agent: LoadedAgent, trunk: TrunkConf
         session = await endpoint.table.dial(
             agent, target.serialize(), codec_names=endpoint.cfg.codecs, from_user=from_user or out.from_user or "voxd",
             peer=peer, metadata={"trunk": trunk.name, **(metadata or {})}, srtp=trunk.srtp or endpoint.cfg.srtp,
+            variables=variables,
             invite_options={
                 "from_host": out.domain, "display_name": out.from_display, "route": route,
                 "credentials": credentials, "headers": headers})

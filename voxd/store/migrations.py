@@ -368,4 +368,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         "limits per organisation (API requests per minute, calls concurrent and per day)",
         ("ALTER TABLE orgs ADD COLUMN limits TEXT NOT NULL DEFAULT '{}'",),
     ),
+    Migration(
+        11,
+        "per-call variables on call and conversation records",
+        ("ALTER TABLE calls ADD COLUMN variables TEXT NOT NULL DEFAULT '{}'",
+         "ALTER TABLE conversations ADD COLUMN variables TEXT NOT NULL DEFAULT '{}'"),
+    ),
 )

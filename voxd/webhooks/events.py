@@ -53,6 +53,9 @@ EVENT_TYPES: dict[str, str] = {
 SUBSCRIBABLE: tuple[str, ...] = tuple(t for t in EVENT_TYPES if t != "webhook.test")
 
 
+VARIABLES_DOC = "The call's per-call variables (declared defaults and the values it brought)."
+
+
 class CallInfo(BaseModel):
     id: str = Field(examples=["call_3f2a9c0d1e4b5a6c7d8e"])
     agent: str = Field(examples=["front-desk"])
@@ -64,6 +67,7 @@ class CallInfo(BaseModel):
     started_at: float
     answered_at: float | None
     metadata: dict[str, Any]
+    variables: dict[str, str] = Field(default_factory=dict, description=VARIABLES_DOC)
 
 
 class CallEndedInfo(CallInfo):
@@ -98,7 +102,11 @@ class TurnInfo(BaseModel):
 CHANNEL_DOC = "call, or text for a conversation started with POST /api/v1/conversations."
 
 
-class ConversationUpdated(BaseModel):
+class _OfACall(BaseModel):
+    variables: dict[str, str] = Field(default_factory=dict, description=VARIABLES_DOC)
+
+
+class ConversationUpdated(_OfACall):
     call_id: str | None = Field(description="The call; null for a text conversation.")
     conversation_id: str = Field(description="The call's id, or the text conversation's (conv_...).")
     channel: Literal["call", "text"] = Field("call", description=CHANNEL_DOC)
@@ -106,7 +114,7 @@ class ConversationUpdated(BaseModel):
     turn: TurnInfo
 
 
-class ConversationEnded(BaseModel):
+class ConversationEnded(_OfACall):
     call_id: str | None = Field(description="The call; null for a text conversation.")
     conversation_id: str = Field(description="The call's id, or the text conversation's (conv_...).")
     channel: Literal["call", "text"] = Field("call", description=CHANNEL_DOC)
@@ -116,7 +124,7 @@ class ConversationEnded(BaseModel):
     dtmf: str = Field(description="Every digit the caller pressed, in order.", examples=["12#"])
 
 
-class DtmfInfo(BaseModel):
+class DtmfInfo(_OfACall):
     call_id: str
     agent: str
     digit: str = Field(examples=["5"])
@@ -124,7 +132,7 @@ class DtmfInfo(BaseModel):
     at: float
 
 
-class FunctionExecutedInfo(BaseModel):
+class FunctionExecutedInfo(_OfACall):
     call_id: str = Field(description="The call, or the text conversation (conv_...) the function ran in.")
     agent: str
     name: str = Field(examples=["lookup_order"])
@@ -140,7 +148,7 @@ class AgentInfo(BaseModel):
     version: str
 
 
-class ErrorInfo(BaseModel):
+class ErrorInfo(_OfACall):
     call_id: str
     agent: str
     role: str = Field(examples=["llm"], description="stt, llm or tts")
@@ -148,7 +156,7 @@ class ErrorInfo(BaseModel):
     detail: dict[str, Any]
 
 
-class RecordingInfo(BaseModel):
+class RecordingInfo(_OfACall):
     call_id: str
     agent: str
     format: Literal["wav", "opus"]
@@ -311,7 +319,8 @@ def message(event_type: str, data: BaseModel, *, agent: str | None = None, call_
 def _call(r: CallRecord) -> dict[str, Any]:
     return {"id": r.id, "agent": r.agent, "agent_version": r.agent_version, "transport": r.transport,
             "direction": r.direction, "from_uri": r.from_uri, "to_uri": r.to_uri,
-            "started_at": r.started_at, "answered_at": r.answered_at, "metadata": dict(r.metadata)}
+            "started_at": r.started_at, "answered_at": r.answered_at, "metadata": dict(r.metadata),
+            "variables": dict(r.variables)}
 
 
 def _ended(r: CallRecord) -> CallEndedInfo:
@@ -331,6 +340,7 @@ def _turn(t: Turn) -> TurnInfo:
 def from_call_event(event: CallEvent) -> list[Message]:
     """The webhook messages one call event produces (none for live-UI-only events)."""
     r = event.record
+    v = dict(r.variables)
 
     def msg(kind: str, data: BaseModel) -> Message:
         return message(kind, data, agent=r.agent, call_id=r.id)
@@ -342,27 +352,28 @@ def from_call_event(event: CallEvent) -> list[Message]:
         return out
     if isinstance(event, TurnCompleted):
         return [msg("conversation.updated", ConversationUpdated(call_id=r.id, conversation_id=r.id, agent=r.agent,
-                                                                    turn=_turn(event.turn)))]
+                                                                    turn=_turn(event.turn), variables=v))]
     if isinstance(event, DtmfReceived):
         d = event.dtmf
         return [msg("dtmf.received", DtmfInfo(call_id=r.id, agent=r.agent, digit=d.digit,
-                                                  source=d.source, at=d.at))]
+                                                  source=d.source, at=d.at, variables=v))]
     if isinstance(event, ToolExecuted):
         t = event.tool  # redacted as in the execution log: no API keys or passwords leave
         result = default_redactor(t.result if _jsonable(t.result) else str(t.result))
         return [msg("function.executed", FunctionExecutedInfo(
             call_id=r.id, agent=r.agent, name=t.name, arguments=default_redactor(dict(t.arguments)), result=result,
             error=default_redactor.text(t.error) if t.error else None, started_at=t.started_at,
-            duration_ms=t.duration_ms))]
+            duration_ms=t.duration_ms, variables=v))]
     if isinstance(event, EngineError):
         return [msg("error.occurred", ErrorInfo(call_id=r.id, agent=r.agent, role=event.role,
-                                                    message=event.message, detail=_plain(event.detail)))]
+                                                    message=event.message, detail=_plain(event.detail),
+                                                    variables=v))]
     if isinstance(event, RecordingReady):
         i = event.info
         return [msg("recording.ready", RecordingInfo(
             call_id=r.id, agent=r.agent, format=i["format"], channels=i["channels"], content_type=i["content_type"],
             duration_s=i["duration_s"], bytes=i["bytes"], sha256=i["sha256"],
-            url=f"/api/v1/calls/{r.id}/recording", expires_at=i.get("expires_at")))]
+            url=f"/api/v1/calls/{r.id}/recording", expires_at=i.get("expires_at"), variables=v))]
     if isinstance(event, CallEnded):
         ended = _ended(r)
         out = []
@@ -375,7 +386,7 @@ def from_call_event(event: CallEvent) -> list[Message]:
             out.append(msg("conversation.ended", ConversationEnded(
                 call_id=r.id, conversation_id=r.id, end_reason=r.end_reason, agent=r.agent,
                 transcript=[_turn(t) for t in r.turns],
-                dtmf="".join(d.digit for d in r.dtmf))))
+                dtmf="".join(d.digit for d in r.dtmf), variables=v)))
         return out
     return []
 
@@ -390,11 +401,12 @@ def from_text_event(event: TextEvent) -> list[Message]:
 
     if isinstance(event, TurnCompleted):
         return [msg("conversation.updated", ConversationUpdated(
-            call_id=None, conversation_id=r.id, channel="text", agent=r.agent, turn=_turn(event.turn)))]
+            call_id=None, conversation_id=r.id, channel="text", agent=r.agent, turn=_turn(event.turn),
+            variables=dict(r.variables)))]
     if isinstance(event, ConversationClosed):
         return [msg("conversation.ended", ConversationEnded(
             call_id=None, conversation_id=r.id, channel="text", end_reason=r.end_reason, agent=r.agent,
-            transcript=[_turn(t) for t in r.turns], dtmf=""))]
+            transcript=[_turn(t) for t in r.turns], dtmf="", variables=dict(r.variables)))]
     if isinstance(event, ToolExecuted | EngineError):
         return from_call_event(event)
     return []
@@ -418,7 +430,7 @@ def examples() -> dict[str, dict[str, Any]]:
 
     rec = CallRecord(id="call_3f2a9c0d1e4b5a6c7d8e", agent="front-desk", agent_version="7c1e", transport="sip",
                      from_uri="sip:+15550100@pbx.example.com", to_uri="sip:support@voxd.example.com",
-                     started_at=1_790_000_000.0, answered_at=1_790_000_000.2)
+                     started_at=1_790_000_000.0, answered_at=1_790_000_000.2, variables={"name": "Ada"})
     turn = Turn(index=1, speaker="bot", text="It's ten past five.", started_at=1_790_000_004.1,
                 ended_at=1_790_000_005.6, source="reply",
                 latency=TurnLatency(endpoint_ms=310.0, transcript_ms=42.0, first_token_ms=380.0, first_audio_ms=520.0))
