@@ -227,7 +227,8 @@ class Daemon:
                                  LibraryFunctionSource(self.tool_library, not_found=NotFound), api_settings(self.cfg.api),
                                  conversations=self.conversations,
                                  org_agents=OrgAgentDirs(self.agents.directory, self.outbound),
-                                 recordings=self.cfg.resolved_recordings())
+                                 recordings=self.cfg.resolved_recordings(),
+                                 outbound=lambda: self.outbound)
         setup_api(app, self._api_deps, extra_routes=[webtokens.routes, *self.extra_routes])
         return app
 

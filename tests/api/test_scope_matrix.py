@@ -12,7 +12,11 @@ from voxd.api.routing import ROUTE_SPEC_ATTR
 PUBLIC_PATHS = {"/healthz", "/api/docs.json", "/api/docs", "/api/docs/static/{file}"}
 # public, but taking credentials in the body (tests/api/test_signin.py)
 SIGNIN_PATHS = {"/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/logout",
-                "/api/v1/auth/accept-invitation", "/api/v1/auth/reset-password"}
+                "/api/v1/auth/accept-invitation", "/api/v1/auth/reset-password",
+                # browser sessions take their cookies (tests/api/test_session_cookies.py), single
+                # sign-on its provider's answer (tests/api/test_oidc.py)
+                "/api/v1/auth/session", "/api/v1/auth/session/refresh",
+                "/api/v1/auth/oidc/{org}/start", "/api/v1/auth/oidc/{org}/callback"}
 
 
 def _routes(app):

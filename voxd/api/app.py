@@ -16,6 +16,7 @@ from voxd.api import (
     calendar,
     calls,
     conversations,
+    cookie_session,
     functions,
     invitations,
     keys,
@@ -24,6 +25,7 @@ from voxd.api import (
     second_factor,
     signin,
     sip,
+    sso,
     webhooks,
 )
 from voxd.api.auth import credential_throttle
@@ -124,7 +126,7 @@ def all_specs(extra_routes: Iterable[RouteTable] = ()) -> list[RouteSpec]:
     specs = [*agents.routes, *functions.routes, *calls.routes, *keys.routes, *webhooks.routes,
              *calendar.routes, *conversations.routes, *sip.routes, *signin.routes, *second_factor.routes,
              *org_usage.routes, *signin.audit_routes,
-             *invitations.routes, *recordings.routes]
+             *invitations.routes, *recordings.routes, *cookie_session.routes, *sso.routes]
     for table in extra_routes:
         specs += table
     # literal segments before {params}: /calls/active must win over /calls/{call_id}

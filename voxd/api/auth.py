@@ -27,7 +27,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from voxd.api.problems import ApiProblem
 from voxd.api.ratelimit import BucketSet, Outcome, headers_for
-from voxd.api.tokens import TokenIssuer, TokenRefused, looks_like_jwt
+from voxd.api.tokens import AccessClaims, TokenIssuer, TokenRefused, looks_like_jwt
 from voxd.store.repos import ApiKey, ApiKeyRepo, SessionRepo, well_formed
 
 if TYPE_CHECKING:
@@ -138,7 +138,26 @@ class KeyAuthority:
         return key
 
 
+    async def authenticate_cookie(self, token: str, ip: str, outcomes: list[Outcome]) -> tuple[ApiKey, str]:
+        """The pipeline's check of a session cookie (``voxd.api.cookies``): the same token
+        check as a bearer JWT; (the principal, the session's family for the CSRF check)."""
+        throttled = self.throttled(ip)
+        if throttled is not None:
+            outcomes.append(throttled)
+            raise ApiProblem("auth-throttled",
+                             f"too many failed authentications; retry in {throttled.retry_after_s} s")
+        if self.tokens is None or not looks_like_jwt(token):
+            self.failed(ip)
+            _limit(self.buckets, outcomes, "ip", f"ip:{ip}", self.settings())
+            raise unauthenticated("the session cookie holds no sign-in token")
+        claims = await self._claims(token, ip, outcomes)
+        return user_principal(claims.user_id, claims.org, claims.scopes, claims.issued_at), claims.family
+
     async def _user(self, token: str, ip: str, outcomes: list[Outcome]) -> ApiKey:
+        claims = await self._claims(token, ip, outcomes)
+        return user_principal(claims.user_id, claims.org, claims.scopes, claims.issued_at)
+
+    async def _claims(self, token: str, ip: str, outcomes: list[Outcome]) -> AccessClaims:
         assert self.tokens is not None
         try:
             claims = self.tokens.verify(token)
@@ -149,7 +168,7 @@ class KeyAuthority:
             _limit(self.buckets, outcomes, "ip", f"ip:{ip}", self.settings())
             raise ApiProblem("unauthenticated", str(e),
                              headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
-        return user_principal(claims.user_id, claims.org, claims.scopes, claims.issued_at)
+        return claims
 
 
 def _limit(buckets: BucketSet, outcomes: list[Outcome], name: str, key: str, settings: ApiSettings) -> None:

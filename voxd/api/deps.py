@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from voxd.core.calllog import CallRecord, Turn
 from voxd.core.endreason import EndedBy
+from voxd.core.secrets import Outbound
 from voxd.store.repos import Store
 
 if TYPE_CHECKING:
@@ -181,3 +182,6 @@ class ApiDeps:
     # the agents of an organisation other than the default (``agents/<org>/``); None: it has none
     org_agents: Callable[[str], AgentSource] | None = None
     recordings: Path | None = None  # the recordings folder; None: <database folder>/recordings
+    # the egress policy and declared secrets, read per request (SIGHUP): single sign-on's
+    # requests to an organisation's provider go through it (use ``sso``); strict when None
+    outbound: Callable[[], Outbound] | None = None

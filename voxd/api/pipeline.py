@@ -21,6 +21,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from voxd.api.access_log import ACTOR, ORG
 from voxd.api.auth import SIGNED_IN, client_ip, holds, is_user
+from voxd.api.cookies import ACCESS_COOKIE, STATE_CHANGING, check_csrf, set_cookies
 from voxd.api.deps import RateSpec
 from voxd.api.problems import ApiProblem, field_path, validation_problem
 from voxd.api.ratelimit import Outcome, headers_for
@@ -155,20 +156,22 @@ class Pipeline:
                                         else self._dump(spec, reply.body).decode())
         headers = {**headers_for(outcomes), **reply.headers}
         if reply.stream is not None:
-            resp = web.StreamResponse(status=reply.status, headers=headers)
-            resp.content_type = reply.content_type
-            await resp.prepare(request)
-            await reply.stream(resp)
-            await resp.write_eof()
-            return resp
+            stream = web.StreamResponse(status=reply.status, headers=headers)
+            stream.content_type = reply.content_type
+            set_cookies(stream, reply.cookies)
+            await stream.prepare(request)
+            await reply.stream(stream)
+            await stream.write_eof()
+            return stream
         if reply.raw is not None:
-            return web.Response(status=reply.status, body=reply.raw, headers=headers,
-                                content_type=reply.content_type)
-        if reply.body is None:
-            return web.Response(status=reply.status, headers=headers)
-        payload = self._dump(spec, reply.body)
-        return web.Response(status=reply.status, body=payload, headers=headers,
-                            content_type="application/json")
+            resp = web.Response(status=reply.status, body=reply.raw, headers=headers, content_type=reply.content_type)
+        elif reply.body is None:
+            resp = web.Response(status=reply.status, headers=headers)
+        else:
+            resp = web.Response(status=reply.status, body=self._dump(spec, reply.body), headers=headers,
+                                content_type="application/json")
+        set_cookies(resp, reply.cookies)
+        return resp
 
     def _reader(self, spec: RouteSpec) -> RouteSpec | None:
         """The GET that shows what ``spec`` changes: the same path (PUT, PATCH, DELETE), or for
@@ -211,7 +214,16 @@ class Pipeline:
     async def _authenticate(
         self, request: web.Request, ip: str, outcomes: list[Outcome]
     ) -> ApiKey:
-        return await self.s.authority.authenticate(request.headers.get("Authorization", ""), ip, outcomes)
+        """The ``Authorization`` header when sent; else a browser's session cookie, which a
+        state-changing request must back with the CSRF header (``voxd.api.cookies``)."""
+        header = request.headers.get("Authorization", "")
+        cookie = request.cookies.get(ACCESS_COOKIE, "")
+        if header or not cookie:
+            return await self.s.authority.authenticate(header, ip, outcomes)
+        key, family = await self.s.authority.authenticate_cookie(cookie, ip, outcomes)
+        if request.method in STATE_CHANGING:
+            check_csrf(request, self.s.tokens.csrf_for(family))
+        return key
 
     async def _quota(self, key: ApiKey, services: Services) -> None:
         if key.quota_per_day is None and key.quota_per_month is None:

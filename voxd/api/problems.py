@@ -22,6 +22,8 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "second-factor-required": (401, "The password was right; send the code of the authenticator app as well"),
     "key-revoked": (401, "The API key has been revoked"),
     "insufficient-scope": (403, "The API key lacks the scope this operation needs"),
+    "csrf-failed": (403, "A request signed in by cookie must echo the voxd_csrf cookie in X-CSRF-Token"),
+    "sso-refused": (401, "Single sign-on did not succeed"),
     "not-found": (404, "No such resource"),
     "method-not-allowed": (405, "Method not allowed on this resource"),
     "conflict": (409, "The resource already exists or cannot be changed this way"),
@@ -36,6 +38,7 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "quota-exhausted": (429, "The API key's request quota is used up"),
     "internal-error": (500, "Internal error"),
     "not-implemented": (501, "Not supported by this deployment"),
+    "sso-unavailable": (502, "The organisation's identity provider cannot be reached or answered something unusable"),
     "at-capacity": (503, "A configured cap is reached (a trunk's calls or calls per second); retry later"),
     "too-many-connections": (503, "The server or this address holds its maximum of connections"),
 }

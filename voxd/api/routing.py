@@ -24,6 +24,18 @@ DEFAULT_PARAM = r"[A-Za-z0-9_.-]{1,128}"
 ROUTE_SPEC_ATTR = "__voxd_route__"
 
 
+@dataclass(frozen=True)
+class Cookie:
+    """A ``Set-Cookie`` of a reply: always ``Secure``; ``max_age`` 0 clears it."""
+
+    name: str
+    value: str
+    path: str
+    max_age: int
+    httponly: bool = True
+    samesite: str = "Strict"
+
+
 @dataclass
 class Reply:
     body: Any = None
@@ -33,6 +45,7 @@ class Reply:
     content_type: str = "application/json"
     # a streamed body (server-sent events): writes to the prepared response, then returns
     stream: Callable[[web.StreamResponse], Awaitable[None]] | None = None
+    cookies: list[Cookie] = field(default_factory=list)
 
 
 @dataclass

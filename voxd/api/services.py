@@ -12,12 +12,14 @@ from typing import Any
 from voxd.api.auth import KeyAuthority
 from voxd.api.deps import AgentInfo, ApiDeps, ApiSettings
 from voxd.api.org_limits import OrgLimitCache
+from voxd.api.oidc import OidcClient
 from voxd.api.ratelimit import BucketSet
 from voxd.api.tokens import TokenIssuer
 from voxd.api.usage import UsageRecorder
 from voxd.core.calllog import CallRecord, Turn
 from voxd.core.errors import NotFound, NotSupported
 from voxd.core.sealing import Sealer
+from voxd.core.secrets import Outbound
 from voxd.store.repos import (
     AgentChangeRepo,
     ApiKeyRepo,
@@ -25,6 +27,7 @@ from voxd.store.repos import (
     CallRepo,
     ConversationRepo,
     FunctionRepo,
+    OidcRepo,
     SessionRepo,
     Store,
     TotpRepo,
@@ -53,6 +56,8 @@ class Services:
     sessions: SessionRepo = field(init=False)
     tokens: TokenIssuer = field(init=False)
     totp: TotpRepo = field(init=False)
+    oidc: OidcRepo = field(init=False)  # this organisation's single sign-on provider
+    sso: OidcClient = field(init=False)  # discovery and key caches; one per daemon, shared by the views
     sealer: Sealer | None = None  # opens TOTP secrets; one per daemon, shared by the views
     _views: dict[str, Services] = field(default_factory=dict, repr=False)
 
@@ -66,12 +71,17 @@ class Services:
         if self.sealer is None:
             self.sealer = Sealer.ephemeral() if path == ":memory:" else Sealer.load(Path(path).parent)
         self.totp = self.db.totp(self.sealer)
+        self.oidc = self.db.oidc(self.sealer)
+        self.sso = OidcClient(lambda: self.outbound().policy)
         self.authority = KeyAuthority(self.keys, self.buckets, lambda: self.deps.settings, self.tokens,
                                       self.sessions)
 
     @property
     def settings(self) -> ApiSettings:
         return self.deps.settings
+
+    def outbound(self) -> Outbound:
+        return self.deps.outbound() if self.deps.outbound is not None else Outbound()
 
     def for_org(self, org: str) -> Services:
         """The view of ``org``: every repository bound to it, and the daemon's agents, live
@@ -88,7 +98,7 @@ class Services:
                             functions=db.functions(), agent_changes=db.agent_changes(), usage=self.usage,
                             conversations=db.conversations(), buckets=self.buckets, org=org,
                             sealer=self.sealer, org_limits=self.org_limits)
-            view.authority, view.tokens = self.authority, self.tokens
+            view.authority, view.tokens, view.sso = self.authority, self.tokens, self.sso
             self._views[org] = view
         return view
 

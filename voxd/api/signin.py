@@ -17,7 +17,7 @@ from voxd.api.models import Request
 from voxd.api.problems import ApiProblem, validation_problem
 from voxd.api.routing import PUBLIC, Ctx, Reply, RouteTable
 from voxd.api.tokens import ROLE_SCOPES
-from voxd.store.repos import InvalidCursor, RefreshRefused
+from voxd.store.repos import InvalidCursor, Refreshed, RefreshRefused
 
 routes = RouteTable()
 TAG = "auth"
@@ -47,20 +47,25 @@ class TokenPair(BaseModel):
     scopes: list[str]
 
 
-def _refused(ctx: Ctx, detail: str) -> ApiProblem:
+def refused(ctx: Ctx, detail: str) -> ApiProblem:
     ctx.services.authority.failed(client_ip(ctx.request, ctx.services.settings.trust_forwarded_for))
     return ApiProblem("unauthenticated", detail, headers={"WWW-Authenticate": 'Bearer realm="voxd"'})
 
 
-async def _pair(ctx: Ctx, user_id: str, org: str, refresh: str, family: str) -> Reply:
+async def grant(ctx: Ctx, user_id: str, org: str, refresh: str, family: str) -> TokenPair:
+    """The pair of a session (password, cookie or single sign-on alike)."""
     role = await ctx.services.users.role(user_id, org)
     if role is None:  # the membership went away since the family started
         await ctx.services.sessions.revoke_family_of(refresh)
-        raise _refused(ctx, "the user is no longer a member of this organisation")
+        raise refused(ctx, "the user is no longer a member of this organisation")
     scopes = ROLE_SCOPES[role]
     token, _ = ctx.services.tokens.issue(user_id, org, scopes, family)
-    return Reply(TokenPair(access_token=token, expires_in=ctx.services.tokens.ttl_s, refresh_token=refresh,
-                           org=org, role=role, scopes=list(scopes)), headers={"Cache-Control": "no-store"})
+    return TokenPair(access_token=token, expires_in=ctx.services.tokens.ttl_s, refresh_token=refresh,
+                     org=org, role=role, scopes=list(scopes))
+
+
+async def _pair(ctx: Ctx, user_id: str, org: str, refresh: str, family: str) -> Reply:
+    return Reply(await grant(ctx, user_id, org, refresh, family), headers={"Cache-Control": "no-store"})
 
 
 @routes.route("POST", BASE + "/login", scope=PUBLIC, summary="Sign in with email and password", tag=TAG,
@@ -68,7 +73,12 @@ async def _pair(ctx: Ctx, user_id: str, org: str, refresh: str, family: str) -> 
               problems=("unauthenticated", "second-factor-required", "auth-throttled"), self_audited=True,
               description="Five wrong passwords (or second-factor codes) in a row lock the account for 15 minutes.")
 async def login(ctx: Ctx) -> Reply:
-    body: Login = ctx.body
+    started = await sign_in(ctx, ctx.body)
+    return await _pair(ctx, started.user_id, started.org, started.token, started.family)
+
+
+async def sign_in(ctx: Ctx, body: Login) -> Refreshed:
+    """Every factor of ``body`` checked (counted, audited): the new session."""
     ip = client_ip(ctx.request, ctx.services.settings.trust_forwarded_for)
     throttled = ctx.services.authority.throttled(ip)
     if throttled is not None:
@@ -78,12 +88,12 @@ async def login(ctx: Ctx) -> Reply:
     if user is None or why:
         if user is not None:
             await ctx.services.db.audit().append(actor=user.id, ip=ip, action="login_refused", target=why, org="default")
-        raise _refused(ctx, "the account is locked; try again later" if why == "locked"
+        raise refused(ctx, "the account is locked; try again later" if why == "locked"
                        else "wrong email or password")
     orgs = dict(await ctx.services.users.memberships(user.id))
     org = body.org or (min(orgs) if orgs else None)
     if org is None or org not in orgs:
-        raise _refused(ctx, "wrong email or password")
+        raise refused(ctx, "wrong email or password")
     if await ctx.services.totp.enabled(user.id):
         if body.totp_code is None:
             raise ApiProblem("second-factor-required", "this account has a second factor: send `totp_code`")
@@ -91,11 +101,11 @@ async def login(ctx: Ctx) -> Reply:
             await ctx.services.users.note_failure(user.id)
             await ctx.services.db.audit().append(actor=user.id, ip=ip, action="login_refused", target="totp",
                                                  org="default")
-            raise _refused(ctx, "wrong or already used second-factor code")
+            raise refused(ctx, "wrong or already used second-factor code")
     await ctx.services.users.note_success(user.id)
     started = await ctx.services.sessions.start(user.id, org)
     await ctx.services.db.for_org(org).audit().append(actor=user.id, ip=ip, action="login", target=user.id)
-    return await _pair(ctx, user.id, org, started.token, started.family)
+    return started
 
 
 @routes.route("POST", BASE + "/refresh", scope=PUBLIC, summary="Trade a refresh token for a new pair", tag=TAG,
@@ -107,7 +117,7 @@ async def refresh(ctx: Ctx) -> Reply:
     try:
         new = await ctx.services.sessions.rotate(body.refresh_token)
     except RefreshRefused as e:
-        raise _refused(ctx, f"the refresh token is {e.reason}") from None
+        raise refused(ctx, f"the refresh token is {e.reason}") from None
     return await _pair(ctx, new.user_id, new.org, new.token, new.family)
 
 

@@ -9,6 +9,9 @@ Only HS256 is accepted: ``alg: none`` and every other algorithm are refused.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
 import secrets
 import time
@@ -86,6 +89,13 @@ class TokenIssuer:
                                    "jti": claims.jti, "sub": user_id, "org": org, "scopes": list(scopes),
                                    "fam": family}
         return jwt.encode(payload, self._key, algorithm=ALGORITHM), claims
+
+    def csrf_for(self, family: str) -> str:
+        """The CSRF token of a browser session: an HMAC of its refresh-token family under the
+        signing key (a value another site can neither read nor make up, the same for the
+        session's life, so rotating the cookies keeps the page's copy valid)."""
+        mac = hmac.new(self._key, b"voxd-csrf\x00" + family.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
     def verify(self, token: str) -> AccessClaims:
         try:

@@ -255,10 +255,10 @@ class EgressRuleConfig(_Model):
     hosts: list[str] = Field(default_factory=list, description="Host names (crm.office.lan) or globs (*.office.lan).")
     networks: list[str] = Field(default_factory=list, description="Addresses they may resolve to, or be (CIDR: 10.1.2.0/24, 127.0.0.1/32).")
     ports: list[int] = Field(default_factory=list, description="Ports allowed (default: any).")
-    uses: list[Literal["webhooks", "functions", "providers", "tools", "lookups"]] = Field(
+    uses: list[Literal["webhooks", "functions", "providers", "tools", "lookups", "sso"]] = Field(
         default_factory=list, description="Which requests: webhooks, functions (HTTP functions), providers "
-        "(hosted engines' base_url), tools (built-ins such as get_weather), lookups (agents' inbound_lookup). "
-        "Default: all.")
+        "(hosted engines' base_url), tools (built-ins such as get_weather), lookups (agents' inbound_lookup), "
+        "sso (an organisation's OpenID Connect provider). Default: all.")
 
     @field_validator("networks")
     @classmethod

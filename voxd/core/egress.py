@@ -1,5 +1,6 @@
 """One policy for every request voxd sends on someone's behalf: webhooks, HTTP functions,
-built-in tools (weather) and the hosted engines' ``base_url``.
+built-in tools (weather), the hosted engines' ``base_url`` and single sign-on (an
+organisation's OpenID Connect provider: discovery, keys, token endpoint).
 
 A destination passes when its URL is plain (http/https/ws/wss, a host, no user name or
 password, an address literal only in canonical form) and every address its host resolves
@@ -31,7 +32,7 @@ IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolve = Callable[[str, int], Awaitable[list[str]]]
 
-USES = ("webhooks", "functions", "providers", "tools")
+USES = ("webhooks", "functions", "providers", "tools", "sso")
 SCHEMES = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")

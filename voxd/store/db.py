@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         ConversationRepo,
         ExecutionLogRepo,
         FunctionRepo,
+        OidcRepo,
         OrgRepo,
         SessionRepo,
         TotpRepo,
@@ -145,6 +146,11 @@ class Database:
         from voxd.store.second_factor import TotpRepository
 
         return TotpRepository(self, sealer)
+
+    def oidc(self, sealer: Sealer) -> OidcRepo:
+        from voxd.store.oidc import OidcRepository
+
+        return OidcRepository(self, sealer)
 
     def orgs(self) -> OrgRepo:
         from voxd.store.orgs import OrgRepository

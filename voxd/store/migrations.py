@@ -374,4 +374,34 @@ MIGRATIONS: tuple[Migration, ...] = (
         ("ALTER TABLE calls ADD COLUMN variables TEXT NOT NULL DEFAULT '{}'",
          "ALTER TABLE conversations ADD COLUMN variables TEXT NOT NULL DEFAULT '{}'"),
     ),
+    Migration(
+        12,
+        "single sign-on: an organisation's OpenID Connect provider, and the sign-ins under way (state, nonce, PKCE)",
+        (
+            """CREATE TABLE oidc_providers (
+                org TEXT PRIMARY KEY REFERENCES orgs (id) ON DELETE CASCADE,
+                issuer TEXT NOT NULL,
+                client_id TEXT NOT NULL,
+                client_secret TEXT,
+                client_secret_name TEXT,
+                default_role TEXT NOT NULL,
+                allowed_domains TEXT NOT NULL,
+                redirect_uri TEXT,
+                updated_by TEXT NOT NULL,
+                updated_at REAL NOT NULL
+            )""",
+            """CREATE TABLE oidc_logins (
+                state_hash TEXT PRIMARY KEY,
+                org TEXT NOT NULL,
+                binding_hash TEXT NOT NULL,
+                nonce TEXT NOT NULL,
+                code_verifier TEXT NOT NULL,
+                redirect_uri TEXT NOT NULL,
+                created_at REAL NOT NULL,
+                expires_at REAL NOT NULL,
+                used_at REAL
+            )""",
+            "CREATE INDEX oidc_logins_expiry ON oidc_logins (expires_at)",
+        ),
+    ),
 )

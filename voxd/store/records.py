@@ -273,6 +273,33 @@ class Refreshed:
     org: str
 
 
+@dataclass(frozen=True)
+class OidcProvider:
+    """An organisation's OpenID Connect provider (``voxd.store.oidc``)."""
+
+    org: str
+    issuer: str
+    client_id: str
+    client_secret: str | None  # the plain value (stored sealed); None: see client_secret_name
+    client_secret_name: str | None  # a secret declared in voxd.yaml (never in the database)
+    default_role: str  # what a person signing in for the first time becomes
+    allowed_domains: tuple[str, ...]  # email domains accepted; empty: any the provider vouches for
+    redirect_uri: str | None  # the callback URL registered at the provider; None: derived per request
+    updated_by: str
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class OidcLogin:
+    """A single sign-on under way, as the start route left it."""
+
+    binding_hash: str
+    nonce: str
+    code_verifier: str
+    redirect_uri: str
+    created_at: float
+
+
 class RefreshRefused(ValueError):
     """``reason``: unknown, expired, reused (the family is now revoked) or revoked."""
 

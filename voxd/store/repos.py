@@ -38,6 +38,8 @@ from voxd.store.records import (
     Endpoint,
     Execution,
     Message,
+    OidcLogin,
+    OidcProvider,
     Outcome,
     Refreshed,
     RefreshRefused,
@@ -67,6 +69,9 @@ __all__ = [
     "FunctionRepo",
     "InvalidCursor",
     "Message",
+    "OidcLogin",
+    "OidcProvider",
+    "OidcRepo",
     "OrgRepo",
     "Outcome",
     "RefreshRefused",
@@ -346,7 +351,31 @@ class SessionRepo(Protocol):
 
     async def revoke_family_of(self, raw: str) -> str | None: ...
 
+    async def revoke_family(self, family: str) -> None: ...
+
+    async def family_of(self, raw: str) -> str | None:
+        """The family of a live (not rotated, revoked or expired) refresh token, else None."""
+        ...
+
     async def family_live(self, family: str) -> bool: ...
+
+
+@runtime_checkable
+class OidcRepo(Protocol):
+    """An organisation's single sign-on provider and its sign-ins under way (``voxd.store.oidc``)."""
+
+    async def get_provider(self) -> OidcProvider | None: ...
+
+    async def put_provider(self, p: OidcProvider) -> OidcProvider: ...
+
+    async def delete_provider(self) -> bool: ...
+
+    async def begin(self, state: str, binding: str, nonce: str, code_verifier: str, redirect_uri: str,
+                    ttl_s: float = ..., now: float | None = None) -> None: ...
+
+    async def consume(self, state: str, now: float | None = None) -> tuple[OidcLogin | None, str]:
+        """Once: (the sign-in, ""); else (None, unknown | used | expired)."""
+        ...
 
 
 @runtime_checkable
@@ -406,6 +435,8 @@ class Store(Protocol):
     def webhooks(self, sealer: Sealer | None = None) -> WebhookRepo: ...
 
     def totp(self, sealer: Sealer) -> TotpRepo: ...
+
+    def oidc(self, sealer: Sealer) -> OidcRepo: ...
 
     async def writable(self) -> bool:
         """Whether a write transaction goes through now (``/readyz``)."""

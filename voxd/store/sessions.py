@@ -71,6 +71,18 @@ class SessionRepository:
                                (time.time(), row["family"]))
         return str(row["family"])
 
+    async def revoke_family(self, family: str) -> None:
+        async with self._db.transaction() as conn:
+            await conn.execute("UPDATE refresh_tokens SET revoked_at = ? WHERE family = ? AND revoked_at IS NULL",
+                               (time.time(), family))
+
+    async def family_of(self, raw: str, now: float | None = None) -> str | None:
+        """The family of a live refresh token (not rotated, revoked or expired), else None."""
+        now = time.time() if now is None else now
+        row = await self._db.fetchone("SELECT family FROM refresh_tokens WHERE hash = ? AND rotated_at IS NULL "
+                                      "AND revoked_at IS NULL AND expires_at > ?", (token_hash(raw), now))
+        return None if row is None else str(row["family"])
+
     async def family_live(self, family: str) -> bool:
         row = await self._db.fetchone("SELECT COUNT(*) AS n FROM refresh_tokens WHERE family = ? AND revoked_at IS NULL",
                                       (family,))
