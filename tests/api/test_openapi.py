@@ -17,7 +17,7 @@ async def test_document_matches_route_table(api):
         op = ops[(spec.method, spec.path)]
         assert op.get("x-required-scope") == spec.scope
         if spec.scope:
-            assert op["security"] == [{"bearerAuth": []}]
+            assert op["security"] == [{"bearerAuth": []}, {"cookieAuth": []}]
             assert spec.scope in op["description"]
             assert {"401", "403", "429"} <= set(op["responses"])
             problem = op["responses"]["403"]["content"]["application/problem+json"]

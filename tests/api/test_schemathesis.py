@@ -75,6 +75,10 @@ async def test_schemathesis_finds_nothing(tmp_path, credential):
             sys.executable, "-c", RUNNER, "run", f"http://127.0.0.1:{port}/api/docs.json",
             "--header", f"Authorization: Bearer {admin}",
             "--checks", "all", "--exclude-checks", excluded,
+            # single sign-on's start and callback talk to the provider an org configured (a
+            # schemathesis-made issuer is nobody's: a 502 by design); tests/api/test_oidc.py
+            # runs them against a real local provider
+            "--exclude-path-regex", "^/api/v1/auth/oidc/",
             "--max-examples", MAX_EXAMPLES, "--seed", "20261127", "--no-color",
             "--generation-database", "none", "--request-timeout", "10",
             cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,

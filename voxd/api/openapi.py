@@ -18,7 +18,7 @@ from voxd.api.models import SCOPES, Problem
 from voxd.api.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPES, problem_type
 from voxd.api.routing import RouteSpec
 
-AUTH_PROBLEMS = ("unauthenticated", "key-expired", "key-revoked", "insufficient-scope",
+AUTH_PROBLEMS = ("unauthenticated", "key-expired", "key-revoked", "insufficient-scope", "csrf-failed",
                  "rate-limited", "auth-throttled", "quota-exhausted", "payload-too-large",
                  "internal-error")
 BODY_PROBLEMS = ("malformed-request", "unsupported-media-type", "validation-error")
@@ -29,6 +29,10 @@ Control API of a voxd voice-agent daemon.
 **Authentication**: send `Authorization: Bearer vx_live_...`. Keys are created with
 `voxd keys create` or `POST /api/v1/api-keys`; the full key is shown once. Each operation
 names the scope it needs (`x-required-scope`); a key with `admin` holds every scope.
+People sign in (`POST /api/v1/auth/login`, or single sign-on at
+`/api/v1/auth/oidc/<org>/start`) and send the access token the same way; a browser holds
+it in the `voxd_access` cookie instead (`POST /api/v1/auth/session`) and echoes the
+`voxd_csrf` cookie in `X-CSRF-Token` on every state-changing request.
 
 **Errors** are RFC 9457 `application/problem+json` documents whose `type` is one of
 `urn:voxd:problem:<slug>`:
@@ -127,7 +131,7 @@ def _operation(spec: RouteSpec, refs: dict[Any, Any]) -> dict[str, Any]:
         scope_note = ("Requires a signed-in user's access token (not an API key)." if spec.scope == SIGNED_IN
                       else f"Requires scope `{spec.scope}` (or `admin`).")
         op["description"] = f"{description}\n\n{scope_note}".strip()
-        op["security"] = [{"bearerAuth": []}]
+        op["security"] = [{"bearerAuth": []}, {"cookieAuth": []}]
         op["x-required-scope"] = spec.scope
     else:
         op["security"] = []
@@ -181,6 +185,11 @@ def build_openapi(specs: list[RouteSpec], *, version: str = "1") -> dict[str, An
             "securitySchemes": {"bearerAuth": {
                 "type": "http", "scheme": "bearer", "bearerFormat": "vx_live_<38 chars>",
                 "description": "Scopes: " + ", ".join(f"`{s}`" for s in SCOPES),
+            }, "cookieAuth": {
+                "type": "apiKey", "in": "cookie", "name": "voxd_access",
+                "description": "A browser session (`POST /api/v1/auth/session`); a POST, PUT, PATCH or DELETE "
+                "must also send `X-CSRF-Token` with the value of the `voxd_csrf` cookie. Ignored when an "
+                "`Authorization` header is sent.",
             }},
         },
         "tags": [{"name": t} for t in dict.fromkeys(s.tag for s in specs)],
