@@ -11,8 +11,8 @@ from typing import Any
 
 from voxd.api.auth import KeyAuthority
 from voxd.api.deps import AgentInfo, ApiDeps, ApiSettings
-from voxd.api.org_limits import OrgLimitCache
 from voxd.api.oidc import OidcClient
+from voxd.api.org_limits import OrgLimitCache
 from voxd.api.ratelimit import BucketSet
 from voxd.api.tokens import TokenIssuer
 from voxd.api.usage import UsageRecorder
