@@ -91,6 +91,7 @@ async def test_schemathesis_finds_nothing(tmp_path, credential):
     summary = "\n".join(text.splitlines()[-40:])
     assert proc.returncode == 0, summary
     documented = json.loads(app[DOC_KEY])["paths"]
-    operations = sum(1 for methods in documented.values() for m in methods if m in ("get", "post", "put", "patch", "delete"))
+    operations = sum(1 for path, methods in documented.items() for m in methods
+                     if m in ("get", "post", "put", "patch", "delete") and not path.startswith("/api/v1/auth/oidc/"))
     assert f"Tested: {operations}" in text, summary
     assert "Server error" not in text and "errored" not in text, summary
