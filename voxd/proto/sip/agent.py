@@ -21,6 +21,8 @@ from .headers import Headers, split_list
 from .info import parse_info_dtmf
 from .message import SipRequest, SipResponse, bad_request, make_response, parse_message
 from .outbound import OutboundMixin, TransportLookup
+from .prack import PrackMixin
+from .reliable import wants_100rel
 from .transaction import ClientTransaction, ServerTransaction, Timers
 from .uri import NameAddr, SipUri, Via
 
@@ -28,10 +30,8 @@ Addr = tuple[str, int]
 AuthLookup = Callable[[Addr, SipRequest], DigestServer | None]
 ReliableLookup = Callable[[Addr], bool]
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY"
-# Option tags a request may Require (RFC 3261 §8.2.2.3). 100rel (RFC 3262) is met by never
-# sending a provisional response other than 100 to an INVITE that requires it: the call is
-# answered straight away, so nothing needs PRACK.
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY, PRACK"
+# Option tags a request may Require (RFC 3261 §8.2.2.3): 100rel (RFC 3262, voxd/proto/sip/prack.py).
 SUPPORTED_REQUIRE = frozenset({"100rel"})
 
 
@@ -45,7 +45,7 @@ class UAConfig:
     credentials: Credentials | None = None  # for outbound 401/407 challenges
 
 
-class UserAgent(OutboundMixin):
+class UserAgent(OutboundMixin, PrackMixin):
     """``reliable(addr)`` says whether messages to ``addr`` go over a reliable transport
     (a TCP connection): transactions with such a peer never retransmit (RFC 3261 §17).
     Without it every peer is treated as UDP. ``transport(addr)`` names the transport to a
@@ -82,6 +82,7 @@ class UserAgent(OutboundMixin):
         times = [t for tx in (*self._server_tx.values(), *self._client_tx.values())
                  if (t := tx.deadline()) is not None]
         times += [c.ok_retransmit.next_at for c in self.calls.values() if c.ok_retransmit]
+        times += [c.reliable_pending.next_at for c in self.calls.values() if c.reliable_pending]
         return min(times) if times else None
 
     def poll(self, now: float) -> list[ev.Event]:
@@ -101,6 +102,7 @@ class UserAgent(OutboundMixin):
                 del self._client_tx[key]
         for call in list(self.calls.values()):
             out += self._retransmit_2xx(call, now)
+            out += self._retransmit_1xx(call, now)
         return out
 
     handle_timeout = poll
@@ -224,7 +226,8 @@ class UserAgent(OutboundMixin):
         call = Call(call_id=req.call_id, uas=True, peer=addr, local=local, remote=req.from_,
                     remote_target=remote_contact.uri.serialize() if remote_contact else
                     req.from_.uri.serialize(), local_cseq=0, remote_cseq=req.cseq.seq,
-                    route_set=req.headers.get_all("Record-Route"), invite_server=tx)
+                    route_set=req.headers.get_all("Record-Route"), invite_server=tx,
+                    peer_100rel=wants_100rel(req.headers))
         self.calls[call.call_id] = call
         try:
             user = req.request_uri.user
@@ -289,6 +292,8 @@ class UserAgent(OutboundMixin):
                 call.reoffer.respond(make_response(req, 100), now)
                 self._drain(call.reoffer)
             return [ev.ReInvite(call.call_id, req.body, sdp_is_hold(req.body), method)]
+        if method == "PRACK":
+            return self._prack(call, req, addr, now)
         if method == "INFO":
             digit = parse_info_dtmf(req.headers.get("Content-Type") or "", req.body)
             self._reply(req, addr, 200, now, to_tag=tag)
@@ -316,10 +321,11 @@ class UserAgent(OutboundMixin):
         return call, call.invite_server
 
     def ring(self, call_id: str, now: float, *, sdp: bytes = b"") -> None:
-        """Send 180 Ringing, or 183 Session Progress with early-media ``sdp``; nothing when
-        the INVITE requires 100rel (see SUPPORTED_REQUIRE)."""
+        """Send 180 Ringing, or 183 Session Progress with early-media ``sdp``; reliably
+        (RFC 3262) when the INVITE requires or supports 100rel."""
         call, tx = self._pending_invite(call_id)
-        if any(t.lower() == "100rel" for t in tx.request.headers.get_all("Require")):
+        if call.peer_100rel:
+            self._ring_reliably(call, tx, 183 if sdp else 180, sdp, now)
             return
         self._reply(tx.request, tx.addr, 183 if sdp else 180, now, tx=tx, to_tag=call.local_tag,
                     body=sdp)
@@ -329,6 +335,8 @@ class UserAgent(OutboundMixin):
         transport: RFC 3261 §13.3.1.4 retransmits the 2xx "even if the transport at the
         UAS is reliable", since hops towards the UAC may be UDP."""
         call, tx = self._pending_invite(call_id)
+        if self._answer_after_prack(call, sdp):
+            return
         self._reply(tx.request, tx.addr, 200, now, tx=tx, to_tag=call.local_tag, body=sdp,
                     extra=[("Allow", ALLOW)])
         assert tx.last_response is not None

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from .dialog_state import CallState
 from .headers import Headers
 from .message import SipRequest
+from .reliable import ReliableProvisional
 from .transaction import ClientTransaction, ServerTransaction
 from .uri import NameAddr
 
@@ -58,6 +59,12 @@ class Call:
     refer_cseq: int | None = None
     reoffer_client: ClientTransaction | None = None
     refer_received: bool = False
+    # RFC 3262 (100rel/PRACK)
+    peer_100rel: bool = False  # UAS: the INVITE requires or supports reliable provisionals
+    rseq: int = 0  # UAS: RSeq of the last reliable provisional sent (0: none yet)
+    reliable_pending: ReliableProvisional | None = None  # UAS: sent, not yet PRACKed
+    deferred_answer: bytes | None = None  # UAS: the 2xx's SDP, sent once PRACKed
+    last_rseq: int | None = None  # UAC: highest RSeq PRACKed
 
     @property
     def local_tag(self) -> str:

@@ -14,6 +14,7 @@ from .dialog import Call, new_branch, new_tag
 from .dialog_state import CallState, DialogEvent, advance
 from .headers import Headers
 from .message import REASONS, SipRequest, SipResponse
+from .prack import prack_for
 from .transaction import ClientTransaction, ServerTransaction
 from .uri import NameAddr, SipUri
 
@@ -83,7 +84,8 @@ class OutboundMixin:
     def _invite_request(self, call: Call, extra: list[tuple[str, str]]) -> SipRequest:
         req = call.request("INVITE", self.config.local_host, self._port_to(call.peer),
                            self.contact_for(call.peer), body=call.local_sdp,
-                           extra=[("User-Agent", self.config.user_agent), *extra],
+                           extra=[("User-Agent", self.config.user_agent),
+                                  ("Supported", "100rel"), *extra],
                            transport=self._transport_to(call.peer))
         return req
 
@@ -259,6 +261,10 @@ class OutboundMixin:
                 call.remote = resp.to
             if call.cancel_pending:
                 self.cancel(call.call_id, now)
+            elif status > 100 and (rack := prack_for(call, resp)) is not None:
+                self._send_in_dialog(call, "PRACK", now, extra=[("RAck", rack)])
+            elif status > 100 and call.last_rseq is not None and resp.headers.get("RSeq"):
+                return []  # a reliable 1xx again: already PRACKed and reported
             return [] if status == 100 else [ev.CallProgress(call.call_id, status, resp.body)]
         if status < 300:
             if call.state is CallState.CONFIRMED:

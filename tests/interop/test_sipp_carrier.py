@@ -1,0 +1,65 @@
+"""What a carrier expects of voxd's SIP, shown with sipp (a third-party SIP client):
+reliable provisional responses (RFC 3262), session timers (RFC 4028), OPTIONS with the
+node's state, and Retry-After on a carrier's 503 for an outbound call."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.interop.test_sipp import daemon_with, records, run_sipp, scenario
+from voxd.app import Daemon
+
+pytestmark = [pytest.mark.interop]
+
+QUIET_AGENT = """
+greeting: Hello from voxd.
+voice: {engine: espeak}
+turn: {detector: silence, max_silence_ms: 600}
+sip: {numbers: ["2000"]}
+"""
+
+
+def _label(data: bytes) -> str:
+    line = data.split(b"\r\n", 1)[0].decode()
+    if line.startswith("SIP/2.0"):
+        cseq = next(x for x in data.split(b"\r\n") if x.lower().startswith(b"cseq:"))
+        return f"{line.split()[1]} {cseq.split()[-1].decode()}"
+    return line.split()[0]
+
+
+def record_sent(d: Daemon) -> list[str]:
+    """Labels ('180 INVITE', 'BYE', ...) of every message voxd's user agent queues."""
+    assert d.sip is not None and d.sip.ua is not None
+    ua = d.sip.ua
+    sent: list[str] = []
+    data_to_send = ua.data_to_send
+
+    def recording() -> list[tuple[bytes, tuple[str, int]]]:
+        out = data_to_send()
+        sent.extend(_label(data) for data, _ in out)
+        return out
+
+    ua.data_to_send = recording  # type: ignore[method-assign]
+    return sent
+
+
+@pytest.fixture
+async def ringing(tmp_path: Path) -> AsyncIterator[Daemon]:
+    d = await daemon_with(tmp_path, {"ring_ms": 300}, QUIET_AGENT)
+    yield d
+    await d.stop()
+
+
+async def test_prack_flow_caller_requires_100rel(ringing: Daemon, tmp_path: Path) -> None:
+    sent = record_sent(ringing)
+    await run_sipp(ringing, scenario(tmp_path, "prack_caller.xml", USER="2000", PRACK_DELAY_MS="1800"), tmp_path,
+                   limit_s=30)
+    (rec,) = await records(ringing)
+    assert rec["end_reason"] == "caller_hangup" and rec["answered_at"] is not None
+    # the 180 went again at T1 and 3*T1 (interval doubling) while the PRACK was late; the 200 only after the PRACK's 200
+    assert sent.count("180 INVITE") >= 3, sent
+    assert sent.index("200 PRACK") < sent.index("200 INVITE"), sent
+    assert sent.count("200 INVITE") >= 1
