@@ -4,6 +4,7 @@ node's state, and Retry-After on a carrier's 503 for an outbound call."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from tests.interop.test_sipp import daemon_with, records, run_sipp, scenario
 from voxd.app import Daemon
+from voxd.proto.sip.session_timer import TimerPolicy
 
 pytestmark = [pytest.mark.interop]
 
@@ -63,3 +65,45 @@ async def test_prack_flow_caller_requires_100rel(ringing: Daemon, tmp_path: Path
     assert sent.count("180 INVITE") >= 3, sent
     assert sent.index("200 PRACK") < sent.index("200 INVITE"), sent
     assert sent.count("200 INVITE") >= 1
+
+
+@pytest.fixture
+async def short_timers(tmp_path: Path) -> AsyncIterator[Daemon]:
+    """A daemon whose user agent accepts session intervals down to 4 s (the configuration
+    keeps RFC 4028's 90 s floor; a test cannot wait minutes)."""
+    d = await daemon_with(tmp_path, {}, QUIET_AGENT)
+    assert d.sip is not None and d.sip.ua is not None
+    d.sip.ua.config.session = TimerPolicy(expires=1800, min_se=4)
+    yield d
+    await d.stop()
+
+
+async def test_session_timer_refreshed_by_the_caller(short_timers: Daemon, tmp_path: Path) -> None:
+    """Interval 8 s, refresher the caller: UPDATE, UPDATE, re-INVITE at 3.5 s steps keep the
+    call up for 14 s (without them voxd would have ended it at 5.3 s)."""
+    sent = record_sent(short_timers)
+    scen = scenario(tmp_path, "session_timer_refresh.xml", USER="2000", SE="8;refresher=uac",
+                    EXPECT_SE="8;refresher=uac", HALF_MS="3500")
+    await run_sipp(short_timers, scen, tmp_path, limit_s=40)
+    (rec,) = await records(short_timers)
+    assert rec["end_reason"] == "caller_hangup", rec["end_reason"]
+    assert sent.count("200 UPDATE") == 2 and "BYE" not in sent, sent
+
+
+async def test_session_timer_expiry_when_the_caller_stops_refreshing(short_timers: Daemon, tmp_path: Path) -> None:
+    started = time.monotonic()
+    scen = scenario(tmp_path, "session_timer_expiry.xml", USER="2000", SE="6;refresher=uac",
+                    EXPECT_SE="6;refresher=uac", BYE_TIMEOUT_MS="12000")
+    await run_sipp(short_timers, scen, tmp_path, limit_s=30)
+    took = time.monotonic() - started
+    (rec,) = await records(short_timers)
+    assert rec["end_reason"] == "session_expired" and rec["ended_by"] == "system"
+    assert 3.0 < took < 12.0  # BYE at 6 - min(32, 6/3) = 4 s after the answer
+
+
+async def test_voxd_refreshes_when_it_is_the_refresher(short_timers: Daemon, tmp_path: Path) -> None:
+    scen = scenario(tmp_path, "session_timer_voxd_refreshes.xml", USER="2000", SE="6;refresher=uas",
+                    SE_NUM="6", EXPECT_SE="6;refresher=uas", BYE_TIMEOUT_MS="8000")
+    await run_sipp(short_timers, scen, tmp_path, limit_s=30)
+    (rec,) = await records(short_timers)
+    assert rec["end_reason"] == "caller_hangup"

@@ -44,7 +44,7 @@ def dial(pair: Pair, target: str = "sip:agent@127.0.0.1:5060") -> str:
     return call_id
 
 
-def answer_sdp(incoming: IncomingCall) -> bytes:
+def answer_sdp(incoming: IncomingCall | ReInvite) -> bytes:
     return answer(SessionDescription.parse(incoming.offer), "127.0.0.1", 30000).sdp.serialize()
 
 
@@ -420,9 +420,9 @@ def test_unknown_required_extension_gets_420_with_unsupported():
     """RFC 3261 §8.2.2.3: a UAS that does not understand a Require option tag answers 420."""
     pair = Pair()
     pair.uac.invite("sip:agent@127.0.0.1:5060", pair.now, sdp=OFFER, peer=UAS_ADDR,
-                    headers=[("Require", "timer, x-foo")])
+                    headers=[("Require", "x-foo, x-bar")])
     pair.flush()
     assert not pair.of(IncomingCall)
     rejected = next(s for s in pair.wire if s.label == "420 INVITE")
-    assert parse_message(rejected.data).headers.get("Unsupported") == "timer, x-foo"
+    assert parse_message(rejected.data).headers.get("Unsupported") == "x-foo, x-bar"
     assert [e.status for e in pair.of(CallFailed, "uac")] == [420]

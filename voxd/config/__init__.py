@@ -13,7 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ruamel.yaml import YAML
 
 from voxd.config.local_llm import LocalLLMConfig
-from voxd.config.sip import RegistrationConfig, SipTlsConfig, SrtpPolicy, TrunkOutboundConfig
+from voxd.config.sip import (
+    RegistrationConfig,
+    SessionTimerConfig,
+    SipTlsConfig,
+    SipTraceConfig,
+    SrtpPolicy,
+    TrunkOutboundConfig,
+)
 from voxd.config.tools import ToolsConfig
 from voxd.core.egress import AllowRule, EgressPolicy
 from voxd.core.secrets import VENDOR_SECRETS, DeclaredSecret, Outbound, SecretBook
@@ -177,6 +184,10 @@ class SipListenConfig(_Model):
     registrations: list[RegistrationConfig] = Field(
         default_factory=list, description="Registrars voxd registers with (RFC 3261 §10); calls to each AOR "
         "from its registrar go to the registration's agent.")
+    session_timers: SessionTimerConfig = Field(default_factory=lambda: SessionTimerConfig(),
+                                               description="RFC 4028 session timers (voxd/proto/sip/session_timer.py).")
+    trace: SipTraceConfig = Field(default_factory=lambda: SipTraceConfig(),
+                                  description="Per-call SIP traces (voxd/net/sip_trace.py).")
 
     @model_validator(mode="after")
     def _unique_names(self) -> SipListenConfig:

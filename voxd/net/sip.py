@@ -42,6 +42,7 @@ from voxd.proto.sip.agent import UAConfig, UserAgent
 from voxd.proto.sip.auth import DigestServer
 from voxd.proto.sip.errors import SipParseError
 from voxd.proto.sip.message import SipMessage, SipRequest, SipResponse
+from voxd.proto.sip.session_timer import TimerPolicy
 
 log = logging.getLogger("voxd.sip")
 
@@ -104,6 +105,8 @@ class SipEndpoint:
         self.table.bind_host = cfg.host
         self.table.rtp_timeout_s = cfg.rtp_timeout_s
         self._digest = {t.name: self._digest_for(t) for t in cfg.trunks if t.username}
+        if self.ua is not None:
+            self.ua.config.session = TimerPolicy(cfg.session_timers.expires_s, cfg.session_timers.min_se_s)
 
     def transport_to(self, addr: Addr) -> tuple[str, int]:
         """The transport a peer is reached over, and our port as it should see it (Via,
@@ -127,8 +130,10 @@ class SipEndpoint:
         if self.cfg.tcp:
             self._tcp_server = await loop.create_server(self.tcp_peers.protocol, self.cfg.host, self.port)
         # _flush writes to a peer's TCP connection when it has one: no retransmissions there
-        self.ua = UserAgent(UAConfig(self.host, self.port, user="voxd", user_agent="voxd"), auth=self._auth,
-                            reliable=lambda addr: addr in self.tcp_peers, transport=self.transport_to)
+        timers = self.cfg.session_timers
+        self.ua = UserAgent(UAConfig(self.host, self.port, user="voxd", user_agent="voxd",
+                                     session=TimerPolicy(timers.expires_s, timers.min_se_s)),
+                            auth=self._auth, reliable=lambda addr: addr in self.tcp_peers, transport=self.transport_to)
         log.info("SIP listening on %s:%d (udp%s)", self.cfg.host, self.port, "+tcp" if self.cfg.tcp else "")
 
     @property

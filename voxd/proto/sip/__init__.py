@@ -1,7 +1,8 @@
 """Sans-IO SIP: messages, transactions, dialogs and the user agent core."""
 
-from .agent import ALLOW, UAConfig, UserAgent
+from .agent import UAConfig, UserAgent
 from .auth import Credentials, DigestServer, authorization_for
+from .dialog import ALLOW
 from .errors import SipParseError
 from .events import (
     ByeReceived,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from . import events as ev
 from .auth import Credentials, DigestServer
 from .challenge import CredentialBook
-from .dialog import Call, Retransmit2xx, new_tag, sdp_is_hold
+from .dialog import ALLOW, Call, Retransmit2xx, new_tag, sdp_is_hold
 from .dialog_state import CallState, DialogEvent, advance
 from .errors import SipParseError
 from .headers import Headers, split_list
@@ -23,6 +23,8 @@ from .message import SipRequest, SipResponse, bad_request, make_response, parse_
 from .outbound import OutboundMixin, TransportLookup
 from .prack import PrackMixin
 from .reliable import wants_100rel
+from .session_refresh import SessionTimerMixin, allowed_methods
+from .session_timer import TimerPolicy
 from .transaction import ClientTransaction, ServerTransaction, Timers
 from .uri import NameAddr, SipUri, Via
 
@@ -30,9 +32,9 @@ Addr = tuple[str, int]
 AuthLookup = Callable[[Addr, SipRequest], DigestServer | None]
 ReliableLookup = Callable[[Addr], bool]
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY, PRACK"
 # Option tags a request may Require (RFC 3261 §8.2.2.3): 100rel (RFC 3262, voxd/proto/sip/prack.py).
-SUPPORTED_REQUIRE = frozenset({"100rel"})
+# timer (RFC 4028, voxd/proto/sip/session_refresh.py).
+SUPPORTED_REQUIRE = frozenset({"100rel", "timer"})
 
 
 @dataclass
@@ -43,9 +45,10 @@ class UAConfig:
     user_agent: str = "voxd"
     timers: Timers = field(default_factory=Timers)
     credentials: Credentials | None = None  # for outbound 401/407 challenges
+    session: TimerPolicy = field(default_factory=TimerPolicy)  # RFC 4028 session timers
 
 
-class UserAgent(OutboundMixin, PrackMixin):
+class UserAgent(OutboundMixin, PrackMixin, SessionTimerMixin):
     """``reliable(addr)`` says whether messages to ``addr`` go over a reliable transport
     (a TCP connection): transactions with such a peer never retransmit (RFC 3261 §17).
     Without it every peer is treated as UDP. ``transport(addr)`` names the transport to a
@@ -83,6 +86,8 @@ class UserAgent(OutboundMixin, PrackMixin):
                  if (t := tx.deadline()) is not None]
         times += [c.ok_retransmit.next_at for c in self.calls.values() if c.ok_retransmit]
         times += [c.reliable_pending.next_at for c in self.calls.values() if c.reliable_pending]
+        times += [c.session_timer.deadline() for c in self.calls.values()
+                  if c.session_timer and c.state is CallState.CONFIRMED]
         return min(times) if times else None
 
     def poll(self, now: float) -> list[ev.Event]:
@@ -103,6 +108,7 @@ class UserAgent(OutboundMixin, PrackMixin):
         for call in list(self.calls.values()):
             out += self._retransmit_2xx(call, now)
             out += self._retransmit_1xx(call, now)
+            out += self._poll_session_timer(call, now)
         return out
 
     handle_timeout = poll
@@ -217,6 +223,9 @@ class UserAgent(OutboundMixin, PrackMixin):
                     extra = [("WWW-Authenticate", c) for c in server.challenges(now, stale=stale)]
                     self._reply(req, addr, 401, now, extra=extra)
                     return []
+        neg = self._negotiate_timer(req, addr, now)
+        if neg is None:
+            return []
         tx = self._new_server_tx(req, addr)
         tx.respond(make_response(req, 100), now)
         self._drain(tx)
@@ -227,7 +236,8 @@ class UserAgent(OutboundMixin, PrackMixin):
                     remote_target=remote_contact.uri.serialize() if remote_contact else
                     req.from_.uri.serialize(), local_cseq=0, remote_cseq=req.cseq.seq,
                     route_set=req.headers.get_all("Record-Route"), invite_server=tx,
-                    peer_100rel=wants_100rel(req.headers))
+                    peer_100rel=wants_100rel(req.headers), session_neg=neg,
+                    peer_allow=allowed_methods(req.headers))
         self.calls[call.call_id] = call
         try:
             user = req.request_uri.user
@@ -280,10 +290,19 @@ class UserAgent(OutboundMixin, PrackMixin):
             if call.reoffer is not None or (method == "INVITE" and call.ok_retransmit):
                 self._reply(req, addr, 491, now, to_tag=tag)
                 return []
-            if not req.body and method == "UPDATE":
-                # Offerless UPDATE (session timer refresh).
-                self._reply(req, addr, 200, now, to_tag=tag)
+            neg = self._negotiate_timer(req, addr, now, to_tag=tag)
+            if neg is None:
                 return []
+            if not req.body:  # a session refresh without an offer (RFC 4028)
+                if method == "UPDATE":
+                    self._reply(req, addr, 200, now, to_tag=tag, extra=neg.headers())
+                else:  # re-INVITE: our 200 offers the current SDP again, the ACK answers
+                    tx = self._reply(req, addr, 200, now, to_tag=tag, body=call.local_sdp,
+                                     extra=[("Allow", ALLOW), *neg.headers()])
+                    self._resend_until_ack(call, tx, now)
+                self._refreshed(call, neg.expires, uas=True, now=now)
+                return []
+            call.session_neg = neg
             target = req.contact
             if target is not None:
                 call.remote_target = target.uri.serialize()
@@ -337,14 +356,19 @@ class UserAgent(OutboundMixin, PrackMixin):
         call, tx = self._pending_invite(call_id)
         if self._answer_after_prack(call, sdp):
             return
+        neg = call.session_neg
         self._reply(tx.request, tx.addr, 200, now, tx=tx, to_tag=call.local_tag, body=sdp,
-                    extra=[("Allow", ALLOW)])
+                    extra=[("Allow", ALLOW), *(neg.headers() if neg else [])])
+        self._resend_until_ack(call, tx, now)
+        call.local_sdp = sdp
+        advance(call, DialogEvent.SENT_2XX)
+        self._refreshed(call, neg.expires if neg else None, uas=True, now=now)
+
+    def _resend_until_ack(self, call: Call, tx: ServerTransaction, now: float) -> None:
         assert tx.last_response is not None
         t1 = self.config.timers.t1
         call.ok_retransmit = Retransmit2xx(tx.last_response.serialize(), tx.request.cseq.seq,
                                            now + t1, t1, now + 64 * t1)
-        call.local_sdp = sdp
-        advance(call, DialogEvent.SENT_2XX)
 
     def reject(self, call_id: str, status: int, now: float, *, retry_after: int | None = None,
                reason: str = "") -> None:
@@ -364,13 +388,16 @@ class UserAgent(OutboundMixin, PrackMixin):
             raise KeyError(f"no pending re-offer for call {call_id}")
         tx, call.reoffer = call.reoffer, None
         body = (sdp or b"") if status < 300 else b""
-        self._reply(tx.request, tx.addr, status, now, tx=tx, to_tag=call.local_tag, body=body)
-        if status < 300 and body:
-            call.local_sdp = body
-        if tx.invite and status < 300 and tx.last_response is not None:
-            t1 = self.config.timers.t1
-            call.ok_retransmit = Retransmit2xx(tx.last_response.serialize(),
-                                               tx.request.cseq.seq, now + t1, t1, now + 64 * t1)
+        neg, call.session_neg = call.session_neg, None
+        extra = neg.headers() if neg is not None and status < 300 else []
+        self._reply(tx.request, tx.addr, status, now, tx=tx, to_tag=call.local_tag, body=body,
+                    extra=extra)
+        if status < 300:
+            if body:
+                call.local_sdp = body
+            self._refreshed(call, neg.expires if neg else None, uas=True, now=now)
+            if tx.invite:
+                self._resend_until_ack(call, tx, now)
 
     def _retransmit_2xx(self, call: Call, now: float) -> list[ev.Event]:
         rt = call.ok_retransmit

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .dialog_state import CallState
 from .headers import Headers
@@ -12,7 +13,11 @@ from .reliable import ReliableProvisional
 from .transaction import ClientTransaction, ServerTransaction
 from .uri import NameAddr
 
+if TYPE_CHECKING:
+    from .session_timer import Negotiated, SessionTimer
+
 Addr = tuple[str, int]
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY, PRACK"
 
 
 def new_tag() -> str:
@@ -65,6 +70,12 @@ class Call:
     reliable_pending: ReliableProvisional | None = None  # UAS: sent, not yet PRACKed
     deferred_answer: bytes | None = None  # UAS: the 2xx's SDP, sent once PRACKed
     last_rseq: int | None = None  # UAC: highest RSeq PRACKed
+    # RFC 4028 (session timers)
+    session_neg: Negotiated | None = None  # UAS: the answer to the pending INVITE/UPDATE
+    session_timer: SessionTimer | None = None
+    peer_allow: frozenset[str] = frozenset()  # methods the peer allows (UPDATE refreshes)
+    refreshing: bool = False  # our refresh re-INVITE/UPDATE is in flight (reoffer_client)
+    timer_retried: bool = False  # UAC: the INVITE was re-sent after a 422
 
     @property
     def local_tag(self) -> str:

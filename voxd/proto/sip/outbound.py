@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from . import events as ev
 from .auth import Credentials
 from .challenge import CredentialBook, retry_request
-from .dialog import Call, new_branch, new_tag
+from .dialog import ALLOW, Call, new_branch, new_tag
 from .dialog_state import CallState, DialogEvent, advance
 from .headers import Headers
 from .message import REASONS, SipRequest, SipResponse
@@ -45,6 +45,12 @@ class OutboundMixin:
                             content_type: str | None = None,
                             extra: list[tuple[str, str]] | None = None
                             ) -> ClientTransaction: ...
+        def _timer_request_headers(self) -> list[tuple[str, str]]: ...
+        def _timer_from_2xx(self, call: Call, resp: SipResponse, now: float) -> None: ...
+        def _retry_422(self, call: Call, tx: ClientTransaction, resp: SipResponse,
+                       now: float) -> bool: ...
+        def _refresh_answered(self, call: Call, resp: SipResponse,
+                              now: float) -> list[ev.Event]: ...
         def _reply(self, req: SipRequest, addr: Addr, status: int, now: float, *,
                    tx: ServerTransaction | None = None, to_tag: str | None = None,
                    body: bytes = b"", extra: list[tuple[str, str]] | None = None,
@@ -84,8 +90,8 @@ class OutboundMixin:
     def _invite_request(self, call: Call, extra: list[tuple[str, str]]) -> SipRequest:
         req = call.request("INVITE", self.config.local_host, self._port_to(call.peer),
                            self.contact_for(call.peer), body=call.local_sdp,
-                           extra=[("User-Agent", self.config.user_agent),
-                                  ("Supported", "100rel"), *extra],
+                           extra=[("User-Agent", self.config.user_agent), ("Allow", ALLOW),
+                                  *self._timer_request_headers(), *extra],
                            transport=self._transport_to(call.peer))
         return req
 
@@ -247,6 +253,12 @@ class OutboundMixin:
                 return [ev.ReferFailed(call.call_id, resp.status)]
             return [ev.ReferAccepted(call.call_id)] if resp.status >= 200 else []
         if tx is call.reoffer_client:
+            if call.refreshing and resp.status >= 200:
+                if 200 <= resp.status < 300 and tx.invite:
+                    self._reoffer_response(call, tx, resp)  # the ACK
+                return self._refresh_answered(call, resp, now)
+            if 200 <= resp.status < 300:
+                self._timer_from_2xx(call, resp, now)
             return self._reoffer_response(call, tx, resp)
         if method != "INVITE" or tx is not call.invite_client:
             return []
@@ -282,10 +294,13 @@ class OutboundMixin:
             call.ack_bytes = ack.serialize()
             self._send(call.ack_bytes, call.peer)
             advance(call, DialogEvent.GOT_2XX)
+            self._timer_from_2xx(call, resp, now)
             if call.cancel_pending or call.cancelled:  # answered while cancelling: hang up
                 self.bye(call.call_id, now)
                 return [ev.CallFailed(call.call_id, 487, "Request Terminated")]
             return [ev.CallEstablished(call.call_id, resp.body)]
+        if status == 422 and self._retry_422(call, tx, resp, now):
+            return []
         self._end(call)
         self.credential_book.forget(call.call_id)
         retry = resp.headers.get("Retry-After")
