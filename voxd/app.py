@@ -23,7 +23,7 @@ from voxd import __version__
 from voxd.agents.catalog import AgentCatalog
 from voxd.api.access_log import AccessLogger
 from voxd.api.listener import GuardedSite, ListenerGuard, ListenerLimits
-from voxd.api.sip import SIP_REGISTRATIONS
+from voxd.api.sip import SIP_REGISTRATIONS, SIP_TRUNKS
 from voxd.call.admission import Admission
 from voxd.call.conversations import ConversationManager
 from voxd.call.manager import CallManager
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from voxd.api.routing import RouteTable
     from voxd.core.secrets import Outbound
     from voxd.net.sip import SipEndpoint
+    from voxd.net.sip_options import TrunkProbes
     from voxd.net.sip_register import Registrations
     from voxd.net.sip_tls import SipTlsListener
     from voxd.store.repos import Store
@@ -93,6 +94,7 @@ class Daemon:
         self.http_guard = ListenerGuard(self._listener_limits)  # connection caps and slowloris timeouts
         self.registrations: Registrations | None = None  # set up by voxd/net/sip_carrier.py
         self.sip_tls: SipTlsListener | None = None
+        self.trunk_probes: TrunkProbes | None = None  # OPTIONS keepalives (voxd/net/sip_options.py)
         self.ready_checks: dict[str, Callable[[], bool]] = {}  # more /readyz checks
         self.reload_hooks: list[Callable[[VoxdConfig, VoxdConfig], Awaitable[None]]] = []  # after SIGHUP's config
 
@@ -209,6 +211,7 @@ class Daemon:
 
         app[webtokens.WEB_TOKEN_MINT] = tokens.mint
         app[SIP_REGISTRATIONS] = lambda: self.registrations.status() if self.registrations else []
+        app[SIP_TRUNKS] = lambda: self.trunk_probes.status() if self.trunk_probes else []
         from voxd.api.app import setup_api
         from voxd.api.deps import ApiDeps, api_settings
         from voxd.core.errors import NotFound

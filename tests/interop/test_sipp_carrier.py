@@ -4,14 +4,18 @@ node's state, and Retry-After on a carrier's 503 for an outbound call."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.interop.test_sipp import daemon_with, records, run_sipp, scenario
+from tests.interop.test_sipp import daemon_with, free_udp_port, records, run_sipp, scenario
 from voxd.app import Daemon
+from voxd.core.errors import AtCapacity
+from voxd.net.sip_trunk import dial_trunk
 from voxd.proto.sip.session_timer import TimerPolicy
 
 pytestmark = [pytest.mark.interop]
@@ -107,3 +111,93 @@ async def test_voxd_refreshes_when_it_is_the_refresher(short_timers: Daemon, tmp
     await run_sipp(short_timers, scen, tmp_path, limit_s=30)
     (rec,) = await records(short_timers)
     assert rec["end_reason"] == "caller_hangup"
+
+
+async def test_options_answered_with_the_node_state(short_timers: Daemon, tmp_path: Path) -> None:
+    """What a Kamailio dispatcher's probe sees: 200 and open, then 503 + Retry-After while draining."""
+    scen = scenario(tmp_path, "options_probe.xml", STATUS="200", STATE="open", NEEDS_RETRY="false")
+    await run_sipp(short_timers, scen, tmp_path, limit_s=15)
+    short_timers.draining = True
+    try:
+        scen = scenario(tmp_path, "options_probe.xml", STATUS="503", STATE="draining", NEEDS_RETRY="true")
+        await run_sipp(short_timers, scen, tmp_path, limit_s=15)
+        # the probe must fail when voxd says otherwise
+        scen = scenario(tmp_path, "options_probe.xml", STATUS="200", STATE="open", NEEDS_RETRY="false")
+        with pytest.raises(AssertionError, match="sipp failed"):
+            await run_sipp(short_timers, scen, tmp_path, limit_s=5)
+    finally:
+        short_timers.draining = False
+
+
+async def sipp_uas(tmp: Path, name: str, port: int, calls: int, **subs: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        "sipp", "-sf", str(scenario(tmp, name, **subs)), "-i", "127.0.0.1", "-p", str(port), "-m", str(calls),
+        "-nostdin", "-timeout", "30", "-timeout_error", cwd=tmp,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+
+
+async def stopped(proc: asyncio.subprocess.Process, within_s: float = 20) -> int:
+    try:
+        return await asyncio.wait_for(proc.wait(), within_s)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def until(pred: Callable[[], bool], seconds: float = 10.0) -> None:
+    for _ in range(int(seconds / 0.05)):
+        if pred():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def trunk_config(port: int, **extra: Any) -> dict[str, Any]:
+    return {"trunks": [{"name": "carrier", **extra,
+                        "outbound": {"domain": "127.0.0.1", "port": port, "from_user": "+15550001"}}]}
+
+
+async def test_trunk_keepalive_up_then_down(tmp_path: Path) -> None:
+    port = free_udp_port()
+    d = await daemon_with(tmp_path, trunk_config(port, options_interval_s=0.3), QUIET_AGENT)
+    try:
+        assert d.trunk_probes is not None
+        carrier = await sipp_uas(tmp_path, "uas_options.xml", port, 3, STATUS="200", REASON="OK")
+        assert await stopped(carrier) == 0  # three keepalives answered
+        (state,) = d.trunk_probes.status()
+        assert (state["state"], state["last_status"], state["failures"]) == ("up", 200, 0)
+        assert state["rtt_ms"] is not None and state["checked_at"] is not None
+        carrier = await sipp_uas(tmp_path, "uas_options.xml", port, 2, STATUS="503", REASON="Service Unavailable")
+        assert await stopped(carrier) == 0
+        await until(lambda: d.trunk_probes is not None and d.trunk_probes.status()[0]["failures"] >= 2)
+        (state,) = d.trunk_probes.status()
+        assert (state["state"], state["last_status"]) == ("down", 503)
+    finally:
+        await d.stop()
+
+
+async def test_carrier_503_retry_after_holds_the_trunk(tmp_path: Path) -> None:
+    port = free_udp_port()
+    d = await daemon_with(tmp_path, trunk_config(port), QUIET_AGENT)
+    try:
+        assert d.sip is not None
+        carrier = await sipp_uas(tmp_path, "uas_503_retry_after.xml", port, 1, RETRY="30")
+        trunk = d.cfg.sip.trunks[0]
+        agent = d.agents.get("front")
+        assert agent is not None
+        session = await dial_trunk(d.sip, agent, trunk, "+15551234567", secrets=d.outbound.secrets)
+        await asyncio.wait_for(session.ended.wait(), 20)
+        assert await stopped(carrier) == 0  # sipp got its ACK
+        (rec,) = await records(d)
+        assert rec["end_reason"] == "failed" and rec["metadata"]["sip_status"] == 503
+        assert rec["metadata"]["end_detail"] == "SIP 503 Service Unavailable (Retry-After 30 s) via trunk carrier"
+        # the trunk waits: the next call is refused before anything is sent
+        with pytest.raises(AtCapacity, match="Retry-After 30 s") as refused:
+            await dial_trunk(d.sip, agent, trunk, "+15551234567", secrets=d.outbound.secrets)
+        assert 25 <= refused.value.retry_after <= 30
+        assert d.trunk_probes is not None
+        (state,) = d.trunk_probes.status()
+        assert 25 < state["blocked_for_s"] <= 30 and state["state"] == "unprobed"
+    finally:
+        await d.stop()

@@ -147,6 +147,9 @@ class TrunkConfig(_Model):
         None, description="SRTP (SDES) for this trunk's calls, both ways: off, optional (when the peer offers "
         "or accepts a=crypto) or required (never cleartext media: an offer without crypto gets 488). "
         "Default: sip.srtp.")
+    options_interval_s: float = Field(
+        0.0, ge=0, le=3600, description="Send an OPTIONS keepalive to the trunk's proxy (or domain) this often "
+        "and report its health (GET /api/v1/sip/trunks, voxd_sip_trunk_up); 0: never. Needs `outbound`.")
 
     @property
     def outbound_only(self) -> bool:

@@ -42,6 +42,7 @@ from voxd.proto.sip.agent import UAConfig, UserAgent
 from voxd.proto.sip.auth import DigestServer
 from voxd.proto.sip.errors import SipParseError
 from voxd.proto.sip.message import SipMessage, SipRequest, SipResponse
+from voxd.proto.sip.probe import NodeState
 from voxd.proto.sip.session_timer import TimerPolicy
 
 log = logging.getLogger("voxd.sip")
@@ -94,6 +95,7 @@ class SipEndpoint:
         # own (REGISTER), and inbound calls routed by registration (agent name or None)
         self.response_taps: list[Callable[[SipResponse, Addr], bool]] = []
         self.inbound_router: Callable[[ev.IncomingCall], str | None] | None = None
+        self.options_results: list[Callable[[ev.OptionsResult], None]] = []  # trunk keepalives (sip_options.py)
 
     def configure(self, cfg: SipListenConfig) -> None:
         """A reloaded `sip:` block with the same listener and RTP ports: trunks (sources,
@@ -133,8 +135,20 @@ class SipEndpoint:
         timers = self.cfg.session_timers
         self.ua = UserAgent(UAConfig(self.host, self.port, user="voxd", user_agent="voxd",
                                      session=TimerPolicy(timers.expires_s, timers.min_se_s)),
-                            auth=self._auth, reliable=lambda addr: addr in self.tcp_peers, transport=self.transport_to)
+                            auth=self._auth, reliable=lambda addr: addr in self.tcp_peers, transport=self.transport_to,
+                            node_state=self.node_state)
         log.info("SIP listening on %s:%d (udp%s)", self.cfg.host, self.port, "+tcp" if self.cfg.tcp else "")
+
+    def node_state(self) -> NodeState:
+        """What an OPTIONS is answered with (voxd/proto/sip/probe.py): 503 while draining."""
+        return NodeState(draining=not self.accepting(), active=self.table.active, capacity=self.cfg.max_calls)
+
+    def probe(self, target: str, peer: Addr) -> str:
+        """Send an OPTIONS (a trunk keepalive); the answer comes to ``options_results``."""
+        assert self.ua is not None
+        call_id = self.ua.options(target, peer, time.monotonic())
+        self._flush()
+        return call_id
 
     @property
     def sip_calls(self) -> dict[str, SipCall]:
@@ -267,10 +281,14 @@ class SipEndpoint:
         elif isinstance(e, ev.CallProgress) and call is not None and e.sdp and call.outbound_offer is not None:
             self.table.spawn(self.table.early_media(call, e.sdp))
         elif isinstance(e, ev.CallFailed) and call is not None:
-            from voxd.net.sip_trunk import failure_reason
+            from voxd.net.sip_trunk import failure_reason, note_failure
 
             call.bye_sent = True
+            note_failure(self, call.session, e)  # 503 Retry-After: the trunk waits
             self.table.end(call, failure_reason(call.session, e), "system")  # detail (status, trunk) in metadata
+        elif isinstance(e, ev.OptionsResult):
+            for listener in self.options_results:
+                listener(e)
         elif isinstance(e, ev.CallCancelled) and call is not None:
             self.table.end(call, "caller_cancelled", "caller")
         elif isinstance(e, ev.ByeReceived) and call is not None:

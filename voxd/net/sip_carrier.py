@@ -1,6 +1,6 @@
 """Wiring of the carrier features into the daemon (called by voxd/app.py once the SIP
 endpoint exists): registrations as a service with a /readyz check and metrics, the SIP
-over TLS listener, and what a SIGHUP changes in them."""
+over TLS listener, trunk OPTIONS keepalives with metrics, and what a SIGHUP changes in them."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from voxd.config import VoxdConfig
 from voxd.core.secrets import Outbound
+from voxd.net.sip_options import TrunkProbes
 from voxd.net.sip_register import Registrations
 from voxd.net.sip_tls import SipTlsListener
 
@@ -39,6 +40,7 @@ class CarrierHost(Protocol):
     reload_hooks: list[Callable[[VoxdConfig, VoxdConfig], Awaitable[None]]]
     registrations: Registrations | None
     sip_tls: SipTlsListener | None
+    trunk_probes: TrunkProbes | None
 
     @property
     def sip(self) -> SipEndpoint | None: ...
@@ -72,6 +74,24 @@ def setup_carrier(daemon: CarrierHost) -> None:
             last.labels(name).set(s["last_status"] or 0)
 
     daemon.metrics.before_scrape.append(refresh)
+    probes = TrunkProbes(list(cfg.trunks), lambda: daemon.sip)
+    daemon.trunk_probes = probes
+    daemon.services.append(("sip-trunk-keepalives", probes.start, probes.stop))
+    trunk_up = Gauge("voxd_sip_trunk_up", "1 while the trunk answers its OPTIONS keepalives (0: down, -1: unknown)",
+                     ["trunk"], registry=registry)
+    trunk_rtt = Gauge("voxd_sip_trunk_options_rtt_seconds", "Round trip of the trunk's last answered OPTIONS",
+                      ["trunk"], registry=registry)
+    trunk_blocked = Gauge("voxd_sip_trunk_blocked_seconds", "Seconds before a new call may go (503 Retry-After)",
+                          ["trunk"], registry=registry)
+
+    async def refresh_trunks() -> None:
+        for s in probes.status():
+            name = s["name"]
+            trunk_up.labels(name).set({"up": 1, "down": 0}.get(s["state"], -1))
+            trunk_rtt.labels(name).set((s["rtt_ms"] or 0) / 1000)
+            trunk_blocked.labels(name).set(s["blocked_for_s"])
+
+    daemon.metrics.before_scrape.append(refresh_trunks)
 
     async def reload(old: VoxdConfig, new: VoxdConfig) -> None:
         if new.sip.tls != old.sip.tls or new.sip.tls.enabled:  # same paths, renewed files: re-read
@@ -80,5 +100,7 @@ def setup_carrier(daemon: CarrierHost) -> None:
             daemon.sip.connector.reset()  # outbound TLS: CA bundle and client certificate re-read
         regs.book = daemon.outbound.secrets  # passwords are read again: a rotated one applies
         await regs.configure(list(new.sip.registrations))
+        if new.sip.trunks != old.sip.trunks:
+            await probes.configure(list(new.sip.trunks))
 
     daemon.reload_hooks.append(reload)

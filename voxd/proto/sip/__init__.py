@@ -15,6 +15,7 @@ from .events import (
     IncomingCall,
     InfoDtmf,
     OptionsProbe,
+    OptionsResult,
     ReferAccepted,
     ReferFailed,
     ReferProgress,
@@ -39,7 +40,7 @@ from .uri import CSeq, NameAddr, SipUri, Via
 __all__ = [
     "ALLOW", "ByeReceived", "CSeq", "CallCancelled", "CallEstablished", "CallFailed",
     "CallProgress", "CallTerminated", "ClientTransaction", "Credentials", "DigestServer",
-    "Event", "Headers", "IncomingCall", "InfoDigit", "InfoDtmf", "NameAddr", "OptionsProbe",
+    "Event", "Headers", "IncomingCall", "InfoDigit", "InfoDtmf", "NameAddr", "OptionsProbe", "OptionsResult",
     "ReInvite", "ReferAccepted", "ReferFailed", "ReferProgress", "ReferReceived",
     "ReofferAnswered", "ReofferFailed", "ServerTransaction", "SipParseError", "SipRequest",
     "SipResponse", "SipUri", "StreamParser", "Timers", "UAConfig", "UserAgent", "Via",

@@ -19,9 +19,11 @@ from .dialog_state import CallState, DialogEvent, advance
 from .errors import SipParseError
 from .headers import Headers, split_list
 from .info import parse_info_dtmf
+from .limits import looped, max_forwards
 from .message import SipRequest, SipResponse, bad_request, make_response, parse_message
 from .outbound import OutboundMixin, TransportLookup
 from .prack import PrackMixin
+from .probe import NodeStateReader, ProbeMixin
 from .reliable import wants_100rel
 from .session_refresh import SessionTimerMixin, allowed_methods
 from .session_timer import TimerPolicy
@@ -48,16 +50,20 @@ class UAConfig:
     session: TimerPolicy = field(default_factory=TimerPolicy)  # RFC 4028 session timers
 
 
-class UserAgent(OutboundMixin, PrackMixin, SessionTimerMixin):
+class UserAgent(OutboundMixin, PrackMixin, SessionTimerMixin, ProbeMixin):
     """``reliable(addr)`` says whether messages to ``addr`` go over a reliable transport
     (a TCP connection): transactions with such a peer never retransmit (RFC 3261 §17).
     Without it every peer is treated as UDP. ``transport(addr)`` names the transport to a
     peer (UDP, TCP or TLS) and our port towards it, for Via and Contact (TLS: the TLS
-    listener's port and ``;transport=tls``)."""
+    listener's port and ``;transport=tls``). ``node_state()`` is what an OPTIONS is
+    answered with (voxd/proto/sip/probe.py)."""
 
     def __init__(self, config: UAConfig, *, auth: AuthLookup | None = None,
-                 reliable: ReliableLookup | None = None, transport: TransportLookup | None = None) -> None:
+                 reliable: ReliableLookup | None = None, transport: TransportLookup | None = None,
+                 node_state: NodeStateReader | None = None) -> None:
         self.config = config
+        self.node_state = node_state
+        self._probes: dict[str, float] = {}  # our OPTIONS in flight: Call-ID -> sent at
         self._auth = auth
         self._reliable = reliable
         self._transport = transport
@@ -190,6 +196,17 @@ class UserAgent(OutboundMixin, PrackMixin, SessionTimerMixin):
             return []
         if req.method == "CANCEL":
             return self._cancel(req, addr, branch, now)
+        try:
+            hops = max_forwards(req.headers)
+        except SipParseError:
+            self._reply(req, addr, 400, now, reason="Bad Max-Forwards")
+            return []
+        if hops == 0 and req.method != "OPTIONS":  # RFC 3261 §16.3: no hop left to go on with
+            self._reply(req, addr, 483, now)
+            return []
+        if req.method == "INVITE" and self._looped(req):
+            self._reply(req, addr, 482, now)  # our own request came back to us
+            return []
         unsupported = [t for t in req.headers.get_all("Require") if t.lower() not in SUPPORTED_REQUIRE]
         if unsupported:
             self._reply(req, addr, 420, now, extra=[("Unsupported", ", ".join(unsupported))])
@@ -202,7 +219,7 @@ class UserAgent(OutboundMixin, PrackMixin, SessionTimerMixin):
                 return []
             return self._invite(req, addr, source, now)
         if req.method == "OPTIONS" and to_tag is None:
-            self._reply(req, addr, 200, now, extra=[("Allow", ALLOW), ("Accept", "application/sdp")])
+            self._answer_options(req, addr, now)
             return [ev.OptionsProbe(req.call_id, source)]
         if call is None or to_tag != call.local_tag or call.state is CallState.TERMINATED:
             self._reply(req, addr, 481, now)
@@ -244,7 +261,12 @@ class UserAgent(OutboundMixin, PrackMixin, SessionTimerMixin):
         except SipParseError:
             user = None
         return [ev.IncomingCall(req.call_id, req.body, req.from_, req.to, user, source,
-                                auth_user, req)]
+                                auth_user, req, _hops(req))]
+
+    def _looped(self, req: SipRequest) -> bool:
+        branches = {branch for branch, _ in self._client_tx}
+        return bool(branches) and looped(req.headers.get_all("Via"), self.config.local_host,
+                                         self.config.local_port, branches)
 
     def _ack(self, req: SipRequest, branch: str, now: float) -> list[ev.Event]:
         tx = self._server_tx.get((branch, "INVITE"))
@@ -450,6 +472,13 @@ def _with_top_via(headers: Headers, value: str) -> Headers:
             items[i] = (name, ", ".join([value, *split_list(old)[1:]]))
             break
     return Headers(items)
+
+
+def _hops(req: SipRequest) -> int | None:
+    try:
+        return max_forwards(req.headers)
+    except SipParseError:
+        return None
 
 
 def parse_target(target: str) -> SipUri:

@@ -76,6 +76,7 @@ class Call:
     peer_allow: frozenset[str] = frozenset()  # methods the peer allows (UPDATE refreshes)
     refreshing: bool = False  # our refresh re-INVITE/UPDATE is in flight (reoffer_client)
     timer_retried: bool = False  # UAC: the INVITE was re-sent after a 422
+    max_forwards: int = 70  # in our requests (one less than an inbound call's it continues)
 
     @property
     def local_tag(self) -> str:
@@ -101,7 +102,7 @@ class Call:
                            ";rport")
         for route in self.route_set:
             headers.add("Route", route)
-        headers.add("Max-Forwards", "70")
+        headers.add("Max-Forwards", str(self.max_forwards))
         headers.add("From", self.local.serialize())
         headers.add("To", self.remote.serialize())
         headers.add("Call-ID", self.call_id)

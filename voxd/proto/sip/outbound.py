@@ -13,6 +13,7 @@ from .challenge import CredentialBook, retry_request
 from .dialog import ALLOW, Call, new_branch, new_tag
 from .dialog_state import CallState, DialogEvent, advance
 from .headers import Headers
+from .limits import parse_retry_after
 from .message import REASONS, SipRequest, SipResponse
 from .prack import prack_for
 from .transaction import ClientTransaction, ServerTransaction
@@ -46,6 +47,8 @@ class OutboundMixin:
                             extra: list[tuple[str, str]] | None = None
                             ) -> ClientTransaction: ...
         def _timer_request_headers(self) -> list[tuple[str, str]]: ...
+        def _probe_answered(self, tx: ClientTransaction, resp: SipResponse,
+                            now: float) -> list[ev.Event]: ...
         def _timer_from_2xx(self, call: Call, resp: SipResponse, now: float) -> None: ...
         def _retry_422(self, call: Call, tx: ClientTransaction, resp: SipResponse,
                        now: float) -> bool: ...
@@ -67,17 +70,20 @@ class OutboundMixin:
                from_user: str | None = None, display_name: str | None = None,
                call_id: str | None = None,
                headers: list[tuple[str, str]] | None = None, from_host: str | None = None,
-               route: str | None = None, credentials: Credentials | None = None) -> str:
+               route: str | None = None, credentials: Credentials | None = None,
+               max_forwards: int = 70) -> str:
         """Place an outbound call to SIP URI ``target`` via ``peer``; returns the Call-ID.
         Trunk calls give the From host, an outbound proxy ``route`` (``<sip:proxy;lr>``,
-        pre-loaded, RFC 3261 §8.1.2) and the credentials for this call's challenges."""
+        pre-loaded, RFC 3261 §8.1.2) and the credentials for this call's challenges. A call
+        placed on behalf of an inbound one gives ``max_forwards`` one less than its
+        (``limits.next_hop_max_forwards``)."""
         uri = SipUri.parse(target)
         cfg = self.config
         local = NameAddr(SipUri(from_host or cfg.local_host, from_user or cfg.user), display_name,
                          {"tag": new_tag()})
         call = Call(call_id=call_id or f"{secrets.token_hex(10)}@{cfg.local_host}", uas=False,
                     peer=peer, local=local, remote=NameAddr(uri), remote_target=uri.serialize(),
-                    local_cseq=0, state=CallState.OUTGOING, local_sdp=sdp)
+                    local_cseq=0, state=CallState.OUTGOING, local_sdp=sdp, max_forwards=max_forwards)
         if route is not None:
             call.route_set = [route]
         if credentials is not None:
@@ -246,7 +252,7 @@ class OutboundMixin:
         if method == "BYE" and resp.status >= 200:
             self.credential_book.forget(tx.request.call_id)
         if call is None:
-            return []
+            return self._probe_answered(tx, resp, now) if method == "OPTIONS" else []
         if method == "REFER":
             if resp.status >= 300:
                 call.refer_cseq = None
@@ -303,8 +309,7 @@ class OutboundMixin:
             return []
         self._end(call)
         self.credential_book.forget(call.call_id)
-        retry = resp.headers.get("Retry-After")
-        retry_after = int(retry.split()[0]) if retry and retry.split()[0].isdigit() else None
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         return [ev.CallFailed(call.call_id, status, resp.reason, retry_after)]
 
     def _answer_challenge(self, call: Call | None, tx: ClientTransaction, resp: SipResponse,
