@@ -24,6 +24,7 @@ from voxd.agents.catalog import AgentCatalog
 from voxd.api.access_log import AccessLogger
 from voxd.api.listener import GuardedSite, ListenerGuard, ListenerLimits
 from voxd.api.sip import SIP_REGISTRATIONS, SIP_TRUNKS
+from voxd.api.sip_trace import SIP_TRACES
 from voxd.call.admission import Admission
 from voxd.call.conversations import ConversationManager
 from voxd.call.manager import CallManager
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from voxd.net.sip_options import TrunkProbes
     from voxd.net.sip_register import Registrations
     from voxd.net.sip_tls import SipTlsListener
+    from voxd.net.sip_trace import SipTracer
     from voxd.store.repos import Store
     from voxd.webhooks.service import Webhooks
 
@@ -95,6 +97,7 @@ class Daemon:
         self.registrations: Registrations | None = None  # set up by voxd/net/sip_carrier.py
         self.sip_tls: SipTlsListener | None = None
         self.trunk_probes: TrunkProbes | None = None  # OPTIONS keepalives (voxd/net/sip_options.py)
+        self.sip_tracer: SipTracer | None = None  # per-call SIP traces (voxd/net/sip_trace.py)
         self.ready_checks: dict[str, Callable[[], bool]] = {}  # more /readyz checks
         self.reload_hooks: list[Callable[[VoxdConfig, VoxdConfig], Awaitable[None]]] = []  # after SIGHUP's config
 
@@ -212,6 +215,8 @@ class Daemon:
         app[webtokens.WEB_TOKEN_MINT] = tokens.mint
         app[SIP_REGISTRATIONS] = lambda: self.registrations.status() if self.registrations else []
         app[SIP_TRUNKS] = lambda: self.trunk_probes.status() if self.trunk_probes else []
+        if self.sip_tracer is not None:
+            app[SIP_TRACES] = self.sip_tracer.render
         from voxd.api.app import setup_api
         from voxd.api.deps import ApiDeps, api_settings
         from voxd.core.errors import NotFound

@@ -34,6 +34,7 @@ from voxd.net.sip_calls import SipCall, SipCallTable
 from voxd.net.sip_connect import SipConnector
 from voxd.net.sip_taps import tap_datagram
 from voxd.net.sip_tcp import TcpPeers
+from voxd.net.sip_trace import SipTracer
 from voxd.proto import negotiate, secure_sdp
 from voxd.proto.sdes import Policy
 from voxd.proto.sdp import SdpParseError, SessionDescription
@@ -96,6 +97,8 @@ class SipEndpoint:
         self.response_taps: list[Callable[[SipResponse, Addr], bool]] = []
         self.inbound_router: Callable[[ev.IncomingCall], str | None] | None = None
         self.options_results: list[Callable[[ev.OptionsResult], None]] = []  # trunk keepalives (sip_options.py)
+        self.tracer: SipTracer | None = None  # per-call SIP traces (sip_trace.py)
+        self.table.on_cleanup = self._traced
 
     def configure(self, cfg: SipListenConfig) -> None:
         """A reloaded `sip:` block with the same listener and RTP ports: trunks (sources,
@@ -171,8 +174,17 @@ class SipEndpoint:
         self.table.cancel_tasks()
 
     # ------------------------------------------------------------ bytes in/out
+    def _traced(self, call: SipCall) -> None:
+        if self.tracer is not None and call.session is not None:
+            self.tracer.finish(call.call_id, call.session.record.id)
+
+    def _trace(self, direction: str, data: bytes, addr: Addr, transport: str) -> None:
+        if self.tracer is not None:
+            self.tracer.record(direction, data, (self.host, self.port), addr, transport)
+
     def on_datagram(self, data: bytes, addr: Addr) -> None:
         assert self.ua is not None
+        self._trace("in", data, addr, "udp")
         if self.response_taps and data[:8] == b"SIP/2.0 " and tap_datagram(self.response_taps, data, addr):
             return
         try:
@@ -185,6 +197,8 @@ class SipEndpoint:
 
     def on_message(self, msg: SipMessage, addr: Addr) -> None:
         assert self.ua is not None
+        if self.tracer is not None:
+            self._trace("in", msg.serialize(), addr, "tcp")
         if isinstance(msg, SipResponse) and any(tap(msg, addr) for tap in self.response_taps):
             return  # a REGISTER's response
         try:
@@ -206,6 +220,7 @@ class SipEndpoint:
             return
         for data, addr in self.ua.data_to_send():
             tcp = self.tcp_peers.get(addr)
+            self._trace("out", data, addr, "udp" if tcp is None else "tcp")
             if tcp is not None:
                 tcp.write(data)
             elif self.tcp_peers.was_tls(addr):  # its TLS connection closed: never in the clear

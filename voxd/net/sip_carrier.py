@@ -14,6 +14,7 @@ from voxd.core.secrets import Outbound
 from voxd.net.sip_options import TrunkProbes
 from voxd.net.sip_register import Registrations
 from voxd.net.sip_tls import SipTlsListener
+from voxd.net.sip_trace import SipTracer
 
 if TYPE_CHECKING:
     from voxd.net.sip import SipEndpoint
@@ -41,13 +42,30 @@ class CarrierHost(Protocol):
     registrations: Registrations | None
     sip_tls: SipTlsListener | None
     trunk_probes: TrunkProbes | None
+    sip_tracer: SipTracer | None
 
     @property
     def sip(self) -> SipEndpoint | None: ...
 
 
+def setup_tracer(daemon: CarrierHost) -> SipTracer:
+    """Per-call SIP traces: started before the SIP endpoint, stopped after it (the calls
+    it closes at shutdown are written too)."""
+    def active(call_id: str) -> bool:
+        return daemon.sip is not None and call_id in daemon.sip.sip_calls
+
+    tracer = SipTracer(daemon.cfg.sip.trace, daemon.cfg.resolved_state_dir() / "sip-traces", active)
+    daemon.sip_tracer = tracer
+    at = next((i for i, (name, _, _) in enumerate(daemon.services) if name == "sip"), len(daemon.services))
+    daemon.services.insert(at, ("sip-trace", tracer.start, tracer.stop))
+    if daemon.sip is not None:
+        daemon.sip.tracer = tracer
+    return tracer
+
+
 def setup_carrier(daemon: CarrierHost) -> None:
     cfg = daemon.cfg.sip
+    tracer = setup_tracer(daemon)
     tls = SipTlsListener(cfg.tls, cfg.host, lambda: daemon.sip)
     daemon.sip_tls = tls
     daemon.services.append(("sip-tls", tls.start, tls.stop))
@@ -102,5 +120,9 @@ def setup_carrier(daemon: CarrierHost) -> None:
         await regs.configure(list(new.sip.registrations))
         if new.sip.trunks != old.sip.trunks:
             await probes.configure(list(new.sip.trunks))
+        tracer.cfg = new.sip.trace
+        if daemon.sip is not None:  # a re-bound endpoint is a new object
+            daemon.sip.tracer = tracer
+            probes.attach(daemon.sip)
 
     daemon.reload_hooks.append(reload)

@@ -58,15 +58,16 @@ class TrunkProbes:
         self.health: dict[str, TrunkHealth] = {}
         self._in_flight: dict[str, TrunkHealth] = {}  # OPTIONS Call-ID -> its trunk
         self._tasks: list[asyncio.Task[None]] = []
-        self._listening = False
+
+    def attach(self, ep: SipEndpoint) -> None:
+        if self.on_result not in ep.options_results:
+            ep.options_results.append(self.on_result)
 
     async def start(self) -> None:
         ep = self._endpoint()
         if ep is None:
             return
-        if not self._listening:
-            ep.options_results.append(self.on_result)
-            self._listening = True
+        self.attach(ep)
         for trunk in self.trunks:
             if trunk.outbound is None or not trunk.options_interval_s:
                 continue
