@@ -1,10 +1,12 @@
-"""What a carrier expects of voxd's SIP, shown with sipp (a third-party SIP client):
-reliable provisional responses (RFC 3262), session timers (RFC 4028), OPTIONS with the
-node's state, and Retry-After on a carrier's 503 for an outbound call."""
+"""What a carrier expects of voxd's SIP, shown with sipp (a third-party SIP client) and
+Kamailio: reliable provisional responses (RFC 3262), session timers (RFC 4028), OPTIONS
+with the node's state (a Kamailio dispatcher stops sending to a draining node), trunk
+OPTIONS keepalives, and Retry-After on a carrier's 503 for an outbound call."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.interop.kamailio import kamailio
 from tests.interop.test_sipp import daemon_with, free_udp_port, records, run_sipp, scenario
 from voxd.app import Daemon
 from voxd.core.errors import AtCapacity
@@ -200,4 +203,43 @@ async def test_carrier_503_retry_after_holds_the_trunk(tmp_path: Path) -> None:
         (state,) = d.trunk_probes.status()
         assert 25 < state["blocked_for_s"] <= 30 and state["state"] == "unprobed"
     finally:
+        await d.stop()
+
+
+async def sipp_via(port: int, scen: Path, tmp: Path, limit_s: float = 20) -> int:
+    """sipp as a caller to ``port`` (a proxy in front of voxd); its exit status."""
+    proc = await asyncio.create_subprocess_exec(
+        "sipp", f"127.0.0.1:{port}", "-sf", str(scen), "-i", "127.0.0.1", "-p", str(free_udp_port()),
+        "-mi", "127.0.0.1", "-mp", str(free_udp_port()), "-m", "1", "-nostdin", "-timeout", str(int(limit_s)),
+        "-timeout_error", cwd=tmp, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    return await stopped(proc, limit_s + 10)
+
+
+@pytest.mark.skipif(not shutil.which("kamailio") and not Path("/usr/sbin/kamailio").exists(),
+                    reason="kamailio not installed")
+async def test_kamailio_dispatcher_stops_sending_to_a_draining_node(tmp_path: Path) -> None:
+    """Kamailio's dispatcher probes voxd with OPTIONS every second: calls go through while
+    voxd answers 200; once it drains (503 + Retry-After) the node is marked down and the
+    next call is refused by Kamailio without reaching voxd; back to 200, calls flow again."""
+    d = await daemon_with(tmp_path, {}, QUIET_AGENT)
+    assert d.sip is not None
+    ds_list = tmp_path / "dispatcher.list"
+    ds_list.write_text(f"1 sip:127.0.0.1:{d.sip.port}\n")
+    call = scenario(tmp_path, "short_call.xml", USER="2000", HOLD_MS="1000")
+    refused = scenario(tmp_path, "refused_call.xml", USER="2000")
+    try:
+        async with kamailio(tmp_path, "dispatcher.cfg", LIST=str(ds_list)) as k:
+            await asyncio.sleep(1.5)  # a probe or two answered 200
+            assert await sipp_via(k.port, call, tmp_path) == 0
+            assert len(await records(d)) == 1
+            d.draining = True
+            await until(lambda: bool(k.grep("destination down")), 10)
+            assert await sipp_via(k.port, refused, tmp_path) == 0  # Kamailio's own 503
+            assert k.grep("no destination") and len(await records(d)) == 1  # voxd saw no INVITE
+            d.draining = False
+            await until(lambda: bool(k.grep("destination up")), 10)
+            assert await sipp_via(k.port, call, tmp_path) == 0
+            assert len(await records(d)) == 2
+    finally:
+        d.draining = False
         await d.stop()
