@@ -126,7 +126,7 @@ def test_prack_with_unknown_rack_gets_481():
 
 
 @pytest.mark.parametrize("value", ["", "1", "x 1 INVITE", "1 1", "0 1 INVITE", "4294967296 1 INVITE",
-                                   "1 2147483648 INVITE", "1 1 INV@TE", "99999999999 1 INVITE"])
+                                   "1 2147483648 INVITE", "1 1 INV@TE", "99999999999 1 INVITE", "\u00b2 1 INVITE"])
 def test_bad_rack(value):
     with pytest.raises(SipParseError):
         parse_rack(value)
@@ -135,7 +135,7 @@ def test_bad_rack(value):
 def test_rack_and_rseq_parse():
     assert parse_rack("  776656 1  prack ") == (776656, 1, "PRACK")
     assert parse_rseq(" 4294967295") == 4294967295
-    for bad in (None, "", "0", "-1", "1.0", "4294967296"):
+    for bad in (None, "", "0", "-1", "1.0", "4294967296", "\u00b2", "\u0663"):
         with pytest.raises(SipParseError):
             parse_rseq(bad)
 

@@ -43,8 +43,18 @@ def test_options_with_max_forwards_zero_is_still_answered():
     assert _ask(UserAgent(UAConfig("127.0.0.1", 5060)), OPTIONS.replace(b"MF", b"0")).status == 200
 
 
-def test_bad_max_forwards_gets_400():
-    assert _ask(UserAgent(UAConfig("127.0.0.1", 5060)), OPTIONS.replace(b"MF", b"many")).status == 400
+@pytest.mark.parametrize("value", [b"many", "\u00b2".encode()])
+def test_bad_max_forwards_gets_400(value):
+    assert _ask(UserAgent(UAConfig("127.0.0.1", 5060)), OPTIONS.replace(b"MF", value)).status == 400
+
+
+def test_non_ascii_digits_in_cseq_are_dropped_not_a_crash():
+    """str.isdigit() says yes to "²"; int() does not (found by scripts/fuzz_sip.py). A
+    CSeq that does not parse leaves nothing to answer with: the request is dropped."""
+    ua = UserAgent(UAConfig("127.0.0.1", 5060))
+    data = OPTIONS.replace(b"MF", b"70").replace(b"CSeq: 1", "CSeq: \u00b2".encode())
+    assert ua.receive(data, ("127.0.0.1", 5070), 0.0) == []
+    assert ua.data_to_send() == []
 
 
 def test_invite_with_no_hops_left_gets_483():

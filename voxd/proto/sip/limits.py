@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .errors import SipParseError
+from .errors import SipParseError, is_digits
 from .headers import Headers
 from .uri import Via
 
@@ -19,7 +19,7 @@ def max_forwards(headers: Headers) -> int | None:
     if value is None:
         return None
     text = value.strip()
-    if not text.isdigit() or len(text) > 10:
+    if not is_digits(text) or len(text) > 10:
         raise SipParseError("bad Max-Forwards")
     return int(text)
 
@@ -38,7 +38,7 @@ def parse_retry_after(value: str | None) -> int | None:
     if not value:
         return None
     head = value.split(";", 1)[0].split("(", 1)[0].strip()
-    if not head.isdigit() or len(head) > 10:
+    if not is_digits(head) or len(head) > 10:
         return None
     return min(int(head), MAX_RETRY_AFTER)
 

@@ -12,6 +12,7 @@ from .auth import Credentials
 from .challenge import CredentialBook, retry_request
 from .dialog import ALLOW, Call, new_branch, new_tag
 from .dialog_state import CallState, DialogEvent, advance
+from .errors import is_digits
 from .headers import Headers
 from .limits import parse_retry_after
 from .message import REASONS, SipRequest, SipResponse
@@ -235,7 +236,7 @@ class OutboundMixin:
             return []
         line = req.body.decode("utf-8", "replace").strip().split("\n", 1)[0].strip()
         parts = line.split(" ", 2)
-        if len(parts) < 2 or not parts[1].isdigit():
+        if len(parts) < 2 or not is_digits(parts[1]):
             return []
         status = int(parts[1])
         terminated = (req.headers.get("Subscription-State") or "").lower().startswith(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from .errors import SipParseError
+from .errors import SipParseError, is_digits
 from .headers import Headers
 from .uri import is_token
 
@@ -33,7 +33,7 @@ class ReliableProvisional:
 
 
 def _number(text: str, what: str, top: int) -> int:
-    if not text.isdigit() or len(text) > 10:
+    if not is_digits(text) or len(text) > 10:
         raise SipParseError(f"bad {what}")
     value = int(text)
     if not 0 < value <= top and not (what == "CSeq in RAck" and value == 0):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .dialog import new_branch
-from .errors import SipParseError
+from .errors import SipParseError, is_digits
 from .headers import Headers
 from .message import SipRequest
 from .reliable import option_tags
@@ -29,7 +29,7 @@ MAX_DELTA = 2**31 - 1
 
 def _delta(text: str, what: str) -> int:
     text = text.strip()
-    if not text.isdigit() or len(text) > 10:
+    if not is_digits(text) or len(text) > 10:
         raise SipParseError(f"bad {what}")
     value = int(text)
     if not 0 < value <= MAX_DELTA:
