@@ -243,3 +243,25 @@ async def test_kamailio_dispatcher_stops_sending_to_a_draining_node(tmp_path: Pa
     finally:
         d.draining = False
         await d.stop()
+
+
+async def test_early_media_greeting_plays_before_the_answer(tmp_path: Path) -> None:
+    """sip.early_media: the 183 carries SDP and the agent's greeting starts during the ring,
+    before voxd sends its 200 (the call's SIP trace has the 200's time)."""
+    d = await daemon_with(tmp_path, {"ring_ms": 2500, "early_media": True}, QUIET_AGENT)
+    try:
+        await run_sipp(d, scenario(tmp_path, "early_media_caller.xml", USER="2000", HOLD_MS="1500"), tmp_path,
+                       limit_s=30)
+        (rec,) = await records(d)
+        assert rec["metadata"]["early_media"] is True and rec["end_reason"] == "caller_hangup"
+        greeting = rec["turns"][0]
+        assert greeting["speaker"] == "bot" and greeting["source"] == "greeting"
+        assert d.sip_tracer is not None
+        entries = await d.sip_tracer.entries(rec["id"], rec["metadata"]["sip_call_id"])
+        assert entries is not None
+        ok = next(e for e in entries if e.direction == "out" and e.data.startswith(b"SIP/2.0 200")
+                  and b" INVITE\r\n" in e.data)
+        assert greeting["started_at"] < ok.at - 1.5  # spoken while ringing, well before the answer
+        assert rec["metadata"]["rtp"]["sent"] > 50
+    finally:
+        await d.stop()

@@ -167,6 +167,9 @@ class SipListenConfig(_Model):
     max_calls: int = Field(200, ge=1, description="Concurrent calls in total; beyond: 503.")
     max_calls_per_source: int = Field(50, ge=1, description="Concurrent calls from one source address; beyond: 503.")
     ring_ms: int = Field(0, ge=0, le=60000, description="Ring (180) this long before answering.")
+    early_media: bool = Field(
+        False, description="While ringing (ring_ms): 183 Session Progress with SDP instead of 180, and the agent starts "
+        "at once, so its greeting plays as early media (an announcement before the answer, RFC 3960).")
     rtp_timeout_s: float = Field(
         30.0, ge=0, le=3600,
         description="End a call (BYE, end reason media_timeout) after this long without RTP from the caller "

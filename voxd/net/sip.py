@@ -389,8 +389,12 @@ class SipEndpoint:
             return
         try:
             if self.cfg.ring_ms:
-                self.ua.ring(call.call_id, time.monotonic())
+                early = self.cfg.early_media  # 183 with our SDP: the greeting plays before the 200
+                self.ua.ring(call.call_id, time.monotonic(), sdp=neg.sdp.serialize() if early else b"")
                 self._flush()
+                if early and call.leg is not None and call.session is not None:
+                    call.session.record.metadata["early_media"] = True
+                    self.table.spawn(call.leg.answered())
                 await asyncio.sleep(self.cfg.ring_ms / 1000)
                 if call.ended:
                     return
