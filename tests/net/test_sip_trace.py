@@ -20,7 +20,7 @@ def msg(call_id: str, n: int = 1) -> bytes:
 
 
 async def test_written_when_ended_read_back_and_pruned(tmp_path: Path) -> None:
-    tracer = SipTracer(SipTraceConfig(max_messages=10, retention_hours=1), tmp_path)
+    tracer = SipTracer(SipTraceConfig(max_messages=10, retention_hours=1), tmp_path, is_active=lambda cid: True)
     for n in range(12):
         tracer.record("in" if n % 2 == 0 else "out", msg("c1", n), LOCAL, PEER, "udp")
     live = await tracer.entries("call_1", "c1")
@@ -61,3 +61,22 @@ async def test_disabled_keeps_nothing(tmp_path: Path) -> None:
     tracer = SipTracer(SipTraceConfig(enabled=False), tmp_path)
     tracer.record("in", msg("c"), LOCAL, PEER, "udp")
     assert await tracer.entries("call_c", "c") is None
+
+
+async def test_a_flood_of_call_ids_costs_bounded_memory(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(sip_trace, "MAX_BYTES", 20000)
+    tracer = SipTracer(SipTraceConfig(), tmp_path, is_active=lambda cid: cid == "real")
+    for n in range(50):  # one Call-ID no call has: a few messages only
+        tracer.record("in", msg("junk", n), LOCAL, PEER, "udp")
+    junk = await tracer.entries("call_x", "junk")
+    assert junk is not None and len(junk) == sip_trace.UNATTACHED_MAX
+    for n in range(50):  # a call in progress keeps up to max_messages
+        tracer.record("in", msg("real", n), LOCAL, PEER, "udp")
+    real = await tracer.entries("call_x", "real")
+    assert real is not None and len(real) == 50
+    for n in range(1000):  # distinct Call-IDs until the byte budget is spent
+        tracer.record("in", msg(f"flood{n}"), LOCAL, PEER, "udp")
+    assert tracer._bytes <= 20000
+    tracer.finish("real", "call_real")
+    await tracer.sweep(float("inf"))
+    assert (tmp_path / "call_real.jsonl").is_file()

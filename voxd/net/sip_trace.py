@@ -4,8 +4,10 @@ call record (``<state_dir>/sip-traces/<call id>.jsonl``, one message a line) and
 after `retention_hours`. `GET /api/v1/calls/{id}/sip-trace` reads it as text or pcap.
 
 Messages that belong to no call (OPTIONS probes, REGISTER, junk) are dropped after
-`UNATTACHED_IDLE_S`; at most `MAX_BUFFERS` Call-IDs are held at once and
-`sip.trace.max_messages` messages per call (the first ones, then a count of the rest).
+`UNATTACHED_IDLE_S` and kept `UNATTACHED_MAX` at most per Call-ID; at most
+`MAX_BUFFERS` Call-IDs and `MAX_BYTES` of messages are held at once, and
+`sip.trace.max_messages` messages per call (the first ones, then a count of the rest):
+a flood of distinct Call-IDs costs bounded memory.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ log = logging.getLogger("voxd.sip")
 
 Addr = tuple[str, int]
 MAX_BUFFERS = 20000
+MAX_BYTES = 128 * 1024 * 1024
+UNATTACHED_MAX = 8  # messages kept for a Call-ID no call (yet) has
 UNATTACHED_IDLE_S = 120.0
 LINGER_S = 8.0  # after a call ends: the 200 to its BYE, retransmissions
 SWEEP_S = 5.0
@@ -36,6 +40,7 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 @dataclass
 class _Buffer:
     entries: list[TraceEntry] = field(default_factory=list)
+    size: int = 0
     dropped: int = 0
     record_id: str | None = None
     write_at: float | None = None  # monotonic: when it goes to disk
@@ -50,6 +55,7 @@ class SipTracer:
         self._live: dict[str, _Buffer] = {}
         self._task: asyncio.Task[None] | None = None
         self._pruned_at = 0.0
+        self._bytes = 0
         self.written = 0
 
     # ------------------------------------------------------------ capture
@@ -67,10 +73,14 @@ class SipTracer:
                     return
             buf = self._live[call_id] = _Buffer()
         buf.last_at = time.monotonic()
-        if len(buf.entries) >= self.cfg.max_messages:
+        n = len(buf.entries)
+        if (n >= self.cfg.max_messages or self._bytes + len(data) > MAX_BYTES
+                or (n >= UNATTACHED_MAX and buf.record_id is None and not self.is_active(call_id))):
             buf.dropped += 1
             return
         buf.entries.append(TraceEntry(time.time(), direction, local, remote, transport, mask_credentials(data)))
+        buf.size += len(data)
+        self._bytes += len(data)
 
     def finish(self, sip_call_id: str, record_id: str) -> None:
         """The call ``record_id`` ended: its trace goes to disk after a short linger."""
@@ -142,7 +152,7 @@ class SipTracer:
     async def sweep(self, now: float) -> None:
         due = [(cid, b) for cid, b in self._live.items() if b.write_at is not None and b.write_at <= now]
         for cid, buf in due:
-            del self._live[cid]
+            self._drop(cid)
             assert buf.record_id is not None
             await asyncio.to_thread(self._write, self._path(buf.record_id), buf)
         self._evict(now if now != float("inf") else time.monotonic(), idle_s=UNATTACHED_IDLE_S)
@@ -154,7 +164,12 @@ class SipTracer:
     def _evict(self, now: float, idle_s: float) -> None:
         for cid in [c for c, b in self._live.items()
                     if b.record_id is None and now - b.last_at >= idle_s and not self.is_active(c)]:
-            del self._live[cid]
+            self._drop(cid)
+
+    def _drop(self, call_id: str) -> None:
+        buf = self._live.pop(call_id, None)
+        if buf is not None:
+            self._bytes -= buf.size
 
     def _write(self, path: Path, buf: _Buffer) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
