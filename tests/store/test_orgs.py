@@ -7,6 +7,8 @@ import sqlite3
 
 import pytest
 
+from tests.servers import open_test_store
+from tests.store.conftest import BACKEND_PARAMS
 from voxd.core.calllog import CallRecord
 from voxd.store.calls import ForeignRow
 from voxd.store.db import Database
@@ -17,9 +19,9 @@ from voxd.store.records import Message
 LATEST = MIGRATIONS[-1].version
 
 
-@pytest.fixture
-async def two(tmp_path):
-    db = await Database.open(tmp_path / "voxd.db")
+@pytest.fixture(params=BACKEND_PARAMS)
+async def two(request, tmp_path):
+    db = await open_test_store(request.param, tmp_path, request)
     await db.orgs().create("acme")
     yield db, db.for_org("acme")
     await db.close()
@@ -74,8 +76,9 @@ async def test_webhook_messages_fan_out_to_their_org_only(two):
     assert await wb.message("msg_1") is None
 
 
-async def test_org_names(tmp_path):
-    db = await Database.open(tmp_path / "voxd.db")
+@pytest.mark.parametrize("backend", BACKEND_PARAMS)
+async def test_org_names(backend, tmp_path, request):
+    db = await open_test_store(backend, tmp_path, request)
     try:
         with pytest.raises(OrgExists):
             await db.orgs().create("default")

@@ -9,11 +9,10 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-import aiosqlite
-
 from voxd.core.calllog import CallRecord
-from voxd.store.db import Database
+from voxd.store.base import SqlStore
 from voxd.store.repos import InvalidCursor, Transaction, TxnWrite
+from voxd.store.sql import Row, Txn
 
 __all__ = ["CallRepository", "ForeignRow", "InvalidCursor", "decode_cursor", "encode_cursor"]
 
@@ -44,7 +43,7 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
 
 
 class CallRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlStore) -> None:
         self._db = db
 
     async def save(self, record: CallRecord, also: Sequence[TxnWrite] = ()) -> None:
@@ -79,7 +78,7 @@ class CallRepository:
             await self._insert_children(conn, record)
 
     @staticmethod
-    async def _insert_children(conn: aiosqlite.Connection, record: CallRecord) -> None:
+    async def _insert_children(conn: Txn, record: CallRecord) -> None:
         turn_rows = []
         tool_rows = []
         for t in record.turns:
@@ -93,20 +92,14 @@ class CallRepository:
                     record.id, t.index, seq, tc.name, _dumps(tc.arguments),
                     _dumps(tc.result), tc.error, tc.started_at, tc.duration_ms,
                 ))
-        await conn.executemany(
-            "INSERT INTO turns (call_id, idx, speaker, text, started_at, ended_at, interrupted, "
-            "heard_text, source, latency, barge_in_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            turn_rows,
-        )
-        await conn.executemany(
-            "INSERT INTO tool_calls (call_id, turn_idx, seq, name, arguments, result, error, "
-            "started_at, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            tool_rows,
-        )
-        await conn.executemany(
-            "INSERT INTO dtmf (call_id, seq, digit, at, source) VALUES (?, ?, ?, ?, ?)",
-            [(record.id, i, d.digit, d.at, d.source) for i, d in enumerate(record.dtmf)],
-        )
+        await conn.many([
+            ("INSERT INTO turns (call_id, idx, speaker, text, started_at, ended_at, interrupted, "
+             "heard_text, source, latency, barge_in_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", turn_rows),
+            ("INSERT INTO tool_calls (call_id, turn_idx, seq, name, arguments, result, error, "
+             "started_at, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", tool_rows),
+            ("INSERT INTO dtmf (call_id, seq, digit, at, source) VALUES (?, ?, ?, ?, ?)",
+             [(record.id, i, d.digit, d.at, d.source) for i, d in enumerate(record.dtmf)]),
+        ])
 
     async def get(self, call_id: str) -> dict[str, Any] | None:
         """The call as ``CallRecord.to_dict()`` shapes it, or None."""
@@ -209,20 +202,19 @@ class ForeignRow(LookupError):
     """A write would touch a row (same id) of another organisation."""
 
 
-async def owned(conn: aiosqlite.Connection, table: str, row_id: str, org: str) -> None:
+async def owned(conn: Txn, table: str, row_id: str, org: str) -> None:
     """Refuse an upsert onto an id another organisation owns (ids are random: a clash
     is an attack or a bug, never a reason to overwrite)."""
-    async with conn.execute(f"SELECT org FROM {table} WHERE id = ?", (row_id,)) as cur:
-        row = await cur.fetchone()
-    if row is not None and row[0] != org:
+    row = await conn.fetchone(f"SELECT org FROM {table} WHERE id = ?", (row_id,))
+    if row is not None and row["org"] != org:
         raise ForeignRow(f"{table} row {row_id!r} belongs to another organisation")
 
 
-def _txn(conn: aiosqlite.Connection) -> Transaction:
+def _txn(conn: Txn) -> Transaction:
     return conn
 
 
-def _call_dict(row: aiosqlite.Row) -> dict[str, Any]:
+def _call_dict(row: Row) -> dict[str, Any]:
     return {
         "id": row["id"],
         "agent": row["agent"],

@@ -12,9 +12,13 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Migration:
+    """``statements`` are written for SQLite; the PostgreSQL store runs them translated
+    (``voxd.store.sql.pg_ddl``: types, identity columns) unless ``pg`` gives its own."""
+
     version: int
     name: str
     statements: tuple[str, ...]
+    pg: tuple[str, ...] | None = None
 
 
 # the tables whose rows belong to one organisation (migration 8 adds their ``org`` column)
@@ -373,5 +377,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         "per-call variables on call and conversation records",
         ("ALTER TABLE calls ADD COLUMN variables TEXT NOT NULL DEFAULT '{}'",
          "ALTER TABLE conversations ADD COLUMN variables TEXT NOT NULL DEFAULT '{}'"),
+    ),
+    Migration(
+        12,
+        "webhook deliveries claimed per attempt by one node",
+        (
+            "ALTER TABLE webhook_deliveries ADD COLUMN claimed_by TEXT",
+            "ALTER TABLE webhook_deliveries ADD COLUMN claimed_until REAL",
+        ),
     ),
 )

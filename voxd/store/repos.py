@@ -2,9 +2,9 @@
 
 The API, the call manager, webhooks, the tool library and the daemon depend on these,
 never on the SQLite classes. ``voxd.store.db.Database`` is one :class:`Store`; a server
-database (issue 22, PostgreSQL) is another: it implements the same repository Protocols
-and its ``open`` is chosen by the composition root (``voxd/app.py``), with no caller
-edited. The record types (``CallRecord``, ``ApiKey``, ``Endpoint``, ``Message``, ...) are
+database (``voxd.store.pg.PgDatabase``, PostgreSQL) is another: the same repository classes
+over another connection; ``voxd.store.open_store`` picks one from ``store.url`` for the
+composition root (``voxd/app.py``), with no caller edited. The record types (``CallRecord``, ``ApiKey``, ``Endpoint``, ``Message``, ...) are
 plain dataclasses (``voxd.store.records``) any implementation returns.
 
 Organisations: a store is bound to one organisation (``Store.org``, ``default`` as opened)
@@ -93,7 +93,7 @@ class InvalidCursor(ValueError):
 
 class Transaction(Protocol):
     """An open write transaction of one store: opaque to everyone but that store's
-    repositories (SQLite: the ``aiosqlite.Connection``)."""
+    repositories (a ``voxd.store.sql.Txn`` of the SQLite or the PostgreSQL backend)."""
 
 
 TxnWrite = Callable[[Transaction], Awaitable[object]]
@@ -252,6 +252,15 @@ class WebhookRepo(Protocol):
     async def enabled_endpoints(self) -> builtins.list[Endpoint]: ...
 
     async def due_for(self, endpoint: Endpoint, now: float, limit: int) -> builtins.list[DueDelivery]: ...
+
+    async def claim(self, delivery_ids: builtins.list[str], now: float, lease_s: float = ...) -> builtins.list[str]:
+        """Take these deliveries (still due, unclaimed) for one attempt by this node; the
+        ones taken. No two nodes take the same delivery at once."""
+        ...
+
+    async def release_claims(self) -> int:
+        """Give back this node's claims (at start: what a crash cut short is sent again)."""
+        ...
 
     async def next_due_at(self, after: float) -> float | None: ...
 
