@@ -147,7 +147,11 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-BACKENDS = ["sqlite", "postgresql"]
+def backend_params() -> list[object]:
+    """Store backends for ``pytest.mark.parametrize``: PostgreSQL's runs are ``cluster``."""
+    import pytest
+
+    return ["sqlite", pytest.param("postgresql", marks=pytest.mark.cluster)]
 
 
 async def open_test_store(kind: str, tmp_path: Path, request: object) -> object:

@@ -1,9 +1,9 @@
 import pytest
 
-from tests.servers import open_test_store
+from tests.servers import backend_params, open_test_store
 
 # every test taking ``db`` runs on both backends; the PostgreSQL runs are the cluster stage's
-BACKEND_PARAMS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.cluster)]
+BACKEND_PARAMS = backend_params()
 
 
 @pytest.fixture(params=BACKEND_PARAMS)

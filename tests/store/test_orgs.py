@@ -7,8 +7,7 @@ import sqlite3
 
 import pytest
 
-from tests.servers import open_test_store
-from tests.store.conftest import BACKEND_PARAMS
+from tests.servers import backend_params, open_test_store
 from voxd.core.calllog import CallRecord
 from voxd.store.calls import ForeignRow
 from voxd.store.db import Database
@@ -17,6 +16,7 @@ from voxd.store.orgs import OrgExists
 from voxd.store.records import Message
 
 LATEST = MIGRATIONS[-1].version
+BACKEND_PARAMS = backend_params()
 
 
 @pytest.fixture(params=BACKEND_PARAMS)

@@ -39,6 +39,7 @@ USE = "webhooks"
 ENDPOINTS_TTL_S = 1.0  # endpoint changes made elsewhere are seen within this
 MAX_REQUEST_S = 125.0  # longest a request may take (timeouts are capped at 120 s)
 PREFETCH = 8  # due deliveries fetched per endpoint, in multiples of its concurrency
+CLAIM_S = 2 * MAX_REQUEST_S  # a claimed delivery is this node's for this long (or until recorded)
 RESERVED_HEADERS = {"content-type", "content-length", "host", "user-agent", "webhook-id",
                     "webhook-timestamp", "webhook-signature", "transfer-encoding", "connection"}
 
@@ -207,8 +208,14 @@ class DeliveryWorker:
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._writer, grace_s)
+        with contextlib.suppress(Exception):  # what was cut short: another node may send it now
+            await self.store.release_claims()
 
     async def _run(self) -> None:
+        try:  # what this node had claimed before a crash or restart is due again now
+            await self.store.release_claims()
+        except Exception:
+            log.exception("webhooks: releasing this node's claims failed")
         while True:
             try:
                 started = await self._dispatch()
@@ -253,8 +260,13 @@ class DeliveryWorker:
                 for d in await self.store.due_for(ep, now, limit=PREFETCH * cap + busy + len(queue)):
                     if d.id not in self._inflight and d.id not in known:
                         queue.append(d)
-            while queue and busy < cap:
-                d = dataclasses.replace(queue.popleft(), endpoint=ep)  # current secrets and settings
+            picked = [queue.popleft() for _ in range(min(len(queue), cap - busy))]
+            # one attempt each, by this node only: another node's worker may have taken some
+            claimed = set(await self.store.claim([d.id for d in picked], now, CLAIM_S)) if picked else set()
+            for d in picked:
+                if d.id not in claimed:
+                    continue
+                d = dataclasses.replace(d, endpoint=ep)  # current secrets and settings
                 busy += 1
                 self._per_endpoint[ep.id] = busy
                 task = asyncio.create_task(self._deliver(d), name=f"webhook-{d.id}")
