@@ -99,7 +99,7 @@ class Daemon:
 
     # ------------------------------------------------------------ start
     async def start(self) -> None:
-        from voxd.store.db import Database
+        from voxd.store.backends import open_store
 
         inference.configure(self.cfg.engines.inference_threads)
         descriptors.raise_limit(self.cfg)
@@ -107,7 +107,8 @@ class Daemon:
         state.mkdir(parents=True, exist_ok=True)
         local_llm.configure(self.cfg.local_llm, state)
         # the one place that chooses the store: everything else sees voxd.store.repos.Store
-        db: Store = await Database.open(self.cfg.resolved_database())
+        db: Store = await open_store(self.cfg.store.resolved_url(), default_path=self.cfg.resolved_database(),
+                                     state_dir=state)
         self.db = db
         from voxd.tools.execlog import ExecutionLogger
         from voxd.tools.library import ToolLibrary

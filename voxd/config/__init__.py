@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML
 
+from voxd.config.cluster import RedisConfig, StoreConfig
 from voxd.config.local_llm import LocalLLMConfig
 from voxd.config.sip import RegistrationConfig, SipTlsConfig, SrtpPolicy, TrunkOutboundConfig
 from voxd.config.tools import ToolsConfig
@@ -316,6 +317,9 @@ class VoxdConfig(_Model):
     agents_dir: str = Field("agents", description="Folder of agent YAML files (relative to the config file's parent folder's parent, or absolute).")
     default_agent: str | None = Field(None, description="Agent for calls that name none.")
     database: str | None = Field(None, description="SQLite path; default <state_dir>/voxd.db")
+    store: StoreConfig = Field(default_factory=lambda: StoreConfig(),
+                               description="The database: SQLite (default) or PostgreSQL shared by several nodes.")
+    redis: RedisConfig = Field(default_factory=lambda: RedisConfig())
     http: HttpConfig = Field(default_factory=lambda: HttpConfig())
     api: ApiLimits = Field(default_factory=lambda: ApiLimits())
     sip: SipListenConfig = Field(default_factory=lambda: SipListenConfig())
