@@ -215,14 +215,15 @@ class Daemon:
         from voxd.api.app import setup_api
         from voxd.api.deps import ApiDeps, api_settings
         from voxd.core.errors import NotFound
-        from voxd.daemon_sources import DaemonAgents, DaemonCalls, OrgAgentDirs
+        from voxd.daemon_sources import DaemonAgents, DaemonCalls, OrgAgentDirs, rate_buckets
         from voxd.tools.function_source import LibraryFunctionSource
 
         self._api_deps = ApiDeps(self.db, DaemonAgents(self.agents, self.api_writing),
                                  DaemonCalls(self.calls, self.agents, lambda: self.sip, lambda: self.outbound.secrets),
                                  LibraryFunctionSource(self.tool_library, not_found=NotFound), api_settings(self.cfg.api),
                                  conversations=self.conversations,
-                                 org_agents=OrgAgentDirs(self.agents.directory, self.outbound))
+                                 org_agents=OrgAgentDirs(self.agents.directory, self.outbound),
+                                 buckets=rate_buckets(self.cfg.redis, self.metrics, app))
         setup_api(app, self._api_deps, extra_routes=[webtokens.routes, *self.extra_routes])
         return app
 

@@ -19,8 +19,13 @@ from voxd.core.errors import NotFound, NotSupported
 from voxd.core.secrets import SecretBook
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
+    from voxd.api.ratelimit import BucketSet
+    from voxd.config.cluster import RedisConfig
     from voxd.core.secrets import Outbound
     from voxd.net.sip import SipEndpoint
+    from voxd.ops.metrics import Metrics
     from voxd.store.repos import Store
 
 
@@ -143,3 +148,27 @@ def audit_file_changes(db: Store, agents: AgentCatalog, report: ReloadReport,
                                before=before.get(name), after=None if agent is None else agent.text)
 
     return [asyncio.ensure_future(record())]
+
+
+def rate_buckets(cfg: RedisConfig, metrics: Metrics, app: web.Application) -> BucketSet | None:
+    """The API's rate-limit buckets: in Redis, shared by every node, when ``redis.url`` is
+    set (their health on /metrics, closed with the HTTP app), else None (local)."""
+    url = cfg.resolved_url()
+    if url is None:
+        return None
+    from voxd.api.shared_limits import RedisBuckets
+
+    buckets = RedisBuckets(url, timeout_s=cfg.timeout_s, retry_s=cfg.retry_s)
+    counted = [0]
+
+    async def refresh() -> None:
+        metrics.redis_up.set(1 if buckets.up else 0)
+        metrics.ratelimit_fallbacks.inc(buckets.fallbacks - counted[0])
+        counted[0] = buckets.fallbacks
+
+    async def close(_app: web.Application) -> None:
+        await buckets.close()
+
+    metrics.before_scrape.append(refresh)
+    app.on_cleanup.append(close)
+    return buckets

@@ -19,6 +19,7 @@ from voxd.core.endreason import EndedBy
 from voxd.store.repos import Store
 
 if TYPE_CHECKING:
+    from voxd.api.ratelimit import BucketSet
     from voxd.config import ApiLimits
 
 PEPPER_ENV = "VOXD_API_KEY_PEPPER"
@@ -179,3 +180,4 @@ class ApiDeps:
     conversations: ConversationSource | None = None  # None: setup_api builds a stand-alone one
     # the agents of an organisation other than the default (``agents/<org>/``); None: it has none
     org_agents: Callable[[str], AgentSource] | None = None
+    buckets: BucketSet | None = None  # rate-limit buckets (None: this process's own, voxd.api.ratelimit)

@@ -55,6 +55,9 @@ class Metrics:
             "voxd_webhook_attempts_total", "Webhook delivery attempts by result and the delivery's new status",
             ["result", "status"], registry=r)
         self.webhook_depth = Gauge("voxd_webhook_outbox_depth", "Webhook deliveries waiting to be sent", registry=r)
+        self.redis_up = Gauge("voxd_redis_up", "1 while the shared rate limits' Redis answers (redis.url)", registry=r)
+        self.ratelimit_fallbacks = Counter(
+            "voxd_ratelimit_fallback_total", "Rate-limit decisions taken locally because Redis was down", registry=r)
         self.before_scrape: list[Callable[[], Awaitable[None]]] = []  # refresh gauges read from elsewhere
         self._lag_task: asyncio.Task[None] | None = None
 
