@@ -54,6 +54,8 @@ class SqlStore:
     org: str = DEFAULT_ORG
     # what a unique or foreign-key violation raises on this backend
     integrity_errors: tuple[type[Exception], ...] = ()
+    # several nodes work on this database at once (PostgreSQL); a SQLite file is one node's
+    shared: bool = False
     # appended to a SELECT whose rows a transaction takes for itself (the webhook claim)
     skip_locked: str = ""
     # who claims webhook deliveries (``cluster.node_id``): a restarted node gives its claims back

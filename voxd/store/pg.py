@@ -85,6 +85,7 @@ class PgDatabase(SqlStore):
     dialect = "postgresql"
     integrity_errors = (psycopg.IntegrityError,)
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    shared = True
 
     def __init__(self, pool: AsyncConnectionPool[Any], url: str, path: Path) -> None:
         self._pool = pool

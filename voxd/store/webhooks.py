@@ -241,9 +241,10 @@ class WebhookStore:
         attempt by this node (``Store.node_id``), until ``now + lease_s`` or the attempt is
         recorded; returns those taken. Workers of several nodes never take the same one: on
         PostgreSQL the rows are locked ``FOR UPDATE SKIP LOCKED`` (a row another claim is
-        taking is skipped, not waited for); SQLite has one writer at a time."""
-        if not delivery_ids:
-            return []
+        taking is skipped, not waited for). A SQLite database is one node's: its one worker
+        never races another, so nothing is written (``SqlStore.shared``)."""
+        if not delivery_ids or not self.db.shared:
+            return delivery_ids  # one worker on this database: its own in-flight set is enough
         marks = ", ".join("?" for _ in delivery_ids)
         async with self.db.transaction() as conn:
             rows = await conn.fetchall(
@@ -261,6 +262,8 @@ class WebhookStore:
     async def release_claims(self) -> int:
         """Give back every claim of this node (a restart: its attempts in flight were cut
         short, send them again now rather than when the lease runs out)."""
+        if not self.db.shared:
+            return 0
         async with self.db.transaction() as conn:
             return await conn.execute(
                 "UPDATE webhook_deliveries SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = ?",

@@ -249,7 +249,7 @@ class DeliveryWorker:
             self._endpoints_at = now
             for eid in [e for e in self._queued if e not in self._endpoints]:
                 del self._queued[eid]  # disabled or deleted meanwhile
-        started = 0
+        picked: list[tuple[Endpoint, DueDelivery]] = []
         for ep in self._endpoints.values():
             busy = self._per_endpoint.get(ep.id, 0)
             queue = self._queued.setdefault(ep.id, collections.deque())
@@ -260,19 +260,21 @@ class DeliveryWorker:
                 for d in await self.store.due_for(ep, now, limit=PREFETCH * cap + busy + len(queue)):
                     if d.id not in self._inflight and d.id not in known:
                         queue.append(d)
-            picked = [queue.popleft() for _ in range(min(len(queue), cap - busy))]
-            # one attempt each, by this node only: another node's worker may have taken some
-            claimed = set(await self.store.claim([d.id for d in picked], now, CLAIM_S)) if picked else set()
-            for d in picked:
-                if d.id not in claimed:
-                    continue
-                d = dataclasses.replace(d, endpoint=ep)  # current secrets and settings
-                busy += 1
-                self._per_endpoint[ep.id] = busy
-                task = asyncio.create_task(self._deliver(d), name=f"webhook-{d.id}")
-                self._inflight[d.id] = task
-                task.add_done_callback(functools.partial(self._done, d))
-                started += 1
+            picked += [(ep, queue.popleft()) for _ in range(min(len(queue), cap - busy))]
+        if not picked:
+            return 0
+        # one attempt each, by this node only: another node's worker may have taken some
+        claimed = set(await self.store.claim([d.id for _, d in picked], now, CLAIM_S))
+        started = 0
+        for ep, d in picked:
+            if d.id not in claimed:
+                continue
+            d = dataclasses.replace(d, endpoint=ep)  # current secrets and settings
+            self._per_endpoint[ep.id] = self._per_endpoint.get(ep.id, 0) + 1
+            task = asyncio.create_task(self._deliver(d), name=f"webhook-{d.id}")
+            self._inflight[d.id] = task
+            task.add_done_callback(functools.partial(self._done, d))
+            started += 1
         return started
 
     def endpoints_changed(self) -> None:
