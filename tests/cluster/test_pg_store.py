@@ -199,3 +199,24 @@ async def test_two_nodes_deliver_every_event_once(pg_server: PgServer, tmp_path:
         await receiver.stop()
         for db in dbs:
             await db.close()
+
+
+async def test_a_dead_nodes_claims_run_out_and_a_restarted_node_gives_its_own_back(
+        pg_server: PgServer, tmp_path: Path) -> None:
+    url = pg_server.new_database()
+    a, b = await _node(url, "node-a", tmp_path), await _node(url, "node-b", tmp_path)
+    try:
+        ids = await _seed_deliveries(a, 6)
+        assert sorted(await a.webhooks().claim(ids[:3], time.time(), lease_s=0.5)) == sorted(ids[:3])
+        assert sorted(await a.webhooks().claim(ids[3:], time.time(), lease_s=60)) == sorted(ids[3:])
+        await a.close()  # node a dies mid-request: nothing recorded
+        assert await b.webhooks().claim(ids, time.time()) == []
+        await asyncio.sleep(0.6)
+        assert sorted(await b.webhooks().claim(ids, time.time())) == sorted(ids[:3])  # its lease ran out
+        a = await _node(url, "node-a", tmp_path)  # node a is back: what it held is due again at once
+        assert await a.webhooks().release_claims() == 3
+        assert sorted(await b.webhooks().claim(ids, time.time())) == sorted(ids[3:])
+        assert await b.webhooks().release_claims() == 6
+    finally:
+        await a.close()
+        await b.close()

@@ -39,7 +39,10 @@ USE = "webhooks"
 ENDPOINTS_TTL_S = 1.0  # endpoint changes made elsewhere are seen within this
 MAX_REQUEST_S = 125.0  # longest a request may take (timeouts are capped at 120 s)
 PREFETCH = 8  # due deliveries fetched per endpoint, in multiples of its concurrency
-CLAIM_S = 2 * MAX_REQUEST_S  # a claimed delivery is this node's for this long (or until recorded)
+# a claimed delivery is this node's until its attempt is recorded or for its request's
+# timeout and this margin (a node that died mid-request: another sends it after that)
+CLAIM_S = 2 * MAX_REQUEST_S
+CLAIM_MARGIN_S = 10.0
 RESERVED_HEADERS = {"content-type", "content-length", "host", "user-agent", "webhook-id",
                     "webhook-timestamp", "webhook-signature", "transfer-encoding", "connection"}
 
@@ -264,7 +267,8 @@ class DeliveryWorker:
         if not picked:
             return 0
         # one attempt each, by this node only: another node's worker may have taken some
-        claimed = set(await self.store.claim([d.id for _, d in picked], now, CLAIM_S))
+        lease = min(CLAIM_S, max((ep.timeout_s or self.cfg.timeout_s) for ep, _ in picked) + CLAIM_MARGIN_S)
+        claimed = set(await self.store.claim([d.id for _, d in picked], now, lease))
         started = 0
         for ep, d in picked:
             if d.id not in claimed:
