@@ -220,3 +220,13 @@ async def test_a_dead_nodes_claims_run_out_and_a_restarted_node_gives_its_own_ba
     finally:
         await a.close()
         await b.close()
+
+
+async def test_an_unreachable_database_is_a_clear_error_without_the_password(tmp_path: Path) -> None:
+    from tests.servers import free_port
+
+    url = f"postgresql://voxd:hunter2-secret@127.0.0.1:{free_port()}/voxd"
+    with pytest.raises(ConnectionError) as err:
+        await PgDatabase.open(url, state_dir=tmp_path, timeout_s=1.0)
+    assert "cannot reach PostgreSQL at postgresql://voxd:***@127.0.0.1" in str(err.value)
+    assert "hunter2" not in str(err.value)

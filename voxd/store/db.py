@@ -94,13 +94,10 @@ class Database(SqlStore):
     # connection in between, and SQLite leaves the rest of that SELECT undefined: seen
     # here as a GROUP BY returning a NULL group and rows counted twice.
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
-        args = tuple(params)
-        rows = await on_thread(self._conn, lambda raw: _select(raw, sql, args, 1))
-        return rows[0] if rows else None
+        return await SqliteTxn(self._conn).fetchone(sql, params)
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
-        args = tuple(params)
-        return await on_thread(self._conn, lambda raw: _select(raw, sql, args, None))
+        return await SqliteTxn(self._conn).fetchall(sql, params)
 
 
 class SqliteTxn:
