@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         FunctionRepo,
         OrgRepo,
         SessionRepo,
+        TotpRepo,
         UserRepo,
         WebhookRepo,
     )
@@ -129,6 +130,11 @@ class SqlStore:
         from voxd.store.webhooks import WebhookStore
 
         return WebhookStore(self, sealer)
+
+    def totp(self, sealer: Sealer) -> TotpRepo:
+        from voxd.store.second_factor import TotpRepository
+
+        return TotpRepository(self, sealer)
 
     def orgs(self) -> OrgRepo:
         from voxd.store.orgs import OrgRepository

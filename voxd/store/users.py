@@ -109,8 +109,8 @@ class UserRepository:
         """One more failed sign-in (a wrong password or second-factor code) towards the lockout."""
         now = time.time() if now is None else now
         async with self._db.transaction() as conn:
-            async with conn.execute("SELECT failed_logins FROM users WHERE id = ?", (user_id,)) as cur:
-                row = await cur.fetchone()
+            await conn.lock("users:" + user_id)  # two nodes counting one user's failures: both count
+            row = await conn.fetchone("SELECT failed_logins FROM users WHERE id = ?", (user_id,))
             if row is None:
                 return
             fails = row["failed_logins"] + 1
