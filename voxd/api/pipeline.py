@@ -138,7 +138,7 @@ class Pipeline:
             services = self.s.for_org(key.org)
             per_min = (await self.s.org_limits.get(self.s.db.orgs(), key.org)).get("api_requests_per_minute")
             if per_min is not None:
-                self._limit(outcomes, "org", f"org:{key.org}", RateSpec(per_min, 60.0))
+                await self._limit(outcomes, "org", f"org:{key.org}", RateSpec(per_min, 60.0))
             if not is_user(key):  # a user's requests are not a key's usage
                 await self._quota(key, services)
                 self.s.usage.note(key.id, spec.endpoint)

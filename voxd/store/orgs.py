@@ -53,8 +53,7 @@ class OrgRepository:
                                       or not low <= value <= MAX_LIMIT):
                 raise ValueError(f"{name} must be a whole number from {low} to {MAX_LIMIT}")
         async with self._db.transaction() as conn:
-            async with conn.execute("SELECT limits FROM orgs WHERE id = ?", (org_id,)) as cur:
-                row = await cur.fetchone()
+            row = await conn.fetchone("SELECT limits FROM orgs WHERE id = ?", (org_id,))
             if row is None:
                 raise LookupError(f"no organisation {org_id!r}")
             merged = {**json.loads(row["limits"]), **limits}
