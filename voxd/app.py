@@ -74,6 +74,7 @@ class Daemon:
         self.db: Store | None = None
         self.sip: SipEndpoint | None = None
         self.webhooks: Webhooks | None = None
+        self.analysis: Any = None  # voxd.analysis.service.AnalysisService, once started
         self.calls: CallManager | None = None
         self._runner: web.AppRunner | None = None
         self._api_deps: ApiDeps | None = None  # once the HTTP app is built (reload swaps its settings)
@@ -130,6 +131,9 @@ class Daemon:
 
         self.webhooks = hooks = setup_webhooks(self)  # after the first load: only later agent changes are events
         hooks.worker.on_attempt = self.metrics.on_webhook_attempt
+        from voxd.daemon_sources import setup_analysis
+
+        self.analysis = setup_analysis(self)  # after webhooks: its results go through their outbox
         self.conversations = self._conversations()
         store = hooks.store
 

@@ -141,3 +141,24 @@ def audit_file_changes(db: Store, agents: AgentCatalog, report: ReloadReport,
                                before=before.get(name), after=None if agent is None else agent.text)
 
     return [asyncio.ensure_future(record())]
+
+
+def setup_analysis(daemon: Any) -> Any:
+    """The post-call analysis worker of a ``voxd.app.Daemon`` whose store, calls, agents,
+    webhooks and metrics exist: jobs owed in the ended call's transaction, its results
+    in ``/metrics`` and ``call.analyzed`` through the webhook outbox; a service."""
+    from voxd.analysis.service import AnalysisService
+
+    def agent_for(org: str, name: str) -> Any:
+        # calls are the default organisation's until transports route by organisation
+        loaded = daemon.agents.get(name) if org == "default" else None
+        return None if loaded is None else loaded.config
+
+    hooks = daemon.webhooks
+    svc = AnalysisService(daemon.db, agent_for, outbound=daemon.outbound, outbox_write=hooks.outbox.add_in,
+                          after_commit=hooks.outbox.committed)
+    if daemon.calls.repo is not None:
+        daemon.calls.transactional.append(svc.writer)
+    svc.listeners.append(daemon.metrics.on_analysis)
+    daemon.services.append(("analysis", svc.start, svc.stop))
+    return svc

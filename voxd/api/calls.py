@@ -25,13 +25,15 @@ BASE = "/api/v1/calls"
 
 @routes.route("GET", BASE, scope="calls:read", summary="List calls, newest first", tag=TAG,
               query=CallsQuery, response=CallPage,
-              description="Filter by agent, status and start time; page with `cursor`.")
+              description="Filter by agent, status, start time and the post-call analysis (`outcome`, "
+                          "`sentiment_lt`, `sentiment_gt`, `mos_lt`); page with `cursor`.")
 async def list_calls(ctx: Ctx) -> Reply:
     q: CallsQuery = ctx.query
     try:
         calls, cursor = await ctx.services.calls.list(
             agent=q.agent, status=q.status, since=q.since, until=q.until, limit=q.limit,
-            cursor=q.cursor)
+            cursor=q.cursor, outcome=q.outcome, sentiment_lt=q.sentiment_lt, sentiment_gt=q.sentiment_gt,
+            mos_lt=q.mos_lt)
     except InvalidCursor as e:
         raise validation_problem([{"field": "cursor", "message": str(e)}], "query") from e
     return Reply(CallPage.model_validate({"calls": calls, "next_cursor": cursor}))

@@ -171,6 +171,14 @@ class CallsQuery(Request):
     until: float | None = Field(None, allow_inf_nan=False, description="Started before (unix s).")
     limit: int = Field(50, ge=1, le=500)
     cursor: str | None = Field(None, max_length=512, description="next_cursor of the previous page.")
+    outcome: str | None = Field(None, max_length=64, pattern=r"^[a-z][a-z0-9_]*$",
+                                description="Only calls whose analysis has this outcome.", examples=["booked"])
+    sentiment_lt: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False,
+                                       description="Only calls whose caller's overall sentiment is below this.")
+    sentiment_gt: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False,
+                                       description="Only calls whose caller's overall sentiment is above this.")
+    mos_lt: float | None = Field(None, ge=1, le=5, allow_inf_nan=False,
+                                 description="Only calls whose E-model MOS is below this.")
 
 
 class CallBase(BaseModel):
@@ -193,6 +201,9 @@ class CallBase(BaseModel):
 
 class CallSummary(CallBase):
     turn_count: int
+    outcome: str | None = Field(None, description="From the post-call analysis (null until analysed).")
+    sentiment: float | None = Field(None, description="The caller's overall sentiment, -1..1 (analysis).")
+    mos: float | None = Field(None, description="E-model MOS of the call's audio path (analysis; RTP calls).")
 
 
 class CallPage(BaseModel):
@@ -232,6 +243,9 @@ class DtmfOut(BaseModel):
 class CallDetail(CallBase):
     turns: list[TurnOut]
     dtmf: list[DtmfOut]
+    analysis: dict[str, Any] | None = Field(
+        None, description="The post-call analysis (summary, outcome, extracted, sentiment, intents, quality, cost); "
+                          "null until it has run.")
 
 
 class ActiveCalls(BaseModel):

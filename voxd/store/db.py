@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from voxd.core.sealing import Sealer
     from voxd.store.repos import (
         AgentChangeRepo,
+        AnalysisRepo,
         ApiKeyRepo,
         AuditRepo,
         CalendarRepo,
@@ -105,6 +106,11 @@ class Database:
         from voxd.store.calls import CallRepository
 
         return CallRepository(self)
+
+    def analysis(self) -> AnalysisRepo:
+        from voxd.store.analysis import AnalysisRepository
+
+        return AnalysisRepository(self)
 
     def api_keys(self, pepper: str = "") -> ApiKeyRepo:
         from voxd.store.keys import ApiKeyRepository

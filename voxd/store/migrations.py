@@ -368,4 +368,26 @@ MIGRATIONS: tuple[Migration, ...] = (
         "limits per organisation (API requests per minute, calls concurrent and per day)",
         ("ALTER TABLE orgs ADD COLUMN limits TEXT NOT NULL DEFAULT '{}'",),
     ),
+    Migration(
+        11,
+        "post-call analysis: the analysis of a call (and its indexed headline), durable analysis jobs",
+        (
+            "ALTER TABLE calls ADD COLUMN analysis TEXT",
+            "ALTER TABLE calls ADD COLUMN outcome TEXT",
+            "ALTER TABLE calls ADD COLUMN sentiment REAL",
+            "ALTER TABLE calls ADD COLUMN mos REAL",
+            "CREATE INDEX calls_org_outcome ON calls (org, outcome)",
+            """CREATE TABLE analysis_jobs (
+                call_id TEXT PRIMARY KEY,
+                org TEXT NOT NULL DEFAULT 'default',
+                status TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at REAL NOT NULL,
+                last_error TEXT,
+                created_at REAL NOT NULL,
+                updated_at REAL NOT NULL
+            )""",
+            "CREATE INDEX analysis_jobs_due ON analysis_jobs (status, next_attempt_at)",
+        ),
+    ),
 )

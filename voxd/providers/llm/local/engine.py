@@ -155,6 +155,18 @@ class LocalLLM(LanguageModel):
         for ev in _words(self.fallback_line):
             yield ev
 
+    async def complete_json(self, messages: list[Message], schema: dict[str, Any], name: str) -> tuple[str, Usage]:
+        """One generation held by the grammar llama.cpp builds from ``schema``."""
+        prompt = "".join(f"{P.START}{m.role}\n{m.content}{P.END}\n" for m in messages if m.role != "tool")
+        stats = Stats()
+        pieces: list[str] = []
+        rt = runtime.runtime(self.model)
+        async with rt.slot() as proc:
+            async for piece in proc.complete(prompt + P.assistant_open(), json.dumps(schema),
+                                             max(self.max_tokens, 400), stats=stats):
+                pieces.append(piece)
+        return "".join(pieces), Usage(stats.prompt_tokens, stats.completion_tokens)
+
     def _missing_slot(self, tool: str, arguments: dict[str, Any], messages: list[Message]) -> str | None:
         """Small models fill required arguments with invented values ("tomorrow at 10:00"
         for "I'd like to book"). Where the agent's dialog block says an argument comes
