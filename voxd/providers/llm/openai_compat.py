@@ -98,6 +98,21 @@ def chunk_events(chunk: dict[str, Any], calls: ToolCallParts) -> list[LLMEvent]:
     return out
 
 
+def strict_ok(schema: Any) -> bool:
+    """Whether a JSON Schema meets OpenAI's strict structured-output rules: every object
+    lists all its properties as required and allows no others (checked recursively)."""
+    if isinstance(schema, list):
+        return all(strict_ok(s) for s in schema)
+    if not isinstance(schema, dict):
+        return True
+    if schema.get("type") == "object" or "properties" in schema:
+        props = schema.get("properties") or {}
+        if schema.get("additionalProperties") is not False or set(schema.get("required") or []) != set(props):
+            return False
+    return all(strict_ok(v) for k, v in schema.items() if k in ("properties", "items", "anyOf", "$defs")
+               for v in ([v] if k == "items" else (v.values() if isinstance(v, dict) else v)))
+
+
 class OpenAICompatibleLLM(LanguageModel):
     name = "openai-compatible"
 
@@ -167,7 +182,8 @@ class OpenAICompatibleLLM(LanguageModel):
         ``json_schema``, strict): the reply's text and usage."""
         body: dict[str, Any] = {
             "model": self.cfg.model or "default", "messages": to_openai_messages(messages), "stream": False,
-            "response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}},
+            "response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": schema,
+                                                                      "strict": strict_ok(schema)}},
         }
         if self.cfg.temperature is not None:
             body["temperature"] = self.cfg.temperature
