@@ -156,7 +156,8 @@ def setup_analysis(daemon: Any) -> Any:
 
     hooks = daemon.webhooks
     svc = AnalysisService(daemon.db, agent_for, outbound=daemon.outbound, outbox_write=hooks.outbox.add_in,
-                          after_commit=hooks.outbox.committed)
+                          after_commit=hooks.outbox.committed,
+                          retry_s=tuple(daemon.cfg.analysis.retry_schedule_s))
     if daemon.calls.repo is not None:
         daemon.calls.transactional.append(svc.writer)
     svc.listeners.append(daemon.metrics.on_analysis)

@@ -41,12 +41,12 @@ class FakeOpenAI:
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
 
-    async def start(self) -> FakeOpenAI:
+    async def start(self, port: int = 0) -> FakeOpenAI:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.handle)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"http://127.0.0.1:{port}/v1"

@@ -227,6 +227,15 @@ class EnginesConfig(_Model):
     preload: bool = Field(True, description="Load models at start-up instead of on the first call.")
 
 
+class AnalysisSettings(_Model):
+    """The post-call analysis worker (what each agent extracts is in its `analysis:` block)."""
+
+    retry_schedule_s: list[float] = Field(
+        default_factory=lambda: [5.0, 30.0, 120.0, 600.0], min_length=1, max_length=20,
+        description="Delay before each retry of a failed analysis; the last attempt analyses without the model "
+                    "(dialog slots, template summary) and keeps the model's error.")
+
+
 class WebhooksConfig(_Model):
     allow_private_destinations: bool = Field(
         False, description="Allow endpoints on private, loopback and link-local addresses "
@@ -317,6 +326,7 @@ class VoxdConfig(_Model):
         default_factory=lambda: LocalLLMConfig(),
         description="Packaged local models (llm engine 'local'): models folder, threads, context, slots.")
     webhooks: WebhooksConfig = Field(default_factory=lambda: WebhooksConfig())
+    analysis: AnalysisSettings = Field(default_factory=lambda: AnalysisSettings())
     webrtc: WebRtcConfig = Field(default_factory=lambda: WebRtcConfig())
     twilio: TwilioConfig = Field(default_factory=lambda: TwilioConfig())
     tools: ToolsConfig = Field(default_factory=lambda: ToolsConfig(), description="Function library settings (weather, email, calendar, plugins, knowledge bases).")
