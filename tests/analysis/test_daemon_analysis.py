@@ -24,8 +24,7 @@ COMPLAINT = ["this is terrible, I hate this awful line, you are useless"]
 
 
 def agent(name: str, transcripts: list[str]) -> str:
-    return booking_agent().replace("name: front", f"name: {name}").replace("stt: {engine: fake}", "stt: {engine: fake, options: {transcripts: %s}}"
-                                   % json.dumps(transcripts)) + "turn: {detector: silence, max_silence_ms: 300}\n"
+    return booking_agent().replace("name: front", f"name: {name}").replace("stt: {engine: fake}", f"stt: {{engine: fake, options: {{transcripts: {json.dumps(transcripts)}}}}}") + "turn: {detector: silence, max_silence_ms: 300}\n"
 
 
 async def call(http: aiohttp.ClientSession, url: str, agent_name: str, answers: int) -> str:

@@ -40,8 +40,7 @@ def answer(body: dict[str, Any]) -> str:
 async def test_pending_analysis_survives_sigkill(tmp_path: Path) -> None:
     model_port = free_port()
     llm = f"{{engine: openai-compatible, base_url: 'http://127.0.0.1:{model_port}/v1', model: m, timeout_s: 2}}"
-    text = booking_agent().replace("stt: {engine: fake}", "stt: {engine: fake, options: {transcripts: %s}}"
-                                   % json.dumps(BOOKING))
+    text = booking_agent().replace("stt: {engine: fake}", f"stt: {{engine: fake, options: {{transcripts: {json.dumps(BOOKING)}}}}}")
     text = text.replace("  default_outcome: no_booking", f"  default_outcome: no_booking\n  engine: llm\n  llm: {llm}")
     (tmp_path / "agents").mkdir()
     (tmp_path / "agents" / "front.yaml").write_text(text + "turn: {detector: silence, max_silence_ms: 300}\n")
@@ -65,7 +64,7 @@ async def test_pending_analysis_survives_sigkill(tmp_path: Path) -> None:
                 receiver.secrets = [(await r.json())["secret"]]
             call_id = await call(http, daemon.url, "front", len(BOOKING))
         async with asyncio.timeout(20):  # the model is unreachable: attempts fail, the job stays pending
-            while not rows(db_path, f"SELECT 1 FROM analysis_jobs WHERE call_id = '{call_id}' AND attempts >= 2 "
+            while not rows(db_path, f"SELECT 1 FROM analysis_jobs WHERE call_id = '{call_id}' AND attempts >= 2 "  # noqa: ASYNC110 - another process writes it
                                     "AND status = 'pending'"):
                 await asyncio.sleep(0.05)
         await daemon.end(signal.SIGKILL)

@@ -42,10 +42,13 @@ def caller_audio(tmp: Path) -> Path:
     return out
 
 
-async def one_call(tmp: Path, lossy: bool) -> dict[str, Any]:
-    tmp.mkdir()
-    (tmp / "agents").mkdir()
+def folder(tmp: Path) -> None:
+    (tmp / "agents").mkdir(parents=True)
     (tmp / "agents" / "front.yaml").write_text(AGENT)
+
+
+async def one_call(tmp: Path, lossy: bool) -> dict[str, Any]:
+    folder(tmp)
     sip_port, media = free_udp_port(), free_udp_port()
     sip: dict[str, Any] = {"port": sip_port, "rtp_port_min": RTP_MIN, "rtp_port_max": RTP_MIN + 3, "ring_ms": 0}
     if lossy:

@@ -18,6 +18,31 @@ class Counts:
     dropped: int = 0
 
 
+class _Port(asyncio.DatagramProtocol):
+    def __init__(self, relay: UdpRelay, port: int, rng: random.Random) -> None:
+        self.relay, self.port, self.rng = relay, port, rng
+        self.client: tuple[str, int] | None = None
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is not a subclass
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        r = self.relay
+        if self.transport is None:
+            return
+        if self.port in r.lossy and self.rng.random() < r.drop:
+            r.counts.dropped += 1
+            return
+        r.counts.passed += 1
+        if addr == (r.target_host, self.port):
+            if self.client is not None:
+                self.transport.sendto(data, self.client)
+        else:
+            self.client = addr
+            self.transport.sendto(data, (r.target_host, self.port))
+
+
 @dataclass
 class UdpRelay:
     relay_host: str
@@ -27,38 +52,14 @@ class UdpRelay:
     drop: float = 0.0
     seed: int = 7
     counts: Counts = field(default_factory=Counts)
-    _transports: list[asyncio.DatagramTransport] = field(default_factory=list)
+    _transports: list[asyncio.BaseTransport] = field(default_factory=list)
 
     async def start(self) -> UdpRelay:
         loop = asyncio.get_running_loop()
         rng = random.Random(self.seed)
         for port in self.ports:
-            relay = self
-
-            class _Port(asyncio.DatagramProtocol):
-                def __init__(self, port: int) -> None:
-                    self.port = port
-                    self.client: tuple[str, int] | None = None
-                    self.transport: asyncio.DatagramTransport | None = None
-
-                def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                    self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is not a subclass
-
-                def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-                    assert self.transport is not None
-                    if self.port in relay.lossy and rng.random() < relay.drop:
-                        relay.counts.dropped += 1
-                        return
-                    relay.counts.passed += 1
-                    if addr == (relay.target_host, self.port):
-                        if self.client is not None:
-                            self.transport.sendto(data, self.client)
-                    else:
-                        self.client = addr
-                        self.transport.sendto(data, (relay.target_host, self.port))
-
-            transport, _ = await loop.create_datagram_endpoint(lambda p=port: _Port(p),  # type: ignore[misc]
-                                                               local_addr=(self.relay_host, port))
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda p=port: _Port(self, p, rng), local_addr=(self.relay_host, port))  # type: ignore[misc]
             self._transports.append(transport)
         return self
 
