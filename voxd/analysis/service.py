@@ -68,6 +68,7 @@ class AnalysisService:
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []  # (agent, analysis), e.g. /metrics
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.done = 0
 
     # -- owed at the call's end, in the call record's transaction
@@ -94,9 +95,11 @@ class AnalysisService:
         counts = await self.repo.counts()
         if counts.get("pending"):
             log.info("analysis: resuming %d pending jobs", counts["pending"])
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="analysis-worker")
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -104,7 +107,7 @@ class AnalysisService:
             self._task = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 for job in await self.repo.due(time.time()):
                     await self.run_job(job)
@@ -116,8 +119,11 @@ class AnalysisService:
                 nxt = None
             wait = IDLE_POLL_S if nxt is None else max(0.0, min(IDLE_POLL_S, nxt - time.time()))
             self._wake.clear()
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel that
+            # coincides with the wake-up, and stop() would then wait forever
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
 
     async def run_job(self, job: AnalysisJob) -> bool:
         """One attempt; True when the analysis is stored."""

@@ -109,7 +109,8 @@ class CallRepository:
         )
 
     async def get(self, call_id: str) -> dict[str, Any] | None:
-        """The call as ``CallRecord.to_dict()`` shapes it, or None."""
+        """The call as ``CallRecord.to_dict()`` shapes it (plus ``analysis``, None until the
+        post-call analysis has run), or None."""
         row = await self._db.fetchone(f"SELECT {_CALL_COLUMNS}, {_ANALYSIS_COLUMNS} FROM calls WHERE id = ? AND org = ?",
                                        (call_id, self._db.org))
         if row is None:

@@ -110,7 +110,8 @@ class CallRepo(Protocol):
         ...
 
     async def get(self, call_id: str) -> dict[str, Any] | None:
-        """The call as ``CallRecord.to_dict()`` shapes it, or None."""
+        """The call as ``CallRecord.to_dict()`` shapes it (plus ``analysis``, None until the
+        post-call analysis has run), or None."""
         ...
 
     async def list(
