@@ -114,3 +114,27 @@ async def test_dialog_calls_are_analysed_filtered_and_counted(tmp_path: Path) ->
     finally:
         await receiver.stop()
         await d.stop()
+
+
+async def test_a_call_can_be_analysed_again(tmp_path: Path) -> None:
+    d: Daemon = await start_daemon(tmp_path, {"front": agent("front", BOOKING)})
+    try:
+        key = await create_key(d.db, "ops", ["calls:read", "calls:write"])
+        url = f"http://127.0.0.1:{d.http_port}"
+        auth = {"Authorization": f"Bearer {key}"}
+        async with aiohttp.ClientSession() as http:
+            call_id = await call(http, url, "front", len(BOOKING))
+            first = (await analysed(http, url, auth, call_id))["analysis"]
+            async with http.post(f"{url}/api/v1/calls/call_nope/analysis", headers=auth) as r:
+                assert r.status == 404
+            async with http.post(f"{url}/api/v1/calls/{call_id}/analysis", headers=auth) as r:
+                assert r.status == 202 and (await r.json()) == {"call_id": call_id, "status": "pending"}
+            async with asyncio.timeout(20):
+                while True:
+                    again = (await analysed(http, url, auth, call_id))["analysis"]
+                    if again["analysed_at"] > first["analysed_at"]:
+                        break
+                    await asyncio.sleep(0.2)
+            assert again["extracted"] == first["extracted"] and again["outcome"] == "booked"
+    finally:
+        await d.stop()

@@ -32,7 +32,8 @@ class AnalysisConfig(BaseModel):
     engine: Literal["auto", "llm", "dialog"] = Field(
         "auto", description="Who fills summary, outcome and extracted: the agent's LLM with structured output (llm), "
                             "the dialog engine's slots and a template (dialog), or llm when the agent's LLM "
-                            "supports structured output, else dialog (auto).")
+                            "supports structured output, else dialog (auto). An agent without an analysis: "
+                            "block gets the dialog's (no model, no cost).")
     sentiment: Literal["vader", "llm"] = Field("vader", description="Per caller turn and overall: VADER or the LLM.")
     summary_template: str = Field(
         "{agent} call, {turns} turns, {duration}: the caller asked about {intents}. Outcome: {outcome}.{details}",

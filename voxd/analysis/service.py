@@ -40,8 +40,8 @@ def structured_model(agent: AgentConfig, outbound: Outbound) -> tuple[Structured
     """The first model of the analysis's (or the agent's) llm chain that can be held to
     a schema, and its engine name; (None, None) if none can."""
     a = agent.analysis
-    if a.engine == "dialog":
-        return None, None
+    if a.engine == "dialog" or (a.engine == "auto" and "analysis" not in agent.model_fields_set):
+        return None, None  # auto: a model (and its cost) only for an agent that asks for an analysis
     chain = [a.llm] if a.llm is not None else [agent.llm, *agent.llm.fallback]
     for cfg in chain:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from voxd.api.models import (
     CALL_ID_RE,
     ActiveCalls,
+    AnalysisQueued,
     CallDetail,
     CallPage,
     CallsQuery,
@@ -71,6 +72,17 @@ async def end_call(ctx: Ctx) -> Reply:
     if not await ctx.services.deps.calls.end(call_id):
         raise NotFound(f"no active call {call_id!r}")
     return Reply(EndResult(id=call_id), status=202)
+
+
+@routes.route("POST", BASE + "/{call_id}/analysis", scope="calls:write", summary="Analyse a call again",
+              tag=TAG, limit_class="write", response=AnalysisQueued, status=202, problems=("not-found",),
+              description="Queues the post-call analysis of an ended call again (after editing the agent's "
+              "`analysis:` block, say); its result replaces `analysis` and sends another `call.analyzed`.")
+async def reanalyse_call(ctx: Ctx) -> Reply:
+    call_id = ctx.path["call_id"]
+    if not await ctx.services.db.analysis().enqueue(call_id, again=True):
+        raise NotFound(f"no call {call_id!r}")
+    return Reply(AnalysisQueued(call_id=call_id, status="pending"), status=202)
 
 
 @routes.route("POST", BASE, scope="calls:write", summary="Place an outbound call", tag=TAG,

@@ -240,12 +240,33 @@ class DtmfOut(BaseModel):
     source: str
 
 
+class CallAnalysis(BaseModel):
+    """The post-call analysis of a call (``call.analyzed`` carries the same object)."""
+
+    model_config = ConfigDict(extra="allow")
+    summary: str | None = Field(None, description="A few sentences (the model's, or the dialog's template).")
+    outcome: str | None = Field(None, examples=["booked"], description="One of the agent's analysis.outcomes.")
+    extracted: dict[str, Any] = Field(default_factory=dict, description="The fields of the agent's analysis.schema.")
+    validation_error: str | None = Field(None, description="Why `extracted` does not match the schema, if it does not.")
+    method: str | None = Field(None, examples=["llm"], description="llm or dialog: who wrote summary/outcome/extracted.")
+    sentiment: dict[str, Any] = Field(default_factory=dict,
+                                      description="method, overall (-1..1), label, and per caller turn.")
+    intents: dict[str, Any] = Field(default_factory=dict, description="method, and the intent recognised per turn.")
+    quality: dict[str, Any] = Field(default_factory=dict, description=(
+        "r_factor and mos (ITU-T G.107 E-model from RTP loss, jitter and RTCP round trip; null without RTP), "
+        "codec, talk-time ratios, overlap, silence, interruptions, reply_latency_ms percentiles."))
+    cost: dict[str, Any] = Field(default_factory=dict, description="total_usd, by_provider, by_role, units.")
+
+
 class CallDetail(CallBase):
     turns: list[TurnOut]
     dtmf: list[DtmfOut]
-    analysis: dict[str, Any] | None = Field(
-        None, description="The post-call analysis (summary, outcome, extracted, sentiment, intents, quality, cost); "
-                          "null until it has run.")
+    analysis: CallAnalysis | None = Field(None, description="The post-call analysis; null until it has run.")
+
+
+class AnalysisQueued(BaseModel):
+    call_id: str
+    status: Literal["pending"]
 
 
 class ActiveCalls(BaseModel):
