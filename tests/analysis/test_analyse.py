@@ -120,7 +120,8 @@ async def test_invalid_output_is_retried_once_then_stored_with_the_error() -> No
 
 async def test_llm_sentiment_when_configured() -> None:
     fake = await FakeOpenAI(structured=[json.dumps({"summary": "s", "outcome": "no_booking", "extracted": {
-        "day": "Monday", "time": "10:00"}, "sentiment": -0.4})]).start()
+        "day": "Monday", "time": "10:00"}, "sentiment": {"overall": -0.4, "turns": [
+            {"index": 1, "score": 0.2}, {"index": 3, "score": -0.6}, {"index": 2, "score": 0.9}]}})]).start()
     try:
         a = agent(booking_agent(llm=f"{{engine: openai-compatible, base_url: '{fake.url}'}}").replace(
             "default_outcome: no_booking", "default_outcome: no_booking\n  sentiment: llm"))
@@ -132,8 +133,40 @@ async def test_llm_sentiment_when_configured() -> None:
             await model.aclose()
     finally:
         await fake.stop()
-    assert "sentiment" in fake.requests[0]["response_format"]["json_schema"]["schema"]["required"]
-    assert out["sentiment"] == {"method": "llm", "overall": -0.4, "label": "negative", "turns": []}
+    schema = fake.requests[0]["response_format"]["json_schema"]
+    assert "sentiment" in schema["schema"]["required"] and schema["strict"] is True
+    assert "intents" not in schema["schema"]["properties"]  # the dialog engine reads those
+    assert out["sentiment"] == {"method": "llm", "overall": -0.4, "label": "negative", "turns": [
+        {"index": 1, "score": 0.2, "label": "positive"}, {"index": 3, "score": -0.6, "label": "negative"}]}
+    assert out["intents"]["method"] == "dialog"
+
+
+async def test_llm_classifies_intents_when_there_is_no_dialog() -> None:
+    text = """
+name: plain
+llm: {engine: openai-compatible, base_url: '{url}'}
+analysis:
+  instructions: Did the caller buy?
+  outcomes: {bought: null}
+"""
+    reply = {"summary": "Asked for the price, then bought.", "outcome": "bought", "extracted": {},
+             "intents": [{"index": 1, "intent": "ask_price"}, {"index": 3, "intent": "buy"}, {"index": 4, "intent": "x"}]}
+    fake = await FakeOpenAI(structured=[json.dumps(reply)]).start()
+    try:
+        a = agent(text.replace("{url}", fake.url))
+        model, engine = structured_model(a, LOCAL)
+        assert isinstance(model, OpenAICompatibleLLM)
+        try:
+            out = await analyse(booking_call(), a, model, engine=engine)
+        finally:
+            await model.aclose()
+    finally:
+        await fake.stop()
+    assert "intents" in fake.requests[0]["response_format"]["json_schema"]["schema"]["required"]
+    assert "[3] Caller: Thursday" in fake.requests[0]["messages"][-1]["content"]
+    assert out["intents"] == {"method": "llm", "turns": [{"index": 1, "intent": "ask_price"},
+                                                         {"index": 3, "intent": "buy"}]}  # 4 is the bot's
+    assert out["outcome"] == "bought" and out["validation_error"] is None
 
 
 def test_the_schema_itself_is_validated_at_load() -> None:

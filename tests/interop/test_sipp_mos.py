@@ -85,6 +85,9 @@ async def one_call(tmp: Path, lossy: bool) -> dict[str, Any]:
         assert call is not None and call["analysis"] is not None
         if relay is not None:
             assert relay.counts.dropped > 10 and relay.counts.passed > 200
+        registry = d.metrics.registry  # the MOS histogram of /metrics saw this call
+        assert registry.get_sample_value("voxd_call_mos_count", {"agent": "front"}) == 1
+        assert registry.get_sample_value("voxd_call_mos_sum", {"agent": "front"}) == call["analysis"]["quality"]["mos"]
         return call
     finally:
         await d.stop()

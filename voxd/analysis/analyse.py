@@ -60,9 +60,10 @@ async def analyse(call: dict[str, Any], agent: AgentConfig, model: StructuredOut
     out: dict[str, Any] = {"version": VERSION, "analysed_at": round(time.time(), 3), "quality": q,
                            "intents": {"method": "dialog", "turns": replay["intents"]}}
     llm_sentiment = agent.analysis.sentiment == "llm" and model is not None
+    llm_intents = model is not None and not agent.dialog.intents  # no dialog to recognise them
     extra: dict[str, Any] | None = None
     if model is not None:
-        got = await structured.ask(model, agent, call, with_sentiment=llm_sentiment)
+        got = await structured.ask(model, agent, call, with_sentiment=llm_sentiment, with_intents=llm_intents)
         value = got.value or {}
         out.update(method="llm", engine=engine, attempts=got.attempts, validation_error=got.error,
                    summary=value.get("summary") if isinstance(value.get("summary"), str) else None,
@@ -71,11 +72,18 @@ async def analyse(call: dict[str, Any], agent: AgentConfig, model: StructuredOut
         if got.error is not None:
             out["raw"] = got.raw
         extra = _model_cost(engine or "llm", got.usage, prices or {})
+        callers = {t.get("index") for t in call.get("turns") or [] if t.get("speaker") == "caller"}
         if llm_sentiment:
-            s = value.get("sentiment")
-            overall = float(s) if isinstance(s, int | float) and not isinstance(s, bool) else None
-            out["sentiment"] = {"method": "llm", "overall": overall, "turns": [],
+            s: dict[str, Any] = value["sentiment"] if isinstance(value.get("sentiment"), dict) else {}
+            overall = _number(s.get("overall"))
+            turns = [{"index": t["index"], "score": _number(t.get("score")), "label": sentiment.label(_number(t.get("score")) or 0.0)}
+                     for t in _items(s.get("turns")) if t.get("index") in callers]
+            out["sentiment"] = {"method": "llm", "overall": overall, "turns": turns,
                                 "label": None if overall is None else sentiment.label(overall)}
+        if llm_intents:
+            out["intents"] = {"method": "llm", "turns": [
+                {"index": t["index"], "intent": str(t.get("intent"))} for t in _items(value.get("intents"))
+                if t.get("index") in callers]}
     else:
         outcome = dialog.outcome_of(agent, call, replay["completed"])
         extracted = dialog.extracted_from(agent, replay["slots"])
@@ -92,6 +100,14 @@ async def analyse(call: dict[str, Any], agent: AgentConfig, model: StructuredOut
         out["sentiment"] = sentiment.caller_sentiment(call.get("turns") or [])
     out["cost"] = cost(call, extra)
     return out
+
+
+def _number(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def _items(v: Any) -> list[dict[str, Any]]:
+    return [x for x in v if isinstance(x, dict)] if isinstance(v, list) else []
 
 
 def _dumps(v: Any) -> str:

@@ -23,7 +23,14 @@ SCHEMA_NAME = "call_analysis"
 MAX_TRANSCRIPT_CHARS = 24_000
 
 
-def response_schema(agent: AgentConfig, with_sentiment: bool) -> dict[str, Any]:
+def _object(props: dict[str, Any]) -> dict[str, Any]:
+    """An object schema by the strict structured-output rules (all required, no others)."""
+    return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
+
+
+def response_schema(agent: AgentConfig, with_sentiment: bool, with_intents: bool = False) -> dict[str, Any]:
+    """What the model must answer; with_sentiment/with_intents add the per-turn readings
+    the model makes instead of VADER / the dialog engine (turns by their [index])."""
     a = agent.analysis
     extracted = a.fields_schema or {"type": "object", "properties": {}, "additionalProperties": False}
     props: dict[str, Any] = {
@@ -31,14 +38,20 @@ def response_schema(agent: AgentConfig, with_sentiment: bool) -> dict[str, Any]:
         "outcome": {"type": "string", "enum": a.outcome_labels()},
         "extracted": extracted,
     }
+    score = {"type": "number", "minimum": -1, "maximum": 1}
     if with_sentiment:
-        props["sentiment"] = {"type": "number", "minimum": -1, "maximum": 1,
-                              "description": "The caller's overall sentiment, -1 (negative) to 1 (positive)."}
-    return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
+        props["sentiment"] = _object({
+            "overall": score | {"description": "The caller's overall sentiment, -1 (negative) to 1 (positive)."},
+            "turns": {"type": "array", "items": _object({"index": {"type": "integer"}, "score": score})}})
+    if with_intents:
+        props["intents"] = {"type": "array", "description": "What the caller wanted in each of their turns.",
+                            "items": _object({"index": {"type": "integer"},
+                                              "intent": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,40}$"}})}
+    return _object(props)
 
 
 def transcript_text(call: dict[str, Any]) -> str:
-    lines = [f"{'Caller' if t.get('speaker') == 'caller' else 'Agent'}: {t.get('text', '')}"
+    lines = [f"[{t.get('index')}] {'Caller' if t.get('speaker') == 'caller' else 'Agent'}: {t.get('text', '')}"
              for t in call.get("turns") or [] if (t.get("text") or "").strip()]
     text = "\n".join(lines)
     return text[-MAX_TRANSCRIPT_CHARS:]
@@ -48,7 +61,8 @@ def messages_for(agent: AgentConfig, call: dict[str, Any], schema: dict[str, Any
     a = agent.analysis
     system = ("You analyse a finished phone call of a voice agent and answer with one JSON object only, "
               f"matching this JSON Schema:\n{json.dumps(schema)}\n"
-              f"outcome is one of: {', '.join(a.outcome_labels())}. Put in extracted only what the caller said.")
+              f"outcome is one of: {', '.join(a.outcome_labels())}. Put in extracted only what the caller said. "
+              "Turns are numbered [index]; per-turn readings name the caller's turns by that index.")
     if a.instructions:
         system += "\n" + a.instructions
     return [Message("system", system), Message("user", "Transcript:\n" + transcript_text(call))]
@@ -77,9 +91,9 @@ def problem(text: str, schema: dict[str, Any]) -> tuple[dict[str, Any] | None, s
 
 
 async def ask(model: StructuredOutput, agent: AgentConfig, call: dict[str, Any], *,
-              with_sentiment: bool = False) -> Structured:
+              with_sentiment: bool = False, with_intents: bool = False) -> Structured:
     """Ask, validate, ask once more with the reason if invalid."""
-    schema = response_schema(agent, with_sentiment)
+    schema = response_schema(agent, with_sentiment, with_intents)
     messages = messages_for(agent, call, schema)
     out = Structured(None, None, 0)
     for _ in range(2):
