@@ -26,6 +26,11 @@ in all; sipp's own timeout ends a stuck run.
 
     python scripts/bench_sip.py                      # N = 10, 50 with the fake engines
     python scripts/bench_sip.py --agent receptionist --calls 10
+    python scripts/bench_sip.py --srtp               # TLS+SRTP vs plain, CPU per call-second
+
+`--srtp` (scripts/_bench_srtp.py) runs instead: one daemon with a TLS listener and
+`srtp: optional` takes alternating rounds of concurrent baresip calls, plain UDP/RTP
+and TLS + SDES-SRTP (mediaenc=srtp-mand), and prints the CPU per call-second of each.
 """
 
 from __future__ import annotations
@@ -112,6 +117,7 @@ class DaemonProc:
     agents: dict[str, str]
     proc: asyncio.subprocess.Process | None = None
     sip_port: int = 0
+    sip_extra: dict[str, Any] = field(default_factory=dict)  # more of the sip: block (tls, srtp)
 
     @property
     def log_path(self) -> Path:
@@ -128,7 +134,7 @@ class DaemonProc:
             "http": {"port": 0}, "engines": {"preload": True}, "drain_timeout_s": 1,
             # sipp and baresip both call from 127.0.0.1: room for both above the per-source cap of 50
             "sip": {"port": self.sip_port, "rtp_port_min": self.rtp[0], "rtp_port_max": self.rtp[1],
-                    "max_calls_per_source": 100},
+                    "max_calls_per_source": 100, **self.sip_extra},
         }
         (self.workdir / "voxd.json").write_text(json.dumps(cfg))  # JSON is YAML
         log = _open_log(self.log_path)
@@ -147,6 +153,10 @@ class DaemonProc:
                 break
             await asyncio.sleep(0.2)
         raise RuntimeError(f"voxd did not become ready: {self.log_path.read_text(errors='replace')[-2000:]}")
+
+    def tls_port(self) -> int:
+        m = re.search(r"SIP over TLS listening on [0-9.]+:(\d+)", self.log_path.read_text(errors="replace"))
+        return int(m.group(1)) if m else 0
 
     def http_port(self) -> int:
         m = re.search(r'ready: .*http=127\.0\.0\.1:(\d+)', self.log_path.read_text(errors="replace"))
@@ -451,11 +461,39 @@ def report(r: RunResult, args: argparse.Namespace) -> None:
     print(f"  barge-in (voxd record):   {', '.join(f'{x:.0f}' for x in voxd_ms)} ms")
 
 
+async def srtp_main(args: argparse.Namespace) -> int:
+    from _bench_srtp import report_srtp, srtp_rounds, tls_config  # scripts/ is sys.path[0]
+
+    if args.srtp_calls * args.srtp_rounds * 2 > MAX_TOTAL_CALLS:
+        print(f"at most {MAX_TOTAL_CALLS} calls in all", file=sys.stderr)
+        return 2
+    base = Path(tempfile.mkdtemp(prefix="bench_sip_srtp."))
+    print(f"bench_sip --srtp ({args.agent} agent): {args.srtp_calls} concurrent calls x {args.srtp_rounds} rounds of each kind; "
+          f"load average before {os.getloadavg()[0]:.2f}; work in {base}")
+    sip = tls_config(base)
+    ca = sip.pop("_ca")
+    rtp = tuple(int(x) for x in args.rtp_range.split("-"))
+    agents = receptionist_agents() if args.agent == "receptionist" else {"bench": FAKE_AGENT}
+    d = DaemonProc(base / "daemon", (rtp[0], rtp[1]), agents, sip_extra=sip)
+    await d.start()
+    try:
+        res = await srtp_rounds(d, base, concurrent=args.srtp_calls, rounds=args.srtp_rounds, ca=ca,
+                                sip_port=d.sip_port, tls_port=d.tls_port(), talk_s=args.talk_ms / 1000)
+    finally:
+        await d.stop()
+    report_srtp(res, args.srtp_calls)
+    if not args.keep:
+        shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
 async def amain(args: argparse.Namespace) -> int:
     for tool in ("sipp", "tshark", "baresip", "sox"):
         if not shutil.which(tool):
             print(f"{tool} is not installed (scripts/setup.sh)", file=sys.stderr)
             return 2
+    if args.srtp:
+        return await srtp_main(args)
     ns = [int(x) for x in args.calls.split(",")]
     total = sum(ns) + args.barge_calls * len(ns)
     if total > MAX_TOTAL_CALLS:
@@ -493,6 +531,9 @@ def main() -> int:
     p.add_argument("--talk-ms", type=int, default=12000, help="sipp: ms from answer to the digits")
     p.add_argument("--rtp-range", default="34000-34998", help="daemon RTP ports (captured by tshark)")
     p.add_argument("--keep", action="store_true", help="keep the work folder (captures, recordings, logs)")
+    p.add_argument("--srtp", action="store_true", help="the TLS+SRTP vs plain run (baresip callers) instead")
+    p.add_argument("--srtp-calls", type=int, default=5, help="--srtp: concurrent baresip calls per round")
+    p.add_argument("--srtp-rounds", type=int, default=2, help="--srtp: rounds of each kind (alternating)")
     args = p.parse_args()
     if args.barge_after_s is None:  # piper takes a moment to start a long sentence
         args.barge_after_s = 4.0 if args.agent == "receptionist" else 2.0

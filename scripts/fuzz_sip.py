@@ -6,17 +6,19 @@ raise), SDP parse + answer, RTP, RTCP, RFC 4733 payloads + receiver, SIP INFO
 bodies and digest header parsing, the registration client fed registrar responses
 (200 with Contact expires, 401/407 challenges, 423 Min-Expires, 503 Retry-After),
 answering challenges on any request, dialled-number formatting, and SDES a=crypto
-lines (RFC 4568) with the srtp policy answer. Inputs are random bytes and structured
+lines (RFC 4568) with the srtp policy answer and the SDP offer/answer calls use
+(voxd.proto.secure_sdp). Inputs are random bytes and structured
 mutations (flip, truncate, splice, duplicate, insert tokens) of golden captures
 from tests/data/. Prints how many inputs ran; exits 1 on any other exception.
 
-    /work/venv/bin/python scripts/fuzz_sip.py [--count 100000] [--seed 0]
+    /work/venv/bin/python scripts/fuzz_sip.py [--count 100000] [--seed 0] [--only sdes]
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import re
 import sys
 import time
 import traceback
@@ -29,11 +31,12 @@ from hypothesis import strategies as st
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from voxd.proto import secure_sdp  # noqa: E402
 from voxd.proto.negotiate import SdpNegotiationError, answer  # noqa: E402
 from voxd.proto.rfc4733 import DtmfReceiver, TelephoneEvent  # noqa: E402
 from voxd.proto.rtcp import CNAME, Bye, SdesChunk, SourceDescription, parse_rtcp  # noqa: E402
 from voxd.proto.rtp import RtpPacket, RtpParseError  # noqa: E402
-from voxd.proto.sdes import CryptoAttribute, SdesError, answer_keys  # noqa: E402
+from voxd.proto.sdes import CryptoAttribute, SdesError, answer_keys, mask_keys  # noqa: E402
 from voxd.proto.sdp import SdpParseError, SessionDescription  # noqa: E402
 from voxd.proto.sip import (  # noqa: E402
     DigestServer,
@@ -299,6 +302,40 @@ def check_crypto(data: bytes) -> None:
             answer_keys(m, policy)
         except SdesError:
             pass
+    _check_secure_sdp(text)
+
+
+_OFFER, _OURS = secure_sdp.offer("127.0.0.1", 30000, policy="optional")
+
+
+def _check_secure_sdp(text: str) -> None:
+    """The line in an offer (RTP/SAVP and best-effort RTP/AVP) and in an answer to our
+    offer, through the SDP code calls use: answered with our own a=crypto (which must
+    parse), or refused with SdpNegotiationError (488); masking leaves no key behind."""
+    for proto in ("RTP/SAVP", "RTP/AVP"):
+        sdp = (f"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+               f"m=audio 4000 {proto} 0\r\na=crypto:{text}\r\n")
+        try:
+            offer = SessionDescription.parse(sdp)
+        except SdpParseError:
+            return
+        for policy in ("off", "optional", "required"):
+            try:
+                neg = secure_sdp.answer(offer, "127.0.0.1", 30000, policy=policy)
+            except SdpNegotiationError:
+                continue
+            out = SessionDescription.parse(neg.sdp.serialize())
+            if neg.srtp is not None:
+                (mine,) = out.media[0].attribute_values("crypto")
+                assert CryptoAttribute.parse(mine) == neg.srtp.local, "our a=crypto does not round-trip"
+            else:
+                assert not out.media[0].attribute_values("crypto"), "a=crypto in a plain answer"
+        try:
+            secure_sdp.accept_answer(_OFFER, _OURS, offer, policy="optional")
+        except SdpNegotiationError:
+            pass
+    masked = mask_keys(text)
+    assert re.search(r"inline:[A-Za-z0-9+/=]", masked) is None, "a key survived masking"
 
 
 def targets() -> list[tuple[str, Callable[[bytes], None], str]]:
@@ -323,10 +360,13 @@ def _make_test(check: Callable[[bytes], None], counter: list[int], seeds: list[b
     return fuzz
 
 
-def run(count: int, seed_value: int = 0, *, quiet: bool = False) -> dict[str, int]:
-    """Run ``count`` inputs spread over the targets; raise on an unexpected exception."""
+def run(count: int, seed_value: int = 0, *, quiet: bool = False, only: set[str] | None = None) -> dict[str, int]:
+    """Run ``count`` inputs spread over the targets (or ``only`` these); raise on an
+    unexpected exception."""
     seeds = corpus()
-    plan = targets()
+    plan = [t for t in targets() if only is None or t[0] in only]
+    if not plan:
+        raise SystemExit(f"no such target: {', '.join(sorted(only or ()))}")
     per_target, extra = divmod(count, len(plan))
     ran: dict[str, int] = {}
     for i, (name, check, kind) in enumerate(plan):
@@ -346,10 +386,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100_000, help="total inputs (all targets)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", help="run only these targets (comma-separated names, e.g. sdes)")
     args = parser.parse_args()
     started = time.monotonic()
     try:
-        ran = run(args.count, args.seed)
+        ran = run(args.count, args.seed, only=set(args.only.split(",")) if args.only else None)
     except Exception:
         traceback.print_exc()
         print("FAIL: an exception other than the typed parse errors escaped")

@@ -26,6 +26,7 @@ from voxd.api.listener import GuardedSite, ListenerGuard, ListenerLimits
 from voxd.api.sip import SIP_REGISTRATIONS
 from voxd.call.admission import Admission
 from voxd.call.conversations import ConversationManager
+from voxd.call.lookup import InboundLookups
 from voxd.call.manager import CallManager
 from voxd.config import VoxdConfig
 from voxd.media import inference
@@ -121,6 +122,7 @@ class Daemon:
         self.calls = CallManager(self.tools, self.cfg.engines, db.calls(), max_calls=self.cfg.sip.max_calls,
                                  tools_for=lambda agent: library.registry_for(agent.config), outbound=self.outbound,
                                  admission=admission)
+        self.calls.lookups = InboundLookups(lambda: self.outbound, library.signer)  # agents' inbound_lookup
         self.calls.listeners.append(self.metrics.on_call_event)
         self.function_log = ExecutionLogger(db.executions())
         self.calls.listeners.append(self.function_log)
@@ -130,6 +132,11 @@ class Daemon:
         from voxd.webhooks.service import setup_webhooks
 
         self.webhooks = hooks = setup_webhooks(self)  # after the first load: only later agent changes are events
+        from voxd.call.recording import Recordings
+
+        self.recordings = rec = Recordings(self.cfg.resolved_recordings(), db.calls())
+        self.calls.recorder = rec.recorder_for  # stopped before webhooks: its last recording.ready goes out
+        self.services.append(("recordings", lambda: rec.start(self.cfg.recordings.sweep_interval_s), rec.stop))
         hooks.worker.on_attempt = self.metrics.on_webhook_attempt
         from voxd.daemon_sources import setup_analysis
 
@@ -223,7 +230,8 @@ class Daemon:
                                  DaemonCalls(self.calls, self.agents, lambda: self.sip, lambda: self.outbound.secrets),
                                  LibraryFunctionSource(self.tool_library, not_found=NotFound), api_settings(self.cfg.api),
                                  conversations=self.conversations,
-                                 org_agents=OrgAgentDirs(self.agents.directory, self.outbound))
+                                 org_agents=OrgAgentDirs(self.agents.directory, self.outbound),
+                                 recordings=self.cfg.resolved_recordings())
         setup_api(app, self._api_deps, extra_routes=[webtokens.routes, *self.extra_routes])
         return app
 
@@ -499,6 +507,9 @@ class Daemon:
                 await self.function_log.close()
             if getattr(self, "tool_library", None) is not None:
                 await self.tool_library.close()
+            lookups = self.calls.lookups if self.calls is not None else None
+            if lookups is not None:
+                await lookups.aclose()
             await self.agents.stop_watching()
             await local_llm.shutdown()
             await self.clock.stop()

@@ -217,15 +217,19 @@ def main(argv: list[str] | None = None) -> int:
 
     ks = sub.add_parser("keys", help="manage control-API keys (stored hashed; shown once)")
     ks.add_argument("--config", "-c")
+    # -c before or after the subcommand (voxd keys -c F create / voxd keys create -c F): the
+    # subcommands' copy is SUPPRESSed unless given, so it never blanks the one before
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("--config", "-c", default=argparse.SUPPRESS, help="path to voxd.yaml")
     ksub = ks.add_subparsers(dest="keys_cmd", required=True)
-    kc = ksub.add_parser("create", help="create a key and print it once")
+    kc = ksub.add_parser("create", help="create a key and print it once", parents=[after])
     kc.add_argument("--name", required=True)
     kc.add_argument("--scope", action="append", required=True, help="repeat for several (admin = all)")
     kc.add_argument("--expires-days", type=float)
     kc.add_argument("--quota-per-day", type=int)
     kc.add_argument("--rate-per-minute", type=int)
-    ksub.add_parser("list", help="list keys (never the keys themselves)")
-    kr = ksub.add_parser("revoke", help="revoke a key by id")
+    ksub.add_parser("list", help="list keys (never the keys themselves)", parents=[after])
+    kr = ksub.add_parser("revoke", help="revoke a key by id", parents=[after])
     kr.add_argument("key_id")
     kc.add_argument("--org", default="default", help="the organisation the key belongs to")
     ks.set_defaults(fn=cmd_keys)

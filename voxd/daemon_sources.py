@@ -15,6 +15,7 @@ from voxd.agents.loader import AgentLoadError, FieldError, LoadedAgent
 from voxd.api.agent_yaml import api_errors
 from voxd.api.deps import AgentInfo, InvalidAgent
 from voxd.call.manager import CallManager
+from voxd.call.recording import REQUEST_KEY
 from voxd.core.errors import NotFound, NotSupported
 from voxd.core.secrets import SecretBook
 
@@ -88,7 +89,8 @@ class DaemonCalls:
     async def end(self, call_id: str) -> bool:
         return await self.calls.end(call_id)
 
-    async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None) -> str:
+    async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None, *,
+                   variables: dict[str, str] | None = None, recording: dict[str, Any] | None = None) -> str:
         from voxd.net.sip_trunk import dial_trunk, pick_trunk
 
         sip = self.sip
@@ -97,11 +99,13 @@ class DaemonCalls:
         a = self.agents.get(agent)
         if a is None:
             raise NotFound(agent)
+        meta = {REQUEST_KEY: recording} if recording else None  # read when the call's recorder is made
         via = pick_trunk(sip, trunk, to)
         if via is not None:
-            session = await dial_trunk(sip, a, via, to, secrets=self._secrets(), from_user=from_)
+            session = await dial_trunk(sip, a, via, to, secrets=self._secrets(), from_user=from_,
+                                       variables=variables, metadata=meta)
             return session.record.id
-        session = await sip.dial(a, to, from_user=from_ or "voxd")
+        session = await sip.dial(a, to, from_user=from_ or "voxd", variables=variables, metadata=meta)
         return session.record.id
 
 

@@ -32,3 +32,21 @@ def test_create_list_revoke(tmp_path: Path) -> None:
     assert again[0]["status"] == "revoked"
     bad = voxd(tmp_path, "keys", "create", "--name", "x", "--scope", "everything")
     assert bad.returncode == 2 and "unknown scopes" in bad.stderr
+
+
+def test_config_before_or_after_the_subcommand(tmp_path: Path) -> None:
+    """`-c FILE` goes before or after `create`/`list`/`revoke`; both name the same file."""
+    state = tmp_path / "elsewhere"
+    cfg = tmp_path / "voxd.yaml"
+    state.mkdir()
+    cfg.write_text(f"database: {state / 'voxd.db'}\n")
+    before = voxd(tmp_path, "keys", "-c", str(cfg), "create", "--name", "one", "--scope", "admin")
+    after = voxd(tmp_path, "keys", "create", "--name", "two", "--scope", "admin", "-c", str(cfg))
+    assert before.returncode == 0 and after.returncode == 0, (before.stderr, after.stderr)
+    assert (state / "voxd.db").exists() and not (tmp_path / "state" / "voxd.db").exists()
+    for args in (("keys", "list", "--config", str(cfg)), ("keys", "-c", str(cfg), "list")):
+        listed = voxd(tmp_path, *args)
+        names = [json.loads(line)["name"] for line in listed.stdout.splitlines() if line.startswith("{")]
+        assert sorted(names) == ["one", "two"], listed.stderr
+    missing = voxd(tmp_path, "keys", "create", "--name", "x", "--scope", "admin", "-c", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2 and "nope.yaml" in missing.stderr

@@ -50,8 +50,10 @@ def free_udp_tcp_port() -> int:
 
 @contextlib.asynccontextmanager
 async def running_daemon(tmp: Path, agents: dict[str, str], rtp: tuple[int, int], *,
-                         default_agent: str | None = None, **sip: Any) -> AsyncIterator[Daemon]:
-    """The daemon in this process, SIP on a free port, the given agent files."""
+                         default_agent: str | None = None, config: dict[str, Any] | None = None,
+                         **sip: Any) -> AsyncIterator[Daemon]:
+    """The daemon in this process, SIP on a free port, the given agent files (``config``:
+    more voxd.yaml blocks)."""
     adir = tmp / "agents"
     adir.mkdir(parents=True, exist_ok=True)
     for name, text in agents.items():
@@ -60,6 +62,7 @@ async def running_daemon(tmp: Path, agents: dict[str, str], rtp: tuple[int, int]
         "state_dir": str(tmp / "state"), "agents_dir": str(adir), "default_agent": default_agent,
         "http": {"enabled": False}, "engines": {"preload": True},
         "sip": {"port": free_udp_tcp_port(), "rtp_port_min": rtp[0], "rtp_port_max": rtp[1], "ring_ms": 0, **sip},
+        **(config or {}),
     })
     d = Daemon(cfg, tmp)
     await d.start()
@@ -238,6 +241,8 @@ class Baresip:
     source_wav: Path
     rtp_range: tuple[int, int] = (0, 0)
     quit_after_s: int = 60
+    account: str = "<sip:caller@127.0.0.1>;regint=0;audio_codecs=PCMU"
+    extra_config: str = ""  # more config lines (modules such as srtp.so, sip_cafile ...)
     proc: asyncio.subprocess.Process | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
     _reader: asyncio.StreamReader | None = None
@@ -262,8 +267,8 @@ class Baresip:
         text = BARESIP_CONFIG.format(sip_port=sip_port, source=self.source_wav, rec=self.rec_dir, ctrl_port=ctrl_port)
         if self.rtp_range[0]:
             text += f"rtp_ports\t\t{self.rtp_range[0]}-{self.rtp_range[1]}\n"
-        (cfg / "config").write_text(text)
-        (cfg / "accounts").write_text("<sip:caller@127.0.0.1>;regint=0;audio_codecs=PCMU\n")
+        (cfg / "config").write_text(text + self.extra_config)
+        (cfg / "accounts").write_text(self.account + "\n")
         (cfg / "contacts").write_text("")
         log = _open_log(self.workdir / "baresip.log")
         try:
@@ -347,11 +352,11 @@ class Baresip:
 
 
 async def baresip_call(workdir: Path, source_wav: Path, uri: str, *, digits: tuple[tuple[float, str], ...] = (),
-                       timeout_s: float = 60.0) -> Baresip:
+                       timeout_s: float = 60.0, **options: Any) -> Baresip:
     """Dial uri, press digits (RFC 4733, `sndcode`) at the given seconds after
     answer, and wait until the call closes (the source WAV ends). Returns the
-    stopped Baresip (recordings, events, log)."""
-    b = Baresip(workdir, source_wav, quit_after_s=int(timeout_s) + 5)
+    stopped Baresip (recordings, events, log). ``options``: Baresip's account, extra_config."""
+    b = Baresip(workdir, source_wav, quit_after_s=int(timeout_s) + 5, **options)
     await b.start()
     try:
         async with asyncio.timeout(timeout_s):

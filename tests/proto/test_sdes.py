@@ -61,3 +61,39 @@ def test_policies() -> None:
 def test_new_keys_are_random() -> None:
     assert new_crypto().key_salt != new_crypto().key_salt
     assert CryptoAttribute.parse(new_crypto(7).serialize()).tag == 7
+
+
+def test_offer_and_accept_per_policy() -> None:
+    from voxd.proto import secure_sdp
+    from voxd.proto.sdes import mask_keys
+
+    plain, none = secure_sdp.offer("127.0.0.1", 4000, policy="off")
+    assert none == [] and b"crypto" not in plain.serialize() and plain.media[0].proto == "RTP/AVP"
+    req, ours = secure_sdp.offer("127.0.0.1", 4000, policy="required")
+    assert req.media[0].proto == "RTP/SAVP" and [c.tag for c in ours] == [1, 2]
+    opt, ours_opt = secure_sdp.offer("127.0.0.1", 4000, policy="optional")
+    assert opt.media[0].proto == "RTP/AVP" and len(ours_opt) == 2
+    # the callee's answer is our offer answered by the same code (its own keys)
+    answer = secure_sdp.answer(req, "127.0.0.1", 5000, policy="optional")
+    assert answer.srtp is not None and answer.sdp.media[0].proto == "RTP/SAVP"
+    neg = secure_sdp.accept_answer(req, ours, answer.sdp, policy="required")
+    assert neg.srtp is not None and neg.srtp.local == ours[0] and neg.srtp.remote == answer.srtp.local
+    # a plain answer: fine under optional, refused under required; a tag we never offered is refused
+    plain_answer = secure_sdp.answer(plain, "127.0.0.1", 5000, policy="off").sdp
+    assert secure_sdp.accept_answer(opt, ours_opt, plain_answer, policy="optional").srtp is None
+    with pytest.raises(secure_sdp.SrtpPolicyError):
+        secure_sdp.accept_answer(req, ours, plain_answer, policy="required")
+    forged = SessionDescription.parse(answer.sdp.serialize().replace(b"a=crypto:1 ", b"a=crypto:9 "))
+    with pytest.raises(secure_sdp.SrtpPolicyError, match="did not offer"):
+        secure_sdp.accept_answer(req, ours, forged, policy="required")
+    # a re-INVITE's answer keeps the key we already send with
+    again = secure_sdp.answer(req, "127.0.0.1", 5000, policy="required", local=answer.srtp.local)
+    assert again.srtp is not None and again.srtp.local.key_salt == answer.srtp.local.key_salt
+    # an SRTP-only offer under off, a plain one under required: 488
+    with pytest.raises(secure_sdp.SrtpPolicyError):
+        secure_sdp.answer(req, "127.0.0.1", 5000, policy="off")
+    with pytest.raises(secure_sdp.SrtpPolicyError):
+        secure_sdp.answer(plain, "127.0.0.1", 5000, policy="required")
+    text = req.serialize().decode()
+    assert "inline:" in text and ours[0].keys[0].serialize()[7:] not in mask_keys(text)
+    assert mask_keys(text).count("inline:***") == 2

@@ -152,7 +152,7 @@ class AnalysisService:
             aclose = getattr(model, "aclose", None)
             if aclose is not None:
                 await aclose()
-        msgs = [analyzed_message(job.call_id, call["agent"], analysis)]
+        msgs = [analyzed_message(job.call_id, call["agent"], analysis, call.get("variables"))]
         also: list[TxnWrite] = []
         if self.outbox_write is not None:
             write = self.outbox_write

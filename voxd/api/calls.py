@@ -97,7 +97,9 @@ async def dial(ctx: Ctx) -> Reply:
     limits = await ctx.services.org_limits.get(ctx.services.db.orgs(), ctx.org)
     await check_call_limits(limits, ctx.services.calls, await ctx.services.deps.calls.active())
     try:
-        call_id = await ctx.services.deps.calls.dial(body.agent, body.to, body.from_, body.trunk)
+        call_id = await ctx.services.deps.calls.dial(
+            body.agent, body.to, body.from_, body.trunk, variables=body.variables,
+            recording=body.recording.given() if body.recording is not None else None)
     except ValueError as e:
         raise validation_problem([{"field": "to", "message": str(e)}], "body") from e
     return Reply(DialResult(id=call_id), status=202, headers={"Location": f"{BASE}/{call_id}"})

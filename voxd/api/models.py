@@ -11,15 +11,19 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
+from voxd.agents.variables import MAX_VALUE_CHARS, MAX_VARIABLES, VARIABLE_NAME
+
 SCOPES: tuple[str, ...] = (
     "agents:read", "agents:write", "calls:read", "calls:write", "conversations:read",
     "conversations:write", "functions:read", "functions:write", "functions:execute",
-    "webhooks:read", "webhooks:write", "keys:admin", "audit:read", "usage:read", "users:admin", "admin",
+    "webhooks:read", "webhooks:write", "recordings:read", "recordings:write", "keys:admin", "audit:read",
+    "usage:read", "users:admin", "admin",
 )
 Scope = Literal[
     "agents:read", "agents:write", "calls:read", "calls:write", "conversations:read",
     "conversations:write", "functions:read", "functions:write", "functions:execute",
-    "webhooks:read", "webhooks:write", "keys:admin", "audit:read", "usage:read", "users:admin", "admin",
+    "webhooks:read", "webhooks:write", "recordings:read", "recordings:write", "keys:admin", "audit:read",
+    "usage:read", "users:admin", "admin",
 ]
 NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 MAX_QUOTA = 10**12
@@ -197,6 +201,7 @@ class CallBase(BaseModel):
     ended_by: Literal["caller", "agent", "system"] | None
     interruptions: int
     metadata: dict[str, Any]
+    variables: dict[str, str] = Field(default_factory=dict, description="The call's variables, defaults filled in.")
 
 
 class CallSummary(CallBase):
@@ -273,6 +278,25 @@ class ActiveCalls(BaseModel):
     calls: list[CallDetail]
 
 
+class RecordingOverride(Request):
+    model_config = ConfigDict(extra="forbid", strict=True)  # 0 is not false here
+
+    enabled: bool | None = None
+    channels: Literal["stereo", "mono"] | None = None
+    format: Literal["wav", "opus"] | None = None
+    consent_prompt: str | None = Field(None, max_length=1000)
+    pause_on_secure_input: bool | None = None
+    retention_days: float | None = Field(None, gt=0)
+
+    def given(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)  # null: the agent's own setting
+
+
+VariableName = Annotated[str, Field(pattern=VARIABLE_NAME)]
+CallVariables = Annotated[dict[VariableName, Annotated[str, Field(max_length=MAX_VALUE_CHARS)]],
+                          Field(max_length=MAX_VARIABLES, json_schema_extra={"additionalProperties": False})]
+
+
 class DialRequest(Request):
     agent: str = Field(pattern=NAME_PATTERN, examples=["front-desk"])
     to: str = Field(min_length=1, max_length=256, examples=["+15551234567", "sip:+15551234567@pbx.example.com"],
@@ -282,6 +306,13 @@ class DialRequest(Request):
         None, pattern=NAME_PATTERN, examples=["carrier"],
         description="A trunk with outbound settings (sip.trunks[].outbound); needed for a phone number "
         "unless exactly one trunk has them.")
+    recording: RecordingOverride | None = Field(
+        None, description="This call's recording settings over the agent's `recording:` (only the fields given).")
+    variables: CallVariables = Field(
+        default_factory=dict, examples=[{"name": "Ada", "order_id": "A-1042"}],
+        description="Per-call variables: fill the agent's {placeholders} (greeting, prompt, dialog replies, "
+        "function templates); names the agent declares but this omits take their defaults. Kept on the "
+        "call record and in every webhook of the call.")
 
 
 class DialResult(BaseModel):

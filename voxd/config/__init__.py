@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ruamel.yaml import YAML
 
 from voxd.config.local_llm import LocalLLMConfig
-from voxd.config.sip import RegistrationConfig, SipTlsConfig, TrunkOutboundConfig
+from voxd.config.sip import RegistrationConfig, SipTlsConfig, SrtpPolicy, TrunkOutboundConfig
 from voxd.config.tools import ToolsConfig
 from voxd.core.egress import AllowRule, EgressPolicy
 from voxd.core.secrets import VENDOR_SECRETS, DeclaredSecret, Outbound, SecretBook
@@ -136,6 +136,10 @@ class TrunkConfig(_Model):
     outbound: TrunkOutboundConfig | None = Field(
         None, description="Calls placed through this trunk (voxd/config/sip.py). A trunk with outbound and "
         "neither allow nor username is outbound-only: it admits no inbound calls.")
+    srtp: SrtpPolicy | None = Field(
+        None, description="SRTP (SDES) for this trunk's calls, both ways: off, optional (when the peer offers "
+        "or accepts a=crypto) or required (never cleartext media: an offer without crypto gets 488). "
+        "Default: sip.srtp.")
 
     @property
     def outbound_only(self) -> bool:
@@ -166,6 +170,9 @@ class SipListenConfig(_Model):
     codecs: list[str] = Field(default_factory=lambda: ["PCMU", "PCMA"], description="Preference order.")
     trunks: list[TrunkConfig] = Field(default_factory=list)
     allow_any: bool = Field(False, description="Accept calls from any source when no trunk is configured.")
+    srtp: SrtpPolicy = Field(
+        "optional", description="SRTP (SDES, RFC 4568) for calls not on a trunk with its own srtp: off, "
+        "optional or required (voxd/proto/secure_sdp.py).")
     tls: SipTlsConfig = Field(default_factory=lambda: SipTlsConfig(), description="SIP over TLS listener (voxd/net/sip_tls.py).")
     registrations: list[RegistrationConfig] = Field(
         default_factory=list, description="Registrars voxd registers with (RFC 3261 §10); calls to each AOR "
@@ -257,9 +264,10 @@ class EgressRuleConfig(_Model):
     hosts: list[str] = Field(default_factory=list, description="Host names (crm.office.lan) or globs (*.office.lan).")
     networks: list[str] = Field(default_factory=list, description="Addresses they may resolve to, or be (CIDR: 10.1.2.0/24, 127.0.0.1/32).")
     ports: list[int] = Field(default_factory=list, description="Ports allowed (default: any).")
-    uses: list[Literal["webhooks", "functions", "providers", "tools"]] = Field(
+    uses: list[Literal["webhooks", "functions", "providers", "tools", "lookups"]] = Field(
         default_factory=list, description="Which requests: webhooks, functions (HTTP functions), providers "
-        "(hosted engines' base_url), tools (built-ins such as get_weather). Default: all.")
+        "(hosted engines' base_url), tools (built-ins such as get_weather), lookups (agents' inbound_lookup). "
+        "Default: all.")
 
     @field_validator("networks")
     @classmethod
@@ -308,6 +316,13 @@ class SecretConfig(_Model):
         return self
 
 
+class RecordingsConfig(_Model):
+    """Where call recordings are kept (agents turn recording on: `recording:` in agent YAML)."""
+
+    directory: str | None = Field(None, description="Default: <state_dir>/recordings")
+    sweep_interval_s: float = Field(3600.0, gt=0, description="How often expired recordings are deleted (retention_days).")
+
+
 def _vendor_secrets() -> dict[str, SecretConfig]:
     return {n: SecretConfig(env=env, hosts=list(hosts)) for n, (env, hosts) in VENDOR_SECRETS.items()}
 
@@ -327,6 +342,7 @@ class VoxdConfig(_Model):
         description="Packaged local models (llm engine 'local'): models folder, threads, context, slots.")
     webhooks: WebhooksConfig = Field(default_factory=lambda: WebhooksConfig())
     analysis: AnalysisSettings = Field(default_factory=lambda: AnalysisSettings())
+    recordings: RecordingsConfig = Field(default_factory=lambda: RecordingsConfig())
     webrtc: WebRtcConfig = Field(default_factory=lambda: WebRtcConfig())
     twilio: TwilioConfig = Field(default_factory=lambda: TwilioConfig())
     tools: ToolsConfig = Field(default_factory=lambda: ToolsConfig(), description="Function library settings (weather, email, calendar, plugins, knowledge bases).")
@@ -372,6 +388,10 @@ class VoxdConfig(_Model):
 
     def resolved_database(self) -> Path:
         return Path(self.database) if self.database else self.resolved_state_dir() / "voxd.db"
+
+    def resolved_recordings(self) -> Path:
+        d = self.recordings.directory
+        return Path(d) if d else self.resolved_state_dir() / "recordings"
 
 
 def _webhooks_private(cfg: WebhooksConfig) -> bool:

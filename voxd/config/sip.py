@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from voxd.core.secrets import SecretBook
 
+SrtpPolicy = Literal["off", "optional", "required"]  # the same words as voxd.proto.sdes.Policy
 NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 ENV_RE = r"[A-Za-z_][A-Za-z0-9_]*"
 _NO_PLAIN = ("passwords never go in voxd.yaml: name where it is read from with password_env "
@@ -96,7 +97,8 @@ class RegistrationConfig(PasswordSource):
     registrar: str = Field(description="Registrar URI, e.g. sip:sip.carrier.example (a port: sip:host:5070).")
     aor: str = Field(description="Address of record, e.g. sip:+15550001@sip.carrier.example.")
     username: str | None = Field(None, description="Digest user (default: the AOR's user part).")
-    transport: Literal["udp", "tcp"] = "udp"
+    transport: Literal["udp", "tcp", "tls"] = Field(
+        "udp", description="tls: a verified TLS connection (system CAs or sip.tls.ca_file), kept and reused.")
     expires: int = Field(600, ge=60, le=86400, description="Expiry asked for; the registrar's answer wins.")
     agent: str | None = Field(None, description="Agent answering calls to this AOR (default: default_agent).")
 
@@ -120,7 +122,8 @@ class SipTlsConfig(_Model):
     cert_file: str | None = Field(None, description="PEM certificate chain presented to peers.")
     key_file: str | None = Field(None, description="PEM private key of the certificate.")
     ca_file: str | None = Field(
-        None, description="PEM CA bundle for verifying peers' certificates (clients that present one).")
+        None, description="PEM CA bundle for verifying peers' certificates: servers voxd connects to over TLS "
+        "(instead of the system store) and clients that present one.")
 
     @model_validator(mode="after")
     def _files(self) -> SipTlsConfig:
@@ -136,7 +139,8 @@ class TrunkOutboundConfig(PasswordSource):
     proxy: str | None = Field(
         None, description="Outbound proxy (sip:host[:port]); requests go there with a Route (loose routing).")
     port: int | None = Field(None, ge=1, le=65535, description="Port at `domain` when there is no proxy (default 5060).")
-    transport: Literal["udp", "tcp"] = "udp"
+    transport: Literal["udp", "tcp", "tls"] = Field(
+        "udp", description="tls: a verified TLS connection (system CAs or sip.tls.ca_file), kept and reused.")
     username: str | None = Field(None, description="Digest user for 401/407 challenges.")
     from_user: str | None = Field(None, description="Caller ID: the From user (a number, e.g. +15550001).")
     from_display: str | None = Field(None, max_length=64, description="Caller ID: the From display name.")

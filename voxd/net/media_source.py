@@ -44,15 +44,17 @@ class SourceGuard:
             self.hosts.add(self.signalled[0])
         self.latched: Addr | None = None
 
-    def admit_rtp(self, addr: Addr) -> bool:
-        """True if this RTP packet is the caller's; the first one taken latches."""
+    def admit_rtp(self, addr: Addr, *, latch: bool = True) -> bool:
+        """True if this RTP packet is the caller's; the first one taken latches (with
+        ``latch=False`` only asked: SRTP latches once the packet authenticated)."""
         key = (canonical_host(addr[0]), addr[1])
         if self.latched is not None:
             # port 0 is no port (nothing can answer it): sipp's play_dtmf sends its RFC 4733
             # events that way, from the caller's host; any other port is someone else
             return key == self.latched or (key[1] == 0 and key[0] == self.latched[0])
         if key == self.signalled or key[0] in self.hosts:
-            self.latched = key
+            if latch:
+                self.latched = key
             return True
         return False
 

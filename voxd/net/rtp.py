@@ -17,6 +17,12 @@ rtcp-mux. If no RTCP socket is given, reports go from the RTP socket to the peer
 RTCP port (the peer then sees them come from our RTP port). The peer's reports are
 accepted on either socket; what it says about our stream is in ``rtcp.peer``.
 
+SRTP (RFC 3711, `srtp`: a voxd.net.srtp.SrtpContext keyed by SDES): every RTP and RTCP
+packet is protected on its way out, in `_send` and `_send_rtcp`, the only two places
+that write to a socket, so an SRTP call never sends cleartext media; what comes in is
+unprotected after the source check and before anything reads it, and a packet that
+does not authenticate is counted (`srtp_dropped`) and dropped without latching.
+
 Media is taken only from the caller (voxd.net.media_source.SourceGuard: the
 signalled address, latched once) and a call whose media stops for
 ``inactivity_s`` while not on hold is reported through ``on_inactive``.
@@ -37,6 +43,7 @@ from voxd.media.codecs.g711 import G711Decoder
 from voxd.media.frame import SILENCE, AudioFrame
 from voxd.media.tones import DtmfDetector
 from voxd.net.media_source import InactivityTimer, SourceGuard
+from voxd.net.srtp import SrtpContext, SrtpError
 from voxd.proto.jitter import JitterBuffer
 from voxd.proto.negotiate import Negotiated
 from voxd.proto.rfc4733 import DtmfReceiver, DtmfSender, ScheduledPacket
@@ -106,6 +113,7 @@ class RtpCounters:
     send_errors: int = 0
     rtcp_sent: int = 0
     rtcp_received: int = 0
+    srtp_dropped: int = 0  # SRTP/SRTCP that did not authenticate (or replayed): dropped
 
 
 class _RtcpPort(asyncio.DatagramProtocol):
@@ -133,8 +141,10 @@ class RtpStream(asyncio.DatagramProtocol):
         signalled_hosts: tuple[str, ...] = (),
         inactivity_s: float = 0.0,
         on_inactive: Callable[[], None] | None = None,
+        srtp: SrtpContext | None = None,
     ) -> None:
         self.neg = neg
+        self.srtp = srtp
         self.remote = neg.remote_address
         self.guard = SourceGuard(neg.remote_address, signalled_hosts)
         self.inactivity = InactivityTimer(inactivity_s, time.monotonic())
@@ -202,6 +212,15 @@ class RtpStream(asyncio.DatagramProtocol):
         if is_rtcp(data):
             self.rtcp_received(data, addr, on_rtcp_port=False)
             return
+        if self.srtp is not None:
+            if not self.guard.admit_rtp((addr[0], addr[1]), latch=False):
+                self.counters.wrong_source += 1
+                return
+            try:
+                data = self.srtp.unprotect(data)
+            except SrtpError:
+                self.counters.srtp_dropped += 1
+                return
         if not self.guard.admit_rtp((addr[0], addr[1])):
             self.counters.wrong_source += 1
             return
@@ -289,6 +308,8 @@ class RtpStream(asyncio.DatagramProtocol):
     def _send(self, data: bytes) -> None:
         if self.transport is not None and self.remote is not None:
             try:
+                if self.srtp is not None:
+                    data = self.srtp.protect(data)
                 self.transport.sendto(data, self.remote)
             except (OSError, ValueError) as e:  # e.g. an address of the other family
                 self.counters.send_errors += 1
@@ -316,6 +337,12 @@ class RtpStream(asyncio.DatagramProtocol):
         if not self.guard.admit_rtcp((addr[0], addr[1])):
             self.counters.wrong_source += 1
             return
+        if self.srtp is not None:
+            try:
+                data = self.srtp.unprotect_rtcp(data)
+            except SrtpError:
+                self.counters.srtp_dropped += 1
+                return
         try:
             self.rtcp.receive(data, time.monotonic(), time.time())
         except RtpParseError:
@@ -354,8 +381,8 @@ class RtpStream(asyncio.DatagramProtocol):
         if transport is None or dest is None or transport.is_closing():
             return
         try:
-            transport.sendto(data, dest)
-        except (OSError, ValueError) as e:
+            transport.sendto(self.srtp.protect_rtcp(data) if self.srtp is not None else data, dest)
+        except (OSError, ValueError) as e:  # SrtpError is a ValueError: nothing goes out
             self.counters.send_errors += 1
             log.debug("rtcp: cannot send to %s: %s", dest, e)
             return

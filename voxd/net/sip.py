@@ -22,6 +22,7 @@ from typing import Any
 
 from voxd.agents.catalog import AgentCatalog
 from voxd.agents.loader import LoadedAgent
+from voxd.call.lookup import REJECT_STATUSES
 from voxd.call.manager import CallManager
 from voxd.call.session import CallSession
 from voxd.config import SipListenConfig, TrunkConfig
@@ -31,9 +32,11 @@ from voxd.net.clock import MediaClock
 from voxd.net.leg import CallLeg, LegEnv, Refused
 from voxd.net.rtp import PortPool
 from voxd.net.sip_calls import SipCall, SipCallTable
+from voxd.net.sip_connect import SipConnector
 from voxd.net.sip_taps import tap_datagram
 from voxd.net.sip_tcp import TcpPeers
-from voxd.proto import negotiate
+from voxd.proto import negotiate, secure_sdp
+from voxd.proto.sdes import Policy
 from voxd.proto.sdp import SdpParseError, SessionDescription
 from voxd.proto.sip import events as ev
 from voxd.proto.sip.agent import UAConfig, UserAgent
@@ -84,11 +87,14 @@ class SipEndpoint:
         self._timer: asyncio.TimerHandle | None = None
         self._digest = {t.name: self._digest_for(t) for t in cfg.trunks if t.username}
         self.port = cfg.port
+        self.tls_port: int | None = None  # the TLS listener's, once it listens (voxd/net/sip_tls.py)
+        self.connector = SipConnector(self)  # outbound TCP/TLS connections, one per peer
         self.malformed = 0
         # carrier hooks (voxd/net/sip_register.py, sip_trunk.py): responses the UA does not
         # own (REGISTER), and inbound calls routed by registration (agent name or None)
         self.response_taps: list[Callable[[SipResponse, Addr], bool]] = []
         self.inbound_router: Callable[[ev.IncomingCall], str | None] | None = None
+        self._looking_up: dict[str, asyncio.Task[None]] = {}  # INVITEs waiting for their agent's inbound lookup
 
     def configure(self, cfg: SipListenConfig) -> None:
         """A reloaded `sip:` block with the same listener and RTP ports: trunks (sources,
@@ -100,6 +106,16 @@ class SipEndpoint:
         self.table.bind_host = cfg.host
         self.table.rtp_timeout_s = cfg.rtp_timeout_s
         self._digest = {t.name: self._digest_for(t) for t in cfg.trunks if t.username}
+
+    def transport_to(self, addr: Addr) -> tuple[str, int]:
+        """The transport a peer is reached over, and our port as it should see it (Via,
+        Contact): TLS on a TLS connection (the TLS listener's port), TCP, else UDP."""
+        conn = self.tcp_peers.get(addr)
+        if conn is None:
+            return "UDP", self.port
+        if conn.tls:
+            return "TLS", self.tls_port or self.port
+        return "TCP", self.port
 
     def _carries_call(self, addr: Addr) -> bool:
         return any(c.source == addr and not c.ended for c in self.sip_calls.values())
@@ -114,7 +130,7 @@ class SipEndpoint:
             self._tcp_server = await loop.create_server(self.tcp_peers.protocol, self.cfg.host, self.port)
         # _flush writes to a peer's TCP connection when it has one: no retransmissions there
         self.ua = UserAgent(UAConfig(self.host, self.port, user="voxd", user_agent="voxd"), auth=self._auth,
-                            reliable=lambda addr: addr in self.tcp_peers)
+                            reliable=lambda addr: addr in self.tcp_peers, transport=self.transport_to)
         log.info("SIP listening on %s:%d (udp%s)", self.cfg.host, self.port, "+tcp" if self.cfg.tcp else "")
 
     @property
@@ -122,6 +138,8 @@ class SipEndpoint:
         return self.table.calls
 
     async def stop(self) -> None:
+        for task in list(self._looking_up.values()):
+            task.cancel()
         await self.table.close_all()
         self._flush()
         if self._timer is not None:
@@ -165,7 +183,7 @@ class SipEndpoint:
         """A message the UA did not queue (REGISTER): on the peer's TCP connection, else UDP."""
         if (tcp := self.tcp_peers.get(addr)) is not None:
             tcp.write(data)
-        elif self._udp is not None:
+        elif self._udp is not None and not self.tcp_peers.was_tls(addr):
             self._udp.sendto(data, addr)
 
     def _flush(self) -> None:
@@ -175,6 +193,8 @@ class SipEndpoint:
             tcp = self.tcp_peers.get(addr)
             if tcp is not None:
                 tcp.write(data)
+            elif self.tcp_peers.was_tls(addr):  # its TLS connection closed: never in the clear
+                log.info("SIP to %s:%d dropped: its TLS connection has closed", addr[0], addr[1])
             elif self._udp is not None:
                 self._udp.sendto(data, addr)
         self._schedule()
@@ -252,6 +272,8 @@ class SipEndpoint:
             self.table.end(call, failure_reason(call.session, e), "system")  # detail (status, trunk) in metadata
         elif isinstance(e, ev.CallCancelled) and call is not None:
             self.table.end(call, "caller_cancelled", "caller")
+        elif isinstance(e, ev.CallCancelled) and e.call_id in self._looking_up:
+            self._looking_up.pop(e.call_id).cancel()  # 487 already sent
         elif isinstance(e, ev.ByeReceived) and call is not None:
             self.table.end(call, "caller_hangup", "caller")
         elif isinstance(e, ev.CallTerminated) and call is not None:
@@ -280,7 +302,8 @@ class SipEndpoint:
         except Refused:
             ua.reject(e.call_id, 503, now, retry_after=30, reason="Draining")
             return
-        if self.table.active >= self.cfg.max_calls or self.table.per_source[src] >= self.cfg.max_calls_per_source:
+        if (self.table.active + len(self._looking_up) >= self.cfg.max_calls
+                or self.table.per_source[src] >= self.cfg.max_calls_per_source):
             ua.reject(e.call_id, 503, now, retry_after=5, reason="Too many calls")
             return
         try:  # a registration's agent ("" for the default one), else by the dialled number
@@ -293,6 +316,41 @@ class SipEndpoint:
         except SdpParseError:
             ua.reject(e.call_id, 488, now, reason="Bad SDP")
             return
+        if agent.config.inbound_lookup is not None and self.calls.lookups is not None:
+            task = asyncio.ensure_future(self._look_up(e, agent, offer))
+            self._looking_up[e.call_id] = task
+            task.add_done_callback(lambda _t: self._looking_up.pop(e.call_id, None))
+            return
+        self._admit(e, agent, offer, now)
+
+    async def _look_up(self, e: ev.IncomingCall, agent: LoadedAgent, offer: SessionDescription) -> None:
+        """The agent's inbound lookup, before the INVITE is answered (the caller hears
+        only 100 Trying meanwhile); then the call goes on, on the agent it named, or is refused."""
+        assert self.ua is not None
+        from_uri, to_uri = e.from_.uri.serialize(), e.to.uri.serialize()
+        outcome = await self.env.inbound(agent, transport="sip", caller=e.from_.uri.user or "", called=e.user or "",
+                                         from_uri=from_uri, to_uri=to_uri)
+        self._looking_up.pop(e.call_id, None)
+        now = time.monotonic()
+        try:
+            if outcome.reject is not None:
+                self.env.reject(outcome, "sip", from_uri=from_uri, to_uri=to_uri,
+                                metadata={"sip_call_id": e.call_id, "source": e.source[0]})
+                status = outcome.reject.status
+                self.ua.reject(e.call_id, status, now, reason=REJECT_STATUSES.get(status, "Decline"))
+            else:
+                self._admit(e, outcome.agent, offer, now, variables=outcome.variables,
+                            lookup=outcome.info)
+        except KeyError:  # the caller gave up meanwhile
+            return
+        finally:
+            self._flush()
+
+    def _admit(self, e: ev.IncomingCall, agent: LoadedAgent, offer: SessionDescription, now: float, *,
+               variables: dict[str, str] | None = None, lookup: dict[str, object] | None = None) -> None:
+        assert self.ua is not None
+        ua = self.ua
+        src = e.source[0]
         call = SipCall(self.table, e.call_id, e.source)
         try:
             sock, port = self.ports.bind(self.cfg.host)
@@ -300,18 +358,25 @@ class SipEndpoint:
             ua.reject(e.call_id, 503, now, retry_after=5, reason="No media ports")
             return
         call.rtp_port = port
+        call.srtp_policy = self.srtp_policy(e.source)
         try:
-            neg = negotiate.answer(offer, self.host, port, self.cfg.codecs, session_id=int(now))
-        except negotiate.SdpNegotiationError:
+            neg = secure_sdp.answer(offer, self.host, port, self.cfg.codecs, policy=call.srtp_policy,
+                                    session_id=int(now))
+        except negotiate.SdpNegotiationError as err:
             self.ports.release(port)
             sock.close()
+            log.info("SIP INVITE from %s refused (488): %s", src, err)
             ua.reject(e.call_id, 488, now, reason="Not Acceptable Here")
             return
         leg = CallLeg(self.env, "sip", call, call, codec=codecs.get(neg.codec.name))
         try:
+            meta: dict[str, object] = {"sip_call_id": e.call_id, "codec": neg.codec.name,
+                                       "srtp": neg.srtp.suite if neg.srtp is not None else None,
+                                       "source": src, "auth_user": e.auth_user}
+            if lookup is not None:
+                meta["inbound_lookup"] = lookup
             session = leg.admit(agent, from_uri=e.from_.uri.serialize(), to_uri=e.to.uri.serialize(),
-                                metadata={"sip_call_id": e.call_id, "codec": neg.codec.name,
-                                          "source": src, "auth_user": e.auth_user})
+                                metadata=meta, variables=variables)
         except Refused:
             self.ports.release(port)
             sock.close()
@@ -341,18 +406,32 @@ class SipEndpoint:
             return
         self._flush()
 
-    async def dial(self, agent: LoadedAgent, target: str, from_user: str = "voxd") -> CallSession:
+    async def dial(self, agent: LoadedAgent, target: str, from_user: str = "voxd",
+                   variables: dict[str, str] | None = None, metadata: dict[str, Any] | None = None) -> CallSession:
         """Place a call (see SipCallTable.dial)."""
-        return await self.table.dial(agent, target, codec_names=self.cfg.codecs, from_user=from_user)
+        return await self.table.dial(agent, target, codec_names=self.cfg.codecs, from_user=from_user,
+                                     srtp=self.cfg.srtp, variables=variables, metadata=metadata)
+
+    def srtp_policy(self, source: Addr) -> Policy:
+        """The srtp policy of a call from ``source``: its trunk's, else sip.srtp."""
+        trunk = self._trunk_for(source) if self.cfg.trunks else None
+        return trunk.srtp if trunk is not None and trunk.srtp is not None else self.cfg.srtp
 
     def _reinvite(self, call: SipCall, e: ev.ReInvite, now: float) -> None:
         assert self.ua is not None
-        try:
-            neg = negotiate.answer(SessionDescription.parse(e.offer), self.host, call.rtp_port or 0, self.cfg.codecs,
-                                   session_id=int(now), session_version=int(now))
+        srtp = call.rtp.srtp if call.rtp is not None else None
+        keys = call.rtp.neg.srtp if call.rtp is not None else None
+        try:  # an SRTP call stays SRTP (never falls back), a plain one stays plain
+            neg = secure_sdp.answer(SessionDescription.parse(e.offer), self.host, call.rtp_port or 0, self.cfg.codecs,
+                                    policy="required" if srtp is not None else "off",
+                                    local=keys.local if keys is not None else None,
+                                    session_id=int(now), session_version=int(now))
         except (SdpParseError, negotiate.SdpNegotiationError):
             self.ua.answer_reoffer(call.call_id, None, now, status=488)
             return
+        if srtp is not None and neg.srtp is not None and call.rtp is not None:
+            srtp.rekey(neg.srtp)
+            call.rtp.neg.srtp = neg.srtp
         if call.rtp is not None:
             call.rtp.on_hold = neg.on_hold
             if neg.remote_address is not None:

@@ -24,7 +24,9 @@ from voxd.call.session import CallSession
 from voxd.media import codecs
 from voxd.net.leg import CallLeg, LegEnv
 from voxd.net.rtp import PortPool, RtpStream
-from voxd.proto import negotiate
+from voxd.net.srtp import SrtpContext
+from voxd.proto import negotiate, secure_sdp
+from voxd.proto.sdes import CryptoAttribute, Policy
 from voxd.proto.sdp import SdpParseError, SessionDescription
 from voxd.proto.sip.agent import parse_target
 from voxd.proto.sip.errors import SipParseError
@@ -69,6 +71,8 @@ class SipCall:
         self.holds_slot = False  # counted in the table's per-source limit
         self.outbound_offer: SessionDescription | None = None  # set for calls we place
         self.outbound_sock: socket.socket | None = None
+        self.srtp_policy: Policy = "off"  # the trunk's (or sip.srtp): what this call offered or answered
+        self.outbound_cryptos: list[CryptoAttribute] = []  # our offer's a=crypto lines
 
     # TransportControl
     async def hangup(self) -> None:
@@ -142,11 +146,13 @@ class SipCallTable:
 
     def rtp_stream(self, call: SipCall, neg: negotiate.Negotiated) -> RtpStream:
         """The call's RTP stream: media only from the hosts the call was signalled from
-        and named, latched once; ended with a BYE when media stops (not on hold)."""
+        and named, latched once; ended with a BYE when media stops (not on hold); SRTP
+        when the offer/answer gave keys."""
         return RtpStream(
             neg, None, call._dtmf, None,
             signalled_hosts=(call.source[0],), inactivity_s=self.rtp_timeout_s,
             on_inactive=lambda: self.end(call, "media_timeout", "system"),
+            srtp=SrtpContext.from_keys(neg.srtp) if neg.srtp is not None else None,
         )
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
@@ -157,23 +163,26 @@ class SipCallTable:
     # ------------------------------------------------------------ outbound
     async def dial(self, agent: LoadedAgent, target: str, *, codec_names: list[str], from_user: str = "voxd",
                    ring_timeout_s: float = 45.0, peer: Addr | None = None,
-                   invite_options: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None
-                   ) -> CallSession:
+                   invite_options: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None,
+                   srtp: Policy = "off", variables: dict[str, str] | None = None) -> CallSession:
         """Place a call to `target` (sip:user@host[:port]); returns the session at once.
-        The session starts (the agent speaks first only if it has a greeting) when answered."""
+        The session starts (the agent speaks first only if it has a greeting) when answered.
+        ``srtp``: the trunk's policy (SDES a=crypto offered; RTP/SAVP when required)."""
         uri = parse_target(target)
         peer = peer or (uri.host, uri.port or 5060)  # a trunk's proxy, else the target's host
         host = self.signalling.host
         sock, port = self.ports.bind(self.bind_host)
-        offer = negotiate.offer(host, port, codec_names, session_id=int(time.time()))
+        offer, cryptos = secure_sdp.offer(host, port, codec_names, policy=srtp, session_id=int(time.time()))
         call_id = self.signalling.invite(uri.serialize(), offer.serialize(), peer, from_user, **(invite_options or {}))
         call = SipCall(self, call_id, peer)
+        call.srtp_policy, call.outbound_cryptos = srtp, cryptos
         call.rtp_port = port
         call.outbound_offer = offer
         call.outbound_sock = sock
         leg = CallLeg(self.env, "sip", call, call)
         session = leg.admit(agent, from_uri=f"sip:{from_user}@{host}", to_uri=uri.serialize(),
-                            direction="outbound", metadata={"sip_call_id": call_id, **(metadata or {})})
+                            direction="outbound", metadata={"sip_call_id": call_id, **(metadata or {})},
+                            variables=variables)
         call.session, call.leg = session, leg
         self.add(call)
         self.spawn(self._ring_timeout(call, ring_timeout_s))
@@ -192,8 +201,10 @@ class SipCallTable:
         if call.rtp is not None or call.session is None or call.outbound_offer is None:
             return call.rtp is not None
         try:
-            neg = negotiate.accept_answer(call.outbound_offer, SessionDescription.parse(answer_sdp))
-        except (SdpParseError, negotiate.SdpNegotiationError):
+            neg = secure_sdp.accept_answer(call.outbound_offer, call.outbound_cryptos,
+                                           SessionDescription.parse(answer_sdp), policy=call.srtp_policy)
+        except (SdpParseError, negotiate.SdpNegotiationError) as e:
+            log.info("call %s: answer refused: %s", call.call_id, e)
             return False
         stream = self.rtp_stream(call, neg)
         if call.leg is not None:
@@ -203,6 +214,7 @@ class SipCallTable:
         call.rtp = stream
         s = call.session
         s.record.metadata["codec"] = neg.codec.name
+        s.record.metadata["srtp"] = neg.srtp.suite if neg.srtp is not None else None
         if early:
             s.record.metadata["early_media"] = True
         return True
@@ -256,6 +268,7 @@ class SipCallTable:
                 call.session.record.metadata["rtp"] = {
                     "received": stats.counters.received, "sent": stats.counters.sent,
                     "ignored": stats.counters.ignored, "lost": stats.stats.lost,
+                    "srtp_dropped": stats.counters.srtp_dropped,
                     "jitter_ms": round(stats.stats.jitter_ms, 2),
                     # RTCP: what the peer reported about our stream (loss, jitter, RTT)
                     "rtcp": {"sent": stats.counters.rtcp_sent, "received": stats.counters.rtcp_received,

@@ -76,6 +76,8 @@ def setup_carrier(daemon: CarrierHost) -> None:
     async def reload(old: VoxdConfig, new: VoxdConfig) -> None:
         if new.sip.tls != old.sip.tls or new.sip.tls.enabled:  # same paths, renewed files: re-read
             await tls.reload(new.sip.tls)
+        if daemon.sip is not None:
+            daemon.sip.connector.reset()  # outbound TLS: CA bundle and client certificate re-read
         regs.book = daemon.outbound.secrets  # passwords are read again: a rotated one applies
         await regs.configure(list(new.sip.registrations))
 

@@ -232,7 +232,7 @@ class Registrations:
         while True:
             ep = self._attach()
             if ep is not None and ep.ua is not None:
-                local = (ep.host, ep.port)
+                local = (ep.host, ep.tls_port or ep.port) if c.transport == "TLS" else (ep.host, ep.port)
                 if c.reg is None:
                     if local[0] in ("0.0.0.0", "::"):
                         log.warning("registration %s: the Contact would be %s; set sip.public_host to the "
@@ -245,13 +245,13 @@ class Registrations:
                     c.reg.local = local  # re-bound: the next REGISTER binds the new Contact
                     c.reg.start(time.monotonic())
                 await self._send(c, ep)
-                if c.transport == "TCP" and loop.time() - last_ping >= KEEPALIVE_S:
+                if c.transport != "UDP" and loop.time() - last_ping >= KEEPALIVE_S:
                     if (conn := ep.tcp_peers.get(c.peer)) is not None:
                         conn.write(b"\r\n\r\n")
                     last_ping = loop.time()
             deadline = c.reg.next_deadline() if c.reg is not None else None
             timeout = KEEPALIVE_S if deadline is None else max(0.0, deadline - time.monotonic())
-            if c.transport == "TCP":
+            if c.transport != "UDP":
                 timeout = min(timeout, KEEPALIVE_S)
             c.wake.clear()
             try:
@@ -280,20 +280,19 @@ class Registrations:
         data = c.reg.data_to_send()
         if not data:
             return
-        if c.transport == "TCP" and c.peer not in ep.tcp_peers:
-            try:
-                loop = asyncio.get_running_loop()
-                await loop.create_connection(ep.tcp_peers.protocol, c.peer[0], c.peer[1])
+        if c.transport != "UDP":
+            try:  # the connection to the registrar, shared with calls to it (TLS: verified)
+                await ep.connector.ensure(c.peer, c.transport, c.registrar.host)
             except OSError as e:
-                c.problem = f"cannot connect over TCP: {e}"
+                c.problem = str(e)
                 return  # the transaction's timer reports the failure
         for d in data:
             ep.send_raw(d, c.peer)
 
     @staticmethod
     async def _resolve(c: RegistrationClient) -> Addr:
-        port = c.registrar.port or 5060
-        kind = socket.SOCK_STREAM if c.transport == "TCP" else socket.SOCK_DGRAM
+        port = c.registrar.port or (5061 if c.transport == "TLS" else 5060)
+        kind = socket.SOCK_DGRAM if c.transport == "UDP" else socket.SOCK_STREAM
         infos = await asyncio.get_running_loop().getaddrinfo(c.registrar.host, port, type=kind)
         if not infos:
             raise OSError("no address")

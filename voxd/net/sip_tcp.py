@@ -42,6 +42,7 @@ class TcpPeers:
         self.per_host: Counter[str] = Counter()
         self.refused = 0
         self.idle_closed = 0
+        self.tls_closed: dict[Addr, float] = {}  # peers whose TLS connection closed (see was_tls)
         self._refusal_logged: set[str] = set()
 
     def __contains__(self, addr: object) -> bool:
@@ -66,7 +67,17 @@ class TcpPeers:
         self.per_host[host] += 1
         return True
 
+    def was_tls(self, addr: Addr) -> bool:
+        """A TLS connection to ``addr`` closed within the last hour: what the user agent
+        queues for it is dropped, never sent over UDP in the clear."""
+        closed = self.tls_closed.get(addr)
+        return closed is not None and time.monotonic() - closed < 3600
+
     def remove(self, conn: SipTcpConnection) -> None:
+        if conn.tls:
+            if len(self.tls_closed) >= 4096:
+                self.tls_closed.clear()
+            self.tls_closed[conn.peer] = time.monotonic()
         if self.by_addr.get(conn.peer) is conn:
             del self.by_addr[conn.peer]
             self.per_host[conn.peer[0]] -= 1
@@ -85,6 +96,8 @@ class SipTcpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer: Addr = ("", 0)
         self.admitted = False
+        self.tls = False  # SIP over TLS (the TLS listener, or a connection voxd opened with TLS)
+        self.tls_names: set[str] = set()  # names its certificate was verified for (connections voxd opened)
         self.last_activity = time.monotonic()
         self._idle_timer: asyncio.TimerHandle | None = None
 
@@ -92,6 +105,7 @@ class SipTcpConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1])
+        self.tls = transport.get_extra_info("ssl_object") is not None
         if not self.peers.admit(self):
             self.transport.abort()
             return

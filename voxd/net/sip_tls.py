@@ -49,6 +49,7 @@ class SipTlsListener:
     def _protocol(self) -> SipTcpConnection:
         ep = self._endpoint()
         assert ep is not None
+        ep.tls_port = self.port  # Via/Contact towards TLS peers name this port (a reload may re-make ep)
         return ep.tcp_peers.protocol()  # the current endpoint's table (a reload may re-bind SIP)
 
     async def start(self) -> None:
@@ -59,6 +60,8 @@ class SipTlsListener:
         self.server = await loop.create_server(self._protocol, self.host, self.cfg.port, ssl=self.ctx,
                                                ssl_handshake_timeout=10.0)
         self.port = self.server.sockets[0].getsockname()[1]
+        if (ep := self._endpoint()) is not None:
+            ep.tls_port = self.port
         log.info("SIP over TLS listening on %s:%d", self.host, self.port)
 
     async def stop(self) -> None:

@@ -15,7 +15,7 @@ import socket
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from voxd.agents.loader import LoadedAgent
 from voxd.call.session import CallSession
@@ -105,7 +105,9 @@ async def _resolve(host: str, port: int) -> Addr:
 
 
 async def dial_trunk(endpoint: SipEndpoint, agent: LoadedAgent, trunk: TrunkConfig, to: str, *,
-                     secrets: SecretBook, from_user: str | None = None) -> CallSession:
+                     secrets: SecretBook, from_user: str | None = None,
+                     variables: dict[str, str] | None = None,
+                     metadata: dict[str, Any] | None = None) -> CallSession:
     """Place a call to ``to`` (a number, or a SIP URI) through ``trunk``."""
     out = trunk.outbound
     assert out is not None
@@ -115,15 +117,19 @@ async def dial_trunk(endpoint: SipEndpoint, agent: LoadedAgent, trunk: TrunkConf
         user = format_number(to, style=out.number_format, country_code=out.country_code,
                              dial_prefix=out.dial_prefix)
         target = SipUri(out.domain, user, None if out.proxy else out.port, params={"user": "phone"})
-    if out.transport == "tcp":
-        target.params["transport"] = "tcp"
+    default_port = 5061 if out.transport == "tls" else 5060
+    if out.transport != "udp":
+        target.params["transport"] = out.transport
     if out.proxy:
         proxy = SipUri.parse(out.proxy)
-        hop = (proxy.host, proxy.port or 5060)
-        route_uri = SipUri(proxy.host, None, proxy.port, params={**proxy.params, "lr": None})
+        hop = (proxy.host, proxy.port or default_port)
+        params = {**proxy.params, "lr": None}
+        if out.transport != "udp":
+            params["transport"] = out.transport
+        route_uri = SipUri(proxy.host, None, proxy.port, params=params)
         route: str | None = f"<{route_uri.serialize()}>"
     else:
-        hop, route = (out.domain, out.port or 5060), None
+        hop, route = (out.domain, out.port or default_port), None
     try:
         peer = await _resolve(*hop)
     except OSError as e:
@@ -134,11 +140,11 @@ async def dial_trunk(endpoint: SipEndpoint, agent: LoadedAgent, trunk: TrunkConf
         if password is None:
             raise ValueError(f"trunk {trunk.name}: password unavailable ({out.password_where()})")
         credentials = Credentials(out.username or out.from_user or "voxd", password)
-    if out.transport == "tcp" and peer not in endpoint.tcp_peers:
+    if out.transport != "udp":  # one connection per peer, opened once, verified for TLS
         try:
-            await asyncio.get_running_loop().create_connection(endpoint.tcp_peers.protocol, *peer)
+            await endpoint.connector.ensure(peer, out.transport.upper(), hop[0])
         except OSError as e:
-            raise ValueError(f"trunk {trunk.name}: cannot connect over TCP to {peer[0]}:{peer[1]}: {e}") from None
+            raise ValueError(f"trunk {trunk.name}: {e}") from None
     load = loads(endpoint).setdefault(trunk.name, TrunkLoad())
     why = load.admit(time.monotonic(), out.max_calls, out.calls_per_second)
     if why is not None:
@@ -151,7 +157,9 @@ async def dial_trunk(endpoint: SipEndpoint, agent: LoadedAgent, trunk: TrunkConf
     try:
         session = await endpoint.table.dial(
             agent, target.serialize(), codec_names=endpoint.cfg.codecs, from_user=from_user or out.from_user or "voxd",
-            peer=peer, metadata={"trunk": trunk.name}, invite_options={
+            peer=peer, metadata={"trunk": trunk.name, **(metadata or {})}, srtp=trunk.srtp or endpoint.cfg.srtp,
+            variables=variables,
+            invite_options={
                 "from_host": out.domain, "display_name": out.from_display, "route": route,
                 "credentials": credentials, "headers": headers})
     except BaseException:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .sdp import Codec, Media, SessionDescription
+
+if TYPE_CHECKING:
+    from .sdes import SrtpKeys
 
 SUPPORTED = ("PCMU", "PCMA")
 
@@ -32,6 +36,8 @@ class Negotiated:
     rtcp_mux: bool = False
     # The peer's a=rtcp (RFC 3605), if any; otherwise its RTCP is on the RTP port + 1
     remote_rtcp: tuple[str, int] | None = None
+    # SDES keys when the media is SRTP (voxd.proto.secure_sdp), else None: plain RTP
+    srtp: SrtpKeys | None = None
 
     def rtcp_address(self, rtp: tuple[str, int] | None) -> tuple[str, int] | None:
         """Where our RTCP goes, given the peer's current RTP address (it may have been
@@ -91,6 +97,7 @@ def answer(
     session_id: int = 0,
     session_version: int = 0,
     hold: bool = False,
+    protos: Sequence[str] = ("RTP/AVP", "RTP/AVPF"),
 ) -> Negotiated:
     """Answer the first usable audio stream of ``offer`` with one codec (+ DTMF).
 
@@ -98,13 +105,13 @@ def answer(
     picks the telephone-event entry at the chosen codec's clock rate, mirrors
     hold (``sendonly``/``inactive``/``c=0.0.0.0``) and rejects other streams
     with port 0. Raises :class:`SdpNegotiationError` (488) if nothing matches.
+    ``protos``: the media profiles taken (SRTP ones only through voxd.proto.secure_sdp,
+    which adds the keys); the answer echoes the offer's.
     """
     prefs = [p for p in prefs if p.upper() in SUPPORTED] or list(SUPPORTED)
     chosen: tuple[int, Codec, Codec | None] | None = None
     for index, media in enumerate(offer.media):
-        if media.kind != "audio" or media.port == 0 or "RTP/AVP" not in media.proto.upper():
-            continue
-        if media.proto.upper() not in ("RTP/AVP", "RTP/AVPF"):
+        if media.kind != "audio" or media.port == 0 or media.proto.upper() not in protos:
             continue
         try:
             codec, dtmf = _pick_codec(media, prefs)

@@ -1,6 +1,7 @@
 """SDES keying for SRTP (RFC 4568): ``a=crypto`` lines, and what to answer an offer with
-under a trunk's policy (``off | optional | required``). Sans-IO; the keys go to
-:mod:`voxd.net.srtp` (pylibsrtp). Not wired into calls yet (see README).
+under a trunk's policy (``off | optional | required``), and what to offer and accept
+when voxd calls out. Sans-IO; the keys go to :mod:`voxd.net.srtp` (pylibsrtp); the SDP
+side of a call is :mod:`voxd.proto.secure_sdp`.
 
     a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:<base64 key||salt>[|lifetime][|MKI:length] [session params]
 """
@@ -140,11 +141,11 @@ class SrtpKeys:
 
 
 def answer_keys(media: Media, policy: Policy,
-                preference: tuple[str, ...] = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")
-                ) -> SrtpKeys | None:
+                preference: tuple[str, ...] = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32"),
+                *, local: CryptoAttribute | None = None) -> SrtpKeys | None:
     """SRTP keys for answering ``media`` (None: answer plain RTP/AVP). SdesError when the
     policy and the offer cannot meet: required but no usable crypto, or off but the offer
-    is SRTP only (answer 488)."""
+    is SRTP only (answer 488). ``local``: the key this call already sends with."""
     srtp_profile = media.proto.upper() in SRTP_PROFILES
     cryptos = offered(media)
     if policy == "off":
@@ -156,10 +157,54 @@ def answer_keys(media: Media, policy: Policy,
             raise SdesError("no usable a=crypto in the offer (srtp required)" if policy == "required"
                             else "an RTP/SAVP offer without a usable a=crypto line")
         return None
-    if not srtp_profile and policy == "optional":
-        return None  # RTP/AVP with a=crypto (best-effort SRTP) is not answered encrypted
+    # RTP/AVP with a=crypto is best-effort SRTP (baresip's mediaenc=srtp, Asterisk): the
+    # peer can decrypt, so under optional or required it is answered encrypted too
     for suite in preference:
         for attr in cryptos:
             if attr.suite == suite:
-                return SrtpKeys(suite, attr, new_crypto(attr.tag, suite))
+                return SrtpKeys(suite, attr, _ours(attr.tag, suite, local))
     raise SdesError("no crypto suite in common")
+
+
+def _ours(tag: int, suite: str, local: CryptoAttribute | None) -> CryptoAttribute:
+    """Our attribute for the peer's ``tag``: the key we already use (a re-INVITE keeps
+    it, RFC 4568 §7.1.4 allows that) when the suite is the same, else a fresh one."""
+    if local is not None and local.suite == suite:
+        return CryptoAttribute(tag, suite, local.keys)
+    return new_crypto(tag, suite)
+
+
+def offer_cryptos(suites: tuple[str, ...] = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")
+                  ) -> list[CryptoAttribute]:
+    """Our ``a=crypto`` lines for an offer: one per suite, each its own fresh key."""
+    return [new_crypto(i + 1, suite) for i, suite in enumerate(suites)]
+
+
+def accept_keys(ours: list[CryptoAttribute], media: Media, policy: Policy) -> SrtpKeys | None:
+    """SRTP keys from the answer to an offer that carried ``ours`` (None: plain RTP).
+    SdesError when the answer does not fit: it picked a tag or suite we never offered,
+    or SRTP is required (or the profile says SRTP) and it has no usable ``a=crypto``."""
+    srtp_profile = media.proto.upper() in SRTP_PROFILES
+    if not ours:  # we offered plain RTP: a=crypto in the answer means nothing
+        if srtp_profile:
+            raise SdesError("an SRTP answer to a plain RTP offer")
+        return None
+    cryptos = offered(media)
+    if not cryptos:
+        if policy == "required" or srtp_profile or media.attribute("crypto") is not None:
+            raise SdesError(f"the answer has no usable a=crypto line (srtp {policy})")
+        return None
+    theirs = cryptos[0]
+    for attr in ours:
+        if attr.tag == theirs.tag and attr.suite == theirs.suite:
+            return SrtpKeys(attr.suite, theirs, attr)
+    raise SdesError("the answer's a=crypto names a tag or suite we did not offer")
+
+
+_INLINE = re.compile(r"(inline:)[A-Za-z0-9+/=]+")
+
+
+def mask_keys(text: str) -> str:
+    """SDP (or a whole SIP message) with every SDES master key replaced by ``***``:
+    for logs and traces, which must never hold the keys."""
+    return _INLINE.sub(r"\1***", text)

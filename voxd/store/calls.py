@@ -19,7 +19,7 @@ __all__ = ["CallRepository", "ForeignRow", "InvalidCursor", "decode_cursor", "en
 
 _CALL_COLUMNS = (
     "id, agent, agent_version, transport, from_uri, to_uri, direction, status, started_at, "
-    "answered_at, ended_at, end_reason, ended_by, interruptions, metadata"
+    "answered_at, ended_at, end_reason, ended_by, interruptions, metadata, variables"
 )
 _ANALYSIS_COLUMNS = "analysis, outcome, sentiment, mos"
 
@@ -58,7 +58,7 @@ class CallRepository:
                 await write(_txn(conn))
             await conn.execute(
                 f"INSERT INTO calls ({_CALL_COLUMNS}, org) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET agent = excluded.agent, "
                 "agent_version = excluded.agent_version, transport = excluded.transport, "
                 "from_uri = excluded.from_uri, to_uri = excluded.to_uri, "
@@ -66,12 +66,13 @@ class CallRepository:
                 "started_at = excluded.started_at, answered_at = excluded.answered_at, "
                 "ended_at = excluded.ended_at, end_reason = excluded.end_reason, "
                 "ended_by = excluded.ended_by, interruptions = excluded.interruptions, "
-                "metadata = excluded.metadata",
+                "metadata = excluded.metadata, variables = excluded.variables",
                 (
                     record.id, record.agent, record.agent_version, record.transport,
                     record.from_uri, record.to_uri, record.direction, record.status,
                     record.started_at, record.answered_at, record.ended_at, record.end_reason,
-                    record.ended_by, record.interruptions, _dumps(record.metadata), self._db.org,
+                    record.ended_by, record.interruptions, _dumps(record.metadata), _dumps(record.variables),
+                    self._db.org,
                 ),
             )
             for table in ("turns", "tool_calls", "dtmf"):
@@ -107,6 +108,19 @@ class CallRepository:
             "INSERT INTO dtmf (call_id, seq, digit, at, source) VALUES (?, ?, ?, ?, ?)",
             [(record.id, i, d.digit, d.at, d.source) for i, d in enumerate(record.dtmf)],
         )
+
+    async def set_recording(self, call_id: str, info: dict[str, Any]) -> bool:
+        """Replace ``metadata.recording`` of a stored call; False when there is no such call."""
+        async with self._db.transaction() as conn:
+            row = await (await conn.execute("SELECT metadata FROM calls WHERE id = ? AND org = ?",
+                                            (call_id, self._db.org))).fetchone()
+            if row is None:
+                return False
+            meta = json.loads(row[0] or "{}")
+            meta["recording"] = info
+            await conn.execute("UPDATE calls SET metadata = ? WHERE id = ? AND org = ?",
+                               (_dumps(meta), call_id, self._db.org))
+        return True
 
     async def get(self, call_id: str) -> dict[str, Any] | None:
         """The call as ``CallRecord.to_dict()`` shapes it (plus ``analysis``, None until the
@@ -251,5 +265,6 @@ def _call_dict(row: aiosqlite.Row) -> dict[str, Any]:
         "ended_by": row["ended_by"],
         "interruptions": row["interruptions"],
         "metadata": json.loads(row["metadata"]),
+        "variables": json.loads(row["variables"]),
         "status": row["status"],
     }

@@ -370,6 +370,12 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         11,
+        "per-call variables on call and conversation records",
+        ("ALTER TABLE calls ADD COLUMN variables TEXT NOT NULL DEFAULT '{}'",
+         "ALTER TABLE conversations ADD COLUMN variables TEXT NOT NULL DEFAULT '{}'"),
+    ),
+    Migration(
+        12,
         "post-call analysis: the analysis of a call (and its indexed headline), durable analysis jobs",
         (
             "ALTER TABLE calls ADD COLUMN analysis TEXT",

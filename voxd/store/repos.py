@@ -114,6 +114,10 @@ class CallRepo(Protocol):
         post-call analysis has run), or None."""
         ...
 
+    async def set_recording(self, call_id: str, info: dict[str, Any]) -> bool:
+        """Replace ``metadata.recording`` of a stored call; False when there is no such call."""
+        ...
+
     async def list(
         self, agent: str | None = None, status: str | None = None, since: float | None = None,
         until: float | None = None, limit: int = 50, cursor: str | None = None, *,

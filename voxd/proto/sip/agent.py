@@ -20,7 +20,7 @@ from .errors import SipParseError
 from .headers import Headers, split_list
 from .info import parse_info_dtmf
 from .message import SipRequest, SipResponse, bad_request, make_response, parse_message
-from .outbound import OutboundMixin
+from .outbound import OutboundMixin, TransportLookup
 from .transaction import ClientTransaction, ServerTransaction, Timers
 from .uri import NameAddr, SipUri, Via
 
@@ -48,13 +48,16 @@ class UAConfig:
 class UserAgent(OutboundMixin):
     """``reliable(addr)`` says whether messages to ``addr`` go over a reliable transport
     (a TCP connection): transactions with such a peer never retransmit (RFC 3261 §17).
-    Without it every peer is treated as UDP."""
+    Without it every peer is treated as UDP. ``transport(addr)`` names the transport to a
+    peer (UDP, TCP or TLS) and our port towards it, for Via and Contact (TLS: the TLS
+    listener's port and ``;transport=tls``)."""
 
     def __init__(self, config: UAConfig, *, auth: AuthLookup | None = None,
-                 reliable: ReliableLookup | None = None) -> None:
+                 reliable: ReliableLookup | None = None, transport: TransportLookup | None = None) -> None:
         self.config = config
         self._auth = auth
         self._reliable = reliable
+        self._transport = transport
         self.calls: dict[str, Call] = {}
         self._server_tx: dict[tuple[str, str], ServerTransaction] = {}
         self._client_tx: dict[tuple[str, str], ClientTransaction] = {}
@@ -130,7 +133,7 @@ class UserAgent(OutboundMixin):
         tx = tx or self._new_server_tx(req, addr)
         headers = [("User-Agent", self.config.user_agent), *(extra or [])]
         if 100 < status < 300 and req.method in ("INVITE", "UPDATE", "SUBSCRIBE", "REFER"):
-            headers.insert(0, ("Contact", self.contact))
+            headers.insert(0, ("Contact", self.contact_for(addr)))
         resp = make_response(req, status, reason, to_tag=to_tag or new_tag(), body=body,
                              extra=headers)
         tx.respond(resp, now)
@@ -382,7 +385,7 @@ class UserAgent(OutboundMixin):
                         content_type: str | None = None,
                         extra: list[tuple[str, str]] | None = None) -> ClientTransaction:
         reliable = self.is_reliable(call.peer)
-        req = call.request(method, self.config.local_host, self.config.local_port, self.contact,
+        req = call.request(method, self.config.local_host, self._port_to(call.peer), self.contact_for(call.peer),
                            body=body, content_type=content_type, extra=extra,
                            transport=self._transport_to(call.peer))
         tx = ClientTransaction(req, call.peer, now, self.config.timers, reliable=reliable)

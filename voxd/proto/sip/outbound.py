@@ -4,6 +4,7 @@ BYE, REFER (RFC 3515) with NOTIFY tracking, and answering digest challenges."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import events as ev
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from .agent import UAConfig
 
 Addr = tuple[str, int]
+TransportLookup = Callable[[Addr], tuple[str, int]]  # peer -> (UDP | TCP | TLS, our port towards it)
 
 
 class OutboundMixin:
@@ -28,6 +30,7 @@ class OutboundMixin:
         calls: dict[str, Call]
         _client_tx: dict[tuple[str, str], ClientTransaction]
         credential_book: CredentialBook
+        _transport: TransportLookup | None
 
         @property
         def contact(self) -> str: ...
@@ -78,15 +81,29 @@ class OutboundMixin:
         return call.call_id
 
     def _invite_request(self, call: Call, extra: list[tuple[str, str]]) -> SipRequest:
-        req = call.request("INVITE", self.config.local_host, self.config.local_port,
-                           self.contact, body=call.local_sdp,
+        req = call.request("INVITE", self.config.local_host, self._port_to(call.peer),
+                           self.contact_for(call.peer), body=call.local_sdp,
                            extra=[("User-Agent", self.config.user_agent), *extra],
                            transport=self._transport_to(call.peer))
         return req
 
     def _transport_to(self, addr: Addr) -> str:
-        """The Via transport for a request to ``addr`` (RFC 3261 §18.1.1)."""
+        """The Via transport for a request to ``addr`` (RFC 3261 §18.1.1): what the
+        transport lookup says (UDP, TCP or TLS), else TCP for a reliable peer."""
+        if self._transport is not None:
+            return self._transport(addr)[0]
         return "TCP" if self.is_reliable(addr) else "UDP"
+
+    def _port_to(self, addr: Addr) -> int:
+        """Our port in Via/Contact towards ``addr``: the TLS listener's for a TLS peer."""
+        return self._transport(addr)[1] if self._transport is not None else self.config.local_port
+
+    def contact_for(self, addr: Addr) -> str:
+        """Our Contact towards ``addr``; ``;transport=tls`` (and the TLS port) for a TLS
+        peer, so its requests in the dialog come back over TLS too."""
+        if self._transport is None or self._transport(addr)[0] != "TLS":
+            return self.contact
+        return f"<sip:{self.config.user}@{self.config.local_host}:{self._transport(addr)[1]};transport=tls>"
 
     def cancel(self, call_id: str, now: float) -> None:
         """CANCEL an outbound call that has not been answered yet (sent after a 1xx)."""
@@ -154,8 +171,8 @@ class OutboundMixin:
         if resp.status >= 300:
             return [ev.ReofferFailed(call.call_id, resp.status)]
         if tx.invite:
-            ack = call.request("ACK", self.config.local_host, self.config.local_port,
-                               self.contact, cseq=tx.request.cseq.seq, branch=new_branch(),
+            ack = call.request("ACK", self.config.local_host, self._port_to(call.peer),
+                               self.contact_for(call.peer), cseq=tx.request.cseq.seq, branch=new_branch(),
                                transport=self._transport_to(call.peer))
             call.ack_bytes = ack.serialize()
             self._send(call.ack_bytes, call.peer)
@@ -253,8 +270,8 @@ class OutboundMixin:
             if contact is not None:
                 call.remote_target = contact.uri.serialize()
             call.route_set = list(reversed(resp.headers.get_all("Record-Route")))
-            ack = call.request("ACK", self.config.local_host, self.config.local_port,
-                               self.contact, cseq=tx.request.cseq.seq, branch=new_branch(),
+            ack = call.request("ACK", self.config.local_host, self._port_to(call.peer),
+                               self.contact_for(call.peer), cseq=tx.request.cseq.seq, branch=new_branch(),
                                transport=self._transport_to(call.peer))
             call.ack_bytes = ack.serialize()
             self._send(call.ack_bytes, call.peer)
