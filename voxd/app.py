@@ -75,6 +75,7 @@ class Daemon:
         self.db: Store | None = None
         self.sip: SipEndpoint | None = None
         self.webhooks: Webhooks | None = None
+        self.analysis: Any = None  # voxd.analysis.service.AnalysisService, once started
         self.calls: CallManager | None = None
         self._runner: web.AppRunner | None = None
         self._api_deps: ApiDeps | None = None  # once the HTTP app is built (reload swaps its settings)
@@ -132,7 +133,15 @@ class Daemon:
         from voxd.webhooks.service import setup_webhooks
 
         self.webhooks = hooks = setup_webhooks(self)  # after the first load: only later agent changes are events
+        from voxd.call.recording import Recordings
+
+        self.recordings = rec = Recordings(self.cfg.resolved_recordings(), db.calls())
+        self.calls.recorder = rec.recorder_for  # stopped before webhooks: its last recording.ready goes out
+        self.services.append(("recordings", lambda: rec.start(self.cfg.recordings.sweep_interval_s), rec.stop))
         hooks.worker.on_attempt = self.metrics.on_webhook_attempt
+        from voxd.daemon_sources import setup_analysis
+
+        self.analysis = setup_analysis(self)  # after webhooks: its results go through their outbox
         self.conversations = self._conversations()
         store = hooks.store
 
@@ -223,7 +232,8 @@ class Daemon:
                                  LibraryFunctionSource(self.tool_library, not_found=NotFound), api_settings(self.cfg.api),
                                  conversations=self.conversations,
                                  org_agents=OrgAgentDirs(self.agents.directory, self.outbound),
-                                 buckets=rate_buckets(self.cfg.redis, self.metrics, app))
+                                 buckets=rate_buckets(self.cfg.redis, self.metrics, app),
+                                 recordings=self.cfg.resolved_recordings())
         setup_api(app, self._api_deps, extra_routes=[webtokens.routes, *self.extra_routes])
         return app
 

@@ -15,6 +15,7 @@ from voxd.agents.loader import AgentLoadError, FieldError, LoadedAgent
 from voxd.api.agent_yaml import api_errors
 from voxd.api.deps import AgentInfo, InvalidAgent
 from voxd.call.manager import CallManager
+from voxd.call.recording import REQUEST_KEY
 from voxd.core.errors import NotFound, NotSupported
 from voxd.core.secrets import SecretBook
 
@@ -94,7 +95,7 @@ class DaemonCalls:
         return await self.calls.end(call_id)
 
     async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None, *,
-                   variables: dict[str, str] | None = None) -> str:
+                   variables: dict[str, str] | None = None, recording: dict[str, Any] | None = None) -> str:
         from voxd.net.sip_trunk import dial_trunk, pick_trunk
 
         sip = self.sip
@@ -103,12 +104,13 @@ class DaemonCalls:
         a = self.agents.get(agent)
         if a is None:
             raise NotFound(agent)
+        meta = {REQUEST_KEY: recording} if recording else None  # read when the call's recorder is made
         via = pick_trunk(sip, trunk, to)
         if via is not None:
             session = await dial_trunk(sip, a, via, to, secrets=self._secrets(), from_user=from_,
-                                       variables=variables)
+                                       variables=variables, metadata=meta)
             return session.record.id
-        session = await sip.dial(a, to, from_user=from_ or "voxd", variables=variables)
+        session = await sip.dial(a, to, from_user=from_ or "voxd", variables=variables, metadata=meta)
         return session.record.id
 
 
@@ -172,3 +174,23 @@ def rate_buckets(cfg: RedisConfig, metrics: Metrics, app: web.Application) -> Bu
     metrics.before_scrape.append(refresh)
     app.on_cleanup.append(close)
     return buckets
+def setup_analysis(daemon: Any) -> Any:
+    """The post-call analysis worker of a ``voxd.app.Daemon`` whose store, calls, agents,
+    webhooks and metrics exist: jobs owed in the ended call's transaction, its results
+    in ``/metrics`` and ``call.analyzed`` through the webhook outbox; a service."""
+    from voxd.analysis.service import AnalysisService
+
+    def agent_for(org: str, name: str) -> Any:
+        # calls are the default organisation's until transports route by organisation
+        loaded = daemon.agents.get(name) if org == "default" else None
+        return None if loaded is None else loaded.config
+
+    hooks = daemon.webhooks
+    svc = AnalysisService(daemon.db, agent_for, outbound=daemon.outbound, outbox_write=hooks.outbox.add_in,
+                          after_commit=hooks.outbox.committed,
+                          retry_s=tuple(daemon.cfg.analysis.retry_schedule_s))
+    if daemon.calls.repo is not None:
+        daemon.calls.transactional.append(svc.writer)
+    svc.listeners.append(daemon.metrics.on_analysis)
+    daemon.services.append(("analysis", svc.start, svc.stop))
+    return svc

@@ -12,6 +12,7 @@ import builtins
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from voxd.core.calllog import CallRecord, Turn
@@ -76,7 +77,7 @@ class CallSource(Protocol):
         ...
 
     async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None, *,
-                   variables: dict[str, str] | None = None) -> str:
+                   variables: dict[str, str] | None = None, recording: dict[str, Any] | None = None) -> str:
         """Start an outbound call and return its id. Raises NotSupported when no transport
         can dial, NotFound for an unknown agent or trunk, ValueError for an unusable ``to``,
         AtCapacity when the trunk's caps are reached."""
@@ -181,3 +182,4 @@ class ApiDeps:
     # the agents of an organisation other than the default (``agents/<org>/``); None: it has none
     org_agents: Callable[[str], AgentSource] | None = None
     buckets: BucketSet | None = None  # rate-limit buckets (None: this process's own, voxd.api.ratelimit)
+    recordings: Path | None = None  # the recordings folder; None: <database folder>/recordings

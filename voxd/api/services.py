@@ -136,7 +136,7 @@ class NoCalls:
         return False
 
     async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None, *,
-                   variables: dict[str, str] | None = None) -> str:
+                   variables: dict[str, str] | None = None, recording: dict[str, Any] | None = None) -> str:
         raise NotFound(f"no agent {agent!r}")
 
 

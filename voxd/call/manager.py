@@ -22,6 +22,7 @@ from voxd.call.admission import Admission, AdmissionRefused
 from voxd.call.events import CallEnded, CallEvent, CallStarted
 from voxd.call.lookup import InboundLookups
 from voxd.call.ports import CallControl, Engines
+from voxd.call.recording import CallRecorder
 from voxd.call.session import CallSession
 from voxd.call.toolctx import agent_specs
 from voxd.config import EnginesConfig
@@ -72,6 +73,8 @@ class CallManager:
         self._bg: set[asyncio.Task[None]] = set()
         self._empty = asyncio.Event()
         self._empty.set()
+        # each call's recorder (voxd.call.recording.Recordings.recorder_for); None: nothing is recorded
+        self.recorder: Callable[[CallSession], CallRecorder | None] | None = None
         self._silero: Any = None
         self._smart_turn: Any = None
         self.lookups: InboundLookups | None = None  # agents' inbound_lookup (set by the daemon)

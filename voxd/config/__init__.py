@@ -235,6 +235,15 @@ class EnginesConfig(_Model):
     preload: bool = Field(True, description="Load models at start-up instead of on the first call.")
 
 
+class AnalysisSettings(_Model):
+    """The post-call analysis worker (what each agent extracts is in its `analysis:` block)."""
+
+    retry_schedule_s: list[float] = Field(
+        default_factory=lambda: [5.0, 30.0, 120.0, 600.0], min_length=1, max_length=20,
+        description="Delay before each retry of a failed analysis; the last attempt analyses without the model "
+                    "(dialog slots, template summary) and keeps the model's error.")
+
+
 class WebhooksConfig(_Model):
     allow_private_destinations: bool = Field(
         False, description="Allow endpoints on private, loopback and link-local addresses "
@@ -308,6 +317,13 @@ class SecretConfig(_Model):
         return self
 
 
+class RecordingsConfig(_Model):
+    """Where call recordings are kept (agents turn recording on: `recording:` in agent YAML)."""
+
+    directory: str | None = Field(None, description="Default: <state_dir>/recordings")
+    sweep_interval_s: float = Field(3600.0, gt=0, description="How often expired recordings are deleted (retention_days).")
+
+
 def _vendor_secrets() -> dict[str, SecretConfig]:
     return {n: SecretConfig(env=env, hosts=list(hosts)) for n, (env, hosts) in VENDOR_SECRETS.items()}
 
@@ -329,6 +345,8 @@ class VoxdConfig(_Model):
         default_factory=lambda: LocalLLMConfig(),
         description="Packaged local models (llm engine 'local'): models folder, threads, context, slots.")
     webhooks: WebhooksConfig = Field(default_factory=lambda: WebhooksConfig())
+    analysis: AnalysisSettings = Field(default_factory=lambda: AnalysisSettings())
+    recordings: RecordingsConfig = Field(default_factory=lambda: RecordingsConfig())
     webrtc: WebRtcConfig = Field(default_factory=lambda: WebRtcConfig())
     twilio: TwilioConfig = Field(default_factory=lambda: TwilioConfig())
     tools: ToolsConfig = Field(default_factory=lambda: ToolsConfig(), description="Function library settings (weather, email, calendar, plugins, knowledge bases).")
@@ -374,6 +392,10 @@ class VoxdConfig(_Model):
 
     def resolved_database(self) -> Path:
         return Path(self.database) if self.database else self.resolved_state_dir() / "voxd.db"
+
+    def resolved_recordings(self) -> Path:
+        d = self.recordings.directory
+        return Path(d) if d else self.resolved_state_dir() / "recordings"
 
 
 def _webhooks_private(cfg: WebhooksConfig) -> bool:

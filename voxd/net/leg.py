@@ -215,8 +215,9 @@ class CallLeg:
             raise Refused("busy", str(e)) from None
         self.session = session
         self.env.legs.add(self)
-        if self.env.recorder is not None:
-            self.recorder = self.env.recorder(session)
+        make = self.env.recorder or getattr(self.env.calls, "recorder", None)  # the process's, unless the leg's own
+        if make is not None:
+            self.recorder = make(session)
         return session
 
     # ------------------------------------------------------------ media

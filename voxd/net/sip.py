@@ -407,10 +407,10 @@ class SipEndpoint:
         self._flush()
 
     async def dial(self, agent: LoadedAgent, target: str, from_user: str = "voxd",
-                   variables: dict[str, str] | None = None) -> CallSession:
+                   variables: dict[str, str] | None = None, metadata: dict[str, Any] | None = None) -> CallSession:
         """Place a call (see SipCallTable.dial)."""
         return await self.table.dial(agent, target, codec_names=self.cfg.codecs, from_user=from_user,
-                                     srtp=self.cfg.srtp, variables=variables)
+                                     srtp=self.cfg.srtp, variables=variables, metadata=metadata)
 
     def srtp_policy(self, source: Addr) -> Policy:
         """The srtp policy of a call from ``source``: its trunk's, else sip.srtp."""

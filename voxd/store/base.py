@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from voxd.core.sealing import Sealer
     from voxd.store.repos import (
         AgentChangeRepo,
+        AnalysisRepo,
         ApiKeyRepo,
         AuditRepo,
         CalendarRepo,
@@ -91,6 +92,11 @@ class SqlStore:
         raise NotImplementedError
 
     # -- the repositories (voxd.store.repos.Store)
+    def analysis(self) -> AnalysisRepo:
+        from voxd.store.analysis import AnalysisRepository
+
+        return AnalysisRepository(self)
+
     def calls(self) -> CallRepo:
         from voxd.store.calls import CallRepository
 

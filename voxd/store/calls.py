@@ -20,6 +20,7 @@ _CALL_COLUMNS = (
     "id, agent, agent_version, transport, from_uri, to_uri, direction, status, started_at, "
     "answered_at, ended_at, end_reason, ended_by, interruptions, metadata, variables"
 )
+_ANALYSIS_COLUMNS = "analysis, outcome, sentiment, mos"
 
 
 def _dumps(value: Any) -> str:
@@ -101,13 +102,27 @@ class CallRepository:
              [(record.id, i, d.digit, d.at, d.source) for i, d in enumerate(record.dtmf)]),
         ])
 
+    async def set_recording(self, call_id: str, info: dict[str, Any]) -> bool:
+        """Replace ``metadata.recording`` of a stored call; False when there is no such call."""
+        async with self._db.transaction() as conn:
+            row = await conn.fetchone("SELECT metadata FROM calls WHERE id = ? AND org = ?", (call_id, self._db.org))
+            if row is None:
+                return False
+            meta = json.loads(row[0] or "{}")
+            meta["recording"] = info
+            await conn.execute("UPDATE calls SET metadata = ? WHERE id = ? AND org = ?",
+                               (_dumps(meta), call_id, self._db.org))
+        return True
+
     async def get(self, call_id: str) -> dict[str, Any] | None:
-        """The call as ``CallRecord.to_dict()`` shapes it, or None."""
-        row = await self._db.fetchone(f"SELECT {_CALL_COLUMNS} FROM calls WHERE id = ? AND org = ?",
+        """The call as ``CallRecord.to_dict()`` shapes it (plus ``analysis``, None until the
+        post-call analysis has run), or None."""
+        row = await self._db.fetchone(f"SELECT {_CALL_COLUMNS}, {_ANALYSIS_COLUMNS} FROM calls WHERE id = ? AND org = ?",
                                        (call_id, self._db.org))
         if row is None:
             return None
         call = _call_dict(row)
+        call["analysis"] = json.loads(row["analysis"]) if row["analysis"] is not None else None
         tools: dict[int, list[dict[str, Any]]] = {}
         for r in await self._db.fetchall(
             "SELECT * FROM tool_calls WHERE call_id = ? ORDER BY turn_idx, seq", (call_id,)
@@ -164,14 +179,24 @@ class CallRepository:
         until: float | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        *,
+        outcome: str | None = None,
+        sentiment_lt: float | None = None,
+        sentiment_gt: float | None = None,
+        mos_lt: float | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """Newest first, without turns; returns the page and the cursor for the next one."""
+        """Newest first, without turns; returns the page and the cursor for the next one.
+        ``outcome``/``sentiment_*``/``mos_lt`` filter on the analysis headline columns."""
         where: list[str] = ["org = ?"]
         params: list[Any] = [self._db.org]
-        for column, value in (("agent", agent), ("status", status)):
+        for column, value in (("agent", agent), ("status", status), ("outcome", outcome)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        for cond, bound in (("sentiment < ?", sentiment_lt), ("sentiment > ?", sentiment_gt), ("mos < ?", mos_lt)):
+            if bound is not None:
+                where.append(cond)
+                params.append(bound)
         if since is not None:
             where.append("started_at >= ?")
             params.append(since)
@@ -184,13 +209,14 @@ class CallRepository:
             params += [c_started, c_started, c_id]
         limit = max(1, min(int(limit), 500))
         sql = (
-            f"SELECT {_CALL_COLUMNS}, "
+            f"SELECT {_CALL_COLUMNS}, outcome, sentiment, mos, "
             "(SELECT COUNT(*) FROM turns t WHERE t.call_id = calls.id) AS turn_count FROM calls"
         )
         sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started_at DESC, id DESC LIMIT ?"
         rows = await self._db.fetchall(sql, [*params, limit + 1])
-        page = [_call_dict(r) | {"turn_count": r["turn_count"]} for r in rows[:limit]]
+        page = [_call_dict(r) | {"turn_count": r["turn_count"], "outcome": r["outcome"], "sentiment": r["sentiment"],
+                                 "mos": r["mos"]} for r in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
             last = rows[limit - 1]

@@ -380,6 +380,28 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         12,
+        "post-call analysis: the analysis of a call (and its indexed headline), durable analysis jobs",
+        (
+            "ALTER TABLE calls ADD COLUMN analysis TEXT",
+            "ALTER TABLE calls ADD COLUMN outcome TEXT",
+            "ALTER TABLE calls ADD COLUMN sentiment REAL",
+            "ALTER TABLE calls ADD COLUMN mos REAL",
+            "CREATE INDEX calls_org_outcome ON calls (org, outcome)",
+            """CREATE TABLE analysis_jobs (
+                call_id TEXT PRIMARY KEY,
+                org TEXT NOT NULL DEFAULT 'default',
+                status TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at REAL NOT NULL,
+                last_error TEXT,
+                created_at REAL NOT NULL,
+                updated_at REAL NOT NULL
+            )""",
+            "CREATE INDEX analysis_jobs_due ON analysis_jobs (status, next_attempt_at)",
+        ),
+    ),
+    Migration(
+        13,
         "webhook deliveries claimed per attempt by one node",
         (
             "ALTER TABLE webhook_deliveries ADD COLUMN claimed_by TEXT",

@@ -21,6 +21,7 @@ from voxd.call.events import (
     CallStarted,
     DtmfReceived,
     EngineError,
+    RecordingReady,
     ToolExecuted,
     TurnCompleted,
 )
@@ -36,6 +37,8 @@ EVENT_TYPES: dict[str, str] = {
     "call.ended": "The call ended: duration, end reason and who hung up.",
     "call.failed": "The call ended without being answered (busy, no answer, rejected, error).",
     "call.transferred": "The call was handed to another destination.",
+    "call.analyzed": "The post-call analysis is done: summary, outcome, extracted fields, sentiment, quality (MOS), "
+                     "cost.",
     "conversation.updated": "A turn completed, in a call or a text conversation: its text, whether it was "
                             "interrupted, its latencies.",
     "conversation.ended": "The full transcript, once the call or text conversation has ended.",
@@ -44,6 +47,7 @@ EVENT_TYPES: dict[str, str] = {
     "agent.deployed": "A new agent was loaded.",
     "agent.updated": "An agent's configuration changed (new version).",
     "error.occurred": "An engine (STT, LLM, TTS) failed during a call.",
+    "recording.ready": "The call's recording is finalised: format, duration and SHA-256 checksum.",
     "webhook.test": "Sent by POST /api/v1/webhooks/{webhook_id}/test.",
 }
 # what an endpoint can subscribe to (`events:`): every type but the test send, which goes
@@ -82,6 +86,19 @@ class Latency(BaseModel):
     transcript_ms: float | None = None
     first_token_ms: float | None = None
     first_audio_ms: float | None = None
+
+
+class CallAnalyzedInfo(BaseModel):
+    call_id: str
+    agent: str
+    summary: str | None
+    outcome: str | None = Field(examples=["booked"])
+    extracted: dict[str, Any] = Field(description="The fields of the agent's analysis.schema.")
+    sentiment: float | None = Field(description="The caller's overall sentiment, -1..1.")
+    mos: float | None = Field(description="E-model MOS of the audio path (RTP calls), 1..4.5.")
+    validation_error: str | None = Field(description="Why `extracted` does not match the schema, if it does not.")
+    analysis: dict[str, Any] = Field(description="The whole analysis, as GET /api/v1/calls/{call_id} shows it.")
+    variables: dict[str, str] = Field(default_factory=dict, description=VARIABLES_DOC)
 
 
 class TurnInfo(BaseModel):
@@ -154,6 +171,19 @@ class ErrorInfo(_OfACall):
     detail: dict[str, Any]
 
 
+class RecordingInfo(_OfACall):
+    call_id: str
+    agent: str
+    format: Literal["wav", "opus"]
+    channels: Literal["stereo", "mono"]
+    content_type: str = Field(examples=["audio/wav"])
+    duration_s: float
+    bytes: int
+    sha256: str = Field(description="Hex SHA-256 of the file GET /api/v1/calls/{call_id}/recording serves.")
+    url: str = Field(examples=["/api/v1/calls/call_3f2a9c0d1e4b5a6c7d8e/recording"])
+    expires_at: float | None = Field(None, description="When retention deletes it (unix seconds); null: kept.")
+
+
 class TestInfo(BaseModel):
     webhook_id: str
     message: str = "This is a test event from voxd."
@@ -197,6 +227,13 @@ class CallTransferredEvent(_Envelope):
 
     type: Literal["call.transferred"]
     data: CallEndedInfo
+
+
+class CallAnalyzedEvent(_Envelope):
+    """``call.analyzed``"""
+
+    type: Literal["call.analyzed"]
+    data: CallAnalyzedInfo
 
 
 class ConversationUpdatedEvent(_Envelope):
@@ -248,6 +285,13 @@ class ErrorOccurredEvent(_Envelope):
     data: ErrorInfo
 
 
+class RecordingReadyEvent(_Envelope):
+    """``recording.ready``"""
+
+    type: Literal["recording.ready"]
+    data: RecordingInfo
+
+
 class WebhookTestEvent(_Envelope):
     """``webhook.test``"""
 
@@ -261,6 +305,7 @@ EVENT_MODELS: dict[str, type[_Envelope]] = {
     "call.ended": CallEndedEvent,
     "call.failed": CallFailedEvent,
     "call.transferred": CallTransferredEvent,
+    "call.analyzed": CallAnalyzedEvent,
     "conversation.updated": ConversationUpdatedEvent,
     "conversation.ended": ConversationEndedEvent,
     "dtmf.received": DtmfReceivedEvent,
@@ -268,13 +313,14 @@ EVENT_MODELS: dict[str, type[_Envelope]] = {
     "agent.deployed": AgentDeployedEvent,
     "agent.updated": AgentUpdatedEvent,
     "error.occurred": ErrorOccurredEvent,
+    "recording.ready": RecordingReadyEvent,
     "webhook.test": WebhookTestEvent,
 }
 WebhookEvent = Annotated[
     CallStartedEvent | CallAnsweredEvent | CallEndedEvent | CallFailedEvent
-    | CallTransferredEvent | ConversationUpdatedEvent | ConversationEndedEvent | DtmfReceivedEvent
+    | CallTransferredEvent | CallAnalyzedEvent | ConversationUpdatedEvent | ConversationEndedEvent | DtmfReceivedEvent
     | FunctionExecutedEvent | AgentDeployedEvent | AgentUpdatedEvent | ErrorOccurredEvent
-    | WebhookTestEvent,
+    | RecordingReadyEvent | WebhookTestEvent,
     Field(discriminator="type"),
 ]
 
@@ -345,6 +391,12 @@ def from_call_event(event: CallEvent) -> list[Message]:
         return [msg("error.occurred", ErrorInfo(call_id=r.id, agent=r.agent, role=event.role,
                                                     message=event.message, detail=_plain(event.detail),
                                                     variables=v))]
+    if isinstance(event, RecordingReady):
+        i = event.info
+        return [msg("recording.ready", RecordingInfo(
+            call_id=r.id, agent=r.agent, format=i["format"], channels=i["channels"], content_type=i["content_type"],
+            duration_s=i["duration_s"], bytes=i["bytes"], sha256=i["sha256"],
+            url=f"/api/v1/calls/{r.id}/recording", expires_at=i.get("expires_at"), variables=v))]
     if isinstance(event, CallEnded):
         ended = _ended(r)
         out = []
@@ -383,6 +435,18 @@ def from_text_event(event: TextEvent) -> list[Message]:
     return []
 
 
+def analyzed_message(call_id: str, agent: str, analysis: dict[str, Any],
+                     variables: dict[str, str] | None = None) -> Message:
+    """``call.analyzed`` for a call's stored analysis."""
+    s = analysis.get("sentiment") or {}
+    q = analysis.get("quality") or {}
+    return message("call.analyzed", CallAnalyzedInfo(
+        call_id=call_id, agent=agent, summary=analysis.get("summary"), outcome=analysis.get("outcome"),
+        extracted=dict(analysis.get("extracted") or {}), sentiment=s.get("overall"), mos=q.get("mos"),
+        validation_error=analysis.get("validation_error"), analysis=analysis, variables=dict(variables or {})),
+        agent=agent, call_id=call_id)
+
+
 def agent_message(event_type: Literal["agent.deployed", "agent.updated"], name: str, version: str) -> Message:
     return message(event_type, AgentInfo(agent=name, version=version), agent=name)
 
@@ -415,6 +479,9 @@ def examples() -> dict[str, dict[str, Any]]:
             *from_call_event(EngineError(rec, "llm", "upstream timed out", {"provider": "openai"}))]
     rec.ended_at, rec.end_reason, rec.ended_by = 1_790_000_012.0, "caller_hangup", "caller"
     live += from_call_event(CallEnded(rec))
+    live += from_call_event(RecordingReady(rec, {
+        "format": "wav", "channels": "stereo", "content_type": "audio/wav", "duration_s": 11.78, "bytes": 754_004,
+        "sha256": "9f2c" * 16, "expires_at": 1_792_592_012.0}))
     failed = CallRecord(id="call_9b8a7c6d5e4f3a2b1c0d", agent="front-desk", agent_version="7c1e", transport="sip",
                         direction="outbound", to_uri="sip:+15550199@pbx.example.com", started_at=1_790_000_100.0,
                         ended_at=1_790_000_130.0, end_reason="no_answer", ended_by="system")
@@ -422,6 +489,9 @@ def examples() -> dict[str, dict[str, Any]]:
                        started_at=1_790_000_200.0, answered_at=1_790_000_200.1, ended_at=1_790_000_230.0,
                        end_reason="transferred", ended_by="agent")
     live += from_call_event(CallEnded(failed)) + from_call_event(CallEnded(moved))
+    live.append(analyzed_message(rec.id, rec.agent, {
+        "summary": "The caller asked the time.", "outcome": "answered", "extracted": {}, "validation_error": None,
+        "sentiment": {"method": "vader", "overall": 0.0}, "quality": {"mos": 4.4, "r_factor": 92.7}}))
     live += [agent_message("agent.deployed", "front-desk", "7c1e"), agent_message("agent.updated", "front-desk", "8d2f"),
              message("webhook.test", TestInfo(webhook_id="wh_0123456789abcdef"))]
     out: dict[str, dict[str, Any]] = {}
