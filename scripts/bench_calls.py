@@ -14,6 +14,12 @@ caller's mu-law and encoding the bot's every tick; no sockets), and reports the
 media clock's late ticks: the headroom run is `--calls 100,250,500 --transport g711`.
 `--transport none` (default) clocks the sessions directly, as before.
 
+`--recording wav|opus` records every voxd call (caller left, bot right) into a temporary
+folder through the leg's recorder tap, as a daemon with `recording: {enabled: true}` does;
+compare MB/call and cpu ms/call-s with a run without it (`--recording off`, default).
+The notes give the RSS growth over the measured window (flat when nothing grows with
+call length) and the bytes written.
+
 `--engine pipecat` runs the same load through one pipecat-ai Pipeline per call
 (see `_bench_pipecat.py`); `--engine both` prints the two side by side with the
 density ratio. Every (engine, N) runs in a fresh child process so RSS baselines
@@ -24,6 +30,7 @@ engines of agents/receptionist.yaml (whisper, dialog, piper; `--voice espeak` to
 swap the voice) and prints the per-turn latency breakdown.
 
     python scripts/bench_calls.py --engine both --calls 1,10,50,100 --seconds 10
+    python scripts/bench_calls.py --calls 50 --seconds 60 --transport g711 --recording wav
     python scripts/bench_calls.py --latency [--voice espeak] [--turn silence] [--realtime] [--speculation on|off]
 """
 
@@ -60,6 +67,11 @@ PAUSES_S = (2.2, 3.0, 3.7)  # silence after each utterance (bot replies, caller 
 def transport_mode() -> str:
     """'none' (sessions clocked directly) or 'g711' (each call a CallLeg with G.711 codecs), from --transport."""
     return os.environ.get("VOXD_BENCH_TRANSPORT", "none")
+
+
+def recording_mode() -> str:
+    """'off', 'wav' or 'opus': every voxd call recorded into a temporary folder, from --recording."""
+    return os.environ.get("VOXD_BENCH_RECORDING", "off")
 
 
 def turn_mode() -> str:
@@ -140,6 +152,7 @@ class Window:
     cpu_cores: float
     model_cpu_ms_per_call_s: float
     models: str
+    rss_growth_per_call_mb: float = 0.0  # over the measured window only
 
 def rss_mb() -> float:
     with open("/proc/self/status") as f:
@@ -299,6 +312,7 @@ async def measure(
     gc.collect()
     probe.recording = True
     before = [m.snapshot() for m in meters]
+    rss_start = rss_mb()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     await asyncio.sleep(seconds)
     cpu1, wall1 = time.process_time(), time.perf_counter()
@@ -317,6 +331,7 @@ async def measure(
         cpu_cores=(cpu1 - cpu0) / wall,
         model_cpu_ms_per_call_s=model_s * 1000.0 / (n * wall),
         models=desc,
+        rss_growth_per_call_mb=(rss1 - rss_start) / n,
     )
 
 # ---------------------------------------------------------------- voxd engine
@@ -346,6 +361,18 @@ async def voxd_density(n: int, seconds: float) -> DensityResult:
     await smart.warm_up()
     await smart.end_probability(np.zeros(16_000, dtype=np.int16))
     manager = CallManager(default_registry(), max_calls=max(500, n))
+    recording = recording_mode()
+    rec_dir = room = None
+    if recording != "off":
+        import tempfile
+
+        from voxd.call.recording import Recordings
+
+        rec_dir = Path(tempfile.mkdtemp(prefix="voxd-bench-rec-"))
+        rcfg = agent.config.recording.model_copy(update={"enabled": True, "format": recording})
+        agent = dataclasses.replace(agent, config=agent.config.model_copy(update={"recording": rcfg}))
+        room = Recordings(rec_dir)
+        manager.recorder = room.recorder_for
     people = callers(n)
     gc.collect()
     rss0 = rss_mb()
@@ -357,13 +384,24 @@ async def voxd_density(n: int, seconds: float) -> DensityResult:
     sessions: list[CallSession] = []
     handles: list[int] = []
     bot_frames = [0]
+    recorders: list[Any] = []
 
     def make_tick(s: CallSession, who: Caller) -> Callable[[], None]:
-        def tick() -> None:
-            s.feed_audio(AudioFrame(who.next()))
-            if s.next_frame() is not None:
-                bot_frames[0] += 1
+        rec = manager.recorder(s) if manager.recorder is not None else None  # what a CallLeg taps
 
+        def tick() -> None:
+            frame = AudioFrame(who.next())
+            if rec is not None:
+                rec.caller(s.media_t, frame)
+            s.feed_audio(frame)
+            out = s.next_frame()
+            if out is not None:
+                bot_frames[0] += 1
+                if rec is not None:
+                    rec.bot(s.media_t, out)
+
+        if rec is not None:
+            recorders.append(rec)
         return tick
 
     transport = transport_mode()
@@ -395,6 +433,17 @@ async def voxd_density(n: int, seconds: float) -> DensityResult:
         clock.unregister(h)
     for leg in legs:
         leg.media_ended()
+    for rec in recorders:
+        rec.close()
+    rec_note = "recording off"
+    if rec_dir is not None and room is not None:
+        import shutil
+
+        await room.flush()  # every file hashed, as at hang-up
+        files = [f for f in rec_dir.glob("call_*") if f.suffix in (".wav", ".ogg")]
+        rec_note = (f"recording {recording}: {len(files)} files, {sum(f.stat().st_size for f in files) / 1e6:.1f} MB "
+                    f"written")
+        shutil.rmtree(rec_dir, ignore_errors=True)
     await clock.stop()
     await probe.stop()
     turns = [t for s in sessions for t in s.record.turns]
@@ -407,7 +456,8 @@ async def voxd_density(n: int, seconds: float) -> DensityResult:
         bot_replies=sum(1 for t in turns if t.speaker == "bot" and t.index > 0),
         interruptions=sum(s.record.interruptions for s in sessions),
         bot_frames=bot_frames[0], setup_s=setup_s,
-        notes=[f"N={n} (transport {transport}): media clock {late} late ticks skipped, max lag {max_lag * 1000:.0f} ms; "
+        notes=[rec_note, f"RSS growth over the measured window {w.rss_growth_per_call_mb:.3f} MB/call",
+               f"N={n} (transport {transport}): media clock {late} late ticks skipped, max lag {max_lag * 1000:.0f} ms; "
                f"inference queue backlog at end {backlog}; calls waiting on a model {sum(s.work.busy > 0 for s in sessions)}"],
     )
     for s in sessions:
@@ -658,6 +708,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="end of turn: Smart Turn v3 on pauses (default) or VAD silence only (both engines)")
     p.add_argument("--transport", choices=["none", "g711"], default=None,
                    help="voxd: clock sessions directly (none, default) or through a CallLeg with G.711 codecs")
+    p.add_argument("--recording", choices=["off", "wav", "opus"], default=None,
+                   help="voxd: record every call (the leg's recorder tap) into a temporary folder")
     p.add_argument("--child", choices=["voxd", "pipecat"], help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, default=1, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -665,6 +717,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["VOXD_BENCH_TURN"] = args.turn
     if args.transport:
         os.environ["VOXD_BENCH_TRANSPORT"] = args.transport
+    if args.recording:
+        os.environ["VOXD_BENCH_RECORDING"] = args.recording
     if args.child:
         args.engine = args.child
         return run_child(args)

@@ -27,6 +27,7 @@ from voxd.api.sip import SIP_REGISTRATIONS, SIP_TRUNKS
 from voxd.api.sip_trace import SIP_TRACES
 from voxd.call.admission import Admission
 from voxd.call.conversations import ConversationManager
+from voxd.call.lookup import InboundLookups
 from voxd.call.manager import CallManager
 from voxd.config import VoxdConfig
 from voxd.media import inference
@@ -77,6 +78,7 @@ class Daemon:
         self.db: Store | None = None
         self.sip: SipEndpoint | None = None
         self.webhooks: Webhooks | None = None
+        self.analysis: Any = None  # voxd.analysis.service.AnalysisService, once started
         self.calls: CallManager | None = None
         self._runner: web.AppRunner | None = None
         self._api_deps: ApiDeps | None = None  # once the HTTP app is built (reload swaps its settings)
@@ -103,7 +105,7 @@ class Daemon:
 
     # ------------------------------------------------------------ start
     async def start(self) -> None:
-        from voxd.store.db import Database
+        from voxd.store.backends import open_store
 
         inference.configure(self.cfg.engines.inference_threads)
         descriptors.raise_limit(self.cfg)
@@ -111,7 +113,8 @@ class Daemon:
         state.mkdir(parents=True, exist_ok=True)
         local_llm.configure(self.cfg.local_llm, state)
         # the one place that chooses the store: everything else sees voxd.store.repos.Store
-        db: Store = await Database.open(self.cfg.resolved_database())
+        db: Store = await open_store(self.cfg.store.resolved_url(), default_path=self.cfg.resolved_database(),
+                                     state_dir=state)
         self.db = db
         from voxd.tools.execlog import ExecutionLogger
         from voxd.tools.library import ToolLibrary
@@ -125,6 +128,7 @@ class Daemon:
         self.calls = CallManager(self.tools, self.cfg.engines, db.calls(), max_calls=self.cfg.sip.max_calls,
                                  tools_for=lambda agent: library.registry_for(agent.config), outbound=self.outbound,
                                  admission=admission)
+        self.calls.lookups = InboundLookups(lambda: self.outbound, library.signer)  # agents' inbound_lookup
         self.calls.listeners.append(self.metrics.on_call_event)
         self.function_log = ExecutionLogger(db.executions())
         self.calls.listeners.append(self.function_log)
@@ -134,7 +138,15 @@ class Daemon:
         from voxd.webhooks.service import setup_webhooks
 
         self.webhooks = hooks = setup_webhooks(self)  # after the first load: only later agent changes are events
+        from voxd.call.recording import Recordings
+
+        self.recordings = rec = Recordings(self.cfg.resolved_recordings(), db.calls())
+        self.calls.recorder = rec.recorder_for  # stopped before webhooks: its last recording.ready goes out
+        self.services.append(("recordings", lambda: rec.start(self.cfg.recordings.sweep_interval_s), rec.stop))
         hooks.worker.on_attempt = self.metrics.on_webhook_attempt
+        from voxd.daemon_sources import setup_analysis
+
+        self.analysis = setup_analysis(self)  # after webhooks: its results go through their outbox
         self.conversations = self._conversations()
         store = hooks.store
 
@@ -220,14 +232,16 @@ class Daemon:
         from voxd.api.app import setup_api
         from voxd.api.deps import ApiDeps, api_settings
         from voxd.core.errors import NotFound
-        from voxd.daemon_sources import DaemonAgents, DaemonCalls, OrgAgentDirs
+        from voxd.daemon_sources import DaemonAgents, DaemonCalls, OrgAgentDirs, rate_buckets
         from voxd.tools.function_source import LibraryFunctionSource
 
         self._api_deps = ApiDeps(self.db, DaemonAgents(self.agents, self.api_writing),
                                  DaemonCalls(self.calls, self.agents, lambda: self.sip, lambda: self.outbound.secrets),
                                  LibraryFunctionSource(self.tool_library, not_found=NotFound), api_settings(self.cfg.api),
                                  conversations=self.conversations,
-                                 org_agents=OrgAgentDirs(self.agents.directory, self.outbound))
+                                 org_agents=OrgAgentDirs(self.agents.directory, self.outbound),
+                                 buckets=rate_buckets(self.cfg.redis, self.metrics, app),
+                                 recordings=self.cfg.resolved_recordings())
         setup_api(app, self._api_deps, extra_routes=[webtokens.routes, *self.extra_routes])
         return app
 
@@ -503,6 +517,9 @@ class Daemon:
                 await self.function_log.close()
             if getattr(self, "tool_library", None) is not None:
                 await self.tool_library.close()
+            lookups = self.calls.lookups if self.calls is not None else None
+            if lookups is not None:
+                await lookups.aclose()
             await self.agents.stop_watching()
             await local_llm.shutdown()
             await self.clock.stop()

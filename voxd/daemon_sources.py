@@ -15,12 +15,18 @@ from voxd.agents.loader import AgentLoadError, FieldError, LoadedAgent
 from voxd.api.agent_yaml import api_errors
 from voxd.api.deps import AgentInfo, InvalidAgent
 from voxd.call.manager import CallManager
+from voxd.call.recording import REQUEST_KEY
 from voxd.core.errors import NotFound, NotSupported
 from voxd.core.secrets import SecretBook
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
+    from voxd.api.ratelimit import BucketSet
+    from voxd.config.cluster import RedisConfig
     from voxd.core.secrets import Outbound
     from voxd.net.sip import SipEndpoint
+    from voxd.ops.metrics import Metrics
     from voxd.store.repos import Store
 
 
@@ -88,7 +94,8 @@ class DaemonCalls:
     async def end(self, call_id: str) -> bool:
         return await self.calls.end(call_id)
 
-    async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None) -> str:
+    async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None, *,
+                   variables: dict[str, str] | None = None, recording: dict[str, Any] | None = None) -> str:
         from voxd.net.sip_trunk import dial_trunk, pick_trunk
 
         sip = self.sip
@@ -97,11 +104,13 @@ class DaemonCalls:
         a = self.agents.get(agent)
         if a is None:
             raise NotFound(agent)
+        meta = {REQUEST_KEY: recording} if recording else None  # read when the call's recorder is made
         via = pick_trunk(sip, trunk, to)
         if via is not None:
-            session = await dial_trunk(sip, a, via, to, secrets=self._secrets(), from_user=from_)
+            session = await dial_trunk(sip, a, via, to, secrets=self._secrets(), from_user=from_,
+                                       variables=variables, metadata=meta)
             return session.record.id
-        session = await sip.dial(a, to, from_user=from_ or "voxd")
+        session = await sip.dial(a, to, from_user=from_ or "voxd", variables=variables, metadata=meta)
         return session.record.id
 
 
@@ -141,3 +150,47 @@ def audit_file_changes(db: Store, agents: AgentCatalog, report: ReloadReport,
                                before=before.get(name), after=None if agent is None else agent.text)
 
     return [asyncio.ensure_future(record())]
+
+
+def rate_buckets(cfg: RedisConfig, metrics: Metrics, app: web.Application) -> BucketSet | None:
+    """The API's rate-limit buckets: in Redis, shared by every node, when ``redis.url`` is
+    set (their health on /metrics, closed with the HTTP app), else None (local)."""
+    url = cfg.resolved_url()
+    if url is None:
+        return None
+    from voxd.api.shared_limits import RedisBuckets
+
+    buckets = RedisBuckets(url, timeout_s=cfg.timeout_s, retry_s=cfg.retry_s)
+    counted = [0]
+
+    async def refresh() -> None:
+        metrics.redis_up.set(1 if buckets.up else 0)
+        metrics.ratelimit_fallbacks.inc(buckets.fallbacks - counted[0])
+        counted[0] = buckets.fallbacks
+
+    async def close(_app: web.Application) -> None:
+        await buckets.close()
+
+    metrics.before_scrape.append(refresh)
+    app.on_cleanup.append(close)
+    return buckets
+def setup_analysis(daemon: Any) -> Any:
+    """The post-call analysis worker of a ``voxd.app.Daemon`` whose store, calls, agents,
+    webhooks and metrics exist: jobs owed in the ended call's transaction, its results
+    in ``/metrics`` and ``call.analyzed`` through the webhook outbox; a service."""
+    from voxd.analysis.service import AnalysisService
+
+    def agent_for(org: str, name: str) -> Any:
+        # calls are the default organisation's until transports route by organisation
+        loaded = daemon.agents.get(name) if org == "default" else None
+        return None if loaded is None else loaded.config
+
+    hooks = daemon.webhooks
+    svc = AnalysisService(daemon.db, agent_for, outbound=daemon.outbound, outbox_write=hooks.outbox.add_in,
+                          after_commit=hooks.outbox.committed,
+                          retry_s=tuple(daemon.cfg.analysis.retry_schedule_s))
+    if daemon.calls.repo is not None:
+        daemon.calls.transactional.append(svc.writer)
+    svc.listeners.append(daemon.metrics.on_analysis)
+    daemon.services.append(("analysis", svc.start, svc.stop))
+    return svc

@@ -50,8 +50,10 @@ def free_udp_tcp_port() -> int:
 
 @contextlib.asynccontextmanager
 async def running_daemon(tmp: Path, agents: dict[str, str], rtp: tuple[int, int], *,
-                         default_agent: str | None = None, **sip: Any) -> AsyncIterator[Daemon]:
-    """The daemon in this process, SIP on a free port, the given agent files."""
+                         default_agent: str | None = None, config: dict[str, Any] | None = None,
+                         **sip: Any) -> AsyncIterator[Daemon]:
+    """The daemon in this process, SIP on a free port, the given agent files (``config``:
+    more voxd.yaml blocks)."""
     adir = tmp / "agents"
     adir.mkdir(parents=True, exist_ok=True)
     for name, text in agents.items():
@@ -60,6 +62,7 @@ async def running_daemon(tmp: Path, agents: dict[str, str], rtp: tuple[int, int]
         "state_dir": str(tmp / "state"), "agents_dir": str(adir), "default_agent": default_agent,
         "http": {"enabled": False}, "engines": {"preload": True},
         "sip": {"port": free_udp_tcp_port(), "rtp_port_min": rtp[0], "rtp_port_max": rtp[1], "ring_ms": 0, **sip},
+        **(config or {}),
     })
     d = Daemon(cfg, tmp)
     await d.start()

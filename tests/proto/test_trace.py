@@ -87,3 +87,15 @@ def test_tshark_reads_the_pcap_as_sip(tmp_path: Path):
     assert [round(float(r[0]), 2) for r in rows] == [1764700000.25, 1764700000.5, 1764700001.0]
     assert [r[8] for r in rows] == ["1", "1", "1"]  # UDP checksums verified good (IPv4 and IPv6)
     assert [r[9] for r in rows[:2]] == ["1", "1"]  # the IPv4 header checksums are right
+
+
+def test_sdes_master_keys_never_reach_a_trace():
+    key = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz"
+    sdp = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+           "m=audio 4000 RTP/SAVP 0\r\n"
+           f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{key}|2^20|1:32\r\n")
+    msg = (f"INVITE sip:bot@127.0.0.1 SIP/2.0\r\nCall-ID: abc\r\nContent-Type: application/sdp\r\n"
+           f"Content-Length: {len(sdp)}\r\n\r\n{sdp}").encode()
+    masked = mask_credentials(msg)
+    assert key.encode() not in masked
+    assert b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:***" in masked

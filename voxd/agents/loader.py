@@ -36,6 +36,7 @@ from ruamel.yaml.events import (
 from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 
 from voxd.agents.schema import OUTBOUND, AgentConfig
+from voxd.agents.templates import unknown_placeholders
 from voxd.core.secrets import Outbound
 
 MAX_DOCUMENT_BYTES = 256 * 1024  # an agent file; the largest shipped one is about 4 kB
@@ -225,6 +226,10 @@ def parse_agent(text: str, source: str = "<agent>", default_name: str | None = N
             field = ".".join(str(p) for p in loc)
             errors.append(FieldError(source, _line_of(doc, loc), field, err["msg"]))
         raise AgentLoadError(errors) from None
+    unknown = unknown_placeholders(cfg)
+    if unknown:
+        raise AgentLoadError([FieldError(source, _line_of(doc, u.loc), ".".join(str(p) for p in u.loc), u.message())
+                              for u in unknown])
     version = hashlib.sha256(text.encode()).hexdigest()[:12]
     return LoadedAgent(cfg, version, None, text)
 

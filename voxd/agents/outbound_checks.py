@@ -78,3 +78,17 @@ def http_function_problems(fn: Any, out: Outbound) -> Problems:
         if why:
             problems.append((("secret_env",), why, fn.secret_env))
     return problems
+
+
+def lookup_problems(spec: Any, out: Outbound) -> Problems:
+    """An agent's inbound_lookup (``voxd.agents.variables.InboundLookup``): its URL (use
+    ``lookups``) and the declared secret that signs it."""
+    problems: Problems = []
+    why = out.policy.url_problem(spec.url, "lookups")
+    if why:
+        problems.append((("url",), f"outbound requests there are refused: {why}", spec.url))
+    if spec.secret:
+        why = out.secrets.problem(spec.secret, spec.url)
+        if why:
+            problems.append((("secret",), why, spec.secret))
+    return problems

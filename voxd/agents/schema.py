@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from voxd.agents.analysis_schema import AnalysisConfig as _AnalysisBase
 from voxd.agents.outbound_checks import (
     OUTBOUND,
     context_outbound,
@@ -19,11 +20,12 @@ from voxd.agents.outbound_checks import (
     http_function_problems,
     raise_problems,
 )
+from voxd.agents.variables import InboundLookup, VariableDef, check_names, declared
 from voxd.core.secrets import SecretBook
 from voxd.providers import engines
 from voxd.providers.engines import Role
 
-__all__ = ["OUTBOUND"]
+__all__ = ["OUTBOUND", "AnalysisConfig"]
 
 DTMF_KEYS = "0123456789*#ABCD"
 class _Model(BaseModel):
@@ -180,6 +182,12 @@ class LLMConfig(_Cloud):
     )
 
 
+class AnalysisConfig(_AnalysisBase):
+    __doc__ = _AnalysisBase.__doc__
+    llm: LLMConfig | None = Field(
+        None, description="The model that writes the analysis (engine: llm/auto); default: the agent's own llm.")
+
+
 class VoiceConfig(_Cloud):
     _role: ClassVar[Role] = "tts"
     engine: str = _engine_field(
@@ -286,7 +294,21 @@ class Collect(_Model):
     then: Literal["llm", "tool"] = Field("llm", description="Give the digits to the conversation, or call `tool`.")
     tool: str | None = None
     argument: str = Field("digits", description="Argument name for the tool call.")
-    confirm: str | None = Field(None, description="Said after entry, {digits} is replaced.")
+    confirm: str | None = Field(None, description="Said after entry, {digits} is replaced ('***' when secure).")
+    secure: bool = Field(
+        False, description="A card number or PIN: the digits are masked ('***') in the transcript, logs and "
+        "webhooks, and a recording holds silence while the entry runs (recording.pause_on_secure_input).")
+
+
+class RecordingConfig(_Model):
+    enabled: bool = Field(False, description="Record the call's audio into the state directory.")
+    channels: Literal["stereo", "mono"] = Field("stereo", description="stereo: caller left, bot right; mono: mixed.")
+    format: Literal["wav", "opus"] = Field("wav", description="wav: 16 kHz PCM; opus: Opus in Ogg.")
+    consent_prompt: str | None = Field(
+        None, max_length=1000, description="Said before the greeting when the call is recorded.")
+    pause_on_secure_input: bool = Field(True, description="Silence while a `secure: true` DTMF collection runs.")
+    retention_days: float | None = Field(
+        None, gt=0, description="Delete the recording this many days after the call (none: keep).")
 
 
 class DtmfConfig(_Model):
@@ -443,6 +465,7 @@ class AgentConfig(_Model):
         default_factory=list, description="Custom HTTP or Python functions; each is available to this agent."
     )
     dtmf: DtmfConfig = Field(default_factory=lambda: DtmfConfig())
+    recording: RecordingConfig = Field(default_factory=lambda: RecordingConfig())
     dialog: DialogConfig = Field(default_factory=lambda: DialogConfig())
     sip: SipConfig = Field(default_factory=lambda: SipConfig())
     max_call_s: float = Field(3600, gt=0)
@@ -450,6 +473,26 @@ class AgentConfig(_Model):
         1500, ge=0, description="If a function runs longer than this, say `filler` once so the caller never hears dead air (0 = never)."
     )
     filler: str = Field("One moment while I check that.", description="Said while a slow function runs.")
+    variables: dict[str, VariableDef] = Field(
+        default_factory=dict,
+        description="Per-call variables: {name} in the greeting, prompt, dialog replies, menus and function "
+        "templates. Each has a default (name: {default: there}, or name: there); a call's values come from "
+        "POST /api/v1/calls or the inbound lookup. {{ and }} are literal braces.",
+    )
+    inbound_lookup: InboundLookup | None = Field(
+        None, description="Asked before an inbound call is answered: may return variables, another agent, or reject.")
+
+    @field_validator("variables", mode="before")
+    @classmethod
+    def _short_variables(cls, v: Any) -> Any:
+        return declared(v)
+
+    @field_validator("variables")
+    @classmethod
+    def _variable_names(cls, v: dict[str, VariableDef]) -> dict[str, VariableDef]:
+        return check_names(v)
+    analysis: AnalysisConfig = Field(default_factory=lambda: AnalysisConfig(),
+                                     description="Post-call analysis: summary, outcome, extracted fields, sentiment.")
 
     @field_validator("stt", "llm", "voice", mode="before")
     @classmethod
@@ -484,6 +527,10 @@ class AgentConfig(_Model):
                 raise ValueError(
                     f"dialog intent {intent.name!r}: tool {intent.tool!r} is not in this agent's tools"
                 )
+        intents = {i.name for i in self.dialog.intents}
+        for label, intent_name in self.analysis.outcomes.items():
+            if intent_name is not None and intent_name not in intents:
+                raise ValueError(f"analysis.outcomes.{label}: dialog intent {intent_name!r} is not defined")
         for name, c in self.dtmf.collect.items():
             if c.then == "tool" and (not c.tool or c.tool not in self.tool_names):
                 raise ValueError(f"dtmf.collect.{name}: tool {c.tool!r} is not in this agent's tools")

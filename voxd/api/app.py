@@ -20,6 +20,7 @@ from voxd.api import (
     invitations,
     keys,
     org_usage,
+    recordings,
     second_factor,
     signin,
     sip,
@@ -124,7 +125,7 @@ def all_specs(extra_routes: Iterable[RouteTable] = ()) -> list[RouteSpec]:
     specs = [*agents.routes, *functions.routes, *calls.routes, *keys.routes, *webhooks.routes,
              *calendar.routes, *conversations.routes, *sip.routes, *sip_trace.routes, *signin.routes,
              *second_factor.routes, *org_usage.routes, *signin.audit_routes,
-             *invitations.routes]
+             *invitations.routes, *recordings.routes]
     for table in extra_routes:
         specs += table
     # literal segments before {params}: /calls/active must win over /calls/{call_id}

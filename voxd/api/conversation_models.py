@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from voxd.api.models import NAME_PATTERN, Request, ToolCallOut
+from voxd.api.models import NAME_PATTERN, CallVariables, Request, ToolCallOut
 
 CONVERSATION_ID_RE = r"conv_[A-Za-z0-9_-]{1,64}"
 ConversationStatus = Literal["active", "ended"]
@@ -19,6 +19,9 @@ class ConversationStart(Request):
         default_factory=dict, max_length=64,
         description="Variables carried with the conversation, as a call's metadata (e.g. a customer id).",
         examples=[{"customer": "c_1042"}])
+    variables: CallVariables = Field(
+        default_factory=dict, examples=[{"name": "Ada"}],
+        description="Per-call variables: fill the agent's {placeholders} as a call's do; undeclared ones are kept.")
 
 
 class MessageSend(Request):
@@ -54,6 +57,7 @@ class ConversationBase(BaseModel):
     end_reason: str | None = Field(examples=["api_end"])
     ended_by: Literal["caller", "agent", "system"] | None
     metadata: dict[str, Any]
+    variables: dict[str, str] = Field(default_factory=dict, description="The conversation's variables.")
 
 
 class ConversationSummary(ConversationBase):

@@ -74,7 +74,7 @@ async def _detail(ctx: Ctx, conversation_id: str) -> dict[str, Any]:
 async def start_conversation(ctx: Ctx) -> Reply:
     body: ConversationStart = ctx.body
     try:
-        record = await _source(ctx).start(body.agent, dict(body.metadata))
+        record = await _source(ctx).start(body.agent, dict(body.metadata), dict(body.variables))
     except NotFound as e:
         raise validation_problem([{"field": "agent", "message": str(e)}], "body") from e
     detail = await _detail(ctx, record.id)

@@ -12,6 +12,7 @@ import builtins
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from voxd.core.calllog import CallRecord, Turn
@@ -19,6 +20,7 @@ from voxd.core.endreason import EndedBy
 from voxd.store.repos import Store
 
 if TYPE_CHECKING:
+    from voxd.api.ratelimit import BucketSet
     from voxd.config import ApiLimits
 
 PEPPER_ENV = "VOXD_API_KEY_PEPPER"
@@ -74,7 +76,8 @@ class CallSource(Protocol):
         """Hang up an active call; False when no such call is active."""
         ...
 
-    async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None) -> str:
+    async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None, *,
+                   variables: dict[str, str] | None = None, recording: dict[str, Any] | None = None) -> str:
         """Start an outbound call and return its id. Raises NotSupported when no transport
         can dial, NotFound for an unknown agent or trunk, ValueError for an unusable ``to``,
         AtCapacity when the trunk's caps are reached."""
@@ -107,7 +110,8 @@ class ConversationSource(Protocol):
     """Text conversations (``voxd.call.conversations.ConversationManager``); each saves the
     conversation to the database before it returns, so the API reads it from the store."""
 
-    async def start(self, agent_name: str, metadata: dict[str, Any] | None = None) -> CallRecord:
+    async def start(self, agent_name: str, metadata: dict[str, Any] | None = None,
+                    variables: dict[str, str] | None = None) -> CallRecord:
         """The new conversation's record; NotFound for an unknown agent."""
         ...
 
@@ -177,3 +181,5 @@ class ApiDeps:
     conversations: ConversationSource | None = None  # None: setup_api builds a stand-alone one
     # the agents of an organisation other than the default (``agents/<org>/``); None: it has none
     org_agents: Callable[[str], AgentSource] | None = None
+    buckets: BucketSet | None = None  # rate-limit buckets (None: this process's own, voxd.api.ratelimit)
+    recordings: Path | None = None  # the recordings folder; None: <database folder>/recordings

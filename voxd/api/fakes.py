@@ -55,6 +55,8 @@ class MemoryCallSource:
     ended: list[str] = field(default_factory=list)
     dialed: list[tuple[str, str, str | None]] = field(default_factory=list)
     trunks: list[str | None] = field(default_factory=list)  # the trunk of each dialled call
+    recordings: list[dict[str, Any] | None] = field(default_factory=list)  # each dialled call's override
+    variables: list[dict[str, str]] = field(default_factory=list)  # the variables of each dialled call
 
     async def active(self) -> builtins.list[dict[str, Any]]:
         return list(self.calls.values())
@@ -65,11 +67,14 @@ class MemoryCallSource:
         self.ended.append(call_id)
         return True
 
-    async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None) -> str:
+    async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None, *,
+                   variables: dict[str, str] | None = None, recording: dict[str, Any] | None = None) -> str:
         if not self.can_dial:
             raise NotSupported("no configured transport can place outbound calls")
         self.dialed.append((agent, to, from_))
         self.trunks.append(trunk)
+        self.recordings.append(recording)
+        self.variables.append(dict(variables or {}))
         return f"call_out{len(self.dialed):04d}"
 
 

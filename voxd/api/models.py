@@ -11,15 +11,19 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
+from voxd.agents.variables import MAX_VALUE_CHARS, MAX_VARIABLES, VARIABLE_NAME
+
 SCOPES: tuple[str, ...] = (
     "agents:read", "agents:write", "calls:read", "calls:write", "conversations:read",
     "conversations:write", "functions:read", "functions:write", "functions:execute",
-    "webhooks:read", "webhooks:write", "keys:admin", "audit:read", "usage:read", "users:admin", "admin",
+    "webhooks:read", "webhooks:write", "recordings:read", "recordings:write", "keys:admin", "audit:read",
+    "usage:read", "users:admin", "admin",
 )
 Scope = Literal[
     "agents:read", "agents:write", "calls:read", "calls:write", "conversations:read",
     "conversations:write", "functions:read", "functions:write", "functions:execute",
-    "webhooks:read", "webhooks:write", "keys:admin", "audit:read", "usage:read", "users:admin", "admin",
+    "webhooks:read", "webhooks:write", "recordings:read", "recordings:write", "keys:admin", "audit:read",
+    "usage:read", "users:admin", "admin",
 ]
 NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 MAX_QUOTA = 10**12
@@ -171,6 +175,14 @@ class CallsQuery(Request):
     until: float | None = Field(None, allow_inf_nan=False, description="Started before (unix s).")
     limit: int = Field(50, ge=1, le=500)
     cursor: str | None = Field(None, max_length=512, description="next_cursor of the previous page.")
+    outcome: str | None = Field(None, max_length=64, pattern=r"^[a-z][a-z0-9_]*$",
+                                description="Only calls whose analysis has this outcome.", examples=["booked"])
+    sentiment_lt: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False,
+                                       description="Only calls whose caller's overall sentiment is below this.")
+    sentiment_gt: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False,
+                                       description="Only calls whose caller's overall sentiment is above this.")
+    mos_lt: float | None = Field(None, ge=1, le=5, allow_inf_nan=False,
+                                 description="Only calls whose E-model MOS is below this.")
 
 
 class CallBase(BaseModel):
@@ -189,10 +201,14 @@ class CallBase(BaseModel):
     ended_by: Literal["caller", "agent", "system"] | None
     interruptions: int
     metadata: dict[str, Any]
+    variables: dict[str, str] = Field(default_factory=dict, description="The call's variables, defaults filled in.")
 
 
 class CallSummary(CallBase):
     turn_count: int
+    outcome: str | None = Field(None, description="From the post-call analysis (null until analysed).")
+    sentiment: float | None = Field(None, description="The caller's overall sentiment, -1..1 (analysis).")
+    mos: float | None = Field(None, description="E-model MOS of the call's audio path (analysis; RTP calls).")
 
 
 class CallPage(BaseModel):
@@ -229,13 +245,56 @@ class DtmfOut(BaseModel):
     source: str
 
 
+class CallAnalysis(BaseModel):
+    """The post-call analysis of a call (``call.analyzed`` carries the same object)."""
+
+    model_config = ConfigDict(extra="allow")
+    summary: str | None = Field(None, description="A few sentences (the model's, or the dialog's template).")
+    outcome: str | None = Field(None, examples=["booked"], description="One of the agent's analysis.outcomes.")
+    extracted: dict[str, Any] = Field(default_factory=dict, description="The fields of the agent's analysis.schema.")
+    validation_error: str | None = Field(None, description="Why `extracted` does not match the schema, if it does not.")
+    method: str | None = Field(None, examples=["llm"], description="llm or dialog: who wrote summary/outcome/extracted.")
+    sentiment: dict[str, Any] = Field(default_factory=dict,
+                                      description="method, overall (-1..1), label, and per caller turn.")
+    intents: dict[str, Any] = Field(default_factory=dict, description="method, and the intent recognised per turn.")
+    quality: dict[str, Any] = Field(default_factory=dict, description=(
+        "r_factor and mos (ITU-T G.107 E-model from RTP loss, jitter and RTCP round trip; null without RTP), "
+        "codec, talk-time ratios, overlap, silence, interruptions, reply_latency_ms percentiles."))
+    cost: dict[str, Any] = Field(default_factory=dict, description="total_usd, by_provider, by_role, units.")
+
+
 class CallDetail(CallBase):
     turns: list[TurnOut]
     dtmf: list[DtmfOut]
+    analysis: CallAnalysis | None = Field(None, description="The post-call analysis; null until it has run.")
+
+
+class AnalysisQueued(BaseModel):
+    call_id: str
+    status: Literal["pending"]
 
 
 class ActiveCalls(BaseModel):
     calls: list[CallDetail]
+
+
+class RecordingOverride(Request):
+    model_config = ConfigDict(extra="forbid", strict=True)  # 0 is not false here
+
+    enabled: bool | None = None
+    channels: Literal["stereo", "mono"] | None = None
+    format: Literal["wav", "opus"] | None = None
+    consent_prompt: str | None = Field(None, max_length=1000)
+    pause_on_secure_input: bool | None = None
+    retention_days: float | None = Field(None, gt=0)
+
+    def given(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)  # null: the agent's own setting
+
+
+VariableName = Annotated[str, Field(pattern=VARIABLE_NAME)]
+CallVariables = Annotated[dict[VariableName, Annotated[str, Field(max_length=MAX_VALUE_CHARS)]],
+                          Field(max_length=MAX_VARIABLES, json_schema_extra={"additionalProperties": False})]
 
 
 class DialRequest(Request):
@@ -247,6 +306,13 @@ class DialRequest(Request):
         None, pattern=NAME_PATTERN, examples=["carrier"],
         description="A trunk with outbound settings (sip.trunks[].outbound); needed for a phone number "
         "unless exactly one trunk has them.")
+    recording: RecordingOverride | None = Field(
+        None, description="This call's recording settings over the agent's `recording:` (only the fields given).")
+    variables: CallVariables = Field(
+        default_factory=dict, examples=[{"name": "Ada", "order_id": "A-1042"}],
+        description="Per-call variables: fill the agent's {placeholders} (greeting, prompt, dialog replies, "
+        "function templates); names the agent declares but this omits take their defaults. Kept on the "
+        "call record and in every webhook of the call.")
 
 
 class DialResult(BaseModel):

@@ -29,6 +29,7 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "unsupported-media-type": (415, "Send application/json"),
     "validation-error": (422, "The request did not validate"),
     "invalid-agent": (422, "The agent configuration did not validate"),
+    "range-not-satisfiable": (416, "The requested byte range is outside the resource"),
     "request-timeout": (408, "The request did not arrive in time"),
     "rate-limited": (429, "Too many requests"),
     "auth-throttled": (429, "Too many failed authentication attempts from this address"),

@@ -98,6 +98,7 @@ class Services:
         return cls(
             deps=deps,
             keys=keys,
+            buckets=deps.buckets if deps.buckets is not None else BucketSet(),
             usage=UsageRecorder(keys),
             calls=deps.db.calls(),
             conversations=deps.db.conversations(),
@@ -134,14 +135,16 @@ class NoCalls:
     async def end(self, call_id: str) -> bool:
         return False
 
-    async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None) -> str:
+    async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None, *,
+                   variables: dict[str, str] | None = None, recording: dict[str, Any] | None = None) -> str:
         raise NotFound(f"no agent {agent!r}")
 
 
 class NoConversations:
     """Text conversations run on the daemon's (default organisation's) agents only, so far."""
 
-    async def start(self, agent_name: str, metadata: dict[str, Any] | None = None) -> CallRecord:
+    async def start(self, agent_name: str, metadata: dict[str, Any] | None = None,
+                    variables: dict[str, str] | None = None) -> CallRecord:
         raise NotFound(f"no agent {agent_name!r}")
 
     async def send(self, conversation_id: str, text: str, progress: Any = None) -> Turn:

@@ -47,8 +47,8 @@ class TokenPair(BaseModel):
     scopes: list[str]
 
 
-def _refused(ctx: Ctx, detail: str) -> ApiProblem:
-    ctx.services.authority.failed(client_ip(ctx.request, ctx.services.settings.trust_forwarded_for))
+async def _refused(ctx: Ctx, detail: str) -> ApiProblem:
+    await ctx.services.authority.failed(client_ip(ctx.request, ctx.services.settings.trust_forwarded_for))
     return ApiProblem("unauthenticated", detail, headers={"WWW-Authenticate": 'Bearer realm="voxd"'})
 
 
@@ -56,7 +56,7 @@ async def _pair(ctx: Ctx, user_id: str, org: str, refresh: str, family: str) -> 
     role = await ctx.services.users.role(user_id, org)
     if role is None:  # the membership went away since the family started
         await ctx.services.sessions.revoke_family_of(refresh)
-        raise _refused(ctx, "the user is no longer a member of this organisation")
+        raise await _refused(ctx, "the user is no longer a member of this organisation")
     scopes = ROLE_SCOPES[role]
     token, _ = ctx.services.tokens.issue(user_id, org, scopes, family)
     return Reply(TokenPair(access_token=token, expires_in=ctx.services.tokens.ttl_s, refresh_token=refresh,
@@ -70,7 +70,7 @@ async def _pair(ctx: Ctx, user_id: str, org: str, refresh: str, family: str) -> 
 async def login(ctx: Ctx) -> Reply:
     body: Login = ctx.body
     ip = client_ip(ctx.request, ctx.services.settings.trust_forwarded_for)
-    throttled = ctx.services.authority.throttled(ip)
+    throttled = await ctx.services.authority.throttled(ip)
     if throttled is not None:
         raise ApiProblem("auth-throttled", f"too many failed authentications; retry in {throttled.retry_after_s} s",
                          headers={"Retry-After": str(throttled.retry_after_s)})
@@ -78,12 +78,12 @@ async def login(ctx: Ctx) -> Reply:
     if user is None or why:
         if user is not None:
             await ctx.services.db.audit().append(actor=user.id, ip=ip, action="login_refused", target=why, org="default")
-        raise _refused(ctx, "the account is locked; try again later" if why == "locked"
+        raise await _refused(ctx, "the account is locked; try again later" if why == "locked"
                        else "wrong email or password")
     orgs = dict(await ctx.services.users.memberships(user.id))
     org = body.org or (min(orgs) if orgs else None)
     if org is None or org not in orgs:
-        raise _refused(ctx, "wrong email or password")
+        raise await _refused(ctx, "wrong email or password")
     if await ctx.services.totp.enabled(user.id):
         if body.totp_code is None:
             raise ApiProblem("second-factor-required", "this account has a second factor: send `totp_code`")
@@ -91,7 +91,7 @@ async def login(ctx: Ctx) -> Reply:
             await ctx.services.users.note_failure(user.id)
             await ctx.services.db.audit().append(actor=user.id, ip=ip, action="login_refused", target="totp",
                                                  org="default")
-            raise _refused(ctx, "wrong or already used second-factor code")
+            raise await _refused(ctx, "wrong or already used second-factor code")
     await ctx.services.users.note_success(user.id)
     started = await ctx.services.sessions.start(user.id, org)
     await ctx.services.db.for_org(org).audit().append(actor=user.id, ip=ip, action="login", target=user.id)
@@ -107,7 +107,7 @@ async def refresh(ctx: Ctx) -> Reply:
     try:
         new = await ctx.services.sessions.rotate(body.refresh_token)
     except RefreshRefused as e:
-        raise _refused(ctx, f"the refresh token is {e.reason}") from None
+        raise await _refused(ctx, f"the refresh token is {e.reason}") from None
     return await _pair(ctx, new.user_id, new.org, new.token, new.family)
 
 

@@ -33,7 +33,7 @@ ROLE_SCOPES: dict[str, tuple[str, ...]] = {
     "owner": ("admin",),
     "admin": tuple(s for s in SCOPES if s != "admin"),
     "developer": tuple(s for s in SCOPES if s.split(":")[0] in
-                       ("agents", "calls", "conversations", "functions", "webhooks", "usage")),
+                       ("agents", "calls", "conversations", "functions", "webhooks", "usage", "recordings")),
     "viewer": tuple(s for s in SCOPES if s.endswith(":read") and s != "audit:read"),
 }  # admin holds users:admin and audit:read ("every scope but admin"); developer and viewer hold neither
 

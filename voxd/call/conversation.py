@@ -93,6 +93,10 @@ class TextTools:
     def timezone(self) -> str:
         return self.conversation.agent.timezone
 
+    @property
+    def variables(self) -> dict[str, str]:
+        return self.conversation.record.variables
+
     def options_for(self, tool: str) -> dict[str, Any]:
         return self.conversation.agent.tool_options(tool)
 

@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from voxd.agents.loader import LoadedAgent
+from voxd.agents.templates import for_call
+from voxd.agents.variables import call_values
 from voxd.call.conversation import (
     ConversationClosed,
     ConversationEnded,
@@ -71,12 +73,14 @@ class ConversationManager:
         self._sweeper: asyncio.Task[None] | None = None
 
     # -- the API's ConversationSource
-    async def start(self, agent_name: str, metadata: dict[str, Any] | None = None) -> CallRecord:
+    async def start(self, agent_name: str, metadata: dict[str, Any] | None = None,
+                    variables: dict[str, str] | None = None) -> CallRecord:
         """A new conversation's record (its greeting is the first turn); NotFound for an
         unknown agent."""
-        return (await self.open(agent_name, metadata)).record
+        return (await self.open(agent_name, metadata, variables)).record
 
-    async def open(self, agent_name: str, metadata: dict[str, Any] | None = None) -> TextConversation:
+    async def open(self, agent_name: str, metadata: dict[str, Any] | None = None,
+                   variables: dict[str, str] | None = None) -> TextConversation:
         agent = await self.agents(agent_name)
         if agent is None:
             raise NotFound(f"no agent {agent_name!r}")
@@ -84,7 +88,8 @@ class ConversationManager:
         if len(self.active) >= self.max_active:
             raise ConversationLimitReached(f"{self.max_active} conversations active")
         conv = self._build(agent, CallRecord(id=new_conversation_id(), agent=agent.name, agent_version=agent.version,
-                                             transport="text", metadata=dict(metadata or {})))
+                                             transport="text", metadata=dict(metadata or {}),
+                                             variables=call_values(agent.config.variables, variables)))
         conv.open()
         await self._save(conv)
         if self._sweeper is None or self._sweeper.done():
@@ -130,7 +135,8 @@ class ConversationManager:
             raise ConversationEnded(conversation_id)
         conv = self._build(agent, CallRecord(
             id=stored["id"], agent=stored["agent"], agent_version=agent.version, transport=stored["channel"],
-            started_at=stored["started_at"], answered_at=stored["started_at"], metadata=stored["metadata"]))
+            started_at=stored["started_at"], answered_at=stored["started_at"], metadata=stored["metadata"],
+            variables=stored.get("variables") or {}))
         conv.restore([_turn(t) for t in stored["turns"]])
         self.active[conv.record.id] = conv
         log.info("conversation %s carried on from the store (agent %s)", conv.record.id, agent.name)
@@ -164,7 +170,8 @@ class ConversationManager:
 
     # -- plumbing
     def _build(self, agent: LoadedAgent, record: CallRecord) -> TextConversation:
-        conv = TextConversation(agent.config, agent.version, make_llm(agent.config, self.outbound),
+        cfg = for_call(agent.config, record.variables)  # its {placeholders} filled with the variables
+        conv = TextConversation(cfg, agent.version, make_llm(cfg, self.outbound),
                                 self.tools_for(agent), record, on_event=self._on_event)
         self.active[record.id] = conv
         return conv

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from voxd.agents.schema import Collect, DtmfConfig, Menu
+from voxd.core.placeholders import fill
 
 FREE_DIGIT_TIMEOUT_S = 2.0
+MASK = "***"  # what a secure collection's digits become everywhere but the tool they are for
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class Transfer:
 class CallTool:
     name: str
     arguments: dict[str, Any]
+    masked: tuple[str, ...] = ()  # argument names recorded as MASK (a secure collection's digits)
 
 
 DtmfAction = Say | ToConversation | Hangup | Transfer | CallTool
@@ -59,6 +62,11 @@ class KeypadMachine:
     @property
     def active(self) -> bool:
         return self.menu is not None or self.collecting is not None
+
+    @property
+    def secure(self) -> bool:
+        """A `secure: true` collection is running: its digits must not be kept."""
+        return self.collecting is not None and self.cfg.collect[self.collecting].secure
 
     # -- entry points
     def open_menu(self, name: str, now: float) -> list[DtmfAction]:
@@ -155,10 +163,11 @@ class KeypadMachine:
             return [Say(c.prompt)]
         self.collecting = None
         out: list[DtmfAction] = []
+        shown = MASK if c.secure else digits
         if c.confirm:
-            out.append(Say(c.confirm.replace("{digits}", " ".join(digits))))
+            out.append(Say(fill(c.confirm, {"digits": shown if c.secure else " ".join(digits)})))
         if c.then == "tool" and c.tool:
-            out.append(CallTool(c.tool, {c.argument: digits}))
+            out.append(CallTool(c.tool, {c.argument: digits}, (c.argument,) if c.secure else ()))
         else:
-            out.append(ToConversation(f"(The caller entered {name}: {digits})"))
+            out.append(ToConversation(f"(The caller entered {name}: {shown})"))
         return out

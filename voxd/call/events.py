@@ -52,6 +52,16 @@ class CallEnded:
     record: CallRecord
 
 
+@dataclass(frozen=True)
+class RecordingReady:
+    """The call's recording is finalised: `info` is `metadata.recording` (format, duration_s,
+    bytes, sha256...)."""
+
+    record: CallRecord
+    info: dict[str, Any]
+
+
 CallEvent = (
     CallStarted | TurnCompleted | CallerSpeaking | DtmfReceived | ToolExecuted | EngineError | CallEnded
+    | RecordingReady
 )

@@ -9,14 +9,20 @@ metrics).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from voxd.agents.loader import LoadedAgent
+from voxd.agents.templates import for_call
+from voxd.agents.variables import call_values
 from voxd.call.admission import Admission, AdmissionRefused
 from voxd.call.events import CallEnded, CallEvent, CallStarted
+from voxd.call.lookup import InboundLookups
 from voxd.call.ports import CallControl, Engines
+from voxd.call.recording import CallRecorder
 from voxd.call.session import CallSession
 from voxd.call.toolctx import agent_specs
 from voxd.config import EnginesConfig
@@ -67,8 +73,11 @@ class CallManager:
         self._bg: set[asyncio.Task[None]] = set()
         self._empty = asyncio.Event()
         self._empty.set()
+        # each call's recorder (voxd.call.recording.Recordings.recorder_for); None: nothing is recorded
+        self.recorder: Callable[[CallSession], CallRecorder | None] | None = None
         self._silero: Any = None
         self._smart_turn: Any = None
+        self.lookups: InboundLookups | None = None  # agents' inbound_lookup (set by the daemon)
 
     @property
     def max_calls(self) -> int:
@@ -136,6 +145,7 @@ class CallManager:
         listener: Callable[[CallEvent], None] | None = None,
         source: str = "",
         authenticated: bool = True,
+        variables: dict[str, str] | None = None,
     ) -> CallSession:
         """A new call's session, if admission allows it: not draining, under the total,
         its transport's share, and (for a call nobody authenticated) the unauthenticated caps."""
@@ -154,7 +164,10 @@ class CallManager:
             to_uri=to_uri,
             direction=direction,  # type: ignore[arg-type]
             metadata=dict(metadata or {}),
+            variables=call_values(agent.config.variables, variables),
         )
+        if record.variables:  # the agent as this call runs it: its {placeholders} filled
+            agent = dataclasses.replace(agent, config=for_call(agent.config, record.variables))
         session = CallSession(
             agent.config,
             agent.version,
@@ -170,6 +183,21 @@ class CallManager:
         self._empty.clear()
         log.info("call %s started: agent=%s version=%s transport=%s", record.id, agent.name, agent.version, record.transport)
         return session
+
+    def rejected(self, agent: LoadedAgent, transport: str, reason: str, *, from_uri: str = "", to_uri: str = "",
+                 metadata: dict[str, Any] | None = None, variables: dict[str, str] | None = None) -> CallRecord:
+        """A call refused before it was answered (its inbound lookup said so): recorded, with
+        the reason, and announced like an unanswered outbound call (started, then ended
+        unanswered); it took no slot."""
+        now = time.time()
+        record = CallRecord(id=new_call_id(), agent=agent.name, agent_version=agent.version, transport=transport,
+                            from_uri=from_uri, to_uri=to_uri, started_at=now, ended_at=now, end_reason="rejected",
+                            ended_by="system", metadata={**(metadata or {}), "rejected": reason},
+                            variables=call_values(agent.config.variables, variables))
+        log.info("call %s rejected before answer: agent=%s transport=%s: %s", record.id, agent.name, transport, reason)
+        self._on_event(CallStarted(record))
+        self._on_event(CallEnded(record))
+        return record
 
     def _on_event(self, event: CallEvent) -> None:
         if isinstance(event, CallStarted):

@@ -96,6 +96,7 @@ class CallSession:
             keep=self.work.keep,
         )
         self.media_t = 0.0
+        self.consent_prompt: str | None = None  # said before the greeting (a recorded call's notice)
         self.closed = False
         self.ended = asyncio.Event()
         self._recent: deque[AudioFrame] = deque(maxlen=15)  # preroll / Silero window
@@ -119,7 +120,7 @@ class CallSession:
         if self.control.codec is not None:  # an outbound SIP call knows its codec from the answer
             self.playout.carries = self.control.codec.name
         self._emit(CallStarted(self.record))
-        lines = [self.agent.greeting] if self.agent.greeting else []
+        lines = [t for t in (self.consent_prompt, self.agent.greeting) if t]
         if self.agent.dtmf.start_menu and self.agent.dtmf.main_menu:
             lines += [a.text for a in self.keypad.open_menu(self.agent.dtmf.main_menu, 0.0)
                       if isinstance(a, kp.Say)]
@@ -162,7 +163,7 @@ class CallSession:
     def feed_dtmf(self, digit: str, source: str = "rfc4733") -> None:
         if self.closed or len(digit) != 1:
             return
-        rec = DtmfRecord(digit=digit, at=time.time(), source=source)
+        rec = DtmfRecord(digit=kp.MASK if self.keypad.secure else digit, at=time.time(), source=source)
         self.record.dtmf.append(rec)
         self._emit(DtmfReceived(self.record, rec))
         if self._bot_busy():
@@ -503,7 +504,7 @@ class CallSession:
                 self.messages.append(Message("user", a.text))
                 await self._llm_reply(time.perf_counter(), TurnLatency())
             elif isinstance(a, kp.CallTool):
-                res = await self.tools.run_named(a.name, a.arguments)
+                res = await self.tools.run_named(a.name, a.arguments, masked=a.masked)
                 self.messages.append(Message("user", f"(Keypad entry sent to {a.name}: {res.for_llm()})"))
                 await self._llm_reply(time.perf_counter(), TurnLatency())
 
@@ -542,4 +543,8 @@ class CallSession:
                 log.exception("event listener failed")
 
     def emit_tool(self, event: ToolExecuted) -> None:
+        self._emit(event)
+
+    def publish(self, event: CallEvent) -> None:
+        """An event about this call from outside the session (its recording is ready)."""
         self._emit(event)

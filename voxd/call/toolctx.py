@@ -89,6 +89,10 @@ class SessionTools:
     def timezone(self) -> str:
         return self.session.agent.timezone
 
+    @property
+    def variables(self) -> dict[str, str]:
+        return self.session.record.variables
+
     def options_for(self, tool: str) -> dict[str, Any]:
         return self.session.agent.tool_options(tool)
 
@@ -112,7 +116,9 @@ class SessionTools:
     async def run(self, call: ToolCall) -> ToolResult:
         return await self.run_named(call.name, call.arguments, call.id)
 
-    async def run_named(self, name: str, arguments: dict[str, Any], call_id: str = "") -> ToolResult:
+    async def run_named(self, name: str, arguments: dict[str, Any], call_id: str = "",
+                        masked: tuple[str, ...] = ()) -> ToolResult:
+        """Run a function; the arguments named in `masked` are recorded as '***' (secure digits)."""
         if name == OPEN_MENU:
             res = self._open_menu(arguments)
         else:
@@ -121,7 +127,9 @@ class SessionTools:
             ToolExecuted(
                 self.session.record,
                 ToolCallRecord(
-                    name=res.name, arguments=default_redactor(res.arguments), result=res.result, error=res.error,
+                    name=res.name, arguments=default_redactor({k: "***" if k in masked else v
+                                                               for k, v in res.arguments.items()}),
+                    result=res.result, error=res.error,
                     started_at=time.time() - res.duration_ms / 1000,
                     duration_ms=round(res.duration_ms, 2), call_id=call_id,
                 ),

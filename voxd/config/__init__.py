@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML
 
+from voxd.config.cluster import RedisConfig, StoreConfig
 from voxd.config.local_llm import LocalLLMConfig
 from voxd.config.sip import (
     RegistrationConfig,
@@ -251,6 +252,15 @@ class EnginesConfig(_Model):
     preload: bool = Field(True, description="Load models at start-up instead of on the first call.")
 
 
+class AnalysisSettings(_Model):
+    """The post-call analysis worker (what each agent extracts is in its `analysis:` block)."""
+
+    retry_schedule_s: list[float] = Field(
+        default_factory=lambda: [5.0, 30.0, 120.0, 600.0], min_length=1, max_length=20,
+        description="Delay before each retry of a failed analysis; the last attempt analyses without the model "
+                    "(dialog slots, template summary) and keeps the model's error.")
+
+
 class WebhooksConfig(_Model):
     allow_private_destinations: bool = Field(
         False, description="Allow endpoints on private, loopback and link-local addresses "
@@ -272,9 +282,10 @@ class EgressRuleConfig(_Model):
     hosts: list[str] = Field(default_factory=list, description="Host names (crm.office.lan) or globs (*.office.lan).")
     networks: list[str] = Field(default_factory=list, description="Addresses they may resolve to, or be (CIDR: 10.1.2.0/24, 127.0.0.1/32).")
     ports: list[int] = Field(default_factory=list, description="Ports allowed (default: any).")
-    uses: list[Literal["webhooks", "functions", "providers", "tools"]] = Field(
+    uses: list[Literal["webhooks", "functions", "providers", "tools", "lookups"]] = Field(
         default_factory=list, description="Which requests: webhooks, functions (HTTP functions), providers "
-        "(hosted engines' base_url), tools (built-ins such as get_weather). Default: all.")
+        "(hosted engines' base_url), tools (built-ins such as get_weather), lookups (agents' inbound_lookup). "
+        "Default: all.")
 
     @field_validator("networks")
     @classmethod
@@ -323,6 +334,13 @@ class SecretConfig(_Model):
         return self
 
 
+class RecordingsConfig(_Model):
+    """Where call recordings are kept (agents turn recording on: `recording:` in agent YAML)."""
+
+    directory: str | None = Field(None, description="Default: <state_dir>/recordings")
+    sweep_interval_s: float = Field(3600.0, gt=0, description="How often expired recordings are deleted (retention_days).")
+
+
 def _vendor_secrets() -> dict[str, SecretConfig]:
     return {n: SecretConfig(env=env, hosts=list(hosts)) for n, (env, hosts) in VENDOR_SECRETS.items()}
 
@@ -332,6 +350,9 @@ class VoxdConfig(_Model):
     agents_dir: str = Field("agents", description="Folder of agent YAML files (relative to the config file's parent folder's parent, or absolute).")
     default_agent: str | None = Field(None, description="Agent for calls that name none.")
     database: str | None = Field(None, description="SQLite path; default <state_dir>/voxd.db")
+    store: StoreConfig = Field(default_factory=lambda: StoreConfig(),
+                               description="The database: SQLite (default) or PostgreSQL shared by several nodes.")
+    redis: RedisConfig = Field(default_factory=lambda: RedisConfig())
     http: HttpConfig = Field(default_factory=lambda: HttpConfig())
     api: ApiLimits = Field(default_factory=lambda: ApiLimits())
     sip: SipListenConfig = Field(default_factory=lambda: SipListenConfig())
@@ -341,6 +362,8 @@ class VoxdConfig(_Model):
         default_factory=lambda: LocalLLMConfig(),
         description="Packaged local models (llm engine 'local'): models folder, threads, context, slots.")
     webhooks: WebhooksConfig = Field(default_factory=lambda: WebhooksConfig())
+    analysis: AnalysisSettings = Field(default_factory=lambda: AnalysisSettings())
+    recordings: RecordingsConfig = Field(default_factory=lambda: RecordingsConfig())
     webrtc: WebRtcConfig = Field(default_factory=lambda: WebRtcConfig())
     twilio: TwilioConfig = Field(default_factory=lambda: TwilioConfig())
     tools: ToolsConfig = Field(default_factory=lambda: ToolsConfig(), description="Function library settings (weather, email, calendar, plugins, knowledge bases).")
@@ -386,6 +409,10 @@ class VoxdConfig(_Model):
 
     def resolved_database(self) -> Path:
         return Path(self.database) if self.database else self.resolved_state_dir() / "voxd.db"
+
+    def resolved_recordings(self) -> Path:
+        d = self.recordings.directory
+        return Path(d) if d else self.resolved_state_dir() / "recordings"
 
 
 def _webhooks_private(cfg: WebhooksConfig) -> bool:

@@ -84,6 +84,7 @@ class CallRecord:
     dtmf: list[DtmfRecord] = field(default_factory=list)
     interruptions: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
+    variables: dict[str, str] = field(default_factory=dict)  # the call's per-call variables, defaults filled in
 
     @property
     def status(self) -> str:

@@ -31,6 +31,7 @@ EndReason = Literal[
     "transport_error",    # our side of the transport failed
     "bad_offer",          # an SDP offer we could not answer
     "bad_answer_sdp",     # an SDP answer we could not accept (outbound)
+    "rejected",           # refused before it was answered (the inbound lookup said so); why: metadata
     # an outbound call that was never answered
     "busy",
     "declined",

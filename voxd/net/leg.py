@@ -37,6 +37,7 @@ from typing import Any, Literal, Protocol, cast
 from voxd.agents.catalog import AgentCatalog
 from voxd.agents.loader import LoadedAgent
 from voxd.call.events import CallEvent
+from voxd.call.lookup import Outcome
 from voxd.call.manager import CallLimitReached, CallManager
 from voxd.call.ports import SILENCE, AudioFrame, EndedBy, EndReason, Engines, PlaybackFinished
 from voxd.call.session import CallSession
@@ -123,6 +124,24 @@ class LegEnv:
         if not self.accepting():
             raise Refused("draining", "draining: not accepting new calls")
 
+    async def inbound(self, agent: LoadedAgent, *, transport: str, caller: str = "", called: str = "",
+                      from_uri: str = "", to_uri: str = "") -> Outcome:
+        """Before an inbound call is answered: the agent's inbound lookup, if it has one
+        (variables, another agent of this catalog's organisation, or a rejection)."""
+        lookups = self.calls.lookups
+        if agent.config.inbound_lookup is None or lookups is None or self.agents is None:
+            return Outcome(agent)
+        return await lookups.resolve(agent, self.agents.get, caller=caller, called=called, transport=transport,
+                                     from_uri=from_uri, to_uri=to_uri)
+
+    def reject(self, outcome: Outcome, transport: str, *, from_uri: str = "", to_uri: str = "",
+               metadata: dict[str, Any] | None = None) -> None:
+        """Record a call its lookup rejected (the transport refuses it on its wire)."""
+        assert outcome.reject is not None
+        self.calls.rejected(outcome.agent, transport, outcome.reject.reason, from_uri=from_uri, to_uri=to_uri,
+                            metadata={**(metadata or {}), "inbound_lookup": outcome.info},
+                            variables=outcome.variables)
+
     def agent(self, name: str | None = None, *, number: str | None = None) -> LoadedAgent:
         """The agent a call asked for (by name, or by dialled number), else the default."""
         if self.agents is None:
@@ -182,6 +201,7 @@ class CallLeg:
         engines: Engines | None = None,
         source: str = "",
         authenticated: bool = True,
+        variables: dict[str, str] | None = None,
     ) -> CallSession:
         """Create the call's session; Refused("busy") at the limits (the total, this
         transport's share, the caps on calls nobody authenticated, for `source`),
@@ -190,13 +210,14 @@ class CallLeg:
         try:
             session = self.env.calls.create(agent, self, from_uri=from_uri, to_uri=to_uri, direction=direction,
                                             metadata=metadata, listener=listener, engines=engines,
-                                            source=source, authenticated=authenticated)
+                                            source=source, authenticated=authenticated, variables=variables)
         except CallLimitReached as e:
             raise Refused("busy", str(e)) from None
         self.session = session
         self.env.legs.add(self)
-        if self.env.recorder is not None:
-            self.recorder = self.env.recorder(session)
+        make = self.env.recorder or getattr(self.env.calls, "recorder", None)  # the process's, unless the leg's own
+        if make is not None:
+            self.recorder = make(session)
         return session
 
     # ------------------------------------------------------------ media

@@ -22,6 +22,7 @@ from typing import Any
 
 from voxd.agents.catalog import AgentCatalog
 from voxd.agents.loader import LoadedAgent
+from voxd.call.lookup import REJECT_STATUSES
 from voxd.call.manager import CallManager
 from voxd.call.session import CallSession
 from voxd.config import SipListenConfig, TrunkConfig
@@ -99,6 +100,7 @@ class SipEndpoint:
         self.options_results: list[Callable[[ev.OptionsResult], None]] = []  # trunk keepalives (sip_options.py)
         self.tracer: SipTracer | None = None  # per-call SIP traces (sip_trace.py)
         self.table.on_cleanup = self._traced
+        self._looking_up: dict[str, asyncio.Task[None]] = {}  # INVITEs waiting for their agent's inbound lookup
 
     def configure(self, cfg: SipListenConfig) -> None:
         """A reloaded `sip:` block with the same listener and RTP ports: trunks (sources,
@@ -158,6 +160,8 @@ class SipEndpoint:
         return self.table.calls
 
     async def stop(self) -> None:
+        for task in list(self._looking_up.values()):
+            task.cancel()
         await self.table.close_all()
         self._flush()
         if self._timer is not None:
@@ -306,6 +310,8 @@ class SipEndpoint:
                 listener(e)
         elif isinstance(e, ev.CallCancelled) and call is not None:
             self.table.end(call, "caller_cancelled", "caller")
+        elif isinstance(e, ev.CallCancelled) and e.call_id in self._looking_up:
+            self._looking_up.pop(e.call_id).cancel()  # 487 already sent
         elif isinstance(e, ev.ByeReceived) and call is not None:
             self.table.end(call, "caller_hangup", "caller")
         elif isinstance(e, ev.CallTerminated) and call is not None:
@@ -334,7 +340,8 @@ class SipEndpoint:
         except Refused:
             ua.reject(e.call_id, 503, now, retry_after=30, reason="Draining")
             return
-        if self.table.active >= self.cfg.max_calls or self.table.per_source[src] >= self.cfg.max_calls_per_source:
+        if (self.table.active + len(self._looking_up) >= self.cfg.max_calls
+                or self.table.per_source[src] >= self.cfg.max_calls_per_source):
             ua.reject(e.call_id, 503, now, retry_after=5, reason="Too many calls")
             return
         try:  # a registration's agent ("" for the default one), else by the dialled number
@@ -347,6 +354,41 @@ class SipEndpoint:
         except SdpParseError:
             ua.reject(e.call_id, 488, now, reason="Bad SDP")
             return
+        if agent.config.inbound_lookup is not None and self.calls.lookups is not None:
+            task = asyncio.ensure_future(self._look_up(e, agent, offer))
+            self._looking_up[e.call_id] = task
+            task.add_done_callback(lambda _t: self._looking_up.pop(e.call_id, None))
+            return
+        self._admit(e, agent, offer, now)
+
+    async def _look_up(self, e: ev.IncomingCall, agent: LoadedAgent, offer: SessionDescription) -> None:
+        """The agent's inbound lookup, before the INVITE is answered (the caller hears
+        only 100 Trying meanwhile); then the call goes on, on the agent it named, or is refused."""
+        assert self.ua is not None
+        from_uri, to_uri = e.from_.uri.serialize(), e.to.uri.serialize()
+        outcome = await self.env.inbound(agent, transport="sip", caller=e.from_.uri.user or "", called=e.user or "",
+                                         from_uri=from_uri, to_uri=to_uri)
+        self._looking_up.pop(e.call_id, None)
+        now = time.monotonic()
+        try:
+            if outcome.reject is not None:
+                self.env.reject(outcome, "sip", from_uri=from_uri, to_uri=to_uri,
+                                metadata={"sip_call_id": e.call_id, "source": e.source[0]})
+                status = outcome.reject.status
+                self.ua.reject(e.call_id, status, now, reason=REJECT_STATUSES.get(status, "Decline"))
+            else:
+                self._admit(e, outcome.agent, offer, now, variables=outcome.variables,
+                            lookup=outcome.info)
+        except KeyError:  # the caller gave up meanwhile
+            return
+        finally:
+            self._flush()
+
+    def _admit(self, e: ev.IncomingCall, agent: LoadedAgent, offer: SessionDescription, now: float, *,
+               variables: dict[str, str] | None = None, lookup: dict[str, object] | None = None) -> None:
+        assert self.ua is not None
+        ua = self.ua
+        src = e.source[0]
         call = SipCall(self.table, e.call_id, e.source)
         try:
             sock, port = self.ports.bind(self.cfg.host)
@@ -366,10 +408,13 @@ class SipEndpoint:
             return
         leg = CallLeg(self.env, "sip", call, call, codec=codecs.get(neg.codec.name))
         try:
+            meta: dict[str, object] = {"sip_call_id": e.call_id, "codec": neg.codec.name,
+                                       "srtp": neg.srtp.suite if neg.srtp is not None else None,
+                                       "source": src, "auth_user": e.auth_user}
+            if lookup is not None:
+                meta["inbound_lookup"] = lookup
             session = leg.admit(agent, from_uri=e.from_.uri.serialize(), to_uri=e.to.uri.serialize(),
-                                metadata={"sip_call_id": e.call_id, "codec": neg.codec.name,
-                                          "srtp": neg.srtp.suite if neg.srtp is not None else None,
-                                          "source": src, "auth_user": e.auth_user})
+                                metadata=meta, variables=variables)
         except Refused:
             self.ports.release(port)
             sock.close()
@@ -403,10 +448,11 @@ class SipEndpoint:
             return
         self._flush()
 
-    async def dial(self, agent: LoadedAgent, target: str, from_user: str = "voxd") -> CallSession:
+    async def dial(self, agent: LoadedAgent, target: str, from_user: str = "voxd",
+                   variables: dict[str, str] | None = None, metadata: dict[str, Any] | None = None) -> CallSession:
         """Place a call (see SipCallTable.dial)."""
         return await self.table.dial(agent, target, codec_names=self.cfg.codecs, from_user=from_user,
-                                     srtp=self.cfg.srtp)
+                                     srtp=self.cfg.srtp, variables=variables, metadata=metadata)
 
     def srtp_policy(self, source: Addr) -> Policy:
         """The srtp policy of a call from ``source``: its trunk's, else sip.srtp."""

@@ -165,7 +165,7 @@ class SipCallTable:
     async def dial(self, agent: LoadedAgent, target: str, *, codec_names: list[str], from_user: str = "voxd",
                    ring_timeout_s: float = 45.0, peer: Addr | None = None,
                    invite_options: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None,
-                   srtp: Policy = "off") -> CallSession:
+                   srtp: Policy = "off", variables: dict[str, str] | None = None) -> CallSession:
         """Place a call to `target` (sip:user@host[:port]); returns the session at once.
         The session starts (the agent speaks first only if it has a greeting) when answered.
         ``srtp``: the trunk's policy (SDES a=crypto offered; RTP/SAVP when required)."""
@@ -182,7 +182,8 @@ class SipCallTable:
         call.outbound_sock = sock
         leg = CallLeg(self.env, "sip", call, call)
         session = leg.admit(agent, from_uri=f"sip:{from_user}@{host}", to_uri=uri.serialize(),
-                            direction="outbound", metadata={"sip_call_id": call_id, **(metadata or {})})
+                            direction="outbound", metadata={"sip_call_id": call_id, **(metadata or {})},
+                            variables=variables)
         call.session, call.leg = session, leg
         self.add(call)
         self.spawn(self._ring_timeout(call, ring_timeout_s))

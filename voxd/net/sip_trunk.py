@@ -15,7 +15,7 @@ import socket
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from voxd.agents.loader import LoadedAgent
 from voxd.call.session import CallSession
@@ -134,7 +134,9 @@ async def resolve(host: str, port: int) -> Addr:
 
 
 async def dial_trunk(endpoint: SipEndpoint, agent: LoadedAgent, trunk: TrunkConfig, to: str, *,
-                     secrets: SecretBook, from_user: str | None = None) -> CallSession:
+                     secrets: SecretBook, from_user: str | None = None,
+                     variables: dict[str, str] | None = None,
+                     metadata: dict[str, Any] | None = None) -> CallSession:
     """Place a call to ``to`` (a number, or a SIP URI) through ``trunk``."""
     out = trunk.outbound
     assert out is not None
@@ -175,7 +177,9 @@ async def dial_trunk(endpoint: SipEndpoint, agent: LoadedAgent, trunk: TrunkConf
     try:
         session = await endpoint.table.dial(
             agent, target.serialize(), codec_names=endpoint.cfg.codecs, from_user=from_user or out.from_user or "voxd",
-            peer=peer, metadata={"trunk": trunk.name}, srtp=trunk.srtp or endpoint.cfg.srtp, invite_options={
+            peer=peer, metadata={"trunk": trunk.name, **(metadata or {})}, srtp=trunk.srtp or endpoint.cfg.srtp,
+            variables=variables,
+            invite_options={
                 "from_host": out.domain, "display_name": out.from_display, "route": route,
                 "credentials": credentials, "headers": headers})
     except BaseException:

@@ -350,13 +350,21 @@ def setup_webrtc(
             agent = env.agent(name)
         except Refused as e:
             raise web.HTTPNotFound(text=e.message) from None
+        meta: dict[str, Any] = {"user_agent": request.headers.get("User-Agent", "")[:200]}
+        outcome = await env.inbound(agent, transport="webrtc", caller=request.remote or "", from_uri=request.remote or "")
+        if outcome.reject is not None:  # the agent's inbound lookup refused the call
+            env.reject(outcome, "webrtc", from_uri=request.remote or "", metadata=meta)
+            raise web.HTTPForbidden(text=f"rejected: {outcome.reject.reason}")
+        if outcome.info:
+            meta["inbound_lookup"] = outcome.info
+        agent = outcome.agent
         cfg = current()
         pc = RTCPeerConnection(cfg.rtc_configuration())
         call = RtcCall(pc)
         leg = CallLeg(env, "webrtc", call, call, inbound="arrival", outbound="pull")
         try:
-            session = leg.admit(agent, from_uri=request.remote or "", listener=call.on_event,
-                                metadata={"user_agent": request.headers.get("User-Agent", "")[:200]})
+            session = leg.admit(agent, from_uri=request.remote or "", listener=call.on_event, metadata=meta,
+                                variables=outcome.variables)
         except Refused as e:
             await pc.close()
             raise web.HTTPServiceUnavailable(text=f"busy: {e.message}") from None

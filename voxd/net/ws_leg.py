@@ -291,10 +291,20 @@ async def serve_stream(
     meta = dict(start.metadata)
     if ser.sends_start:
         meta["custom_parameters"] = params
+    # the agent's inbound lookup, before the stream is answered: variables, another agent, or no
+    outcome = await env.inbound(chosen, transport=ser.transport_name, caller=_number(start.from_uri),
+                                called=_number(start.to_uri), from_uri=start.from_uri, to_uri=start.to_uri)
+    if outcome.reject is not None:
+        env.reject(outcome, ser.transport_name, from_uri=start.from_uri, to_uri=start.to_uri, metadata=meta)
+        await ws.close(code=1008, message=f"rejected: {outcome.reject.reason}"[:120].encode())
+        return ws
+    if outcome.info:
+        meta["inbound_lookup"] = outcome.info
+    chosen = outcome.agent
     leg = CallLeg(env, ser.transport_name, wire, wire, codec=ser.codec, inbound=ser.inbound, outbound="clock")
     try:
         session = leg.admit(chosen, from_uri=start.from_uri, to_uri=start.to_uri, metadata=meta, listener=wire.on_event,
-                            source=request.remote or "", authenticated=authenticated)
+                            source=request.remote or "", authenticated=authenticated, variables=outcome.variables)
     except Refused as e:
         busy = ser.serialize(ErrorOut(f"busy: {e.message}"))
         if busy is not None:
@@ -351,3 +361,11 @@ async def serve_stream(
         await leg.end(reason, by, error=error)
         await wire.close_out(EndOut(session.record.end_reason or reason), code=1008 if reason == "protocol_error" else 1000)
     return ws
+
+
+def _number(uri: str) -> str:
+    """The user part of a SIP URI (``sip:+1555@host`` -> ``+1555``), else the text as given."""
+    if uri.startswith(("sip:", "sips:", "tel:")):
+        rest = uri.split(":", 1)[1]
+        return rest.split("@", 1)[0].split(";", 1)[0]
+    return uri

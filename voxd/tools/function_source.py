@@ -15,6 +15,7 @@ class _NoCall:
 
     call_id = ""
     timezone = "UTC"
+    variables: dict[str, str] = {}  # noqa: RUF012 (read only)
 
     def options_for(self, tool: str) -> dict[str, Any]:
         return {}

@@ -100,15 +100,18 @@ class HttpFunctionRunner:
         self.redactor = redactor
         self.policy = policy or EgressPolicy()
 
-    def build(self, args: dict[str, Any]) -> tuple[str, dict[str, str], bytes | None, dict[str, str]]:
-        """(url, headers, body, query) for these arguments, signed."""
+    def build(self, args: dict[str, Any], variables: dict[str, str] | None = None
+              ) -> tuple[str, dict[str, str], bytes | None, dict[str, str]]:
+        """(url, headers, body, query) for these arguments, signed. The URL and body
+        templates may also name the call's ``variables`` (an argument of the same name wins)."""
         spec = self.spec
-        url = render_url(spec.url, args)
+        values = {**(variables or {}), **args}
+        url = render_url(spec.url, values)
         headers = {k: expand_secrets(v, self.secrets, url, self.redactor) for k, v in spec.headers.items()}
         query: dict[str, str] = {}
         body: bytes | None = None
         if spec.body is not None:
-            rendered = render(spec.body, args)
+            rendered = render(spec.body, values)
             body = rendered.encode() if isinstance(rendered, str) else json.dumps(rendered).encode()
         elif spec.method in ("GET", "DELETE"):
             query = {k: _text(v) for k, v in args.items() if v is not None}
@@ -122,7 +125,7 @@ class HttpFunctionRunner:
         return url, headers, body, query
 
     async def __call__(self, args: dict[str, Any], ctx: ToolContext | None) -> Any:
-        url, headers, body, query = self.build(args)
+        url, headers, body, query = self.build(args, getattr(ctx, "variables", None))  # a test's context may have none
         if ctx is not None and ctx.call_id:
             headers.setdefault("X-Voxd-Call-Id", ctx.call_id)
         session = await self.session()

@@ -30,6 +30,10 @@ class ToolContext(Protocol):
     @property
     def timezone(self) -> str: ...
 
+    @property
+    def variables(self) -> dict[str, str]:
+        """The call's variables (declared defaults and the values it brought)."""
+
     def options_for(self, tool: str) -> dict[str, Any]: ...
 
     async def end_call(self, reason: str) -> None: ...

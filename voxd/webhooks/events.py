@@ -21,6 +21,7 @@ from voxd.call.events import (
     CallStarted,
     DtmfReceived,
     EngineError,
+    RecordingReady,
     ToolExecuted,
     TurnCompleted,
 )
@@ -36,6 +37,8 @@ EVENT_TYPES: dict[str, str] = {
     "call.ended": "The call ended: duration, end reason and who hung up.",
     "call.failed": "The call ended without being answered (busy, no answer, rejected, error).",
     "call.transferred": "The call was handed to another destination.",
+    "call.analyzed": "The post-call analysis is done: summary, outcome, extracted fields, sentiment, quality (MOS), "
+                     "cost.",
     "conversation.updated": "A turn completed, in a call or a text conversation: its text, whether it was "
                             "interrupted, its latencies.",
     "conversation.ended": "The full transcript, once the call or text conversation has ended.",
@@ -44,11 +47,15 @@ EVENT_TYPES: dict[str, str] = {
     "agent.deployed": "A new agent was loaded.",
     "agent.updated": "An agent's configuration changed (new version).",
     "error.occurred": "An engine (STT, LLM, TTS) failed during a call.",
+    "recording.ready": "The call's recording is finalised: format, duration and SHA-256 checksum.",
     "webhook.test": "Sent by POST /api/v1/webhooks/{webhook_id}/test.",
 }
 # what an endpoint can subscribe to (`events:`): every type but the test send, which goes
 # only to the endpoint it was asked for
 SUBSCRIBABLE: tuple[str, ...] = tuple(t for t in EVENT_TYPES if t != "webhook.test")
+
+
+VARIABLES_DOC = "The call's per-call variables (declared defaults and the values it brought)."
 
 
 class CallInfo(BaseModel):
@@ -62,6 +69,7 @@ class CallInfo(BaseModel):
     started_at: float
     answered_at: float | None
     metadata: dict[str, Any]
+    variables: dict[str, str] = Field(default_factory=dict, description=VARIABLES_DOC)
 
 
 class CallEndedInfo(CallInfo):
@@ -80,6 +88,19 @@ class Latency(BaseModel):
     first_audio_ms: float | None = None
 
 
+class CallAnalyzedInfo(BaseModel):
+    call_id: str
+    agent: str
+    summary: str | None
+    outcome: str | None = Field(examples=["booked"])
+    extracted: dict[str, Any] = Field(description="The fields of the agent's analysis.schema.")
+    sentiment: float | None = Field(description="The caller's overall sentiment, -1..1.")
+    mos: float | None = Field(description="E-model MOS of the audio path (RTP calls), 1..4.5.")
+    validation_error: str | None = Field(description="Why `extracted` does not match the schema, if it does not.")
+    analysis: dict[str, Any] = Field(description="The whole analysis, as GET /api/v1/calls/{call_id} shows it.")
+    variables: dict[str, str] = Field(default_factory=dict, description=VARIABLES_DOC)
+
+
 class TurnInfo(BaseModel):
     index: int
     speaker: Literal["caller", "bot"]
@@ -96,7 +117,11 @@ class TurnInfo(BaseModel):
 CHANNEL_DOC = "call, or text for a conversation started with POST /api/v1/conversations."
 
 
-class ConversationUpdated(BaseModel):
+class _OfACall(BaseModel):
+    variables: dict[str, str] = Field(default_factory=dict, description=VARIABLES_DOC)
+
+
+class ConversationUpdated(_OfACall):
     call_id: str | None = Field(description="The call; null for a text conversation.")
     conversation_id: str = Field(description="The call's id, or the text conversation's (conv_...).")
     channel: Literal["call", "text"] = Field("call", description=CHANNEL_DOC)
@@ -104,7 +129,7 @@ class ConversationUpdated(BaseModel):
     turn: TurnInfo
 
 
-class ConversationEnded(BaseModel):
+class ConversationEnded(_OfACall):
     call_id: str | None = Field(description="The call; null for a text conversation.")
     conversation_id: str = Field(description="The call's id, or the text conversation's (conv_...).")
     channel: Literal["call", "text"] = Field("call", description=CHANNEL_DOC)
@@ -114,7 +139,7 @@ class ConversationEnded(BaseModel):
     dtmf: str = Field(description="Every digit the caller pressed, in order.", examples=["12#"])
 
 
-class DtmfInfo(BaseModel):
+class DtmfInfo(_OfACall):
     call_id: str
     agent: str
     digit: str = Field(examples=["5"])
@@ -122,7 +147,7 @@ class DtmfInfo(BaseModel):
     at: float
 
 
-class FunctionExecutedInfo(BaseModel):
+class FunctionExecutedInfo(_OfACall):
     call_id: str = Field(description="The call, or the text conversation (conv_...) the function ran in.")
     agent: str
     name: str = Field(examples=["lookup_order"])
@@ -138,12 +163,25 @@ class AgentInfo(BaseModel):
     version: str
 
 
-class ErrorInfo(BaseModel):
+class ErrorInfo(_OfACall):
     call_id: str
     agent: str
     role: str = Field(examples=["llm"], description="stt, llm or tts")
     message: str
     detail: dict[str, Any]
+
+
+class RecordingInfo(_OfACall):
+    call_id: str
+    agent: str
+    format: Literal["wav", "opus"]
+    channels: Literal["stereo", "mono"]
+    content_type: str = Field(examples=["audio/wav"])
+    duration_s: float
+    bytes: int
+    sha256: str = Field(description="Hex SHA-256 of the file GET /api/v1/calls/{call_id}/recording serves.")
+    url: str = Field(examples=["/api/v1/calls/call_3f2a9c0d1e4b5a6c7d8e/recording"])
+    expires_at: float | None = Field(None, description="When retention deletes it (unix seconds); null: kept.")
 
 
 class TestInfo(BaseModel):
@@ -189,6 +227,13 @@ class CallTransferredEvent(_Envelope):
 
     type: Literal["call.transferred"]
     data: CallEndedInfo
+
+
+class CallAnalyzedEvent(_Envelope):
+    """``call.analyzed``"""
+
+    type: Literal["call.analyzed"]
+    data: CallAnalyzedInfo
 
 
 class ConversationUpdatedEvent(_Envelope):
@@ -240,6 +285,13 @@ class ErrorOccurredEvent(_Envelope):
     data: ErrorInfo
 
 
+class RecordingReadyEvent(_Envelope):
+    """``recording.ready``"""
+
+    type: Literal["recording.ready"]
+    data: RecordingInfo
+
+
 class WebhookTestEvent(_Envelope):
     """``webhook.test``"""
 
@@ -253,6 +305,7 @@ EVENT_MODELS: dict[str, type[_Envelope]] = {
     "call.ended": CallEndedEvent,
     "call.failed": CallFailedEvent,
     "call.transferred": CallTransferredEvent,
+    "call.analyzed": CallAnalyzedEvent,
     "conversation.updated": ConversationUpdatedEvent,
     "conversation.ended": ConversationEndedEvent,
     "dtmf.received": DtmfReceivedEvent,
@@ -260,13 +313,14 @@ EVENT_MODELS: dict[str, type[_Envelope]] = {
     "agent.deployed": AgentDeployedEvent,
     "agent.updated": AgentUpdatedEvent,
     "error.occurred": ErrorOccurredEvent,
+    "recording.ready": RecordingReadyEvent,
     "webhook.test": WebhookTestEvent,
 }
 WebhookEvent = Annotated[
     CallStartedEvent | CallAnsweredEvent | CallEndedEvent | CallFailedEvent
-    | CallTransferredEvent | ConversationUpdatedEvent | ConversationEndedEvent | DtmfReceivedEvent
+    | CallTransferredEvent | CallAnalyzedEvent | ConversationUpdatedEvent | ConversationEndedEvent | DtmfReceivedEvent
     | FunctionExecutedEvent | AgentDeployedEvent | AgentUpdatedEvent | ErrorOccurredEvent
-    | WebhookTestEvent,
+    | RecordingReadyEvent | WebhookTestEvent,
     Field(discriminator="type"),
 ]
 
@@ -288,7 +342,8 @@ def message(event_type: str, data: BaseModel, *, agent: str | None = None, call_
 def _call(r: CallRecord) -> dict[str, Any]:
     return {"id": r.id, "agent": r.agent, "agent_version": r.agent_version, "transport": r.transport,
             "direction": r.direction, "from_uri": r.from_uri, "to_uri": r.to_uri,
-            "started_at": r.started_at, "answered_at": r.answered_at, "metadata": dict(r.metadata)}
+            "started_at": r.started_at, "answered_at": r.answered_at, "metadata": dict(r.metadata),
+            "variables": dict(r.variables)}
 
 
 def _ended(r: CallRecord) -> CallEndedInfo:
@@ -308,6 +363,7 @@ def _turn(t: Turn) -> TurnInfo:
 def from_call_event(event: CallEvent) -> list[Message]:
     """The webhook messages one call event produces (none for live-UI-only events)."""
     r = event.record
+    v = dict(r.variables)
 
     def msg(kind: str, data: BaseModel) -> Message:
         return message(kind, data, agent=r.agent, call_id=r.id)
@@ -319,21 +375,28 @@ def from_call_event(event: CallEvent) -> list[Message]:
         return out
     if isinstance(event, TurnCompleted):
         return [msg("conversation.updated", ConversationUpdated(call_id=r.id, conversation_id=r.id, agent=r.agent,
-                                                                    turn=_turn(event.turn)))]
+                                                                    turn=_turn(event.turn), variables=v))]
     if isinstance(event, DtmfReceived):
         d = event.dtmf
         return [msg("dtmf.received", DtmfInfo(call_id=r.id, agent=r.agent, digit=d.digit,
-                                                  source=d.source, at=d.at))]
+                                                  source=d.source, at=d.at, variables=v))]
     if isinstance(event, ToolExecuted):
         t = event.tool  # redacted as in the execution log: no API keys or passwords leave
         result = default_redactor(t.result if _jsonable(t.result) else str(t.result))
         return [msg("function.executed", FunctionExecutedInfo(
             call_id=r.id, agent=r.agent, name=t.name, arguments=default_redactor(dict(t.arguments)), result=result,
             error=default_redactor.text(t.error) if t.error else None, started_at=t.started_at,
-            duration_ms=t.duration_ms))]
+            duration_ms=t.duration_ms, variables=v))]
     if isinstance(event, EngineError):
         return [msg("error.occurred", ErrorInfo(call_id=r.id, agent=r.agent, role=event.role,
-                                                    message=event.message, detail=_plain(event.detail)))]
+                                                    message=event.message, detail=_plain(event.detail),
+                                                    variables=v))]
+    if isinstance(event, RecordingReady):
+        i = event.info
+        return [msg("recording.ready", RecordingInfo(
+            call_id=r.id, agent=r.agent, format=i["format"], channels=i["channels"], content_type=i["content_type"],
+            duration_s=i["duration_s"], bytes=i["bytes"], sha256=i["sha256"],
+            url=f"/api/v1/calls/{r.id}/recording", expires_at=i.get("expires_at"), variables=v))]
     if isinstance(event, CallEnded):
         ended = _ended(r)
         out = []
@@ -346,7 +409,7 @@ def from_call_event(event: CallEvent) -> list[Message]:
             out.append(msg("conversation.ended", ConversationEnded(
                 call_id=r.id, conversation_id=r.id, end_reason=r.end_reason, agent=r.agent,
                 transcript=[_turn(t) for t in r.turns],
-                dtmf="".join(d.digit for d in r.dtmf))))
+                dtmf="".join(d.digit for d in r.dtmf), variables=v)))
         return out
     return []
 
@@ -361,14 +424,27 @@ def from_text_event(event: TextEvent) -> list[Message]:
 
     if isinstance(event, TurnCompleted):
         return [msg("conversation.updated", ConversationUpdated(
-            call_id=None, conversation_id=r.id, channel="text", agent=r.agent, turn=_turn(event.turn)))]
+            call_id=None, conversation_id=r.id, channel="text", agent=r.agent, turn=_turn(event.turn),
+            variables=dict(r.variables)))]
     if isinstance(event, ConversationClosed):
         return [msg("conversation.ended", ConversationEnded(
             call_id=None, conversation_id=r.id, channel="text", end_reason=r.end_reason, agent=r.agent,
-            transcript=[_turn(t) for t in r.turns], dtmf=""))]
+            transcript=[_turn(t) for t in r.turns], dtmf="", variables=dict(r.variables)))]
     if isinstance(event, ToolExecuted | EngineError):
         return from_call_event(event)
     return []
+
+
+def analyzed_message(call_id: str, agent: str, analysis: dict[str, Any],
+                     variables: dict[str, str] | None = None) -> Message:
+    """``call.analyzed`` for a call's stored analysis."""
+    s = analysis.get("sentiment") or {}
+    q = analysis.get("quality") or {}
+    return message("call.analyzed", CallAnalyzedInfo(
+        call_id=call_id, agent=agent, summary=analysis.get("summary"), outcome=analysis.get("outcome"),
+        extracted=dict(analysis.get("extracted") or {}), sentiment=s.get("overall"), mos=q.get("mos"),
+        validation_error=analysis.get("validation_error"), analysis=analysis, variables=dict(variables or {})),
+        agent=agent, call_id=call_id)
 
 
 def agent_message(event_type: Literal["agent.deployed", "agent.updated"], name: str, version: str) -> Message:
@@ -389,7 +465,7 @@ def examples() -> dict[str, dict[str, Any]]:
 
     rec = CallRecord(id="call_3f2a9c0d1e4b5a6c7d8e", agent="front-desk", agent_version="7c1e", transport="sip",
                      from_uri="sip:+15550100@pbx.example.com", to_uri="sip:support@voxd.example.com",
-                     started_at=1_790_000_000.0, answered_at=1_790_000_000.2)
+                     started_at=1_790_000_000.0, answered_at=1_790_000_000.2, variables={"name": "Ada"})
     turn = Turn(index=1, speaker="bot", text="It's ten past five.", started_at=1_790_000_004.1,
                 ended_at=1_790_000_005.6, source="reply",
                 latency=TurnLatency(endpoint_ms=310.0, transcript_ms=42.0, first_token_ms=380.0, first_audio_ms=520.0))
@@ -403,6 +479,9 @@ def examples() -> dict[str, dict[str, Any]]:
             *from_call_event(EngineError(rec, "llm", "upstream timed out", {"provider": "openai"}))]
     rec.ended_at, rec.end_reason, rec.ended_by = 1_790_000_012.0, "caller_hangup", "caller"
     live += from_call_event(CallEnded(rec))
+    live += from_call_event(RecordingReady(rec, {
+        "format": "wav", "channels": "stereo", "content_type": "audio/wav", "duration_s": 11.78, "bytes": 754_004,
+        "sha256": "9f2c" * 16, "expires_at": 1_792_592_012.0}))
     failed = CallRecord(id="call_9b8a7c6d5e4f3a2b1c0d", agent="front-desk", agent_version="7c1e", transport="sip",
                         direction="outbound", to_uri="sip:+15550199@pbx.example.com", started_at=1_790_000_100.0,
                         ended_at=1_790_000_130.0, end_reason="no_answer", ended_by="system")
@@ -410,6 +489,9 @@ def examples() -> dict[str, dict[str, Any]]:
                        started_at=1_790_000_200.0, answered_at=1_790_000_200.1, ended_at=1_790_000_230.0,
                        end_reason="transferred", ended_by="agent")
     live += from_call_event(CallEnded(failed)) + from_call_event(CallEnded(moved))
+    live.append(analyzed_message(rec.id, rec.agent, {
+        "summary": "The caller asked the time.", "outcome": "answered", "extracted": {}, "validation_error": None,
+        "sentiment": {"method": "vader", "overall": 0.0}, "quality": {"mos": 4.4, "r_factor": 92.7}}))
     live += [agent_message("agent.deployed", "front-desk", "7c1e"), agent_message("agent.updated", "front-desk", "8d2f"),
              message("webhook.test", TestInfo(webhook_id="wh_0123456789abcdef"))]
     out: dict[str, dict[str, Any]] = {}

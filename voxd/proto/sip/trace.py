@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..pcap import UdpPacket, write_pcap
+from ..sdes import mask_keys
 
 Addr = tuple[str, int]
 MASK = b"<masked>"
@@ -41,7 +42,11 @@ def _mask_value(match: re.Match[bytes]) -> bytes:
 
 
 def mask_credentials(data: bytes) -> bytes:
-    """``data`` with digest responses and Basic credentials replaced by ``<masked>``."""
+    """``data`` with digest responses and Basic credentials replaced by ``<masked>``, and
+    the SDES master keys of an SRTP offer or answer (``a=crypto:... inline:KEY``) by ``***``
+    (the message's Content-Length then no longer matches its masked body)."""
+    if b"inline:" in data:
+        data = mask_keys(data.decode("latin-1")).encode("latin-1")
     if b"uthorization" not in data and b"UTHORIZATION" not in data:
         return data
     head = head_of(data)

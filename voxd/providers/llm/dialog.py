@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from voxd.agents.schema import DialogConfig, Intent, LLMConfig
+from voxd.core.placeholders import fill
 from voxd.providers.base import (
     LanguageModel,
     LLMEvent,
@@ -62,20 +63,9 @@ def score_intent(intent: Intent, text: str) -> float:
 
 
 def render(template: str, values: dict[str, Any]) -> str:
-    """Fill {name} and {name.field} from values; unknown names render empty."""
-
-    def lookup(m: re.Match[str]) -> str:
-        cur: Any = values
-        for part in m.group(1).split("."):
-            if isinstance(cur, dict) and part in cur:
-                cur = cur[part]
-            else:
-                return ""
-        if isinstance(cur, float) and cur.is_integer():
-            cur = int(cur)
-        return str(cur)
-
-    return re.sub(r"\{([a-zA-Z_][\w.]*)\}", lookup, template)
+    """Fill {name} and {name.field} from values ({{ and }}: braces); unknown names render empty.
+    The call's variables were filled in when the call started (voxd.agents.templates)."""
+    return fill(template, values)
 
 
 @dataclass
@@ -129,7 +119,7 @@ class DialogEngine(LanguageModel):
         intent, _ = self.match(text)
         if intent is None:
             self._pending = None
-            return _say(self.cfg.fallback)
+            return _say(render(self.cfg.fallback, {}))
         pending = _Pending(intent)
         for slot in intent.slots:
             value = self._extract(intent, slot.name, text)
