@@ -139,10 +139,12 @@ class Daemon:
 
         self.webhooks = hooks = setup_webhooks(self)  # after the first load: only later agent changes are events
         from voxd.call.recording import Recordings
+        from voxd.daemon_sources import close_cut_calls_at_start
 
         self.recordings = rec = Recordings(self.cfg.resolved_recordings(), db.calls())
         self.calls.recorder = rec.recorder_for  # stopped before webhooks: its last recording.ready goes out
         self.services.append(("recordings", lambda: rec.start(self.cfg.recordings.sweep_interval_s), rec.stop))
+        close_cut_calls_at_start(self)  # after recordings are recovered, before analysis and listeners
         hooks.worker.on_attempt = self.metrics.on_webhook_attempt
         from voxd.daemon_sources import setup_analysis
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from voxd.net.sip import SipEndpoint
     from voxd.ops.metrics import Metrics
     from voxd.store.repos import Store
+
+log = logging.getLogger(__name__)
 
 
 def _errors(errors: builtins.list[FieldError]) -> builtins.list[dict[str, Any]]:
@@ -194,3 +197,28 @@ def setup_analysis(daemon: Any) -> Any:
     svc.listeners.append(daemon.metrics.on_analysis)
     daemon.services.append(("analysis", svc.start, svc.stop))
     return svc
+
+
+def close_cut_calls_at_start(daemon: Any) -> None:
+    """A service of a ``voxd.app.Daemon`` on a store of its own (SQLite): at start, after
+    recordings are recovered and before the analysis worker and any listener, the calls a
+    killed predecessor left open are ended as ``node_lost`` and owed their analysis.
+    (On a shared store another node's open calls are live: the cluster closes a lost
+    node's calls instead.)"""
+    from voxd.store.calls import close_cut_calls
+    from voxd.store.db import Database
+
+    db = daemon.db
+    if not isinstance(db, Database):
+        return
+
+    async def start() -> None:
+        for call in await close_cut_calls(db):
+            log.warning("call %s was cut short by an unclean stop: ended as node_lost", call["id"])
+            if call["answered"]:
+                await db.for_org(call["org"]).analysis().enqueue(call["id"])
+
+    async def stop() -> None:
+        return None
+
+    daemon.services.append(("cut-calls", start, stop))

@@ -32,6 +32,7 @@ EndReason = Literal[
     "bad_offer",          # an SDP offer we could not answer
     "bad_answer_sdp",     # an SDP answer we could not accept (outbound)
     "rejected",           # refused before it was answered (the inbound lookup said so); why: metadata
+    "node_lost",          # the daemon holding it stopped without ending it (crash, SIGKILL); closed at the next start
     # an outbound call that was never answered
     "busy",
     "declined",

@@ -259,3 +259,26 @@ def _call_dict(row: Row) -> dict[str, Any]:
         "variables": json.loads(row["variables"]),
         "status": row["status"],
     }
+
+
+async def close_cut_calls(db: SqlStore) -> list[dict[str, Any]]:
+    """Calls a previous process of this store left unfinished (it was killed mid-call):
+    ended now as ``node_lost`` by ``system``, at the last moment known of them (the end of
+    their recovered recording, else their answer or start). Every organisation's; run at
+    start, before any call is taken, on a store only this node uses. Returns
+    ``{"id", "org", "answered"}`` of each."""
+    rows = await db.fetchall("SELECT id, org, started_at, answered_at, metadata FROM calls WHERE ended_at IS NULL")
+    out: list[dict[str, Any]] = []
+    if not rows:
+        return out
+    async with db.transaction() as conn:
+        for r in rows:
+            meta = json.loads(r["metadata"] or "{}")
+            heard = (meta.get("recording") or {}).get("duration_s") or 0.0
+            base = r["answered_at"] if r["answered_at"] is not None else r["started_at"]
+            meta["cut_short"] = True
+            await conn.execute(
+                "UPDATE calls SET ended_at = ?, status = 'ended', end_reason = 'node_lost', ended_by = 'system', "
+                "metadata = ? WHERE id = ? AND ended_at IS NULL", (base + float(heard), _dumps(meta), r["id"]))
+            out.append({"id": r["id"], "org": r["org"], "answered": r["answered_at"] is not None})
+    return out
