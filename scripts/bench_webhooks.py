@@ -1,6 +1,7 @@
-"""Webhook throughput: events accepted into the SQLite outbox, delivered to a local receiver.
+"""Webhook throughput: events accepted into the outbox (SQLite, or the PostgreSQL store
+``--store-url`` names), delivered to a local receiver.
 
-    .venv/bin/python scripts/bench_webhooks.py [--events 5000] [--endpoints 2] [--concurrency 8]
+    .venv/bin/python scripts/bench_webhooks.py [--events 5000] [--endpoints 2] [--concurrency 8] [--store-url URL]
 
 Phase 1 (outbox): events are published the way call listeners publish them and committed
 in batches; prints events/s and publish -> commit latency p50/p99.
@@ -26,7 +27,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from voxd.config import WebhooksConfig
-from voxd.store.db import Database
+from voxd.store.backends import open_store
 from voxd.store.webhooks import Message
 from voxd.webhooks import events
 from voxd.webhooks.service import Webhooks
@@ -80,6 +81,8 @@ async def main() -> None:
     ap.add_argument("--concurrency", type=int, default=8, help="requests in flight per endpoint")
     ap.add_argument("--live-rate", type=float, default=200.0, help="events/s in phase 3")
     ap.add_argument("--live-seconds", type=float, default=5.0)
+    ap.add_argument("--store-url", default=None,
+                    help="the store to use (postgresql://... for a PostgreSQL store; default: SQLite in a temp dir)")
     args = ap.parse_args()
 
     import socket
@@ -92,7 +95,7 @@ async def main() -> None:
     assert recv.stdout is not None
     await asyncio.wait_for(recv.stdout.readline(), 20)
     tmp = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
-    db = await Database.open(tmp / "voxd.db")
+    db = await open_store(args.store_url, default_path=tmp / "voxd.db", state_dir=tmp)
     cfg = WebhooksConfig(allow_private_destinations=True, concurrency_per_endpoint=args.concurrency,
                          retry_schedule_s=[0.5, 1.0, 2.0])
     hooks = Webhooks(db, cfg)

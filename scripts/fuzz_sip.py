@@ -7,11 +7,13 @@ bodies and digest header parsing, the registration client fed registrar response
 (200 with Contact expires, 401/407 challenges, 423 Min-Expires, 503 Retry-After),
 answering challenges on any request, dialled-number formatting, and SDES a=crypto
 lines (RFC 4568) with the srtp policy answer and the SDP offer/answer calls use
-(voxd.proto.secure_sdp). Inputs are random bytes and structured
+(voxd.proto.secure_sdp), session-timer headers (RFC 4028 Session-Expires/Min-SE, the UAS
+negotiation, in an INVITE and a refresh UPDATE), RSeq/RAck (RFC 3262, in a reliable 1xx
+and a PRACK), and SIP traces (Call-ID, masking, pcap). Inputs are random bytes and structured
 mutations (flip, truncate, splice, duplicate, insert tokens) of golden captures
 from tests/data/. Prints how many inputs ran; exits 1 on any other exception.
 
-    /work/venv/bin/python scripts/fuzz_sip.py [--count 100000] [--seed 0] [--only sdes]
+    /work/venv/bin/python scripts/fuzz_sip.py [--count 100000] [--seed 0] [--only session-timer,rseq+rack]
 """
 
 from __future__ import annotations
@@ -52,9 +54,13 @@ from voxd.proto.sip import agent as agent_module  # noqa: E402
 from voxd.proto.sip.auth import Credentials, parse_auth_params  # noqa: E402
 from voxd.proto.sip.challenge import retry_request  # noqa: E402
 from voxd.proto.sip.events import IncomingCall  # noqa: E402
+from voxd.proto.sip.headers import Headers  # noqa: E402
 from voxd.proto.sip.message import SipRequest, SipResponse  # noqa: E402
 from voxd.proto.sip.numbering import NumberError, format_number  # noqa: E402
 from voxd.proto.sip.registration import Registration, RegistrationSpec  # noqa: E402
+from voxd.proto.sip.reliable import parse_rack, parse_rseq  # noqa: E402
+from voxd.proto.sip.session_timer import SessionExpires, TimerPolicy, negotiate_uas, parse_min_se  # noqa: E402
+from voxd.proto.sip.trace import TraceEntry, call_id_of, mask_credentials, render_pcap  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
 TOKENS = [b"\r\n", b"\r\n\r\n", b";", b",", b":", b"<", b">", b'"', b"@", b" ", b"\t", b"=",
@@ -102,10 +108,13 @@ def corpus() -> dict[str, list[bytes]]:
               b"2 AES_CM_128_HMAC_SHA1_32 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj|1048576 KDR=1",
               b"3 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^20|1:4;"
               b"inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj|2^20|2:4 UNENCRYPTED_SRTCP"]
+    timers = [b"1800", b"90;refresher=uac", b"600 ; refresher = UAS ; x=1", b"4294967296", b"0", b"x:90;refresher=uas",
+              b"Min-SE: 120;lr", b"k: timer, 100rel", b"Require: timer"]
+    rel = [b"1", b"4294967295", b"776656 1 INVITE", b"1 2147483647 invite", b"0 0 PRACK", b"RSeq: 12\r\nRAck: 12 1 INVITE"]
     numbers = [b"+1 (555) 123-4567", b"0044 20 7946 0018", b"555.123.4567", b"*99#", b"+15551234567"]
     return {"sip": sip or [b"OPTIONS sip:x SIP/2.0\r\n\r\n"], "sdp": sdp or [b"v=0\r\n"],
             "rtp": rtp or [bytes(12)], "rtcp": rtcp, "info": info, "register": register, "numbers": numbers,
-            "crypto": crypto}
+            "crypto": crypto, "timers": timers, "rel": rel}
 
 
 def mutate(data: bytes, seeds: list[bytes], rnd: random.Random) -> bytes:
@@ -338,13 +347,114 @@ def _check_secure_sdp(text: str) -> None:
     assert re.search(r"inline:[A-Za-z0-9+/=]", masked) is None, "a key survived masking"
 
 
+_TIMER_INVITE = next((p.read_bytes() for p in sorted((DATA / "sip").glob("sipp_invite.sip"))), b"")
+
+
+def _with_header(message: bytes, line: bytes) -> bytes:
+    head, sep, body = message.partition(b"\r\n\r\n")
+    return head + b"\r\n" + line + b"\r\n\r\n" + body if sep else message
+
+
+def check_session_timer(data: bytes) -> None:
+    """Session-Expires/Min-SE values parse (and round-trip) or raise SipParseError; the UAS
+    negotiation answers or refuses them; in a real INVITE (then an UPDATE refresh in the
+    dialog) the user agent answers 200/400/422 and never raises; its timers run."""
+    text = data.decode("utf-8", "replace").replace("\r", " ").replace("\n", " ")
+    try:
+        se = SessionExpires.parse(text)
+    except SipParseError:
+        pass
+    else:
+        assert SessionExpires.parse(se.serialize()) == se, "Session-Expires round trip"
+    try:
+        parse_min_se(text)
+    except SipParseError:
+        pass
+    for supported in ("", "timer"):
+        headers = Headers([("Session-Expires", text), ("Min-SE", text[::-1]), ("Supported", supported)])
+        try:
+            neg = negotiate_uas(headers, TimerPolicy(expires=1800, min_se=90))
+        except SipParseError:
+            continue
+        neg.headers()
+    if not _TIMER_INVITE:
+        return
+    ua = UserAgent(UAConfig("127.0.0.1", 5060, session=TimerPolicy(expires=120, min_se=90)))
+    invite = _with_header(_TIMER_INVITE, b"Supported: timer\r\nSession-Expires: " + data[:200].replace(b"\r", b" ")
+                          .replace(b"\n", b" "))
+    for event in ua.receive(invite, ("127.0.0.1", 5062), 0.0):
+        if isinstance(event, IncomingCall):
+            ua.answer(event.call_id, b"v=0\r\n", 0.0)
+    for out, _ in ua.data_to_send():
+        parse_message(out)
+    for call in list(ua.calls.values()):  # ACKed, then refreshed by the peer, then left to expire
+        call.state = call.state.CONFIRMED
+        call.ok_retransmit = None
+        update = (f"UPDATE sip:agent@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKu1\r\n"
+                  f"From: {call.remote.serialize()}\r\nTo: {call.local.serialize()}\r\nCall-ID: {call.call_id}\r\n"
+                  f"CSeq: 99 UPDATE\r\nContent-Length: 0\r\n").encode() + b"Session-Expires: " + data[:100].replace(
+                      b"\r", b" ").replace(b"\n", b" ") + b"\r\n\r\n"
+        ua.receive(update, ("127.0.0.1", 5062), 1.0)
+    for now in (60.0, 200.0, 5000.0):
+        ua.poll(now)
+        ua.data_to_send()
+
+
+def check_reliable(data: bytes) -> None:
+    """RSeq/RAck values parse or raise SipParseError; a reliable 180 carrying them is
+    PRACKed or ignored by the UAC, a PRACK carrying them is answered by the UAS."""
+    text = data.decode("utf-8", "replace").replace("\r", " ").replace("\n", " ")
+    for parse in (parse_rseq, parse_rack):
+        try:
+            parse(text)
+        except SipParseError:
+            pass
+    uac = UserAgent(UAConfig("127.0.0.1", 5062))
+    call_id = uac.invite("sip:agent@127.0.0.1:5060", 0.0, sdp=b"v=0\r\n", peer=("127.0.0.1", 5060))
+    (invite_bytes, _), = uac.data_to_send()
+    invite = parse_message(invite_bytes)
+    assert isinstance(invite, SipRequest)
+    uas = UserAgent(UAConfig("127.0.0.1", 5060))
+    uas.receive(invite_bytes, ("127.0.0.1", 5062), 0.0)
+    uas.data_to_send()
+    try:
+        uas.ring(call_id, 0.0)
+    except KeyError:
+        return
+    for ringing, _ in uas.data_to_send():
+        value = data[:120].replace(b"\r", b" ").replace(b"\n", b" ")
+        mutated = ringing.replace(b"RSeq: ", b"RSeq: " + value + b" ", 1)
+        uac.receive(mutated, ("127.0.0.1", 5060), 0.1)
+        uac.receive(ringing, ("127.0.0.1", 5060), 0.2)
+        for out, _ in uac.data_to_send():
+            msg = parse_message(out)
+            if isinstance(msg, SipRequest) and msg.method == "PRACK":
+                bad = out.replace(b"RAck: ", b"RAck: " + value + b" ", 1)
+                uas.receive(bad, ("127.0.0.1", 5062), 0.3)
+                uas.receive(out, ("127.0.0.1", 5062), 0.4)
+    for now in (1.0, 40.0):
+        uas.poll(now)
+        uac.poll(now)
+    uas.data_to_send()
+    uac.data_to_send()
+
+
+def check_trace(data: bytes) -> None:
+    """Any bytes: Call-ID extraction and masking never raise; a trace of them is a pcap."""
+    call_id_of(data)
+    masked = mask_credentials(data)
+    assert b"uthorization" in data or masked == data
+    render_pcap([TraceEntry(1.0, "in", ("127.0.0.1", 5080), ("::1", 5062), "udp", masked)])
+
+
 def targets() -> list[tuple[str, Callable[[bytes], None], str]]:
     return [("sip", check_sip, "sip"), ("sip-stream", check_stream, "sip"),
             ("user-agent", check_agent, "sip"), ("sdp", check_sdp, "sdp"),
             ("rtp", check_rtp, "rtp"), ("rtcp", check_rtcp, "rtcp"),
             ("rfc4733", check_events, "rtp"), ("info+digest", check_text, "info"),
             ("registration", check_registration, "register"), ("numbers", check_number, "numbers"),
-            ("sdes", check_crypto, "crypto")]
+            ("sdes", check_crypto, "crypto"), ("session-timer", check_session_timer, "timers"),
+            ("rseq+rack", check_reliable, "rel"), ("sip-trace", check_trace, "sip")]
 
 
 def _make_test(check: Callable[[bytes], None], counter: list[int], seeds: list[bytes],

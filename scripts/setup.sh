@@ -23,6 +23,8 @@ APT_PACKAGES=(
   curl
   # a C/C++ compiler for llama.cpp (llama-cpp-python has no wheel for this platform)
   g++
+  # the shared store and rate limits of a cluster (tests/cluster start their own servers)
+  postgresql redis-server
 )
 
 if [[ "${1:-}" != "--no-apt" ]] && command -v apt-get >/dev/null; then
@@ -37,9 +39,13 @@ if [[ "${1:-}" != "--no-apt" ]] && command -v apt-get >/dev/null; then
     echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
-  # the tests start Kamailio themselves; the package's own service would take port 5060
-  if dpkg -s kamailio >/dev/null 2>&1 && command -v systemctl >/dev/null; then
-    $SUDO systemctl disable --now kamailio >/dev/null 2>&1 || true
+  # the tests start Kamailio, PostgreSQL and Redis themselves; the packages' own services
+  # would take their ports (5060, 5432, 6379) and are never what voxd's tests talk to
+  if command -v systemctl >/dev/null; then
+    for svc in kamailio postgresql redis-server; do
+      dpkg -s "$svc" >/dev/null 2>&1 || continue
+      $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    done
   fi
 fi
 

@@ -22,3 +22,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def _collect_garbage() -> Iterator[None]:
     yield
     gc.collect()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[object]:
+    """One PostgreSQL server for the session (tests/servers.py); each test takes a database."""
+    from tests.servers import postgres
+
+    with postgres() as server:
+        yield server

@@ -16,7 +16,7 @@ VOXD = Path(__file__).parents[1] / "voxd"
 
 ROOTS = {"app", "cli", "admin_cli", "chat", "dial", "harness", "daemon_sources", "suites"}
 _ALL = {"core", "logs", "config", "proto", "media", "providers", "agents", "tools", "store", "call", "net",
-        "webhooks", "ops", "api"}
+        "webhooks", "ops", "api", "analysis"}
 
 # layer -> the voxd packages it may import (besides itself). Bottom first.
 ALLOWED: dict[str, set[str]] = {
@@ -33,6 +33,7 @@ ALLOWED: dict[str, set[str]] = {
     "ops": {"core", "config", "logs", "call"},
     "webhooks": {"core", "config", "logs", "agents", "call", "store"},
     "net": {"core", "config", "logs", "proto", "media", "agents", "call"},
+    "analysis": {"core", "config", "logs", "agents", "providers", "call", "store", "webhooks"},
     "api": {"core", "config", "logs", "agents", "tools", "call", "store", "webhooks"},
 }
 assert set(ALLOWED) == _ALL

@@ -61,7 +61,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 def _run(args: argparse.Namespace, fn: Callable[[argparse.Namespace, Store], Awaitable[int]]) -> int:
     from voxd.config import ConfigError, load_config
-    from voxd.store.db import Database
+    from voxd.store.backends import open_store
 
     try:
         cfg, base = load_config(args.config)
@@ -72,7 +72,8 @@ def _run(args: argparse.Namespace, fn: Callable[[argparse.Namespace, Store], Awa
     args.agents_root = base / cfg.agents_dir  # an absolute agents_dir stays itself
 
     async def go() -> int:
-        db = await Database.open(cfg.resolved_database())
+        db = await open_store(cfg.store.resolved_url(), default_path=cfg.resolved_database(),
+                              state_dir=cfg.resolved_state_dir())
         try:
             return await fn(args, db)
         finally:

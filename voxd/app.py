@@ -23,7 +23,8 @@ from voxd import __version__
 from voxd.agents.catalog import AgentCatalog
 from voxd.api.access_log import AccessLogger
 from voxd.api.listener import GuardedSite, ListenerGuard, ListenerLimits
-from voxd.api.sip import SIP_REGISTRATIONS
+from voxd.api.sip import SIP_REGISTRATIONS, SIP_TRUNKS
+from voxd.api.sip_trace import SIP_TRACES
 from voxd.call.admission import Admission
 from voxd.call.conversations import ConversationManager
 from voxd.call.lookup import InboundLookups
@@ -50,8 +51,10 @@ if TYPE_CHECKING:
     from voxd.api.routing import RouteTable
     from voxd.core.secrets import Outbound
     from voxd.net.sip import SipEndpoint
+    from voxd.net.sip_options import TrunkProbes
     from voxd.net.sip_register import Registrations
     from voxd.net.sip_tls import SipTlsListener
+    from voxd.net.sip_trace import SipTracer
     from voxd.store.repos import Store
     from voxd.webhooks.service import Webhooks
 
@@ -75,6 +78,7 @@ class Daemon:
         self.db: Store | None = None
         self.sip: SipEndpoint | None = None
         self.webhooks: Webhooks | None = None
+        self.analysis: Any = None  # voxd.analysis.service.AnalysisService, once started
         self.calls: CallManager | None = None
         self._runner: web.AppRunner | None = None
         self._api_deps: ApiDeps | None = None  # once the HTTP app is built (reload swaps its settings)
@@ -94,12 +98,14 @@ class Daemon:
         self.http_guard = ListenerGuard(self._listener_limits)  # connection caps and slowloris timeouts
         self.registrations: Registrations | None = None  # set up by voxd/net/sip_carrier.py
         self.sip_tls: SipTlsListener | None = None
+        self.trunk_probes: TrunkProbes | None = None  # OPTIONS keepalives (voxd/net/sip_options.py)
+        self.sip_tracer: SipTracer | None = None  # per-call SIP traces (voxd/net/sip_trace.py)
         self.ready_checks: dict[str, Callable[[], bool]] = {}  # more /readyz checks
         self.reload_hooks: list[Callable[[VoxdConfig, VoxdConfig], Awaitable[None]]] = []  # after SIGHUP's config
 
     # ------------------------------------------------------------ start
     async def start(self) -> None:
-        from voxd.store.db import Database
+        from voxd.store.backends import open_store
 
         inference.configure(self.cfg.engines.inference_threads)
         descriptors.raise_limit(self.cfg)
@@ -107,7 +113,8 @@ class Daemon:
         state.mkdir(parents=True, exist_ok=True)
         local_llm.configure(self.cfg.local_llm, state)
         # the one place that chooses the store: everything else sees voxd.store.repos.Store
-        db: Store = await Database.open(self.cfg.resolved_database())
+        db: Store = await open_store(self.cfg.store.resolved_url(), default_path=self.cfg.resolved_database(),
+                                     state_dir=state)
         self.db = db
         from voxd.tools.execlog import ExecutionLogger
         from voxd.tools.library import ToolLibrary
@@ -132,11 +139,16 @@ class Daemon:
 
         self.webhooks = hooks = setup_webhooks(self)  # after the first load: only later agent changes are events
         from voxd.call.recording import Recordings
+        from voxd.daemon_sources import close_cut_calls_at_start
 
         self.recordings = rec = Recordings(self.cfg.resolved_recordings(), db.calls())
         self.calls.recorder = rec.recorder_for  # stopped before webhooks: its last recording.ready goes out
         self.services.append(("recordings", lambda: rec.start(self.cfg.recordings.sweep_interval_s), rec.stop))
+        close_cut_calls_at_start(self)  # after recordings are recovered, before analysis and listeners
         hooks.worker.on_attempt = self.metrics.on_webhook_attempt
+        from voxd.daemon_sources import setup_analysis
+
+        self.analysis = setup_analysis(self)  # after webhooks: its results go through their outbox
         self.conversations = self._conversations()
         store = hooks.store
 
@@ -216,10 +228,13 @@ class Daemon:
 
         app[webtokens.WEB_TOKEN_MINT] = tokens.mint
         app[SIP_REGISTRATIONS] = lambda: self.registrations.status() if self.registrations else []
+        app[SIP_TRUNKS] = lambda: self.trunk_probes.status() if self.trunk_probes else []
+        if self.sip_tracer is not None:
+            app[SIP_TRACES] = self.sip_tracer.render
         from voxd.api.app import setup_api
         from voxd.api.deps import ApiDeps, api_settings
         from voxd.core.errors import NotFound
-        from voxd.daemon_sources import DaemonAgents, DaemonCalls, OrgAgentDirs
+        from voxd.daemon_sources import DaemonAgents, DaemonCalls, OrgAgentDirs, rate_buckets
         from voxd.tools.function_source import LibraryFunctionSource
 
         self._api_deps = ApiDeps(self.db, DaemonAgents(self.agents, self.api_writing),
@@ -227,6 +242,7 @@ class Daemon:
                                  LibraryFunctionSource(self.tool_library, not_found=NotFound), api_settings(self.cfg.api),
                                  conversations=self.conversations,
                                  org_agents=OrgAgentDirs(self.agents.directory, self.outbound),
+                                 buckets=rate_buckets(self.cfg.redis, self.metrics, app),
                                  recordings=self.cfg.resolved_recordings(),
                                  outbound=lambda: self.outbound)
         setup_api(app, self._api_deps, extra_routes=[webtokens.routes, *self.extra_routes])

@@ -122,7 +122,7 @@ def cmd_call(args: argparse.Namespace) -> int:
 def cmd_keys(args: argparse.Namespace) -> int:
     from voxd.api import keys_cli
     from voxd.config import ConfigError, load_config
-    from voxd.store.db import Database
+    from voxd.store.backends import open_store
 
     try:
         cfg, _ = load_config(args.config)
@@ -131,9 +131,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
         return 2
 
     async def go() -> int:
-        path = cfg.resolved_database()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = await Database.open(path)
+        db = await open_store(cfg.store.resolved_url(), default_path=cfg.resolved_database(),
+                              state_dir=cfg.resolved_state_dir())
         try:
             if args.keys_cmd == "create":
                 import time

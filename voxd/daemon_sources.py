@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,9 +21,16 @@ from voxd.core.errors import NotFound, NotSupported
 from voxd.core.secrets import SecretBook
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
+    from voxd.api.ratelimit import BucketSet
+    from voxd.config.cluster import RedisConfig
     from voxd.core.secrets import Outbound
     from voxd.net.sip import SipEndpoint
+    from voxd.ops.metrics import Metrics
     from voxd.store.repos import Store
+
+log = logging.getLogger(__name__)
 
 
 def _errors(errors: builtins.list[FieldError]) -> builtins.list[dict[str, Any]]:
@@ -145,3 +153,72 @@ def audit_file_changes(db: Store, agents: AgentCatalog, report: ReloadReport,
                                before=before.get(name), after=None if agent is None else agent.text)
 
     return [asyncio.ensure_future(record())]
+
+
+def rate_buckets(cfg: RedisConfig, metrics: Metrics, app: web.Application) -> BucketSet | None:
+    """The API's rate-limit buckets: in Redis, shared by every node, when ``redis.url`` is
+    set (their health on /metrics, closed with the HTTP app), else None (local)."""
+    url = cfg.resolved_url()
+    if url is None:
+        return None
+    from voxd.api.shared_limits import RedisBuckets
+
+    buckets = RedisBuckets(url, timeout_s=cfg.timeout_s, retry_s=cfg.retry_s)
+    counted = [0]
+
+    async def refresh() -> None:
+        metrics.redis_up.set(1 if buckets.up else 0)
+        metrics.ratelimit_fallbacks.inc(buckets.fallbacks - counted[0])
+        counted[0] = buckets.fallbacks
+
+    async def close(_app: web.Application) -> None:
+        await buckets.close()
+
+    metrics.before_scrape.append(refresh)
+    app.on_cleanup.append(close)
+    return buckets
+def setup_analysis(daemon: Any) -> Any:
+    """The post-call analysis worker of a ``voxd.app.Daemon`` whose store, calls, agents,
+    webhooks and metrics exist: jobs owed in the ended call's transaction, its results
+    in ``/metrics`` and ``call.analyzed`` through the webhook outbox; a service."""
+    from voxd.analysis.service import AnalysisService
+
+    def agent_for(org: str, name: str) -> Any:
+        # calls are the default organisation's until transports route by organisation
+        loaded = daemon.agents.get(name) if org == "default" else None
+        return None if loaded is None else loaded.config
+
+    hooks = daemon.webhooks
+    svc = AnalysisService(daemon.db, agent_for, outbound=daemon.outbound, outbox_write=hooks.outbox.add_in,
+                          after_commit=hooks.outbox.committed,
+                          retry_s=tuple(daemon.cfg.analysis.retry_schedule_s))
+    if daemon.calls.repo is not None:
+        daemon.calls.transactional.append(svc.writer)
+    svc.listeners.append(daemon.metrics.on_analysis)
+    daemon.services.append(("analysis", svc.start, svc.stop))
+    return svc
+
+
+def close_cut_calls_at_start(daemon: Any) -> None:
+    """A service of a ``voxd.app.Daemon`` on a store of its own (SQLite): at start, after
+    recordings are recovered and before the analysis worker and any listener, the calls a
+    killed predecessor left open are ended as ``node_lost`` and owed their analysis.
+    (On a shared store another node's open calls are live: the cluster closes a lost
+    node's calls instead.)"""
+    from voxd.store.calls import close_cut_calls
+    from voxd.store.db import Database
+
+    db = daemon.db
+    if not isinstance(db, Database):
+        return
+
+    async def start() -> None:
+        for call in await close_cut_calls(db):
+            log.warning("call %s was cut short by an unclean stop: ended as node_lost", call["id"])
+            if call["answered"]:
+                await db.for_org(call["org"]).analysis().enqueue(call["id"])
+
+    async def stop() -> None:
+        return None
+
+    daemon.services.append(("cut-calls", start, stop))

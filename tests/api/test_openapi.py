@@ -30,7 +30,8 @@ async def test_document_matches_route_table(api):
     assert schema["additionalProperties"] is False
     assert "admin" in schema["properties"]["scopes"]["items"]["enum"]
     params = {p["name"] for p in ops[("GET", "/api/v1/calls")]["parameters"]}
-    assert params == {"agent", "status", "since", "until", "limit", "cursor"}
+    assert params == {"agent", "status", "since", "until", "limit", "cursor", "outcome", "sentiment_lt", "sentiment_gt",
+                      "mos_lt"}
 
 
 async def test_swagger_ui_is_served_locally(api):

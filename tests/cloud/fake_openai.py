@@ -6,6 +6,12 @@ usage chunk with `stream_options.include_usage`, then `data: [DONE]`).
 a list of (name, arguments) is a set of parallel tool calls. `faults` makes the
 first requests fail: "429", "500", "stall" (headers then silence), "garbage"
 (malformed JSON after some text), "hang" (no response at all).
+
+A non-streamed request with ``response_format: {type: json_schema}`` (structured output)
+is answered with one ``chat.completion`` whose message content is the next of
+``structured`` (a string, or a function of the request body returning one). As the
+hosted API does, a ``strict`` schema that breaks the strict rules (an object not
+listing all its properties as required, or allowing others) is refused with 400.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -21,8 +28,10 @@ Reply = str | list[tuple[str, dict[str, Any]]]
 
 
 class FakeOpenAI:
-    def __init__(self, script: list[Reply] | None = None, faults: list[str] | None = None) -> None:
+    def __init__(self, script: list[Reply] | None = None, faults: list[str] | None = None,
+                 structured: list[str | Callable[[dict[str, Any]], str]] | None = None) -> None:
         self.script = list(script or [])
+        self.structured = list(structured or [])
         self.faults = list(faults or [])
         self.requests: list[dict[str, Any]] = []
         self.auth: list[str | None] = []
@@ -32,12 +41,12 @@ class FakeOpenAI:
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
 
-    async def start(self) -> FakeOpenAI:
+    async def start(self, port: int = 0) -> FakeOpenAI:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.handle)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"http://127.0.0.1:{port}/v1"
@@ -65,6 +74,8 @@ class FakeOpenAI:
             )
         if fault == "hang":
             await self._closing.wait()
+        if body.get("stream") is False:
+            return self._structured(body)
         self.statuses.append(200)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
@@ -102,6 +113,38 @@ class FakeOpenAI:
             raise
         return resp
 
+    def _structured(self, body: dict[str, Any]) -> web.Response:
+        fmt = body.get("response_format") or {}
+        spec = fmt.get("json_schema") or {}
+        if fmt.get("type") != "json_schema" or not isinstance(spec.get("schema"), dict) or not spec.get("name"):
+            self.statuses.append(400)
+            return web.json_response({"error": {"message": "response_format.json_schema with name and schema required"}},
+                                     status=400)
+        if spec.get("strict") and not _strict(spec["schema"]):
+            self.statuses.append(400)
+            return web.json_response({"error": {"message": "Invalid schema for response_format: strict mode needs "
+                                                "additionalProperties false and every property required"}}, status=400)
+        reply = self.structured.pop(0) if self.structured else "{}"
+        content = reply(body) if callable(reply) else reply
+        self.statuses.append(200)
+        return web.json_response({
+            "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": "fake-model",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10 * len(body["messages"]), "completion_tokens": len(content) // 4,
+                      "total_tokens": 10 * len(body["messages"]) + len(content) // 4}})
+
     async def _send(self, resp: web.StreamResponse, obj: dict[str, Any]) -> None:
         await resp.write(b"data: " + json.dumps(obj).encode() + b"\n\n")
         await asyncio.sleep(0.002)
+
+
+def _strict(schema: Any) -> bool:
+    if isinstance(schema, dict):
+        if schema.get("type") == "object":
+            props = schema.get("properties") or {}
+            if schema.get("additionalProperties") is not False or sorted(schema.get("required") or []) != sorted(props):
+                return False
+        return all(_strict(v) for v in schema.values())
+    if isinstance(schema, list):
+        return all(_strict(v) for v in schema)
+    return True

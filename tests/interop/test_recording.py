@@ -239,6 +239,7 @@ async def test_a_daemon_killed_mid_call_leaves_a_readable_recording(tmp_path: Pa
     # started again, the daemon puts the cut recording on its call record and serves it
     db = await Database.open(tmp_path / "state" / "voxd.db")
     key = await create_key(db, "rec", ["recordings:read"], pepper="")
+    reader = await create_key(db, "reader", ["calls:read"], pepper="")
     await db.close()
     proc = await start_daemon_process(tmp_path, port, 2)
     try:
@@ -248,6 +249,18 @@ async def test_a_daemon_killed_mid_call_leaves_a_readable_recording(tmp_path: Pa
             async with http.get(f"{base}/api/v1/calls/{wav.stem}",
                                 headers={"Authorization": f"Bearer {key}"}) as r:
                 assert r.status == 403  # recordings:read alone does not read the call
+            # the call the kill cut short is ended (node_lost, at the end of what was recorded) and analysed
+            got: dict = {}
+            for _ in range(300):
+                async with http.get(f"{base}/api/v1/calls/{wav.stem}",
+                                    headers={"Authorization": f"Bearer {reader}"}) as r:
+                    assert r.status == 200
+                    got = await r.json()
+                if got.get("analysis"):
+                    break
+                await asyncio.sleep(0.1)
+            assert got["status"] == "ended" and got["end_reason"] == "node_lost", got
+            assert got["analysis"] and got["analysis"].get("quality") is not None
     finally:
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 30)

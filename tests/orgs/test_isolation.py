@@ -20,6 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.api.conftest import GENEROUS, PEPPER
+from tests.servers import backend_params, open_test_store
 from voxd.api.app import DOC_KEY, SPECS_KEY, setup_api
 from voxd.api.deps import ApiDeps
 from voxd.api.fakes import MemoryAgentSource, MemoryCallSource, MemoryFunctionSource
@@ -122,8 +123,9 @@ CREATES = {"create_agent", "create_function", "create_key", "create_webhook", "v
 
 
 @pytest.mark.timeout(240)
-async def test_every_route_every_principal_other_org_is_invisible(tmp_path):
-    db = await Database.open(tmp_path / "voxd.db")
+@pytest.mark.parametrize("backend", backend_params())
+async def test_every_route_every_principal_other_org_is_invisible(backend, tmp_path, request):
+    db = await open_test_store(backend, tmp_path, request)
     await db.orgs().create("acme")
     agents = {"default": MemoryAgentSource(), "acme": MemoryAgentSource()}
     live = MemoryCallSource(can_dial=True)
@@ -185,8 +187,9 @@ async def _snapshot(db: Database, org: str, agents: MemoryAgentSource) -> dict[s
     }
 
 
-async def test_creating_with_another_orgs_names_makes_ones_own(tmp_path):
-    db = await Database.open(tmp_path / "voxd.db")
+@pytest.mark.parametrize("backend", backend_params())
+async def test_creating_with_another_orgs_names_makes_ones_own(backend, tmp_path, request):
+    db = await open_test_store(backend, tmp_path, request)
     await db.orgs().create("acme")
     agents = {"default": MemoryAgentSource(), "acme": MemoryAgentSource()}
     app = web.Application()
@@ -217,10 +220,11 @@ async def test_creating_with_another_orgs_names_makes_ones_own(tmp_path):
         await db.close()
 
 
-async def test_another_orgs_key_opens_no_transport(tmp_path):
+@pytest.mark.parametrize("backend", backend_params())
+async def test_another_orgs_key_opens_no_transport(backend, tmp_path, request):
     """WebRTC offers and websocket media ask KeyAuthority.check: they reach the default
     organisation's agents only, so a key of another organisation is refused there."""
-    db = await Database.open(tmp_path / "voxd.db")
+    db = await open_test_store(backend, tmp_path, request)
     try:
         await db.orgs().create("acme")
         app = web.Application()

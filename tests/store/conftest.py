@@ -1,10 +1,13 @@
 import pytest
 
-from voxd.store.db import Database
+from tests.servers import backend_params, open_test_store
+
+# every test taking ``db`` runs on both backends; the PostgreSQL runs are the cluster stage's
+BACKEND_PARAMS = backend_params()
 
 
-@pytest.fixture
-async def db(tmp_path):
-    database = await Database.open(tmp_path / "voxd.db")
+@pytest.fixture(params=BACKEND_PARAMS)
+async def db(request, tmp_path):
+    database = await open_test_store(request.param, tmp_path, request)
     yield database
     await database.close()

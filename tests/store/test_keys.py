@@ -115,13 +115,13 @@ async def test_functions(db):
 
 
 async def test_lookup_cache_sees_other_writers(db, tmp_path):
-    from voxd.store.db import Database
+    from tests.servers import another_connection
 
     api_repo = ApiKeyRepository(db, pepper="p")
     raw, key = await api_repo.create("k", ["admin"], created_by="cli")
     assert (await api_repo.lookup(raw)).revoked_at is None
     assert (await api_repo.lookup(raw)).revoked_at is None  # served from the cache
-    other = await Database.open(tmp_path / "voxd.db")  # another process, e.g. the CLI
+    other = await another_connection(db)  # another process, e.g. the CLI, or another node
     try:
         await ApiKeyRepository(other, pepper="p").revoke(key.id)
     finally:

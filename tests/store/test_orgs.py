@@ -7,6 +7,7 @@ import sqlite3
 
 import pytest
 
+from tests.servers import backend_params, open_test_store
 from voxd.core.calllog import CallRecord
 from voxd.store.calls import ForeignRow
 from voxd.store.db import Database
@@ -15,11 +16,12 @@ from voxd.store.orgs import OrgExists
 from voxd.store.records import Message
 
 LATEST = MIGRATIONS[-1].version
+BACKEND_PARAMS = backend_params()
 
 
-@pytest.fixture
-async def two(tmp_path):
-    db = await Database.open(tmp_path / "voxd.db")
+@pytest.fixture(params=BACKEND_PARAMS)
+async def two(request, tmp_path):
+    db = await open_test_store(request.param, tmp_path, request)
     await db.orgs().create("acme")
     yield db, db.for_org("acme")
     await db.close()
@@ -74,8 +76,9 @@ async def test_webhook_messages_fan_out_to_their_org_only(two):
     assert await wb.message("msg_1") is None
 
 
-async def test_org_names(tmp_path):
-    db = await Database.open(tmp_path / "voxd.db")
+@pytest.mark.parametrize("backend", BACKEND_PARAMS)
+async def test_org_names(backend, tmp_path, request):
+    db = await open_test_store(backend, tmp_path, request)
     try:
         with pytest.raises(OrgExists):
             await db.orgs().create("default")

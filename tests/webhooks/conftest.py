@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from tests.servers import backend_params, open_test_store
 from voxd.config import WebhooksConfig
 from voxd.store.db import Database
 from voxd.webhooks.delivery import ALLOW_PRIVATE_ENV
@@ -24,9 +25,9 @@ def _no_env_allowance(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ALLOW_PRIVATE_ENV, raising=False)
 
 
-@pytest.fixture
-async def db(tmp_path) -> AsyncIterator[Database]:
-    d = await Database.open(tmp_path / "voxd.db")
+@pytest.fixture(params=backend_params())
+async def db(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Database]:
+    d: Any = await open_test_store(request.param, tmp_path, request)
     yield d
     await d.close()
 

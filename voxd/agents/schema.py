@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from voxd.agents.analysis_schema import AnalysisConfig as _AnalysisBase
 from voxd.agents.outbound_checks import (
     OUTBOUND,
     context_outbound,
@@ -24,7 +25,7 @@ from voxd.core.secrets import SecretBook
 from voxd.providers import engines
 from voxd.providers.engines import Role
 
-__all__ = ["OUTBOUND"]
+__all__ = ["OUTBOUND", "AnalysisConfig"]
 
 DTMF_KEYS = "0123456789*#ABCD"
 class _Model(BaseModel):
@@ -179,6 +180,12 @@ class LLMConfig(_Cloud):
     fallback: list[LLMConfig] = Field(
         default_factory=list, description="Engines to switch to, in order, if this one fails during a call."
     )
+
+
+class AnalysisConfig(_AnalysisBase):
+    __doc__ = _AnalysisBase.__doc__
+    llm: LLMConfig | None = Field(
+        None, description="The model that writes the analysis (engine: llm/auto); default: the agent's own llm.")
 
 
 class VoiceConfig(_Cloud):
@@ -484,6 +491,8 @@ class AgentConfig(_Model):
     @classmethod
     def _variable_names(cls, v: dict[str, VariableDef]) -> dict[str, VariableDef]:
         return check_names(v)
+    analysis: AnalysisConfig = Field(default_factory=lambda: AnalysisConfig(),
+                                     description="Post-call analysis: summary, outcome, extracted fields, sentiment.")
 
     @field_validator("stt", "llm", "voice", mode="before")
     @classmethod
@@ -518,6 +527,10 @@ class AgentConfig(_Model):
                 raise ValueError(
                     f"dialog intent {intent.name!r}: tool {intent.tool!r} is not in this agent's tools"
                 )
+        intents = {i.name for i in self.dialog.intents}
+        for label, intent_name in self.analysis.outcomes.items():
+            if intent_name is not None and intent_name not in intents:
+                raise ValueError(f"analysis.outcomes.{label}: dialog intent {intent_name!r} is not defined")
         for name, c in self.dtmf.collect.items():
             if c.then == "tool" and (not c.tool or c.tool not in self.tool_names):
                 raise ValueError(f"dtmf.collect.{name}: tool {c.tool!r} is not in this agent's tools")

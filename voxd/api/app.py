@@ -25,6 +25,7 @@ from voxd.api import (
     second_factor,
     signin,
     sip,
+    sip_trace,
     sso,
     webhooks,
 )
@@ -124,8 +125,8 @@ class AppKeyCheck:
 
 def all_specs(extra_routes: Iterable[RouteTable] = ()) -> list[RouteSpec]:
     specs = [*agents.routes, *functions.routes, *calls.routes, *keys.routes, *webhooks.routes,
-             *calendar.routes, *conversations.routes, *sip.routes, *signin.routes, *second_factor.routes,
-             *org_usage.routes, *signin.audit_routes,
+             *calendar.routes, *conversations.routes, *sip.routes, *sip_trace.routes, *signin.routes,
+             *second_factor.routes, *org_usage.routes, *signin.audit_routes,
              *invitations.routes, *recordings.routes, *cookie_session.routes, *sso.routes]
     for table in extra_routes:
         specs += table

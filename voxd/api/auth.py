@@ -83,13 +83,13 @@ class KeyAuthority:
     sessions: SessionRepo | None = None
 
     # -- the throttle
-    def throttled(self, ip: str) -> Outcome | None:
+    async def throttled(self, ip: str) -> Outcome | None:
         """The bucket's verdict when ``ip`` is out of authentication attempts, else None."""
-        out = self.buckets.peek(AUTH_BUCKET, f"auth:{ip}", self.settings().failed_auth_rate)
+        out = await self.buckets.inspect(AUTH_BUCKET, f"auth:{ip}", self.settings().failed_auth_rate)
         return None if out.allowed else out
 
-    def failed(self, ip: str) -> None:
-        self.buckets.take(AUTH_BUCKET, f"auth:{ip}", self.settings().failed_auth_rate)
+    async def failed(self, ip: str) -> None:
+        await self.buckets.acquire(AUTH_BUCKET, f"auth:{ip}", self.settings().failed_auth_rate)
 
     # -- the check
     async def verify(self, raw: str) -> tuple[ApiKey | None, str]:
@@ -117,9 +117,9 @@ class KeyAuthority:
         settings = self.settings()
         scheme, _, token = header.partition(" ")
         if not header:
-            _limit(self.buckets, outcomes, "ip", f"ip:{ip}", settings)
+            await _limit(self.buckets, outcomes, "ip", f"ip:{ip}", settings)
             raise unauthenticated("send 'Authorization: Bearer <API key>'")
-        throttled = self.throttled(ip)  # credentials are presented: not while this address is guessing
+        throttled = await self.throttled(ip)  # credentials are presented: not while this address is guessing
         if throttled is not None:
             outcomes.append(throttled)
             raise ApiProblem("auth-throttled",
@@ -129,8 +129,8 @@ class KeyAuthority:
             return await self._user(token, ip, outcomes)
         key, why = (await self.verify(token)) if scheme.lower() == "bearer" and token else (None, "unknown")
         if key is None or why:
-            self.failed(ip)
-            _limit(self.buckets, outcomes, "ip", f"ip:{ip}", settings)
+            await self.failed(ip)
+            await _limit(self.buckets, outcomes, "ip", f"ip:{ip}", settings)
             if key is None:
                 raise unauthenticated("the API key is malformed or unknown")
             raise ApiProblem(f"key-{why}", f"API key {key.id} {'was revoked' if why == 'revoked' else 'expired'}",
@@ -141,14 +141,14 @@ class KeyAuthority:
     async def authenticate_cookie(self, token: str, ip: str, outcomes: list[Outcome]) -> tuple[ApiKey, str]:
         """The pipeline's check of a session cookie (``voxd.api.cookies``): the same token
         check as a bearer JWT; (the principal, the session's family for the CSRF check)."""
-        throttled = self.throttled(ip)
+        throttled = await self.throttled(ip)
         if throttled is not None:
             outcomes.append(throttled)
             raise ApiProblem("auth-throttled",
                              f"too many failed authentications; retry in {throttled.retry_after_s} s")
         if self.tokens is None or not looks_like_jwt(token):
-            self.failed(ip)
-            _limit(self.buckets, outcomes, "ip", f"ip:{ip}", self.settings())
+            await self.failed(ip)
+            await _limit(self.buckets, outcomes, "ip", f"ip:{ip}", self.settings())
             raise unauthenticated("the session cookie holds no sign-in token")
         claims = await self._claims(token, ip, outcomes)
         return user_principal(claims.user_id, claims.org, claims.scopes, claims.issued_at), claims.family
@@ -164,15 +164,15 @@ class KeyAuthority:
             if self.sessions is not None and not await self.sessions.family_live(claims.family):
                 raise TokenRefused("the session was signed out or its refresh token reused")
         except TokenRefused as e:
-            self.failed(ip)
-            _limit(self.buckets, outcomes, "ip", f"ip:{ip}", self.settings())
+            await self.failed(ip)
+            await _limit(self.buckets, outcomes, "ip", f"ip:{ip}", self.settings())
             raise ApiProblem("unauthenticated", str(e),
                              headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
         return claims
 
 
-def _limit(buckets: BucketSet, outcomes: list[Outcome], name: str, key: str, settings: ApiSettings) -> None:
-    out = buckets.take(name, key, settings.ip_rate)
+async def _limit(buckets: BucketSet, outcomes: list[Outcome], name: str, key: str, settings: ApiSettings) -> None:
+    out = await buckets.acquire(name, key, settings.ip_rate)
     outcomes.append(out)
     if not out.allowed:
         raise ApiProblem("rate-limited", f"rate limit '{name}' exceeded; retry in {out.retry_after_s} s")
@@ -191,7 +191,7 @@ def credential_throttle(authority: Callable[[], KeyAuthority | None]) -> Middlew
         if auth is None or not CREDENTIAL_ROUTES.match(request.path):
             return await handler(request)
         ip = client_ip(request, auth.settings().trust_forwarded_for)
-        throttled = auth.throttled(ip)
+        throttled = await auth.throttled(ip)
         if throttled is not None:
             refused = ApiProblem("auth-throttled", f"too many failed authentications; retry in "
                                  f"{throttled.retry_after_s} s").response(request.path)
@@ -201,10 +201,10 @@ def credential_throttle(authority: Callable[[], KeyAuthority | None]) -> Middlew
             resp = await handler(request)
         except web.HTTPException as e:
             if e.status in (401, 403):
-                auth.failed(ip)
+                await auth.failed(ip)
             raise
         if resp.status in (401, 403):
-            auth.failed(ip)
+            await auth.failed(ip)
         return resp
 
     return middleware

@@ -5,6 +5,7 @@ from __future__ import annotations
 from voxd.api.models import (
     CALL_ID_RE,
     ActiveCalls,
+    AnalysisQueued,
     CallDetail,
     CallPage,
     CallsQuery,
@@ -25,13 +26,15 @@ BASE = "/api/v1/calls"
 
 @routes.route("GET", BASE, scope="calls:read", summary="List calls, newest first", tag=TAG,
               query=CallsQuery, response=CallPage,
-              description="Filter by agent, status and start time; page with `cursor`.")
+              description="Filter by agent, status, start time and the post-call analysis (`outcome`, "
+                          "`sentiment_lt`, `sentiment_gt`, `mos_lt`); page with `cursor`.")
 async def list_calls(ctx: Ctx) -> Reply:
     q: CallsQuery = ctx.query
     try:
         calls, cursor = await ctx.services.calls.list(
             agent=q.agent, status=q.status, since=q.since, until=q.until, limit=q.limit,
-            cursor=q.cursor)
+            cursor=q.cursor, outcome=q.outcome, sentiment_lt=q.sentiment_lt, sentiment_gt=q.sentiment_gt,
+            mos_lt=q.mos_lt)
     except InvalidCursor as e:
         raise validation_problem([{"field": "cursor", "message": str(e)}], "query") from e
     return Reply(CallPage.model_validate({"calls": calls, "next_cursor": cursor}))
@@ -69,6 +72,17 @@ async def end_call(ctx: Ctx) -> Reply:
     if not await ctx.services.deps.calls.end(call_id):
         raise NotFound(f"no active call {call_id!r}")
     return Reply(EndResult(id=call_id), status=202)
+
+
+@routes.route("POST", BASE + "/{call_id}/analysis", scope="calls:write", summary="Analyse a call again",
+              tag=TAG, limit_class="write", response=AnalysisQueued, status=202, problems=("not-found",),
+              description="Queues the post-call analysis of an ended call again (after editing the agent's "
+              "`analysis:` block, say); its result replaces `analysis` and sends another `call.analyzed`.")
+async def reanalyse_call(ctx: Ctx) -> Reply:
+    call_id = ctx.path["call_id"]
+    if not await ctx.services.db.analysis().enqueue(call_id, again=True):
+        raise NotFound(f"no call {call_id!r}")
+    return Reply(AnalysisQueued(call_id=call_id, status="pending"), status=202)
 
 
 @routes.route("POST", BASE, scope="calls:write", summary="Place an outbound call", tag=TAG,

@@ -66,14 +66,14 @@ async def start_session(ctx: Ctx) -> Reply:
 async def refresh_session(ctx: Ctx) -> Reply:
     raw = ctx.request.cookies.get(REFRESH_COOKIE, "")
     if not raw:
-        raise refused(ctx, f"no {REFRESH_COOKIE} cookie: sign in first (POST {SESSION_PATH})")
+        raise await refused(ctx, f"no {REFRESH_COOKIE} cookie: sign in first (POST {SESSION_PATH})")
     family = await ctx.services.sessions.family_of(raw)
     if family is not None:
         check_csrf(ctx.request, ctx.services.tokens.csrf_for(family))
     try:  # an unknown or used token goes on to be refused (a used one revokes its family)
         new = await ctx.services.sessions.rotate(raw)
     except RefreshRefused as e:
-        raise refused(ctx, f"the refresh cookie is {e.reason}") from None
+        raise await refused(ctx, f"the refresh cookie is {e.reason}") from None
     pair = await grant(ctx, new.user_id, new.org, new.token, new.family)
     return with_cookies(ctx, pair, new.family)
 

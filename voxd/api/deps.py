@@ -21,6 +21,7 @@ from voxd.core.secrets import Outbound
 from voxd.store.repos import Store
 
 if TYPE_CHECKING:
+    from voxd.api.ratelimit import BucketSet
     from voxd.config import ApiLimits
 
 PEPPER_ENV = "VOXD_API_KEY_PEPPER"
@@ -181,6 +182,7 @@ class ApiDeps:
     conversations: ConversationSource | None = None  # None: setup_api builds a stand-alone one
     # the agents of an organisation other than the default (``agents/<org>/``); None: it has none
     org_agents: Callable[[str], AgentSource] | None = None
+    buckets: BucketSet | None = None  # rate-limit buckets (None: this process's own, voxd.api.ratelimit)
     recordings: Path | None = None  # the recordings folder; None: <database folder>/recordings
     # the egress policy and declared secrets, read per request (SIGHUP): single sign-on's
     # requests to an organisation's provider go through it (use ``sso``); strict when None

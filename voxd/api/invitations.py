@@ -88,8 +88,8 @@ async def create_password_reset(ctx: Ctx) -> Reply:
                  headers={"Cache-Control": "no-store"})
 
 
-def _bad_token(ctx: Ctx) -> ApiProblem:
-    ctx.services.authority.failed(client_ip(ctx.request, ctx.services.settings.trust_forwarded_for))
+async def _bad_token(ctx: Ctx) -> ApiProblem:
+    await ctx.services.authority.failed(client_ip(ctx.request, ctx.services.settings.trust_forwarded_for))
     return ApiProblem("unauthenticated", "the token is unknown, expired or used already")
 
 
@@ -102,7 +102,7 @@ async def accept_invitation(ctx: Ctx) -> Reply:
     body: Redeem = ctx.body
     row = await ctx.services.users.consume_token("invite", body.token)
     if row is None:
-        raise _bad_token(ctx)
+        raise await _bad_token(ctx)
     user = await ctx.services.users.by_email(row["email"])
     if user is None:
         try:
@@ -125,7 +125,7 @@ async def reset_password(ctx: Ctx) -> Reply:
     row = await ctx.services.users.consume_token("reset", body.token)
     user = None if row is None else await ctx.services.users.by_email(row["email"])
     if row is None or user is None:
-        raise _bad_token(ctx)
+        raise await _bad_token(ctx)
     await ctx.services.users.set_password(user.id, body.password)
     await ctx.services.db.for_org(row["org"]).audit().append(
         actor=user.id, ip=client_ip(ctx.request, ctx.services.settings.trust_forwarded_for),

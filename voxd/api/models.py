@@ -175,6 +175,14 @@ class CallsQuery(Request):
     until: float | None = Field(None, allow_inf_nan=False, description="Started before (unix s).")
     limit: int = Field(50, ge=1, le=500)
     cursor: str | None = Field(None, max_length=512, description="next_cursor of the previous page.")
+    outcome: str | None = Field(None, max_length=64, pattern=r"^[a-z][a-z0-9_]*$",
+                                description="Only calls whose analysis has this outcome.", examples=["booked"])
+    sentiment_lt: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False,
+                                       description="Only calls whose caller's overall sentiment is below this.")
+    sentiment_gt: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False,
+                                       description="Only calls whose caller's overall sentiment is above this.")
+    mos_lt: float | None = Field(None, ge=1, le=5, allow_inf_nan=False,
+                                 description="Only calls whose E-model MOS is below this.")
 
 
 class CallBase(BaseModel):
@@ -198,6 +206,9 @@ class CallBase(BaseModel):
 
 class CallSummary(CallBase):
     turn_count: int
+    outcome: str | None = Field(None, description="From the post-call analysis (null until analysed).")
+    sentiment: float | None = Field(None, description="The caller's overall sentiment, -1..1 (analysis).")
+    mos: float | None = Field(None, description="E-model MOS of the call's audio path (analysis; RTP calls).")
 
 
 class CallPage(BaseModel):
@@ -234,9 +245,33 @@ class DtmfOut(BaseModel):
     source: str
 
 
+class CallAnalysis(BaseModel):
+    """The post-call analysis of a call (``call.analyzed`` carries the same object)."""
+
+    model_config = ConfigDict(extra="allow")
+    summary: str | None = Field(None, description="A few sentences (the model's, or the dialog's template).")
+    outcome: str | None = Field(None, examples=["booked"], description="One of the agent's analysis.outcomes.")
+    extracted: dict[str, Any] = Field(default_factory=dict, description="The fields of the agent's analysis.schema.")
+    validation_error: str | None = Field(None, description="Why `extracted` does not match the schema, if it does not.")
+    method: str | None = Field(None, examples=["llm"], description="llm or dialog: who wrote summary/outcome/extracted.")
+    sentiment: dict[str, Any] = Field(default_factory=dict,
+                                      description="method, overall (-1..1), label, and per caller turn.")
+    intents: dict[str, Any] = Field(default_factory=dict, description="method, and the intent recognised per turn.")
+    quality: dict[str, Any] = Field(default_factory=dict, description=(
+        "r_factor and mos (ITU-T G.107 E-model from RTP loss, jitter and RTCP round trip; null without RTP), "
+        "codec, talk-time ratios, overlap, silence, interruptions, reply_latency_ms percentiles."))
+    cost: dict[str, Any] = Field(default_factory=dict, description="total_usd, by_provider, by_role, units.")
+
+
 class CallDetail(CallBase):
     turns: list[TurnOut]
     dtmf: list[DtmfOut]
+    analysis: CallAnalysis | None = Field(None, description="The post-call analysis; null until it has run.")
+
+
+class AnalysisQueued(BaseModel):
+    call_id: str
+    status: Literal["pending"]
 
 
 class ActiveCalls(BaseModel):

@@ -115,7 +115,7 @@ class Pipeline:
         key: ApiKey | None = None
         services = self.s
         if spec.scope is None:
-            self._limit(outcomes, "ip", f"ip:{ip}", settings.ip_rate)
+            await self._limit(outcomes, "ip", f"ip:{ip}", settings.ip_rate)
         else:
             key = await self._authenticate(request, ip, outcomes)
             request[ACTOR], request[ORG] = key.id, key.org  # for the access log
@@ -131,15 +131,15 @@ class Pipeline:
             key_rate = settings.key_rate
             if key.rate_limit_per_minute:
                 key_rate = RateSpec(key.rate_limit_per_minute, 60.0)
-            self._limit(outcomes, "key", f"key:{key.id}", key_rate)
+            await self._limit(outcomes, "key", f"key:{key.id}", key_rate)
             class_rate = settings.class_rates.get(spec.limit_class)
             if class_rate is not None:
-                self._limit(outcomes, spec.limit_class,
+                await self._limit(outcomes, spec.limit_class,
                             f"class:{spec.limit_class}:{key.id}", class_rate)
             services = self.s.for_org(key.org)
             per_min = (await self.s.org_limits.get(self.s.db.orgs(), key.org)).get("api_requests_per_minute")
             if per_min is not None:
-                self._limit(outcomes, "org", f"org:{key.org}", RateSpec(per_min, 60.0))
+                await self._limit(outcomes, "org", f"org:{key.org}", RateSpec(per_min, 60.0))
             if not is_user(key):  # a user's requests are not a key's usage
                 await self._quota(key, services)
                 self.s.usage.note(key.id, spec.endpoint)
@@ -204,8 +204,8 @@ class Pipeline:
             return None
         return self._dump(reader, reply.body).decode()
 
-    def _limit(self, outcomes: list[Outcome], name: str, key: str, spec: RateSpec) -> None:
-        out = self.s.buckets.take(name, key, spec)
+    async def _limit(self, outcomes: list[Outcome], name: str, key: str, spec: RateSpec) -> None:
+        out = await self.s.buckets.acquire(name, key, spec)
         outcomes.append(out)
         if not out.allowed:
             raise ApiProblem("rate-limited",

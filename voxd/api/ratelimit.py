@@ -84,6 +84,18 @@ class BucketSet:
             retry_after_s=0 if allowed else max(1, math.ceil(b.wait_s())),
         )
 
+    async def acquire(self, name: str, key: str, spec: RateSpec) -> Outcome:
+        """What the API awaits: :meth:`take` here; shared by every node in
+        ``voxd.api.shared_limits.RedisBuckets``."""
+        return self.take(name, key, spec)
+
+    async def inspect(self, name: str, key: str, spec: RateSpec) -> Outcome:
+        """:meth:`peek`, awaited (see :meth:`acquire`)."""
+        return self.peek(name, key, spec)
+
+    async def close(self) -> None:
+        """Nothing to release for local buckets."""
+
     def peek(self, name: str, key: str, spec: RateSpec) -> Outcome:
         """The bucket's state without spending a token (allowed = a token is there)."""
         now = self._clock()

@@ -49,7 +49,7 @@ async def _reauth(ctx: Ctx, password: str) -> tuple[str, str]:
         raise ApiProblem("unauthenticated", "the user no longer exists")
     checked, why = await ctx.services.users.check_password(user.email, password)
     if checked is None or why:
-        ctx.services.authority.failed(client_ip(ctx.request, ctx.services.settings.trust_forwarded_for))
+        await ctx.services.authority.failed(client_ip(ctx.request, ctx.services.settings.trust_forwarded_for))
         raise ApiProblem("unauthenticated", "the account is locked; try again later" if why == "locked"
                          else "wrong password")
     return user.id, user.email

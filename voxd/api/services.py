@@ -108,6 +108,7 @@ class Services:
         return cls(
             deps=deps,
             keys=keys,
+            buckets=deps.buckets if deps.buckets is not None else BucketSet(),
             usage=UsageRecorder(keys),
             calls=deps.db.calls(),
             conversations=deps.db.conversations(),

@@ -47,8 +47,8 @@ class TokenPair(BaseModel):
     scopes: list[str]
 
 
-def refused(ctx: Ctx, detail: str) -> ApiProblem:
-    ctx.services.authority.failed(client_ip(ctx.request, ctx.services.settings.trust_forwarded_for))
+async def refused(ctx: Ctx, detail: str) -> ApiProblem:
+    await ctx.services.authority.failed(client_ip(ctx.request, ctx.services.settings.trust_forwarded_for))
     return ApiProblem("unauthenticated", detail, headers={"WWW-Authenticate": 'Bearer realm="voxd"'})
 
 
@@ -57,7 +57,7 @@ async def grant(ctx: Ctx, user_id: str, org: str, refresh: str, family: str) -> 
     role = await ctx.services.users.role(user_id, org)
     if role is None:  # the membership went away since the family started
         await ctx.services.sessions.revoke_family_of(refresh)
-        raise refused(ctx, "the user is no longer a member of this organisation")
+        raise await refused(ctx, "the user is no longer a member of this organisation")
     scopes = ROLE_SCOPES[role]
     token, _ = ctx.services.tokens.issue(user_id, org, scopes, family)
     return TokenPair(access_token=token, expires_in=ctx.services.tokens.ttl_s, refresh_token=refresh,
@@ -80,7 +80,7 @@ async def login(ctx: Ctx) -> Reply:
 async def sign_in(ctx: Ctx, body: Login) -> Refreshed:
     """Every factor of ``body`` checked (counted, audited): the new session."""
     ip = client_ip(ctx.request, ctx.services.settings.trust_forwarded_for)
-    throttled = ctx.services.authority.throttled(ip)
+    throttled = await ctx.services.authority.throttled(ip)
     if throttled is not None:
         raise ApiProblem("auth-throttled", f"too many failed authentications; retry in {throttled.retry_after_s} s",
                          headers={"Retry-After": str(throttled.retry_after_s)})
@@ -88,12 +88,12 @@ async def sign_in(ctx: Ctx, body: Login) -> Refreshed:
     if user is None or why:
         if user is not None:
             await ctx.services.db.audit().append(actor=user.id, ip=ip, action="login_refused", target=why, org="default")
-        raise refused(ctx, "the account is locked; try again later" if why == "locked"
+        raise await refused(ctx, "the account is locked; try again later" if why == "locked"
                        else "wrong email or password")
     orgs = dict(await ctx.services.users.memberships(user.id))
     org = body.org or (min(orgs) if orgs else None)
     if org is None or org not in orgs:
-        raise refused(ctx, "wrong email or password")
+        raise await refused(ctx, "wrong email or password")
     if await ctx.services.totp.enabled(user.id):
         if body.totp_code is None:
             raise ApiProblem("second-factor-required", "this account has a second factor: send `totp_code`")
@@ -101,7 +101,7 @@ async def sign_in(ctx: Ctx, body: Login) -> Refreshed:
             await ctx.services.users.note_failure(user.id)
             await ctx.services.db.audit().append(actor=user.id, ip=ip, action="login_refused", target="totp",
                                                  org="default")
-            raise refused(ctx, "wrong or already used second-factor code")
+            raise await refused(ctx, "wrong or already used second-factor code")
     await ctx.services.users.note_success(user.id)
     started = await ctx.services.sessions.start(user.id, org)
     await ctx.services.db.for_org(org).audit().append(actor=user.id, ip=ip, action="login", target=user.id)
@@ -117,7 +117,7 @@ async def refresh(ctx: Ctx) -> Reply:
     try:
         new = await ctx.services.sessions.rotate(body.refresh_token)
     except RefreshRefused as e:
-        raise refused(ctx, f"the refresh token is {e.reason}") from None
+        raise await refused(ctx, f"the refresh token is {e.reason}") from None
     return await _pair(ctx, new.user_id, new.org, new.token, new.family)
 
 

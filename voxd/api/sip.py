@@ -49,3 +49,35 @@ async def list_registrations(ctx: Ctx) -> Reply:
     # the daemon's carrier registrations belong to the default organisation
     reader = ctx.request.app.get(SIP_REGISTRATIONS) if ctx.org == "default" else None
     return Reply(Registrations.model_validate({"registrations": reader() if reader is not None else []}))
+
+
+SIP_TRUNKS: web.AppKey[StatusReader] = web.AppKey("voxd_sip_trunks")
+
+
+class TrunkState(BaseModel):
+    name: str
+    domain: str
+    proxy: str | None
+    options_interval_s: float = Field(description="OPTIONS keepalive interval (0: not probed).")
+    state: str = Field(description="up, down, unknown (no answer yet) or unprobed (no keepalive configured).")
+    last_status: int | None = Field(description="Status of the last answer to an OPTIONS (408: no answer).")
+    last_reason: str
+    rtt_ms: float | None = Field(description="Round trip of the last answered OPTIONS.")
+    failures: int = Field(description="Consecutive keepalives without a good answer.")
+    checked_at: float | None = Field(description="Unix time of the last answer.")
+    active_calls: int = Field(description="Outbound calls in progress on the trunk.")
+    blocked_for_s: float = Field(description="Seconds before a new call may go: a carrier's 503 Retry-After.")
+    blocked_by: str = Field(description="What asked for the wait (e.g. SIP 503 Retry-After 30 s).")
+
+
+class Trunks(BaseModel):
+    trunks: list[TrunkState]
+
+
+@routes.route("GET", "/api/v1/sip/trunks", scope="calls:read", tag="sip", response=Trunks,
+              summary="Health and load of each outbound SIP trunk",
+              description="One entry per `sip.trunks[]` with `outbound` settings: the OPTIONS keepalive's verdict "
+              "(`options_interval_s`), calls in progress, and the wait a carrier's 503 with Retry-After imposed.")
+async def list_trunks(ctx: Ctx) -> Reply:
+    reader = ctx.request.app.get(SIP_TRUNKS) if ctx.org == "default" else None  # the daemon's trunks: default org
+    return Reply(Trunks.model_validate({"trunks": reader() if reader is not None else []}))

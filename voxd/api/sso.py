@@ -223,7 +223,7 @@ async def oidc_callback(ctx: Ctx) -> Reply:
     try:
         user_id = await _verified_user(ctx, repo, p, q)
     except SsoRefused as e:
-        ctx.services.authority.failed(ip)
+        await ctx.services.authority.failed(ip)
         await ctx.services.db.for_org(org).audit().append(actor="sso", ip=ip, action="login_sso_refused",
                                                            target=str(e)[:200])
         raise ApiProblem("sso-refused", str(e)) from None

@@ -12,8 +12,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML
 
+from voxd.config.cluster import RedisConfig, StoreConfig
 from voxd.config.local_llm import LocalLLMConfig
-from voxd.config.sip import RegistrationConfig, SipTlsConfig, SrtpPolicy, TrunkOutboundConfig
+from voxd.config.sip import (
+    RegistrationConfig,
+    SessionTimerConfig,
+    SipTlsConfig,
+    SipTraceConfig,
+    SrtpPolicy,
+    TrunkOutboundConfig,
+)
 from voxd.config.tools import ToolsConfig
 from voxd.core.egress import AllowRule, EgressPolicy
 from voxd.core.secrets import VENDOR_SECRETS, DeclaredSecret, Outbound, SecretBook
@@ -140,6 +148,9 @@ class TrunkConfig(_Model):
         None, description="SRTP (SDES) for this trunk's calls, both ways: off, optional (when the peer offers "
         "or accepts a=crypto) or required (never cleartext media: an offer without crypto gets 488). "
         "Default: sip.srtp.")
+    options_interval_s: float = Field(
+        0.0, ge=0, le=3600, description="Send an OPTIONS keepalive to the trunk's proxy (or domain) this often "
+        "and report its health (GET /api/v1/sip/trunks, voxd_sip_trunk_up); 0: never. Needs `outbound`.")
 
     @property
     def outbound_only(self) -> bool:
@@ -157,6 +168,9 @@ class SipListenConfig(_Model):
     max_calls: int = Field(200, ge=1, description="Concurrent calls in total; beyond: 503.")
     max_calls_per_source: int = Field(50, ge=1, description="Concurrent calls from one source address; beyond: 503.")
     ring_ms: int = Field(0, ge=0, le=60000, description="Ring (180) this long before answering.")
+    early_media: bool = Field(
+        False, description="While ringing (ring_ms): 183 Session Progress with SDP instead of 180, and the agent starts "
+        "at once, so its greeting plays as early media (an announcement before the answer, RFC 3960).")
     rtp_timeout_s: float = Field(
         30.0, ge=0, le=3600,
         description="End a call (BYE, end reason media_timeout) after this long without RTP from the caller "
@@ -177,6 +191,10 @@ class SipListenConfig(_Model):
     registrations: list[RegistrationConfig] = Field(
         default_factory=list, description="Registrars voxd registers with (RFC 3261 §10); calls to each AOR "
         "from its registrar go to the registration's agent.")
+    session_timers: SessionTimerConfig = Field(default_factory=lambda: SessionTimerConfig(),
+                                               description="RFC 4028 session timers (voxd/proto/sip/session_timer.py).")
+    trace: SipTraceConfig = Field(default_factory=lambda: SipTraceConfig(),
+                                  description="Per-call SIP traces (voxd/net/sip_trace.py).")
 
     @model_validator(mode="after")
     def _unique_names(self) -> SipListenConfig:
@@ -232,6 +250,15 @@ class EnginesConfig(_Model):
     silero_confirm: bool = Field(True, description="Confirm webrtcvad onsets with Silero.")
     vad_aggressiveness: int = Field(2, ge=0, le=3, description="webrtcvad mode for the first stage (Silero confirms onsets).")
     preload: bool = Field(True, description="Load models at start-up instead of on the first call.")
+
+
+class AnalysisSettings(_Model):
+    """The post-call analysis worker (what each agent extracts is in its `analysis:` block)."""
+
+    retry_schedule_s: list[float] = Field(
+        default_factory=lambda: [5.0, 30.0, 120.0, 600.0], min_length=1, max_length=20,
+        description="Delay before each retry of a failed analysis; the last attempt analyses without the model "
+                    "(dialog slots, template summary) and keeps the model's error.")
 
 
 class WebhooksConfig(_Model):
@@ -323,6 +350,9 @@ class VoxdConfig(_Model):
     agents_dir: str = Field("agents", description="Folder of agent YAML files (relative to the config file's parent folder's parent, or absolute).")
     default_agent: str | None = Field(None, description="Agent for calls that name none.")
     database: str | None = Field(None, description="SQLite path; default <state_dir>/voxd.db")
+    store: StoreConfig = Field(default_factory=lambda: StoreConfig(),
+                               description="The database: SQLite (default) or PostgreSQL shared by several nodes.")
+    redis: RedisConfig = Field(default_factory=lambda: RedisConfig())
     http: HttpConfig = Field(default_factory=lambda: HttpConfig())
     api: ApiLimits = Field(default_factory=lambda: ApiLimits())
     sip: SipListenConfig = Field(default_factory=lambda: SipListenConfig())
@@ -332,6 +362,7 @@ class VoxdConfig(_Model):
         default_factory=lambda: LocalLLMConfig(),
         description="Packaged local models (llm engine 'local'): models folder, threads, context, slots.")
     webhooks: WebhooksConfig = Field(default_factory=lambda: WebhooksConfig())
+    analysis: AnalysisSettings = Field(default_factory=lambda: AnalysisSettings())
     recordings: RecordingsConfig = Field(default_factory=lambda: RecordingsConfig())
     webrtc: WebRtcConfig = Field(default_factory=lambda: WebRtcConfig())
     twilio: TwilioConfig = Field(default_factory=lambda: TwilioConfig())

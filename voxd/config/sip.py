@@ -132,6 +132,26 @@ class SipTlsConfig(_Model):
         return self
 
 
+class SessionTimerConfig(_Model):
+    """Session timers (RFC 4028): the peer or voxd refreshes the session with a re-INVITE
+    or UPDATE at half the interval; a session nobody refreshed ends with BYE (end reason
+    session_expired)."""
+
+    expires_s: int = Field(1800, ge=0, le=86400,
+                           description="Interval voxd asks for in its INVITEs and the largest it grants; "
+                                       "0: ask for none (still answered when a peer asks).")
+    min_se_s: int = Field(90, ge=90, le=86400, description="Shortest interval accepted (shorter: 422 with Min-SE).")
+
+
+class SipTraceConfig(_Model):
+    """Per-call SIP trace: every SIP message of a call, both directions, credentials masked,
+    kept with the call record (`GET /api/v1/calls/{id}/sip-trace`, text or pcap)."""
+
+    enabled: bool = True
+    retention_hours: float = Field(72.0, gt=0, le=24 * 365, description="Traces older than this are deleted.")
+    max_messages: int = Field(500, ge=10, le=100000, description="Messages kept per call (the first ones).")
+
+
 class TrunkOutboundConfig(PasswordSource):
     """Calls placed through a carrier: `POST /api/v1/calls {"to": "+15551234567", "trunk": NAME}`."""
 

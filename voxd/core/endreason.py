@@ -26,11 +26,13 @@ EndReason = Literal[
     "media_timeout",      # SIP: no RTP from the caller for sip.rtp_timeout_s (not on hold)
     "ice_timeout",        # WebRTC never connected
     "ack_timeout",        # SIP: the caller never ACKed our 200
+    "session_expired",    # SIP: the session timer ran out (RFC 4028: the refresher stopped refreshing)
     "protocol_error",     # the peer broke its wire protocol
     "transport_error",    # our side of the transport failed
     "bad_offer",          # an SDP offer we could not answer
     "bad_answer_sdp",     # an SDP answer we could not accept (outbound)
     "rejected",           # refused before it was answered (the inbound lookup said so); why: metadata
+    "node_lost",          # the daemon holding it stopped without ending it (crash, SIGKILL); closed at the next start
     # an outbound call that was never answered
     "busy",
     "declined",

@@ -35,6 +35,7 @@ from voxd.net.sip_calls import SipCall, SipCallTable
 from voxd.net.sip_connect import SipConnector
 from voxd.net.sip_taps import tap_datagram
 from voxd.net.sip_tcp import TcpPeers
+from voxd.net.sip_trace import SipTracer
 from voxd.proto import negotiate, secure_sdp
 from voxd.proto.sdes import Policy
 from voxd.proto.sdp import SdpParseError, SessionDescription
@@ -43,6 +44,8 @@ from voxd.proto.sip.agent import UAConfig, UserAgent
 from voxd.proto.sip.auth import DigestServer
 from voxd.proto.sip.errors import SipParseError
 from voxd.proto.sip.message import SipMessage, SipRequest, SipResponse
+from voxd.proto.sip.probe import NodeState
+from voxd.proto.sip.session_timer import TimerPolicy
 
 log = logging.getLogger("voxd.sip")
 
@@ -94,6 +97,9 @@ class SipEndpoint:
         # own (REGISTER), and inbound calls routed by registration (agent name or None)
         self.response_taps: list[Callable[[SipResponse, Addr], bool]] = []
         self.inbound_router: Callable[[ev.IncomingCall], str | None] | None = None
+        self.options_results: list[Callable[[ev.OptionsResult], None]] = []  # trunk keepalives (sip_options.py)
+        self.tracer: SipTracer | None = None  # per-call SIP traces (sip_trace.py)
+        self.table.on_cleanup = self._traced
         self._looking_up: dict[str, asyncio.Task[None]] = {}  # INVITEs waiting for their agent's inbound lookup
 
     def configure(self, cfg: SipListenConfig) -> None:
@@ -106,6 +112,8 @@ class SipEndpoint:
         self.table.bind_host = cfg.host
         self.table.rtp_timeout_s = cfg.rtp_timeout_s
         self._digest = {t.name: self._digest_for(t) for t in cfg.trunks if t.username}
+        if self.ua is not None:
+            self.ua.config.session = TimerPolicy(cfg.session_timers.expires_s, cfg.session_timers.min_se_s)
 
     def transport_to(self, addr: Addr) -> tuple[str, int]:
         """The transport a peer is reached over, and our port as it should see it (Via,
@@ -129,9 +137,23 @@ class SipEndpoint:
         if self.cfg.tcp:
             self._tcp_server = await loop.create_server(self.tcp_peers.protocol, self.cfg.host, self.port)
         # _flush writes to a peer's TCP connection when it has one: no retransmissions there
-        self.ua = UserAgent(UAConfig(self.host, self.port, user="voxd", user_agent="voxd"), auth=self._auth,
-                            reliable=lambda addr: addr in self.tcp_peers, transport=self.transport_to)
+        timers = self.cfg.session_timers
+        self.ua = UserAgent(UAConfig(self.host, self.port, user="voxd", user_agent="voxd",
+                                     session=TimerPolicy(timers.expires_s, timers.min_se_s)),
+                            auth=self._auth, reliable=lambda addr: addr in self.tcp_peers, transport=self.transport_to,
+                            node_state=self.node_state)
         log.info("SIP listening on %s:%d (udp%s)", self.cfg.host, self.port, "+tcp" if self.cfg.tcp else "")
+
+    def node_state(self) -> NodeState:
+        """What an OPTIONS is answered with (voxd/proto/sip/probe.py): 503 while draining."""
+        return NodeState(draining=not self.accepting(), active=self.table.active, capacity=self.cfg.max_calls)
+
+    def probe(self, target: str, peer: Addr) -> str:
+        """Send an OPTIONS (a trunk keepalive); the answer comes to ``options_results``."""
+        assert self.ua is not None
+        call_id = self.ua.options(target, peer, time.monotonic())
+        self._flush()
+        return call_id
 
     @property
     def sip_calls(self) -> dict[str, SipCall]:
@@ -156,8 +178,17 @@ class SipEndpoint:
         self.table.cancel_tasks()
 
     # ------------------------------------------------------------ bytes in/out
+    def _traced(self, call: SipCall) -> None:
+        if self.tracer is not None and call.session is not None:
+            self.tracer.finish(call.call_id, call.session.record.id)
+
+    def _trace(self, direction: str, data: bytes, addr: Addr, transport: str) -> None:
+        if self.tracer is not None:
+            self.tracer.record(direction, data, (self.host, self.port), addr, transport)
+
     def on_datagram(self, data: bytes, addr: Addr) -> None:
         assert self.ua is not None
+        self._trace("in", data, addr, "udp")
         if self.response_taps and data[:8] == b"SIP/2.0 " and tap_datagram(self.response_taps, data, addr):
             return
         try:
@@ -170,6 +201,8 @@ class SipEndpoint:
 
     def on_message(self, msg: SipMessage, addr: Addr) -> None:
         assert self.ua is not None
+        if self.tracer is not None:
+            self._trace("in", msg.serialize(), addr, "tcp")
         if isinstance(msg, SipResponse) and any(tap(msg, addr) for tap in self.response_taps):
             return  # a REGISTER's response
         try:
@@ -191,6 +224,7 @@ class SipEndpoint:
             return
         for data, addr in self.ua.data_to_send():
             tcp = self.tcp_peers.get(addr)
+            self._trace("out", data, addr, "udp" if tcp is None else "tcp")
             if tcp is not None:
                 tcp.write(data)
             elif self.tcp_peers.was_tls(addr):  # its TLS connection closed: never in the clear
@@ -266,10 +300,14 @@ class SipEndpoint:
         elif isinstance(e, ev.CallProgress) and call is not None and e.sdp and call.outbound_offer is not None:
             self.table.spawn(self.table.early_media(call, e.sdp))
         elif isinstance(e, ev.CallFailed) and call is not None:
-            from voxd.net.sip_trunk import failure_reason
+            from voxd.net.sip_trunk import failure_reason, note_failure
 
             call.bye_sent = True
+            note_failure(self, call.session, e)  # 503 Retry-After: the trunk waits
             self.table.end(call, failure_reason(call.session, e), "system")  # detail (status, trunk) in metadata
+        elif isinstance(e, ev.OptionsResult):
+            for listener in self.options_results:
+                listener(e)
         elif isinstance(e, ev.CallCancelled) and call is not None:
             self.table.end(call, "caller_cancelled", "caller")
         elif isinstance(e, ev.CallCancelled) and e.call_id in self._looking_up:
@@ -396,8 +434,12 @@ class SipEndpoint:
             return
         try:
             if self.cfg.ring_ms:
-                self.ua.ring(call.call_id, time.monotonic())
+                early = self.cfg.early_media  # 183 with our SDP: the greeting plays before the 200
+                self.ua.ring(call.call_id, time.monotonic(), sdp=neg.sdp.serialize() if early else b"")
                 self._flush()
+                if early and call.leg is not None and call.session is not None:
+                    call.session.record.metadata["early_media"] = True
+                    self.table.spawn(call.leg.answered())
                 await asyncio.sleep(self.cfg.ring_ms / 1000)
                 if call.ended:
                     return

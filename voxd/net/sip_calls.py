@@ -15,7 +15,7 @@ import logging
 import socket
 import time
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from voxd.agents.loader import LoadedAgent
@@ -130,6 +130,7 @@ class SipCallTable:
         self.calls: dict[str, SipCall] = {}
         self.per_source: Counter[str] = Counter()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.on_cleanup: Callable[[SipCall], None] | None = None  # the call is gone (its SIP trace is kept)
 
     def get(self, call_id: str) -> SipCall | None:
         return self.calls.get(call_id)
@@ -279,6 +280,8 @@ class SipCallTable:
             self.ports.release(call.rtp_port)
         self.calls.pop(call.call_id, None)
         self.release_slot(call)
+        if self.on_cleanup is not None:
+            self.on_cleanup(call)
 
     async def close_all(self) -> None:
         for call in list(self.calls.values()):

@@ -44,9 +44,22 @@ class TrunkLoad:
     refilled_at: float = field(default_factory=time.monotonic)
     placed: int = 0
     refused: int = 0
+    blocked_until: float = 0.0  # a carrier's 503 Retry-After: no new call before (monotonic)
+    blocked_by: str = ""
+
+    def hold(self, now: float, seconds: int, why: str) -> None:
+        """The carrier asked us to wait (503 with Retry-After): no call on the trunk for ``seconds``."""
+        self.blocked_until = max(self.blocked_until, now + seconds)
+        self.blocked_by = why
+
+    def blocked_for(self, now: float) -> float:
+        return max(0.0, self.blocked_until - now)
 
     def admit(self, now: float, max_calls: int, cps: float) -> str | None:
         """None when a call may start now, else why not."""
+        if (wait := self.blocked_for(now)) > 0:
+            self.refused += 1
+            return f"the carrier asked to wait ({self.blocked_by}); {wait:.0f} s left"
         if cps > 0:
             burst = max(1.0, cps)
             if self.placed == 0 and self.tokens == 0.0:
@@ -96,7 +109,23 @@ def pick_trunk(endpoint: SipEndpoint, name: str | None, to: str) -> TrunkConfig 
     return trunks[0]
 
 
-async def _resolve(host: str, port: int) -> Addr:
+def trunk_hop(trunk: TrunkConfig) -> tuple[Addr, str | None]:
+    """Where a trunk's requests go: (host, port) of its outbound proxy with the pre-loaded
+    ``Route`` (loose routing), or of its domain with no Route."""
+    out = trunk.outbound
+    assert out is not None
+    default_port = 5061 if out.transport == "tls" else 5060
+    if out.proxy:
+        proxy = SipUri.parse(out.proxy)
+        params = {**proxy.params, "lr": None}
+        if out.transport != "udp":
+            params["transport"] = out.transport
+        route_uri = SipUri(proxy.host, None, proxy.port, params=params)
+        return (proxy.host, proxy.port or default_port), f"<{route_uri.serialize()}>"
+    return (out.domain, out.port or default_port), None
+
+
+async def resolve(host: str, port: int) -> Addr:
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     if not infos:
         raise OSError(f"cannot resolve {host}")
@@ -117,21 +146,11 @@ async def dial_trunk(endpoint: SipEndpoint, agent: LoadedAgent, trunk: TrunkConf
         user = format_number(to, style=out.number_format, country_code=out.country_code,
                              dial_prefix=out.dial_prefix)
         target = SipUri(out.domain, user, None if out.proxy else out.port, params={"user": "phone"})
-    default_port = 5061 if out.transport == "tls" else 5060
     if out.transport != "udp":
         target.params["transport"] = out.transport
-    if out.proxy:
-        proxy = SipUri.parse(out.proxy)
-        hop = (proxy.host, proxy.port or default_port)
-        params = {**proxy.params, "lr": None}
-        if out.transport != "udp":
-            params["transport"] = out.transport
-        route_uri = SipUri(proxy.host, None, proxy.port, params=params)
-        route: str | None = f"<{route_uri.serialize()}>"
-    else:
-        hop, route = (out.domain, out.port or default_port), None
+    hop, route = trunk_hop(trunk)
     try:
-        peer = await _resolve(*hop)
+        peer = await resolve(*hop)
     except OSError as e:
         raise ValueError(f"trunk {trunk.name}: {e}") from None
     credentials = None
@@ -146,9 +165,10 @@ async def dial_trunk(endpoint: SipEndpoint, agent: LoadedAgent, trunk: TrunkConf
         except OSError as e:
             raise ValueError(f"trunk {trunk.name}: {e}") from None
     load = loads(endpoint).setdefault(trunk.name, TrunkLoad())
-    why = load.admit(time.monotonic(), out.max_calls, out.calls_per_second)
+    now = time.monotonic()
+    why = load.admit(now, out.max_calls, out.calls_per_second)
     if why is not None:
-        raise AtCapacity(f"trunk {trunk.name}: {why}", retry_after=1)
+        raise AtCapacity(f"trunk {trunk.name}: {why}", retry_after=max(1, round(load.blocked_for(now))))
     headers: list[tuple[str, str]] = []
     if out.asserted_identity:
         headers.append(("P-Asserted-Identity", f"<{out.asserted_identity}>"))
@@ -191,6 +211,20 @@ def failure_reason(session: CallSession | None, e: CallFailed) -> EndReason:
     meta["sip_reason"] = e.reason[:128]
     standard = REASONS.get(e.status, "") or e.reason[:64]
     detail = f"SIP {e.status}{' ' + standard if standard else ''}"
+    if e.retry_after is not None:
+        meta["sip_retry_after"] = e.retry_after
+        detail += f" (Retry-After {e.retry_after} s)"
     trunk = meta.get("trunk")
     meta["end_detail"] = f"{detail} via trunk {trunk}" if trunk is not None else detail
     return reason
+
+
+def note_failure(endpoint: SipEndpoint, session: CallSession | None, e: CallFailed) -> None:
+    """A carrier's 503 with Retry-After holds the trunk's new calls for that long (RFC 3261
+    §21.5.4: the server is overloaded or in maintenance, not the callee)."""
+    if session is None or e.status != 503 or not e.retry_after:
+        return
+    trunk = session.record.metadata.get("trunk")
+    if isinstance(trunk, str):
+        load = loads(endpoint).setdefault(trunk, TrunkLoad())
+        load.hold(time.monotonic(), e.retry_after, f"SIP 503 Retry-After {e.retry_after} s")

@@ -55,6 +55,16 @@ class Metrics:
             "voxd_webhook_attempts_total", "Webhook delivery attempts by result and the delivery's new status",
             ["result", "status"], registry=r)
         self.webhook_depth = Gauge("voxd_webhook_outbox_depth", "Webhook deliveries waiting to be sent", registry=r)
+        self.redis_up = Gauge("voxd_redis_up", "1 while the shared rate limits' Redis answers (redis.url)", registry=r)
+        self.ratelimit_fallbacks = Counter(
+            "voxd_ratelimit_fallback_total", "Rate-limit decisions taken locally because Redis was down", registry=r)
+        self.mos = Histogram("voxd_call_mos", "Post-call analysis: E-model MOS of the call's audio path (RTP calls)",
+                             ["agent"], buckets=(1.0, 2.0, 2.5, 3.0, 3.5, 3.8, 4.0, 4.2, 4.3, 4.4, 4.5), registry=r)
+        self.sentiment = Histogram("voxd_call_sentiment", "Post-call analysis: the caller's overall sentiment (-1..1)",
+                                   ["agent"], buckets=(-0.75, -0.5, -0.25, -0.05, 0.05, 0.25, 0.5, 0.75, 1.0),
+                                   registry=r)
+        self.outcomes = Counter("voxd_call_outcomes_total", "Post-call analysis: calls by outcome",
+                                ["agent", "outcome"], registry=r)
         self.before_scrape: list[Callable[[], Awaitable[None]]] = []  # refresh gauges read from elsewhere
         self._lag_task: asyncio.Task[None] | None = None
 
@@ -100,6 +110,17 @@ class Metrics:
             self.provider_errors.labels(ev.role, str(ev.detail.get("provider", ""))).inc()
 
     # -- event loop lag
+    def on_analysis(self, agent: str, analysis: dict[str, object]) -> None:
+        """A call's post-call analysis was stored."""
+        quality, sentiment = analysis.get("quality"), analysis.get("sentiment")
+        mos = quality.get("mos") if isinstance(quality, dict) else None
+        overall = sentiment.get("overall") if isinstance(sentiment, dict) else None
+        if isinstance(mos, int | float):
+            self.mos.labels(agent).observe(mos)
+        if isinstance(overall, int | float):
+            self.sentiment.labels(agent).observe(overall)
+        self.outcomes.labels(agent, str(analysis.get("outcome") or "none")).inc()
+
     def start_lag_probe(self, period_s: float = 0.05) -> None:
         async def probe() -> None:
             loop = asyncio.get_running_loop()

@@ -16,7 +16,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from voxd.media.frame import AudioChunk, AudioFrame
 
@@ -141,6 +141,17 @@ class Usage:
 
 
 LLMEvent = TextDelta | ToolCallsRequested | Usage
+
+
+@runtime_checkable
+class StructuredOutput(Protocol):
+    """A language model that can be held to a JSON Schema (response_format json_schema,
+    a sampling grammar): the post-call analysis asks it for one JSON document."""
+
+    async def complete_json(self, messages: list[Message], schema: dict[str, Any], name: str) -> tuple[str, Usage]:
+        """The model's reply (text that should be JSON of ``schema``) and its usage;
+        raises ProviderError."""
+        ...
 
 
 class LanguageModel(abc.ABC):

@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from voxd.store.db import Database
+from voxd.store.base import SqlStore
 
 
 class AgentChangeRepository:
     """Who changed which agent, to which version, when."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlStore) -> None:
         self._db = db
 
     async def record(self, agent: str, version: str, action: str, actor: str) -> None:

@@ -14,7 +14,7 @@ import json
 import time
 from typing import Any
 
-from voxd.store.db import Database
+from voxd.store.base import SqlStore
 from voxd.store.records import Tampered
 from voxd.store.repos import InvalidCursor
 
@@ -34,7 +34,7 @@ def row_hash(row: dict[str, Any]) -> str:
 
 
 class AuditRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlStore) -> None:
         self._db = db
 
     async def append(self, *, actor: str, action: str, target: str, ip: str | None = None,
@@ -45,8 +45,8 @@ class AuditRepository:
                                "action": action, "target": target, "before_hash": state_hash(before),
                                "after_hash": state_hash(after)}
         async with self._db.transaction() as conn:
-            async with conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1") as cur:
-                last = await cur.fetchone()
+            await conn.lock("audit_log")  # one chain: appends from every node in one serial order
+            last = await conn.fetchone("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
             row["seq"] = (last["seq"] if last else 0) + 1
             row["prev_hash"] = last["hash"] if last else GENESIS
             row["hash"] = row_hash(row)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from voxd.store.db import Database
+from voxd.store.base import SqlStore
 
 _COLUMNS = ("uid", "agent", "call_id", "summary", "description", "location", "starts_at", "ends_at", "attendee")
 
 
 class CalendarRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlStore) -> None:
         self._db = db
 
     async def add(self, event: dict[str, Any]) -> None:

@@ -9,11 +9,10 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-import aiosqlite
-
 from voxd.core.calllog import CallRecord
-from voxd.store.db import Database
+from voxd.store.base import SqlStore
 from voxd.store.repos import InvalidCursor, Transaction, TxnWrite
+from voxd.store.sql import Row, Txn
 
 __all__ = ["CallRepository", "ForeignRow", "InvalidCursor", "decode_cursor", "encode_cursor"]
 
@@ -21,6 +20,7 @@ _CALL_COLUMNS = (
     "id, agent, agent_version, transport, from_uri, to_uri, direction, status, started_at, "
     "answered_at, ended_at, end_reason, ended_by, interruptions, metadata, variables"
 )
+_ANALYSIS_COLUMNS = "analysis, outcome, sentiment, mos"
 
 
 def _dumps(value: Any) -> str:
@@ -44,7 +44,7 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
 
 
 class CallRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlStore) -> None:
         self._db = db
 
     async def save(self, record: CallRecord, also: Sequence[TxnWrite] = ()) -> None:
@@ -79,7 +79,7 @@ class CallRepository:
             await self._insert_children(conn, record)
 
     @staticmethod
-    async def _insert_children(conn: aiosqlite.Connection, record: CallRecord) -> None:
+    async def _insert_children(conn: Txn, record: CallRecord) -> None:
         turn_rows = []
         tool_rows = []
         for t in record.turns:
@@ -93,26 +93,19 @@ class CallRepository:
                     record.id, t.index, seq, tc.name, _dumps(tc.arguments),
                     _dumps(tc.result), tc.error, tc.started_at, tc.duration_ms,
                 ))
-        await conn.executemany(
-            "INSERT INTO turns (call_id, idx, speaker, text, started_at, ended_at, interrupted, "
-            "heard_text, source, latency, barge_in_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            turn_rows,
-        )
-        await conn.executemany(
-            "INSERT INTO tool_calls (call_id, turn_idx, seq, name, arguments, result, error, "
-            "started_at, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            tool_rows,
-        )
-        await conn.executemany(
-            "INSERT INTO dtmf (call_id, seq, digit, at, source) VALUES (?, ?, ?, ?, ?)",
-            [(record.id, i, d.digit, d.at, d.source) for i, d in enumerate(record.dtmf)],
-        )
+        await conn.many([
+            ("INSERT INTO turns (call_id, idx, speaker, text, started_at, ended_at, interrupted, "
+             "heard_text, source, latency, barge_in_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", turn_rows),
+            ("INSERT INTO tool_calls (call_id, turn_idx, seq, name, arguments, result, error, "
+             "started_at, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", tool_rows),
+            ("INSERT INTO dtmf (call_id, seq, digit, at, source) VALUES (?, ?, ?, ?, ?)",
+             [(record.id, i, d.digit, d.at, d.source) for i, d in enumerate(record.dtmf)]),
+        ])
 
     async def set_recording(self, call_id: str, info: dict[str, Any]) -> bool:
         """Replace ``metadata.recording`` of a stored call; False when there is no such call."""
         async with self._db.transaction() as conn:
-            row = await (await conn.execute("SELECT metadata FROM calls WHERE id = ? AND org = ?",
-                                            (call_id, self._db.org))).fetchone()
+            row = await conn.fetchone("SELECT metadata FROM calls WHERE id = ? AND org = ?", (call_id, self._db.org))
             if row is None:
                 return False
             meta = json.loads(row[0] or "{}")
@@ -122,12 +115,14 @@ class CallRepository:
         return True
 
     async def get(self, call_id: str) -> dict[str, Any] | None:
-        """The call as ``CallRecord.to_dict()`` shapes it, or None."""
-        row = await self._db.fetchone(f"SELECT {_CALL_COLUMNS} FROM calls WHERE id = ? AND org = ?",
+        """The call as ``CallRecord.to_dict()`` shapes it (plus ``analysis``, None until the
+        post-call analysis has run), or None."""
+        row = await self._db.fetchone(f"SELECT {_CALL_COLUMNS}, {_ANALYSIS_COLUMNS} FROM calls WHERE id = ? AND org = ?",
                                        (call_id, self._db.org))
         if row is None:
             return None
         call = _call_dict(row)
+        call["analysis"] = json.loads(row["analysis"]) if row["analysis"] is not None else None
         tools: dict[int, list[dict[str, Any]]] = {}
         for r in await self._db.fetchall(
             "SELECT * FROM tool_calls WHERE call_id = ? ORDER BY turn_idx, seq", (call_id,)
@@ -184,14 +179,24 @@ class CallRepository:
         until: float | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        *,
+        outcome: str | None = None,
+        sentiment_lt: float | None = None,
+        sentiment_gt: float | None = None,
+        mos_lt: float | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """Newest first, without turns; returns the page and the cursor for the next one."""
+        """Newest first, without turns; returns the page and the cursor for the next one.
+        ``outcome``/``sentiment_*``/``mos_lt`` filter on the analysis headline columns."""
         where: list[str] = ["org = ?"]
         params: list[Any] = [self._db.org]
-        for column, value in (("agent", agent), ("status", status)):
+        for column, value in (("agent", agent), ("status", status), ("outcome", outcome)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        for cond, bound in (("sentiment < ?", sentiment_lt), ("sentiment > ?", sentiment_gt), ("mos < ?", mos_lt)):
+            if bound is not None:
+                where.append(cond)
+                params.append(bound)
         if since is not None:
             where.append("started_at >= ?")
             params.append(since)
@@ -204,13 +209,14 @@ class CallRepository:
             params += [c_started, c_started, c_id]
         limit = max(1, min(int(limit), 500))
         sql = (
-            f"SELECT {_CALL_COLUMNS}, "
+            f"SELECT {_CALL_COLUMNS}, outcome, sentiment, mos, "
             "(SELECT COUNT(*) FROM turns t WHERE t.call_id = calls.id) AS turn_count FROM calls"
         )
         sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started_at DESC, id DESC LIMIT ?"
         rows = await self._db.fetchall(sql, [*params, limit + 1])
-        page = [_call_dict(r) | {"turn_count": r["turn_count"]} for r in rows[:limit]]
+        page = [_call_dict(r) | {"turn_count": r["turn_count"], "outcome": r["outcome"], "sentiment": r["sentiment"],
+                                 "mos": r["mos"]} for r in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
             last = rows[limit - 1]
@@ -222,20 +228,19 @@ class ForeignRow(LookupError):
     """A write would touch a row (same id) of another organisation."""
 
 
-async def owned(conn: aiosqlite.Connection, table: str, row_id: str, org: str) -> None:
+async def owned(conn: Txn, table: str, row_id: str, org: str) -> None:
     """Refuse an upsert onto an id another organisation owns (ids are random: a clash
     is an attack or a bug, never a reason to overwrite)."""
-    async with conn.execute(f"SELECT org FROM {table} WHERE id = ?", (row_id,)) as cur:
-        row = await cur.fetchone()
-    if row is not None and row[0] != org:
+    row = await conn.fetchone(f"SELECT org FROM {table} WHERE id = ?", (row_id,))
+    if row is not None and row["org"] != org:
         raise ForeignRow(f"{table} row {row_id!r} belongs to another organisation")
 
 
-def _txn(conn: aiosqlite.Connection) -> Transaction:
+def _txn(conn: Txn) -> Transaction:
     return conn
 
 
-def _call_dict(row: aiosqlite.Row) -> dict[str, Any]:
+def _call_dict(row: Row) -> dict[str, Any]:
     return {
         "id": row["id"],
         "agent": row["agent"],
@@ -254,3 +259,26 @@ def _call_dict(row: aiosqlite.Row) -> dict[str, Any]:
         "variables": json.loads(row["variables"]),
         "status": row["status"],
     }
+
+
+async def close_cut_calls(db: SqlStore) -> list[dict[str, Any]]:
+    """Calls a previous process of this store left unfinished (it was killed mid-call):
+    ended now as ``node_lost`` by ``system``, at the last moment known of them (the end of
+    their recovered recording, else their answer or start). Every organisation's; run at
+    start, before any call is taken, on a store only this node uses. Returns
+    ``{"id", "org", "answered"}`` of each."""
+    rows = await db.fetchall("SELECT id, org, started_at, answered_at, metadata FROM calls WHERE ended_at IS NULL")
+    out: list[dict[str, Any]] = []
+    if not rows:
+        return out
+    async with db.transaction() as conn:
+        for r in rows:
+            meta = json.loads(r["metadata"] or "{}")
+            heard = (meta.get("recording") or {}).get("duration_s") or 0.0
+            base = r["answered_at"] if r["answered_at"] is not None else r["started_at"]
+            meta["cut_short"] = True
+            await conn.execute(
+                "UPDATE calls SET ended_at = ?, status = 'ended', end_reason = 'node_lost', ended_by = 'system', "
+                "metadata = ? WHERE id = ? AND ended_at IS NULL", (base + float(heard), _dumps(meta), r["id"]))
+            out.append({"id": r["id"], "org": r["org"], "answered": r["answered_at"] is not None})
+    return out

@@ -4,15 +4,15 @@ the channel, e.g. ``text``) in, plain dicts out, paged like calls."""
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-import aiosqlite
-
 from voxd.core.calllog import CallRecord
+from voxd.store.base import SqlStore
 from voxd.store.calls import decode_cursor, encode_cursor, owned
-from voxd.store.db import Database
+from voxd.store.repos import TxnWrite
+from voxd.store.sql import Row
 
 _COLUMNS = "id, agent, agent_version, channel, status, started_at, ended_at, end_reason, ended_by, metadata, variables"
 _TURN_COLUMNS = "idx, speaker, text, source, started_at, ended_at, latency, tool_calls"
@@ -27,11 +27,11 @@ def _status(record: CallRecord) -> str:
 
 
 class ConversationRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlStore) -> None:
         self._db = db
 
     async def save(
-        self, record: CallRecord, also: Sequence[Callable[[aiosqlite.Connection], Awaitable[object]]] = ()
+        self, record: CallRecord, also: Sequence[TxnWrite] = ()
     ) -> None:
         """Upsert the conversation with all its turns (idempotent); ``also`` runs in the same
         transaction (the webhook outbox rows of the event this save records)."""
@@ -93,14 +93,14 @@ class ConversationRepository:
         return page, nxt
 
 
-def _conversation(row: aiosqlite.Row) -> dict[str, Any]:
+def _conversation(row: Row) -> dict[str, Any]:
     return {"id": row["id"], "agent": row["agent"], "agent_version": row["agent_version"],
             "channel": row["channel"], "status": row["status"], "started_at": row["started_at"],
             "ended_at": row["ended_at"], "end_reason": row["end_reason"], "ended_by": row["ended_by"],
             "metadata": json.loads(row["metadata"]), "variables": json.loads(row["variables"])}
 
 
-def _turn(row: aiosqlite.Row) -> dict[str, Any]:
+def _turn(row: Row) -> dict[str, Any]:
     return {"index": row["idx"], "speaker": row["speaker"], "text": row["text"], "source": row["source"],
             "started_at": row["started_at"], "ended_at": row["ended_at"],
             "latency": json.loads(row["latency"]) if row["latency"] else None,

@@ -7,70 +7,41 @@ forget it. ``for_org`` shares the connection and the write lock.
 
 Repositories hold the SQL; this class only owns the connection, serialises write
 transactions, reports the schema version and hands out its repositories: it is the
-SQLite :class:`voxd.store.repos.Store`. A server database replaces it behind the same
-repository Protocols (``voxd.store.repos``).
+SQLite :class:`voxd.store.repos.Store`; the repositories and the migration runner are
+shared with the PostgreSQL backend (``voxd.store.base``, ``voxd.store.pg``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
-import logging
 import sqlite3
-import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import aiosqlite
 
+from voxd.store.base import DEFAULT_ORG, MigrationError, SqlStore
 from voxd.store.migrations import MIGRATIONS, Migration
+from voxd.store.sql import Params
 
-if TYPE_CHECKING:
-    from voxd.core.sealing import Sealer
-    from voxd.store.repos import (
-        AgentChangeRepo,
-        ApiKeyRepo,
-        AuditRepo,
-        CalendarRepo,
-        CallRepo,
-        ConversationRepo,
-        ExecutionLogRepo,
-        FunctionRepo,
-        OidcRepo,
-        OrgRepo,
-        SessionRepo,
-        TotpRepo,
-        UserRepo,
-        WebhookRepo,
-    )
-
-log = logging.getLogger(__name__)
-
-DEFAULT_ORG = "default"
+__all__ = ["BUSY_TIMEOUT_MS", "DEFAULT_ORG", "Database", "MigrationError", "SqliteTxn", "on_thread"]
 
 BUSY_TIMEOUT_MS = 5000
 
 T = TypeVar("T")
 
 
-class MigrationError(RuntimeError):
-    """The database is newer than this code, or a migration failed."""
+class Database(SqlStore):
+    dialect = "sqlite"
+    integrity_errors = (sqlite3.IntegrityError,)
 
-
-class Database:
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
         self._conn = conn
         self.path = path
         self._write_lock = asyncio.Lock()
         self.org = DEFAULT_ORG
-
-    def for_org(self, org: str) -> Database:
-        """The same database bound to ``org``: its repositories see that organisation only."""
-        view = copy.copy(self)
-        view.org = org
-        return view
 
     @classmethod
     async def open(
@@ -101,122 +72,18 @@ class Database:
     async def close(self) -> None:
         await self._conn.close()
 
-    # -- the repositories (voxd.store.repos.Store)
-    def calls(self) -> CallRepo:
-        from voxd.store.calls import CallRepository
-
-        return CallRepository(self)
-
-    def api_keys(self, pepper: str = "") -> ApiKeyRepo:
-        from voxd.store.keys import ApiKeyRepository
-
-        return ApiKeyRepository(self, pepper=pepper)
-
-    def conversations(self) -> ConversationRepo:
-        from voxd.store.conversations import ConversationRepository
-
-        return ConversationRepository(self)
-
-    def functions(self) -> FunctionRepo:
-        from voxd.store.functions import FunctionRepository
-
-        return FunctionRepository(self)
-
-    def executions(self) -> ExecutionLogRepo:
-        from voxd.store.functions_log import ExecutionLogRepository
-
-        return ExecutionLogRepository(self)
-
-    def agent_changes(self) -> AgentChangeRepo:
-        from voxd.store.agent_changes import AgentChangeRepository
-
-        return AgentChangeRepository(self)
-
-    def calendar(self) -> CalendarRepo:
-        from voxd.store.calendar import CalendarRepository
-
-        return CalendarRepository(self)
-
-    def webhooks(self, sealer: Sealer | None = None) -> WebhookRepo:
-        from voxd.store.webhooks import WebhookStore
-
-        return WebhookStore(self, sealer)
-
-    def totp(self, sealer: Sealer) -> TotpRepo:
-        from voxd.store.second_factor import TotpRepository
-
-        return TotpRepository(self, sealer)
-
-    def oidc(self, sealer: Sealer) -> OidcRepo:
-        from voxd.store.oidc import OidcRepository
-
-        return OidcRepository(self, sealer)
-
-    def orgs(self) -> OrgRepo:
-        from voxd.store.orgs import OrgRepository
-
-        return OrgRepository(self)
-
-    def users(self) -> UserRepo:
-        from voxd.store.users import UserRepository
-
-        return UserRepository(self)
-
-    def sessions(self) -> SessionRepo:
-        from voxd.store.sessions import SessionRepository
-
-        return SessionRepository(self)
-
-    def audit(self) -> AuditRepo:
-        from voxd.store.audit import AuditRepository
-
-        return AuditRepository(self)
-
-    async def writable(self) -> bool:
-        try:
-            async with self.transaction() as conn:
-                await conn.execute("CREATE TEMP TABLE IF NOT EXISTS _voxd_probe (x INTEGER)")
-                await conn.execute("INSERT INTO _voxd_probe VALUES (1)")
-                await conn.execute("DELETE FROM _voxd_probe")
-            return True
-        except Exception:
-            return False
-
-    async def schema_version(self) -> int:
-        row = await self.fetchone("SELECT MAX(version) AS v FROM schema_version")
-        return int(row["v"]) if row and row["v"] is not None else 0
-
-    async def _migrate(self, migrations: Sequence[Migration], target: int | None) -> None:
-        await self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_version ("
-            "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
-        )
-        current = await self.schema_version()
-        latest = migrations[-1].version if migrations else 0
-        if current > latest:
-            raise MigrationError(
-                f"database {self.path} is at schema version {current}, this voxd knows {latest}"
-            )
-        goal = latest if target is None else target
-        for m in migrations:
-            if m.version <= current or m.version > goal:
-                continue
-            log.info("store: applying migration %d (%s)", m.version, m.name)
-            async with self.transaction() as conn:
-                for stmt in m.statements:
-                    await conn.execute(stmt)
-                await conn.execute(
-                    "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
-                    (m.version, m.name, time.time()),
-                )
+    def files(self) -> tuple[Path, ...]:
+        if str(self.path) == ":memory:":
+            return ()
+        return (self.path, Path(str(self.path) + "-wal"))
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self) -> AsyncIterator[SqliteTxn]:
         """A write transaction (BEGIN IMMEDIATE); one at a time on this connection."""
         async with self._write_lock:
             await self._conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self._conn
+                yield SqliteTxn(self._conn)
             except BaseException:
                 await self._conn.execute("ROLLBACK")
                 raise
@@ -227,13 +94,44 @@ class Database:
     # connection in between, and SQLite leaves the rest of that SELECT undefined: seen
     # here as a GROUP BY returning a NULL group and rows counted twice.
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
+        return await SqliteTxn(self._conn).fetchone(sql, params)
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
+        return await SqliteTxn(self._conn).fetchall(sql, params)
+
+
+class SqliteTxn:
+    """A write transaction on the SQLite connection (``voxd.store.sql.Txn``)."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         args = tuple(params)
-        rows = await on_thread(self._conn, lambda raw: _select(raw, sql, args, 1))
+        return await on_thread(self.conn, lambda raw: raw.execute(sql, args).rowcount)
+
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        await self.many([(sql, list(rows))])
+
+    async def many(self, steps: Sequence[tuple[str, Sequence[Params]]]) -> None:
+        def run(raw: sqlite3.Connection) -> None:
+            for sql, rows in steps:
+                if rows:
+                    raw.executemany(sql, rows)
+
+        await on_thread(self.conn, run)
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
+        args = tuple(params)
+        rows = await on_thread(self.conn, lambda raw: _select(raw, sql, args, 1))
         return rows[0] if rows else None
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
         args = tuple(params)
-        return await on_thread(self._conn, lambda raw: _select(raw, sql, args, None))
+        return await on_thread(self.conn, lambda raw: _select(raw, sql, args, None))
+
+    async def lock(self, key: str) -> None:
+        """Nothing to do: BEGIN IMMEDIATE made this the only writer."""
 
 
 async def on_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:

@@ -7,12 +7,11 @@ import json
 import time
 from typing import Any
 
-import aiosqlite
+from voxd.store.base import SqlStore
+from voxd.store.sql import Row
 
-from voxd.store.db import Database
 
-
-def _function(row: aiosqlite.Row) -> dict[str, Any]:
+def _function(row: Row) -> dict[str, Any]:
     return {
         "name": row["name"],
         "description": row["description"],
@@ -27,7 +26,7 @@ def _function(row: aiosqlite.Row) -> dict[str, Any]:
 class FunctionRepository:
     """Custom functions: name, description, JSON-schema parameters and an HTTP spec."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlStore) -> None:
         self._db = db
 
     async def put(
@@ -64,8 +63,7 @@ class FunctionRepository:
 
     async def delete(self, name: str) -> bool:
         async with self._db.transaction() as conn:
-            cur = await conn.execute("DELETE FROM functions WHERE org = ? AND name = ?", (self._db.org, name))
-            return cur.rowcount > 0
+            return await conn.execute("DELETE FROM functions WHERE org = ? AND name = ?", (self._db.org, name)) > 0
 
     async def log_execution(
         self,
@@ -78,14 +76,14 @@ class FunctionRepository:
     ) -> dict[str, Any]:
         at = time.time()
         async with self._db.transaction() as conn:
-            cur = await conn.execute(
+            row = await conn.fetchone(
                 "INSERT INTO function_executions (name, arguments, result, error, duration_ms, "
-                "actor, at, org) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "actor, at, org) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (name, json.dumps(arguments, default=str),
                  None if error else json.dumps(result, default=str),
                  error, duration_ms, actor, at, self._db.org),
             )
-            exec_id = cur.lastrowid
+            exec_id = row["id"]
         return {"id": exec_id, "name": name, "arguments": arguments,
                 "result": None if error else result, "error": error,
                 "duration_ms": duration_ms, "actor": actor, "at": at}

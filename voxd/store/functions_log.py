@@ -12,15 +12,14 @@ import json
 import time
 from typing import Any
 
-import aiosqlite
-
-from voxd.store.db import Database
+from voxd.store.base import SqlStore
 from voxd.store.records import Execution
+from voxd.store.sql import Row
 
 __all__ = ["Execution", "ExecutionLogRepository"]
 
 
-def _row(r: aiosqlite.Row) -> dict[str, Any]:
+def _row(r: Row) -> dict[str, Any]:
     return {
         "id": r["id"], "name": r["name"], "arguments": json.loads(r["arguments"]),
         "result": json.loads(r["result"]) if r["result"] is not None else None,
@@ -30,7 +29,7 @@ def _row(r: aiosqlite.Row) -> dict[str, Any]:
 
 
 class ExecutionLogRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlStore) -> None:
         self._db = db
 
     async def add(self, rows: list[Execution]) -> None:
@@ -69,6 +68,5 @@ class ExecutionLogRepository:
     async def prune(self, before: float) -> int:
         """Drop rows older than ``before`` (unix seconds); returns how many."""
         async with self._db.transaction() as conn:
-            cur = await conn.execute("DELETE FROM function_executions WHERE org = ? AND at < ?",
-                                     (self._db.org, before))
-            return cur.rowcount
+            return await conn.execute("DELETE FROM function_executions WHERE org = ? AND at < ?",
+                                      (self._db.org, before))

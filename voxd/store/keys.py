@@ -20,9 +20,7 @@ import time
 import uuid
 from typing import Any
 
-import aiosqlite
-
-from voxd.store.db import Database
+from voxd.store.base import SqlStore
 from voxd.store.records import (
     BASE62,
     CHECKSUM_LEN,
@@ -36,6 +34,7 @@ from voxd.store.records import (
     utc_day,
     well_formed,
 )
+from voxd.store.sql import Row
 
 __all__ = ["BASE62", "CHECKSUM_LEN", "DISPLAY_LEN", "KEY_LEN", "KEY_PREFIX", "SECRET_LEN", "ApiKey",
            "ApiKeyRepository", "generate_key", "hash_key", "utc_day", "well_formed"]
@@ -50,7 +49,7 @@ _COLUMNS = (
 )
 
 
-def _key(row: aiosqlite.Row) -> ApiKey:
+def _key(row: Row) -> ApiKey:
     return ApiKey(
         id=row["id"], name=row["name"], prefix=row["prefix"],
         scopes=tuple(json.loads(row["scopes"])), created_by=row["created_by"],
@@ -67,18 +66,18 @@ class ApiKeyRepository:
     a request usually costs no query, yet a revocation by any process (the CLI too) is
     seen by the next request."""
 
-    def __init__(self, db: Database, pepper: str = "") -> None:
+    def __init__(self, db: SqlStore, pepper: str = "") -> None:
         self._db = db
         self._pepper = pepper
         self._cache: dict[str, tuple[ApiKey, float]] = {}
         self._cache_stamp: tuple[int, ...] | None = None
 
     def _stamp(self) -> tuple[int, ...] | None:
-        path = str(self._db.path)
-        if path == ":memory:":
+        files = self._db.files()
+        if not files:  # a server database (or :memory:): every lookup asks it
             return None
         out: list[int] = []
-        for p in (path, path + "-wal"):
+        for p in files:
             try:
                 st = os.stat(p)
             except FileNotFoundError:
@@ -188,7 +187,7 @@ class ApiKeyRepository:
         async with self._db.transaction() as conn:
             await conn.execute(
                 "INSERT INTO key_usage (key_id, day, endpoint, count) VALUES (?, ?, ?, 1) "
-                "ON CONFLICT (key_id, day, endpoint) DO UPDATE SET count = count + 1",
+                "ON CONFLICT (key_id, day, endpoint) DO UPDATE SET count = key_usage.count + 1",
                 (key_id, utc_day(ts), endpoint),
             )
             await conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (ts, key_id))
@@ -202,13 +201,13 @@ class ApiKeyRepository:
         async with self._db.transaction() as conn:
             await conn.executemany(
                 "INSERT INTO key_usage (key_id, day, endpoint, count) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (key_id, day, endpoint) DO UPDATE SET count = count + excluded.count",
+                "ON CONFLICT (key_id, day, endpoint) DO UPDATE SET count = key_usage.count + excluded.count",
                 [(k, d, e, n) for (k, d, e), n in counts.items()],
             )
             await conn.executemany(
-                "UPDATE api_keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) "
-                "WHERE id = ?",
-                [(ts, k) for k, ts in last_used.items()],
+                "UPDATE api_keys SET last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < ? "
+                "THEN ? ELSE last_used_at END WHERE id = ?",
+                [(ts, ts, k) for k, ts in last_used.items()],
             )
 
     async def usage_totals(self, key_id: str, now: float | None = None) -> tuple[int, int]:

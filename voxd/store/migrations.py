@@ -12,9 +12,13 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Migration:
+    """``statements`` are written for SQLite; the PostgreSQL store runs them translated
+    (``voxd.store.sql.pg_ddl``: types, identity columns) unless ``pg`` gives its own."""
+
     version: int
     name: str
     statements: tuple[str, ...]
+    pg: tuple[str, ...] | None = None
 
 
 # the tables whose rows belong to one organisation (migration 8 adds their ``org`` column)
@@ -376,6 +380,36 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         12,
+        "post-call analysis: the analysis of a call (and its indexed headline), durable analysis jobs",
+        (
+            "ALTER TABLE calls ADD COLUMN analysis TEXT",
+            "ALTER TABLE calls ADD COLUMN outcome TEXT",
+            "ALTER TABLE calls ADD COLUMN sentiment REAL",
+            "ALTER TABLE calls ADD COLUMN mos REAL",
+            "CREATE INDEX calls_org_outcome ON calls (org, outcome)",
+            """CREATE TABLE analysis_jobs (
+                call_id TEXT PRIMARY KEY,
+                org TEXT NOT NULL DEFAULT 'default',
+                status TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at REAL NOT NULL,
+                last_error TEXT,
+                created_at REAL NOT NULL,
+                updated_at REAL NOT NULL
+            )""",
+            "CREATE INDEX analysis_jobs_due ON analysis_jobs (status, next_attempt_at)",
+        ),
+    ),
+    Migration(
+        13,
+        "webhook deliveries claimed per attempt by one node",
+        (
+            "ALTER TABLE webhook_deliveries ADD COLUMN claimed_by TEXT",
+            "ALTER TABLE webhook_deliveries ADD COLUMN claimed_until REAL",
+        ),
+    ),
+    Migration(
+        14,
         "single sign-on: an organisation's OpenID Connect provider, and the sign-ins under way (state, nonce, PKCE)",
         (
             """CREATE TABLE oidc_providers (

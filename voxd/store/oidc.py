@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from voxd.core.sealing import Sealer
-from voxd.store.db import Database
+from voxd.store.base import SqlStore
 from voxd.store.records import OidcLogin, OidcProvider
 from voxd.store.users import token_hash
 
@@ -33,7 +33,7 @@ def _provider(row: Any, secret: str | None) -> OidcProvider:
 
 
 class OidcRepository:
-    def __init__(self, db: Database, sealer: Sealer) -> None:
+    def __init__(self, db: SqlStore, sealer: Sealer) -> None:
         self._db = db
         self._sealer = sealer
 
@@ -67,9 +67,9 @@ class OidcRepository:
 
     async def delete_provider(self) -> bool:
         async with self._db.transaction() as conn:
-            cur = await conn.execute("DELETE FROM oidc_providers WHERE org = ?", (self._db.org,))
+            gone = await conn.execute("DELETE FROM oidc_providers WHERE org = ?", (self._db.org,))
             await conn.execute("DELETE FROM oidc_logins WHERE org = ?", (self._db.org,))
-            return cur.rowcount == 1
+            return gone == 1
 
     # -- sign-ins under way
     async def begin(self, state: str, binding: str, nonce: str, code_verifier: str, redirect_uri: str,
@@ -89,14 +89,16 @@ class OidcRepository:
         used one stays until it expires, so a replay is named as one."""
         now = time.time() if now is None else now
         async with self._db.transaction() as conn:
-            async with conn.execute("SELECT * FROM oidc_logins WHERE state_hash = ? AND org = ?",
-                                    (token_hash(state), self._db.org)) as cur:
-                row = await cur.fetchone()
+            row = await conn.fetchone("SELECT * FROM oidc_logins WHERE state_hash = ? AND org = ?",
+                                      (token_hash(state), self._db.org))
             if row is None:
                 return None, "unknown"
             if row["used_at"] is not None:
                 return None, "used"
-            await conn.execute("UPDATE oidc_logins SET used_at = ? WHERE state_hash = ?", (now, row["state_hash"]))
+            # used once even when two nodes race for it: only one update finds it unused
+            if await conn.execute("UPDATE oidc_logins SET used_at = ? WHERE state_hash = ? AND used_at IS NULL",
+                                  (now, row["state_hash"])) != 1:
+                return None, "used"
         if row["expires_at"] <= now:
             return None, "expired"
         return OidcLogin(binding_hash=row["binding_hash"], nonce=row["nonce"], code_verifier=row["code_verifier"],

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import time
 from typing import Any
 
-from voxd.store.db import Database
+from voxd.store.base import SqlStore
 
 ORG_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 # what an organisation may use; a limit left out (or None) is no limit
@@ -22,7 +21,7 @@ class OrgExists(ValueError):
 
 
 class OrgRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlStore) -> None:
         self._db = db
 
     async def create(self, org_id: str) -> dict[str, Any]:
@@ -32,7 +31,7 @@ class OrgRepository:
         try:
             async with self._db.transaction() as conn:
                 await conn.execute("INSERT INTO orgs (id, created_at) VALUES (?, ?)", (org_id, now))
-        except sqlite3.IntegrityError as e:
+        except self._db.integrity_errors as e:
             raise OrgExists(f"organisation {org_id!r} exists already") from e
         return {"id": org_id, "created_at": now, "limits": {}}
 
@@ -54,8 +53,7 @@ class OrgRepository:
                                       or not low <= value <= MAX_LIMIT):
                 raise ValueError(f"{name} must be a whole number from {low} to {MAX_LIMIT}")
         async with self._db.transaction() as conn:
-            async with conn.execute("SELECT limits FROM orgs WHERE id = ?", (org_id,)) as cur:
-                row = await cur.fetchone()
+            row = await conn.fetchone("SELECT limits FROM orgs WHERE id = ?", (org_id,))
             if row is None:
                 raise LookupError(f"no organisation {org_id!r}")
             merged = {**json.loads(row["limits"]), **limits}

@@ -312,3 +312,18 @@ class RefreshRefused(ValueError):
 class Tampered:
     seq: int
     why: str
+
+
+# ---------------------------------------------------------------- post-call analysis
+
+
+@dataclass(frozen=True)
+class AnalysisJob:
+    """A call's analysis owed: pending (due at ``next_attempt_at``), done or failed."""
+
+    call_id: str
+    org: str
+    status: str
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None

@@ -2,9 +2,9 @@
 
 The API, the call manager, webhooks, the tool library and the daemon depend on these,
 never on the SQLite classes. ``voxd.store.db.Database`` is one :class:`Store`; a server
-database (issue 22, PostgreSQL) is another: it implements the same repository Protocols
-and its ``open`` is chosen by the composition root (``voxd/app.py``), with no caller
-edited. The record types (``CallRecord``, ``ApiKey``, ``Endpoint``, ``Message``, ...) are
+database (``voxd.store.pg.PgDatabase``, PostgreSQL) is another: the same repository classes
+over another connection; ``voxd.store.open_store`` picks one from ``store.url`` for the
+composition root (``voxd/app.py``), with no caller edited. The record types (``CallRecord``, ``ApiKey``, ``Endpoint``, ``Message``, ...) are
 plain dataclasses (``voxd.store.records``) any implementation returns.
 
 Organisations: a store is bound to one organisation (``Store.org``, ``default`` as opened)
@@ -32,6 +32,7 @@ from voxd.store.records import (
     FAILED,
     PENDING,
     SUCCEEDED,
+    AnalysisJob,
     ApiKey,
     AttemptResult,
     DueDelivery,
@@ -56,6 +57,8 @@ __all__ = [
     "PENDING",
     "SUCCEEDED",
     "AgentChangeRepo",
+    "AnalysisJob",
+    "AnalysisRepo",
     "ApiKey",
     "ApiKeyRepo",
     "AttemptResult",
@@ -98,7 +101,7 @@ class InvalidCursor(ValueError):
 
 class Transaction(Protocol):
     """An open write transaction of one store: opaque to everyone but that store's
-    repositories (SQLite: the ``aiosqlite.Connection``)."""
+    repositories (a ``voxd.store.sql.Txn`` of the SQLite or the PostgreSQL backend)."""
 
 
 TxnWrite = Callable[[Transaction], Awaitable[object]]
@@ -112,7 +115,8 @@ class CallRepo(Protocol):
         ...
 
     async def get(self, call_id: str) -> dict[str, Any] | None:
-        """The call as ``CallRecord.to_dict()`` shapes it, or None."""
+        """The call as ``CallRecord.to_dict()`` shapes it (plus ``analysis``, None until the
+        post-call analysis has run), or None."""
         ...
 
     async def set_recording(self, call_id: str, info: dict[str, Any]) -> bool:
@@ -121,15 +125,46 @@ class CallRepo(Protocol):
 
     async def list(
         self, agent: str | None = None, status: str | None = None, since: float | None = None,
-        until: float | None = None, limit: int = 50, cursor: str | None = None,
+        until: float | None = None, limit: int = 50, cursor: str | None = None, *,
+        outcome: str | None = None, sentiment_lt: float | None = None, sentiment_gt: float | None = None,
+        mos_lt: float | None = None,
     ) -> tuple[builtins.list[dict[str, Any]], str | None]:
         """Newest first, without turns: the page and the next page's cursor; a cursor not
-        handed out by this repository raises InvalidCursor."""
+        handed out by this repository raises InvalidCursor. ``outcome``, ``sentiment_*``
+        and ``mos_lt`` filter on the analysis (calls not analysed yet never match)."""
         ...
 
     async def totals(self, since: float) -> dict[str, float]:
         """Calls started at or after ``since``: ``count``, ``answered`` and connected ``seconds``."""
         ...
+
+
+@runtime_checkable
+class AnalysisRepo(Protocol):
+    """Durable post-call analysis jobs and the analysis stored on the call. The worker's
+    side (``due``, ``next_due_at``, ``get_job``, ``failed_attempt``, ``complete``,
+    ``counts``) spans organisations: each job carries its call's."""
+
+    async def enqueue_in(self, conn: Transaction, call_id: str, at: float | None = None) -> None:
+        """Owe the call an analysis inside another repository's open transaction."""
+        ...
+
+    async def enqueue(self, call_id: str, *, again: bool = False) -> bool: ...
+
+    async def due(self, now: float, limit: int = 8) -> builtins.list[AnalysisJob]: ...
+
+    async def next_due_at(self) -> float | None: ...
+
+    async def get_job(self, call_id: str) -> AnalysisJob | None: ...
+
+    async def failed_attempt(self, call_id: str, error: str, next_attempt_at: float | None) -> None: ...
+
+    async def complete(self, job: AnalysisJob, analysis: dict[str, Any], headline: dict[str, Any],
+                       also: Sequence[TxnWrite] = ()) -> None:
+        """The analysis on the call, the job closed and ``also`` in one transaction."""
+        ...
+
+    async def counts(self) -> dict[str, int]: ...
 
 
 @runtime_checkable
@@ -261,6 +296,15 @@ class WebhookRepo(Protocol):
     async def enabled_endpoints(self) -> builtins.list[Endpoint]: ...
 
     async def due_for(self, endpoint: Endpoint, now: float, limit: int) -> builtins.list[DueDelivery]: ...
+
+    async def claim(self, delivery_ids: builtins.list[str], now: float, lease_s: float = ...) -> builtins.list[str]:
+        """Take these deliveries (still due, unclaimed) for one attempt by this node; the
+        ones taken. No two nodes take the same delivery at once."""
+        ...
+
+    async def release_claims(self) -> int:
+        """Give back this node's claims (at start: what a crash cut short is sent again)."""
+        ...
 
     async def next_due_at(self, after: float) -> float | None: ...
 
@@ -417,6 +461,8 @@ class Store(Protocol):
         ...
 
     def calls(self) -> CallRepo: ...
+
+    def analysis(self) -> AnalysisRepo: ...
 
     def conversations(self) -> ConversationRepo: ...
 

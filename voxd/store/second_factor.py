@@ -17,7 +17,7 @@ import time
 import pyotp
 
 from voxd.core.sealing import Sealer
-from voxd.store.db import Database
+from voxd.store.base import SqlStore
 
 STEP_S = 30
 DRIFT_STEPS = 1
@@ -38,7 +38,7 @@ def matching_step(secret: str, code: str, now: float) -> int | None:
 
 
 class TotpRepository:
-    def __init__(self, db: Database, sealer: Sealer) -> None:
+    def __init__(self, db: SqlStore, sealer: Sealer) -> None:
         self._db = db
         self._sealer = sealer
 
@@ -51,8 +51,7 @@ class TotpRepository:
         secret = pyotp.random_base32()
         sealed = self._sealer.seal(secret, self._where(user_id))
         async with self._db.transaction() as conn:
-            async with conn.execute("SELECT confirmed_at FROM user_totp WHERE user_id = ?", (user_id,)) as cur:
-                row = await cur.fetchone()
+            row = await conn.fetchone("SELECT confirmed_at FROM user_totp WHERE user_id = ?", (user_id,))
             if row is not None and row["confirmed_at"] is not None:
                 raise ValueError("a second factor is set up already; disable it first")
             await conn.execute("INSERT INTO user_totp (user_id, secret, created_at) VALUES (?, ?, ?) "
@@ -76,12 +75,10 @@ class TotpRepository:
         if step is None or step <= row["last_step"]:
             return False
         async with self._db.transaction() as conn:  # the step moves forward once: a racing replay loses
-            cur = await conn.execute(
+            return await conn.execute(
                 "UPDATE user_totp SET last_step = ?, confirmed_at = COALESCE(confirmed_at, ?) "
-                "WHERE user_id = ? AND last_step < ?", (step, now, user_id, step))
-            return cur.rowcount == 1
+                "WHERE user_id = ? AND last_step < ?", (step, now, user_id, step)) == 1
 
     async def disable(self, user_id: str) -> bool:
         async with self._db.transaction() as conn:
-            cur = await conn.execute("DELETE FROM user_totp WHERE user_id = ?", (user_id,))
-            return cur.rowcount == 1
+            return await conn.execute("DELETE FROM user_totp WHERE user_id = ?", (user_id,)) == 1

@@ -12,7 +12,7 @@ import secrets
 import time
 import uuid
 
-from voxd.store.db import Database
+from voxd.store.base import SqlStore
 from voxd.store.records import Refreshed, RefreshRefused
 from voxd.store.users import token_hash
 
@@ -26,7 +26,7 @@ def _new_raw() -> str:
 
 
 class SessionRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlStore) -> None:
         self._db = db
 
     async def start(self, user_id: str, org: str, ttl_s: float = REFRESH_TTL_S) -> Refreshed:
@@ -40,8 +40,8 @@ class SessionRepository:
         now = time.time() if now is None else now
         new = _new_raw()
         async with self._db.transaction() as conn:
-            async with conn.execute("SELECT * FROM refresh_tokens WHERE hash = ?", (token_hash(raw),)) as cur:
-                row = await cur.fetchone()
+            await conn.lock("refresh_tokens:" + token_hash(raw))  # one rotation of a token, cluster-wide
+            row = await conn.fetchone("SELECT * FROM refresh_tokens WHERE hash = ?", (token_hash(raw),))
             if row is None:
                 raise RefreshRefused("unknown")
             if row["rotated_at"] is not None or row["revoked_at"] is not None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-import sqlite3
 import time
 import uuid
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from voxd.store.db import Database
+from voxd.store.base import SqlStore
 from voxd.store.records import User, UserExists, normal_email
 
 __all__ = ["ROLES", "User", "UserExists", "UserRepository", "normal_email", "token_hash"]
@@ -46,7 +45,7 @@ def _user(row: Any) -> User:
 
 
 class UserRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlStore) -> None:
         self._db = db
 
     async def create(self, email: str, password: str | None) -> User:
@@ -57,7 +56,7 @@ class UserRepository:
             async with self._db.transaction() as conn:
                 await conn.execute("INSERT INTO users (id, email, password_hash, created_at) VALUES (?, ?, ?, ?)",
                                    (uid, email, hashed, time.time()))
-        except sqlite3.IntegrityError as e:
+        except self._db.integrity_errors as e:
             raise UserExists(f"a user with email {email!r} exists already") from e
         got = await self.get(uid)
         assert got is not None
@@ -110,8 +109,8 @@ class UserRepository:
         """One more failed sign-in (a wrong password or second-factor code) towards the lockout."""
         now = time.time() if now is None else now
         async with self._db.transaction() as conn:
-            async with conn.execute("SELECT failed_logins FROM users WHERE id = ?", (user_id,)) as cur:
-                row = await cur.fetchone()
+            await conn.lock("users:" + user_id)  # two nodes counting one user's failures: both count
+            row = await conn.fetchone("SELECT failed_logins FROM users WHERE id = ?", (user_id,))
             if row is None:
                 return
             fails = row["failed_logins"] + 1
@@ -164,9 +163,8 @@ class UserRepository:
         kind, expired or used already."""
         now = time.time() if now is None else now
         async with self._db.transaction() as conn:
-            async with conn.execute("SELECT * FROM user_tokens WHERE hash = ? AND kind = ?",
-                                    (token_hash(raw), kind)) as cur:
-                row = await cur.fetchone()
+            await conn.lock("user_tokens:" + token_hash(raw))  # two nodes consuming one token: one wins
+            row = await conn.fetchone("SELECT * FROM user_tokens WHERE hash = ? AND kind = ?", (token_hash(raw), kind))
             if row is None or row["used_at"] is not None or row["expires_at"] <= now:
                 return None
             await conn.execute("UPDATE user_tokens SET used_at = ? WHERE hash = ?", (now, row["hash"]))

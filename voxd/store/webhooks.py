@@ -14,14 +14,12 @@ The worker side (``enabled_endpoints``, ``due_for``, ``record_attempts``, ``next
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import aiosqlite
-
 from voxd.core.sealing import Sealer
-from voxd.store.db import Database, on_thread
+from voxd.store.base import SqlStore
 from voxd.store.records import (
     DISABLED,
     FAILED,
@@ -43,6 +41,10 @@ __all__ = ["DISABLED", "FAILED", "FAILING", "HEALTHY", "PENDING", "SUCCEEDED", "
 
 if TYPE_CHECKING:
     from voxd.store.repos import Transaction
+    from voxd.store.sql import Row, Txn
+
+# how long a claimed delivery is another node's: longer than any send (timeouts are seconds)
+CLAIM_LEASE_S = 120.0
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
@@ -61,7 +63,7 @@ class WebhookStore:
     """``sealer`` keeps endpoint secrets encrypted at rest (``voxd.core.sealing``); rows
     written before it existed are read as they are and sealed by ``seal_existing``."""
 
-    def __init__(self, db: Database, sealer: Sealer | None = None) -> None:
+    def __init__(self, db: SqlStore, sealer: Sealer | None = None) -> None:
         self.db = db
         self.sealer = sealer
 
@@ -157,9 +159,8 @@ class WebhookStore:
 
     async def delete_endpoint(self, endpoint_id: str) -> bool:
         async with self.db.transaction() as conn:
-            cur = await conn.execute("DELETE FROM webhook_endpoints WHERE id = ? AND org = ?",
-                                     (endpoint_id, self.db.org))
-            return (cur.rowcount or 0) > 0
+            return await conn.execute("DELETE FROM webhook_endpoints WHERE id = ? AND org = ?",
+                                      (endpoint_id, self.db.org)) > 0
 
     # ---------------------------------------------------------------- outbox
     async def add_messages(self, messages: list[Message]) -> int:
@@ -168,32 +169,24 @@ class WebhookStore:
 
     async def add_messages_in(self, conn: Transaction, messages: list[Message]) -> int:
         """Write messages and their deliveries inside the caller's transaction (so an event
-        commits with the state change that caused it); ``conn`` is this database's
-        ``aiosqlite.Connection``. Returns deliveries created."""
-        created: list[int] = []
+        commits with the state change that caused it); ``conn`` is the open transaction of
+        this store's database. Returns deliveries created."""
+        txn: Txn = conn  # type: ignore[assignment]  # opaque to callers, this store's own
         org = self.db.org
-
-        def apply(db: sqlite3.Connection) -> None:
-            cur = db.cursor()
-            cur.row_factory = sqlite3.Row
-            endpoints = [Endpoint.from_row(r) for r in cur.execute(
-                f"SELECT {_ENDPOINT_COLS} FROM webhook_endpoints WHERE enabled = 1 AND org = ?", (org,))]
-            db.executemany(
-                "INSERT OR IGNORE INTO webhook_messages (id, type, agent, call_id, payload, created_at, org) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(m.id, m.type, m.agent, m.call_id, m.payload, m.created_at, org) for m in messages])
-            rows = [
-                (new_delivery_id(), ep.id, m.id, PENDING, m.created_at, "event", m.created_at, m.created_at)
-                for m in messages for ep in endpoints if ep.wants(m.type, m.agent)
-            ]
-            db.executemany(
-                "INSERT INTO webhook_deliveries (id, endpoint_id, message_id, status, next_attempt_at, "
-                "trigger, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            created.append(len(rows))
-
-        assert isinstance(conn, aiosqlite.Connection), "a transaction of another store"
-        await on_thread(conn, apply)
-        return created[0]
+        endpoints = [Endpoint.from_row(r) for r in await txn.fetchall(
+            f"SELECT {_ENDPOINT_COLS} FROM webhook_endpoints WHERE enabled = 1 AND org = ?", (org,))]
+        rows = [
+            (new_delivery_id(), ep.id, m.id, PENDING, m.created_at, "event", m.created_at, m.created_at)
+            for m in messages for ep in endpoints if ep.wants(m.type, m.agent)
+        ]
+        await txn.many([
+            ("INSERT INTO webhook_messages (id, type, agent, call_id, payload, created_at, org) "
+             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+             [(m.id, m.type, m.agent, m.call_id, m.payload, m.created_at, org) for m in messages]),
+            ("INSERT INTO webhook_deliveries (id, endpoint_id, message_id, status, next_attempt_at, "
+             "trigger, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows),
+        ])
+        return len(rows)
 
     async def add_delivery(self, endpoint_id: str, message: Message, trigger: str,
                            *, status: str = PENDING) -> str:
@@ -203,13 +196,12 @@ class WebhookStore:
         if await self.get_endpoint(endpoint_id) is None:
             raise LookupError(f"no webhook endpoint {endpoint_id!r}")
         async with self.db.transaction() as conn:
-            async with conn.execute("SELECT org FROM webhook_messages WHERE id = ?", (message.id,)) as cur:
-                known = await cur.fetchone()
-            if known is not None and known[0] != self.db.org:
+            known = await conn.fetchone("SELECT org FROM webhook_messages WHERE id = ?", (message.id,))
+            if known is not None and known["org"] != self.db.org:
                 raise LookupError(f"no webhook message {message.id!r}")
             await conn.execute(
-                "INSERT OR IGNORE INTO webhook_messages (id, type, agent, call_id, payload, created_at, org) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO webhook_messages (id, type, agent, call_id, payload, created_at, org) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (message.id, message.type, message.agent, message.call_id, message.payload,
                  message.created_at, self.db.org))
             await conn.execute(
@@ -233,20 +225,56 @@ class WebhookStore:
         return [self._endpoint(r) for r in rows]
 
     async def due_for(self, endpoint: Endpoint, now: float, limit: int) -> list[DueDelivery]:
-        """Up to ``limit`` pending deliveries of one endpoint due by ``now``, oldest first."""
+        """Up to ``limit`` pending deliveries of one endpoint due by ``now`` and claimed by
+        no one, oldest first (a prefetch: :meth:`claim` them before sending)."""
         rows = await self.db.fetchall(
             "SELECT d.id, d.attempts, d.trigger, d.message_id, m.payload FROM webhook_deliveries d "
             "JOIN webhook_messages m ON m.id = d.message_id WHERE d.endpoint_id = ? AND d.status = 'pending' "
-            "AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at LIMIT ?",
-            (endpoint.id, now, limit))
+            "AND d.next_attempt_at <= ? AND (d.claimed_until IS NULL OR d.claimed_until <= ?) "
+            "ORDER BY d.next_attempt_at LIMIT ?",
+            (endpoint.id, now, now, limit))
         return [DueDelivery(id=r["id"], attempts=r["attempts"], trigger=r["trigger"], message_id=r["message_id"],
                             payload=r["payload"], endpoint=endpoint) for r in rows]
 
+    async def claim(self, delivery_ids: list[str], now: float, lease_s: float = CLAIM_LEASE_S) -> list[str]:
+        """Take the deliveries of ``delivery_ids`` that are still due and unclaimed for one
+        attempt by this node (``Store.node_id``), until ``now + lease_s`` or the attempt is
+        recorded; returns those taken. Workers of several nodes never take the same one: on
+        PostgreSQL the rows are locked ``FOR UPDATE SKIP LOCKED`` (a row another claim is
+        taking is skipped, not waited for). A SQLite database is one node's: its one worker
+        never races another, so nothing is written (``SqlStore.shared``)."""
+        if not delivery_ids or not self.db.shared:
+            return delivery_ids  # one worker on this database: its own in-flight set is enough
+        marks = ", ".join("?" for _ in delivery_ids)
+        async with self.db.transaction() as conn:
+            rows = await conn.fetchall(
+                f"SELECT id FROM webhook_deliveries WHERE id IN ({marks}) AND status = 'pending' "
+                "AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until <= ?)"
+                + self.db.skip_locked, (*delivery_ids, now, now))
+            taken = [r["id"] for r in rows]
+            if taken:
+                await conn.execute(
+                    f"UPDATE webhook_deliveries SET claimed_by = ?, claimed_until = ? "
+                    f"WHERE id IN ({', '.join('?' for _ in taken)})", (self.db.node_id, now + lease_s, *taken))
+        order = {d: i for i, d in enumerate(delivery_ids)}
+        return sorted(taken, key=order.__getitem__)
+
+    async def release_claims(self) -> int:
+        """Give back every claim of this node (a restart: its attempts in flight were cut
+        short, send them again now rather than when the lease runs out)."""
+        if not self.db.shared:
+            return 0
+        async with self.db.transaction() as conn:
+            return await conn.execute(
+                "UPDATE webhook_deliveries SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = ?",
+                (self.db.node_id,))
+
     async def next_due_at(self, after: float) -> float | None:
         row = await self.db.fetchone(
-            "SELECT MIN(d.next_attempt_at) AS t FROM webhook_deliveries d JOIN webhook_endpoints e "
-            "ON e.id = d.endpoint_id AND e.enabled = 1 WHERE d.status = 'pending' AND d.next_attempt_at > ?",
-            (after,))
+            "SELECT MIN(CASE WHEN d.claimed_until > d.next_attempt_at THEN d.claimed_until ELSE d.next_attempt_at "
+            "END) AS t FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.enabled = 1 "
+            "WHERE d.status = 'pending' AND (d.next_attempt_at > ? OR d.claimed_until > ?)",
+            (after, after))
         return float(row["t"]) if row and row["t"] is not None else None
 
     async def record_attempts(self, outcomes: list[Outcome], failing_after: int = 5) -> list[str]:
@@ -267,30 +295,30 @@ class WebhookStore:
         deliveries = [(st, o.delivery.attempts + 1, o.next_attempt_at if st == PENDING else None, o.result.status_code,
                        o.result.error, now, o.delivery.id) for o, st in zip(outcomes, statuses, strict=True)]
 
-        def apply(db: sqlite3.Connection) -> None:
-            db.executemany(
-                "INSERT INTO webhook_attempts (delivery_id, attempt, at, status_code, latency_ms, "
-                "response_excerpt, error) VALUES (?, ?, ?, ?, ?, ?, ?)", attempts)
-            db.executemany(
-                "UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, "
-                "last_status_code = ?, last_error = ?, updated_at = ? WHERE id = ?", deliveries)
-            for eid, (gone, reset, fails) in health.items():
-                if gone:
-                    db.execute(
-                        "UPDATE webhook_endpoints SET enabled = 0, health = 'disabled', disabled_reason = ?, "
-                        "updated_at = ? WHERE id = ?", ("the endpoint answered 410 Gone", now, eid))
-                elif reset:
-                    db.execute(
-                        "UPDATE webhook_endpoints SET consecutive_failures = ?, health = ? WHERE id = ? AND enabled = 1",
-                        (fails, FAILING if fails >= failing_after else HEALTHY, eid))
-                elif fails:
-                    db.execute(
-                        "UPDATE webhook_endpoints SET consecutive_failures = consecutive_failures + ?, "
-                        "health = CASE WHEN consecutive_failures + ? >= ? THEN 'failing' ELSE health END "
-                        "WHERE id = ? AND enabled = 1", (fails, fails, failing_after, eid))
-
+        health_rows: list[tuple[str, Sequence[Any]]] = []
+        for eid, (gone, reset, fails) in health.items():
+            if gone:
+                health_rows.append((
+                    "UPDATE webhook_endpoints SET enabled = 0, health = 'disabled', disabled_reason = ?, "
+                    "updated_at = ? WHERE id = ?", ("the endpoint answered 410 Gone", now, eid)))
+            elif reset:
+                health_rows.append((
+                    "UPDATE webhook_endpoints SET consecutive_failures = ?, health = ? WHERE id = ? AND enabled = 1",
+                    (fails, FAILING if fails >= failing_after else HEALTHY, eid)))
+            elif fails:
+                health_rows.append((
+                    "UPDATE webhook_endpoints SET consecutive_failures = consecutive_failures + ?, "
+                    "health = CASE WHEN consecutive_failures + ? >= ? THEN 'failing' ELSE health END "
+                    "WHERE id = ? AND enabled = 1", (fails, fails, failing_after, eid)))
         async with self.db.transaction() as conn:
-            await on_thread(conn, apply)
+            await conn.many([
+                ("INSERT INTO webhook_attempts (delivery_id, attempt, at, status_code, latency_ms, "
+                 "response_excerpt, error) VALUES (?, ?, ?, ?, ?, ?, ?)", attempts),
+                ("UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, "
+                 "last_status_code = ?, last_error = ?, updated_at = ?, claimed_by = NULL, claimed_until = NULL "
+                 "WHERE id = ?", deliveries),
+                *((sql, [args]) for sql, args in health_rows),
+            ])
         return statuses
 
     async def due_delivery(self, endpoint_id: str, delivery_id: str) -> DueDelivery | None:
@@ -316,11 +344,13 @@ class WebhookStore:
             where.append("d.status = ?")
             params.append(status)
         if before is not None:
-            where.append("d.rowid < (SELECT rowid FROM webhook_deliveries WHERE id = ?)")
-            params.append(before)
+            where.append("(d.created_at < c.created_at OR (d.created_at = c.created_at AND d.id < c.id))")
+            params.insert(0, before)
+        cursor = " JOIN webhook_deliveries c ON c.id = ?" if before is not None else ""
         rows = await self.db.fetchall(
             "SELECT d.*, m.type AS event_type FROM webhook_deliveries d JOIN webhook_messages m "
-            f"ON m.id = d.message_id WHERE {' AND '.join(where)} ORDER BY d.rowid DESC LIMIT ?",
+            f"ON m.id = d.message_id{cursor} WHERE {' AND '.join(where)} ORDER BY d.created_at DESC, d.id DESC "
+            "LIMIT ?",
             (*params, limit + 1))
         page = [_delivery_dict(r) for r in rows[:limit]]
         return page, (page[-1]["id"] if len(rows) > limit else None)
@@ -349,7 +379,7 @@ class WebhookStore:
         return {r["status"]: r["n"] for r in rows}
 
 
-def _delivery_dict(r: aiosqlite.Row) -> dict[str, Any]:
+def _delivery_dict(r: Row) -> dict[str, Any]:
     return {
         "id": r["id"], "endpoint_id": r["endpoint_id"], "message_id": r["message_id"],
         "event_type": r["event_type"], "status": r["status"], "attempts": r["attempts"],

@@ -39,6 +39,10 @@ USE = "webhooks"
 ENDPOINTS_TTL_S = 1.0  # endpoint changes made elsewhere are seen within this
 MAX_REQUEST_S = 125.0  # longest a request may take (timeouts are capped at 120 s)
 PREFETCH = 8  # due deliveries fetched per endpoint, in multiples of its concurrency
+# a claimed delivery is this node's until its attempt is recorded or for its request's
+# timeout and this margin (a node that died mid-request: another sends it after that)
+CLAIM_S = 2 * MAX_REQUEST_S
+CLAIM_MARGIN_S = 10.0
 RESERVED_HEADERS = {"content-type", "content-length", "host", "user-agent", "webhook-id",
                     "webhook-timestamp", "webhook-signature", "transfer-encoding", "connection"}
 
@@ -207,8 +211,14 @@ class DeliveryWorker:
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._writer, grace_s)
+        with contextlib.suppress(Exception):  # what was cut short: another node may send it now
+            await self.store.release_claims()
 
     async def _run(self) -> None:
+        try:  # what this node had claimed before a crash or restart is due again now
+            await self.store.release_claims()
+        except Exception:
+            log.exception("webhooks: releasing this node's claims failed")
         while True:
             try:
                 started = await self._dispatch()
@@ -242,7 +252,7 @@ class DeliveryWorker:
             self._endpoints_at = now
             for eid in [e for e in self._queued if e not in self._endpoints]:
                 del self._queued[eid]  # disabled or deleted meanwhile
-        started = 0
+        picked: list[tuple[Endpoint, DueDelivery]] = []
         for ep in self._endpoints.values():
             busy = self._per_endpoint.get(ep.id, 0)
             queue = self._queued.setdefault(ep.id, collections.deque())
@@ -253,14 +263,22 @@ class DeliveryWorker:
                 for d in await self.store.due_for(ep, now, limit=PREFETCH * cap + busy + len(queue)):
                     if d.id not in self._inflight and d.id not in known:
                         queue.append(d)
-            while queue and busy < cap:
-                d = dataclasses.replace(queue.popleft(), endpoint=ep)  # current secrets and settings
-                busy += 1
-                self._per_endpoint[ep.id] = busy
-                task = asyncio.create_task(self._deliver(d), name=f"webhook-{d.id}")
-                self._inflight[d.id] = task
-                task.add_done_callback(functools.partial(self._done, d))
-                started += 1
+            picked += [(ep, queue.popleft()) for _ in range(min(len(queue), cap - busy))]
+        if not picked:
+            return 0
+        # one attempt each, by this node only: another node's worker may have taken some
+        lease = min(CLAIM_S, max((ep.timeout_s or self.cfg.timeout_s) for ep, _ in picked) + CLAIM_MARGIN_S)
+        claimed = set(await self.store.claim([d.id for _, d in picked], now, lease))
+        started = 0
+        for ep, d in picked:
+            if d.id not in claimed:
+                continue
+            d = dataclasses.replace(d, endpoint=ep)  # current secrets and settings
+            self._per_endpoint[ep.id] = self._per_endpoint.get(ep.id, 0) + 1
+            task = asyncio.create_task(self._deliver(d), name=f"webhook-{d.id}")
+            self._inflight[d.id] = task
+            task.add_done_callback(functools.partial(self._done, d))
+            started += 1
         return started
 
     def endpoints_changed(self) -> None:

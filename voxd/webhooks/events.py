@@ -37,6 +37,8 @@ EVENT_TYPES: dict[str, str] = {
     "call.ended": "The call ended: duration, end reason and who hung up.",
     "call.failed": "The call ended without being answered (busy, no answer, rejected, error).",
     "call.transferred": "The call was handed to another destination.",
+    "call.analyzed": "The post-call analysis is done: summary, outcome, extracted fields, sentiment, quality (MOS), "
+                     "cost.",
     "conversation.updated": "A turn completed, in a call or a text conversation: its text, whether it was "
                             "interrupted, its latencies.",
     "conversation.ended": "The full transcript, once the call or text conversation has ended.",
@@ -84,6 +86,19 @@ class Latency(BaseModel):
     transcript_ms: float | None = None
     first_token_ms: float | None = None
     first_audio_ms: float | None = None
+
+
+class CallAnalyzedInfo(BaseModel):
+    call_id: str
+    agent: str
+    summary: str | None
+    outcome: str | None = Field(examples=["booked"])
+    extracted: dict[str, Any] = Field(description="The fields of the agent's analysis.schema.")
+    sentiment: float | None = Field(description="The caller's overall sentiment, -1..1.")
+    mos: float | None = Field(description="E-model MOS of the audio path (RTP calls), 1..4.5.")
+    validation_error: str | None = Field(description="Why `extracted` does not match the schema, if it does not.")
+    analysis: dict[str, Any] = Field(description="The whole analysis, as GET /api/v1/calls/{call_id} shows it.")
+    variables: dict[str, str] = Field(default_factory=dict, description=VARIABLES_DOC)
 
 
 class TurnInfo(BaseModel):
@@ -214,6 +229,13 @@ class CallTransferredEvent(_Envelope):
     data: CallEndedInfo
 
 
+class CallAnalyzedEvent(_Envelope):
+    """``call.analyzed``"""
+
+    type: Literal["call.analyzed"]
+    data: CallAnalyzedInfo
+
+
 class ConversationUpdatedEvent(_Envelope):
     """``conversation.updated``"""
 
@@ -283,6 +305,7 @@ EVENT_MODELS: dict[str, type[_Envelope]] = {
     "call.ended": CallEndedEvent,
     "call.failed": CallFailedEvent,
     "call.transferred": CallTransferredEvent,
+    "call.analyzed": CallAnalyzedEvent,
     "conversation.updated": ConversationUpdatedEvent,
     "conversation.ended": ConversationEndedEvent,
     "dtmf.received": DtmfReceivedEvent,
@@ -295,7 +318,7 @@ EVENT_MODELS: dict[str, type[_Envelope]] = {
 }
 WebhookEvent = Annotated[
     CallStartedEvent | CallAnsweredEvent | CallEndedEvent | CallFailedEvent
-    | CallTransferredEvent | ConversationUpdatedEvent | ConversationEndedEvent | DtmfReceivedEvent
+    | CallTransferredEvent | CallAnalyzedEvent | ConversationUpdatedEvent | ConversationEndedEvent | DtmfReceivedEvent
     | FunctionExecutedEvent | AgentDeployedEvent | AgentUpdatedEvent | ErrorOccurredEvent
     | RecordingReadyEvent | WebhookTestEvent,
     Field(discriminator="type"),
@@ -412,6 +435,18 @@ def from_text_event(event: TextEvent) -> list[Message]:
     return []
 
 
+def analyzed_message(call_id: str, agent: str, analysis: dict[str, Any],
+                     variables: dict[str, str] | None = None) -> Message:
+    """``call.analyzed`` for a call's stored analysis."""
+    s = analysis.get("sentiment") or {}
+    q = analysis.get("quality") or {}
+    return message("call.analyzed", CallAnalyzedInfo(
+        call_id=call_id, agent=agent, summary=analysis.get("summary"), outcome=analysis.get("outcome"),
+        extracted=dict(analysis.get("extracted") or {}), sentiment=s.get("overall"), mos=q.get("mos"),
+        validation_error=analysis.get("validation_error"), analysis=analysis, variables=dict(variables or {})),
+        agent=agent, call_id=call_id)
+
+
 def agent_message(event_type: Literal["agent.deployed", "agent.updated"], name: str, version: str) -> Message:
     return message(event_type, AgentInfo(agent=name, version=version), agent=name)
 
@@ -454,6 +489,9 @@ def examples() -> dict[str, dict[str, Any]]:
                        started_at=1_790_000_200.0, answered_at=1_790_000_200.1, ended_at=1_790_000_230.0,
                        end_reason="transferred", ended_by="agent")
     live += from_call_event(CallEnded(failed)) + from_call_event(CallEnded(moved))
+    live.append(analyzed_message(rec.id, rec.agent, {
+        "summary": "The caller asked the time.", "outcome": "answered", "extracted": {}, "validation_error": None,
+        "sentiment": {"method": "vader", "overall": 0.0}, "quality": {"mos": 4.4, "r_factor": 92.7}}))
     live += [agent_message("agent.deployed", "front-desk", "7c1e"), agent_message("agent.updated", "front-desk", "8d2f"),
              message("webhook.test", TestInfo(webhook_id="wh_0123456789abcdef"))]
     out: dict[str, dict[str, Any]] = {}

@@ -1,7 +1,8 @@
 """Sans-IO SIP: messages, transactions, dialogs and the user agent core."""
 
-from .agent import ALLOW, UAConfig, UserAgent
+from .agent import UAConfig, UserAgent
 from .auth import Credentials, DigestServer, authorization_for
+from .dialog import ALLOW
 from .errors import SipParseError
 from .events import (
     ByeReceived,
@@ -14,6 +15,7 @@ from .events import (
     IncomingCall,
     InfoDtmf,
     OptionsProbe,
+    OptionsResult,
     ReferAccepted,
     ReferFailed,
     ReferProgress,
@@ -38,7 +40,7 @@ from .uri import CSeq, NameAddr, SipUri, Via
 __all__ = [
     "ALLOW", "ByeReceived", "CSeq", "CallCancelled", "CallEstablished", "CallFailed",
     "CallProgress", "CallTerminated", "ClientTransaction", "Credentials", "DigestServer",
-    "Event", "Headers", "IncomingCall", "InfoDigit", "InfoDtmf", "NameAddr", "OptionsProbe",
+    "Event", "Headers", "IncomingCall", "InfoDigit", "InfoDtmf", "NameAddr", "OptionsProbe", "OptionsResult",
     "ReInvite", "ReferAccepted", "ReferFailed", "ReferProgress", "ReferReceived",
     "ReofferAnswered", "ReofferFailed", "ServerTransaction", "SipParseError", "SipRequest",
     "SipResponse", "SipUri", "StreamParser", "Timers", "UAConfig", "UserAgent", "Via",

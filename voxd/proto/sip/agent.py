@@ -14,13 +14,19 @@ from dataclasses import dataclass, field
 from . import events as ev
 from .auth import Credentials, DigestServer
 from .challenge import CredentialBook
-from .dialog import Call, Retransmit2xx, new_tag, sdp_is_hold
+from .dialog import ALLOW, Call, Retransmit2xx, new_tag, sdp_is_hold
 from .dialog_state import CallState, DialogEvent, advance
 from .errors import SipParseError
 from .headers import Headers, split_list
 from .info import parse_info_dtmf
+from .limits import looped, max_forwards
 from .message import SipRequest, SipResponse, bad_request, make_response, parse_message
 from .outbound import OutboundMixin, TransportLookup
+from .prack import PrackMixin
+from .probe import NodeStateReader, ProbeMixin
+from .reliable import wants_100rel
+from .session_refresh import SessionTimerMixin, allowed_methods
+from .session_timer import TimerPolicy
 from .transaction import ClientTransaction, ServerTransaction, Timers
 from .uri import NameAddr, SipUri, Via
 
@@ -28,11 +34,9 @@ Addr = tuple[str, int]
 AuthLookup = Callable[[Addr, SipRequest], DigestServer | None]
 ReliableLookup = Callable[[Addr], bool]
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY"
-# Option tags a request may Require (RFC 3261 §8.2.2.3). 100rel (RFC 3262) is met by never
-# sending a provisional response other than 100 to an INVITE that requires it: the call is
-# answered straight away, so nothing needs PRACK.
-SUPPORTED_REQUIRE = frozenset({"100rel"})
+# Option tags a request may Require (RFC 3261 §8.2.2.3): 100rel (RFC 3262, voxd/proto/sip/prack.py).
+# timer (RFC 4028, voxd/proto/sip/session_refresh.py).
+SUPPORTED_REQUIRE = frozenset({"100rel", "timer"})
 
 
 @dataclass
@@ -43,18 +47,23 @@ class UAConfig:
     user_agent: str = "voxd"
     timers: Timers = field(default_factory=Timers)
     credentials: Credentials | None = None  # for outbound 401/407 challenges
+    session: TimerPolicy = field(default_factory=TimerPolicy)  # RFC 4028 session timers
 
 
-class UserAgent(OutboundMixin):
+class UserAgent(OutboundMixin, PrackMixin, SessionTimerMixin, ProbeMixin):
     """``reliable(addr)`` says whether messages to ``addr`` go over a reliable transport
     (a TCP connection): transactions with such a peer never retransmit (RFC 3261 §17).
     Without it every peer is treated as UDP. ``transport(addr)`` names the transport to a
     peer (UDP, TCP or TLS) and our port towards it, for Via and Contact (TLS: the TLS
-    listener's port and ``;transport=tls``)."""
+    listener's port and ``;transport=tls``). ``node_state()`` is what an OPTIONS is
+    answered with (voxd/proto/sip/probe.py)."""
 
     def __init__(self, config: UAConfig, *, auth: AuthLookup | None = None,
-                 reliable: ReliableLookup | None = None, transport: TransportLookup | None = None) -> None:
+                 reliable: ReliableLookup | None = None, transport: TransportLookup | None = None,
+                 node_state: NodeStateReader | None = None) -> None:
         self.config = config
+        self.node_state = node_state
+        self._probes: dict[str, float] = {}  # our OPTIONS in flight: Call-ID -> sent at
         self._auth = auth
         self._reliable = reliable
         self._transport = transport
@@ -82,6 +91,9 @@ class UserAgent(OutboundMixin):
         times = [t for tx in (*self._server_tx.values(), *self._client_tx.values())
                  if (t := tx.deadline()) is not None]
         times += [c.ok_retransmit.next_at for c in self.calls.values() if c.ok_retransmit]
+        times += [c.reliable_pending.next_at for c in self.calls.values() if c.reliable_pending]
+        times += [c.session_timer.deadline() for c in self.calls.values()
+                  if c.session_timer and c.state is CallState.CONFIRMED]
         return min(times) if times else None
 
     def poll(self, now: float) -> list[ev.Event]:
@@ -101,6 +113,8 @@ class UserAgent(OutboundMixin):
                 del self._client_tx[key]
         for call in list(self.calls.values()):
             out += self._retransmit_2xx(call, now)
+            out += self._retransmit_1xx(call, now)
+            out += self._poll_session_timer(call, now)
         return out
 
     handle_timeout = poll
@@ -182,6 +196,17 @@ class UserAgent(OutboundMixin):
             return []
         if req.method == "CANCEL":
             return self._cancel(req, addr, branch, now)
+        try:
+            hops = max_forwards(req.headers)
+        except SipParseError:
+            self._reply(req, addr, 400, now, reason="Bad Max-Forwards")
+            return []
+        if hops == 0 and req.method != "OPTIONS":  # RFC 3261 §16.3: no hop left to go on with
+            self._reply(req, addr, 483, now)
+            return []
+        if req.method == "INVITE" and self._looped(req):
+            self._reply(req, addr, 482, now)  # our own request came back to us
+            return []
         unsupported = [t for t in req.headers.get_all("Require") if t.lower() not in SUPPORTED_REQUIRE]
         if unsupported:
             self._reply(req, addr, 420, now, extra=[("Unsupported", ", ".join(unsupported))])
@@ -194,7 +219,7 @@ class UserAgent(OutboundMixin):
                 return []
             return self._invite(req, addr, source, now)
         if req.method == "OPTIONS" and to_tag is None:
-            self._reply(req, addr, 200, now, extra=[("Allow", ALLOW), ("Accept", "application/sdp")])
+            self._answer_options(req, addr, now)
             return [ev.OptionsProbe(req.call_id, source)]
         if call is None or to_tag != call.local_tag or call.state is CallState.TERMINATED:
             self._reply(req, addr, 481, now)
@@ -215,6 +240,9 @@ class UserAgent(OutboundMixin):
                     extra = [("WWW-Authenticate", c) for c in server.challenges(now, stale=stale)]
                     self._reply(req, addr, 401, now, extra=extra)
                     return []
+        neg = self._negotiate_timer(req, addr, now)
+        if neg is None:
+            return []
         tx = self._new_server_tx(req, addr)
         tx.respond(make_response(req, 100), now)
         self._drain(tx)
@@ -224,14 +252,21 @@ class UserAgent(OutboundMixin):
         call = Call(call_id=req.call_id, uas=True, peer=addr, local=local, remote=req.from_,
                     remote_target=remote_contact.uri.serialize() if remote_contact else
                     req.from_.uri.serialize(), local_cseq=0, remote_cseq=req.cseq.seq,
-                    route_set=req.headers.get_all("Record-Route"), invite_server=tx)
+                    route_set=req.headers.get_all("Record-Route"), invite_server=tx,
+                    peer_100rel=wants_100rel(req.headers), session_neg=neg,
+                    peer_allow=allowed_methods(req.headers))
         self.calls[call.call_id] = call
         try:
             user = req.request_uri.user
         except SipParseError:
             user = None
         return [ev.IncomingCall(req.call_id, req.body, req.from_, req.to, user, source,
-                                auth_user, req)]
+                                auth_user, req, _hops(req))]
+
+    def _looped(self, req: SipRequest) -> bool:
+        branches = {branch for branch, _ in self._client_tx}
+        return bool(branches) and looped(req.headers.get_all("Via"), self.config.local_host,
+                                         self.config.local_port, branches)
 
     def _ack(self, req: SipRequest, branch: str, now: float) -> list[ev.Event]:
         tx = self._server_tx.get((branch, "INVITE"))
@@ -277,10 +312,19 @@ class UserAgent(OutboundMixin):
             if call.reoffer is not None or (method == "INVITE" and call.ok_retransmit):
                 self._reply(req, addr, 491, now, to_tag=tag)
                 return []
-            if not req.body and method == "UPDATE":
-                # Offerless UPDATE (session timer refresh).
-                self._reply(req, addr, 200, now, to_tag=tag)
+            neg = self._negotiate_timer(req, addr, now, to_tag=tag)
+            if neg is None:
                 return []
+            if not req.body:  # a session refresh without an offer (RFC 4028)
+                if method == "UPDATE":
+                    self._reply(req, addr, 200, now, to_tag=tag, extra=neg.headers())
+                else:  # re-INVITE: our 200 offers the current SDP again, the ACK answers
+                    tx = self._reply(req, addr, 200, now, to_tag=tag, body=call.local_sdp,
+                                     extra=[("Allow", ALLOW), *neg.headers()])
+                    self._resend_until_ack(call, tx, now)
+                self._refreshed(call, neg.expires, uas=True, now=now)
+                return []
+            call.session_neg = neg
             target = req.contact
             if target is not None:
                 call.remote_target = target.uri.serialize()
@@ -289,6 +333,8 @@ class UserAgent(OutboundMixin):
                 call.reoffer.respond(make_response(req, 100), now)
                 self._drain(call.reoffer)
             return [ev.ReInvite(call.call_id, req.body, sdp_is_hold(req.body), method)]
+        if method == "PRACK":
+            return self._prack(call, req, addr, now)
         if method == "INFO":
             digit = parse_info_dtmf(req.headers.get("Content-Type") or "", req.body)
             self._reply(req, addr, 200, now, to_tag=tag)
@@ -316,10 +362,11 @@ class UserAgent(OutboundMixin):
         return call, call.invite_server
 
     def ring(self, call_id: str, now: float, *, sdp: bytes = b"") -> None:
-        """Send 180 Ringing, or 183 Session Progress with early-media ``sdp``; nothing when
-        the INVITE requires 100rel (see SUPPORTED_REQUIRE)."""
+        """Send 180 Ringing, or 183 Session Progress with early-media ``sdp``; reliably
+        (RFC 3262) when the INVITE requires or supports 100rel."""
         call, tx = self._pending_invite(call_id)
-        if any(t.lower() == "100rel" for t in tx.request.headers.get_all("Require")):
+        if call.peer_100rel:
+            self._ring_reliably(call, tx, 183 if sdp else 180, sdp, now)
             return
         self._reply(tx.request, tx.addr, 183 if sdp else 180, now, tx=tx, to_tag=call.local_tag,
                     body=sdp)
@@ -329,14 +376,21 @@ class UserAgent(OutboundMixin):
         transport: RFC 3261 §13.3.1.4 retransmits the 2xx "even if the transport at the
         UAS is reliable", since hops towards the UAC may be UDP."""
         call, tx = self._pending_invite(call_id)
+        if self._answer_after_prack(call, sdp):
+            return
+        neg = call.session_neg
         self._reply(tx.request, tx.addr, 200, now, tx=tx, to_tag=call.local_tag, body=sdp,
-                    extra=[("Allow", ALLOW)])
+                    extra=[("Allow", ALLOW), *(neg.headers() if neg else [])])
+        self._resend_until_ack(call, tx, now)
+        call.local_sdp = sdp
+        advance(call, DialogEvent.SENT_2XX)
+        self._refreshed(call, neg.expires if neg else None, uas=True, now=now)
+
+    def _resend_until_ack(self, call: Call, tx: ServerTransaction, now: float) -> None:
         assert tx.last_response is not None
         t1 = self.config.timers.t1
         call.ok_retransmit = Retransmit2xx(tx.last_response.serialize(), tx.request.cseq.seq,
                                            now + t1, t1, now + 64 * t1)
-        call.local_sdp = sdp
-        advance(call, DialogEvent.SENT_2XX)
 
     def reject(self, call_id: str, status: int, now: float, *, retry_after: int | None = None,
                reason: str = "") -> None:
@@ -356,13 +410,16 @@ class UserAgent(OutboundMixin):
             raise KeyError(f"no pending re-offer for call {call_id}")
         tx, call.reoffer = call.reoffer, None
         body = (sdp or b"") if status < 300 else b""
-        self._reply(tx.request, tx.addr, status, now, tx=tx, to_tag=call.local_tag, body=body)
-        if status < 300 and body:
-            call.local_sdp = body
-        if tx.invite and status < 300 and tx.last_response is not None:
-            t1 = self.config.timers.t1
-            call.ok_retransmit = Retransmit2xx(tx.last_response.serialize(),
-                                               tx.request.cseq.seq, now + t1, t1, now + 64 * t1)
+        neg, call.session_neg = call.session_neg, None
+        extra = neg.headers() if neg is not None and status < 300 else []
+        self._reply(tx.request, tx.addr, status, now, tx=tx, to_tag=call.local_tag, body=body,
+                    extra=extra)
+        if status < 300:
+            if body:
+                call.local_sdp = body
+            self._refreshed(call, neg.expires if neg else None, uas=True, now=now)
+            if tx.invite:
+                self._resend_until_ack(call, tx, now)
 
     def _retransmit_2xx(self, call: Call, now: float) -> list[ev.Event]:
         rt = call.ok_retransmit
@@ -415,6 +472,13 @@ def _with_top_via(headers: Headers, value: str) -> Headers:
             items[i] = (name, ", ".join([value, *split_list(old)[1:]]))
             break
     return Headers(items)
+
+
+def _hops(req: SipRequest) -> int | None:
+    try:
+        return max_forwards(req.headers)
+    except SipParseError:
+        return None
 
 
 def parse_target(target: str) -> SipUri:

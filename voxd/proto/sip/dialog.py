@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .dialog_state import CallState
 from .headers import Headers
 from .message import SipRequest
+from .reliable import ReliableProvisional
 from .transaction import ClientTransaction, ServerTransaction
 from .uri import NameAddr
 
+if TYPE_CHECKING:
+    from .session_timer import Negotiated, SessionTimer
+
 Addr = tuple[str, int]
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY, PRACK"
 
 
 def new_tag() -> str:
@@ -58,6 +64,19 @@ class Call:
     refer_cseq: int | None = None
     reoffer_client: ClientTransaction | None = None
     refer_received: bool = False
+    # RFC 3262 (100rel/PRACK)
+    peer_100rel: bool = False  # UAS: the INVITE requires or supports reliable provisionals
+    rseq: int = 0  # UAS: RSeq of the last reliable provisional sent (0: none yet)
+    reliable_pending: ReliableProvisional | None = None  # UAS: sent, not yet PRACKed
+    deferred_answer: bytes | None = None  # UAS: the 2xx's SDP, sent once PRACKed
+    last_rseq: int | None = None  # UAC: highest RSeq PRACKed
+    # RFC 4028 (session timers)
+    session_neg: Negotiated | None = None  # UAS: the answer to the pending INVITE/UPDATE
+    session_timer: SessionTimer | None = None
+    peer_allow: frozenset[str] = frozenset()  # methods the peer allows (UPDATE refreshes)
+    refreshing: bool = False  # our refresh re-INVITE/UPDATE is in flight (reoffer_client)
+    timer_retried: bool = False  # UAC: the INVITE was re-sent after a 422
+    max_forwards: int = 70  # in our requests (one less than an inbound call's it continues)
 
     @property
     def local_tag(self) -> str:
@@ -83,7 +102,7 @@ class Call:
                            ";rport")
         for route in self.route_set:
             headers.add("Route", route)
-        headers.add("Max-Forwards", "70")
+        headers.add("Max-Forwards", str(self.max_forwards))
         headers.add("From", self.local.serialize())
         headers.add("To", self.remote.serialize())
         headers.add("Call-ID", self.call_id)

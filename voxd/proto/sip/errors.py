@@ -27,3 +27,8 @@ class SipParseError(ValueError):
 
     def __repr__(self) -> str:
         return f"SipParseError({self.reason!r}, can_respond={self.can_respond})"
+
+
+def is_digits(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts "²" or "٣", which ``int`` refuses."""
+    return text.isascii() and text.isdigit()

@@ -26,6 +26,7 @@ class IncomingCall(Event):
     source: Addr
     auth_user: str | None = None
     request: SipRequest | None = field(default=None, repr=False, compare=False)
+    max_forwards: int | None = None  # the INVITE's; a request sent on its behalf uses one less
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,17 @@ class OptionsProbe(Event):
     """An OPTIONS keep-alive/probe, already answered 200."""
 
     source: Addr = ("", 0)
+
+
+@dataclass(frozen=True)
+class OptionsResult(Event):
+    """The final answer to our OPTIONS probe (``UserAgent.options``); 408 when nothing
+    came back. ``rtt_s`` is None on a timeout."""
+
+    status: int
+    reason: str = ""
+    retry_after: int | None = None
+    rtt_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import is_digits
+
 _SIGNALS = "0123456789*#ABCD"
 _NAMED = {"10": "*", "11": "#", "12": "A", "13": "B", "14": "C", "15": "D"}
 
@@ -32,7 +34,7 @@ def parse_info_dtmf(content_type: str, body: bytes) -> InfoDigit | None:
         key, value = key.strip().lower(), value.strip()
         if key == "signal":
             signal = _NAMED.get(value, value.upper())
-        elif key == "duration" and value.isdigit():
+        elif key == "duration" and is_digits(value):
             duration = int(value)
     if signal is None or len(signal) != 1 or signal not in _SIGNALS:
         return None

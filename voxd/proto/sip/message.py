@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .errors import SipParseError
+from .errors import SipParseError, is_digits
 from .headers import Headers
 from .uri import CSeq, NameAddr, SipUri, Via, is_token
 
@@ -183,7 +183,7 @@ def parse_message(data: bytes, *, datagram: bool = True) -> SipRequest | SipResp
     if start.startswith("SIP/"):
         if len(parts) < 2 or parts[0].upper() != "SIP/2.0":
             raise SipParseError("bad status line")
-        if len(parts[1]) != 3 or not parts[1].isdigit() or not 100 <= int(parts[1]) <= 699:
+        if len(parts[1]) != 3 or not is_digits(parts[1]) or not 100 <= int(parts[1]) <= 699:
             raise SipParseError("bad status code")
         msg = SipResponse(int(parts[1]), parts[2] if len(parts) > 2 else "", headers)
     else:
@@ -213,7 +213,7 @@ def parse_message(data: bytes, *, datagram: bool = True) -> SipRequest | SipResp
             raise SipParseError("missing Content-Length on stream", request=_respondable(msg))
         msg.body = rest
         return msg
-    if not length_text.isdigit():
+    if not is_digits(length_text):
         raise SipParseError("bad Content-Length", request=_respondable(msg))
     length = int(length_text)
     if length > len(rest):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+from .errors import is_digits
+
 _SEPARATORS = re.compile(r"[\s.\-()/]")
 _DIALLED = re.compile(r"\+?[0-9]{1,20}|[0-9*#]{1,32}")
 
@@ -17,7 +19,7 @@ class NumberError(ValueError):
 def normalise(number: str) -> str:
     """``+1 (555) 123-4567`` -> ``+15551234567``; NumberError for anything else."""
     text = _SEPARATORS.sub("", number.strip())
-    if text.startswith("00") and text[2:].isdigit():
+    if text.startswith("00") and is_digits(text[2:]):
         text = "+" + text[2:]  # international prefix written as 00
     if not _DIALLED.fullmatch(text):
         raise NumberError(f"{number!r} is not a phone number (digits, an optional leading +)")
@@ -28,13 +30,13 @@ def format_number(number: str, *, style: str = "e164", country_code: str | None 
                   dial_prefix: str = "") -> str:
     """The user part of the Request-URI for ``number`` on a trunk."""
     text = normalise(number)
-    if style != "as_dialled" and text.isdigit():
+    if style != "as_dialled" and is_digits(text):
         if country_code is None:
             if style != "e164_no_plus" or len(text) < 8:
                 raise NumberError(f"{number!r} has no country code and the trunk sets no country_code")
         else:
             text = "+" + country_code + text.lstrip("0")
-    if style == "e164" and text.isdigit():
+    if style == "e164" and is_digits(text):
         text = "+" + text
     elif style == "e164_no_plus":
         text = text.lstrip("+")

@@ -10,10 +10,13 @@ from typing import TYPE_CHECKING
 from . import events as ev
 from .auth import Credentials
 from .challenge import CredentialBook, retry_request
-from .dialog import Call, new_branch, new_tag
+from .dialog import ALLOW, Call, new_branch, new_tag
 from .dialog_state import CallState, DialogEvent, advance
+from .errors import is_digits
 from .headers import Headers
+from .limits import parse_retry_after
 from .message import REASONS, SipRequest, SipResponse
+from .prack import prack_for
 from .transaction import ClientTransaction, ServerTransaction
 from .uri import NameAddr, SipUri
 
@@ -44,6 +47,14 @@ class OutboundMixin:
                             content_type: str | None = None,
                             extra: list[tuple[str, str]] | None = None
                             ) -> ClientTransaction: ...
+        def _timer_request_headers(self) -> list[tuple[str, str]]: ...
+        def _probe_answered(self, tx: ClientTransaction, resp: SipResponse,
+                            now: float) -> list[ev.Event]: ...
+        def _timer_from_2xx(self, call: Call, resp: SipResponse, now: float) -> None: ...
+        def _retry_422(self, call: Call, tx: ClientTransaction, resp: SipResponse,
+                       now: float) -> bool: ...
+        def _refresh_answered(self, call: Call, resp: SipResponse,
+                              now: float) -> list[ev.Event]: ...
         def _reply(self, req: SipRequest, addr: Addr, status: int, now: float, *,
                    tx: ServerTransaction | None = None, to_tag: str | None = None,
                    body: bytes = b"", extra: list[tuple[str, str]] | None = None,
@@ -60,17 +71,20 @@ class OutboundMixin:
                from_user: str | None = None, display_name: str | None = None,
                call_id: str | None = None,
                headers: list[tuple[str, str]] | None = None, from_host: str | None = None,
-               route: str | None = None, credentials: Credentials | None = None) -> str:
+               route: str | None = None, credentials: Credentials | None = None,
+               max_forwards: int = 70) -> str:
         """Place an outbound call to SIP URI ``target`` via ``peer``; returns the Call-ID.
         Trunk calls give the From host, an outbound proxy ``route`` (``<sip:proxy;lr>``,
-        pre-loaded, RFC 3261 §8.1.2) and the credentials for this call's challenges."""
+        pre-loaded, RFC 3261 §8.1.2) and the credentials for this call's challenges. A call
+        placed on behalf of an inbound one gives ``max_forwards`` one less than its
+        (``limits.next_hop_max_forwards``)."""
         uri = SipUri.parse(target)
         cfg = self.config
         local = NameAddr(SipUri(from_host or cfg.local_host, from_user or cfg.user), display_name,
                          {"tag": new_tag()})
         call = Call(call_id=call_id or f"{secrets.token_hex(10)}@{cfg.local_host}", uas=False,
                     peer=peer, local=local, remote=NameAddr(uri), remote_target=uri.serialize(),
-                    local_cseq=0, state=CallState.OUTGOING, local_sdp=sdp)
+                    local_cseq=0, state=CallState.OUTGOING, local_sdp=sdp, max_forwards=max_forwards)
         if route is not None:
             call.route_set = [route]
         if credentials is not None:
@@ -83,7 +97,8 @@ class OutboundMixin:
     def _invite_request(self, call: Call, extra: list[tuple[str, str]]) -> SipRequest:
         req = call.request("INVITE", self.config.local_host, self._port_to(call.peer),
                            self.contact_for(call.peer), body=call.local_sdp,
-                           extra=[("User-Agent", self.config.user_agent), *extra],
+                           extra=[("User-Agent", self.config.user_agent), ("Allow", ALLOW),
+                                  *self._timer_request_headers(), *extra],
                            transport=self._transport_to(call.peer))
         return req
 
@@ -221,7 +236,7 @@ class OutboundMixin:
             return []
         line = req.body.decode("utf-8", "replace").strip().split("\n", 1)[0].strip()
         parts = line.split(" ", 2)
-        if len(parts) < 2 or not parts[1].isdigit():
+        if len(parts) < 2 or not is_digits(parts[1]):
             return []
         status = int(parts[1])
         terminated = (req.headers.get("Subscription-State") or "").lower().startswith(
@@ -238,13 +253,19 @@ class OutboundMixin:
         if method == "BYE" and resp.status >= 200:
             self.credential_book.forget(tx.request.call_id)
         if call is None:
-            return []
+            return self._probe_answered(tx, resp, now) if method == "OPTIONS" else []
         if method == "REFER":
             if resp.status >= 300:
                 call.refer_cseq = None
                 return [ev.ReferFailed(call.call_id, resp.status)]
             return [ev.ReferAccepted(call.call_id)] if resp.status >= 200 else []
         if tx is call.reoffer_client:
+            if call.refreshing and resp.status >= 200:
+                if 200 <= resp.status < 300 and tx.invite:
+                    self._reoffer_response(call, tx, resp)  # the ACK
+                return self._refresh_answered(call, resp, now)
+            if 200 <= resp.status < 300:
+                self._timer_from_2xx(call, resp, now)
             return self._reoffer_response(call, tx, resp)
         if method != "INVITE" or tx is not call.invite_client:
             return []
@@ -259,6 +280,10 @@ class OutboundMixin:
                 call.remote = resp.to
             if call.cancel_pending:
                 self.cancel(call.call_id, now)
+            elif status > 100 and (rack := prack_for(call, resp)) is not None:
+                self._send_in_dialog(call, "PRACK", now, extra=[("RAck", rack)])
+            elif status > 100 and call.last_rseq is not None and resp.headers.get("RSeq"):
+                return []  # a reliable 1xx again: already PRACKed and reported
             return [] if status == 100 else [ev.CallProgress(call.call_id, status, resp.body)]
         if status < 300:
             if call.state is CallState.CONFIRMED:
@@ -276,14 +301,16 @@ class OutboundMixin:
             call.ack_bytes = ack.serialize()
             self._send(call.ack_bytes, call.peer)
             advance(call, DialogEvent.GOT_2XX)
+            self._timer_from_2xx(call, resp, now)
             if call.cancel_pending or call.cancelled:  # answered while cancelling: hang up
                 self.bye(call.call_id, now)
                 return [ev.CallFailed(call.call_id, 487, "Request Terminated")]
             return [ev.CallEstablished(call.call_id, resp.body)]
+        if status == 422 and self._retry_422(call, tx, resp, now):
+            return []
         self._end(call)
         self.credential_book.forget(call.call_id)
-        retry = resp.headers.get("Retry-After")
-        retry_after = int(retry.split()[0]) if retry and retry.split()[0].isdigit() else None
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         return [ev.CallFailed(call.call_id, status, resp.reason, retry_after)]
 
     def _answer_challenge(self, call: Call | None, tx: ClientTransaction, resp: SipResponse,

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from .auth import Credentials, authorization_for, parse_auth_params
 from .dialog import new_branch, new_tag
-from .errors import SipParseError
+from .errors import SipParseError, is_digits
 from .headers import Headers, split_list
 from .message import SipRequest, SipResponse
 from .transaction import ClientTransaction, Timers
@@ -94,7 +94,7 @@ def _int_header(value: str | None) -> int | None:
     if not value:
         return None
     head = value.split(";")[0].split("(")[0].strip()
-    return int(head) if head.isdigit() else None
+    return int(head) if is_digits(head) else None
 
 
 class Registration:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .errors import SipParseError
+from .errors import SipParseError, is_digits
 
 Params = dict[str, str | None]
 
@@ -64,7 +64,7 @@ def split_hostport(text: str) -> tuple[str, int | None]:
         raise SipParseError("bad host")
     if not port_text:
         return host, None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not is_digits(port_text) or not 0 < int(port_text) < 65536:
         raise SipParseError("bad port")
     return host, int(port_text)
 
@@ -221,7 +221,7 @@ class Via:
         host = self.params.get("received") or self.host
         if "rport" in self.params:
             rport = self.params["rport"]
-            if rport and rport.isdigit():
+            if rport and is_digits(rport):
                 return host, int(rport)
             return source
         return host, self.port or 5060
@@ -243,7 +243,7 @@ class CSeq:
     @classmethod
     def parse(cls, text: str) -> CSeq:
         parts = text.split()
-        if len(parts) != 2 or not parts[0].isdigit() or not _TOKEN.match(parts[1]):
+        if len(parts) != 2 or not is_digits(parts[0]) or not _TOKEN.match(parts[1]):
             raise SipParseError("bad CSeq")
         seq = int(parts[0])
         if seq >= 2**31:

@@ -98,6 +98,21 @@ def chunk_events(chunk: dict[str, Any], calls: ToolCallParts) -> list[LLMEvent]:
     return out
 
 
+def strict_ok(schema: Any) -> bool:
+    """Whether a JSON Schema meets OpenAI's strict structured-output rules: every object
+    lists all its properties as required and allows no others (checked recursively)."""
+    if isinstance(schema, list):
+        return all(strict_ok(s) for s in schema)
+    if not isinstance(schema, dict):
+        return True
+    if schema.get("type") == "object" or "properties" in schema:
+        props = schema.get("properties") or {}
+        if schema.get("additionalProperties") is not False or set(schema.get("required") or []) != set(props):
+            return False
+    return all(strict_ok(v) for k, v in schema.items() if k in ("properties", "items", "anyOf", "$defs")
+               for v in ([v] if k == "items" else (v.values() if isinstance(v, dict) else v)))
+
+
 class OpenAICompatibleLLM(LanguageModel):
     name = "openai-compatible"
 
@@ -161,6 +176,41 @@ class OpenAICompatibleLLM(LanguageModel):
             if why is not None:
                 raise ProviderError(self.name, f"destination refused: {why}", retryable=False) from None
             raise ProviderError(self.name, f"{type(e).__name__}: {e}") from None
+
+    async def complete_json(self, messages: list[Message], schema: dict[str, Any], name: str) -> tuple[str, Usage]:
+        """One non-streamed completion held to ``schema`` (``response_format`` of type
+        ``json_schema``, strict): the reply's text and usage."""
+        body: dict[str, Any] = {
+            "model": self.cfg.model or "default", "messages": to_openai_messages(messages), "stream": False,
+            "response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": schema,
+                                                                      "strict": strict_ok(schema)}},
+        }
+        if self.cfg.temperature is not None:
+            body["temperature"] = self.cfg.temperature
+        body.update(self.cfg.options)
+        headers = {"Content-Type": "application/json"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        client = await self._client()
+        try:
+            async with client.post(self.url, json=body, headers=headers,
+                                   timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s)) as resp:
+                if resp.status >= 400:
+                    detail = (await resp.text())[:200]
+                    raise ProviderError(self.name, f"HTTP {resp.status}: {detail}", retryable=resp.status in (429, 500, 502, 503, 504))
+                data = await resp.json(content_type=None)
+        except ProviderError:
+            raise
+        except EgressRefused as e:
+            raise ProviderError(self.name, f"destination refused: {e}", retryable=False) from None
+        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+            raise ProviderError(self.name, f"{type(e).__name__}: {e}") from None
+        try:
+            text = data["choices"][0]["message"].get("content") or ""
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise ProviderError(self.name, "no choices[0].message in the response", retryable=True) from None
+        usage = data.get("usage") or {} if isinstance(data, dict) else {}
+        return str(text), Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
 
     async def _events(self, resp: aiohttp.ClientResponse) -> AsyncIterator[LLMEvent]:
         calls = ToolCallParts()

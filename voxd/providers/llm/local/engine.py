@@ -155,6 +155,22 @@ class LocalLLM(LanguageModel):
         for ev in _words(self.fallback_line):
             yield ev
 
+    async def complete_json(self, messages: list[Message], schema: dict[str, Any], name: str) -> tuple[str, Usage]:
+        """One generation held by the grammar llama.cpp builds from ``schema``. Not live:
+        it waits for the model to load and for a free slot (up to a minute each)."""
+        prompt = "".join(f"{P.START}{m.role}\n{m.content}{P.END}\n" for m in messages if m.role != "tool")
+        stats = Stats()
+        pieces: list[str] = []
+        rt = runtime.runtime(self.model)
+        rt.start()
+        if not await rt.wait_ready(60.0):
+            raise ProviderError(NAME, f"model {self.model} did not become ready", retryable=True)
+        async with rt.slot(timeout_s=60.0) as proc:
+            async for piece in proc.complete(prompt + P.assistant_open(), json.dumps(schema),
+                                             max(self.max_tokens, 400), stats=stats):
+                pieces.append(piece)
+        return "".join(pieces), Usage(stats.prompt_tokens, stats.completion_tokens)
+
     def _missing_slot(self, tool: str, arguments: dict[str, Any], messages: list[Message]) -> str | None:
         """Small models fill required arguments with invented values ("tomorrow at 10:00"
         for "I'd like to book"). Where the agent's dialog block says an argument comes

@@ -1,0 +1,1 @@
+"""Post-call analysis: what a business keeps from a call besides its transcript."""
