@@ -36,6 +36,14 @@ async def test_smart_turn_complete_question_beats_cut_off_sentence() -> None:
     cut = {v: await turn.end_probability(speech.load(v, "speak_to_sales.cut")) for v in speech.voices()}
     assert statistics.mean(complete.values()) > statistics.mean(cut.values()) + 0.3, (complete, cut)
     assert sum(complete[v] > cut[v] for v in complete) >= len(complete) - 1, (complete, cut)
+
+
+@pytest.mark.xfail(strict=True, reason="with the packages the registry serves on 2026-12-02 the cut sentence scores "
+                   "0.83-0.95 against 0.98 whole (piper-joe, festival-kal), at the last landed commit too and with "
+                   "onnxruntime 1.23: a dependency of feature extraction or resampling moved; issue 18's turn work "
+                   "must find which and pin or adapt. strict: this fails again once it is fixed")
+async def test_smart_turn_scores_a_cut_sentence_below_the_whole_one() -> None:
+    turn = SmartTurn()
     # The same sentence, whole vs. stopped after "Can I speak to", on natural voices. A line
     # never delivers the same samples twice, and on one sample the cut sentence's score swings
     # from 0.15 to 0.9 with 2 LSB of noise (or with the CPU's SIMD kernels: AVX2 and AVX-512
