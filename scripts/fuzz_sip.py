@@ -59,8 +59,10 @@ from voxd.proto.sip.message import SipRequest, SipResponse  # noqa: E402
 from voxd.proto.sip.numbering import NumberError, format_number  # noqa: E402
 from voxd.proto.sip.registration import Registration, RegistrationSpec  # noqa: E402
 from voxd.proto.sip.reliable import parse_rack, parse_rseq  # noqa: E402
+from voxd.proto.sip.replaces import Replaces, refer_to_with_replaces, replaces_in_refer_to  # noqa: E402
 from voxd.proto.sip.session_timer import SessionExpires, TimerPolicy, negotiate_uas, parse_min_se  # noqa: E402
 from voxd.proto.sip.trace import TraceEntry, call_id_of, mask_credentials, render_pcap  # noqa: E402
+from voxd.proto.sip.uri import SipUri  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
 TOKENS = [b"\r\n", b"\r\n\r\n", b";", b",", b":", b"<", b">", b'"', b"@", b" ", b"\t", b"=",
@@ -111,10 +113,13 @@ def corpus() -> dict[str, list[bytes]]:
     timers = [b"1800", b"90;refresher=uac", b"600 ; refresher = UAS ; x=1", b"4294967296", b"0", b"x:90;refresher=uas",
               b"Min-SE: 120;lr", b"k: timer, 100rel", b"Require: timer"]
     rel = [b"1", b"4294967295", b"776656 1 INVITE", b"1 2147483647 invite", b"0 0 PRACK", b"RSeq: 12\r\nRAck: 12 1 INVITE"]
+    replaces = [b"98732@sip.example.com;from-tag=r33th4x0r;to-tag=ff87ff", b"a@b;to-tag=1;from-tag=2;early-only",
+                b"sip:carol@10.0.0.7:5060;transport=udp?Replaces=12345%40192.168.118.3%3Bto-tag%3D12345%3B"
+                b"from-tag%3D5FFE-3994", b"sip:c@h?Subject=x&Replaces=a%3Bto-tag%3D1%3Bfrom-tag%3D2"]
     numbers = [b"+1 (555) 123-4567", b"0044 20 7946 0018", b"555.123.4567", b"*99#", b"+15551234567"]
     return {"sip": sip or [b"OPTIONS sip:x SIP/2.0\r\n\r\n"], "sdp": sdp or [b"v=0\r\n"],
             "rtp": rtp or [bytes(12)], "rtcp": rtcp, "info": info, "register": register, "numbers": numbers,
-            "crypto": crypto, "timers": timers, "rel": rel}
+            "crypto": crypto, "timers": timers, "rel": rel, "replaces": replaces}
 
 
 def mutate(data: bytes, seeds: list[bytes], rnd: random.Random) -> bytes:
@@ -447,6 +452,24 @@ def check_trace(data: bytes) -> None:
     render_pcap([TraceEntry(1.0, "in", ("127.0.0.1", 5080), ("::1", 5062), "udp", masked)])
 
 
+def check_replaces(data: bytes) -> None:
+    """A Replaces value or a Refer-To URI parses (and round-trips) or raises SipParseError."""
+    text = data.decode("utf-8", "replace").replace("\r", " ").replace("\n", " ")
+    try:
+        value = Replaces.parse(text)
+    except SipParseError:
+        pass
+    else:
+        assert Replaces.parse(value.serialize()) == value
+    try:
+        uri = SipUri.parse(text)
+        found = replaces_in_refer_to(uri)
+    except SipParseError:
+        return
+    if found is not None:
+        assert replaces_in_refer_to(refer_to_with_replaces(uri, found)) == found
+
+
 def targets() -> list[tuple[str, Callable[[bytes], None], str]]:
     return [("sip", check_sip, "sip"), ("sip-stream", check_stream, "sip"),
             ("user-agent", check_agent, "sip"), ("sdp", check_sdp, "sdp"),
@@ -454,7 +477,8 @@ def targets() -> list[tuple[str, Callable[[bytes], None], str]]:
             ("rfc4733", check_events, "rtp"), ("info+digest", check_text, "info"),
             ("registration", check_registration, "register"), ("numbers", check_number, "numbers"),
             ("sdes", check_crypto, "crypto"), ("session-timer", check_session_timer, "timers"),
-            ("rseq+rack", check_reliable, "rel"), ("sip-trace", check_trace, "sip")]
+            ("rseq+rack", check_reliable, "rel"), ("sip-trace", check_trace, "sip"),
+            ("replaces", check_replaces, "replaces")]
 
 
 def _make_test(check: Callable[[bytes], None], counter: list[int], seeds: list[bytes],
