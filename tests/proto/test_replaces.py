@@ -23,6 +23,7 @@ def test_rfc3891_example_parses():
     ";to-tag=1;from-tag=2",              # no Call-ID
     "abc;to-tag=;from-tag=2",            # empty tag
     "ab c;to-tag=1;from-tag=2",          # space inside the Call-ID
+    "ab\x7fc;to-tag=1;from-tag=2",       # a control character (DEL) inside the Call-ID
     "abc;to-tag=1;from-tag=2;early-only=yes",
     "abc;to-tag=1;from-tag=2;=x",
     "x" * 2000 + ";to-tag=1;from-tag=2",

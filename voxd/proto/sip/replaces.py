@@ -30,7 +30,7 @@ def _check_word(text: str, what: str) -> str:
     """``word`` of RFC 3261 §25.1 (printable ASCII, no separators that split a header)."""
     if not text:
         raise SipParseError(f"Replaces: empty {what}")
-    if not text.isascii() or any(ch.isspace() or ch in ';,"<>' or ord(ch) < 0x21 for ch in text):
+    if not text.isascii() or any(ord(ch) <= 0x20 or ord(ch) == 0x7F or ch in ';,"<>' for ch in text):
         raise SipParseError(f"Replaces: bad character in {what}")
     return text
 
@@ -69,7 +69,7 @@ class Replaces:
         if to_tag is None or from_tag is None:
             raise SipParseError("Replaces: to-tag and from-tag are both required")
         early = "early-only" in params
-        if early and params.pop("early-only") is not None:
+        if params.pop("early-only", None) is not None:
             raise SipParseError("Replaces: early-only takes no value")
         for name in params:
             if not is_token(name):
