@@ -168,6 +168,9 @@ class HarnessLeg:
         return self.bot_frames >= need
 
 
+Line = HarnessLeg  # its earlier name
+
+
 def agent_voice(agent: LoadedAgent) -> str:
     """The agent's own voice in caller-voice terms (piper:joe, espeak:en-us, ...)."""
     v = agent.config.voice

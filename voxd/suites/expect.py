@@ -103,6 +103,22 @@ def words(text: str) -> str:
     return " ".join(re.sub(r"[^\w']+", " ", text.lower()).replace("'", "").split())
 
 
+_DIGIT_WORDS = {w: str(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve".split())}
+
+
+def folded(text: str) -> str:
+    """`words` with small numbers as digits ("nine to hang up" -> "9 to hang up"): a
+    recogniser writes "nine" where the agent's text said "9", and the other way round."""
+    return " ".join(_DIGIT_WORDS.get(w, w) for w in words(text).split())
+
+
+def contains(reply: str, want: str) -> bool:
+    """``want`` occurs in ``reply`` as words, or as words with small numbers folded."""
+    w = words(want)
+    return bool(w) and (w in words(reply) or folded(want) in folded(reply))
+
+
 def _as_list(v: str | list[str] | None) -> list[str]:
     return [] if v is None else [v] if isinstance(v, str) else list(v)
 
@@ -168,12 +184,11 @@ def check(step: Step, w: Window) -> list[str]:
     if step.no_tool and w.tools:
         out.append("expected no function call, the bot called "
                    + ", ".join(f"{t.name}({json.dumps(t.arguments, default=str)})" for t in w.tools))
-    reply = words(w.reply)
     said = f"the bot said {w.reply!r}" if w.reply else "the bot said nothing"
-    missing = [s for s in _as_list(step.reply_contains) if words(s) not in reply]
+    missing = [s for s in _as_list(step.reply_contains) if not contains(w.reply, s)]
     if missing:
         out.append(f"reply lacks {', '.join(repr(s) for s in missing)}: {said}")
-    present = [s for s in _as_list(step.reply_not_contains) if words(s) and words(s) in reply]
+    present = [s for s in _as_list(step.reply_not_contains) if contains(w.reply, s)]
     if present:
         out.append(f"reply must not contain {', '.join(repr(s) for s in present)}: {said}")
     if step.reply_matches is not None and not re.search(step.reply_matches, w.reply, re.IGNORECASE):
