@@ -24,7 +24,7 @@ from voxd.proto.sip import UAConfig, UserAgent
 from voxd.proto.sip import events as ev
 from voxd.suites.model import load_suite_file
 from voxd.suites.runner import Options, run_suites
-from voxd.suites.sipcall import SipCaller
+from voxd.suites.sipcall import SipCaller, trailing_quiet
 from voxd.suites.wire import FRAME, WireLog, WireMark
 
 ROOT = Path(__file__).parents[2]
@@ -75,6 +75,14 @@ def test_no_latency_when_the_bot_does_not_answer_before_the_next_speech() -> Non
     log.speech_ended(10 * FRAME)
     log.received(TONE, 15 * FRAME)
     assert log.latencies_ms(WireMark(0, 0, 0, 0)) == [100.0]
+
+
+def test_the_end_of_speech_is_the_last_sounding_frame_sent() -> None:
+    pcm = np.concatenate([TONE] * 3 + [SILENCE] * 4 + [SILENCE[:50]])
+    assert trailing_quiet(pcm) == 5 * FRAME  # the short last frame is sent padded: a whole frame
+    assert trailing_quiet(np.concatenate([TONE, SILENCE[:40]])) == FRAME
+    assert trailing_quiet(TONE) == 0
+    assert trailing_quiet(np.zeros(3 * FRAME, np.int16)) == 3 * FRAME
 
 
 # ---------------------------------------------------------------- the caller vs a scripted UAS
@@ -308,3 +316,14 @@ def test_the_cli_refuses_target_without_sip(tmp_path: Path, capsys: pytest.Captu
     path = suite_dir(tmp_path)
     assert main(["test", str(path), "--target", "sip:a@127.0.0.1:5080", "--junit", "", "--json", ""]) == 2
     assert "--target needs --transport sip" in capsys.readouterr().err
+
+
+def test_reply_contains_takes_small_numbers_as_words_or_digits() -> None:
+    from voxd.suites.expect import Window, check
+    from voxd.suites.model import Step
+
+    step = Step(say="menu", reply_contains=["9 to hang up", "press three"])
+    assert check(step, Window(replies=["Press three for sales, or nine to hang up."])) == []
+    assert check(step, Window(replies=["Press 3 for sales, or 9 to hang up."])) == []
+    (problem,) = check(step, Window(replies=["Press 3 for sales, or 8 to hang up."]))
+    assert problem.startswith("reply lacks '9 to hang up'")

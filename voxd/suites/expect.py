@@ -104,7 +104,7 @@ def words(text: str) -> str:
 
 
 _DIGIT_WORDS = {w: str(i) for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve".split())}
+    ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"])}
 
 
 def folded(text: str) -> str:

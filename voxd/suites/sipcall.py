@@ -24,13 +24,22 @@ from voxd.proto.rtp import RtpPacket, RtpParseError, RtpSender, is_rtcp
 from voxd.proto.sdp import SdpParseError, SessionDescription
 from voxd.proto.sip import UAConfig, UserAgent
 from voxd.proto.sip import events as ev
-from voxd.suites.wire import FRAME, RATE, WireLog
+from voxd.suites.wire import FRAME, RATE, WireLog, is_sound
 
 log = logging.getLogger("voxd.suites.sip")
 
 Addr = tuple[str, int]
 FRAME_S = FRAME / RATE
 SILENT = ulaw_encode(np.zeros(FRAME, np.int16))
+
+
+def trailing_quiet(pcm8k: np.ndarray) -> int:
+    """Samples of silence after the last sounding 20 ms frame (whole frames, as sent)."""
+    frames = (len(pcm8k) + FRAME - 1) // FRAME
+    for k in range(frames - 1, -1, -1):
+        if is_sound(pcm8k[k * FRAME:(k + 1) * FRAME]):
+            return (frames - 1 - k) * FRAME
+    return frames * FRAME
 
 
 class CallRefused(Exception):
@@ -190,12 +199,13 @@ class SipCaller:
     # ------------------------------------------------------------ what the runner does
     async def play(self, pcm8k: np.ndarray, *, speech: bool = True) -> None:
         """Send ``pcm8k`` (int16, 8 kHz) in real time; returns when it has all gone out."""
-        data = ulaw_encode(np.asarray(pcm8k, np.int16))
+        pcm = np.asarray(pcm8k, np.int16)
+        data = ulaw_encode(pcm)
         for i in range(0, len(data), FRAME):
             self._audio.append((data[i:i + FRAME] + SILENT)[:FRAME])
         await self._wait_drained()
-        if speech:
-            self.log.speech_ended(self.log.position)
+        if speech:  # the end of speech is the last sound sent, not the file's trailing silence
+            self.log.speech_ended(self.log.position - trailing_quiet(pcm))
 
     async def digits(self, digits: str, gap_ms: int = 150) -> None:
         if self._dtmf_pt is None:
