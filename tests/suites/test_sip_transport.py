@@ -244,6 +244,7 @@ scenarios:
     steps:
       - audio: {SPEECH / "what_time.8k.wav"}
         expect: {{tool: calculate}}
+        reply_contains: banana
   - name: keypad transfer
     steps:
       - dtmf: "3"
@@ -284,6 +285,9 @@ async def test_suites_run_over_sip_with_the_daemons_view_of_tool_calls(tmp_path:
     bad = by["a wrong tool over SIP"]
     assert bad.status == "failed"
     assert any("expected a call to calculate, the bot called get_current_time" in f for f in bad.failures), bad.failures
+    # the fake recogniser "hears" its script on the line; the reason also gives the bot's own text
+    assert any("reply lacks 'banana': the bot said 'what time is it' (heard on the line; its text was \"It's "
+               in f for f in bad.failures), bad.failures
     assert by["keypad transfer"].status == "passed", by["keypad transfer"].failures
     assert by["keypad hangup"].status == "passed", by["keypad hangup"].failures
     assert report.failed

@@ -36,6 +36,8 @@ class Window:
     interrupted_replies: int = 0
     heard: list[str] = field(default_factory=list)  # what the recogniser heard the caller say
     bot_over_caller_ms: float = 0.0  # the bot's sound while the caller was still saying this step's words
+    # the bot's own text for its replies, when `replies` is what a recogniser heard on the wire (SIP)
+    texts: list[str] = field(default_factory=list)
 
     @property
     def reply(self) -> str:
@@ -48,7 +50,7 @@ class Window:
                        "result": _jsonable(t.result)} for t in self.tools],
             "transfers": self.transfers, "hung_up": self.hung_up, "latencies_ms": self.latencies_ms,
             "interruptions": self.interruptions, "interrupted_replies": self.interrupted_replies,
-            "bot_over_caller_ms": self.bot_over_caller_ms,
+            "bot_over_caller_ms": self.bot_over_caller_ms, **({"texts": self.texts} if self.texts else {}),
         }
 
 
@@ -185,6 +187,9 @@ def check(step: Step, w: Window) -> list[str]:
         out.append("expected no function call, the bot called "
                    + ", ".join(f"{t.name}({json.dumps(t.arguments, default=str)})" for t in w.tools))
     said = f"the bot said {w.reply!r}" if w.reply else "the bot said nothing"
+    text = " ".join(t for t in w.texts if t)
+    if text and words(text) != words(w.reply):
+        said += f" (heard on the line; its text was {text!r})"
     missing = [s for s in _as_list(step.reply_contains) if not contains(w.reply, s)]
     if missing:
         out.append(f"reply lacks {', '.join(repr(s) for s in missing)}: {said}")

@@ -167,6 +167,7 @@ class SipLeg:
         hung_up = self.caller.bye_received and not transfers[m.wire.transfers:]
         if self.session is not None and m.daemon is not None:
             w = window_since(m.daemon, self.session.record, transfers, hung_up)
+            w.texts = w.replies
         else:
             w = Window(transfers=list(transfers[m.wire.transfers:]), hung_up=hung_up)
         w.replies = replies
