@@ -119,7 +119,7 @@ class HarnessLeg:
         s = self.session
         return active or s.playout.pending or s.turns.capturing
 
-    async def play(self, pcm: np.ndarray, speech: bool = True) -> float:
+    async def play(self, pcm: np.ndarray) -> float:
         """Feed the caller's audio; returns the ms of bot sound while it played."""
         over = 0
         for frame in frames_of(pcm.tobytes()):
@@ -227,7 +227,7 @@ async def run_call(leg: Leg, agent: LoadedAgent, loaded: LoadedSuite, index: int
                 sr.failures.append(f"the bot did not speak for {step.after_ms} ms to be interrupted")
             talked_over = 0.0
             if pcm is not None:
-                talked_over = await leg.play(pcm, speech=step.interrupt is None)
+                talked_over = await leg.play(pcm)
             elif step.dtmf is not None:
                 await leg.digits(step.dtmf)
             elif step.wait is not None:

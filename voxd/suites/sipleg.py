@@ -118,9 +118,9 @@ class SipLeg:
     async def start(self, until_bot_speaks: bool) -> None:
         await self.settle(until_bot_speaks=until_bot_speaks)
 
-    async def play(self, pcm: np.ndarray, speech: bool = True) -> float:
+    async def play(self, pcm: np.ndarray) -> float:
         before = self.log.sound_samples
-        await self.caller.play(resample(pcm, SAMPLE_RATE, RATE), speech=speech)
+        await self.caller.play(resample(pcm, SAMPLE_RATE, RATE))
         return (self.log.sound_samples - before) * 1000 / RATE
 
     async def quiet(self, seconds: float) -> None:

@@ -31,7 +31,7 @@ class Leg(Protocol):
     async def start(self, until_bot_speaks: bool) -> None:
         """Answer the call and let the greeting play (or, before an interrupt:, start)."""
 
-    async def play(self, pcm: np.ndarray, speech: bool = True) -> float:
+    async def play(self, pcm: np.ndarray) -> float:
         """Caller audio (16 kHz int16); returns the ms of bot sound while it played."""
 
     async def quiet(self, seconds: float) -> None: ...
