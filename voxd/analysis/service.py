@@ -33,7 +33,7 @@ RETRY_S = (5.0, 30.0, 120.0, 600.0)
 IDLE_POLL_S = 5.0
 
 AgentLookup = Callable[[str, str], AgentConfig | None]  # (org, agent name)
-OutboxWrite = Callable[[Transaction, list[Message]], Awaitable[object]]
+OutboxWrite = Callable[[Transaction, list[Message], str], Awaitable[object]]  # (.., organisation)
 
 
 def structured_model(agent: AgentConfig, outbound: Outbound) -> tuple[StructuredOutput | None, str | None]:
@@ -158,7 +158,7 @@ class AnalysisService:
             write = self.outbox_write
 
             async def emit(conn: Transaction) -> object:
-                return await write(conn, msgs)
+                return await write(conn, msgs, job.org)  # to the call's organisation's endpoints
 
             also.append(emit)
         await self.repo.complete(job, analysis, headline(analysis), also)

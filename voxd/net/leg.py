@@ -131,8 +131,8 @@ class LegEnv:
         lookups = self.calls.lookups
         if agent.config.inbound_lookup is None or lookups is None or self.agents is None:
             return Outcome(agent)
-        return await lookups.resolve(agent, self.agents.get, caller=caller, called=called, transport=transport,
-                                     from_uri=from_uri, to_uri=to_uri)
+        return await lookups.resolve(agent, self.agents.getter(agent.org), caller=caller, called=called,
+                                     transport=transport, org=agent.org, from_uri=from_uri, to_uri=to_uri)
 
     def reject(self, outcome: Outcome, transport: str, *, from_uri: str = "", to_uri: str = "",
                metadata: dict[str, Any] | None = None) -> None:
