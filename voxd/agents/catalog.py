@@ -216,10 +216,11 @@ class AgentCatalog:
 
     def validate_text(self, text: str, name: str | None = None) -> list[FieldError]:
         try:
-            self.parse(text, name)
+            loaded = self.parse(text, name)
         except AgentLoadError as e:
             return e.errors
-        return []
+        clash = self._claimed(loaded, self.directory / f"{loaded.name}.yaml")
+        return [] if clash is None else [clash]
 
     def write(self, name: str, text: str, loaded: LoadedAgent | None = None) -> LoadedAgent:
         """Validate (unless ``loaded`` is ``parse(text, name)``'s result), then atomically

@@ -76,10 +76,10 @@ class AnalysisService:
         if not isinstance(event, CallEnded) or event.record.answered_at is None:
             return None
         r = event.record
-        agent = self.agent_for(self.db.org, r.agent)
+        agent = self.agent_for(r.org, r.agent)
         if agent is not None and not agent.analysis.enabled:
             return None
-        repo = self.repo
+        repo = self.repo if r.org == self.db.org else self.db.for_org(r.org).analysis()  # the job is the call's org's
 
         async def write(conn: Transaction) -> object:
             await repo.enqueue_in(conn, r.id)
