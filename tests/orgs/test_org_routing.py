@@ -208,3 +208,24 @@ async def test_org_folders_are_reloaded_live(daemon: Daemon, tmp_path: Path) -> 
     await until(lambda: fleet.get("initech", "desk") is None)
     fallback = daemon.agents.for_number("+15550300")
     assert fallback is not None and (fallback.org, fallback.name) == ("default", "desk")
+
+
+def test_voxd_check_reads_org_folders_and_refuses_a_number_two_orgs_claim(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "desk.yaml").write_text(agent("Default.", "+15550000"))
+    (tmp_path / "acme").mkdir()
+    (tmp_path / "acme" / "sales.yaml").write_text(agent("Acme.", "+15550100"))
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "voxd.cli", "check", "--agents", str(tmp_path)],
+                              capture_output=True, text=True, timeout=60)
+
+    r = run()
+    assert r.returncode == 0, r.stderr
+    assert "agent=desk version" in r.stdout and "agent=sales org=acme" in r.stdout
+    (tmp_path / "acme" / "grab.yaml").write_text(agent("Acme too.", "+15550000"))
+    r = run()
+    assert r.returncode == 1
+    assert "grab.yaml: sip.numbers: number '+15550000' is claimed by organisation 'default'" in r.stderr
