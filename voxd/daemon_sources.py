@@ -14,7 +14,7 @@ from voxd.agents.catalog import AgentCatalog, ReloadReport
 from voxd.agents.loader import AgentLoadError, FieldError, LoadedAgent
 from voxd.agents.orgs import DEFAULT_ORG, OrgCatalogs
 from voxd.api.agent_yaml import api_errors
-from voxd.api.deps import AgentInfo, InvalidAgent
+from voxd.api.deps import AgentInfo, AgentSource, InvalidAgent
 from voxd.call.manager import CallManager
 from voxd.call.recording import REQUEST_KEY
 from voxd.core.errors import NotFound, NotSupported
@@ -125,10 +125,16 @@ class OrgAgentDirs:
         self.fleet, self.writing = fleet, writing
         self._agents: dict[str, DaemonAgents] = {}
 
-    def __call__(self, org: str) -> DaemonAgents:
+    def __call__(self, org: str) -> AgentSource:
         got = self._agents.get(org)
         if got is None:
-            got = self._agents[org] = DaemonAgents(self.fleet.ensure(org), self.writing.setdefault(org, set()))
+            try:
+                catalog = self.fleet.ensure(org)
+            except ValueError:  # a name whose folder is not an organisation's (agents/tests/)
+                from voxd.api.services import NoAgents
+
+                return NoAgents()
+            got = self._agents[org] = DaemonAgents(catalog, self.writing.setdefault(org, set()))
         return got
 
 

@@ -180,7 +180,7 @@ async def test_org_folders_are_reloaded_live(daemon: Daemon, tmp_path: Path) -> 
 
     async def until(check: Any) -> None:
         async with asyncio.timeout(5):
-            while not check():
+            while not check():  # noqa: ASYNC110 - the daemon's watcher polls the folder
                 await asyncio.sleep(0.05)
 
     await until(lambda: fleet.get("initech", "desk") is not None)
@@ -217,6 +217,8 @@ def test_voxd_check_reads_org_folders_and_refuses_a_number_two_orgs_claim(tmp_pa
     (tmp_path / "desk.yaml").write_text(agent("Default.", "+15550000"))
     (tmp_path / "acme").mkdir()
     (tmp_path / "acme" / "sales.yaml").write_text(agent("Acme.", "+15550100"))
+    (tmp_path / "tests").mkdir()  # `voxd test` suites, not an organisation's agents
+    (tmp_path / "tests" / "desk.yaml").write_text("agent: desk\nscenarios: []\n")
 
     def run() -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "voxd.cli", "check", "--agents", str(tmp_path)],

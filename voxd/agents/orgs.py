@@ -6,7 +6,8 @@ appears is picked up at the next poll, one that goes away takes its agents with 
 catalog stays, empty, for the API to write into). A SIP
 number belongs to one organisation: a file claiming a number another organisation's agent
 already has is refused at load (the first claim keeps serving), and ``by_number`` routes a
-dialled number to the agent of the organisation that owns it.
+dialled number to the agent of the organisation that owns it. ``agents/tests/`` (test
+suites) is not an organisation's folder.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from voxd.agents.loader import LoadedAgent
 log = logging.getLogger("voxd.agents")
 
 DEFAULT_ORG = "default"
+# folders of agents/ that are not organisations: agents/tests/ holds `voxd test` suites
+NOT_ORGS = frozenset({"tests"})
 ORG_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")  # an organisation's id (as voxd.store.orgs has it)
 
 # told of each organisation's reload that changed something: (its catalog, the report)
@@ -69,7 +72,7 @@ class OrgCatalogs:
         """The catalog of ``org``, made (for ``agents/<org>/``, which need not exist yet) if new."""
         got = self.catalog(org)
         if got is None:
-            if not ORG_ID_RE.match(org):
+            if not ORG_ID_RE.match(org) or org in NOT_ORGS:
                 raise ValueError(f"not an organisation name: {org!r}")
             got = self._orgs[org] = self._new(org)
         return got
@@ -100,7 +103,7 @@ class OrgCatalogs:
             if p.name == DEFAULT_ORG:
                 log.warning("%s: the default organisation's agents are the files of %s itself; "
                             "this folder is not read", p, root)
-            elif ORG_ID_RE.match(p.name):
+            elif ORG_ID_RE.match(p.name) and p.name not in NOT_ORGS:
                 out.append(p.name)
         return out
 
