@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +26,11 @@ from voxd.app import Daemon
 ORGS = ("default", "acme", "globex")
 
 
-def agent(greeting: str, *numbers: str, name: str | None = None) -> str:
-    return json.dumps({**({"name": name} if name else {}), "greeting": greeting, "stt": {"engine": "fake", "options": {"transcripts": []}},
+def agent(greeting: str, *numbers: str, name: str | None = None, record: bool = False) -> str:
+    return json.dumps({**({"name": name} if name else {}), "greeting": greeting,
+                       "stt": {"engine": "fake", "options": {"transcripts": []}},
                        "llm": {"engine": "dialog"}, "voice": {"engine": "fake"},
-                       "sip": {"numbers": list(numbers)}})
+                       "sip": {"numbers": list(numbers)}, "recording": {"enabled": record}})
 
 
 def invite(sip_port: int, sip_sock: socket.socket, number: str, rtp_port: int, call_id: str) -> bytes:
@@ -44,9 +45,10 @@ def invite(sip_port: int, sip_sock: socket.socket, number: str, rtp_port: int, c
     return head.encode() + sdp
 
 
-async def sip_call(d: Daemon, number: str, call_id: str, seconds: float = 0.6) -> str:
-    """Call ``number`` over the daemon's SIP socket, talk for ``seconds``, hang up; the
-    voxd call id of the call."""
+async def sip_call(d: Daemon, number: str, call_id: str, seconds: float = 0.6,
+                   during: Callable[[str], Awaitable[None]] | None = None) -> str:
+    """Call ``number`` over the daemon's SIP socket, talk for ``seconds`` (then ``during``,
+    given the call's id), hang up; the voxd call id of the call."""
     assert d.sip is not None
     port = d.sip.port
     sip, rtp = udp("127.0.0.1"), udp("127.0.0.1")
@@ -58,6 +60,8 @@ async def sip_call(d: Daemon, number: str, call_id: str, seconds: float = 0.6) -
         assert call.session is not None
         voxd_id = call.session.record.id
         await asyncio.sleep(seconds)
+        if during is not None:
+            await during(voxd_id)
         sip.sendto(bye(port, sip, ok, call_id), ("127.0.0.1", port))
         await recv_until(sip, lambda b: b.startswith(b"SIP/2.0 200") and b"BYE" in b)
     finally:
@@ -74,7 +78,7 @@ async def sip_call(d: Daemon, number: str, call_id: str, seconds: float = 0.6) -
 
 @pytest.fixture
 async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
-    for org, name, text in (("acme", "sales", agent("Acme sales, hello.", "+15550100")),
+    for org, name, text in (("acme", "sales", agent("Acme sales, hello.", "+15550100", record=True)),
                             ("globex", "front", agent("Globex front desk.", "+15550200"))):
         (tmp_path / "agents" / org).mkdir(parents=True)
         (tmp_path / "agents" / org / f"{name}.yaml").write_text(text)
@@ -106,10 +110,19 @@ async def test_a_sip_call_to_acmes_number_is_acmes_alone(daemon: Daemon) -> None
         async with aiohttp.ClientSession() as http:
             for org, r in receivers.items():
                 async with http.post(url + "/webhooks", headers=auth[org],
-                                     json={"url": r.url, "events": ["call.started", "call.ended"]}) as resp:
+                                     json={"url": r.url, "events": ["call.started", "call.ended",
+                                                                  "recording.ready"]}) as resp:
                     assert resp.status == 201, await resp.text()
                     r.secrets.append((await resp.json())["secret"])
-            call_id = await sip_call(daemon, "+15550100", "acme-1")
+            async def live(call_id: str) -> None:  # in progress: acme's, nobody else's to see or end
+                for org, want in (("acme", [call_id]), ("default", []), ("globex", [])):
+                    async with http.get(url + "/calls/active", headers=auth[org]) as resp:
+                        assert [c["id"] for c in (await resp.json())["calls"]] == want, org
+                    if org != "acme":
+                        async with http.post(url + f"/calls/{call_id}/end", headers=auth[org]) as resp:
+                            assert resp.status == 404, (org, await resp.text())
+
+            call_id = await sip_call(daemon, "+15550100", "acme-1", during=live)
             # the call ran on acme's agent, and is acme's record
             async with http.get(url + f"/calls/{call_id}", headers=auth["acme"]) as resp:
                 assert resp.status == 200, await resp.text()
@@ -118,15 +131,23 @@ async def test_a_sip_call_to_acmes_number_is_acmes_alone(daemon: Daemon) -> None
             assert call["to_uri"].startswith("sip:+15550100@")
             async with http.get(url + "/calls", headers=auth["acme"]) as resp:
                 assert [c["id"] for c in (await resp.json())["calls"]] == [call_id]
+            assert daemon.recordings is not None
+            await daemon.recordings.flush()
+            async with http.get(url + f"/calls/{call_id}/recording", headers=auth["acme"]) as resp:
+                assert resp.status == 200 and (await resp.read())[:4] == b"RIFF"
+            async with http.get(url + f"/calls/{call_id}", headers=auth["acme"]) as resp:
+                assert (await resp.json())["metadata"]["recording"]["status"] == "ready"
             for other in ("default", "globex"):
                 async with http.get(url + f"/calls/{call_id}", headers=auth[other]) as resp:
                     assert resp.status == 404, (other, await resp.text())
+                async with http.get(url + f"/calls/{call_id}/recording", headers=auth[other]) as resp:
+                    assert resp.status == 404, (other, await resp.text())
                 async with http.get(url + "/calls", headers=auth[other]) as resp:
                     assert (await resp.json())["calls"] == []
-            # webhooks: acme's endpoint has both events of the call; nobody else has anything
-            await receivers["acme"].wait_for(lambda r: len(r.accepted) >= 2)
+            # webhooks: acme's endpoint has the call's events; nobody else has anything
+            await receivers["acme"].wait_for(lambda r: len(r.accepted) >= 3)
             got = receivers["acme"].accepted.values()
-            assert sorted(p["type"] for p in got) == ["call.ended", "call.started"]
+            assert sorted(p["type"] for p in got) == ["call.ended", "call.started", "recording.ready"]
             assert {p["data"]["id"] if "id" in p["data"] else p["data"]["call_id"] for p in got} == {call_id}
             # a default-organisation call after it: its events reach the default endpoint only,
             # so by the time they have, anything misrouted of acme's would have arrived too
@@ -135,7 +156,7 @@ async def test_a_sip_call_to_acmes_number_is_acmes_alone(daemon: Daemon) -> None
             assert {p["data"].get("id", p["data"].get("call_id")) for p in receivers["default"].accepted.values()} \
                 == {default_id}
             assert receivers["globex"].received == []
-            assert len(receivers["acme"].received) == 2
+            assert len(receivers["acme"].received) == 3
             async with http.get(url + f"/calls/{default_id}", headers=auth["acme"]) as resp:
                 assert resp.status == 404
     finally:
