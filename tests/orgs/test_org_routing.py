@@ -22,6 +22,7 @@ from tests.security.test_media_sources import ack, recv_until, udp
 from tests.webhooks.receiver import Receiver
 from voxd.api.keys_cli import create_key
 from voxd.app import Daemon
+from voxd.net.leg import Refused
 
 ORGS = ("default", "acme", "globex")
 
@@ -191,6 +192,17 @@ async def test_the_api_lists_and_writes_only_the_callers_agents(daemon: Daemon, 
             assert resp.status in (400, 422), body
             assert "sip.numbers" in body and "globex" in body
         assert not (tmp_path / "agents" / "acme" / "grab.yaml").exists()
+
+
+def test_a_registrations_agent_may_name_another_organisations(daemon: Daemon) -> None:
+    assert daemon.sip is not None
+    env = daemon.sip.env
+    got = env.agent("acme/sales", qualified=True)  # sip.registrations[].agent: acme/sales
+    assert (got.org, got.name) == ("acme", "sales")
+    with pytest.raises(Refused):
+        env.agent("acme/front", qualified=True)  # globex's agent is not acme's
+    with pytest.raises(Refused):
+        env.agent("acme/sales")  # a name a caller gives (websocket ?agent=) stays the default's
 
 
 async def test_org_folders_are_reloaded_live(daemon: Daemon, tmp_path: Path) -> None:

@@ -100,7 +100,8 @@ class RegistrationConfig(PasswordSource):
     transport: Literal["udp", "tcp", "tls"] = Field(
         "udp", description="tls: a verified TLS connection (system CAs or sip.tls.ca_file), kept and reused.")
     expires: int = Field(600, ge=60, le=86400, description="Expiry asked for; the registrar's answer wins.")
-    agent: str | None = Field(None, description="Agent answering calls to this AOR (default: default_agent).")
+    agent: str | None = Field(None, description="Agent answering calls to this AOR (default: default_agent); "
+                              "<org>/<agent> for an agent of another organisation (agents/<org>/).")
 
     @field_validator("registrar")
     @classmethod

@@ -142,10 +142,18 @@ class LegEnv:
                             metadata={**(metadata or {}), "inbound_lookup": outcome.info},
                             variables=outcome.variables)
 
-    def agent(self, name: str | None = None, *, number: str | None = None) -> LoadedAgent:
-        """The agent a call asked for (by name, or by dialled number), else the default."""
+    def agent(self, name: str | None = None, *, number: str | None = None, qualified: bool = False) -> LoadedAgent:
+        """The agent a call asked for (by name, or by dialled number), else the default.
+        ``qualified``: the name may be ``<org>/<agent>`` (configuration names it: a
+        registration's agent), an agent of that organisation."""
         if self.agents is None:
             raise Refused("no_agent", "no agents loaded")
+        if qualified and name and "/" in name:
+            org, _, short = name.partition("/")
+            found = self.agents.getter(org)(short)
+            if found is None:
+                raise Refused("no_agent", f"no agent {short!r} in organisation {org!r}")
+            return found
         if number is not None:
             found = self.agents.for_number(number)
             if found is None:

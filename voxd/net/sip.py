@@ -345,7 +345,8 @@ class SipEndpoint:
             ua.reject(e.call_id, 503, now, retry_after=5, reason="Too many calls")
             return
         try:  # a registration's agent ("" for the default one), else by the dialled number
-            agent = self.env.agent(number=e.user or "") if routed is None else self.env.agent(routed or None)
+            agent = (self.env.agent(number=e.user or "") if routed is None
+                     else self.env.agent(routed or None, qualified=True))
         except Refused:
             ua.reject(e.call_id, 404, now, reason="No agent")
             return
