@@ -125,18 +125,22 @@ class Daemon:
         self.tool_library = ToolLibrary(self.cfg.tools, base_dir=self.base_dir, state_dir=state, db=db,
                                         outbound=self.outbound)
         self.tools = self.tool_library.base
-        await self.tool_library.start()
         library = self.tool_library
+        library.orgs = self.agent_orgs.orgs  # each organisation's agents run its own API-created functions
+        await self.tool_library.start()
         admission = Admission(self.cfg.sip.max_calls, **self.cfg.calls.admission_args())
         self.calls = CallManager(self.tools, self.cfg.engines, db.calls(), max_calls=self.cfg.sip.max_calls,
-                                 tools_for=lambda agent: library.registry_for(agent.config), outbound=self.outbound,
+                                 tools_for=lambda agent: library.registry_for(agent.config, agent.org),
+                                 outbound=self.outbound,
                                  admission=admission)
         self.calls.repo_for = lambda org: db.for_org(org).calls()  # another organisation's agent: its calls
         self.calls.lookups = InboundLookups(lambda: self.outbound, library.signer)  # agents' inbound_lookup
         self.calls.listeners.append(self.metrics.on_call_event)
-        self.function_log = ExecutionLogger(db.executions())
+        self.function_log = ExecutionLogger(db.executions(), repo_for=lambda org: db.for_org(org).executions())
         self.calls.listeners.append(self.function_log)
         report = self.agent_orgs.reload()["default"]
+        if len(self.agent_orgs.orgs()) > 1:
+            await library.refresh_stored()  # the functions of the organisations just found
         if not self.agents.names():
             log.warning("no valid agents in %s", self.agents.directory)
         from voxd.webhooks.service import setup_webhooks
@@ -174,7 +178,7 @@ class Daemon:
             setup_carrier(self)  # registrations (services, /readyz, /metrics), trunks
         if self.cfg.engines.preload:
             self.notifier.notify(STATUS="loading speech models")
-            await self.calls.warm_up(self.agents.all())
+            await self.calls.warm_up([a for c in self.agent_orgs.catalogs() for a in c.all()])
         self.engines_loaded = True
         if self.cfg.http.enabled:
             await self._start_http()

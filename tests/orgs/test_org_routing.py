@@ -22,6 +22,8 @@ from tests.security.test_media_sources import ack, recv_until, udp
 from tests.webhooks.receiver import Receiver
 from voxd.api.keys_cli import create_key
 from voxd.app import Daemon
+from voxd.call.events import ToolExecuted
+from voxd.core.calllog import CallRecord, ToolCallRecord
 from voxd.net.leg import Refused
 
 ORGS = ("default", "acme", "globex")
@@ -264,3 +266,30 @@ def test_voxd_check_reads_org_folders_and_refuses_a_number_two_orgs_claim(tmp_pa
     r = run()
     assert r.returncode == 1
     assert "grab.yaml: sip.numbers: number '+15550000' is claimed by organisation 'default'" in r.stderr
+
+
+async def test_an_organisations_calls_run_and_log_its_own_functions(daemon: Daemon) -> None:
+    assert daemon.db is not None and daemon.calls is not None and daemon.calls.tools_for is not None
+    http = {"url": "https://example.com/hook"}
+    for org, names in (("default", ["lookup"]), ("acme", ["lookup", "acme_only"])):
+        for name in names:
+            await daemon.db.for_org(org).functions().put(name, f"MARK-{org}", {"type": "object"}, http, "t")
+    await daemon.tool_library.refresh_stored()
+
+    def stored(org: str, name: str) -> dict[str, str]:
+        agent = daemon.agent_orgs.get(org, name)
+        assert agent is not None
+        tools = daemon.calls.tools_for(agent).tools  # type: ignore[misc]
+        return {n: t.description for n, t in tools.items() if not t.builtin}
+
+    assert stored("default", "desk") == {"lookup": "MARK-default"}
+    assert stored("acme", "sales") == {"lookup": "MARK-acme", "acme_only": "MARK-acme"}
+    assert stored("globex", "front") == {}
+    # what a call of acme's agent ran is in acme's execution log, not the default's
+    record = CallRecord(id="call_acme_fn", agent="sales", agent_version="1", transport="sip", org="acme")
+    daemon.function_log(ToolExecuted(record, ToolCallRecord(name="lookup", arguments={"q": 1}, result={"ok": True},
+                                                            started_at=1.0, duration_ms=2.0)))
+    await daemon.function_log.flush()
+    assert [r["call_id"] for r in await daemon.db.for_org("acme").executions().for_call("call_acme_fn")] == \
+        ["call_acme_fn"]
+    assert await daemon.db.executions().for_call("call_acme_fn") == []
