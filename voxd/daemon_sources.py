@@ -165,13 +165,14 @@ def audit_file_changes(db: Store, agents: AgentCatalog, report: ReloadReport,
                                              ("removed", report.removed)) for n in names if n not in writing]
     if not changes:
         return []
-    audit = db.audit()
+    audit = db.audit()  # ``db`` is bound to the catalog's organisation
     before = dict(report.before)
+    folder = "agents" if agents.org == DEFAULT_ORG else f"agents/{agents.org}"
 
     async def record() -> None:
         for kind, name in changes:
             agent = agents.get(name)
-            await audit.append(actor="system", action=f"agent_file_{kind}", target=f"agents/{name}",
+            await audit.append(actor="system", action=f"agent_file_{kind}", target=f"{folder}/{name}",
                                before=before.get(name), after=None if agent is None else agent.text)
 
     return [asyncio.ensure_future(record())]

@@ -236,6 +236,12 @@ async def test_org_folders_are_reloaded_live(daemon: Daemon, tmp_path: Path) -> 
     await until(lambda: (fleet.get("initech", "desk") or routed).config.greeting == "Initech, edited.")
     got = daemon.agents.for_number("+15550100")
     assert got is not None and got.org == "initech"
+    assert daemon.db is not None  # the edit on disk is in acme's audit log, and only there
+    async with asyncio.timeout(5):  # written by a task of the reload
+        while not (rows := (await daemon.db.for_org("acme").audit().list(action="agent_file_updated"))[0]):  # noqa: ASYNC110 - another task writes it
+            await asyncio.sleep(0.05)
+    assert [r["target"] for r in rows] == ["agents/acme/sales"]
+    assert (await daemon.db.audit().list(action="agent_file_updated"))[0] == []
     # removing the folder removes its agents; an unknown number goes to the default agent
     for p in (tmp_path / "agents" / "initech").iterdir():
         p.unlink()
