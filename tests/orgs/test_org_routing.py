@@ -178,10 +178,25 @@ async def test_the_api_lists_and_writes_only_the_callers_agents(daemon: Daemon, 
             assert resp.status == 404
         async with http.get(url + "/agents/sales", headers=auth["default"]) as resp:
             assert resp.status == 404
+        receivers = {org: Receiver() for org in ("default", "acme")}
+        for org, r in receivers.items():
+            await r.start()
+            async with http.post(url + "/webhooks", headers=auth[org],
+                                 json={"url": r.url, "events": ["agent.deployed"]}) as resp:
+                r.secrets.append((await resp.json())["secret"])
         # acme writes a second agent: into agents/acme/, and its number answers at once
         async with http.post(url + "/agents", headers=auth["acme"],
                              json={"yaml": agent("Acme support.", "+15550101", name="support")}) as resp:
             assert resp.status == 201, await resp.text()
+        try:  # announced to acme's endpoint only
+            await receivers["acme"].wait_for(lambda r: len(r.accepted) >= 1)
+            (event,) = receivers["acme"].accepted.values()
+            assert event["type"] == "agent.deployed" and event["data"]["agent"] == "support"
+            await asyncio.sleep(0.5)
+            assert receivers["default"].received == []
+        finally:
+            for r in receivers.values():
+                await r.stop()
         assert (tmp_path / "agents" / "acme" / "support.yaml").is_file()
         assert not (tmp_path / "agents" / "support.yaml").exists()
         call_id = await sip_call(daemon, "+15550101", "acme-2", seconds=0.2)
