@@ -33,6 +33,7 @@ from voxd.net.leg import CallLeg, LegEnv, Refused
 from voxd.net.rtp import PortPool
 from voxd.net.sip_calls import SipCall, SipCallTable
 from voxd.net.sip_connect import SipConnector
+from voxd.net.sip_dns import SipResolver
 from voxd.net.sip_taps import tap_datagram
 from voxd.net.sip_tcp import TcpPeers
 from voxd.net.sip_trace import SipTracer
@@ -43,6 +44,7 @@ from voxd.proto.sip import events as ev
 from voxd.proto.sip.agent import UAConfig, UserAgent
 from voxd.proto.sip.auth import DigestServer
 from voxd.proto.sip.errors import SipParseError
+from voxd.proto.sip.locate import fails_over
 from voxd.proto.sip.message import SipMessage, SipRequest, SipResponse
 from voxd.proto.sip.probe import NodeState
 from voxd.proto.sip.session_timer import TimerPolicy
@@ -92,6 +94,7 @@ class SipEndpoint:
         self.port = cfg.port
         self.tls_port: int | None = None  # the TLS listener's, once it listens (voxd/net/sip_tls.py)
         self.connector = SipConnector(self)  # outbound TCP/TLS connections, one per peer
+        self.resolver = SipResolver(cfg.dns)  # RFC 3263 for trunk and registrar names (sip_dns.py)
         self.malformed = 0
         # carrier hooks (voxd/net/sip_register.py, sip_trunk.py): responses the UA does not
         # own (REGISTER), and inbound calls routed by registration (agent name or None)
@@ -112,6 +115,7 @@ class SipEndpoint:
         self.table.bind_host = cfg.host
         self.table.rtp_timeout_s = cfg.rtp_timeout_s
         self._digest = {t.name: self._digest_for(t) for t in cfg.trunks if t.username}
+        self.resolver.configure(cfg.dns)
         if self.ua is not None:
             self.ua.config.session = TimerPolicy(cfg.session_timers.expires_s, cfg.session_timers.min_se_s)
 
@@ -300,11 +304,10 @@ class SipEndpoint:
         elif isinstance(e, ev.CallProgress) and call is not None and e.sdp and call.outbound_offer is not None:
             self.table.spawn(self.table.early_media(call, e.sdp))
         elif isinstance(e, ev.CallFailed) and call is not None:
-            from voxd.net.sip_trunk import failure_reason, note_failure
-
-            call.bye_sent = True
-            note_failure(self, call.session, e)  # 503 Retry-After: the trunk waits
-            self.table.end(call, failure_reason(call.session, e), "system")  # detail (status, trunk) in metadata
+            if call.failover is not None and fails_over(e.status):
+                self.table.spawn(self._fail_over(call, e))  # RFC 3263: the trunk name's next target
+            else:
+                self._call_failed(call, e)
         elif isinstance(e, ev.OptionsResult):
             for listener in self.options_results:
                 listener(e)
@@ -325,6 +328,24 @@ class SipEndpoint:
             self._transfer_done(call, 200 <= e.status < 300)
         elif isinstance(e, ev.ReferFailed) and call is not None:
             self._transfer_done(call, False)
+
+    def _call_failed(self, call: SipCall, e: ev.CallFailed) -> None:
+        from voxd.net.sip_trunk import failure_reason, note_failure
+
+        call.bye_sent = True
+        note_failure(self, call.session, e)  # 503 Retry-After: the trunk waits
+        self.table.end(call, failure_reason(call.session, e), "system")  # detail (status, trunk) in metadata
+
+    async def _fail_over(self, call: SipCall, e: ev.CallFailed) -> None:
+        from voxd.net.sip_trunk import fail_over
+
+        try:
+            moved = await fail_over(self, call, e)
+        except Exception:
+            log.exception("call %s: failover failed", call.call_id)
+            moved = False
+        if not moved and not call.ended:
+            self._call_failed(call, e)
 
     def _incoming(self, e: ev.IncomingCall, now: float) -> None:
         assert self.ua is not None
