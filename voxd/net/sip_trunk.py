@@ -198,10 +198,13 @@ async def dial_trunk(endpoint: SipEndpoint, agent: LoadedAgent, trunk: TrunkConf
         headers.append(("P-Asserted-Identity", f"<{out.asserted_identity}>"))
     if out.privacy:
         headers.append(("Privacy", "; ".join(out.privacy)))
+    meta: dict[str, Any] = {"trunk": trunk.name, **(metadata or {})}
+    if failover.tried:  # targets passed over already (connection refused)
+        meta["sip_failover"] = failover.summary()
     try:
         session = await endpoint.table.dial(
             agent, target.serialize(), codec_names=endpoint.cfg.codecs, from_user=from_user or out.from_user or "voxd",
-            peer=first.addr, metadata={"trunk": trunk.name, **(metadata or {})}, srtp=trunk.srtp or endpoint.cfg.srtp,
+            peer=first.addr, metadata=meta, srtp=trunk.srtp or endpoint.cfg.srtp,
             variables=variables, failover=failover,
             invite_options={
                 "from_host": out.domain, "display_name": out.from_display, "route": route,
