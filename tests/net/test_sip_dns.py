@@ -74,9 +74,10 @@ async def test_naptr_srv_a_order_explicit_port_and_ttl_cache() -> None:
 class Refuser(asyncio.DatagramProtocol):
     """A carrier node in maintenance: 503 to every request (ACKs aside)."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "", log: list[str] | None = None, retry_after: int | None = None) -> None:
         self.methods: list[str] = []
         self.transport: asyncio.DatagramTransport | None = None
+        self.name, self.log, self.retry_after = name, log, retry_after
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -86,8 +87,11 @@ class Refuser(asyncio.DatagramProtocol):
         if not isinstance(req, SipRequest) or req.method == "ACK":
             return
         self.methods.append(req.method)
+        if self.log is not None:
+            self.log.append(self.name)
+        extra = [("Retry-After", str(self.retry_after))] if self.retry_after is not None else []
         assert self.transport is not None
-        self.transport.sendto(make_response(req, 503, to_tag="down").serialize(), addr)
+        self.transport.sendto(make_response(req, 503, to_tag="down", extra=extra).serialize(), addr)
 
 
 class OpenCarrier(Carrier):
@@ -128,6 +132,36 @@ async def test_registration_fails_over_to_the_next_srv_target(tmp_path: Path, mo
             await daemon.stop()
             t1.close()
             t2.close()
+
+
+@pytest.mark.timeout(60)
+async def test_registration_starts_again_from_the_best_target_after_all_failed(tmp_path: Path) -> None:
+    order: list[str] = []
+    t1, _, p1 = await udp(lambda: Refuser("first", order, retry_after=1))
+    t2, _, p2 = await udp(lambda: Refuser("second", order, retry_after=1))
+    with dnsmasq(zone(p1, p2)) as dns_port:
+        daemon = await start_daemon(tmp_path, {"front": time_agent()}, default_agent="front", sip={
+            "port": 0, "tcp": False, "rtp_port_min": 32600, "rtp_port_max": 32700,
+            "dns": {"nameservers": [f"127.0.0.1:{dns_port}"]},
+            "registrations": [{"name": "carrier", "registrar": "sip:carrier.test", "aor": "sip:alice@carrier.test"}]})
+        try:
+            await wait_for(lambda: len(order) >= 4, 15.0)
+            assert order[:4] == ["first", "second", "first", "second"]  # the backoff (Retry-After), then the best again
+            regs = daemon.registrations
+            assert regs is not None and not regs.ready()
+            (st,) = regs.status()
+            assert st["last_status"] == 503 and st["state"] == "backoff"
+        finally:
+            await daemon.stop()
+            t1.close()
+            t2.close()
+
+
+def test_nameservers_are_validated() -> None:
+    assert SipDnsConfig(nameservers=["127.0.0.1:5353", "[::1]:53", "192.0.2.1"]).nameservers[2] == "192.0.2.1"
+    for bad in (["dns.example:53"], ["127.0.0.1:0"], ["127.0.0.1:99999"]):
+        with pytest.raises(ValueError, match="nameserver"):
+            SipDnsConfig(nameservers=bad)
 
 
 @pytest.mark.timeout(60)
