@@ -23,6 +23,7 @@ from voxd.net.sip_dns import SipResolver
 from voxd.proto.sip import UAConfig, UserAgent
 from voxd.proto.sip.locate import Query
 from voxd.proto.sip.message import SipRequest, make_response, parse_message
+from voxd.proto.sip.transaction import Timers
 from voxd.proto.sip.uri import SipUri
 
 pytestmark = pytest.mark.skipif(shutil.which(DNSMASQ) is None, reason="dnsmasq (Debian dnsmasq-base) not installed")
@@ -202,6 +203,57 @@ async def test_trunk_call_fails_over_to_the_next_srv_target(tmp_path: Path) -> N
                 rec = await poll(ended)
                 assert rec["end_reason"] == "busy"  # 486 is the callee's answer: no failover
                 assert down.methods == ["INVITE"]
+        finally:
+            await daemon.stop()
+            t1.close()
+            t2.close()
+
+
+class Silent(asyncio.DatagramProtocol):
+    """A carrier node that has hung: it takes datagrams and never answers."""
+
+    def __init__(self) -> None:
+        self.received = 0
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.received += 1
+
+
+@pytest.mark.timeout(60)
+async def test_trunk_call_fails_over_after_a_timeout(tmp_path: Path) -> None:
+    t1, silent, p1 = await udp(Silent)
+    t2, carrier, p2 = await udp(OpenCarrier)
+    with dnsmasq(zone(p1, p2)) as dns_port:
+        daemon = await start_daemon(tmp_path, {"front": time_agent()}, sip={
+            "port": 0, "tcp": False, "rtp_port_min": 33000, "rtp_port_max": 33100,
+            "dns": {"nameservers": [f"127.0.0.1:{dns_port}"]},
+            "trunks": [{"name": "carrier", "outbound": {"domain": "carrier.test"}}]})
+        try:
+            assert daemon.sip is not None and daemon.sip.ua is not None
+            daemon.sip.ua.config.timers = Timers(t1=0.05)  # Timer B: 64 x T1 = 3.2 s, not 32 s
+            key = await create_key(daemon.db, "t", ["calls:write", "calls:read"])
+            url = f"http://127.0.0.1:{daemon.http_port}/api/v1/calls"
+            async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as http:
+                async with http.post(url, json={"agent": "front", "to": "+15551234567", "trunk": "carrier"}) as r:
+                    assert r.status == 202, await r.text()
+                    call_id = (await r.json())["id"]
+
+                async def ringing() -> bool:
+                    return bool(carrier.invites)
+
+                await poll(ringing, 15.0)
+                assert silent.received >= 3  # the INVITE and its retransmissions, unanswered
+                async with http.get(f"{url}/{call_id}") as r:
+                    meta = (await r.json())["metadata"]
+                assert meta["sip_failover"].startswith(f"127.0.0.1:{p1}/udp 408")
+                carrier.refuse(carrier.invites[0].call_id, 603)
+
+                async def ended() -> dict[str, Any] | None:
+                    async with http.get(f"{url}/{call_id}") as r:
+                        rec = await r.json()
+                    return rec if rec.get("ended_at") else None
+
+                assert (await poll(ended))["end_reason"] == "declined"
         finally:
             await daemon.stop()
             t1.close()
