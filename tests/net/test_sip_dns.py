@@ -203,6 +203,12 @@ async def test_trunk_call_fails_over_to_the_next_srv_target(tmp_path: Path) -> N
                 rec = await poll(ended)
                 assert rec["end_reason"] == "busy"  # 486 is the callee's answer: no failover
                 assert down.methods == ["INVITE"]
+                async with http.get(f"{url}/{call_id}/sip-trace") as r:
+                    assert r.status == 200
+                    trace = await r.text()
+                # both attempts in the call's trace: the 503 from the first, then the second's answer
+                assert trace.index("503 Service Unavailable") < trace.index("486 Busy Here")
+                assert trace.count("INVITE sip:+15551234567@carrier.test;user=phone SIP/2.0") == 2
         finally:
             await daemon.stop()
             t1.close()

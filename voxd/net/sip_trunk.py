@@ -238,7 +238,10 @@ async def fail_over(endpoint: SipEndpoint, call: SipCall, e: CallFailed) -> bool
     target = await reach(endpoint, failover, transport_of(cfg), trunk_hop(cfg)[0].host)
     if target is None or call.ended:
         return False
+    before = call.call_id
     call_id = endpoint.table.retarget(call, target.addr)
+    if endpoint.tracer is not None:
+        endpoint.tracer.carry_over(before, call_id)
     if call.session is not None:
         call.session.record.metadata["sip_failover"] = failover.summary()
     log.info("trunk %s: %s:%s answered %d: INVITE sent to %s:%d (call %s)", trunk,
