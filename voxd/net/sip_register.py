@@ -87,6 +87,8 @@ class RegistrationClient:
             "transport": self.cfg.transport, "agent": self.cfg.agent, "state": state,
             "registered": st is not None and st.state is RegState.REGISTERED,
             "contact": self.reg.contact_uri if self.reg is not None else None,
+            "target": None if self.peer is None else (
+                f"[{self.peer[0]}]:{self.peer[1]}" if ":" in self.peer[0] else f"{self.peer[0]}:{self.peer[1]}"),
             "last_status": st.last_status if st else None,
             "last_reason": (st.last_reason if st else "") or self.problem,
             "granted_expires_s": st.granted_expires if st else None,
