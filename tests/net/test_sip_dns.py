@@ -264,3 +264,41 @@ async def test_trunk_call_fails_over_after_a_timeout(tmp_path: Path) -> None:
             await daemon.stop()
             t1.close()
             t2.close()
+
+
+@pytest.mark.timeout(60)
+async def test_a_sip_uri_dialled_without_a_trunk_is_located_too(tmp_path: Path) -> None:
+    t1, down, p1 = await udp(Refuser)
+    t2, carrier, p2 = await udp(OpenCarrier)
+    with dnsmasq(zone(p1, p2)) as dns_port:
+        daemon = await start_daemon(tmp_path, {"front": time_agent()}, sip={
+            "port": 0, "tcp": False, "rtp_port_min": 33200, "rtp_port_max": 33300,
+            "dns": {"nameservers": [f"127.0.0.1:{dns_port}"]}})
+        try:
+            key = await create_key(daemon.db, "t", ["calls:write", "calls:read"])
+            url = f"http://127.0.0.1:{daemon.http_port}/api/v1/calls"
+            async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as http:
+                async with http.post(url, json={"agent": "front", "to": "sip:bob@carrier.test"}) as r:
+                    assert r.status == 202, await r.text()
+                    call_id = (await r.json())["id"]
+
+                async def ringing() -> bool:
+                    return bool(carrier.invites)
+
+                await poll(ringing)
+                assert down.methods == ["INVITE"]
+                assert carrier.invites[0].request is not None
+                assert carrier.invites[0].request.uri == "sip:bob@carrier.test"
+                async with http.post(url, json={"agent": "front", "to": "sip:bob@missing.test"}) as r:
+                    assert r.status == 422 and "missing.test" in await r.text()
+                carrier.refuse(carrier.invites[0].call_id, 486)
+
+                async def ended() -> bool:
+                    async with http.get(f"{url}/{call_id}") as r:
+                        return bool((await r.json()).get("ended_at"))
+
+                await poll(ended)
+        finally:
+            await daemon.stop()
+            t1.close()
+            t2.close()

@@ -33,7 +33,7 @@ from voxd.net.leg import CallLeg, LegEnv, Refused
 from voxd.net.rtp import PortPool
 from voxd.net.sip_calls import SipCall, SipCallTable
 from voxd.net.sip_connect import SipConnector
-from voxd.net.sip_dns import SipResolver
+from voxd.net.sip_dns import SipResolver, address_types
 from voxd.net.sip_taps import tap_datagram
 from voxd.net.sip_tcp import TcpPeers
 from voxd.net.sip_trace import SipTracer
@@ -41,13 +41,14 @@ from voxd.proto import negotiate, secure_sdp
 from voxd.proto.sdes import Policy
 from voxd.proto.sdp import SdpParseError, SessionDescription
 from voxd.proto.sip import events as ev
-from voxd.proto.sip.agent import UAConfig, UserAgent
+from voxd.proto.sip.agent import UAConfig, UserAgent, parse_target
 from voxd.proto.sip.auth import DigestServer
 from voxd.proto.sip.errors import SipParseError
-from voxd.proto.sip.locate import fails_over
+from voxd.proto.sip.locate import Failover, fails_over
 from voxd.proto.sip.message import SipMessage, SipRequest, SipResponse
 from voxd.proto.sip.probe import NodeState
 from voxd.proto.sip.session_timer import TimerPolicy
+from voxd.proto.sip.uri import SipUri
 
 log = logging.getLogger("voxd.sip")
 
@@ -471,9 +472,16 @@ class SipEndpoint:
 
     async def dial(self, agent: LoadedAgent, target: str, from_user: str = "voxd",
                    variables: dict[str, str] | None = None, metadata: dict[str, Any] | None = None) -> CallSession:
-        """Place a call (see SipCallTable.dial)."""
+        """Place a call (see SipCallTable.dial) over UDP to the target's host, located
+        with NAPTR/SRV/A (RFC 3263) unless it is an address or has a port."""
+        uri = parse_target(target)
+        try:
+            targets = await self.resolver.locate(SipUri(uri.host, None, uri.port), ["UDP"], address_types(self.cfg.host))
+        except OSError as e:
+            raise ValueError(f"cannot call {uri.host}: {e}") from None
         return await self.table.dial(agent, target, codec_names=self.cfg.codecs, from_user=from_user,
-                                     srtp=self.cfg.srtp, variables=variables, metadata=metadata)
+                                     srtp=self.cfg.srtp, variables=variables, metadata=metadata,
+                                     peer=targets[0].addr, failover=Failover(targets, uri.host))
 
     def srtp_policy(self, source: Addr) -> Policy:
         """The srtp policy of a call from ``source``: its trunk's, else sip.srtp."""

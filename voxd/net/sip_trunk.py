@@ -126,7 +126,7 @@ def trunk_hop(trunk: TrunkConfig) -> tuple[SipUri, str | None]:
             params["transport"] = out.transport
         route_uri = SipUri(proxy.host, None, proxy.port, params=params)
         return SipUri(proxy.host, None, proxy.port, scheme=proxy.scheme), f"<{route_uri.serialize()}>"
-    return SipUri(out.domain.strip("[]"), None, out.port), None
+    return SipUri(out.domain, None, out.port), None
 
 
 def transport_of(trunk: TrunkConfig) -> Transport:
@@ -139,7 +139,7 @@ async def locate(endpoint: SipEndpoint, trunk: TrunkConfig) -> Failover:
     """The trunk's next-hop targets in failover order (RFC 3263). Raises OSError."""
     hop, _ = trunk_hop(trunk)
     targets = await endpoint.resolver.locate(hop, [transport_of(trunk)], address_types(endpoint.cfg.host))
-    return Failover(targets)
+    return Failover(targets, hop.host)
 
 
 async def reach(endpoint: SipEndpoint, failover: Failover, transport: Transport, server_name: str) -> Target | None:
@@ -224,18 +224,14 @@ async def dial_trunk(endpoint: SipEndpoint, agent: LoadedAgent, trunk: TrunkConf
 
 
 async def fail_over(endpoint: SipEndpoint, call: SipCall, e: CallFailed) -> bool:
-    """A trunk call's INVITE timed out or got 503 (RFC 3263 §4.3): send it to the next
-    target of the trunk's name; False when none is left (the call fails as usual)."""
+    """An outbound INVITE timed out or got 503 (RFC 3263 §4.3): send it to the next
+    target of the name it was sent to; False when none is left (the call fails as usual)."""
     failover = call.failover
-    trunk = call.session.record.metadata.get("trunk") if call.session is not None else None
-    if failover is None or call.ended or not fails_over(e.status) or not isinstance(trunk, str):
+    failed = failover.current if failover is not None else None
+    if failover is None or failed is None or call.ended or not fails_over(e.status):
         return False
-    cfg = next((t for t in outbound_trunks(endpoint) if t.name == trunk), None)
-    if cfg is None:
-        return False
-    failed = failover.current
     failover.next(f"{e.status} {e.reason}"[:80])
-    target = await reach(endpoint, failover, transport_of(cfg), trunk_hop(cfg)[0].host)
+    target = await reach(endpoint, failover, failed.transport, failover.server_name)
     if target is None or call.ended:
         return False
     before = call.call_id
@@ -244,9 +240,8 @@ async def fail_over(endpoint: SipEndpoint, call: SipCall, e: CallFailed) -> bool
         endpoint.tracer.carry_over(before, call_id)
     if call.session is not None:
         call.session.record.metadata["sip_failover"] = failover.summary()
-    log.info("trunk %s: %s:%s answered %d: INVITE sent to %s:%d (call %s)", trunk,
-             failed.address if failed else "?", failed.port if failed else "?", e.status,
-             target.address, target.port, call_id)
+    log.info("%s:%d answered %d: INVITE sent to %s:%d, the next target of %s (call %s)", failed.address,
+             failed.port, e.status, target.address, target.port, failover.server_name, call_id)
     return True
 
 

@@ -285,6 +285,7 @@ class Failover:
     or a transport error; None when none is left."""
 
     targets: list[Target]
+    server_name: str = ""  # the configured host name (what TLS verifies), not a target's
     index: int = 0
     tried: list[tuple[Target, str]] = field(default_factory=list)  # (target, why it failed)
 
