@@ -17,6 +17,7 @@ from voxd.config.local_llm import LocalLLMConfig
 from voxd.config.sip import (
     RegistrationConfig,
     SessionTimerConfig,
+    SipDnsConfig,
     SipTlsConfig,
     SipTraceConfig,
     SrtpPolicy,
@@ -195,6 +196,8 @@ class SipListenConfig(_Model):
                                                description="RFC 4028 session timers (voxd/proto/sip/session_timer.py).")
     trace: SipTraceConfig = Field(default_factory=lambda: SipTraceConfig(),
                                   description="Per-call SIP traces (voxd/net/sip_trace.py).")
+    dns: SipDnsConfig = Field(default_factory=lambda: SipDnsConfig(),
+                              description="RFC 3263 resolution of trunk and registrar host names (voxd/net/sip_dns.py).")
 
     @model_validator(mode="after")
     def _unique_names(self) -> SipListenConfig:

@@ -33,6 +33,7 @@ from voxd.net.leg import CallLeg, LegEnv, Refused
 from voxd.net.rtp import PortPool
 from voxd.net.sip_calls import SipCall, SipCallTable
 from voxd.net.sip_connect import SipConnector
+from voxd.net.sip_dns import SipResolver, address_types
 from voxd.net.sip_taps import tap_datagram
 from voxd.net.sip_tcp import TcpPeers
 from voxd.net.sip_trace import SipTracer
@@ -40,12 +41,14 @@ from voxd.proto import negotiate, secure_sdp
 from voxd.proto.sdes import Policy
 from voxd.proto.sdp import SdpParseError, SessionDescription
 from voxd.proto.sip import events as ev
-from voxd.proto.sip.agent import UAConfig, UserAgent
+from voxd.proto.sip.agent import UAConfig, UserAgent, parse_target
 from voxd.proto.sip.auth import DigestServer
 from voxd.proto.sip.errors import SipParseError
+from voxd.proto.sip.locate import Failover, fails_over
 from voxd.proto.sip.message import SipMessage, SipRequest, SipResponse
 from voxd.proto.sip.probe import NodeState
 from voxd.proto.sip.session_timer import TimerPolicy
+from voxd.proto.sip.uri import SipUri
 
 log = logging.getLogger("voxd.sip")
 
@@ -92,6 +95,7 @@ class SipEndpoint:
         self.port = cfg.port
         self.tls_port: int | None = None  # the TLS listener's, once it listens (voxd/net/sip_tls.py)
         self.connector = SipConnector(self)  # outbound TCP/TLS connections, one per peer
+        self.resolver = SipResolver(cfg.dns)  # RFC 3263 for trunk and registrar names (sip_dns.py)
         self.malformed = 0
         # carrier hooks (voxd/net/sip_register.py, sip_trunk.py): responses the UA does not
         # own (REGISTER), and inbound calls routed by registration (agent name or None)
@@ -112,6 +116,7 @@ class SipEndpoint:
         self.table.bind_host = cfg.host
         self.table.rtp_timeout_s = cfg.rtp_timeout_s
         self._digest = {t.name: self._digest_for(t) for t in cfg.trunks if t.username}
+        self.resolver.configure(cfg.dns)
         if self.ua is not None:
             self.ua.config.session = TimerPolicy(cfg.session_timers.expires_s, cfg.session_timers.min_se_s)
 
@@ -300,11 +305,10 @@ class SipEndpoint:
         elif isinstance(e, ev.CallProgress) and call is not None and e.sdp and call.outbound_offer is not None:
             self.table.spawn(self.table.early_media(call, e.sdp))
         elif isinstance(e, ev.CallFailed) and call is not None:
-            from voxd.net.sip_trunk import failure_reason, note_failure
-
-            call.bye_sent = True
-            note_failure(self, call.session, e)  # 503 Retry-After: the trunk waits
-            self.table.end(call, failure_reason(call.session, e), "system")  # detail (status, trunk) in metadata
+            if call.failover is not None and fails_over(e.status):
+                self.table.spawn(self._fail_over(call, e))  # RFC 3263: the trunk name's next target
+            else:
+                self._call_failed(call, e)
         elif isinstance(e, ev.OptionsResult):
             for listener in self.options_results:
                 listener(e)
@@ -325,6 +329,24 @@ class SipEndpoint:
             self._transfer_done(call, 200 <= e.status < 300)
         elif isinstance(e, ev.ReferFailed) and call is not None:
             self._transfer_done(call, False)
+
+    def _call_failed(self, call: SipCall, e: ev.CallFailed) -> None:
+        from voxd.net.sip_trunk import failure_reason, note_failure
+
+        call.bye_sent = True
+        note_failure(self, call.session, e)  # 503 Retry-After: the trunk waits
+        self.table.end(call, failure_reason(call.session, e), "system")  # detail (status, trunk) in metadata
+
+    async def _fail_over(self, call: SipCall, e: ev.CallFailed) -> None:
+        from voxd.net.sip_trunk import fail_over
+
+        try:
+            moved = await fail_over(self, call, e)
+        except Exception:
+            log.exception("call %s: failover failed", call.call_id)
+            moved = False
+        if not moved and not call.ended:
+            self._call_failed(call, e)
 
     def _incoming(self, e: ev.IncomingCall, now: float) -> None:
         assert self.ua is not None
@@ -451,9 +473,16 @@ class SipEndpoint:
 
     async def dial(self, agent: LoadedAgent, target: str, from_user: str = "voxd",
                    variables: dict[str, str] | None = None, metadata: dict[str, Any] | None = None) -> CallSession:
-        """Place a call (see SipCallTable.dial)."""
+        """Place a call (see SipCallTable.dial) over UDP to the target's host, located
+        with NAPTR/SRV/A (RFC 3263) unless it is an address or has a port."""
+        uri = parse_target(target)
+        try:
+            targets = await self.resolver.locate(SipUri(uri.host, None, uri.port), ["UDP"], address_types(self.cfg.host))
+        except OSError as e:
+            raise ValueError(f"cannot call {uri.host}: {e}") from None
         return await self.table.dial(agent, target, codec_names=self.cfg.codecs, from_user=from_user,
-                                     srtp=self.cfg.srtp, variables=variables, metadata=metadata)
+                                     srtp=self.cfg.srtp, variables=variables, metadata=metadata,
+                                     peer=targets[0].addr, failover=Failover(targets, uri.host))
 
     def srtp_policy(self, source: Addr) -> Policy:
         """The srtp policy of a call from ``source``: its trunk's, else sip.srtp."""

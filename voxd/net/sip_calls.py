@@ -30,6 +30,7 @@ from voxd.proto.sdes import CryptoAttribute, Policy
 from voxd.proto.sdp import SdpParseError, SessionDescription
 from voxd.proto.sip.agent import parse_target
 from voxd.proto.sip.errors import SipParseError
+from voxd.proto.sip.locate import Failover
 
 log = logging.getLogger("voxd.sip")
 
@@ -73,6 +74,9 @@ class SipCall:
         self.outbound_sock: socket.socket | None = None
         self.srtp_policy: Policy = "off"  # the trunk's (or sip.srtp): what this call offered or answered
         self.outbound_cryptos: list[CryptoAttribute] = []  # our offer's a=crypto lines
+        # RFC 3263 failover (trunk calls): the targets left, and how the INVITE was sent
+        self.failover: Failover | None = None
+        self.invite_args: tuple[str, str, dict[str, Any]] | None = None  # (uri, from_user, options)
 
     # TransportControl
     async def hangup(self) -> None:
@@ -165,10 +169,12 @@ class SipCallTable:
     async def dial(self, agent: LoadedAgent, target: str, *, codec_names: list[str], from_user: str = "voxd",
                    ring_timeout_s: float = 45.0, peer: Addr | None = None,
                    invite_options: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None,
-                   srtp: Policy = "off", variables: dict[str, str] | None = None) -> CallSession:
+                   srtp: Policy = "off", variables: dict[str, str] | None = None,
+                   failover: Failover | None = None) -> CallSession:
         """Place a call to `target` (sip:user@host[:port]); returns the session at once.
         The session starts (the agent speaks first only if it has a greeting) when answered.
-        ``srtp``: the trunk's policy (SDES a=crypto offered; RTP/SAVP when required)."""
+        ``srtp``: the trunk's policy (SDES a=crypto offered; RTP/SAVP when required).
+        ``failover``: the other targets of a trunk's DNS name (:meth:`retarget`)."""
         uri = parse_target(target)
         peer = peer or (uri.host, uri.port or 5060)  # a trunk's proxy, else the target's host
         host = self.signalling.host
@@ -176,6 +182,8 @@ class SipCallTable:
         offer, cryptos = secure_sdp.offer(host, port, codec_names, policy=srtp, session_id=int(time.time()))
         call_id = self.signalling.invite(uri.serialize(), offer.serialize(), peer, from_user, **(invite_options or {}))
         call = SipCall(self, call_id, peer)
+        call.failover = failover
+        call.invite_args = (uri.serialize(), from_user, dict(invite_options or {}))
         call.srtp_policy, call.outbound_cryptos = srtp, cryptos
         call.rtp_port = port
         call.outbound_offer = offer
@@ -188,6 +196,22 @@ class SipCallTable:
         self.add(call)
         self.spawn(self._ring_timeout(call, ring_timeout_s))
         return session
+
+    def retarget(self, call: SipCall, peer: Addr) -> str:
+        """The INVITE again, to the next target (RFC 3263 §4.3: the previous one timed out,
+        answered 503 or could not be reached): a new transaction and Call-ID, the same
+        offer; the call keeps its session and media port."""
+        assert call.invite_args is not None and call.outbound_offer is not None
+        uri, from_user, options = call.invite_args
+        old = call.call_id
+        call_id = self.signalling.invite(uri, call.outbound_offer.serialize(), peer, from_user, **options)
+        self.release_slot(call)
+        self.calls.pop(old, None)
+        call.call_id, call.source = call_id, peer
+        self.add(call)
+        if call.session is not None:
+            call.session.record.metadata["sip_call_id"] = call_id
+        return call_id
 
     async def _ring_timeout(self, call: SipCall, after_s: float) -> None:
         await asyncio.sleep(after_s)
