@@ -14,6 +14,8 @@ import re
 import sys
 import time
 
+from voxd.core.pii import PiiRedactor
+
 call_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("voxd_call_id", default="")
 
 _SECRETS = [
@@ -25,14 +27,24 @@ _SECRETS = [
 ]
 
 
+# personal data (cards, SSNs, emails, phone numbers, organisations' patterns) in log lines:
+# on unless redaction.enabled is false (set_log_redaction)
+_pii: PiiRedactor | None = PiiRedactor()
+
+
+def set_log_redaction(redactor: PiiRedactor | None) -> None:
+    global _pii
+    _pii = redactor
+
+
 def redact(text: str) -> str:
     for pattern, repl in _SECRETS:
         text = pattern.sub(repl, text)
-    return text
+    return _pii.text(text) if _pii is not None else text
 
 
 class ContextFilter(logging.Filter):
-    """Adds `call_id` to every record and masks secrets in the message."""
+    """Adds `call_id` to every record and masks secrets and personal data in the message."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "call_id", ""):
@@ -58,7 +70,7 @@ class JsonFormatter(logging.Formatter):
             out["call_id"] = call_id
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
-            out["fields"] = fields
+            out["fields"] = _pii.value(fields) if _pii is not None else fields
         if record.exc_info:
             out["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(out)
