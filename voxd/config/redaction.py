@@ -16,6 +16,10 @@ from voxd.core.pii import MAX_PATTERNS, CustomPattern, OrgRedaction, PatternErro
 Detector = Literal["cards", "ssn", "emails", "phones"]
 
 
+def _all_detectors() -> list[Detector]:
+    return ["cards", "ssn", "emails", "phones"]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -49,7 +53,7 @@ class OrgRedactionConfig(_Model):
 class RedactionConfig(_Model):
     enabled: bool = Field(True, description="Redact transcripts, tool calls, call metadata, analysis, webhook "
                           "payloads, function logs and log lines before they are written.")
-    detectors: list[Detector] = Field(default_factory=lambda: ["cards", "ssn", "emails", "phones"])
+    detectors: list[Detector] = Field(default_factory=_all_detectors)
     patterns: list[RedactionPattern] = Field(default_factory=list, max_length=MAX_PATTERNS,
                                              description="Patterns of every organisation's.")
     orgs: dict[str, OrgRedactionConfig] = Field(default_factory=dict, description="Per organisation (by id).")
