@@ -35,7 +35,7 @@ MAX_PATTERNS = 32
 CUSTOM_SLICE = 1024  # custom patterns see text in slices this long at most
 # the product of the repetitions' ranges (an unbounded one counts as CUSTOM_SLICE): what one
 # match attempt may backtrack through at worst
-MAX_BACKTRACK = 32 * CUSTOM_SLICE
+MAX_BACKTRACK = 4 * CUSTOM_SLICE
 
 _WORDS = {"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4",
           "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9"}
