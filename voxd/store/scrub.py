@@ -21,10 +21,10 @@ from voxd.store.records import Execution, Message
 
 KEEP = frozenset({
     "id", "call_id", "conversation_id", "message_id", "delivery_id", "endpoint_id", "type", "event", "agent",
-    "agent_version", "transport", "channel", "direction", "status", "from_uri", "to_uri", "from", "to",
+    "agent_version", "transport", "channel", "direction", "status", "from_uri", "to_uri",
     "started_at", "answered_at", "ended_at", "end_reason", "ended_by", "created_at", "updated_at", "at",
     "timestamp", "sha256", "file", "format", "content_type", "channels", "expires_at", "finished_at", "org",
-    "speaker", "source", "index", "idx", "name", "variables", "latency", "model", "engine", "language",
+    "speaker", "source", "index", "idx", "variables", "latency", "model", "engine", "language",
 })
 
 
