@@ -90,6 +90,8 @@ def test_email(said: str, out: str) -> None:
     # not phone numbers: too short, a Unix time, a date, an area code starting with 1
     ("room 4155", "room 4155"), ("at 1764762727", "at 1764762727"), ("on 2026-12-03", "on 2026-12-03"),
     ("1155550123", "1155550123"), ("in 2024 and 2025", "in 2024 and 2025"), ("version 1.2.3", "version 1.2.3"),
+    ("call call_4155550123ab ended", "call call_4155550123ab ended"),  # digits inside an id
+    ("/api/v1/calls/call_4111111111111111/recording", "/api/v1/calls/call_4111111111111111/recording"),
 ])
 def test_phone(said: str, out: str) -> None:
     assert R.text(said) == out

@@ -39,7 +39,8 @@ MAX_BACKTRACK = 4 * CUSTOM_SLICE
 
 _WORDS = {"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4",
           "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9"}
-_TOKEN = re.compile(r"\d+|\b(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)\b", re.IGNORECASE)
+# a number standing alone (not inside an id such as call_4155550123ab) or a digit word
+_TOKEN = re.compile(r"(?<!\w)\d+(?!\w)|\b(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)\b", re.IGNORECASE)
 # what may stand between two digit tokens of one run
 _GAP = re.compile(r"[ \t]{0,3}[-.,/()]?[ \t]{0,3}")
 _PLUS = re.compile(r"(?:\+|\bplus[ \t]+)[ \t]*$", re.IGNORECASE)

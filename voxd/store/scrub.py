@@ -24,7 +24,7 @@ KEEP = frozenset({
     "agent_version", "transport", "channel", "direction", "status", "from_uri", "to_uri",
     "started_at", "answered_at", "ended_at", "end_reason", "ended_by", "created_at", "updated_at", "at",
     "timestamp", "sha256", "file", "format", "content_type", "channels", "expires_at", "finished_at", "org",
-    "speaker", "source", "index", "idx", "variables", "latency", "model", "engine", "language",
+    "speaker", "source", "index", "idx", "variables", "latency", "model", "engine", "language", "url",
 })
 
 
