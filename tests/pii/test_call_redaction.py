@@ -10,7 +10,7 @@ import io
 import json
 import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +59,10 @@ def log_lines() -> Iterator[io.StringIO]:
         root.setLevel(level)
 
 
-async def _call(http: aiohttp.ClientSession, url: str) -> tuple[str, list[str]]:
+async def _call(http: aiohttp.ClientSession, url: str,
+                live: Callable[[str], Awaitable[None]]) -> tuple[str, list[str]]:
     """Greeting, then one caller utterance after each bot line; hang up. The bot lines the
-    live call sent back."""
+    live call sent back; ``live`` looks at the call once it has heard the card number."""
     bot: list[str] = []
     async with http.ws_connect(f"{url}/media/voxd?agent=pay") as ws:
         call_id = ""
@@ -74,6 +75,8 @@ async def _call(http: aiohttp.ClientSession, url: str) -> tuple[str, list[str]]:
                     call_id = ev["call_id"]
                 if ev["type"] == "transcript" and ev["speaker"] == "bot":
                     bot.append(ev["text"])
+                    if len(bot) == 2:
+                        await live(call_id)
                     if len(bot) > len(SAID):
                         await ws.send_str(json.dumps({"type": "stop"}))
                         break
@@ -110,7 +113,15 @@ async def test_card_and_email_said_on_a_call_are_written_nowhere(tmp_path: Path,
             async with http.post(url + "/api/v1/webhooks", headers=auth, json={"url": receiver.url}) as r:
                 assert r.status == 201, await r.text()
                 receiver.secrets = [(await r.json())["secret"]]
-            call_id, bot = await _call(http, url)
+            async def live(call_id: str) -> None:  # the API's view of the call in progress
+                async with http.get(f"{url}/api/v1/calls/active", headers=auth) as r:
+                    text = await r.text()
+                    assert r.status == 200 and "[card]" in text, text
+                    _clean("the API's active calls", text)
+                async with http.get(f"{url}/api/v1/calls/{call_id}", headers=auth) as r:
+                    _clean("the API's call in progress", await r.text())
+
+            call_id, bot = await _call(http, url, live)
             # the live call kept the real words: the (echoing) model was given them
             assert "four one one one" in bot[1] and "jane.doe@example.com" in bot[2], bot
             call = await _settled(http, url, auth, call_id)
@@ -141,4 +152,30 @@ async def test_card_and_email_said_on_a_call_are_written_nowhere(tmp_path: Path,
         await d.stop()
 
     with sqlite3.connect(d.cfg.resolved_database()) as raw:  # every row of every table, as stored
+        _clean("the database file", "\n".join(raw.iterdump()))
+
+
+async def test_text_conversation_messages_are_stored_redacted(tmp_path: Path) -> None:
+    d: Daemon = await start_daemon(tmp_path, {"pay": AGENT})
+    try:
+        key = await create_key(d.db, "ops", ["admin"])
+        url = f"http://127.0.0.1:{d.http_port}/api/v1/conversations"
+        auth = {"Authorization": f"Bearer {key}"}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, headers=auth, json={"agent": "pay"}) as r:
+                assert r.status == 201, await r.text()
+                cid = (await r.json())["id"]
+            async with http.post(f"{url}/{cid}/messages", headers=auth,
+                                 json={"text": "card 4111-1111-1111-1111, mail jane.doe@example.com"}) as r:
+                assert r.status == 200, await r.text()
+                reply = (await r.json())["reply"]
+            assert "4111-1111-1111-1111" in reply  # the model was given the real text
+            async with http.get(f"{url}/{cid}", headers=auth) as r:
+                stored = await r.json()
+        caller = [t["text"] for t in stored["turns"] if t["speaker"] == "caller"]
+        assert caller == ["card [card], mail [email]"]
+        _clean("the stored conversation", json.dumps(stored))
+    finally:
+        await d.stop()
+    with sqlite3.connect(d.cfg.resolved_database()) as raw:
         _clean("the database file", "\n".join(raw.iterdump()))
