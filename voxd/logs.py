@@ -13,8 +13,7 @@ import logging
 import re
 import sys
 import time
-
-from voxd.core.pii import PiiRedactor
+from typing import Any, Protocol
 
 call_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("voxd_call_id", default="")
 
@@ -27,12 +26,20 @@ _SECRETS = [
 ]
 
 
+class PersonalData(Protocol):
+    """What masks personal data (``voxd.core.pii.PiiRedactor``; this module imports nothing of voxd)."""
+
+    def text(self, s: str) -> str: ...
+
+    def value(self, v: Any, keep: frozenset[str] = ...) -> Any: ...
+
+
 # personal data (cards, SSNs, emails, phone numbers, organisations' patterns) in log lines:
-# on unless redaction.enabled is false (set_log_redaction)
-_pii: PiiRedactor | None = PiiRedactor()
+# the daemon sets it at start and on reload, unless redaction.enabled is false
+_pii: PersonalData | None = None
 
 
-def set_log_redaction(redactor: PiiRedactor | None) -> None:
+def set_log_redaction(redactor: PersonalData | None) -> None:
     global _pii
     _pii = redactor
 

@@ -233,6 +233,18 @@ def _sub_spans(text: str, spans: Iterable[tuple[int, int, str]]) -> str:
     return "".join(out)
 
 
+# Keys whose strings are identifiers, times or routing, never scanned: a call id or a Unix
+# time is not a phone number. ``variables`` (set by whoever placed the call) and the SIP
+# ``from_uri``/``to_uri`` are routing data, not what was said.
+KEEP = frozenset({
+    "id", "call_id", "conversation_id", "message_id", "delivery_id", "endpoint_id", "type", "event", "agent",
+    "agent_version", "transport", "channel", "direction", "status", "from_uri", "to_uri",
+    "started_at", "answered_at", "ended_at", "end_reason", "ended_by", "created_at", "updated_at", "at",
+    "timestamp", "sha256", "file", "format", "content_type", "channels", "expires_at", "finished_at", "org",
+    "speaker", "source", "index", "idx", "variables", "latency", "model", "engine", "language", "url",
+})
+
+
 # ---------------------------------------------------------------------- the redactor
 @dataclass(frozen=True)
 class PiiRedactor:

@@ -4,9 +4,7 @@ a recording's metadata, an analysis, a webhook payload and a function execution.
 
 What is redacted is a copy: the live call keeps the real words (the model needs them to
 act, e.g. to take a payment through a function); what leaves the process is clean.
-Identifiers, timestamps and routing fields (``KEEP``) are never scanned: a call id or a
-Unix time is not a phone number. ``variables`` (set by whoever placed the call) and the
-SIP ``from_uri``/``to_uri`` are kept too: they are routing data, not what was said.
+Identifiers, timestamps and routing fields (``voxd.core.pii.KEEP``) are never scanned.
 """
 
 from __future__ import annotations
@@ -16,16 +14,8 @@ import json
 from typing import Any
 
 from voxd.core.calllog import CallRecord, ToolCallRecord, Turn
-from voxd.core.pii import PiiRedactor
+from voxd.core.pii import KEEP, PiiRedactor
 from voxd.store.records import Execution, Message
-
-KEEP = frozenset({
-    "id", "call_id", "conversation_id", "message_id", "delivery_id", "endpoint_id", "type", "event", "agent",
-    "agent_version", "transport", "channel", "direction", "status", "from_uri", "to_uri",
-    "started_at", "answered_at", "ended_at", "end_reason", "ended_by", "created_at", "updated_at", "at",
-    "timestamp", "sha256", "file", "format", "content_type", "channels", "expires_at", "finished_at", "org",
-    "speaker", "source", "index", "idx", "variables", "latency", "model", "engine", "language", "url",
-})
 
 
 def record(red: PiiRedactor | None, rec: CallRecord) -> CallRecord:
