@@ -87,6 +87,9 @@ def test_email(said: str, out: str) -> None:
     ("06 12 34 56 78", "[phone]"),
     ("plus one four one five five five five zero one two three", "[phone]"),
     ("four one five, five five five, oh one two three", "[phone]"),
+    ("oh two oh, seven nine four six, oh nine five eight", "[phone]"),
+    ("oh seven seven double oh, nine double oh one two three", "[phone]"),  # UK 07700 900123
+    ("oh two oh seven nine four six oh nine five triple eight", "oh two oh seven nine four six oh nine five triple eight"),
     # not phone numbers: too short, a Unix time, a date, an area code starting with 1
     ("room 4155", "room 4155"), ("at 1764762727", "at 1764762727"), ("on 2026-12-03", "on 2026-12-03"),
     ("1155550123", "1155550123"), ("in 2024 and 2025", "in 2024 and 2025"), ("version 1.2.3", "version 1.2.3"),

@@ -40,7 +40,9 @@ MAX_BACKTRACK = 4 * CUSTOM_SLICE
 _WORDS = {"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4",
           "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9"}
 # a number standing alone (not inside an id such as call_4155550123ab) or a digit word
-_TOKEN = re.compile(r"(?<!\w)\d+(?!\w)|\b(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)\b", re.IGNORECASE)
+_DIGIT_WORD = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)"
+# "double oh seven", "triple five" as people read numbers out
+_TOKEN = re.compile(r"(?<!\w)\d+(?!\w)|\b(?:(double|triple)[ \t]+)?(" + _DIGIT_WORD + r"|\d(?!\w))\b", re.IGNORECASE)
 # what may stand between two digit tokens of one run
 _GAP = re.compile(r"[ \t]{0,3}[-.,/()]?[ \t]{0,3}")
 _PLUS = re.compile(r"(?:\+|\bplus[ \t]+)[ \t]*$", re.IGNORECASE)
@@ -158,9 +160,13 @@ def _runs(text: str) -> list[list[_Group]]:
     run: list[_Group] = []
     last_end = -1
     for m in _TOKEN.finditer(text):
-        tok = m.group()
-        digits = tok if tok[0].isdigit() else _WORDS[tok.lower()]
-        single = len(digits) == 1
+        if m.group(2) is None:
+            digits = m.group()
+        else:
+            word = m.group(2)
+            d = word if word.isdigit() else _WORDS[word.lower()]
+            digits = d * {None: 1, "double": 2, "triple": 3}[m.group(1) and m.group(1).lower()]
+        single = len(digits) == 1 or m.group(1) is not None
         joined = run and _GAP.fullmatch(text, last_end, m.start()) is not None
         if not joined and run:
             runs.append(run)
