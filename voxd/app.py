@@ -118,6 +118,8 @@ class Daemon:
         # the one place that chooses the store: everything else sees voxd.store.repos.Store
         db: Store = await open_store(self.cfg.store.resolved_url(), default_path=self.cfg.resolved_database(),
                                      state_dir=state)
+        self._apply_redaction(self.cfg)
+        db.redaction = self.cfg.redaction.policy()
         self.db = db
         from voxd.tools.execlog import ExecutionLogger
         from voxd.tools.library import ToolLibrary
@@ -382,6 +384,12 @@ class Daemon:
         finally:
             self.notifier.notify(READY=1, STATUS=self._status())
 
+    @staticmethod
+    def _apply_redaction(cfg: VoxdConfig) -> None:
+        from voxd.logs import set_log_redaction
+
+        set_log_redaction(cfg.redaction.policy().for_logs() if cfg.redaction.enabled else None)
+
     async def _reload_config(self) -> None:
         """A broken config file is rejected whole and the running config stays.
         Log levels and the agents folder apply at once; listeners whose address
@@ -398,6 +406,10 @@ class Daemon:
         old, self.cfg = self.cfg, new
         if (new.log_level, new.log_levels) != (old.log_level, old.log_levels):
             setup_logging(new.log_level, new.log_levels)
+        if new.redaction != old.redaction:
+            self._apply_redaction(new)
+            if self.db is not None:
+                self.db.redaction = new.redaction.policy()
         outbound = new.outbound()
         if outbound != self.outbound:
             self._apply_outbound(outbound)

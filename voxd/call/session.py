@@ -402,6 +402,7 @@ class CallSession:
             Turn(index=len(self.record.turns), speaker="caller", text=text, started_at=time.time(),
                  ended_at=time.time())
         )
+        log.debug("caller said: %s", text)  # personal data in it is masked by the log filter (voxd/logs.py)
         self._emit(TurnCompleted(self.record, self.record.turns[-1]))
         self.messages.append(Message("user", text))
         await self._llm_reply(t0, TurnLatency(endpoint_ms=endpoint_ms, transcript_ms=round(transcript_ms, 1)))

@@ -14,6 +14,7 @@ from ruamel.yaml import YAML
 
 from voxd.config.cluster import RedisConfig, StoreConfig
 from voxd.config.local_llm import LocalLLMConfig
+from voxd.config.redaction import RedactionConfig
 from voxd.config.sip import (
     RegistrationConfig,
     SessionTimerConfig,
@@ -367,6 +368,10 @@ class VoxdConfig(_Model):
     webhooks: WebhooksConfig = Field(default_factory=lambda: WebhooksConfig())
     analysis: AnalysisSettings = Field(default_factory=lambda: AnalysisSettings())
     recordings: RecordingsConfig = Field(default_factory=lambda: RecordingsConfig())
+    redaction: RedactionConfig = Field(
+        default_factory=lambda: RedactionConfig(),
+        description="Personal data (cards, SSNs, emails, phone numbers, own patterns) replaced before anything "
+                    "is written (voxd/config/redaction.py).")
     webrtc: WebRtcConfig = Field(default_factory=lambda: WebRtcConfig())
     twilio: TwilioConfig = Field(default_factory=lambda: TwilioConfig())
     tools: ToolsConfig = Field(default_factory=lambda: ToolsConfig(), description="Function library settings (weather, email, calendar, plugins, knowledge bases).")
