@@ -519,7 +519,7 @@ class CallSession:
             if isinstance(a, kp.Hangup):
                 await self._hangup_now("menu_hangup")
             elif isinstance(a, kp.Transfer):
-                await self.tools.transfer(a.target)
+                await self.tools.transfer(a.target, attended=a.attended, summary=a.summary)
             elif isinstance(a, kp.ToConversation):
                 self.messages.append(Message("user", a.text))
                 await self._llm_reply(time.perf_counter(), TurnLatency())

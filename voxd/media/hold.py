@@ -59,6 +59,12 @@ class HoldAudio:
             raise ValueError(f"hold audio {path}: {e}") from None
         return cls(pcm)
 
+    def fresh(self) -> HoldAudio:
+        """The same audio from its start, for another call."""
+        other = HoldAudio.__new__(HoldAudio)
+        other._data, other._pos, other.frames = self._data, 0, 0
+        return other
+
     def next_frame(self) -> AudioFrame:
         chunk = self._data[self._pos:self._pos + FRAME_BYTES]
         self._pos = (self._pos + FRAME_BYTES) % len(self._data)

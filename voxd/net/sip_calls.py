@@ -19,9 +19,10 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from voxd.agents.loader import LoadedAgent
-from voxd.call.ports import AudioFrame, EndedBy, EndReason, PlaybackFinished
+from voxd.call.ports import AudioFrame, EndedBy, EndReason, PlaybackFinished, TransferOutcome
 from voxd.call.session import CallSession
 from voxd.media import codecs
+from voxd.media.hold import HoldAudio
 from voxd.net.leg import CallLeg, LegEnv
 from voxd.net.rtp import PortPool, RtpStream
 from voxd.net.srtp import SrtpContext
@@ -30,6 +31,7 @@ from voxd.proto.sdes import CryptoAttribute, Policy
 from voxd.proto.sdp import SdpParseError, SessionDescription
 from voxd.proto.sip.agent import parse_target
 from voxd.proto.sip.errors import SipParseError
+from voxd.providers.base import TextToSpeech
 
 log = logging.getLogger("voxd.sip")
 
@@ -53,6 +55,9 @@ class Signalling(Protocol):
 
     def cancel(self, call_id: str) -> None: ...
 
+    async def attended_transfer(self, call: SipCall, target: str, summary: str,
+                                tts: TextToSpeech) -> TransferOutcome: ...
+
 
 class SipCall:
     """One SIP call: dialog id and RTP stream; the Wire and TransportControl of its leg."""
@@ -73,6 +78,14 @@ class SipCall:
         self.outbound_sock: socket.socket | None = None
         self.srtp_policy: Policy = "off"  # the trunk's (or sip.srtp): what this call offered or answered
         self.outbound_cryptos: list[CryptoAttribute] = []  # our offer's a=crypto lines
+        # hold (voxd/net/sip_hold.py) and attended transfer (voxd/net/sip_attended.py)
+        self.remote_hold = False  # the caller put us on hold (its re-INVITE)
+        self.hold_audio: HoldAudio | None = None  # we hold the caller: this is what it hears
+        self.attended = False  # an attended transfer is under way: its flow ends the call
+        self.consult = False  # an attended transfer's call to the target (no session of its own)
+        self.answered: asyncio.Future[bytes | None] | None = None  # consult: the target's answer SDP
+        self.failed_status: int | None = None  # consult: how the target refused
+        self.gone = asyncio.Event()  # set once the call is cleaned up
 
     # TransportControl
     async def hangup(self) -> None:
@@ -96,16 +109,22 @@ class SipCall:
         if self.rtp is not None:
             self.rtp.send_dtmf(digits)
 
+    async def attended_transfer(self, target: str, summary: str, tts: TextToSpeech) -> TransferOutcome:
+        return await self.table.signalling.attended_transfer(self, target, summary, tts)
+
     # Wire
     def receive(self) -> AudioFrame | None:
         return self.rtp.receive_frame() if self.rtp is not None else None
 
     @property
     def holding(self) -> bool:
-        return self.rtp is not None and self.rtp.sending_dtmf
+        """No bot speech this tick: digits are going out, or the caller is on hold."""
+        return self.rtp is not None and (self.rtp.sending_dtmf or self.remote_hold or self.hold_audio is not None)
 
     def send(self, frame: AudioFrame | None) -> None:
         if self.rtp is not None:
+            if self.hold_audio is not None and not self.rtp.sending_dtmf:
+                frame = self.hold_audio.next_frame()
             self.rtp.send_frame(frame)
 
     def clear(self) -> PlaybackFinished | None:
@@ -261,6 +280,9 @@ class SipCallTable:
         if call.ended:
             return
         call.ended = True
+        call.gone.set()
+        if call.answered is not None and not call.answered.done():
+            call.answered.set_result(None)
         if call.rtp is None and call.outbound_sock is not None:
             call.outbound_sock.close()
         if call.rtp is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from . import events as ev
 from .auth import Credentials, DigestServer
@@ -267,7 +268,7 @@ class UserAgent(OutboundMixin, PrackMixin, SessionTimerMixin, ProbeMixin):
         return [ev.IncomingCall(req.call_id, req.body, req.from_, req.to, user, source,
                                 auth_user, req, _hops(req), replaced or None)]
 
-    def _replaced_dialog(self, req: SipRequest, addr: Addr, now: float) -> str | bool:
+    def _replaced_dialog(self, req: SipRequest, addr: Addr, now: float) -> str | Literal[False]:
         """An INVITE with Replaces (RFC 3891 §3): the Call-ID of the dialog it replaces,
         "" without the header, False once answered: 400 (malformed, or more than one),
         481 (no such dialog, or it has ended), 486 (``early-only`` on a confirmed one)."""
