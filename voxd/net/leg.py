@@ -48,6 +48,7 @@ from voxd.call.ports import (
     PlaybackFinished,
     TransferOutcome,
 )
+from voxd.call.reply import voice_of
 from voxd.call.session import CallSession
 from voxd.core.endreason import TRANSPORT_FAILURES
 from voxd.media.codecs.base import Codec
@@ -309,7 +310,7 @@ class CallLeg:
         carry = getattr(self.transport, "attended_transfer", None)
         if carry is None or self.session is None:
             return TransferOutcome(False, f"attended transfer is not available on a {self.transport_name} call")
-        outcome: TransferOutcome = await carry(target, summary, self.session.engines.tts)
+        outcome: TransferOutcome = await carry(target, summary, voice_of(self.session.engines.tts))
         return outcome
 
     def clear(self) -> PlaybackFinished | None:

@@ -25,6 +25,7 @@ from voxd.agents.loader import LoadedAgent
 from voxd.call.lookup import REJECT_STATUSES
 from voxd.call.manager import CallManager
 from voxd.call.ports import TransferOutcome
+from voxd.call.reply import Voice
 from voxd.call.session import CallSession
 from voxd.config import SipListenConfig, TrunkConfig
 from voxd.core.endreason import end_reason
@@ -50,7 +51,6 @@ from voxd.proto.sip.errors import SipParseError
 from voxd.proto.sip.message import SipMessage, SipRequest, SipResponse
 from voxd.proto.sip.probe import NodeState
 from voxd.proto.sip.session_timer import TimerPolicy
-from voxd.providers.base import TextToSpeech
 
 log = logging.getLogger("voxd.sip")
 
@@ -546,5 +546,5 @@ class SipEndpoint:
         self.ua.refer(call.call_id, target, time.monotonic())
         self._flush()
 
-    async def attended_transfer(self, call: SipCall, target: str, summary: str, tts: TextToSpeech) -> TransferOutcome:
-        return await attended_transfer(self, call, target, summary, tts)
+    async def attended_transfer(self, call: SipCall, target: str, summary: str, voice: Voice) -> TransferOutcome:
+        return await attended_transfer(self, call, target, summary, voice)

@@ -29,7 +29,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from voxd.call.ports import TransferOutcome
-from voxd.call.reply import synthesize_into
+from voxd.call.reply import Voice, VoiceError
 from voxd.media.playout import Playout
 from voxd.net.sip_calls import SipCall
 from voxd.net.sip_hold import hold_caller
@@ -38,7 +38,6 @@ from voxd.proto.sdp import SdpParseError, SessionDescription
 from voxd.proto.sip import events as ev
 from voxd.proto.sip.agent import parse_target
 from voxd.proto.sip.errors import SipParseError
-from voxd.providers.base import ProviderError, TextToSpeech
 
 if TYPE_CHECKING:
     from voxd.net.sip import SipEndpoint
@@ -129,11 +128,11 @@ class Consultation:
         rtp.receive_frame()  # what the target says is not for the agent: read and dropped
         rtp.send_frame(self.playout.next_frame())
 
-    async def say(self, tts: TextToSpeech, text: str) -> str | None:
+    async def say(self, voice: Voice, text: str) -> str | None:
         """Speak ``text`` to the target and wait until it has been played; None, else why not."""
         try:
-            await synthesize_into(tts, text, self.playout)
-        except ProviderError as err:
+            await voice(text, self.playout)
+        except VoiceError as err:
             log.warning("attended transfer: the summary could not be synthesised: %s", err)
             return None  # the transfer goes on without it
         end = time.monotonic() + SUMMARY_MAX_S
@@ -170,7 +169,7 @@ class Consultation:
 
 
 async def attended_transfer(ep: SipEndpoint, call: SipCall, target: str, summary: str,
-                            tts: TextToSpeech) -> TransferOutcome:
+                            voice: Voice) -> TransferOutcome:
     """Hold the caller, call ``target``, say ``summary``, then REFER the caller to it with Replaces."""
     if ep.ua is None or call.rtp is None or call.session is None or call.ended:
         return TransferOutcome(False, "the call is not up")
@@ -194,7 +193,7 @@ async def attended_transfer(ep: SipEndpoint, call: SipCall, target: str, summary
         note["sip_call_id"] = consult.call.call_id
         why = await consult.answered(ep.cfg.transfer_ring_s)
         if why is None and summary:
-            why = await consult.say(tts, summary)
+            why = await consult.say(voice, summary)
         if why is None and consult.ended:
             why = "the target hung up"
         if why is not None:

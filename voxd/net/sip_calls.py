@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from voxd.agents.loader import LoadedAgent
 from voxd.call.ports import AudioFrame, EndedBy, EndReason, PlaybackFinished, TransferOutcome
+from voxd.call.reply import Voice
 from voxd.call.session import CallSession
 from voxd.media import codecs
 from voxd.media.hold import HoldAudio
@@ -31,7 +32,6 @@ from voxd.proto.sdes import CryptoAttribute, Policy
 from voxd.proto.sdp import SdpParseError, SessionDescription
 from voxd.proto.sip.agent import parse_target
 from voxd.proto.sip.errors import SipParseError
-from voxd.providers.base import TextToSpeech
 
 log = logging.getLogger("voxd.sip")
 
@@ -56,7 +56,7 @@ class Signalling(Protocol):
     def cancel(self, call_id: str) -> None: ...
 
     async def attended_transfer(self, call: SipCall, target: str, summary: str,
-                                tts: TextToSpeech) -> TransferOutcome: ...
+                                voice: Voice) -> TransferOutcome: ...
 
 
 class SipCall:
@@ -109,8 +109,8 @@ class SipCall:
         if self.rtp is not None:
             self.rtp.send_dtmf(digits)
 
-    async def attended_transfer(self, target: str, summary: str, tts: TextToSpeech) -> TransferOutcome:
-        return await self.table.signalling.attended_transfer(self, target, summary, tts)
+    async def attended_transfer(self, target: str, summary: str, voice: Voice) -> TransferOutcome:
+        return await self.table.signalling.attended_transfer(self, target, summary, voice)
 
     # Wire
     def receive(self) -> AudioFrame | None:
