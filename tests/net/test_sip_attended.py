@@ -31,6 +31,7 @@ from voxd.net.sip_calls import SipCall
 from voxd.proto.sdp import SessionDescription
 from voxd.proto.sip import (
     ByeReceived,
+    CallCancelled,
     CallEstablished,
     CallFailed,
     IncomingCall,
@@ -287,5 +288,45 @@ async def test_an_invite_with_replaces_takes_a_call_over(tmp_path: Path, peers: 
         other.flush()
         await wait_until(lambda: session.closed)
         assert session.record.end_reason == "caller_hangup"
+    finally:
+        await d.stop()
+
+
+async def test_a_target_that_never_answers_is_cancelled(tmp_path: Path, peers: tuple[SipPeer, SipPeer]) -> None:
+    caller, target = peers
+    d = await daemon(tmp_path, target)  # sip.transfer_ring_s: 3
+    try:
+        cid, call, incoming = await _hold_and_dial(d, caller, target)
+        target.agent.ring(incoming.call_id, time.monotonic())
+        target.flush()
+        rang = time.monotonic()
+        await target.wait_for(CallCancelled, call_id=incoming.call_id, within=10)
+        assert 2.5 < time.monotonic() - rang < 6
+        answer_reoffer(caller, await caller.wait_for(ReInvite, hold=False))
+        assert call.session is not None
+        note = call.session.record.metadata["transfer"]
+        assert note["outcome"] == "failed" and "did not answer within 3 s" in note["reason"]
+        await wait_until(lambda: call.session is not None and not call.session.held)
+        assert d.sip is not None and list(d.sip.sip_calls.values()) == [call]  # the consultation is gone
+    finally:
+        await d.stop()
+
+
+async def test_the_caller_hanging_up_while_held_ends_the_consultation(tmp_path: Path,
+                                                                      peers: tuple[SipPeer, SipPeer]) -> None:
+    caller, target = peers
+    d = await daemon(tmp_path, target)
+    try:
+        cid, call, incoming = await _hold_and_dial(d, caller, target)
+        target.agent.answer(incoming.call_id, target.answer_for(incoming.offer), time.monotonic())
+        target.flush()
+        await target.wait_for(CallEstablished, call_id=incoming.call_id)
+        caller.agent.bye(cid, time.monotonic())
+        caller.flush()
+        await target.wait_for(ByeReceived, call_id=incoming.call_id)
+        assert d.sip is not None
+        await wait_until(lambda: not d.sip.sip_calls)  # type: ignore[union-attr]
+        assert call.session is not None and call.session.record.end_reason == "caller_hangup"
+        assert not [e for e in caller.of(ReInvite) if not e.hold]  # nobody to take off hold
     finally:
         await d.stop()

@@ -37,7 +37,7 @@ from voxd.net.rtp import PortPool
 from voxd.net.sip_attended import attended_transfer, consult_event
 from voxd.net.sip_calls import SipCall, SipCallTable
 from voxd.net.sip_connect import SipConnector
-from voxd.net.sip_hold import caller_hold_changed, replace_dialog
+from voxd.net.sip_hold import caller_hold_changed, reoffer_answered, replace_dialog
 from voxd.net.sip_taps import tap_datagram
 from voxd.net.sip_tcp import TcpPeers
 from voxd.net.sip_trace import SipTracer
@@ -343,6 +343,8 @@ class SipEndpoint:
             call.leg.dtmf(e.digit, "sip-info")
         elif isinstance(e, ev.ReInvite) and call is not None:
             self._reinvite(call, e, now)
+        elif isinstance(e, ev.ReofferAnswered) and call is not None:
+            reoffer_answered(self, call, e.answer)
         elif isinstance(e, ev.ReferProgress) and call is not None:
             self._transfer_progress(call, e.status)
             if e.final:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from voxd.media import codecs
 from voxd.proto import negotiate, secure_sdp
+from voxd.proto.sdes import SdesError, accept_keys, offered
 from voxd.proto.sdp import DIRECTIONS, SdpParseError, SessionDescription
 from voxd.proto.sip import events as ev
 
@@ -83,6 +84,38 @@ async def hold_caller(ep: SipEndpoint, call: SipCall, on: bool) -> bool:
     call.hold_audio = ep.hold_audio() if on else None
     _set_session_held(call)
     return True
+
+
+def reoffer_answered(ep: SipEndpoint, call: SipCall, answer: bytes) -> None:
+    """The caller answered our hold/unhold re-INVITE: its media address, and on an SRTP
+    call the key its answer chose for the crypto line we offered again (RFC 4568 §7.1.4)."""
+    ua = ep.ua
+    dialog = ua.calls.get(call.call_id) if ua is not None else None
+    if call.rtp is None or dialog is None or not answer:
+        return
+    try:
+        desc = SessionDescription.parse(answer)
+        ours = SessionDescription.parse(dialog.local_sdp).audio()
+    except SdpParseError:
+        log.info("call %s: unreadable answer to our re-INVITE", call.call_id)
+        return
+    media = desc.audio()
+    if media is None or ours is None:
+        return
+    ip = desc.connection_address(media)
+    if ip and ip not in ("0.0.0.0", "::") and media.port:
+        call.rtp.remote = (ip, media.port)
+    if call.rtp.srtp is None:
+        return
+    try:
+        keys = accept_keys(offered(ours), media, "required")  # an SRTP call never falls back
+    except SdesError as e:
+        log.warning("call %s: the answer to our re-INVITE has no usable SRTP key (%s): hanging up", call.call_id, e)
+        ep.table.end(call, "failed", "system")
+        return
+    if keys is not None:
+        call.rtp.srtp.rekey(keys)
+        call.rtp.neg.srtp = keys
 
 
 async def replace_dialog(ep: SipEndpoint, old: SipCall, e: ev.IncomingCall) -> None:
