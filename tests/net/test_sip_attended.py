@@ -28,6 +28,8 @@ from tests.net.sip_peer import SipPeer, level
 from tests.synth import voiced
 from voxd.app import Daemon
 from voxd.net.sip_calls import SipCall
+from voxd.proto import secure_sdp
+from voxd.proto.sdes import new_crypto
 from voxd.proto.sdp import SessionDescription
 from voxd.proto.sip import (
     ByeReceived,
@@ -328,5 +330,51 @@ async def test_the_caller_hanging_up_while_held_ends_the_consultation(tmp_path: 
         await wait_until(lambda: not d.sip.sip_calls)  # type: ignore[union-attr]
         assert call.session is not None and call.session.record.end_reason == "caller_hangup"
         assert not [e for e in caller.of(ReInvite) if not e.hold]  # nobody to take off hold
+    finally:
+        await d.stop()
+
+
+async def test_hold_on_an_srtp_call_takes_the_key_the_caller_answers_with(
+        tmp_path: Path, peers: tuple[SipPeer, SipPeer]) -> None:
+    caller, target = peers
+    d = await daemon(tmp_path, target, srtp="optional")
+    try:
+        assert d.sip is not None
+        mine = new_crypto(1)
+        sdp = (f"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+               f"m=audio {caller.rtp_port} RTP/SAVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+               f"a=crypto:{mine.serialize()}\r\n").encode()
+        cid = caller.agent.invite(f"sip:2000@127.0.0.1:{d.sip.port}", time.monotonic(), sdp=sdp,
+                                  peer=("127.0.0.1", d.sip.port))
+        caller.flush()
+        await caller.wait_for(CallEstablished, call_id=cid)
+        call = voxd_call(d)
+        assert call.rtp is not None and call.rtp.srtp is not None
+        assert call.rtp.srtp.remote_key == mine.keys[0].key_salt
+        await asyncio.sleep(0.3)
+        await press(caller, cid, "4")
+        hold = await caller.wait_for(ReInvite, hold=True)
+        assert b"RTP/SAVP" in hold.offer and b"a=crypto:" in hold.offer and b"a=sendonly" in hold.offer
+        neg = secure_sdp.answer(SessionDescription.parse(hold.offer), "127.0.0.1", caller.rtp_port, ["PCMU"],
+                                policy="required")
+        assert neg.srtp is not None and neg.direction == "recvonly"
+        caller.agent.answer_reoffer(cid, neg.sdp.serialize(), time.monotonic())  # with a key of its own, new
+        caller.flush()
+        await wait_until(lambda: call.rtp is not None and call.rtp.srtp is not None
+                         and call.rtp.srtp.remote_key == neg.srtp.local.keys[0].key_salt)  # type: ignore[union-attr]
+        incoming = await target.wait_for(IncomingCall, within=15)
+        assert b"a=crypto:" in incoming.offer  # the consultation offers SRTP too (sip.srtp: optional)
+        target.agent.reject(incoming.call_id, 603, time.monotonic())
+        target.flush()
+        unhold = await caller.wait_for(ReInvite, hold=False)
+        assert b"a=sendrecv" in unhold.offer and b"RTP/SAVP" in unhold.offer
+        answer_reoffer_srtp = secure_sdp.answer(SessionDescription.parse(unhold.offer), "127.0.0.1", caller.rtp_port,
+                                                ["PCMU"], policy="required")
+        caller.agent.answer_reoffer(cid, answer_reoffer_srtp.sdp.serialize(), time.monotonic())
+        caller.flush()
+        assert answer_reoffer_srtp.srtp is not None
+        await wait_until(lambda: call.rtp is not None and call.rtp.srtp is not None
+                         and call.rtp.srtp.remote_key == answer_reoffer_srtp.srtp.local.keys[0].key_salt)  # type: ignore[union-attr]
+        assert not call.ended
     finally:
         await d.stop()
