@@ -45,9 +45,9 @@ def test_a_wav_file_is_resampled_and_looped(tmp_path: Path) -> None:
 def test_a_bad_file_is_named(tmp_path: Path) -> None:
     bad = tmp_path / "nope.wav"
     bad.write_bytes(b"not a wav")
-    with pytest.raises(ValueError, match="nope.wav"):
+    with pytest.raises(ValueError, match=r"nope\.wav"):
         HoldAudio.load(bad)
-    with pytest.raises(ValueError, match="missing.wav"):
+    with pytest.raises(ValueError, match=r"missing\.wav"):
         HoldAudio.load(tmp_path / "missing.wav")
 
 

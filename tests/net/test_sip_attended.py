@@ -298,7 +298,7 @@ async def test_a_target_that_never_answers_is_cancelled(tmp_path: Path, peers: t
     caller, target = peers
     d = await daemon(tmp_path, target)  # sip.transfer_ring_s: 3
     try:
-        cid, call, incoming = await _hold_and_dial(d, caller, target)
+        _cid, call, incoming = await _hold_and_dial(d, caller, target)
         target.agent.ring(incoming.call_id, time.monotonic())
         target.flush()
         rang = time.monotonic()
