@@ -254,6 +254,9 @@ async def test_failed_refer_ends_the_consultation_and_resumes(tmp_path: Path,
         note = call.session.record.metadata["transfer"]
         assert note["outcome"] == "failed" and "503" in note["reason"] and note["progress"] == [100, 503]
         assert not call.ended
+        caller.agent.bye(cid, time.monotonic())
+        caller.flush()
+        await wait_until(lambda: call.ended)
     finally:
         await d.stop()
 
@@ -298,7 +301,7 @@ async def test_a_target_that_never_answers_is_cancelled(tmp_path: Path, peers: t
     caller, target = peers
     d = await daemon(tmp_path, target)  # sip.transfer_ring_s: 3
     try:
-        _cid, call, incoming = await _hold_and_dial(d, caller, target)
+        cid, call, incoming = await _hold_and_dial(d, caller, target)
         target.agent.ring(incoming.call_id, time.monotonic())
         target.flush()
         rang = time.monotonic()
@@ -310,6 +313,9 @@ async def test_a_target_that_never_answers_is_cancelled(tmp_path: Path, peers: t
         assert note["outcome"] == "failed" and "did not answer within 3 s" in note["reason"]
         await wait_until(lambda: call.session is not None and not call.session.held)
         assert d.sip is not None and list(d.sip.sip_calls.values()) == [call]  # the consultation is gone
+        caller.agent.bye(cid, time.monotonic())
+        caller.flush()
+        await wait_until(lambda: call.ended)
     finally:
         await d.stop()
 
@@ -376,5 +382,8 @@ async def test_hold_on_an_srtp_call_takes_the_key_the_caller_answers_with(
         await wait_until(lambda: call.rtp is not None and call.rtp.srtp is not None
                          and call.rtp.srtp.remote_key == answer_reoffer_srtp.srtp.local.keys[0].key_salt)  # type: ignore[union-attr]
         assert not call.ended
+        caller.agent.bye(cid, time.monotonic())
+        caller.flush()
+        await wait_until(lambda: call.ended)
     finally:
         await d.stop()
