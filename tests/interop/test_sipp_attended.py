@@ -132,3 +132,19 @@ async def test_attended_transfer_refers_the_caller_to_the_target_with_replaces(t
             target.kill()
             await target.wait()
         await d.stop()
+
+
+async def test_an_invite_replacing_no_dialog_gets_481(tmp_path: Path) -> None:
+    d = await start(tmp_path, free_udp_port())
+    try:
+        log = tmp_path / "messages.log"
+        await run_sipp(d, scenario(tmp_path, "replaces_unknown.xml", USER="2000"), tmp_path,
+                       "-trace_msg", "-message_file", str(log), limit_s=20)
+        assert await records(d) == []  # no call was created
+        sent = messages(log)
+        invite = next(m for m in sent if m.startswith("INVITE "))
+        ack = next(m for m in sent if m.startswith("ACK "))
+        assert header(ack, "Via") == header(invite, "Via")  # the ACK of a non-2xx is in the INVITE's transaction
+        assert [m for m in sent if m.startswith("SIP/2.0 481")]
+    finally:
+        await d.stop()
