@@ -184,6 +184,12 @@ class SipListenConfig(_Model):
         description="Close a SIP-over-TCP connection silent this long that carries no call "
                     "(keep-alive CRLFs count as traffic).")
     codecs: list[str] = Field(default_factory=lambda: ["PCMU", "PCMA"], description="Preference order.")
+    hold_audio: str | None = Field(
+        None, description="WAV file a caller hears while voxd holds it (an attended transfer's consultation); "
+        "default: a soft two-tone pattern every 3 s (voxd/media/hold.py).")
+    transfer_ring_s: float = Field(
+        30.0, ge=1, le=300, description="Attended transfer: how long the target may ring before the caller "
+        "is taken off hold and the agent told it did not answer.")
     trunks: list[TrunkConfig] = Field(default_factory=list)
     allow_any: bool = Field(False, description="Accept calls from any source when no trunk is configured.")
     srtp: SrtpPolicy = Field(

@@ -39,7 +39,16 @@ from voxd.agents.loader import LoadedAgent
 from voxd.call.events import CallEvent
 from voxd.call.lookup import Outcome
 from voxd.call.manager import CallLimitReached, CallManager
-from voxd.call.ports import SILENCE, AudioFrame, EndedBy, EndReason, Engines, PlaybackFinished
+from voxd.call.ports import (
+    SILENCE,
+    AudioFrame,
+    EndedBy,
+    EndReason,
+    Engines,
+    PlaybackFinished,
+    TransferOutcome,
+)
+from voxd.call.reply import voice_of
 from voxd.call.session import CallSession
 from voxd.core.endreason import TRANSPORT_FAILURES
 from voxd.media.codecs.base import Codec
@@ -302,6 +311,15 @@ class CallLeg:
 
     async def send_dtmf(self, digits: str) -> None:
         await self.transport.send_dtmf(digits)
+
+    async def attended_transfer(self, target: str, summary: str) -> TransferOutcome:
+        """Warm transfer (SIP: voxd/net/sip_attended.py): hold the caller, call ``target``,
+        say ``summary`` to it with the agent's voice, then hand the caller over."""
+        carry = getattr(self.transport, "attended_transfer", None)
+        if carry is None or self.session is None:
+            return TransferOutcome(False, f"attended transfer is not available on a {self.transport_name} call")
+        outcome: TransferOutcome = await carry(target, summary, voice_of(self.session.engines.tts))
+        return outcome
 
     def clear(self) -> PlaybackFinished | None:
         return self.wire.clear()

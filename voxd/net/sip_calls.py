@@ -19,9 +19,11 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from voxd.agents.loader import LoadedAgent
-from voxd.call.ports import AudioFrame, EndedBy, EndReason, PlaybackFinished
+from voxd.call.ports import AudioFrame, EndedBy, EndReason, PlaybackFinished, TransferOutcome
+from voxd.call.reply import Voice
 from voxd.call.session import CallSession
 from voxd.media import codecs
+from voxd.media.hold import HoldAudio
 from voxd.net.leg import CallLeg, LegEnv
 from voxd.net.rtp import PortPool, RtpStream
 from voxd.net.srtp import SrtpContext
@@ -54,6 +56,9 @@ class Signalling(Protocol):
 
     def cancel(self, call_id: str) -> None: ...
 
+    async def attended_transfer(self, call: SipCall, target: str, summary: str,
+                                voice: Voice) -> TransferOutcome: ...
+
 
 class SipCall:
     """One SIP call: dialog id and RTP stream; the Wire and TransportControl of its leg."""
@@ -77,6 +82,14 @@ class SipCall:
         # RFC 3263 failover (trunk calls): the targets left, and how the INVITE was sent
         self.failover: Failover | None = None
         self.invite_args: tuple[str, str, dict[str, Any]] | None = None  # (uri, from_user, options)
+        # hold (voxd/net/sip_hold.py) and attended transfer (voxd/net/sip_attended.py)
+        self.remote_hold = False  # the caller put us on hold (its re-INVITE)
+        self.hold_audio: HoldAudio | None = None  # we hold the caller: this is what it hears
+        self.attended = False  # an attended transfer is under way: its flow ends the call
+        self.consult = False  # an attended transfer's call to the target (no session of its own)
+        self.answered: asyncio.Future[bytes | None] | None = None  # consult: the target's answer SDP
+        self.failed_status: int | None = None  # consult: how the target refused
+        self.gone = asyncio.Event()  # set once the call is cleaned up
 
     # TransportControl
     async def hangup(self) -> None:
@@ -100,16 +113,22 @@ class SipCall:
         if self.rtp is not None:
             self.rtp.send_dtmf(digits)
 
+    async def attended_transfer(self, target: str, summary: str, voice: Voice) -> TransferOutcome:
+        return await self.table.signalling.attended_transfer(self, target, summary, voice)
+
     # Wire
     def receive(self) -> AudioFrame | None:
         return self.rtp.receive_frame() if self.rtp is not None else None
 
     @property
     def holding(self) -> bool:
-        return self.rtp is not None and self.rtp.sending_dtmf
+        """No bot speech this tick: digits are going out, or the caller is on hold."""
+        return self.rtp is not None and (self.rtp.sending_dtmf or self.remote_hold or self.hold_audio is not None)
 
     def send(self, frame: AudioFrame | None) -> None:
         if self.rtp is not None:
+            if self.hold_audio is not None and not self.rtp.sending_dtmf:
+                frame = self.hold_audio.next_frame()
             self.rtp.send_frame(frame)
 
     def clear(self) -> PlaybackFinished | None:
@@ -285,6 +304,9 @@ class SipCallTable:
         if call.ended:
             return
         call.ended = True
+        call.gone.set()
+        if call.answered is not None and not call.answered.done():
+            call.answered.set_result(None)
         if call.rtp is None and call.outbound_sock is not None:
             call.outbound_sock.close()
         if call.rtp is not None:
