@@ -30,6 +30,7 @@ from voxd.call.admission import Admission
 from voxd.call.conversations import ConversationManager
 from voxd.call.lookup import InboundLookups
 from voxd.call.manager import CallManager
+from voxd.call.org_gate import OrgCallGate
 from voxd.config import VoxdConfig
 from voxd.media import inference
 from voxd.net.clock import MediaClock
@@ -137,6 +138,7 @@ class Daemon:
                                  admission=admission)
         self.calls.repo_for = lambda org: db.for_org(org).calls()  # another organisation's agent: its calls
         self.calls.lookups = InboundLookups(lambda: self.outbound, library.signer)  # agents' inbound_lookup
+        self.calls.org_gate = OrgCallGate(db.orgs, self.calls)  # organisations' calls at once / per day
         self.calls.listeners.append(self.metrics.on_call_event)
         self.function_log = ExecutionLogger(db.executions(), repo_for=lambda org: db.for_org(org).executions())
         self.calls.listeners.append(self.function_log)
@@ -247,7 +249,7 @@ class Daemon:
         from voxd.api.app import setup_api
         from voxd.api.deps import ApiDeps, api_settings
         from voxd.core.errors import NotFound
-        from voxd.daemon_sources import DaemonAgents, DaemonCalls, OrgAgentDirs, OrgCalls, rate_buckets
+        from voxd.daemon_sources import DaemonAgents, DaemonCalls, OrgAgentDirs, org_calls, rate_buckets
         from voxd.tools.function_source import LibraryFunctionSource
 
         calls = self.calls
@@ -256,7 +258,8 @@ class Daemon:
                                  LibraryFunctionSource(self.tool_library, not_found=NotFound), api_settings(self.cfg.api),
                                  conversations=self.conversations,
                                  org_agents=OrgAgentDirs(self.agent_orgs, self.org_writing),
-                                 org_calls=lambda org: OrgCalls(calls, org),
+                                 org_calls=lambda org: org_calls(calls, self.agent_orgs, lambda: self.sip,
+                                                                 lambda: self.outbound.secrets, org),
                                  buckets=rate_buckets(self.cfg.redis, self.metrics, app),
                                  recordings=self.cfg.resolved_recordings(),
                                  outbound=lambda: self.outbound)

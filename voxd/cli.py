@@ -255,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("target", help="sip:user@host[:port], or a phone number (+15551234567) with --trunk")
     d.add_argument("--trunk", help="a trunk with outbound settings in voxd.yaml (sip.trunks[].outbound)")
     d.add_argument("--agent", required=True, help="agent YAML file or name in the agents folder")
+    d.add_argument("--org", default=None, help="the organisation placing the call: its agent of agents/<org>/ "
+                   "and only trunks listing it (sip.trunks[].orgs); default: default")
     d.add_argument("--config", "-c")
     d.add_argument("--from-user", default=None, help="From user (default: the trunk's from_user, else voxd)")
     d.add_argument("--sip-port", type=int, default=0, help="local SIP port (default: any free port)")

@@ -79,23 +79,32 @@ class DaemonAgents:
 
 
 class DaemonCalls:
-    def __init__(self, calls: CallManager, agents: AgentCatalog, sip: Callable[[], SipEndpoint | None],
-                 secrets: Callable[[], SecretBook] = SecretBook.vendors) -> None:
+    """The live calls of organisation ``org`` (those its agents answered or placed); outbound
+    calls use its agents and the trunks that list it (``sip.trunks[].orgs``)."""
+
+    def __init__(self, calls: CallManager, agents: AgentCatalog | Callable[[], AgentCatalog | None],
+                 sip: Callable[[], SipEndpoint | None],
+                 secrets: Callable[[], SecretBook] = SecretBook.vendors, org: str = DEFAULT_ORG) -> None:
         self.calls = calls
-        self.agents = agents
+        self._agents = agents  # a catalog, or (another organisation's) asked per call: its folder may come later
         self._secrets = secrets  # the declared secrets, current after a reload
         self._sip = sip  # asked per call: a reload may re-bind SIP as a new endpoint
+        self.org = org
 
     @property
     def sip(self) -> SipEndpoint | None:
         return self._sip()
 
+    @property
+    def agents(self) -> AgentCatalog | None:
+        return self._agents if isinstance(self._agents, AgentCatalog) else self._agents()
+
     async def active(self) -> builtins.list[dict[str, Any]]:
-        return [s.record.to_dict() for s in self.calls.active.values() if s.record.org == DEFAULT_ORG]
+        return [s.record.to_dict() for s in self.calls.active.values() if s.record.org == self.org]
 
     async def end(self, call_id: str) -> bool:
         session = self.calls.active.get(call_id)
-        return session is not None and session.record.org == DEFAULT_ORG and await self.calls.end(call_id)
+        return session is not None and session.record.org == self.org and await self.calls.end(call_id)
 
     async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None, *,
                    variables: dict[str, str] | None = None, recording: dict[str, Any] | None = None) -> str:
@@ -104,11 +113,12 @@ class DaemonCalls:
         sip = self.sip
         if sip is None:
             raise NotSupported("outbound calls need the SIP listener (sip.enabled: true)")
-        a = self.agents.get(agent)
-        if a is None:
+        catalog = self.agents
+        a = None if catalog is None else catalog.get(agent)
+        if a is None or a.org != self.org:
             raise NotFound(agent)
         meta = {REQUEST_KEY: recording} if recording else None  # read when the call's recorder is made
-        via = pick_trunk(sip, trunk, to)
+        via = pick_trunk(sip, trunk, to, org=self.org)
         if via is not None:
             session = await dial_trunk(sip, a, via, to, secrets=self._secrets(), from_user=from_,
                                        variables=variables, metadata=meta)
@@ -138,23 +148,11 @@ class OrgAgentDirs:
         return got
 
 
-class OrgCalls:
-    """The live calls of organisation ``org`` (those its agents answered). Outbound calls go
-    through the daemon's trunks, which are the default organisation's: none are dialled here."""
-
-    def __init__(self, calls: CallManager, org: str) -> None:
-        self.calls, self.org = calls, org
-
-    async def active(self) -> builtins.list[dict[str, Any]]:
-        return [s.record.to_dict() for s in self.calls.active.values() if s.record.org == self.org]
-
-    async def end(self, call_id: str) -> bool:
-        session = self.calls.active.get(call_id)
-        return session is not None and session.record.org == self.org and await self.calls.end(call_id)
-
-    async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None, *,
-                   variables: dict[str, str] | None = None, recording: dict[str, Any] | None = None) -> str:
-        raise NotFound(f"no agent {agent!r}")
+def org_calls(calls: CallManager, fleet: OrgCatalogs, sip: Callable[[], SipEndpoint | None],
+              secrets: Callable[[], SecretBook], org: str) -> DaemonCalls:
+    """The live calls of organisation ``org``, its outbound calls dialled with its agents of
+    ``agents/<org>/`` through the trunks listing it."""
+    return DaemonCalls(calls, lambda: fleet.catalog(org), sip, secrets, org=org)
 
 
 def audit_file_changes(db: Store, agents: AgentCatalog, report: ReloadReport,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 from voxd.agents.loader import AgentLoadError, LoadedAgent, load_agent_file
+from voxd.agents.orgs import DEFAULT_ORG
 from voxd.config import ConfigError, VoxdConfig, load_config
 from voxd.harness import format_record, standalone_calls
 from voxd.net.clock import MediaClock
@@ -17,10 +19,13 @@ from voxd.net.sip import SipEndpoint
 
 def _load(args: argparse.Namespace) -> tuple[VoxdConfig, Path, LoadedAgent]:
     cfg, base = load_config(args.config)
+    org = getattr(args, "org", None) or DEFAULT_ORG
     agent_path = Path(args.agent)
     if not agent_path.exists():
-        agent_path = base / cfg.agents_dir / f"{args.agent}.yaml"
-    return cfg, base, load_agent_file(agent_path, cfg.outbound())
+        folder = base / cfg.agents_dir if org == DEFAULT_ORG else base / cfg.agents_dir / org
+        agent_path = folder / f"{args.agent}.yaml"
+    # the call is the organisation's: its record says so, and only its trunks are dialled
+    return cfg, base, dataclasses.replace(load_agent_file(agent_path, cfg.outbound()), org=org)
 
 
 async def run_dial(args: argparse.Namespace) -> int:
@@ -41,7 +46,7 @@ async def run_dial(args: argparse.Namespace) -> int:
         from voxd.net.sip_trunk import dial_trunk, pick_trunk
 
         try:
-            trunk = pick_trunk(endpoint, getattr(args, "trunk", None), args.target)
+            trunk = pick_trunk(endpoint, getattr(args, "trunk", None), args.target, org=agent.org)
             if trunk is not None:
                 session = await dial_trunk(endpoint, agent, trunk, args.target, secrets=cfg.outbound().secrets,
                                            from_user=args.from_user)

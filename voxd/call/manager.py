@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from voxd.agents.loader import LoadedAgent
 from voxd.agents.templates import for_call
@@ -36,6 +36,9 @@ from voxd.providers.llm.local.warm import uses_local, warm_agent
 from voxd.store.repos import CallRepo
 from voxd.store.repos import TxnWrite as StoreTxnWrite
 from voxd.tools.registry import ToolRegistry
+
+if TYPE_CHECKING:
+    from voxd.call.org_gate import OrgCallGate
 
 log = logging.getLogger("voxd.calls")
 
@@ -80,6 +83,7 @@ class CallManager:
         self._silero: Any = None
         self._smart_turn: Any = None
         self.lookups: InboundLookups | None = None  # agents' inbound_lookup (set by the daemon)
+        self.org_gate: OrgCallGate | None = None  # organisations' limits on inbound calls (set by the daemon)
 
     @property
     def max_calls(self) -> int:

@@ -28,6 +28,8 @@ from voxd.config.tools import ToolsConfig
 from voxd.core.egress import AllowRule, EgressPolicy
 from voxd.core.secrets import VENDOR_SECRETS, DeclaredSecret, Outbound, SecretBook
 
+_ORG_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")  # as voxd.agents.orgs.ORG_ID_RE
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -153,6 +155,20 @@ class TrunkConfig(_Model):
     options_interval_s: float = Field(
         0.0, ge=0, le=3600, description="Send an OPTIONS keepalive to the trunk's proxy (or domain) this often "
         "and report its health (GET /api/v1/sip/trunks, voxd_sip_trunk_up); 0: never. Needs `outbound`.")
+    orgs: tuple[str, ...] = Field(
+        ("default",), description="Organisations whose API keys may place calls through this trunk "
+        "(`POST /api/v1/calls` with `trunk`); to any other it does not exist (404). Default: only `default`.")
+
+    @field_validator("orgs", mode="before")
+    @classmethod
+    def _org_names(cls, v: Any) -> Any:
+        if not isinstance(v, list | tuple) or not all(isinstance(o, str) for o in v):
+            raise ValueError("orgs must be a list of organisation names, e.g. [default, acme]")
+        bad = [o for o in v if not _ORG_ID_RE.match(o) or o == "tests"]
+        if bad:
+            raise ValueError(f"not an organisation name: {', '.join(map(repr, bad))} "
+                             "(lowercase letters, digits and '-', at most 63)")
+        return tuple(v)
 
     @property
     def outbound_only(self) -> bool:

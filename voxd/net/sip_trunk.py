@@ -94,22 +94,26 @@ def outbound_trunks(endpoint: SipEndpoint) -> list[TrunkConfig]:
     return [t for t in endpoint.cfg.trunks if t.outbound is not None]
 
 
-def pick_trunk(endpoint: SipEndpoint, name: str | None, to: str) -> TrunkConfig | None:
-    """The trunk a dial request means: the named one, or for a plain number the only
-    outbound trunk; None for a SIP URI without a trunk (dialled directly)."""
-    trunks = outbound_trunks(endpoint)
+def pick_trunk(endpoint: SipEndpoint, name: str | None, to: str, org: str = "default") -> TrunkConfig | None:
+    """The trunk a dial request of organisation ``org`` means: the named one, or for a plain
+    number the only outbound trunk it may use (``sip.trunks[].orgs``); None for a SIP URI
+    without a trunk (dialled directly, by the default organisation only). A trunk not
+    listed for ``org`` is as unknown as one that is not configured (NotFound)."""
+    trunks = [t for t in outbound_trunks(endpoint) if org in t.orgs]
     if name is not None:
         for t in trunks:
             if t.name == name:
                 return t
         raise NotFound(f"no trunk {name!r} with outbound settings (sip.trunks[].outbound)")
     if to.startswith(("sip:", "sips:")):
-        return None
-    if not is_number(to):
+        if org == "default":
+            return None
+    elif not is_number(to):
         raise ValueError("'to' must be a SIP URI (sip:user@host) or a phone number (+15551234567)")
     if len(trunks) != 1:
-        raise ValueError("a phone number needs 'trunk': " + (", ".join(t.name for t in trunks) or
-                                                           "no trunk has outbound settings"))
+        raise ValueError(("a phone number" if is_number(to) else "a call of an organisation other than the default")
+                         + " needs 'trunk': " + (", ".join(t.name for t in trunks) or
+                                                 "no trunk with outbound settings lists this organisation"))
     return trunks[0]
 
 
