@@ -110,7 +110,7 @@ class SipEndpoint:
         self.tracer: SipTracer | None = None  # per-call SIP traces (sip_trace.py)
         self.table.on_cleanup = self._traced
         self._looking_up: dict[str, asyncio.Task[None]] = {}  # INVITEs waiting for their agent's inbound lookup
-        self._lookup_orgs: dict[str, str] = {}  # those INVITEs' organisations (admitted by its limits already)
+        self.lookup_orgs: dict[str, str] = {}  # those INVITEs' organisations (admitted by its limits already)
         self._hold = HoldAudio.load(cfg.hold_audio)  # what a caller we hold hears (sip_hold.py)
 
     def configure(self, cfg: SipListenConfig) -> None:
@@ -406,9 +406,11 @@ class SipEndpoint:
             ua.reject(e.call_id, 488, now, reason="Bad SDP")
             return
         if self.calls.org_gate is not None:  # the organisation's calls at once / per day: store reads first
-            self._waiting(e.call_id, self._gated(e, agent, offer))
+            from voxd.net.sip_org import gated
+
+            self._waiting(e.call_id, gated(self, e, agent, offer))
             return
-        self._route(e, agent, offer, now)
+        self.route(e, agent, offer, now)
 
     def _waiting(self, call_id: str, work: Coroutine[Any, Any, None]) -> None:
         """An INVITE answered after ``work`` (it counts against max_calls meanwhile; a CANCEL ends it)."""
@@ -416,31 +418,12 @@ class SipEndpoint:
         self._looking_up[call_id] = task
         task.add_done_callback(lambda t: self._looking_up.pop(call_id) if self._looking_up.get(call_id) is t else None)
 
-    def _route(self, e: ev.IncomingCall, agent: LoadedAgent, offer: SessionDescription, now: float) -> None:
+    def route(self, e: ev.IncomingCall, agent: LoadedAgent, offer: SessionDescription, now: float) -> None:
         if agent.config.inbound_lookup is not None and self.calls.lookups is not None:
-            self._lookup_orgs[e.call_id] = agent.org
+            self.lookup_orgs[e.call_id] = agent.org
             self._waiting(e.call_id, self._look_up(e, agent, offer))
             return
         self._admit(e, agent, offer, now)
-
-    async def _gated(self, e: ev.IncomingCall, agent: LoadedAgent, offer: SessionDescription) -> None:
-        """The organisation's limits (voxd/call/org_gate.py): over one, 486 Busy Here with Retry-After."""
-        assert self.ua is not None and self.calls.org_gate is not None
-        pending = sum(1 for org in self._lookup_orgs.values() if org == agent.org)
-        refusal = await self.calls.org_gate.check(agent.org, pending)
-        # no await from here on: the calls counted are still the calls up when this one is admitted
-        now = time.monotonic()
-        try:
-            if refusal is not None:
-                log.info("SIP INVITE %s to organisation %s refused (%d): %s", e.call_id, agent.org, refusal.status,
-                         refusal.detail)
-                self.ua.reject(e.call_id, refusal.status, now, retry_after=refusal.retry_after, reason="Busy Here")
-            else:
-                self._route(e, agent, offer, now)
-        except KeyError:  # the caller gave up meanwhile
-            return
-        finally:
-            self._flush()
 
     async def _look_up(self, e: ev.IncomingCall, agent: LoadedAgent, offer: SessionDescription) -> None:
         """The agent's inbound lookup, before the INVITE is answered (the caller hears
@@ -450,7 +433,7 @@ class SipEndpoint:
         outcome = await self.env.inbound(agent, transport="sip", caller=e.from_.uri.user or "", called=e.user or "",
                                          from_uri=from_uri, to_uri=to_uri)
         self._looking_up.pop(e.call_id, None)
-        self._lookup_orgs.pop(e.call_id, None)
+        self.lookup_orgs.pop(e.call_id, None)
         now = time.monotonic()
         try:
             if outcome.reject is not None:
