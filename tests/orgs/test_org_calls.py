@@ -177,3 +177,30 @@ async def test_inbound_calls_are_held_to_the_orgs_limits(daemon: tuple[Daemon, C
     finally:
         for s, _f in rung:
             s.close()
+
+
+async def test_voxd_dial_org_uses_its_agents_and_only_its_trunks(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+    import json
+
+    from voxd.dial import run_dial
+
+    (tmp_path / "agents" / "acme").mkdir(parents=True)
+    (tmp_path / "agents" / "desk.yaml").write_text(agent("The default desk."))
+    (tmp_path / "agents" / "acme" / "sales.yaml").write_text(agent("Acme sales."))
+    out = {"domain": "127.0.0.1", "port": 9}
+    (tmp_path / "voxd.yaml").write_text(json.dumps({
+        "agents_dir": "agents", "state_dir": "state", "engines": {"silero_confirm": False, "preload": False},
+        "sip": {"trunks": [{"name": "acme-carrier", "orgs": ["acme"], "outbound": out},
+                           {"name": "house", "outbound": out}]}}))
+
+    def args(org: str | None, name: str, trunk: str) -> argparse.Namespace:
+        return argparse.Namespace(config=str(tmp_path / "voxd.yaml"), agent=name, org=org, target="+15551234567",
+                                  trunk=trunk, from_user=None, sip_port=0, max_seconds=1.0, json=True)
+
+    for org, name, trunk in ((None, "desk", "acme-carrier"), ("acme", "sales", "house")):
+        assert await run_dial(args(org, name, trunk)) == 2
+        assert f"no trunk {trunk!r}" in capsys.readouterr().err
+    assert await run_dial(args("acme", "desk", "acme-carrier")) == 2  # agents/acme/ has no desk
+    assert "desk.yaml" in capsys.readouterr().err
