@@ -10,33 +10,14 @@ with the CLI holds within seconds without a database read per request.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from voxd.api.problems import ApiProblem
-from voxd.store.repos import CallRepo, OrgRepo
+from voxd.call.org_limits import OrgLimitCache, utc_midnight
+from voxd.store.repos import CallRepo
 
-
-@dataclass
-class OrgLimitCache:
-    ttl_s: float = 5.0
-    _seen: dict[str, tuple[float, dict[str, int]]] = field(default_factory=dict)
-
-    async def get(self, orgs: OrgRepo, org: str) -> dict[str, int]:
-        now = time.monotonic()
-        hit = self._seen.get(org)
-        if hit is not None and now - hit[0] < self.ttl_s:
-            return hit[1]
-        row = await orgs.get(org)
-        limits: dict[str, int] = dict(row["limits"]) if row else {}
-        self._seen[org] = (now, limits)
-        return limits
-
-
-def utc_midnight(now: float | None = None) -> float:
-    t = datetime.fromtimestamp(time.time() if now is None else now, UTC)
-    return t.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+__all__ = ["OrgLimitCache", "check_call_limits", "month_start", "next_month", "utc_midnight"]
 
 
 async def check_call_limits(limits: dict[str, int], calls: CallRepo, active: list[dict[str, Any]]) -> None:

@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from voxd.api.org_limits import OrgLimitCache, utc_midnight
 from voxd.call.manager import CallManager
+from voxd.call.org_limits import OrgLimitCache, utc_midnight
 from voxd.store.repos import OrgRepo
 
 BUSY_RETRY_S = 5  # calls at once: a slot frees when any of the organisation's calls ends
