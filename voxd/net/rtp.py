@@ -212,8 +212,9 @@ class RtpStream(asyncio.DatagramProtocol):
         if is_rtcp(data):
             self.rtcp_received(data, addr, on_rtcp_port=False)
             return
+        src = (addr[0], addr[1])
         if self.srtp is not None:
-            if not self.guard.admit_rtp((addr[0], addr[1]), latch=False):
+            if not self.guard.admit_rtp(src, latch=False):
                 self.counters.wrong_source += 1
                 return
             try:
@@ -221,7 +222,7 @@ class RtpStream(asyncio.DatagramProtocol):
             except SrtpError:
                 self.counters.srtp_dropped += 1
                 return
-        if not self.guard.admit_rtp((addr[0], addr[1])):
+        if not self.guard.admit_rtp(src):
             self.counters.wrong_source += 1
             return
         try:
@@ -231,7 +232,7 @@ class RtpStream(asyncio.DatagramProtocol):
             return
         if not self.latched:
             # symmetric RTP (NAT): answer to where the caller's media really comes from
-            self.remote = (addr[0], addr[1])
+            self.remote = src
             self.latched = True
         self.inactivity.heard(time.monotonic())
         if pkt.payload_type == self.codec_pt:
