@@ -398,7 +398,7 @@ class SipEndpoint:
         call.rtp_port = port
         call.srtp_policy = self.srtp_policy(e.source)
         try:
-            neg = secure_sdp.answer(offer, self.host, port, self.cfg.codecs, policy=call.srtp_policy,
+            neg = secure_sdp.answer(offer, self.host, port, self.codec_prefs(e.source), policy=call.srtp_policy,
                                     session_id=int(now))
         except negotiate.SdpNegotiationError as err:
             self.ports.release(port)
@@ -454,6 +454,10 @@ class SipEndpoint:
         return await self.table.dial(agent, target, codec_names=self.cfg.codecs, from_user=from_user,
                                      srtp=self.cfg.srtp, variables=variables, metadata=metadata)
 
+    def codec_prefs(self, source: Addr) -> list[str]:
+        """The codec preference of a call from ``source``: its trunk's, else sip.codecs."""
+        return self.cfg.codecs_for(self._trunk_for(source) if self.cfg.trunks else None)
+
     def srtp_policy(self, source: Addr) -> Policy:
         """The srtp policy of a call from ``source``: its trunk's, else sip.srtp."""
         trunk = self._trunk_for(source) if self.cfg.trunks else None
@@ -464,7 +468,9 @@ class SipEndpoint:
         srtp = call.rtp.srtp if call.rtp is not None else None
         keys = call.rtp.neg.srtp if call.rtp is not None else None
         try:  # an SRTP call stays SRTP (never falls back), a plain one stays plain
-            neg = secure_sdp.answer(SessionDescription.parse(e.offer), self.host, call.rtp_port or 0, self.cfg.codecs,
+            # the stream keeps its codec: a re-offer without it is refused
+            prefs = [call.rtp.neg.codec.name] if call.rtp is not None else self.codec_prefs(call.source)
+            neg = secure_sdp.answer(SessionDescription.parse(e.offer), self.host, call.rtp_port or 0, prefs,
                                     policy="required" if srtp is not None else "off",
                                     local=keys.local if keys is not None else None,
                                     session_id=int(now), session_version=int(now))

@@ -176,7 +176,7 @@ async def dial_trunk(endpoint: SipEndpoint, agent: LoadedAgent, trunk: TrunkConf
         headers.append(("Privacy", "; ".join(out.privacy)))
     try:
         session = await endpoint.table.dial(
-            agent, target.serialize(), codec_names=endpoint.cfg.codecs, from_user=from_user or out.from_user or "voxd",
+            agent, target.serialize(), codec_names=endpoint.cfg.codecs_for(trunk), from_user=from_user or out.from_user or "voxd",
             peer=peer, metadata={"trunk": trunk.name, **(metadata or {})}, srtp=trunk.srtp or endpoint.cfg.srtp,
             variables=variables,
             invite_options={

@@ -51,6 +51,12 @@ class Codec(abc.ABC):
         """Bytes of one 20 ms payload (0 when variable)."""
         return 0
 
+    @property
+    def rtp_samples(self) -> int:
+        """RTP timestamp units of one 20 ms packet (the RTP clock, not the sampling
+        rate: 160 for G.722, whose clock is 8000, 960 for Opus)."""
+        return self.clock_rate // 50
+
     def silence(self) -> bytes:
         """One 20 ms payload of silence."""
         return self.encoder().encode(AudioFrame(b""))
