@@ -103,5 +103,5 @@ def test_accept_answer_refuses_a_codec_we_did_not_offer() -> None:
 
 def test_canonical_names() -> None:
     assert [canonical(n) for n in ("g722", "OPUS", "pcmu", "Pcma")] == ["G722", "opus", "PCMU", "PCMA"]
-    with pytest.raises(ValueError, match="unknown codec 'g729'.*known: PCMU, PCMA, G722, opus"):
+    with pytest.raises(ValueError, match=r"unknown codec 'g729'.*known: PCMU, PCMA, G722, opus"):
         canonical("g729")

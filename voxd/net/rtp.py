@@ -302,6 +302,8 @@ class RtpStream(asyncio.DatagramProtocol):
         if self._dtmf_out:
             self._send_dtmf_due()
             return
+        if out is None and self.codec.stateful:
+            out = SILENCE  # through the encoder, which the far end's decoder follows
         data = self._silence if out is None else self._enc.encode(out)
         self._clock_ref = (self.sender.timestamp, time.monotonic())
         if self.on_hold:

@@ -39,6 +39,9 @@ class Decoder(abc.ABC):
 class Codec(abc.ABC):
     name: str  # SDP encoding name, e.g. "PCMU"
     clock_rate: int
+    # payloads depend on the ones before (ADPCM, Opus): silence must go through the
+    # call's own encoder, or the far end's decoder drifts from it (G.711 is stateless)
+    stateful: bool = False
 
     @abc.abstractmethod
     def encoder(self) -> Encoder: ...

@@ -127,6 +127,7 @@ class AvDecoder(Decoder):
 
 class G722(Codec):
     name = "G722"
+    stateful = True
     clock_rate = 8_000  # RFC 3551: 8000 although it samples at 16 kHz
 
     @property
@@ -142,6 +143,7 @@ class G722(Codec):
 
 class Opus(Codec):
     name = "opus"
+    stateful = True
     clock_rate = OPUS_RATE
     channels = 2  # as RFC 7587 has it signalled, whatever the stream carries
 
