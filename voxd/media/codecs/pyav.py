@@ -40,10 +40,16 @@ log = logging.getLogger("voxd.codecs")
 G722_PAYLOAD_BYTES = 160  # 20 ms at 64 kbit/s
 OPUS_RATE = 48_000
 OPUS_BITRATE = 32_000  # wideband speech; libopus' own default is higher than speech needs
+# libopus complexity 0-10 (default 10): 5 costs about a third of the CPU (scripts/bench_codecs.py)
+# for speech that sounds the same, and a daemon encodes one stream per call
+OPUS_OPTIONS = {"compression_level": "5"}
 
 
-def _context(name: str, mode: Literal["r", "w"], rate: int, *, bit_rate: int | None = None) -> AudioCodecContext:
+def _context(name: str, mode: Literal["r", "w"], rate: int, *, bit_rate: int | None = None,
+             options: dict[str, str] | None = None) -> AudioCodecContext:
     ctx = cast(AudioCodecContext, CodecContext.create(name, mode))
+    if options:
+        ctx.options = dict(options)
     ctx.sample_rate = rate
     ctx.layout = "mono"
     if mode == "w":
@@ -78,10 +84,11 @@ def _decoded(frames: list[AvFrame]) -> bytes:
 class AvEncoder(Encoder):
     """One PyAV encoder context: a 20 ms 16 kHz frame in, one packet out."""
 
-    def __init__(self, name: str, codec: str, bit_rate: int | None = None) -> None:
+    def __init__(self, name: str, codec: str, bit_rate: int | None = None,
+                 options: dict[str, str] | None = None) -> None:
         self.name = name
-        self._codec, self._bit_rate = codec, bit_rate
-        self._ctx = _context(codec, "w", SAMPLE_RATE, bit_rate=bit_rate)
+        self._codec, self._bit_rate, self._options = codec, bit_rate, options
+        self._ctx = self._open()
         self._pts = 0
 
     def encode(self, frame: AudioFrame) -> bytes:
@@ -92,8 +99,11 @@ class AvEncoder(Encoder):
         self._pts += FRAME_SAMPLES
         return b"".join(bytes(p) for p in packets)
 
+    def _open(self) -> AudioCodecContext:
+        return _context(self._codec, "w", SAMPLE_RATE, bit_rate=self._bit_rate, options=self._options)
+
     def reset(self) -> None:
-        self._ctx = _context(self._codec, "w", SAMPLE_RATE, bit_rate=self._bit_rate)
+        self._ctx = self._open()
         self._pts = 0
 
 
@@ -148,7 +158,7 @@ class Opus(Codec):
     channels = 2  # as RFC 7587 has it signalled, whatever the stream carries
 
     def encoder(self) -> AvEncoder:
-        return AvEncoder(self.name, "libopus", bit_rate=OPUS_BITRATE)
+        return AvEncoder(self.name, "libopus", bit_rate=OPUS_BITRATE, options=OPUS_OPTIONS)
 
     def decoder(self) -> AvDecoder:
         return AvDecoder("libopus", OPUS_RATE)
