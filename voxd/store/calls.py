@@ -10,6 +10,7 @@ from dataclasses import asdict
 from typing import Any
 
 from voxd.core.calllog import CallRecord
+from voxd.store import scrub
 from voxd.store.base import SqlStore
 from voxd.store.repos import InvalidCursor, Transaction, TxnWrite
 from voxd.store.sql import Row, Txn
@@ -50,7 +51,9 @@ class CallRepository:
     async def save(self, record: CallRecord, also: Sequence[TxnWrite] = ()) -> None:
         """Upsert the call with all its turns, tool calls and digits (idempotent).
         `also` runs inside the same transaction (e.g. the webhook outbox rows for the
-        event this save records), so both commit or neither does."""
+        event this save records), so both commit or neither does. What is written is
+        redacted (``voxd.store.scrub``); ``record`` itself is not changed."""
+        record = scrub.record(self._db.pii(), record)
         async with self._db.transaction() as conn:
             await owned(conn, "calls", record.id, self._db.org)
             for write in also:
@@ -104,6 +107,7 @@ class CallRepository:
 
     async def set_recording(self, call_id: str, info: dict[str, Any]) -> bool:
         """Replace ``metadata.recording`` of a stored call; False when there is no such call."""
+        info = scrub.value(self._db.pii(), info)
         async with self._db.transaction() as conn:
             row = await conn.fetchone("SELECT metadata FROM calls WHERE id = ? AND org = ?", (call_id, self._db.org))
             if row is None:
