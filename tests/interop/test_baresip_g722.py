@@ -1,4 +1,5 @@
-"""A G.722 call from baresip (g722.so) into the daemon, on a trunk that prefers G.722.
+"""A G.722 call from baresip (g722.so) into the daemon, on a trunk that prefers G.722
+(and an Opus call from baresip's opus.so on one that prefers Opus: negotiated, audio both ways).
 
 baresip offers PCMU first and G.722 second; the trunk's `codecs: [G722, PCMU]` makes
 voxd answer G.722 (payload type 9, rtpmap G722/8000). Both ways must carry audio and
@@ -124,3 +125,27 @@ async def test_a_g722_call_is_wideband_both_ways(tmp_path: Path) -> None:
             and np.sqrt(np.mean(track[i: i + RATE // 2].astype(np.float64) ** 2)) > 500]
     print(f"recording caller track: 6 kHz tone in {len(loud)} half-second windows")
     assert loud, "the 6 kHz tone did not reach the pipeline: an 8 kHz round trip?"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(not Path("/usr/lib/baresip/modules/opus.so").exists(), reason="baresip opus.so not installed")
+async def test_an_opus_call_carries_audio_both_ways(tmp_path: Path) -> None:
+    caller = tmp_path / "caller48.wav"
+    await run_checked(["sox", str(SPEECH / "flite-slt" / "what_time.16k.wav"), "-r", "48000", "-c", "1", "-b", "16",
+                       "-e", "signed", str(caller), "pad", "4", "6"])
+    trunk = {"name": "lab", "allow": ["127.0.0.0/8"], "codecs": ["opus", "PCMU"]}
+    async with running_daemon(tmp_path, {"greeter": GREETER}, RTP, trunks=[trunk]) as d:
+        b = await baresip_call(tmp_path / "baresip", caller, f"sip:100@127.0.0.1:{d.sip.port}", timeout_s=45,
+                               account="<sip:caller@127.0.0.1>;regint=0;audio_codecs=PCMU,opus/48000/1",
+                               extra_config="module\t\t\topus.so\nopus_stereo\t\tno\nopus_sprop_stereo\tno\n",
+                               srate=48000)
+        (rec,) = await call_records(d)
+    assert rec["metadata"]["codec"] == "opus", b.log()[-1500:]
+    rtp = rec["metadata"]["rtp"]
+    assert rtp["received"] > 400 and rtp["sent"] > 400, rtp
+    _, dec = b.recordings()
+    heard, rate = read_wav(dec)
+    spans = voiced_spans(heard, rate)
+    assert spans and spans[0][0] < 1.5, spans  # the greeting reached baresip
+    said = [(t["speaker"], t["text"]) for t in rec["turns"]]
+    assert any(s == "caller" and "time" in t.lower() for s, t in said), said  # and its question reached STT
