@@ -43,15 +43,22 @@ class SourceGuard:
         if self.signalled is not None:
             self.hosts.add(self.signalled[0])
         self.latched: Addr | None = None
+        self._admitted: Addr | None = None  # the latched address as the socket spells it
 
     def admit_rtp(self, addr: Addr, *, latch: bool = True) -> bool:
         """True if this RTP packet is the caller's; the first one taken latches (with
-        ``latch=False`` only asked: SRTP latches once the packet authenticated)."""
+        ``latch=False`` only asked: SRTP latches once the packet authenticated). The
+        caller's own packets, after the first, cost one tuple comparison."""
+        if addr == self._admitted:
+            return True
         key = (canonical_host(addr[0]), addr[1])
         if self.latched is not None:
+            if key == self.latched:
+                self._admitted = addr
+                return True
             # port 0 is no port (nothing can answer it): sipp's play_dtmf sends its RFC 4733
             # events that way, from the caller's host; any other port is someone else
-            return key == self.latched or (key[1] == 0 and key[0] == self.latched[0])
+            return key[1] == 0 and key[0] == self.latched[0]
         if key == self.signalled or key[0] in self.hosts:
             if latch:
                 self.latched = key

@@ -81,13 +81,25 @@ class Database(SqlStore):
     async def transaction(self) -> AsyncIterator[SqliteTxn]:
         """A write transaction (BEGIN IMMEDIATE); one at a time on this connection."""
         async with self._write_lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
             try:
+                await self._through("BEGIN IMMEDIATE")
                 yield SqliteTxn(self._conn)
             except BaseException:
-                await self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:
+                    await self._through("ROLLBACK")
                 raise
-            await self._conn.execute("COMMIT")
+            await self._through("COMMIT")
+
+    async def _through(self, sql: str) -> None:
+        """Run ``sql`` to its end even when the awaiting task is cancelled meanwhile (the
+        cancellation is raised after it): a BEGIN or COMMIT whose outcome is unknown would
+        leave the connection inside a transaction for the next writer to trip over."""
+        step = asyncio.ensure_future(self._conn.execute(sql))
+        try:
+            await asyncio.shield(step)
+        except asyncio.CancelledError:
+            await step
+            raise
 
     # Reads run start to finish in one hop to the connection's thread. A cursor stepped
     # across awaits (execute, then fetch) lets another task's write run on this same
