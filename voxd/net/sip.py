@@ -17,7 +17,7 @@ import ipaddress
 import logging
 import os
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
 from voxd.agents.catalog import AgentCatalog
@@ -39,6 +39,7 @@ from voxd.net.sip_calls import SipCall, SipCallTable
 from voxd.net.sip_connect import SipConnector
 from voxd.net.sip_dns import SipResolver, address_types
 from voxd.net.sip_hold import caller_hold_changed, reoffer_answered, replace_dialog
+from voxd.net.sip_org import gated, waiting
 from voxd.net.sip_taps import tap_datagram
 from voxd.net.sip_tcp import TcpPeers
 from voxd.net.sip_trace import SipTracer
@@ -406,22 +407,14 @@ class SipEndpoint:
             ua.reject(e.call_id, 488, now, reason="Bad SDP")
             return
         if self.calls.org_gate is not None:  # the organisation's calls at once / per day: store reads first
-            from voxd.net.sip_org import gated
-
-            self._waiting(e.call_id, gated(self, e, agent, offer))
-            return
-        self.route(e, agent, offer, now)
-
-    def _waiting(self, call_id: str, work: Coroutine[Any, Any, None]) -> None:
-        """An INVITE answered after ``work`` (it counts against max_calls meanwhile; a CANCEL ends it)."""
-        task = asyncio.ensure_future(work)
-        self._looking_up[call_id] = task
-        task.add_done_callback(lambda t: self._looking_up.pop(call_id) if self._looking_up.get(call_id) is t else None)
+            waiting(self._looking_up, e.call_id, gated(self, e, agent, offer))
+        else:
+            self.route(e, agent, offer, now)
 
     def route(self, e: ev.IncomingCall, agent: LoadedAgent, offer: SessionDescription, now: float) -> None:
         if agent.config.inbound_lookup is not None and self.calls.lookups is not None:
             self.lookup_orgs[e.call_id] = agent.org
-            self._waiting(e.call_id, self._look_up(e, agent, offer))
+            waiting(self._looking_up, e.call_id, self._look_up(e, agent, offer))
             return
         self._admit(e, agent, offer, now)
 

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from voxd.agents.loader import LoadedAgent
 from voxd.proto.sdp import SessionDescription
@@ -15,6 +17,13 @@ if TYPE_CHECKING:
     from voxd.net.sip import SipEndpoint
 
 log = logging.getLogger("voxd.sip")
+
+
+def waiting(tasks: dict[str, asyncio.Task[None]], call_id: str, work: Coroutine[Any, Any, None]) -> None:
+    """An INVITE answered after ``work``, in ``tasks`` meanwhile (the endpoint's INVITEs waiting:
+    they count against max_calls, a CANCEL cancels them); ``work`` may hand over to another."""
+    task = tasks[call_id] = asyncio.ensure_future(work)
+    task.add_done_callback(lambda t: tasks.pop(call_id) if tasks.get(call_id) is t else None)
 
 
 async def gated(endpoint: SipEndpoint, e: ev.IncomingCall, agent: LoadedAgent, offer: SessionDescription) -> None:
