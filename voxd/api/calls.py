@@ -99,7 +99,8 @@ async def reanalyse_call(ctx: Ctx) -> Reply:
 @routes.route("POST", BASE, scope="calls:write", summary="Place an outbound call", tag=TAG,
               limit_class="execute", body=DialRequest, response=DialResult, status=202,
               problems=("not-found", "not-implemented", "at-capacity", "rate-limited"),
-              description="`to` is a SIP URI, or a phone number dialled through `trunk`. Answers 429 over the "
+              description="`to` is a SIP URI, or a phone number dialled through `trunk`, one that lists the caller's "
+              "organisation (`sip.trunks[].orgs`; any other is 404). Answers 429 over the "
               "organisation's calls at once or per day, 501 when "
               "no configured transport can dial out, 503 when the trunk's call caps are reached; a call the "
               "callee refuses ends with a reason naming the SIP status and the trunk.")
