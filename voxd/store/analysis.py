@@ -86,7 +86,8 @@ class AnalysisRepository:
         ``call.analyzed`` outbox rows) in one transaction."""
         async with self._db.transaction() as conn:
             await conn.execute(
-                "UPDATE calls SET analysis = ?, outcome = ?, sentiment = ?, mos = ? WHERE id = ? AND org = ?",
+                "UPDATE calls SET analysis = ?, outcome = ?, sentiment = ?, mos = ? WHERE id = ? AND org = ? "
+                "AND erased_at IS NULL",
                 (json.dumps(analysis, separators=(",", ":"), default=str), headline.get("outcome"),
                  headline.get("sentiment"), headline.get("mos"), job.call_id, job.org))
             await conn.execute(

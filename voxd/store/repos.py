@@ -138,6 +138,16 @@ class CallRepo(Protocol):
         """Calls started at or after ``since``: ``count``, ``answered`` and connected ``seconds``."""
         ...
 
+    async def erase(self, call_id: str, *, now: float | None = None) -> dict[str, Any] | None:
+        """Erase the call's transcript, analysis, function log and details, keeping a tombstone
+        (id, agent, direction, status, times, ``erased_at``, ``org``), which it returns; None
+        when it is not this organisation's call."""
+        ...
+
+    async def erasable(self, before: float, limit: int) -> builtins.list[str]:
+        """Ended, unerased calls that ended before ``before``, oldest first (transcript retention)."""
+        ...
+
 
 @runtime_checkable
 class AnalysisRepo(Protocol):
