@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from voxd.api.auth import client_ip
 from voxd.api.models import (
     CALL_ID_RE,
     ActiveCalls,
@@ -13,7 +14,6 @@ from voxd.api.models import (
     DialResult,
     EndResult,
 )
-from voxd.api.auth import client_ip
 from voxd.api.org_limits import check_call_limits
 from voxd.api.problems import ApiProblem, validation_problem
 from voxd.api.recordings import recording_room

@@ -140,13 +140,27 @@ class CallRepository:
         assert tomb is not None
         return {**dict(tomb), "org": self._db.org}
 
-    async def erasable(self, before: float, limit: int) -> builtins.list[str]:
-        """Ended calls of this organisation, not erased yet, that ended before ``before``
-        (oldest first, at most ``limit``): what transcript retention erases next."""
+    async def purge_transcripts(self, before: float, limit: int) -> int:
+        """Transcript retention: the turns, tool calls and digits of up to ``limit`` calls that
+        ended before ``before`` (the call record, its analysis and recording stay); how many calls."""
+        async with self._db.transaction() as conn:
+            rows = await conn.fetchall(
+                "SELECT id FROM calls c WHERE org = ? AND ended_at IS NOT NULL AND ended_at < ? AND "
+                "(EXISTS (SELECT 1 FROM turns t WHERE t.call_id = c.id) OR "
+                "EXISTS (SELECT 1 FROM dtmf d WHERE d.call_id = c.id)) ORDER BY ended_at LIMIT ?",
+                (self._db.org, before, max(1, int(limit))))
+            for table in ("turns", "tool_calls", "dtmf"):
+                await conn.executemany(f"DELETE FROM {table} WHERE call_id = ?", [(r["id"],) for r in rows])
+        return len(rows)
+
+    async def recordings_before(self, before: float, limit: int) -> builtins.list[str]:
+        """Calls that ended before ``before`` whose recording is not deleted yet (oldest first,
+        at most ``limit``): what recording retention deletes next."""
         rows = await self._db.fetchall(
-            "SELECT id FROM calls WHERE org = ? AND erased_at IS NULL AND ended_at IS NOT NULL AND ended_at < ? "
-            "ORDER BY ended_at LIMIT ?", (self._db.org, before, max(1, int(limit))))
-        return [r["id"] for r in rows]
+            "SELECT id, metadata FROM calls WHERE org = ? AND erased_at IS NULL AND ended_at IS NOT NULL AND "
+            "ended_at < ? AND metadata LIKE ? AND metadata NOT LIKE ? ORDER BY ended_at LIMIT ?",
+            (self._db.org, before, '%"recording":{%', '%"status":"deleted"%', max(1, int(limit))))
+        return [r["id"] for r in rows if (json.loads(r["metadata"]).get("recording") or {}).get("status") != "deleted"]
 
     async def get(self, call_id: str) -> dict[str, Any] | None:
         """The call as ``CallRecord.to_dict()`` shapes it (plus ``analysis``, None until the

@@ -144,8 +144,13 @@ class CallRepo(Protocol):
         when it is not this organisation's call."""
         ...
 
-    async def erasable(self, before: float, limit: int) -> builtins.list[str]:
-        """Ended, unerased calls that ended before ``before``, oldest first (transcript retention)."""
+    async def purge_transcripts(self, before: float, limit: int) -> int:
+        """Transcript retention: turns, tool calls and digits of up to ``limit`` calls ended
+        before ``before``; how many calls."""
+        ...
+
+    async def recordings_before(self, before: float, limit: int) -> builtins.list[str]:
+        """Calls ended before ``before`` whose recording is not deleted yet (recording retention)."""
         ...
 
 
@@ -185,6 +190,10 @@ class ConversationRepo(Protocol):
         ...
 
     async def get(self, conversation_id: str) -> dict[str, Any] | None: ...
+
+    async def purge_turns(self, before: float, limit: int) -> int:
+        """Transcript retention: the turns of up to ``limit`` conversations ended before ``before``."""
+        ...
 
     async def list(
         self, *, agent: str | None = None, status: str | None = None, limit: int = 50, cursor: str | None = None
@@ -253,7 +262,7 @@ class ExecutionLogRepo(Protocol):
 
     async def recent(self, name: str | None = None, limit: int = 50) -> builtins.list[dict[str, Any]]: ...
 
-    async def prune(self, before: float) -> int: ...
+    async def prune(self, before: float, limit: int | None = None) -> int: ...
 
 
 @runtime_checkable
@@ -346,6 +355,12 @@ class OrgRepo(Protocol):
     async def list(self) -> builtins.list[dict[str, Any]]: ...
 
     async def set_limits(self, org_id: str, limits: dict[str, int | None]) -> dict[str, Any]: ...
+
+    async def retention(self, org_id: str) -> dict[str, int] | None: ...
+
+    async def all_retention(self) -> dict[str, dict[str, int]]: ...
+
+    async def set_retention(self, org_id: str, days: dict[str, int | None]) -> dict[str, int]: ...
 
 
 @runtime_checkable
@@ -444,6 +459,11 @@ class AuditRepo(Protocol):
     async def verify(self) -> Tampered | None: ...
 
     async def export(self) -> builtins.list[dict[str, Any]]: ...
+
+    async def purge(self, before: float, limit: int = 500, now: float | None = None) -> int:
+        """Retention: up to ``limit`` of this organisation's rows older than ``before`` go, their
+        links kept so ``verify`` still checks the rest of the chain; how many."""
+        ...
 
 
 @runtime_checkable
