@@ -322,7 +322,7 @@ def _call_dict(row: Row) -> dict[str, Any]:
         "metadata": json.loads(row["metadata"]),
         "variables": json.loads(row["variables"]),
         "status": row["status"],
-        "erased_at": row["erased_at"],
+        **({"erased_at": row["erased_at"]} if row["erased_at"] is not None else {}),  # only a tombstone has it
     }
 
 
