@@ -13,6 +13,8 @@ APT_PACKAGES=(
   sip-tester baresip-core linphone-cli tshark
   # a carrier for the registration and trunk interop tests (tests/interop/kamailio*)
   kamailio kamailio-tls-modules
+  # a DNS server on loopback answering NAPTR/SRV/A for the RFC 3263 tests (tests/net/test_sip_dns.py)
+  dnsmasq-base
   # a real TURN server for the WebRTC relay test
   coturn
   # headless browser for the WebRTC playground test (driven by playwright-core from npm)

@@ -176,3 +176,51 @@ async def another_connection(db: object) -> object:
         return await PgDatabase.open(db.url, state_dir=db.path.parent)
     assert isinstance(db, Database)
     return await Database.open(db.path)
+
+
+DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+
+
+@contextlib.contextmanager
+def dnsmasq(records: list[str], *, ttl: int = 60) -> Iterator[int]:
+    """Debian's dnsmasq answering only ``records`` (its option lines: ``naptr-record=...``,
+    ``srv-host=...``, ``host-record=...``) on 127.0.0.1 at a random port, which it yields;
+    ``ttl``: the TTL of every answer. Queries are logged to ``queries.log`` beside its config."""
+    folder = Path(tempfile.mkdtemp(prefix="voxd-dns-"))
+    for _ in range(20):
+        port = free_port()
+        conf = folder / "dnsmasq.conf"
+        conf.write_text("\n".join([
+            f"port={port}", "listen-address=127.0.0.1", "bind-interfaces", "no-resolv", "no-hosts",
+            "keep-in-foreground", "log-queries", f"log-facility={folder / 'queries.log'}", "pid-file=",
+            f"local-ttl={ttl}", "cache-size=0", *records, ""]))
+        proc = subprocess.Popen([DNSMASQ, f"--conf-file={conf}"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        for _ in range(100):  # answering once its UDP port is bound
+            if proc.poll() is not None:
+                break
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    break
+            time.sleep(0.05)
+        if proc.poll() is None:
+            break
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        if "in use" not in err:
+            raise RuntimeError(f"dnsmasq did not start: {err}")
+    else:
+        raise RuntimeError("dnsmasq: no free port")
+    try:
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from voxd import __version__
 from voxd.agents.catalog import AgentCatalog
+from voxd.agents.orgs import OrgCatalogs
 from voxd.api.access_log import AccessLogger
 from voxd.api.listener import GuardedSite, ListenerGuard, ListenerLimits
 from voxd.api.sip import SIP_REGISTRATIONS, SIP_TRUNKS
@@ -70,6 +71,8 @@ class Daemon:
             agents_dir = base_dir / agents_dir
         self.outbound = cfg.outbound()  # egress policy and declared secrets (egress:, secrets:)
         self.agents = AgentCatalog(agents_dir, default=cfg.default_agent, outbound=self.outbound)
+        self.agent_orgs = OrgCatalogs(self.agents)  # and agents/<org>/ for every other organisation
+        self.org_writing: dict[str, set[str]] = {}  # per organisation: agents the API is writing
         self.api_writing: set[str] = set()  # agents being written through the API (audited there)
         self.tools = default_registry()
         self.clock = MediaClock()
@@ -116,6 +119,8 @@ class Daemon:
         # the one place that chooses the store: everything else sees voxd.store.repos.Store
         db: Store = await open_store(self.cfg.store.resolved_url(), default_path=self.cfg.resolved_database(),
                                      state_dir=state)
+        self._apply_redaction(self.cfg)
+        db.redaction = self.cfg.redaction.policy()
         self.db = db
         from voxd.tools.execlog import ExecutionLogger
         from voxd.tools.library import ToolLibrary
@@ -123,17 +128,22 @@ class Daemon:
         self.tool_library = ToolLibrary(self.cfg.tools, base_dir=self.base_dir, state_dir=state, db=db,
                                         outbound=self.outbound)
         self.tools = self.tool_library.base
-        await self.tool_library.start()
         library = self.tool_library
+        library.orgs = self.agent_orgs.orgs  # each organisation's agents run its own API-created functions
+        await self.tool_library.start()
         admission = Admission(self.cfg.sip.max_calls, **self.cfg.calls.admission_args())
         self.calls = CallManager(self.tools, self.cfg.engines, db.calls(), max_calls=self.cfg.sip.max_calls,
-                                 tools_for=lambda agent: library.registry_for(agent.config), outbound=self.outbound,
+                                 tools_for=lambda agent: library.registry_for(agent.config, agent.org),
+                                 outbound=self.outbound,
                                  admission=admission)
+        self.calls.repo_for = lambda org: db.for_org(org).calls()  # another organisation's agent: its calls
         self.calls.lookups = InboundLookups(lambda: self.outbound, library.signer)  # agents' inbound_lookup
         self.calls.listeners.append(self.metrics.on_call_event)
-        self.function_log = ExecutionLogger(db.executions())
+        self.function_log = ExecutionLogger(db.executions(), repo_for=lambda org: db.for_org(org).executions())
         self.calls.listeners.append(self.function_log)
-        report = self.agents.reload()
+        report = self.agent_orgs.reload()["default"]
+        if len(self.agent_orgs.orgs()) > 1:
+            await library.refresh_stored()  # the functions of the organisations just found
         if not self.agents.names():
             log.warning("no valid agents in %s", self.agents.directory)
         from voxd.webhooks.service import setup_webhooks
@@ -143,6 +153,7 @@ class Daemon:
         from voxd.daemon_sources import close_cut_calls_at_start
 
         self.recordings = rec = Recordings(self.cfg.resolved_recordings(), db.calls())
+        rec.repo_for = lambda org: db.for_org(org).calls()
         self.calls.recorder = rec.recorder_for  # stopped before webhooks: its last recording.ready goes out
         self.services.append(("recordings", lambda: rec.start(self.cfg.recordings.sweep_interval_s), rec.stop))
         close_cut_calls_at_start(self)  # after recordings are recovered, before analysis and listeners
@@ -161,8 +172,10 @@ class Daemon:
 
         self.metrics.before_scrape.append(outbox_depth)
         self.agents.listeners.append(self._on_agents_changed)
-        await self.tool_library.warm_up([a.config for a in self.agents.all()])
-        self.agents.start_watching(self.cfg.reload_interval_s)
+        self.agent_orgs.listeners.append(self._on_org_agents_changed)
+        self.agent_orgs.listeners.append(lambda catalog, report: hooks.on_agents_reloaded(report, catalog))
+        await self.tool_library.warm_up([a.config for c in self.agent_orgs.catalogs() for a in c.all()])
+        self.agent_orgs.start_watching(self.cfg.reload_interval_s)
         if self.cfg.sip.enabled:
             from voxd.net.sip import SipEndpoint
 
@@ -171,7 +184,7 @@ class Daemon:
             setup_carrier(self)  # registrations (services, /readyz, /metrics), trunks
         if self.cfg.engines.preload:
             self.notifier.notify(STATUS="loading speech models")
-            await self.calls.warm_up(self.agents.all())
+            await self.calls.warm_up([a for c in self.agent_orgs.catalogs() for a in c.all()])
         self.engines_loaded = True
         if self.cfg.http.enabled:
             await self._start_http()
@@ -238,14 +251,16 @@ class Daemon:
         from voxd.api.app import setup_api
         from voxd.api.deps import ApiDeps, api_settings
         from voxd.core.errors import NotFound
-        from voxd.daemon_sources import DaemonAgents, DaemonCalls, OrgAgentDirs, rate_buckets
+        from voxd.daemon_sources import DaemonAgents, DaemonCalls, OrgAgentDirs, OrgCalls, rate_buckets
         from voxd.tools.function_source import LibraryFunctionSource
 
+        calls = self.calls
         self._api_deps = ApiDeps(self.db, DaemonAgents(self.agents, self.api_writing),
                                  DaemonCalls(self.calls, self.agents, lambda: self.sip, lambda: self.outbound.secrets),
                                  LibraryFunctionSource(self.tool_library, not_found=NotFound), api_settings(self.cfg.api),
                                  conversations=self.conversations,
-                                 org_agents=OrgAgentDirs(self.agents.directory, self.outbound),
+                                 org_agents=OrgAgentDirs(self.agent_orgs, self.org_writing),
+                                 org_calls=lambda org: OrgCalls(calls, org),
                                  buckets=rate_buckets(self.cfg.redis, self.metrics, app),
                                  recordings=self.cfg.resolved_recordings(),
                                  outbound=lambda: self.outbound)
@@ -339,6 +354,15 @@ class Daemon:
 
             self._tasks += audit_file_changes(self.db, self.agents, report, self.api_writing)
 
+    def _on_org_agents_changed(self, catalog: AgentCatalog, report: ReloadReport) -> None:
+        """The same for the agents of an organisation other than the default (audited in its log)."""
+        self._tasks.append(asyncio.ensure_future(self.tool_library.warm_up([a.config for a in catalog.all()])))
+        if self.db is not None:
+            from voxd.daemon_sources import audit_file_changes
+
+            writing = self.org_writing.setdefault(catalog.org, set())
+            self._tasks += audit_file_changes(self.db.for_org(catalog.org), catalog, report, writing)
+
     def reload(self) -> None:
         """SIGHUP / `systemctl reload`: re-read the config and the agents.
         A reload asked for while the daemon is still starting runs once it is ready."""
@@ -353,15 +377,22 @@ class Daemon:
         try:
             if self.config_loader is not None:
                 await self._reload_config()
-            report = await self.agents.refresh(force=True)
+            reports = await self.agent_orgs.refresh(force=True)
+            report = reports["default"]
             if self.db is not None:
                 await self.db.audit().append(actor="system", action="reload", target="voxd.yaml",
                                              after={"agents": self.agents.names(), "errors": len(report.errors)})
-            for err in report.errors:
+            for err in (e for r in reports.values() for e in r.errors):
                 log.error("reload: %s", err)
             log.info("reload done: %d agents, %d errors", len(self.agents.names()), len(report.errors))
         finally:
             self.notifier.notify(READY=1, STATUS=self._status())
+
+    @staticmethod
+    def _apply_redaction(cfg: VoxdConfig) -> None:
+        from voxd.logs import set_log_redaction
+
+        set_log_redaction(cfg.redaction.policy().for_logs() if cfg.redaction.enabled else None)
 
     async def _reload_config(self) -> None:
         """A broken config file is rejected whole and the running config stays.
@@ -379,6 +410,10 @@ class Daemon:
         old, self.cfg = self.cfg, new
         if (new.log_level, new.log_levels) != (old.log_level, old.log_levels):
             setup_logging(new.log_level, new.log_levels)
+        if new.redaction != old.redaction:
+            self._apply_redaction(new)
+            if self.db is not None:
+                self.db.redaction = new.redaction.policy()
         outbound = new.outbound()
         if outbound != self.outbound:
             self._apply_outbound(outbound)
@@ -527,7 +562,7 @@ class Daemon:
             lookups = self.calls.lookups if self.calls is not None else None
             if lookups is not None:
                 await lookups.aclose()
-            await self.agents.stop_watching()
+            await self.agent_orgs.stop_watching()
             await local_llm.shutdown()
             await self.clock.stop()
             if self._runner is not None:

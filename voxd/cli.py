@@ -54,6 +54,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     from voxd.agents.catalog import SUFFIXES, AgentCatalog
     from voxd.agents.loader import AgentLoadError, load_agent_file
+    from voxd.agents.orgs import OrgCatalogs
     from voxd.config import ConfigError, load_config
 
     try:
@@ -71,16 +72,21 @@ def cmd_check(args: argparse.Namespace) -> int:
     outbound = cfg.outbound()  # the daemon's secrets and egress rules
     errors = ok = 0
     for target in targets:
-        if target.is_dir():
-            reg = AgentCatalog(target, outbound=outbound)
-            report = reg.reload()
-            for err in report.errors:
-                print(err, file=sys.stderr)
-            errors += len(report.errors)
-            for a in reg.all():
-                print(f"ok  {a.path}  agent={a.name} version={a.version}")
-            ok += len(reg.names())
-            if not reg.names() and not report.errors:
+        if target.is_dir():  # agents/*.yaml (the default organisation's) and agents/<org>/*.yaml
+            fleet = OrgCatalogs(AgentCatalog(target, outbound=outbound))
+            found = rejected = 0
+            for report in fleet.reload().values():
+                for err in report.errors:  # a number two organisations claim is refused in the second
+                    print(err, file=sys.stderr)
+                rejected += len(report.errors)
+            errors += rejected
+            for reg in fleet.catalogs():
+                for a in reg.all():
+                    org = "" if a.org == "default" else f" org={a.org}"
+                    print(f"ok  {a.path}  agent={a.name}{org} version={a.version}")
+                found += len(reg.names())
+            ok += found
+            if not found and not rejected:
                 print(f"no agent files in {target}", file=sys.stderr)
                 errors += 1
         elif target.is_file() or target.suffix in SUFFIXES:

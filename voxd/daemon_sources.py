@@ -8,13 +8,13 @@ import builtins
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from voxd.agents.catalog import AgentCatalog, ReloadReport
 from voxd.agents.loader import AgentLoadError, FieldError, LoadedAgent
+from voxd.agents.orgs import DEFAULT_ORG, OrgCatalogs
 from voxd.api.agent_yaml import api_errors
-from voxd.api.deps import AgentInfo, InvalidAgent
+from voxd.api.deps import AgentInfo, AgentSource, InvalidAgent
 from voxd.call.manager import CallManager
 from voxd.call.recording import REQUEST_KEY
 from voxd.core.errors import NotFound, NotSupported
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
     from voxd.api.ratelimit import BucketSet
     from voxd.config.cluster import RedisConfig
-    from voxd.core.secrets import Outbound
     from voxd.net.sip import SipEndpoint
     from voxd.ops.metrics import Metrics
     from voxd.store.repos import Store
@@ -92,10 +91,11 @@ class DaemonCalls:
         return self._sip()
 
     async def active(self) -> builtins.list[dict[str, Any]]:
-        return [s.record.to_dict() for s in self.calls.active.values()]
+        return [s.record.to_dict() for s in self.calls.active.values() if s.record.org == DEFAULT_ORG]
 
     async def end(self, call_id: str) -> bool:
-        return await self.calls.end(call_id)
+        session = self.calls.active.get(call_id)
+        return session is not None and session.record.org == DEFAULT_ORG and await self.calls.end(call_id)
 
     async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None, *,
                    variables: dict[str, str] | None = None, recording: dict[str, Any] | None = None) -> str:
@@ -118,21 +118,43 @@ class DaemonCalls:
 
 
 class OrgAgentDirs:
-    """The agents of organisation ``org``: YAML files in ``agents/<org>/`` (the default
-    organisation keeps ``agents/`` itself; the catalog reads only its folder's own files).
-    Served through the API; calls reach them once the transports route by organisation."""
+    """The agents of organisation ``org`` for the API: its live catalog of ``agents/<org>/``
+    (the default organisation keeps ``agents/`` itself), the one calls are routed to."""
 
-    def __init__(self, root: Path, outbound: Outbound) -> None:
-        self.root, self.outbound = root, outbound
+    def __init__(self, fleet: OrgCatalogs, writing: dict[str, set[str]]) -> None:
+        self.fleet, self.writing = fleet, writing
         self._agents: dict[str, DaemonAgents] = {}
 
-    def __call__(self, org: str) -> DaemonAgents:
+    def __call__(self, org: str) -> AgentSource:
         got = self._agents.get(org)
         if got is None:
-            catalog = AgentCatalog(self.root / org, outbound=self.outbound)
-            catalog.reload()
-            got = self._agents[org] = DaemonAgents(catalog)
+            try:
+                catalog = self.fleet.ensure(org)
+            except ValueError:  # a name whose folder is not an organisation's (agents/tests/)
+                from voxd.api.services import NoAgents
+
+                return NoAgents()
+            got = self._agents[org] = DaemonAgents(catalog, self.writing.setdefault(org, set()))
         return got
+
+
+class OrgCalls:
+    """The live calls of organisation ``org`` (those its agents answered). Outbound calls go
+    through the daemon's trunks, which are the default organisation's: none are dialled here."""
+
+    def __init__(self, calls: CallManager, org: str) -> None:
+        self.calls, self.org = calls, org
+
+    async def active(self) -> builtins.list[dict[str, Any]]:
+        return [s.record.to_dict() for s in self.calls.active.values() if s.record.org == self.org]
+
+    async def end(self, call_id: str) -> bool:
+        session = self.calls.active.get(call_id)
+        return session is not None and session.record.org == self.org and await self.calls.end(call_id)
+
+    async def dial(self, agent: str, to: str, from_: str | None, trunk: str | None = None, *,
+                   variables: dict[str, str] | None = None, recording: dict[str, Any] | None = None) -> str:
+        raise NotFound(f"no agent {agent!r}")
 
 
 def audit_file_changes(db: Store, agents: AgentCatalog, report: ReloadReport,
@@ -143,13 +165,14 @@ def audit_file_changes(db: Store, agents: AgentCatalog, report: ReloadReport,
                                              ("removed", report.removed)) for n in names if n not in writing]
     if not changes:
         return []
-    audit = db.audit()
+    audit = db.audit()  # ``db`` is bound to the catalog's organisation
     before = dict(report.before)
+    folder = "agents" if agents.org == DEFAULT_ORG else f"agents/{agents.org}"
 
     async def record() -> None:
         for kind, name in changes:
             agent = agents.get(name)
-            await audit.append(actor="system", action=f"agent_file_{kind}", target=f"agents/{name}",
+            await audit.append(actor="system", action=f"agent_file_{kind}", target=f"{folder}/{name}",
                                before=before.get(name), after=None if agent is None else agent.text)
 
     return [asyncio.ensure_future(record())]
@@ -184,8 +207,7 @@ def setup_analysis(daemon: Any) -> Any:
     from voxd.analysis.service import AnalysisService
 
     def agent_for(org: str, name: str) -> Any:
-        # calls are the default organisation's until transports route by organisation
-        loaded = daemon.agents.get(name) if org == "default" else None
+        loaded = daemon.agent_orgs.get(org, name)  # the call's organisation's agent
         return None if loaded is None else loaded.config
 
     hooks = daemon.webhooks

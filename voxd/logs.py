@@ -13,6 +13,7 @@ import logging
 import re
 import sys
 import time
+from typing import Any, Protocol
 
 call_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("voxd_call_id", default="")
 
@@ -25,14 +26,32 @@ _SECRETS = [
 ]
 
 
+class PersonalData(Protocol):
+    """What masks personal data (``voxd.core.pii.PiiRedactor``; this module imports nothing of voxd)."""
+
+    def text(self, s: str) -> str: ...
+
+    def value(self, v: Any, keep: frozenset[str] = ...) -> Any: ...
+
+
+# personal data (cards, SSNs, emails, phone numbers, organisations' patterns) in log lines:
+# the daemon sets it at start and on reload, unless redaction.enabled is false
+_pii: PersonalData | None = None
+
+
+def set_log_redaction(redactor: PersonalData | None) -> None:
+    global _pii
+    _pii = redactor
+
+
 def redact(text: str) -> str:
     for pattern, repl in _SECRETS:
         text = pattern.sub(repl, text)
-    return text
+    return _pii.text(text) if _pii is not None else text
 
 
 class ContextFilter(logging.Filter):
-    """Adds `call_id` to every record and masks secrets in the message."""
+    """Adds `call_id` to every record and masks secrets and personal data in the message."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "call_id", ""):
@@ -58,7 +77,7 @@ class JsonFormatter(logging.Formatter):
             out["call_id"] = call_id
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
-            out["fields"] = fields
+            out["fields"] = _pii.value(fields) if _pii is not None else fields
         if record.exc_info:
             out["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(out)

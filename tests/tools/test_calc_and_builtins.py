@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 
+from voxd.call.ports import TransferOutcome
 from voxd.tools.builtins import default_registry
 from voxd.tools.calc import CalcError, evaluate
 
@@ -77,3 +78,34 @@ async def test_registry_validates_and_reports_errors_as_results() -> None:
     assert not_allowed.error and "not available" in not_allowed.error and ctx.ended is None
     await reg.execute("end_call", {"reason": "done"}, ctx)
     assert ctx.ended == "done"
+
+
+class WarmCtx(Ctx):
+    """A call whose leg can do attended transfers: the target named answers or not."""
+
+    def __init__(self, answers: bool) -> None:
+        self.answers = answers
+        self.asked: list[tuple[str, str]] = []
+
+    async def attended_transfer(self, target: str, summary: str) -> TransferOutcome:
+        self.asked.append((target, summary))
+        return TransferOutcome(True) if self.answers else TransferOutcome(False, "the target did not answer within 30 s")
+
+
+async def test_transfer_call_attended_mode() -> None:
+    reg = default_registry()
+    ok_ctx = WarmCtx(answers=True)
+    done = await reg.execute("transfer_call", {"target": "sip:ok@x", "mode": "attended", "summary": "Invoice 12."},
+                             ok_ctx)
+    assert done.result == {"transferred": True, "mode": "attended"} and ok_ctx.asked == [("sip:ok@x", "Invoice 12.")]
+    no = await reg.execute("transfer_call", {"target": "sip:ok@x", "mode": "attended"}, WarmCtx(answers=False))
+    assert no.result["transferred"] is False and "did not answer" in no.result["reason"]
+    # a leg without attended transfer says so; the blind mode is what it was
+    plain = await reg.execute("transfer_call", {"target": "sip:ok@x", "mode": "attended"}, Ctx())
+    assert plain.error == "attended transfer is not available on this call"
+    assert (await reg.execute("transfer_call", {"target": "sip:ok@x", "mode": "blind"}, Ctx())).result == {
+        "transferred": True}
+    bad = await reg.execute("transfer_call", {"target": "sip:ok@x", "mode": "warm"}, Ctx())
+    assert bad.error and "mode" in bad.error
+    refused = await reg.execute("transfer_call", {"target": "sip:evil@x", "mode": "attended"}, WarmCtx(answers=True))
+    assert refused.error and "not allowed" in refused.error

@@ -17,11 +17,15 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from voxd.agents.loader import AgentLoadError, FieldError, LoadedAgent, load_agent_file, parse_agent
 from voxd.core.secrets import Outbound
+
+if TYPE_CHECKING:
+    from voxd.agents.orgs import OrgCatalogs
 
 log = logging.getLogger("voxd.agents")
 
@@ -44,8 +48,11 @@ class ReloadReport:
 
 
 class AgentCatalog:
-    def __init__(self, directory: Path, default: str | None = None, outbound: Outbound | None = None) -> None:
+    def __init__(self, directory: Path, default: str | None = None, outbound: Outbound | None = None,
+                 org: str = "default") -> None:
         self.directory = Path(directory)
+        self.org = org  # every agent loaded here belongs to it
+        self.fleet: OrgCatalogs | None = None  # the other organisations' catalogs (numbers, lookups)
         self.default_name = default
         self.outbound = outbound  # None: validation without the daemon's policy (vendor secrets only)
         self._agents: dict[str, LoadedAgent] = {}
@@ -72,11 +79,39 @@ class AgentCatalog:
         return self._agents[names[0]] if names else None
 
     def for_number(self, user: str) -> LoadedAgent | None:
-        """Route a dialled number / Request-URI user to an agent (SIP)."""
+        """Route a dialled number / Request-URI user to an agent (SIP): the agent of any
+        organisation that claims the number, else one of this catalog named so, else the default."""
+        if self.fleet is not None:
+            found = self.fleet.by_number(user)
+            if found is not None:
+                return found
         for a in self._agents.values():
             if user in a.config.sip.numbers or user == a.name:
                 return a
         return self.default()
+
+    def getter(self, org: str) -> Callable[[str], LoadedAgent | None]:
+        """Finds agents of ``org`` by name (an inbound lookup hands a call on within its organisation)."""
+        if org == self.org or self.fleet is None:
+            return self.get if org == self.org else (lambda _name: None)
+        other = self.fleet.catalog(org)
+        return other.get if other is not None else (lambda _name: None)
+
+    def _claimed(self, loaded: LoadedAgent, path: Path) -> FieldError | None:
+        """A number of ``loaded`` that an agent of another organisation already claims."""
+        if self.fleet is None or not loaded.config.sip.numbers:
+            return None
+        mine = set(loaded.config.sip.numbers)
+        for catalog in self.fleet.catalogs():
+            if catalog is self:
+                continue
+            for other in catalog.all():
+                both = mine.intersection(other.config.sip.numbers)
+                if both and other.path is not None and other.path.exists():
+                    return FieldError(str(path), None, "sip.numbers",
+                                      f"number {sorted(both)[0]!r} is claimed by organisation {catalog.org!r} "
+                                      f"({other.path}); a number belongs to one organisation")
+        return None
 
     # -- loading
     def _scan(self) -> dict[Path, tuple[float, int]]:
@@ -128,6 +163,16 @@ class AgentCatalog:
                 for err in e.errors:
                     log.error("agent file rejected, keeping the last good version: %s", err)
                 continue
+            if loaded.org != self.org:
+                loaded = replace(loaded, org=self.org)
+            clash = self._claimed(loaded, path)
+            if clash is not None:
+                self._files.pop(path, None)  # looked at again next time: the other claim may go away
+                if self.errors.get(path) != [clash]:
+                    report.errors.append(clash)
+                    log.error("%s", clash)
+                self.errors[path] = [clash]
+                continue
             self.errors.pop(path, None)
             other = self._agents.get(loaded.name)
             if other is not None and other.path != path and other.path in seen:
@@ -171,10 +216,11 @@ class AgentCatalog:
 
     def validate_text(self, text: str, name: str | None = None) -> list[FieldError]:
         try:
-            self.parse(text, name)
+            loaded = self.parse(text, name)
         except AgentLoadError as e:
             return e.errors
-        return []
+        clash = self._claimed(loaded, self.directory / f"{loaded.name}.yaml")
+        return [] if clash is None else [clash]
 
     def write(self, name: str, text: str, loaded: LoadedAgent | None = None) -> LoadedAgent:
         """Validate (unless ``loaded`` is ``parse(text, name)``'s result), then atomically
@@ -185,6 +231,9 @@ class AgentCatalog:
             raise AgentLoadError([FieldError(f"{name}.yaml", None, "name", f"must be {name!r}")])
         existing = self._agents.get(name)
         path = existing.path if existing and existing.path else self.directory / f"{name}.yaml"
+        clash = self._claimed(loaded, path)
+        if clash is not None:
+            raise AgentLoadError([clash])
         self.directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.directory)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -193,7 +242,8 @@ class AgentCatalog:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         st = path.stat()
-        self.reload(preloaded={path: ((st.st_mtime, st.st_size), LoadedAgent(loaded.config, loaded.version, path, text))})
+        fresh = LoadedAgent(loaded.config, loaded.version, path, text, self.org)
+        self.reload(preloaded={path: ((st.st_mtime, st.st_size), fresh)})
         agent = self._agents.get(name)
         assert agent is not None
         return agent

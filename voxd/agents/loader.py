@@ -68,6 +68,7 @@ class LoadedAgent:
     version: str  # content hash: calls record the exact file they ran with
     path: Path | None
     text: str
+    org: str = "default"  # the organisation whose folder it was loaded from (agents/<org>/)
 
     @property
     def name(self) -> str:

@@ -256,6 +256,10 @@ class MenuOption(_Model):
         "llm", description="What happens next: back to conversation, hang up, transfer, another menu, collect digits, repeat this menu."
     )
     target: str | None = Field(None, description="For transfer: number or SIP URI. For goto: menu name. For collect: collection name.")
+    mode: Literal["blind", "attended"] = Field(
+        "blind", description="For transfer: blind (REFER at once) or attended (the caller waits on hold while the "
+        "target is called and hears `summary`, then the caller is handed over with REFER + Replaces).")
+    summary: str | None = Field(None, max_length=1000, description="For an attended transfer: what the target hears first.")
 
     @model_validator(mode="after")
     def _target(self) -> MenuOption:

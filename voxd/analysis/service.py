@@ -33,7 +33,7 @@ RETRY_S = (5.0, 30.0, 120.0, 600.0)
 IDLE_POLL_S = 5.0
 
 AgentLookup = Callable[[str, str], AgentConfig | None]  # (org, agent name)
-OutboxWrite = Callable[[Transaction, list[Message]], Awaitable[object]]
+OutboxWrite = Callable[[Transaction, list[Message], str], Awaitable[object]]  # (.., organisation)
 
 
 def structured_model(agent: AgentConfig, outbound: Outbound) -> tuple[StructuredOutput | None, str | None]:
@@ -76,10 +76,10 @@ class AnalysisService:
         if not isinstance(event, CallEnded) or event.record.answered_at is None:
             return None
         r = event.record
-        agent = self.agent_for(self.db.org, r.agent)
+        agent = self.agent_for(r.org, r.agent)
         if agent is not None and not agent.analysis.enabled:
             return None
-        repo = self.repo
+        repo = self.repo if r.org == self.db.org else self.db.for_org(r.org).analysis()  # the job is the call's org's
 
         async def write(conn: Transaction) -> object:
             await repo.enqueue_in(conn, r.id)
@@ -158,7 +158,7 @@ class AnalysisService:
             write = self.outbox_write
 
             async def emit(conn: Transaction) -> object:
-                return await write(conn, msgs)
+                return await write(conn, msgs, job.org)  # to the call's organisation's endpoints
 
             also.append(emit)
         await self.repo.complete(job, analysis, headline(analysis), also)

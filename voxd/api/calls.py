@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from voxd.api.auth import client_ip
 from voxd.api.models import (
     CALL_ID_RE,
@@ -19,6 +21,7 @@ from voxd.api.problems import ApiProblem, validation_problem
 from voxd.api.recordings import recording_room
 from voxd.api.routing import Ctx, Reply, RouteTable
 from voxd.core.errors import NotFound
+from voxd.core.pii import KEEP
 from voxd.store.repos import InvalidCursor
 
 routes = RouteTable(params={"call_id": CALL_ID_RE})
@@ -45,7 +48,15 @@ async def list_calls(ctx: Ctx) -> Reply:
 @routes.route("GET", BASE + "/active", scope="calls:read", summary="Calls in progress",
               tag=TAG, response=ActiveCalls)
 async def active_calls(ctx: Ctx) -> Reply:
-    return Reply(ActiveCalls.model_validate({"calls": await ctx.services.deps.calls.active()}))
+    return Reply(ActiveCalls.model_validate({"calls": await _live(ctx)}))
+
+
+async def _live(ctx: Ctx) -> list[dict[str, Any]]:
+    """Calls in progress as the API shows them: redacted like the store's (the live call
+    itself keeps the real words)."""
+    red = ctx.services.db.pii()
+    calls = await ctx.services.deps.calls.active()
+    return calls if red is None else [red.value(c, KEEP) for c in calls]
 
 
 @routes.route("GET", BASE + "/{call_id}", scope="calls:read",
@@ -57,7 +68,7 @@ async def get_call(ctx: Ctx) -> Reply:
     call_id = ctx.path["call_id"]
     call = await ctx.services.calls.get(call_id)
     if call is None:
-        for active in await ctx.services.deps.calls.active():
+        for active in await _live(ctx):
             if active.get("id") == call_id:
                 call = active
                 break

@@ -182,6 +182,8 @@ class ApiDeps:
     conversations: ConversationSource | None = None  # None: setup_api builds a stand-alone one
     # the agents of an organisation other than the default (``agents/<org>/``); None: it has none
     org_agents: Callable[[str], AgentSource] | None = None
+    # the live calls of an organisation other than the default; None: it has none
+    org_calls: Callable[[str], CallSource] | None = None
     buckets: BucketSet | None = None  # rate-limit buckets (None: this process's own, voxd.api.ratelimit)
     recordings: Path | None = None  # the recordings folder; None: <database folder>/recordings
     # the egress policy and declared secrets, read per request (SIGHUP): single sign-on's

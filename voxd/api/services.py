@@ -84,16 +84,17 @@ class Services:
         return self.deps.outbound() if self.deps.outbound is not None else Outbound()
 
     def for_org(self, org: str) -> Services:
-        """The view of ``org``: every repository bound to it, and the daemon's agents, live
-        calls and conversations only for the default organisation (another organisation's
-        agents come from ``deps.org_agents``; its live calls are not served yet)."""
+        """The view of ``org``: every repository bound to it; another organisation's agents
+        and live calls come from ``deps.org_agents`` and ``deps.org_calls``; text
+        conversations run on the default organisation's agents only."""
         if org == self.org:
             return self
         view = self._views.get(org)
         if view is None:
             db = self.deps.db.for_org(org)
             agents = self.deps.org_agents(org) if self.deps.org_agents is not None else NoAgents()
-            deps = replace(self.deps, agents=agents, calls=NoCalls(), conversations=NoConversations())
+            calls = self.deps.org_calls(org) if self.deps.org_calls is not None else NoCalls()
+            deps = replace(self.deps, agents=agents, calls=calls, conversations=NoConversations())
             view = Services(deps=deps, keys=db.api_keys(pepper=self.settings.pepper), calls=db.calls(),
                             functions=db.functions(), agent_changes=db.agent_changes(), usage=self.usage,
                             conversations=db.conversations(), buckets=self.buckets, org=org,

@@ -26,6 +26,8 @@ class RegistrationState(BaseModel):
     state: str = Field(description="unregistered, registering, registered, backoff or unregistering.")
     registered: bool
     contact: str | None = Field(description="The Contact voxd binds.")
+    target: str | None = Field(None, description="Where REGISTER goes now (address:port): the registrar's name "
+                               "resolved with NAPTR/SRV/A (RFC 3263), moved on after a timeout, 503 or refused connection.")
     last_status: int | None = Field(description="Status of the last final response to a REGISTER.")
     last_reason: str
     granted_expires_s: int | None

@@ -37,6 +37,8 @@ class Hangup:
 @dataclass(frozen=True)
 class Transfer:
     target: str
+    attended: bool = False
+    summary: str = ""
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ class KeypadMachine:
         if opt.then == "hangup":
             out.append(Hangup())
         elif opt.then == "transfer" and opt.target:
-            out.append(Transfer(opt.target))
+            out.append(Transfer(opt.target, opt.mode == "attended", opt.summary or ""))
         elif opt.then == "goto" and opt.target:
             out += self.open_menu(opt.target, now)
         elif opt.then == "collect" and opt.target:

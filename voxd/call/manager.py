@@ -62,7 +62,9 @@ class CallManager:
         self.tools_for = tools_for  # per-agent registries (built-ins + the agent's own functions)
         self.engines_cfg = engines or EnginesConfig()
         self.outbound = outbound or Outbound()  # where hosted engines may connect, and with which keys
-        self.repo = repo
+        self.repo = repo  # the default organisation's calls
+        # the calls of another organisation (its agents' calls are stored there); None: all in ``repo``
+        self.repo_for: Callable[[str], CallRepo] | None = None
         self.admission = admission or Admission(max_calls)  # no transport shares unless configured
         self.active: dict[str, CallSession] = {}
         self.listeners: list[Callable[[CallEvent], None]] = []
@@ -165,6 +167,7 @@ class CallManager:
             direction=direction,  # type: ignore[arg-type]
             metadata=dict(metadata or {}),
             variables=call_values(agent.config.variables, variables),
+            org=agent.org,
         )
         if record.variables:  # the agent as this call runs it: its {placeholders} filled
             agent = dataclasses.replace(agent, config=for_call(agent.config, record.variables))
@@ -193,7 +196,7 @@ class CallManager:
         record = CallRecord(id=new_call_id(), agent=agent.name, agent_version=agent.version, transport=transport,
                             from_uri=from_uri, to_uri=to_uri, started_at=now, ended_at=now, end_reason="rejected",
                             ended_by="system", metadata={**(metadata or {}), "rejected": reason},
-                            variables=call_values(agent.config.variables, variables))
+                            variables=call_values(agent.config.variables, variables), org=agent.org)
         log.info("call %s rejected before answer: agent=%s transport=%s: %s", record.id, agent.name, transport, reason)
         self._on_event(CallStarted(record))
         self._on_event(CallEnded(record))
@@ -228,11 +231,18 @@ class CallManager:
         return out
 
     def _persist(self, record: CallRecord, writes: list[TxnWrite] | None = None) -> None:
-        if self.repo is None:
+        repo = self.repo_of(record.org)
+        if repo is None:
             return
-        task = asyncio.ensure_future(self._save(self.repo, record, writes or []))
+        task = asyncio.ensure_future(self._save(repo, record, writes or []))
         self._bg.add(task)
         task.add_done_callback(self._bg.discard)
+
+    def repo_of(self, org: str) -> CallRepo | None:
+        """Where the calls of ``org`` are stored."""
+        if org == "default" or self.repo is None or self.repo_for is None:
+            return self.repo
+        return self.repo_for(org)
 
     async def _save(self, repo: CallRepo, record: CallRecord, writes: list[TxnWrite]) -> None:
         try:

@@ -32,7 +32,7 @@ from voxd.media.frame import SILENCE, AudioFrame
 from voxd.providers.base import LanguageModel, SpeechToText, TextToSpeech
 
 __all__ = ["SILENCE", "AudioFrame", "CallControl", "EndReason", "EndedBy", "Engines", "NullControl",
-           "PlaybackFinished"]
+           "PlaybackFinished", "TransferOutcome"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +44,15 @@ class PlaybackFinished:
 
     position_s: float
     interrupted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TransferOutcome:
+    """How an attended transfer went: ``ok`` when the caller was handed to the target;
+    otherwise ``reason`` says why (the caller is back with the agent), for the agent."""
+
+    ok: bool
+    reason: str = ""
 
 
 class CallControl(Protocol):

@@ -78,8 +78,15 @@ class Recordings:
     def __init__(self, directory: Path, repo: CallRepo | None = None) -> None:
         self.directory = directory
         self.repo = repo  # the calls' store: the record's metadata.recording kept current
+        self.repo_for: Callable[[str], CallRepo] | None = None  # another organisation's calls
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+
+    def repo_of(self, org: object) -> CallRepo | None:
+        """The store of the calls of ``org`` (a sidecar's ``org``; absent: the default)."""
+        if not isinstance(org, str) or org == "default" or self.repo_for is None or self.repo is None:
+            return self.repo
+        return self.repo_for(org)
 
     def path_for(self, call_id: str, fmt: str) -> Path:
         return self.directory / f"{call_id}.{EXTENSIONS[fmt]}"
@@ -145,9 +152,10 @@ class Recordings:
             log.info("recording of call %s deleted: retention (%s days) expired", call_id,
                      meta.get("retention_days") if meta else "?")
             gone.append(call_id)
-            if self.repo is not None:
+            repo = self.repo_of(meta.get("org") if meta else None)
+            if repo is not None:
                 try:
-                    await _mark_deleted(self.repo, call_id, "retention")
+                    await _mark_deleted(repo, call_id, "retention")
                 except Exception:
                     log.exception("call %s: could not mark the recording deleted", call_id)
         return gone
@@ -169,7 +177,8 @@ class Recordings:
                 "content_type": CONTENT_TYPES[meta["format"]], "file": path.name, "bytes": path.stat().st_size,
                 "duration_s": await asyncio.to_thread(_wav_seconds, path) if meta["format"] == "wav" else None,
                 "sha256": await asyncio.to_thread(sha256_of, path), "expires_at": meta.get("expires_at")}
-            if self.repo is not None and not await self.repo.set_recording(call_id, info):
+            repo = self.repo_of(meta.get("org"))
+            if repo is not None and not await repo.set_recording(call_id, info):
                 log.warning("recording %s has no call record", path.name)
             self.write_sidecar(call_id, {**meta, "finished_at": time.time(), "recovered": True})
             log.info("recording of call %s recovered after an unclean stop: %s bytes", call_id, info["bytes"])
@@ -238,7 +247,8 @@ class CallRecorder:
         now = time.time()
         days = settings.retention_days
         room.write_sidecar(self.call_id, {
-            "call_id": self.call_id, "agent": session.record.agent, "format": settings.format,
+            "call_id": self.call_id, "agent": session.record.agent, "org": session.record.org,
+            "format": settings.format,
             "channels": settings.channels, "created_at": now, "retention_days": days,
             "expires_at": now + days * DAY_S if days else None})
         self.timeline = Timeline(open_writer(self.path, settings.format, settings.channels), settings.channels)
@@ -300,9 +310,10 @@ class CallRecorder:
         side = self.room.read_sidecar(self.call_id)
         if side is not None:
             self.room.write_sidecar(self.call_id, {**side, "finished_at": time.time()})
-        if self.room.repo is not None:
+        repo = self.room.repo_of(self.session.record.org)
+        if repo is not None:
             try:
-                await self.room.repo.set_recording(self.call_id, info)
+                await repo.set_recording(self.call_id, info)
             except Exception:
                 log.exception("call %s: could not store the recording's metadata", self.call_id)
         log.info("call %s recorded: %s %.1f s %d bytes", self.call_id, info["format"], info["duration_s"],

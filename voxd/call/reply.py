@@ -71,6 +71,25 @@ async def synthesize_into(
         playout.finish_segment(seg)
 
 
+Voice = Callable[[str, Playout], Awaitable[None]]  # text -> queued on that playout (a call's TTS)
+
+
+def voice_of(tts: TextToSpeech) -> Voice:
+    """The call's voice, for audio that is not a reply of its own (an attended transfer's summary)."""
+
+    async def say(text: str, playout: Playout) -> None:
+        try:
+            await synthesize_into(tts, text, playout)
+        except ProviderError as e:
+            raise VoiceError(str(e)) from e
+
+    return say
+
+
+class VoiceError(Exception):
+    """The voice could not say it (its provider failed)."""
+
+
 class ClauseSink(Protocol):
     """Where a reply's clauses go: a ``Speaker`` (audio) or a text conversation's transcript."""
 

@@ -112,6 +112,7 @@ class CallSession:
         self._drained = asyncio.Event()
         self.backchannels = 0
         self.frames_taken_back = 0  # bot frames handed out that the far end never played
+        self.held = False  # the caller is on hold (either side): nothing is heard, nothing said
 
     # ------------------------------------------------------------ transport side
     async def start(self) -> None:
@@ -132,6 +133,10 @@ class CallSession:
         now = self.media_t
         self.media_t += FRAME_S
         if self.closed:
+            return
+        if self.held:  # on hold: the call's clock runs, but nobody is listening
+            if now >= self.agent.max_call_s:
+                self.work.spawn(self._hangup_now("max_duration"))
             return
         self._recent.append(frame)
         if self.turns.capturing:
@@ -155,6 +160,21 @@ class CallSession:
         did not play of this reply is unheard, for `heard_text` and the LLM context."""
         if report.interrupted:
             self.frames_taken_back += self.playout.rewind(report.position_s, FRAME_S)
+
+    def set_held(self, held: bool) -> None:
+        """The caller is put on hold (a re-INVITE with sendonly/inactive, or voxd holds
+        it during a consultation) or taken off: while held no caller audio reaches the
+        turn-taker or STT (no turns), and the transport sends none of the bot's speech."""
+        if held == self.held:
+            return
+        self.held = held
+        self._drop_utterance()
+        self._recent.clear()
+        self._barge_onset = None
+        self._paused_at = None
+        if self.playout.paused:
+            self.playout.resume()
+        self.record.metadata["holds"] = int(self.record.metadata.get("holds", 0)) + (1 if held else 0)
 
     def transport_failed(self, message: str, **detail: object) -> None:
         """The call's transport broke: tell observers (webhooks `error.occurred`, metrics)."""
@@ -402,6 +422,7 @@ class CallSession:
             Turn(index=len(self.record.turns), speaker="caller", text=text, started_at=time.time(),
                  ended_at=time.time())
         )
+        log.debug("caller said: %s", text)  # personal data in it is masked by the log filter (voxd/logs.py)
         self._emit(TurnCompleted(self.record, self.record.turns[-1]))
         self.messages.append(Message("user", text))
         await self._llm_reply(t0, TurnLatency(endpoint_ms=endpoint_ms, transcript_ms=round(transcript_ms, 1)))
@@ -499,7 +520,7 @@ class CallSession:
             if isinstance(a, kp.Hangup):
                 await self._hangup_now("menu_hangup")
             elif isinstance(a, kp.Transfer):
-                await self.tools.transfer(a.target)
+                await self.tools.transfer(a.target, attended=a.attended, summary=a.summary)
             elif isinstance(a, kp.ToConversation):
                 self.messages.append(Message("user", a.text))
                 await self._llm_reply(time.perf_counter(), TurnLatency())

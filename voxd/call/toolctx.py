@@ -3,15 +3,19 @@ and the call-control abilities (`ToolContext`) tools are given."""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Protocol
 
 from voxd.agents.schema import AgentConfig
 from voxd.call.events import ToolExecuted
+from voxd.call.ports import TransferOutcome
 from voxd.core.calllog import CallRecord, ToolCallRecord
 from voxd.core.redact import default_redactor
 from voxd.providers.base import ToolCall, ToolSpec
 from voxd.tools.registry import ToolRegistry, ToolResult
+
+log = logging.getLogger("voxd.call")
 
 OPEN_MENU = "open_keypad_menu"
 # functions a leg cannot carry out, by `CallControl.transport_name`: they are not offered to
@@ -105,6 +109,15 @@ class SessionTools:
     async def send_dtmf(self, digits: str) -> None:
         await self.session.control.send_dtmf(digits)
 
+    async def attended_transfer(self, target: str, summary: str) -> TransferOutcome:
+        """Warm transfer through the leg (``CallLeg.attended_transfer``), where it can."""
+        carry = getattr(self.session.control, "attended_transfer", None)
+        if carry is None:
+            return TransferOutcome(False, f"attended transfer is not available on a "
+                                          f"{self.session.control.transport_name} call")
+        outcome: TransferOutcome = await carry(target, summary)
+        return outcome
+
     def interruptible(self, name: str) -> bool:
         tool = self.registry.get(name)
         return tool.interruptible if tool is not None else True
@@ -147,11 +160,15 @@ class SessionTools:
         res.result = {"opened": menu, "note": "the menu prompt will be read next; say nothing more"}
         return res
 
-    async def transfer(self, target: str) -> bool:
+    async def transfer(self, target: str, *, attended: bool = False, summary: str = "") -> bool:
         ok = False
         try:
-            ok = await self.session.control.transfer(target)
+            if attended:
+                ok = (await self.attended_transfer(target, summary)).ok
+            else:
+                ok = await self.session.control.transfer(target)
         except Exception:
+            log.exception("transfer to %s failed", target)
             ok = False
         if not ok:
             await self.session.say_now("Sorry, I couldn't transfer you right now.")

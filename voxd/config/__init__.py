@@ -14,9 +14,11 @@ from ruamel.yaml import YAML
 
 from voxd.config.cluster import RedisConfig, StoreConfig
 from voxd.config.local_llm import LocalLLMConfig
+from voxd.config.redaction import RedactionConfig
 from voxd.config.sip import (
     RegistrationConfig,
     SessionTimerConfig,
+    SipDnsConfig,
     SipTlsConfig,
     SipTraceConfig,
     SrtpPolicy,
@@ -182,6 +184,12 @@ class SipListenConfig(_Model):
         description="Close a SIP-over-TCP connection silent this long that carries no call "
                     "(keep-alive CRLFs count as traffic).")
     codecs: list[str] = Field(default_factory=lambda: ["PCMU", "PCMA"], description="Preference order.")
+    hold_audio: str | None = Field(
+        None, description="WAV file a caller hears while voxd holds it (an attended transfer's consultation); "
+        "default: a soft two-tone pattern every 3 s (voxd/media/hold.py).")
+    transfer_ring_s: float = Field(
+        30.0, ge=1, le=300, description="Attended transfer: how long the target may ring before the caller "
+        "is taken off hold and the agent told it did not answer.")
     trunks: list[TrunkConfig] = Field(default_factory=list)
     allow_any: bool = Field(False, description="Accept calls from any source when no trunk is configured.")
     srtp: SrtpPolicy = Field(
@@ -195,6 +203,8 @@ class SipListenConfig(_Model):
                                                description="RFC 4028 session timers (voxd/proto/sip/session_timer.py).")
     trace: SipTraceConfig = Field(default_factory=lambda: SipTraceConfig(),
                                   description="Per-call SIP traces (voxd/net/sip_trace.py).")
+    dns: SipDnsConfig = Field(default_factory=lambda: SipDnsConfig(),
+                              description="RFC 3263 resolution of trunk and registrar host names (voxd/net/sip_dns.py).")
 
     @model_validator(mode="after")
     def _unique_names(self) -> SipListenConfig:
@@ -368,6 +378,10 @@ class VoxdConfig(_Model):
     webhooks: WebhooksConfig = Field(default_factory=lambda: WebhooksConfig())
     analysis: AnalysisSettings = Field(default_factory=lambda: AnalysisSettings())
     recordings: RecordingsConfig = Field(default_factory=lambda: RecordingsConfig())
+    redaction: RedactionConfig = Field(
+        default_factory=lambda: RedactionConfig(),
+        description="Personal data (cards, SSNs, emails, phone numbers, own patterns) replaced before anything "
+                    "is written (voxd/config/redaction.py).")
     webrtc: WebRtcConfig = Field(default_factory=lambda: WebRtcConfig())
     twilio: TwilioConfig = Field(default_factory=lambda: TwilioConfig())
     tools: ToolsConfig = Field(default_factory=lambda: ToolsConfig(), description="Function library settings (weather, email, calendar, plugins, knowledge bases).")

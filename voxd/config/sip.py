@@ -100,7 +100,8 @@ class RegistrationConfig(PasswordSource):
     transport: Literal["udp", "tcp", "tls"] = Field(
         "udp", description="tls: a verified TLS connection (system CAs or sip.tls.ca_file), kept and reused.")
     expires: int = Field(600, ge=60, le=86400, description="Expiry asked for; the registrar's answer wins.")
-    agent: str | None = Field(None, description="Agent answering calls to this AOR (default: default_agent).")
+    agent: str | None = Field(None, description="Agent answering calls to this AOR (default: default_agent); "
+                              "<org>/<agent> for an agent of another organisation (agents/<org>/).")
 
     @field_validator("registrar")
     @classmethod
@@ -130,6 +131,41 @@ class SipTlsConfig(_Model):
         if self.enabled and not (self.cert_file and self.key_file):
             raise ValueError("sip.tls.enabled needs cert_file and key_file")
         return self
+
+
+class SipDnsConfig(_Model):
+    """How SIP host names are resolved (RFC 3263: NAPTR, SRV, then A/AAAA; voxd/net/sip_dns.py)."""
+
+    nameservers: list[str] = Field(
+        default_factory=list, description="DNS servers asked, as host:port (e.g. 192.0.2.53:53, [2001:db8::53]:53); "
+        "empty: the system resolver (/etc/resolv.conf; A/AAAA through getaddrinfo, so /etc/hosts applies).")
+    timeout_s: float = Field(3.0, gt=0, le=30, description="Time allowed for one DNS question (all servers).")
+
+    @field_validator("nameservers")
+    @classmethod
+    def _nameservers(cls, v: list[str]) -> list[str]:
+        for item in v:
+            parse_hostport(item)
+        return v
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    """``192.0.2.53:53``, ``[2001:db8::53]:53`` or a bare address (port 53)."""
+    import ipaddress
+
+    m = re.fullmatch(r"\[(?P<v6>[0-9A-Fa-f:.]+)\](?::(?P<p6>[0-9]{1,5}))?|(?P<v4>[0-9.]+)(?::(?P<p4>[0-9]{1,5}))?|"
+                     r"(?P<bare>[0-9A-Fa-f:]+)", text.strip())
+    if m is None:
+        raise ValueError(f"nameserver {text!r}: expected an address and port, e.g. 192.0.2.53:53 or [::1]:53")
+    host = m["v6"] or m["v4"] or m["bare"]
+    port = int(m["p6"] or m["p4"] or 53)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"nameserver {text!r}: {host} is not an IP address") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"nameserver {text!r}: port out of range")
+    return host, port
 
 
 class SessionTimerConfig(_Model):

@@ -85,6 +85,7 @@ class CallRecord:
     interruptions: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
     variables: dict[str, str] = field(default_factory=dict)  # the call's per-call variables, defaults filled in
+    org: str = "default"  # the organisation whose agent took the call: its store, API and webhooks
 
     @property
     def status(self) -> str:
@@ -98,5 +99,6 @@ class CallRecord:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d.pop("org")  # known to whoever reads it: records are served per organisation
         d["status"] = self.status
         return d

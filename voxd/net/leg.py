@@ -39,7 +39,16 @@ from voxd.agents.loader import LoadedAgent
 from voxd.call.events import CallEvent
 from voxd.call.lookup import Outcome
 from voxd.call.manager import CallLimitReached, CallManager
-from voxd.call.ports import SILENCE, AudioFrame, EndedBy, EndReason, Engines, PlaybackFinished
+from voxd.call.ports import (
+    SILENCE,
+    AudioFrame,
+    EndedBy,
+    EndReason,
+    Engines,
+    PlaybackFinished,
+    TransferOutcome,
+)
+from voxd.call.reply import voice_of
 from voxd.call.session import CallSession
 from voxd.core.endreason import TRANSPORT_FAILURES
 from voxd.media.codecs.base import Codec
@@ -131,8 +140,8 @@ class LegEnv:
         lookups = self.calls.lookups
         if agent.config.inbound_lookup is None or lookups is None or self.agents is None:
             return Outcome(agent)
-        return await lookups.resolve(agent, self.agents.get, caller=caller, called=called, transport=transport,
-                                     from_uri=from_uri, to_uri=to_uri)
+        return await lookups.resolve(agent, self.agents.getter(agent.org), caller=caller, called=called,
+                                     transport=transport, org=agent.org, from_uri=from_uri, to_uri=to_uri)
 
     def reject(self, outcome: Outcome, transport: str, *, from_uri: str = "", to_uri: str = "",
                metadata: dict[str, Any] | None = None) -> None:
@@ -142,10 +151,18 @@ class LegEnv:
                             metadata={**(metadata or {}), "inbound_lookup": outcome.info},
                             variables=outcome.variables)
 
-    def agent(self, name: str | None = None, *, number: str | None = None) -> LoadedAgent:
-        """The agent a call asked for (by name, or by dialled number), else the default."""
+    def agent(self, name: str | None = None, *, number: str | None = None, qualified: bool = False) -> LoadedAgent:
+        """The agent a call asked for (by name, or by dialled number), else the default.
+        ``qualified``: the name may be ``<org>/<agent>`` (configuration names it: a
+        registration's agent), an agent of that organisation."""
         if self.agents is None:
             raise Refused("no_agent", "no agents loaded")
+        if qualified and name and "/" in name:
+            org, _, short = name.partition("/")
+            found = self.agents.getter(org)(short)
+            if found is None:
+                raise Refused("no_agent", f"no agent {short!r} in organisation {org!r}")
+            return found
         if number is not None:
             found = self.agents.for_number(number)
             if found is None:
@@ -294,6 +311,15 @@ class CallLeg:
 
     async def send_dtmf(self, digits: str) -> None:
         await self.transport.send_dtmf(digits)
+
+    async def attended_transfer(self, target: str, summary: str) -> TransferOutcome:
+        """Warm transfer (SIP: voxd/net/sip_attended.py): hold the caller, call ``target``,
+        say ``summary`` to it with the agent's voice, then hand the caller over."""
+        carry = getattr(self.transport, "attended_transfer", None)
+        if carry is None or self.session is None:
+            return TransferOutcome(False, f"attended transfer is not available on a {self.transport_name} call")
+        outcome: TransferOutcome = await carry(target, summary, voice_of(self.session.engines.tts))
+        return outcome
 
     def clear(self) -> PlaybackFinished | None:
         return self.wire.clear()

@@ -24,15 +24,21 @@ from voxd.agents.catalog import AgentCatalog
 from voxd.agents.loader import LoadedAgent
 from voxd.call.lookup import REJECT_STATUSES
 from voxd.call.manager import CallManager
+from voxd.call.ports import TransferOutcome
+from voxd.call.reply import Voice
 from voxd.call.session import CallSession
 from voxd.config import SipListenConfig, TrunkConfig
 from voxd.core.endreason import end_reason
 from voxd.media import codecs
+from voxd.media.hold import HoldAudio
 from voxd.net.clock import MediaClock
 from voxd.net.leg import CallLeg, LegEnv, Refused
 from voxd.net.rtp import PortPool
+from voxd.net.sip_attended import attended_transfer, consult_event
 from voxd.net.sip_calls import SipCall, SipCallTable
 from voxd.net.sip_connect import SipConnector
+from voxd.net.sip_dns import SipResolver, address_types
+from voxd.net.sip_hold import caller_hold_changed, reoffer_answered, replace_dialog
 from voxd.net.sip_taps import tap_datagram
 from voxd.net.sip_tcp import TcpPeers
 from voxd.net.sip_trace import SipTracer
@@ -40,12 +46,14 @@ from voxd.proto import negotiate, secure_sdp
 from voxd.proto.sdes import Policy
 from voxd.proto.sdp import SdpParseError, SessionDescription
 from voxd.proto.sip import events as ev
-from voxd.proto.sip.agent import UAConfig, UserAgent
+from voxd.proto.sip.agent import UAConfig, UserAgent, parse_target
 from voxd.proto.sip.auth import DigestServer
 from voxd.proto.sip.errors import SipParseError
+from voxd.proto.sip.locate import Failover, fails_over
 from voxd.proto.sip.message import SipMessage, SipRequest, SipResponse
 from voxd.proto.sip.probe import NodeState
 from voxd.proto.sip.session_timer import TimerPolicy
+from voxd.proto.sip.uri import SipUri
 
 log = logging.getLogger("voxd.sip")
 
@@ -92,6 +100,7 @@ class SipEndpoint:
         self.port = cfg.port
         self.tls_port: int | None = None  # the TLS listener's, once it listens (voxd/net/sip_tls.py)
         self.connector = SipConnector(self)  # outbound TCP/TLS connections, one per peer
+        self.resolver = SipResolver(cfg.dns)  # RFC 3263 for trunk and registrar names (sip_dns.py)
         self.malformed = 0
         # carrier hooks (voxd/net/sip_register.py, sip_trunk.py): responses the UA does not
         # own (REGISTER), and inbound calls routed by registration (agent name or None)
@@ -101,6 +110,7 @@ class SipEndpoint:
         self.tracer: SipTracer | None = None  # per-call SIP traces (sip_trace.py)
         self.table.on_cleanup = self._traced
         self._looking_up: dict[str, asyncio.Task[None]] = {}  # INVITEs waiting for their agent's inbound lookup
+        self._hold = HoldAudio.load(cfg.hold_audio)  # what a caller we hold hears (sip_hold.py)
 
     def configure(self, cfg: SipListenConfig) -> None:
         """A reloaded `sip:` block with the same listener and RTP ports: trunks (sources,
@@ -112,6 +122,8 @@ class SipEndpoint:
         self.table.bind_host = cfg.host
         self.table.rtp_timeout_s = cfg.rtp_timeout_s
         self._digest = {t.name: self._digest_for(t) for t in cfg.trunks if t.username}
+        self.resolver.configure(cfg.dns)
+        self._hold = HoldAudio.load(cfg.hold_audio)
         if self.ua is not None:
             self.ua.config.session = TimerPolicy(cfg.session_timers.expires_s, cfg.session_timers.min_se_s)
 
@@ -219,6 +231,13 @@ class SipEndpoint:
         elif self._udp is not None and not self.tcp_peers.was_tls(addr):
             self._udp.sendto(data, addr)
 
+    def hold_audio(self) -> HoldAudio:
+        return self._hold.fresh()
+
+    def flush(self) -> None:
+        """Send whatever the user agent queued (for the modules acting on it: sip_hold.py...)."""
+        self._flush()
+
     def _flush(self) -> None:
         if self.ua is None:
             return
@@ -290,7 +309,15 @@ class SipEndpoint:
         assert self.ua is not None
         now = time.monotonic()
         call = self.table.get(e.call_id)
-        if isinstance(e, ev.IncomingCall):
+        if call is not None and call.consult:  # an attended transfer's call to its target
+            consult_event(self, call, e)
+        elif isinstance(e, ev.IncomingCall) and e.replaces is not None:
+            replaced = self.table.get(e.replaces)
+            if replaced is None or replaced.consult:
+                self.ua.reject(e.call_id, 481, now, reason="No Call To Replace")
+            else:
+                self.table.spawn(replace_dialog(self, replaced, e))
+        elif isinstance(e, ev.IncomingCall):
             self._incoming(e, now)
         elif isinstance(e, ev.CallEstablished) and call is not None:
             if call.outbound_offer is not None:
@@ -300,11 +327,10 @@ class SipEndpoint:
         elif isinstance(e, ev.CallProgress) and call is not None and e.sdp and call.outbound_offer is not None:
             self.table.spawn(self.table.early_media(call, e.sdp))
         elif isinstance(e, ev.CallFailed) and call is not None:
-            from voxd.net.sip_trunk import failure_reason, note_failure
-
-            call.bye_sent = True
-            note_failure(self, call.session, e)  # 503 Retry-After: the trunk waits
-            self.table.end(call, failure_reason(call.session, e), "system")  # detail (status, trunk) in metadata
+            if call.failover is not None and fails_over(e.status):
+                self.table.spawn(self._fail_over(call, e))  # RFC 3263: the trunk name's next target
+            else:
+                self._call_failed(call, e)
         elif isinstance(e, ev.OptionsResult):
             for listener in self.options_results:
                 listener(e)
@@ -321,10 +347,33 @@ class SipEndpoint:
             call.leg.dtmf(e.digit, "sip-info")
         elif isinstance(e, ev.ReInvite) and call is not None:
             self._reinvite(call, e, now)
-        elif isinstance(e, ev.ReferProgress) and call is not None and e.final:
-            self._transfer_done(call, 200 <= e.status < 300)
+        elif isinstance(e, ev.ReofferAnswered) and call is not None:
+            reoffer_answered(self, call, e.answer)
+        elif isinstance(e, ev.ReferProgress) and call is not None:
+            self._transfer_progress(call, e.status)
+            if e.final:
+                self._transfer_done(call, 200 <= e.status < 300)
         elif isinstance(e, ev.ReferFailed) and call is not None:
+            self._transfer_progress(call, e.status)
             self._transfer_done(call, False)
+
+    def _call_failed(self, call: SipCall, e: ev.CallFailed) -> None:
+        from voxd.net.sip_trunk import failure_reason, note_failure
+
+        call.bye_sent = True
+        note_failure(self, call.session, e)  # 503 Retry-After: the trunk waits
+        self.table.end(call, failure_reason(call.session, e), "system")  # detail (status, trunk) in metadata
+
+    async def _fail_over(self, call: SipCall, e: ev.CallFailed) -> None:
+        from voxd.net.sip_trunk import fail_over
+
+        try:
+            moved = await fail_over(self, call, e)
+        except Exception:
+            log.exception("call %s: failover failed", call.call_id)
+            moved = False
+        if not moved and not call.ended:
+            self._call_failed(call, e)
 
     def _incoming(self, e: ev.IncomingCall, now: float) -> None:
         assert self.ua is not None
@@ -345,7 +394,8 @@ class SipEndpoint:
             ua.reject(e.call_id, 503, now, retry_after=5, reason="Too many calls")
             return
         try:  # a registration's agent ("" for the default one), else by the dialled number
-            agent = self.env.agent(number=e.user or "") if routed is None else self.env.agent(routed or None)
+            agent = (self.env.agent(number=e.user or "") if routed is None
+                     else self.env.agent(routed or None, qualified=True))
         except Refused:
             ua.reject(e.call_id, 404, now, reason="No agent")
             return
@@ -450,9 +500,16 @@ class SipEndpoint:
 
     async def dial(self, agent: LoadedAgent, target: str, from_user: str = "voxd",
                    variables: dict[str, str] | None = None, metadata: dict[str, Any] | None = None) -> CallSession:
-        """Place a call (see SipCallTable.dial)."""
+        """Place a call (see SipCallTable.dial) over UDP to the target's host, located
+        with NAPTR/SRV/A (RFC 3263) unless it is an address or has a port."""
+        uri = parse_target(target)
+        try:
+            targets = await self.resolver.locate(SipUri(uri.host, None, uri.port), ["UDP"], address_types(self.cfg.host))
+        except OSError as e:
+            raise ValueError(f"cannot call {uri.host}: {e}") from None
         return await self.table.dial(agent, target, codec_names=self.cfg.codecs, from_user=from_user,
-                                     srtp=self.cfg.srtp, variables=variables, metadata=metadata)
+                                     srtp=self.cfg.srtp, variables=variables, metadata=metadata,
+                                     peer=targets[0].addr, failover=Failover(targets, uri.host))
 
     def srtp_policy(self, source: Addr) -> Policy:
         """The srtp policy of a call from ``source``: its trunk's, else sip.srtp."""
@@ -463,11 +520,11 @@ class SipEndpoint:
         assert self.ua is not None
         srtp = call.rtp.srtp if call.rtp is not None else None
         keys = call.rtp.neg.srtp if call.rtp is not None else None
-        try:  # an SRTP call stays SRTP (never falls back), a plain one stays plain
+        try:  # an SRTP call stays SRTP (never falls back), a plain one stays plain; one we hold stays held
             neg = secure_sdp.answer(SessionDescription.parse(e.offer), self.host, call.rtp_port or 0, self.cfg.codecs,
                                     policy="required" if srtp is not None else "off",
                                     local=keys.local if keys is not None else None,
-                                    session_id=int(now), session_version=int(now))
+                                    session_id=int(now), session_version=int(now), hold=call.hold_audio is not None)
         except (SdpParseError, negotiate.SdpNegotiationError):
             self.ua.answer_reoffer(call.call_id, None, now, status=488)
             return
@@ -479,11 +536,18 @@ class SipEndpoint:
             if neg.remote_address is not None:
                 call.rtp.remote = neg.remote_address
         self.ua.answer_reoffer(call.call_id, neg.sdp.serialize(), now)
+        caller_hold_changed(call, e.hold)  # no turns, no bot speech while the caller holds
+
+    @staticmethod
+    def _transfer_progress(call: SipCall, status: int) -> None:
+        note = call.session.record.metadata.get("transfer") if call.session is not None else None
+        if isinstance(note, dict):
+            note.setdefault("progress", []).append(status)
 
     def _transfer_done(self, call: SipCall, ok: bool) -> None:
         if call.transfer_result is not None and not call.transfer_result.done():
             call.transfer_result.set_result(ok)
-        if ok and call.session is not None:
+        if ok and call.session is not None and not call.attended:  # an attended one ends in its own flow
             call.session.record.end_reason = "transferred"
             self.table.end(call, "transferred", "agent")
 
@@ -513,3 +577,6 @@ class SipEndpoint:
         assert self.ua is not None
         self.ua.refer(call.call_id, target, time.monotonic())
         self._flush()
+
+    async def attended_transfer(self, call: SipCall, target: str, summary: str, voice: Voice) -> TransferOutcome:
+        return await attended_transfer(self, call, target, summary, voice)

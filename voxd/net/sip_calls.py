@@ -19,9 +19,11 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from voxd.agents.loader import LoadedAgent
-from voxd.call.ports import AudioFrame, EndedBy, EndReason, PlaybackFinished
+from voxd.call.ports import AudioFrame, EndedBy, EndReason, PlaybackFinished, TransferOutcome
+from voxd.call.reply import Voice
 from voxd.call.session import CallSession
 from voxd.media import codecs
+from voxd.media.hold import HoldAudio
 from voxd.net.leg import CallLeg, LegEnv
 from voxd.net.rtp import PortPool, RtpStream
 from voxd.net.srtp import SrtpContext
@@ -30,6 +32,7 @@ from voxd.proto.sdes import CryptoAttribute, Policy
 from voxd.proto.sdp import SdpParseError, SessionDescription
 from voxd.proto.sip.agent import parse_target
 from voxd.proto.sip.errors import SipParseError
+from voxd.proto.sip.locate import Failover
 
 log = logging.getLogger("voxd.sip")
 
@@ -53,6 +56,9 @@ class Signalling(Protocol):
 
     def cancel(self, call_id: str) -> None: ...
 
+    async def attended_transfer(self, call: SipCall, target: str, summary: str,
+                                voice: Voice) -> TransferOutcome: ...
+
 
 class SipCall:
     """One SIP call: dialog id and RTP stream; the Wire and TransportControl of its leg."""
@@ -73,6 +79,17 @@ class SipCall:
         self.outbound_sock: socket.socket | None = None
         self.srtp_policy: Policy = "off"  # the trunk's (or sip.srtp): what this call offered or answered
         self.outbound_cryptos: list[CryptoAttribute] = []  # our offer's a=crypto lines
+        # RFC 3263 failover (trunk calls): the targets left, and how the INVITE was sent
+        self.failover: Failover | None = None
+        self.invite_args: tuple[str, str, dict[str, Any]] | None = None  # (uri, from_user, options)
+        # hold (voxd/net/sip_hold.py) and attended transfer (voxd/net/sip_attended.py)
+        self.remote_hold = False  # the caller put us on hold (its re-INVITE)
+        self.hold_audio: HoldAudio | None = None  # we hold the caller: this is what it hears
+        self.attended = False  # an attended transfer is under way: its flow ends the call
+        self.consult = False  # an attended transfer's call to the target (no session of its own)
+        self.answered: asyncio.Future[bytes | None] | None = None  # consult: the target's answer SDP
+        self.failed_status: int | None = None  # consult: how the target refused
+        self.gone = asyncio.Event()  # set once the call is cleaned up
 
     # TransportControl
     async def hangup(self) -> None:
@@ -96,16 +113,22 @@ class SipCall:
         if self.rtp is not None:
             self.rtp.send_dtmf(digits)
 
+    async def attended_transfer(self, target: str, summary: str, voice: Voice) -> TransferOutcome:
+        return await self.table.signalling.attended_transfer(self, target, summary, voice)
+
     # Wire
     def receive(self) -> AudioFrame | None:
         return self.rtp.receive_frame() if self.rtp is not None else None
 
     @property
     def holding(self) -> bool:
-        return self.rtp is not None and self.rtp.sending_dtmf
+        """No bot speech this tick: digits are going out, or the caller is on hold."""
+        return self.rtp is not None and (self.rtp.sending_dtmf or self.remote_hold or self.hold_audio is not None)
 
     def send(self, frame: AudioFrame | None) -> None:
         if self.rtp is not None:
+            if self.hold_audio is not None and not self.rtp.sending_dtmf:
+                frame = self.hold_audio.next_frame()
             self.rtp.send_frame(frame)
 
     def clear(self) -> PlaybackFinished | None:
@@ -165,10 +188,12 @@ class SipCallTable:
     async def dial(self, agent: LoadedAgent, target: str, *, codec_names: list[str], from_user: str = "voxd",
                    ring_timeout_s: float = 45.0, peer: Addr | None = None,
                    invite_options: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None,
-                   srtp: Policy = "off", variables: dict[str, str] | None = None) -> CallSession:
+                   srtp: Policy = "off", variables: dict[str, str] | None = None,
+                   failover: Failover | None = None) -> CallSession:
         """Place a call to `target` (sip:user@host[:port]); returns the session at once.
         The session starts (the agent speaks first only if it has a greeting) when answered.
-        ``srtp``: the trunk's policy (SDES a=crypto offered; RTP/SAVP when required)."""
+        ``srtp``: the trunk's policy (SDES a=crypto offered; RTP/SAVP when required).
+        ``failover``: the other targets of a trunk's DNS name (:meth:`retarget`)."""
         uri = parse_target(target)
         peer = peer or (uri.host, uri.port or 5060)  # a trunk's proxy, else the target's host
         host = self.signalling.host
@@ -176,6 +201,8 @@ class SipCallTable:
         offer, cryptos = secure_sdp.offer(host, port, codec_names, policy=srtp, session_id=int(time.time()))
         call_id = self.signalling.invite(uri.serialize(), offer.serialize(), peer, from_user, **(invite_options or {}))
         call = SipCall(self, call_id, peer)
+        call.failover = failover
+        call.invite_args = (uri.serialize(), from_user, dict(invite_options or {}))
         call.srtp_policy, call.outbound_cryptos = srtp, cryptos
         call.rtp_port = port
         call.outbound_offer = offer
@@ -188,6 +215,22 @@ class SipCallTable:
         self.add(call)
         self.spawn(self._ring_timeout(call, ring_timeout_s))
         return session
+
+    def retarget(self, call: SipCall, peer: Addr) -> str:
+        """The INVITE again, to the next target (RFC 3263 §4.3: the previous one timed out,
+        answered 503 or could not be reached): a new transaction and Call-ID, the same
+        offer; the call keeps its session and media port."""
+        assert call.invite_args is not None and call.outbound_offer is not None
+        uri, from_user, options = call.invite_args
+        old = call.call_id
+        call_id = self.signalling.invite(uri, call.outbound_offer.serialize(), peer, from_user, **options)
+        self.release_slot(call)
+        self.calls.pop(old, None)
+        call.call_id, call.source = call_id, peer
+        self.add(call)
+        if call.session is not None:
+            call.session.record.metadata["sip_call_id"] = call_id
+        return call_id
 
     async def _ring_timeout(self, call: SipCall, after_s: float) -> None:
         await asyncio.sleep(after_s)
@@ -261,6 +304,9 @@ class SipCallTable:
         if call.ended:
             return
         call.ended = True
+        call.gone.set()
+        if call.answered is not None and not call.answered.done():
+            call.answered.set_result(None)
         if call.rtp is None and call.outbound_sock is not None:
             call.outbound_sock.close()
         if call.rtp is not None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from voxd.config import TrunkConfig
-from voxd.net.sip_trunk import loads, resolve, trunk_hop
+from voxd.net.sip_trunk import loads, locate, trunk_hop
 from voxd.proto.sip.events import OptionsResult
 
 if TYPE_CHECKING:
@@ -71,8 +71,8 @@ class TrunkProbes:
         for trunk in self.trunks:
             if trunk.outbound is None or not trunk.options_interval_s:
                 continue
-            (host, port), _ = trunk_hop(trunk)
-            target = f"sip:{host}:{port}"
+            hop, _ = trunk_hop(trunk)
+            target = hop.serialize()
             health = self.health.get(trunk.name)
             if health is None or health.target != target:
                 health = TrunkHealth(trunk.name, target, trunk.options_interval_s)
@@ -98,15 +98,15 @@ class TrunkProbes:
         await self.start()
 
     async def _loop(self, trunk: TrunkConfig, health: TrunkHealth) -> None:
-        (host, port), _ = trunk_hop(trunk)
+        hop, _ = trunk_hop(trunk)
         while True:
             ep = self._endpoint()
-            try:
-                peer = await resolve(host, port)
-            except OSError as e:
-                health.answered(OptionsResult("", 408, f"cannot resolve {host}: {e}"[:128]))
-            else:
-                if ep is not None and ep.ua is not None:
+            if ep is not None and ep.ua is not None:
+                try:  # the first target of the trunk's name (NAPTR/SRV/A, cached for its TTL)
+                    peer = (await locate(ep, trunk)).targets[0].addr
+                except (OSError, ValueError) as e:
+                    health.answered(OptionsResult("", 408, f"cannot resolve {hop.host}: {e}"[:128]))
+                else:
                     call_id = ep.probe(health.target, peer)
                     self._in_flight[call_id] = health
             await asyncio.sleep(trunk.options_interval_s)

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from voxd.config.sip import RegistrationConfig
+from voxd.config.sip import RegistrationConfig, SipDnsConfig
 from voxd.core.secrets import SecretBook
+from voxd.net.sip_dns import SipResolver, address_types
 from voxd.proto.sip import events as ev
 from voxd.proto.sip.auth import Credentials
 from voxd.proto.sip.errors import SipParseError
+from voxd.proto.sip.locate import Failover, Target, Transport, fails_over
 from voxd.proto.sip.message import SipResponse
 from voxd.proto.sip.registration import Registration, RegistrationSpec, RegState
 from voxd.proto.sip.uri import SipUri
@@ -42,6 +43,8 @@ class RegistrationClient:
         self.registrar = SipUri.parse(cfg.registrar)
         self.aor = SipUri.parse(cfg.aor)
         self.peer: Addr | None = None
+        self.failover: Failover | None = None  # the registrar name's targets (RFC 3263)
+        self.seen_failures = 0
         self.reg: Registration | None = None
         self.problem = ""  # why it cannot even try (DNS, password)
         self.wake = asyncio.Event()
@@ -56,8 +59,9 @@ class RegistrationClient:
                 self.credentials = Credentials(cfg.username or self.aor.user or "", password)
 
     @property
-    def transport(self) -> str:
-        return self.cfg.transport.upper()
+    def transport(self) -> Transport:
+        t = self.cfg.transport.upper()
+        return "TLS" if t == "TLS" else "TCP" if t == "TCP" else "UDP"
 
     def spec(self) -> RegistrationSpec:
         return RegistrationSpec(self.cfg.name, self.registrar.serialize(), self.aor.serialize(),
@@ -83,6 +87,8 @@ class RegistrationClient:
             "transport": self.cfg.transport, "agent": self.cfg.agent, "state": state,
             "registered": st is not None and st.state is RegState.REGISTERED,
             "contact": self.reg.contact_uri if self.reg is not None else None,
+            "target": None if self.peer is None else (
+                f"[{self.peer[0]}]:{self.peer[1]}" if ":" in self.peer[0] else f"{self.peer[0]}:{self.peer[1]}"),
             "last_status": st.last_status if st else None,
             "last_reason": (st.last_reason if st else "") or self.problem,
             "granted_expires_s": st.granted_expires if st else None,
@@ -106,6 +112,7 @@ class Registrations:
         self._attached: SipEndpoint | None = None
         self._stopping = False
         self._changed = asyncio.Event()  # a response or a timer moved some registration on
+        self._fallback = SipResolver(SipDnsConfig())  # before the endpoint exists
 
     # -- endpoint hooks ---------------------------------------------------------
     def _attach(self) -> SipEndpoint | None:
@@ -221,9 +228,10 @@ class Registrations:
         retry = 5.0
         while c.peer is None:
             try:
-                c.peer = await self._resolve(c)
+                c.failover = await self._locate(c)
+                c.peer = c.failover.targets[0].addr
                 c.problem = c.problem if c.problem.startswith("password") else ""
-            except OSError as e:
+            except (OSError, ValueError) as e:
                 c.problem = f"cannot resolve {c.registrar.host}: {e}"
                 log.warning("registration %s: %s (retry in %.0f s)", c.cfg.name, c.problem, retry)
                 await asyncio.sleep(retry)
@@ -263,7 +271,37 @@ class Registrations:
                 before = c.reg.status.state
                 c.reg.poll(time.monotonic())
                 self._log_change(c, before)
+                await self._after_failure(c)
                 self._changed.set()
+
+    async def _after_failure(self, c: RegistrationClient) -> None:
+        """A REGISTER that timed out or got 503 goes at once to the registrar name's next
+        target (RFC 3263 §4.3); once none is left the backoff runs and the next attempt
+        starts again from the best target."""
+        assert c.reg is not None
+        st = c.reg.status
+        if st.failures <= c.seen_failures or c.reg.stopped:
+            c.seen_failures = st.failures
+            return
+        c.seen_failures = st.failures
+        if st.last_status is None or not fails_over(st.last_status) or c.failover is None:
+            return
+        why = f"{st.last_status} {st.last_reason}"[:80]
+        if c.failover.next(why) is not None:
+            self._move(c, c.failover.current, f"{c.peer[0]}:{c.peer[1]} answered {why}" if c.peer else why)
+            return
+        log.warning("registration %s: every target failed (%s)", c.cfg.name, c.failover.summary())
+        try:  # from the cache while the TTLs hold: the preferred target first again
+            c.failover = await self._locate(c)
+            c.peer = c.reg.peer = c.failover.targets[0].addr
+        except (OSError, ValueError) as e:
+            c.problem = f"cannot resolve {c.registrar.host}: {e}"
+
+    def _move(self, c: RegistrationClient, target: Target | None, why: str) -> None:
+        assert c.reg is not None and target is not None
+        log.info("registration %s: %s; REGISTER to %s:%d", c.cfg.name, why, target.address, target.port)
+        c.peer = c.reg.peer = target.addr
+        c.reg.start(time.monotonic())
 
     def _log_change(self, c: RegistrationClient, before: RegState) -> None:
         assert c.reg is not None
@@ -280,21 +318,26 @@ class Registrations:
         data = c.reg.data_to_send()
         if not data:
             return
-        if c.transport != "UDP":
+        while c.transport != "UDP":
             try:  # the connection to the registrar, shared with calls to it (TLS: verified)
                 await ep.connector.ensure(c.peer, c.transport, c.registrar.host)
+                break
             except OSError as e:
                 c.problem = str(e)
-                return  # the transaction's timer reports the failure
+                if c.failover is None or c.failover.next(f"unreachable ({e})") is None:
+                    return  # the transaction's timer reports the failure
+                self._move(c, c.failover.current, f"{c.peer[0]}:{c.peer[1]} unreachable")
+                data = c.reg.data_to_send()
+        c.problem = c.problem if c.problem.startswith("password") else ""
         for d in data:
             ep.send_raw(d, c.peer)
 
-    @staticmethod
-    async def _resolve(c: RegistrationClient) -> Addr:
-        port = c.registrar.port or (5061 if c.transport == "TLS" else 5060)
-        kind = socket.SOCK_DGRAM if c.transport == "UDP" else socket.SOCK_STREAM
-        infos = await asyncio.get_running_loop().getaddrinfo(c.registrar.host, port, type=kind)
-        if not infos:
-            raise OSError("no address")
-        addr = infos[0][4]
-        return (str(addr[0]), int(addr[1]))
+    async def _locate(self, c: RegistrationClient) -> Failover:
+        """The registrar's targets (NAPTR/SRV/A unless its URI has a port or an address)."""
+        ep = self._endpoint()
+        resolver = ep.resolver if ep is not None else self._fallback
+        types = address_types(ep.cfg.host) if ep is not None else ("A",)
+        return Failover(await resolver.locate(SipUri(c.registrar.host, None, c.registrar.port,
+                                                     scheme=c.registrar.scheme,
+                                                     params=dict(c.registrar.params)),
+                                              [c.transport], types))

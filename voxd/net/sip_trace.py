@@ -90,6 +90,17 @@ class SipTracer:
         buf.record_id = record_id
         buf.write_at = time.monotonic() + LINGER_S
 
+    def carry_over(self, old_call_id: str, new_call_id: str) -> None:
+        """A call's INVITE went to another target with a new Call-ID (RFC 3263 failover):
+        the earlier attempt's messages stay in the call's trace, before the new ones."""
+        old = self._live.pop(old_call_id, None)
+        if old is None:
+            return
+        new = self._live.setdefault(new_call_id, _Buffer())
+        new.entries[:0] = old.entries
+        new.size += old.size
+        new.dropped += old.dropped
+
     # ------------------------------------------------------------ reading
     def _path(self, record_id: str) -> Path:
         return self.folder / f"{record_id}.jsonl"

@@ -10,8 +10,7 @@ call's end reason names the SIP status and the trunk.
 
 from __future__ import annotations
 
-import asyncio
-import socket
+import logging
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -23,14 +22,19 @@ from voxd.config import TrunkConfig
 from voxd.core.endreason import EndReason
 from voxd.core.errors import AtCapacity, NotFound
 from voxd.core.secrets import SecretBook
+from voxd.net.sip_dns import address_types
 from voxd.proto.sip.auth import Credentials
 from voxd.proto.sip.events import CallFailed
+from voxd.proto.sip.locate import Failover, Target, Transport, fails_over
 from voxd.proto.sip.message import REASONS
 from voxd.proto.sip.numbering import format_number, is_number
 from voxd.proto.sip.uri import SipUri
 
 if TYPE_CHECKING:
     from voxd.net.sip import SipEndpoint
+    from voxd.net.sip_calls import SipCall
+
+log = logging.getLogger("voxd.sip.trunk")
 
 Addr = tuple[str, int]
 
@@ -109,28 +113,48 @@ def pick_trunk(endpoint: SipEndpoint, name: str | None, to: str) -> TrunkConfig 
     return trunks[0]
 
 
-def trunk_hop(trunk: TrunkConfig) -> tuple[Addr, str | None]:
-    """Where a trunk's requests go: (host, port) of its outbound proxy with the pre-loaded
-    ``Route`` (loose routing), or of its domain with no Route."""
+def trunk_hop(trunk: TrunkConfig) -> tuple[SipUri, str | None]:
+    """Where a trunk's requests go: its outbound proxy's URI with the pre-loaded ``Route``
+    (loose routing), or ``sip:<domain>[:port]`` with no Route. A name without a port is
+    located with NAPTR/SRV (voxd/net/sip_dns.py); a port or an address skips SRV."""
     out = trunk.outbound
     assert out is not None
-    default_port = 5061 if out.transport == "tls" else 5060
     if out.proxy:
         proxy = SipUri.parse(out.proxy)
         params = {**proxy.params, "lr": None}
         if out.transport != "udp":
             params["transport"] = out.transport
         route_uri = SipUri(proxy.host, None, proxy.port, params=params)
-        return (proxy.host, proxy.port or default_port), f"<{route_uri.serialize()}>"
-    return (out.domain, out.port or default_port), None
+        return SipUri(proxy.host, None, proxy.port, scheme=proxy.scheme), f"<{route_uri.serialize()}>"
+    return SipUri(out.domain, None, out.port), None
 
 
-async def resolve(host: str, port: int) -> Addr:
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    if not infos:
-        raise OSError(f"cannot resolve {host}")
-    addr = infos[0][4]
-    return (str(addr[0]), int(addr[1]))
+def transport_of(trunk: TrunkConfig) -> Transport:
+    assert trunk.outbound is not None
+    t = trunk.outbound.transport.upper()
+    return "TLS" if t == "TLS" else "TCP" if t == "TCP" else "UDP"
+
+
+async def locate(endpoint: SipEndpoint, trunk: TrunkConfig) -> Failover:
+    """The trunk's next-hop targets in failover order (RFC 3263). Raises OSError."""
+    hop, _ = trunk_hop(trunk)
+    targets = await endpoint.resolver.locate(hop, [transport_of(trunk)], address_types(endpoint.cfg.host))
+    return Failover(targets, hop.host)
+
+
+async def reach(endpoint: SipEndpoint, failover: Failover, transport: Transport, server_name: str) -> Target | None:
+    """The first target from the current one on that takes a connection (TCP/TLS: opened
+    or reused; UDP: every target does); a refused one is passed over (a transport error)."""
+    target = failover.current
+    while target is not None and transport != "UDP":
+        try:
+            await endpoint.connector.ensure(target.addr, transport, server_name)
+        except OSError as e:
+            log.info("%s:%d unreachable over %s (%s): next target", target.address, target.port, transport, e)
+            target = failover.next(f"unreachable ({e})")
+            continue
+        break
+    return target
 
 
 async def dial_trunk(endpoint: SipEndpoint, agent: LoadedAgent, trunk: TrunkConfig, to: str, *,
@@ -149,21 +173,21 @@ async def dial_trunk(endpoint: SipEndpoint, agent: LoadedAgent, trunk: TrunkConf
     if out.transport != "udp":
         target.params["transport"] = out.transport
     hop, route = trunk_hop(trunk)
+    transport = transport_of(trunk)
     try:
-        peer = await resolve(*hop)
-    except OSError as e:
+        failover = await locate(endpoint, trunk)
+    except (OSError, ValueError) as e:
         raise ValueError(f"trunk {trunk.name}: {e}") from None
     credentials = None
     if out.has_password:
-        password = out.read_password(secrets, hop[0])
+        password = out.read_password(secrets, hop.host)
         if password is None:
             raise ValueError(f"trunk {trunk.name}: password unavailable ({out.password_where()})")
         credentials = Credentials(out.username or out.from_user or "voxd", password)
-    if out.transport != "udp":  # one connection per peer, opened once, verified for TLS
-        try:
-            await endpoint.connector.ensure(peer, out.transport.upper(), hop[0])
-        except OSError as e:
-            raise ValueError(f"trunk {trunk.name}: {e}") from None
+    # one connection per peer, opened once, verified for TLS against the configured name
+    first = await reach(endpoint, failover, transport, hop.host)
+    if first is None:
+        raise ValueError(f"trunk {trunk.name}: no target reachable: {failover.summary()}")
     load = loads(endpoint).setdefault(trunk.name, TrunkLoad())
     now = time.monotonic()
     why = load.admit(now, out.max_calls, out.calls_per_second)
@@ -174,11 +198,14 @@ async def dial_trunk(endpoint: SipEndpoint, agent: LoadedAgent, trunk: TrunkConf
         headers.append(("P-Asserted-Identity", f"<{out.asserted_identity}>"))
     if out.privacy:
         headers.append(("Privacy", "; ".join(out.privacy)))
+    meta: dict[str, Any] = {"trunk": trunk.name, **(metadata or {})}
+    if failover.tried:  # targets passed over already (connection refused)
+        meta["sip_failover"] = failover.summary()
     try:
         session = await endpoint.table.dial(
             agent, target.serialize(), codec_names=endpoint.cfg.codecs, from_user=from_user or out.from_user or "voxd",
-            peer=peer, metadata={"trunk": trunk.name, **(metadata or {})}, srtp=trunk.srtp or endpoint.cfg.srtp,
-            variables=variables,
+            peer=first.addr, metadata=meta, srtp=trunk.srtp or endpoint.cfg.srtp,
+            variables=variables, failover=failover,
             invite_options={
                 "from_host": out.domain, "display_name": out.from_display, "route": route,
                 "credentials": credentials, "headers": headers})
@@ -194,6 +221,28 @@ async def dial_trunk(endpoint: SipEndpoint, agent: LoadedAgent, trunk: TrunkConf
 
     endpoint.table.spawn(release_when_ended())  # held and cancelled by the call table
     return session
+
+
+async def fail_over(endpoint: SipEndpoint, call: SipCall, e: CallFailed) -> bool:
+    """An outbound INVITE timed out or got 503 (RFC 3263 §4.3): send it to the next
+    target of the name it was sent to; False when none is left (the call fails as usual)."""
+    failover = call.failover
+    failed = failover.current if failover is not None else None
+    if failover is None or failed is None or call.ended or not fails_over(e.status):
+        return False
+    failover.next(f"{e.status} {e.reason}"[:80])
+    target = await reach(endpoint, failover, failed.transport, failover.server_name)
+    if target is None or call.ended:
+        return False
+    before = call.call_id
+    call_id = endpoint.table.retarget(call, target.addr)
+    if endpoint.tracer is not None:
+        endpoint.tracer.carry_over(before, call_id)
+    if call.session is not None:
+        call.session.record.metadata["sip_failover"] = failover.summary()
+    log.info("%s:%d answered %d: INVITE sent to %s:%d, the next target of %s (call %s)", failed.address,
+             failed.port, e.status, target.address, target.port, failover.server_name, call_id)
+    return True
 
 
 def failure_reason(session: CallSession | None, e: CallFailed) -> EndReason:

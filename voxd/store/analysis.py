@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from voxd.store import scrub
 from voxd.store.base import SqlStore
 from voxd.store.records import AnalysisJob
 from voxd.store.repos import Transaction, TxnWrite
@@ -83,7 +84,8 @@ class AnalysisRepository:
     async def complete(self, job: AnalysisJob, analysis: dict[str, Any], headline: dict[str, Any],
                        also: Sequence[TxnWrite] = ()) -> None:
         """Store the analysis on the call, close the job and run ``also`` (the
-        ``call.analyzed`` outbox rows) in one transaction."""
+        ``call.analyzed`` outbox rows) in one transaction. The analysis is redacted first."""
+        analysis = scrub.value(self._db.pii(), analysis)
         async with self._db.transaction() as conn:
             await conn.execute(
                 "UPDATE calls SET analysis = ?, outcome = ?, sentiment = ?, mos = ? WHERE id = ? AND org = ? "

@@ -16,6 +16,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from voxd.core.pii import PiiRedactor, Redaction
 from voxd.store.migrations import Migration
 from voxd.store.sql import Txn
 
@@ -63,6 +64,13 @@ class SqlStore:
     skip_locked: str = ""
     # who claims webhook deliveries (``cluster.node_id``): a restarted node gives its claims back
     node_id: str = socket.gethostname()
+    # personal data taken out of transcripts, metadata, analysis, webhook payloads and function
+    # logs as they are written (the composition root sets the configured policy); on by default
+    redaction: Redaction = Redaction()
+
+    def pii(self) -> PiiRedactor | None:
+        """This organisation's redactor, None where redaction is off."""
+        return self.redaction.for_org(self.org)
 
     def for_org(self, org: str) -> SqlStore:
         """The same database bound to ``org``: its repositories see that organisation only."""

@@ -12,6 +12,7 @@ from dataclasses import asdict
 from typing import Any
 
 from voxd.core.calllog import CallRecord
+from voxd.store import scrub
 from voxd.store.base import SqlStore
 from voxd.store.repos import InvalidCursor, Transaction, TxnWrite
 from voxd.store.sql import Row, Txn
@@ -55,7 +56,9 @@ class CallRepository:
     async def save(self, record: CallRecord, also: Sequence[TxnWrite] = ()) -> None:
         """Upsert the call with all its turns, tool calls and digits (idempotent).
         `also` runs inside the same transaction (e.g. the webhook outbox rows for the
-        event this save records), so both commit or neither does."""
+        event this save records), so both commit or neither does. What is written is
+        redacted (``voxd.store.scrub``); ``record`` itself is not changed."""
+        record = scrub.record(self._db.pii(), record)
         async with self._db.transaction() as conn:
             await owned(conn, "calls", record.id, self._db.org)
             if await conn.fetchone("SELECT 1 FROM calls WHERE id = ? AND erased_at IS NOT NULL", (record.id,)):
@@ -111,6 +114,7 @@ class CallRepository:
 
     async def set_recording(self, call_id: str, info: dict[str, Any]) -> bool:
         """Replace ``metadata.recording`` of a stored call; False when there is no such call."""
+        info = scrub.value(self._db.pii(), info)
         async with self._db.transaction() as conn:
             row = await conn.fetchone("SELECT metadata FROM calls WHERE id = ? AND org = ? AND erased_at IS NULL",
                                       (call_id, self._db.org))

@@ -9,6 +9,7 @@ from dataclasses import asdict
 from typing import Any
 
 from voxd.core.calllog import CallRecord
+from voxd.store import scrub
 from voxd.store.base import SqlStore
 from voxd.store.calls import decode_cursor, encode_cursor, owned
 from voxd.store.repos import TxnWrite
@@ -34,7 +35,9 @@ class ConversationRepository:
         self, record: CallRecord, also: Sequence[TxnWrite] = ()
     ) -> None:
         """Upsert the conversation with all its turns (idempotent); ``also`` runs in the same
-        transaction (the webhook outbox rows of the event this save records)."""
+        transaction (the webhook outbox rows of the event this save records). Redacted as
+        calls are (``voxd.store.scrub``)."""
+        record = scrub.record(self._db.pii(), record)
         async with self._db.transaction() as conn:
             await owned(conn, "conversations", record.id, self._db.org)
             for write in also:

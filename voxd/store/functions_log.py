@@ -12,6 +12,7 @@ import json
 import time
 from typing import Any
 
+from voxd.store import scrub
 from voxd.store.base import SqlStore
 from voxd.store.records import Execution
 from voxd.store.sql import Row
@@ -35,6 +36,8 @@ class ExecutionLogRepository:
     async def add(self, rows: list[Execution]) -> None:
         if not rows:
             return
+        red = self._db.pii()
+        rows = [scrub.execution(red, e) for e in rows]
         async with self._db.transaction() as conn:
             await conn.executemany(
                 "INSERT INTO function_executions (name, arguments, result, error, duration_ms, actor, at, "

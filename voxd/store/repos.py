@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from voxd.core.calllog import CallRecord
+from voxd.core.pii import PiiRedactor, Redaction
 from voxd.core.sealing import Sealer
 from voxd.store.records import (
     FAILED,
@@ -471,6 +472,11 @@ class Store(Protocol):
     """One database: hands out its repositories and owns their connection."""
 
     org: str  # the organisation every repository handed out is bound to
+    redaction: Redaction  # what is taken out of rows as they are written (voxd/store/scrub.py)
+
+    def pii(self) -> PiiRedactor | None:
+        """This organisation's redactor, None where redaction is off."""
+        ...
 
     def for_org(self, org: str) -> Store:
         """The same database (connection, locks) bound to ``org``."""

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from voxd.core.sealing import Sealer
+from voxd.store import scrub
 from voxd.store.base import SqlStore
 from voxd.store.records import (
     DISABLED,
@@ -173,6 +174,8 @@ class WebhookStore:
         this store's database. Returns deliveries created."""
         txn: Txn = conn  # type: ignore[assignment]  # opaque to callers, this store's own
         org = self.db.org
+        red = self.db.pii()
+        messages = [scrub.message(red, m) for m in messages]
         endpoints = [Endpoint.from_row(r) for r in await txn.fetchall(
             f"SELECT {_ENDPOINT_COLS} FROM webhook_endpoints WHERE enabled = 1 AND org = ?", (org,))]
         rows = [
@@ -193,6 +196,7 @@ class WebhookStore:
         """A delivery outside the fan-out: a replay or a test (the message may be new)."""
         now = time.time()
         did = new_delivery_id()
+        message = scrub.message(self.db.pii(), message)
         if await self.get_endpoint(endpoint_id) is None:
             raise LookupError(f"no webhook endpoint {endpoint_id!r}")
         async with self.db.transaction() as conn:

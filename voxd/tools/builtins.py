@@ -49,6 +49,15 @@ async def transfer_call(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any
     allowed = ctx.options_for("transfer_call").get("allowed", [])
     if allowed and target not in allowed:
         raise ToolError(f"transfer to {target!r} is not allowed for this agent")
+    if args.get("mode") == "attended":
+        carry = getattr(ctx, "attended_transfer", None)
+        if carry is None:
+            raise ToolError("attended transfer is not available on this call")
+        outcome = await carry(target, str(args.get("summary") or ""))
+        if outcome.ok:
+            return {"transferred": True, "mode": "attended"}
+        return {"transferred": False, "mode": "attended", "reason": outcome.reason,
+                "note": "the caller is back with you; tell them the transfer did not go through"}
     ok = await ctx.transfer_call(target)
     return {"transferred": ok}
 
@@ -122,15 +131,21 @@ def builtin_tools() -> list[Tool]:
         ),
         Tool(
             "transfer_call",
-            "Transfer the caller to a number or SIP URI.",
+            "Transfer the caller to a number or SIP URI. mode attended: the caller waits on hold while "
+            "the target is called and hears the summary first; blind (default): hand the call over at once.",
             {
                 "type": "object",
-                "properties": {"target": {"type": "string", "minLength": 1}},
+                "properties": {
+                    "target": {"type": "string", "minLength": 1},
+                    "mode": {"type": "string", "enum": ["blind", "attended"]},
+                    "summary": {"type": "string", "maxLength": 1000,
+                                "description": "attended: what to tell the target about the caller first"},
+                },
                 "required": ["target"],
                 "additionalProperties": False,
             },
             transfer_call,
-            timeout_s=30,
+            timeout_s=120,
             interruptible=False,
         ),
         Tool(

@@ -28,10 +28,12 @@ class _ToolRecord(Protocol):
 
 
 class ExecutionLogger:
-    def __init__(self, repo: ExecutionLogRepo, redactor: Redactor | None = None) -> None:
-        self.repo = repo
+    def __init__(self, repo: ExecutionLogRepo, redactor: Redactor | None = None,
+                 repo_for: Callable[[str], ExecutionLogRepo] | None = None) -> None:
+        self.repo = repo  # the default organisation's log
+        self.repo_for = repo_for  # another organisation's (a call on its agent); None: all in ``repo``
         self.redact = redactor or default_redactor
-        self._queue: asyncio.Queue[Execution | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[str, Execution] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         # called with each redacted row as it is queued (e.g. the function.executed webhook)
         self.subscribers: list[Callable[[Execution], None]] = []
@@ -55,10 +57,11 @@ class ExecutionLogger:
             call_id=getattr(record, "id", None),
             turn_idx=turn_idx,
             at=tool.started_at or 0.0,
-        ))
+        ), org=getattr(record, "org", "default"))
 
-    def add(self, row: Execution) -> None:
-        self._queue.put_nowait(row)
+    def add(self, row: Execution, org: str = "default") -> None:
+        """Queue ``row`` for the log of ``org`` (the organisation of the call that ran it)."""
+        self._queue.put_nowait((org, row))
         for fn in self.subscribers:
             try:
                 fn(row)
@@ -73,11 +76,16 @@ class ExecutionLogger:
             batch = [first]
             while not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            rows = [r for r in batch if r is not None]
-            try:
-                await self.repo.add(rows)
-            except Exception:
-                log.exception("could not write %d function executions", len(rows))
+            by_org: dict[str, list[Execution]] = {}
+            for item in batch:
+                if item is not None:
+                    by_org.setdefault(item[0], []).append(item[1])
+            for org, rows in by_org.items():
+                repo = self.repo if org == "default" or self.repo_for is None else self.repo_for(org)
+                try:
+                    await repo.add(rows)
+                except Exception:
+                    log.exception("could not write %d function executions", len(rows))
             for _ in batch:
                 self._queue.task_done()
             if None in batch:

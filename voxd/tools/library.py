@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,9 @@ class ToolLibrary:
         self._sessions: dict[str, aiohttp.ClientSession] = {}  # per use: "functions", "tools"
         self._retired: list[aiohttp.ClientSession] = []
         self._signer: Signer | None = None
-        self._stored: dict[str, Tool] = {}
+        self._stored: dict[str, Tool] = {}  # the default organisation's API-created functions
+        self._org_stored: dict[str, dict[str, Tool]] = {}  # another organisation's
+        self.orgs: Callable[[], Iterable[str]] = lambda: ()  # the others whose agents take calls
         self._refresh_task: asyncio.Task[None] | None = None
         self.base = ToolRegistry()
         for t in self.builtin_tools():
@@ -156,23 +159,34 @@ class ToolLibrary:
                                   HttpFunction.model_validate(rec["http"]))
 
     async def refresh_stored(self) -> None:
+        """Re-read the API-created functions of the default organisation and of ``orgs()``."""
         if self.db is None:
             return
+        self._stored = await self._read_stored(self.db)
+        others = {}
+        for org in self.orgs():
+            if org != "default":
+                others[org] = await self._read_stored(self.db.for_org(org))
+        self._org_stored = others
+
+    async def _read_stored(self, db: Store) -> dict[str, Tool]:
         fresh: dict[str, Tool] = {}
-        for rec in await self.db.functions().list():
+        for rec in await db.functions().list():
             if rec["name"] in self.base.tools:
                 continue
             try:
                 fresh[rec["name"]] = self.stored_tool(rec)
             except (ToolError, SigningError, ValueError) as e:
-                log.error("function %s (API): %s", rec["name"], e)
-        self._stored = fresh
+                log.error("function %s (API, organisation %s): %s", rec["name"], db.org, e)
+        return fresh
 
-    def registry_for(self, agent: AgentConfig) -> ToolRegistry:
+    def registry_for(self, agent: AgentConfig, org: str = "default") -> ToolRegistry:
         """The functions this agent's calls can run (``SessionTools`` still limits them to
-        ``agent.tool_names``). Never raises: a custom function that cannot be built is
+        ``agent.tool_names``): built-ins, the API-created functions of its organisation
+        ``org``, its own. Never raises: a custom function that cannot be built is
         logged and left out, and the LLM hears 'not available' if it calls it."""
-        reg = ToolRegistry(tools=dict(self.base.tools) | self._stored)
+        stored = self._stored if org == "default" else self._org_stored.get(org, {})
+        reg = ToolRegistry(tools=dict(self.base.tools) | stored)
         for fn in agent.functions:
             if fn.name in self.base.tools:
                 log.error("agent %s: function %s has the name of a built-in; left out", agent.name, fn.name)

@@ -5,6 +5,9 @@ writer task commits them in batches (one transaction per batch, each message fan
 its deliveries in that same transaction), then wakes the delivery worker. Code that owns a
 write transaction can instead call ``add_in(conn, ...)`` so the event commits with the state
 change that caused it, and ``notify()`` after the commit.
+
+A message belongs to an organisation (``org``; the store's own when not given) and fans
+out to that organisation's endpoints only.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ BATCH = 500
 
 
 class Outbox:
-    def __init__(self, store: WebhookRepo, on_written: Callable[[], None] | None = None) -> None:
+    def __init__(self, store: WebhookRepo, on_written: Callable[[], None] | None = None,
+                 store_for: Callable[[str], WebhookRepo] | None = None) -> None:
         self.store = store
         self.on_written = on_written
-        self._queue: list[Message] = []
+        self._store_for = store_for  # another organisation's endpoints and messages
+        self._queue: list[tuple[str | None, Message]] = []
         self._more = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -36,11 +41,17 @@ class Outbox:
         self.track_latency = False
 
     # -- writing
-    def publish(self, messages: list[Message]) -> None:
+    def repo(self, org: str | None) -> WebhookRepo:
+        """The store of ``org``'s messages (None: this outbox's own)."""
+        if org is None or self._store_for is None:
+            return self.store
+        return self._store_for(org)
+
+    def publish(self, messages: list[Message], org: str | None = None) -> None:
         """From synchronous code: queue now, committed by the writer task shortly."""
         if not messages:
             return
-        self._queue.extend(messages)
+        self._queue.extend((org, m) for m in messages)
         self._idle.clear()
         self._more.set()
 
@@ -50,9 +61,9 @@ class Outbox:
         self._committed(messages)
         return n
 
-    async def add_in(self, conn: Transaction, messages: list[Message]) -> int:
+    async def add_in(self, conn: Transaction, messages: list[Message], org: str | None = None) -> int:
         """Inside the caller's transaction; call ``notify()`` once it has committed."""
-        return await self.store.add_messages_in(conn, messages)
+        return await self.repo(org).add_messages_in(conn, messages)
 
     def notify(self) -> None:
         if self.on_written is not None:
@@ -105,9 +116,14 @@ class Outbox:
             self._idle.set()
 
     async def _write_batch(self) -> bool:
-        batch = self._queue[:BATCH]
+        org = self._queue[0][0]  # one organisation per batch, in order
+        batch: list[Message] = []
+        for owner, m in self._queue[:BATCH]:
+            if owner != org:
+                break
+            batch.append(m)
         try:
-            await self.store.add_messages(batch)
+            await self.repo(org).add_messages(batch)
         except Exception:
             log.exception("webhooks: could not write %d events to the outbox; retrying", len(batch))
             return False

@@ -22,7 +22,17 @@ from voxd.core.egress import EgressPolicy
 from voxd.core.sealing import Sealer
 from voxd.core.secrets import Outbound
 from voxd.core.signing import new_secret
-from voxd.store.repos import FAILED, PENDING, AttemptResult, Endpoint, Message, Store, Transaction, TxnWrite
+from voxd.store.repos import (
+    FAILED,
+    PENDING,
+    AttemptResult,
+    Endpoint,
+    Message,
+    Store,
+    Transaction,
+    TxnWrite,
+    WebhookRepo,
+)
 from voxd.webhooks import events
 from voxd.webhooks.delivery import DeliveryWorker, Sender, private_allowed, url_problem
 from voxd.webhooks.outbox import Outbox
@@ -47,7 +57,8 @@ class Webhooks:
         self.store = db.webhooks(sealer)
         self.sender = Sender(self.cfg, policy)
         self.worker = DeliveryWorker(self.store, self.sender, self.cfg)
-        self.outbox = Outbox(self.store, self.worker.wake)
+        self._org_stores: dict[str, WebhookRepo] = {}
+        self.outbox = Outbox(self.store, self.worker.wake, store_for=self._store_of)
         self.running = False
         self.transactional = False  # call start/end rows are written with the call record
         self._agents: AgentCatalog | None = None
@@ -60,6 +71,14 @@ class Webhooks:
         view = copy.copy(self)
         view.store = self.db.for_org(org).webhooks(self._sealer)
         return view
+
+    def _store_of(self, org: str) -> WebhookRepo:
+        if org == self.db.org:
+            return self.store
+        got = self._org_stores.get(org)
+        if got is None:
+            got = self._org_stores[org] = self.db.for_org(org).webhooks(self._sealer)
+        return got
 
     @property
     def store_org(self) -> str:
@@ -106,7 +125,7 @@ class Webhooks:
         if self.transactional and isinstance(event, (CallStarted, CallEnded)):
             return  # written with the call record by `writer`
         try:
-            self.outbox.publish(events.from_call_event(event))
+            self.outbox.publish(events.from_call_event(event), org=event.record.org)  # its organisation's endpoints
         except Exception:
             log.exception("webhooks: could not build the payload for %s", type(event).__name__)
 
@@ -126,23 +145,29 @@ class Webhooks:
         if not msgs:
             return None
 
+        org = event.record.org
+
         async def write(conn: Transaction) -> object:
-            return await self.outbox.add_in(conn, msgs)
+            return await self.outbox.add_in(conn, msgs, org)
 
         return write, lambda: self.outbox.committed(msgs)
 
-    def on_agents_reloaded(self, report: ReloadReport) -> None:
-        if self._agents is None:
+    def on_agents_reloaded(self, report: ReloadReport, catalog: AgentCatalog | None = None) -> None:
+        """``agent.deployed`` / ``agent.updated`` to the endpoints of the catalog's organisation
+        (``catalog``: an organisation's own; None: the default one watched)."""
+        if catalog is None:
+            catalog = self._agents
+        if catalog is None:
             return
         out: list[Message] = []
         kinds: tuple[tuple[Literal["agent.deployed", "agent.updated"], list[str]], ...] = (
             ("agent.deployed", report.added), ("agent.updated", report.updated))
         for kind, names in kinds:
             for name in names:
-                agent = self._agents.get(name)
+                agent = catalog.get(name)
                 if agent is not None:
                     out.append(events.agent_message(kind, name, agent.version))
-        self.outbox.publish(out)
+        self.outbox.publish(out, org=catalog.org)
 
     def watch_agents(self, registry: AgentCatalog) -> None:
         self._agents = registry

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from . import events as ev
 from .auth import Credentials, DigestServer
@@ -25,6 +26,7 @@ from .outbound import OutboundMixin, TransportLookup
 from .prack import PrackMixin
 from .probe import NodeStateReader, ProbeMixin
 from .reliable import wants_100rel
+from .replaces import Replaces
 from .session_refresh import SessionTimerMixin, allowed_methods
 from .session_timer import TimerPolicy
 from .transaction import ClientTransaction, ServerTransaction, Timers
@@ -35,8 +37,8 @@ AuthLookup = Callable[[Addr, SipRequest], DigestServer | None]
 ReliableLookup = Callable[[Addr], bool]
 
 # Option tags a request may Require (RFC 3261 §8.2.2.3): 100rel (RFC 3262, voxd/proto/sip/prack.py).
-# timer (RFC 4028, voxd/proto/sip/session_refresh.py).
-SUPPORTED_REQUIRE = frozenset({"100rel", "timer"})
+# timer (RFC 4028, voxd/proto/sip/session_refresh.py). replaces (RFC 3891, voxd/proto/sip/replaces.py).
+SUPPORTED_REQUIRE = frozenset({"100rel", "timer", "replaces"})
 
 
 @dataclass
@@ -240,6 +242,9 @@ class UserAgent(OutboundMixin, PrackMixin, SessionTimerMixin, ProbeMixin):
                     extra = [("WWW-Authenticate", c) for c in server.challenges(now, stale=stale)]
                     self._reply(req, addr, 401, now, extra=extra)
                     return []
+        replaced = self._replaced_dialog(req, addr, now)
+        if replaced is False:
+            return []
         neg = self._negotiate_timer(req, addr, now)
         if neg is None:
             return []
@@ -261,7 +266,33 @@ class UserAgent(OutboundMixin, PrackMixin, SessionTimerMixin, ProbeMixin):
         except SipParseError:
             user = None
         return [ev.IncomingCall(req.call_id, req.body, req.from_, req.to, user, source,
-                                auth_user, req, _hops(req))]
+                                auth_user, req, _hops(req), replaced or None)]
+
+    def _replaced_dialog(self, req: SipRequest, addr: Addr, now: float) -> str | Literal[False]:
+        """An INVITE with Replaces (RFC 3891 §3): the Call-ID of the dialog it replaces,
+        "" without the header, False once answered: 400 (malformed, or more than one),
+        481 (no such dialog, or it has ended), 486 (``early-only`` on a confirmed one)."""
+        values = req.headers.get_all("Replaces")
+        if not values:
+            return ""
+        try:
+            if len(values) > 1:
+                raise SipParseError("more than one Replaces")
+            wanted = Replaces.parse(values[0])
+        except SipParseError as e:
+            self._reply(req, addr, 400, now, reason=f"Bad Replaces: {e}"[:80])
+            return False
+        for call in self.calls.values():
+            tag = call.remote.tag
+            if tag is not None and wanted.matches(call.call_id, local_tag=call.local_tag, remote_tag=tag):
+                if call.state is CallState.TERMINATED:
+                    break
+                if wanted.early_only and call.state is CallState.CONFIRMED:
+                    self._reply(req, addr, 486, now)
+                    return False
+                return call.call_id
+        self._reply(req, addr, 481, now, reason="No Dialog To Replace")
+        return False
 
     def _looped(self, req: SipRequest) -> bool:
         branches = {branch for branch, _ in self._client_tx}

@@ -27,6 +27,7 @@ class IncomingCall(Event):
     auth_user: str | None = None
     request: SipRequest | None = field(default=None, repr=False, compare=False)
     max_forwards: int | None = None  # the INVITE's; a request sent on its behalf uses one less
+    replaces: str | None = None  # Call-ID of our dialog this INVITE replaces (RFC 3891), matched already
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from .headers import Headers
 from .limits import parse_retry_after
 from .message import REASONS, SipRequest, SipResponse
 from .prack import prack_for
+from .replaces import Replaces, refer_to_with_replaces
 from .transaction import ClientTransaction, ServerTransaction
 from .uri import NameAddr, SipUri
 
@@ -166,6 +167,18 @@ class OutboundMixin:
             ("Refer-To", f"<{target}>"), ("Referred-By", call.local.serialize()),
             ("User-Agent", self.config.user_agent)])
         call.refer_cseq = tx.request.cseq.seq
+
+    def refer_to_replacing(self, call_id: str) -> str:
+        """Attended transfer: the Refer-To URI that sends the party we REFER to the peer of
+        our dialog ``call_id`` (its Contact), with ``?Replaces=`` naming that dialog as the
+        peer sees it (its tag is the to-tag, RFC 3891 §3), so the peer swaps it for the
+        referred party's INVITE."""
+        call = self.calls.get(call_id)
+        if call is None or call.state is not CallState.CONFIRMED or call.remote.tag is None:
+            raise KeyError(f"no established call {call_id}")
+        rep = Replaces.for_dialog(call.call_id, recipient_local_tag=call.remote.tag,
+                                  recipient_remote_tag=call.local_tag)
+        return refer_to_with_replaces(SipUri.parse(call.remote_target), rep).serialize()
 
     def reoffer(self, call_id: str, sdp: bytes, now: float, *, method: str = "INVITE") -> None:
         """Send a new offer in the dialog (re-INVITE or UPDATE), e.g. to hold/unhold."""
