@@ -171,3 +171,25 @@ async def test_cli_sets_retention_and_audit_verify_passes_after_a_purge(tmp_path
         conn.execute("UPDATE audit_purged SET hash = 'x' WHERE seq = (SELECT MAX(seq) FROM audit_purged)")
         assert conn.total_changes == 1  # acme's seq 3 and 4 sit after beta's kept seq 2: links
     assert await cli(["audit", *c, "verify"]) == 1  # a purged row's links are checked too
+
+
+async def test_the_job_runs_periodically_and_logs_counts(db: Database, tmp_path: Path, caplog) -> None:
+    import asyncio
+    import logging
+
+    rec = tmp_path / "recordings"
+    await seed_call(db, rec, "call_j1", started_at=100.0, ended_at=160.0)  # 1970: older than any retention
+    await db.orgs().set_retention("default", {"transcripts_days": 1, "function_logs_days": 1})
+    job = RetentionJob(db, rec, interval_s=0.05, batch=10)
+    with caplog.at_level(logging.INFO, logger="voxd.retention"):
+        await job.start()
+        for _ in range(100):
+            if job.runs >= 3:
+                break
+            await asyncio.sleep(0.02)
+        await job.stop()
+    assert job.runs >= 3
+    lines = [r.getMessage() for r in caplog.records if r.name == "voxd.retention"]
+    assert "retention: org default purged conversation_transcripts=0 function_logs=1 transcripts=1" in lines
+    assert "retention: org default purged conversation_transcripts=0 function_logs=0 transcripts=0" in lines
+    assert (await db.calls().get("call_j1"))["turns"] == []
