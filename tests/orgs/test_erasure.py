@@ -138,3 +138,17 @@ async def test_erasure_needs_an_admin_scope_and_a_finished_call(api: Api, tmp_pa
     r = await api.client.delete("/api/v1/calls/call_live1", headers=await api.admin())
     assert r.status == 409
     assert "erased_at" not in (await api.db.calls().get("call_live1") or {"erased_at": 1})
+
+
+async def test_the_org_export_holds_the_tombstone_not_the_erased_call(api: Api, tmp_path: Path) -> None:
+    from voxd.store.export import org_export
+
+    await api.db.orgs().create("acme")
+    await seed_call(api.db, tmp_path / "recordings", "call_exp1", org="acme")
+    await seed_call(api.db, tmp_path / "recordings", "call_exp2", org="default")
+    assert await api.db.for_org("acme").calls().erase("call_exp1") is not None
+    rows = [row async for row in org_export(api.db, "acme")]
+    calls = [r for r in rows if r["kind"] == "call"]
+    assert [c["id"] for c in calls] == ["call_exp1"] and calls[0]["erased_at"] is not None
+    text = json.dumps(rows)
+    assert SECRET_WORDS not in text and "+15551234567" not in text and "call_exp2" not in text
