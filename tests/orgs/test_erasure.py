@@ -50,6 +50,12 @@ async def seed_call(db: Database, rec_dir: Path, call_id: str, org: str = "defau
                                              "agent:front-desk", call_id=call_id, turn_idx=0, at=started_at + 3)])
 
 
+def _file_bytes(path: Path) -> bytes:
+    """The database file and its write-ahead log, as on disk."""
+    wal = Path(str(path) + "-wal")
+    return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+
+
 def _rows(path: Path, sql: str, *args: object) -> list[tuple]:
     with sqlite3.connect(path) as conn:
         return list(conn.execute(sql, args))
@@ -78,6 +84,10 @@ async def test_erasure_removes_everything_but_a_tombstone(api: Api, tmp_path: Pa
         dump = "\n".join(conn.iterdump())
     assert dump.count(SECRET_WORDS) == 2  # call_keep1: its turn and its webhook message
     assert "+15551234567" in dump and dump.count("+15551234567") == 1
+
+    # nor in the file's bytes: SQLite zeroes what the erasure freed (secure_delete for it)
+    await api.db.fetchone("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert _file_bytes(path).count(SECRET_WORDS.encode()) == 2
 
     tomb = _rows(path, "SELECT id, org, started_at, answered_at, ended_at, erased_at, from_uri, metadata, analysis, "
                        "outcome FROM calls WHERE id = 'call_erase1'")

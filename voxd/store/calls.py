@@ -139,7 +139,14 @@ class CallRepository:
             if row is None:
                 return None
             if row["erased_at"] is None:
-                await _erase_in(conn, self._db.org, call_id, at)
+                secure = self._db.dialect == "sqlite"  # the freed bytes zeroed, not left in the file
+                if secure:
+                    await conn.execute("PRAGMA secure_delete = ON")
+                try:
+                    await _erase_in(conn, self._db.org, call_id, at)
+                finally:
+                    if secure:
+                        await conn.execute("PRAGMA secure_delete = OFF")
             tomb = await conn.fetchone(f"SELECT {_TOMBSTONE} FROM calls WHERE id = ?", (call_id,))
         assert tomb is not None
         return {**dict(tomb), "org": self._db.org}
