@@ -139,14 +139,15 @@ class CallRepository:
             if row is None:
                 return None
             if row["erased_at"] is None:
-                secure = self._db.dialect == "sqlite"  # the freed bytes zeroed, not left in the file
-                if secure:
+                # SQLite: the freed bytes zeroed, not left in the file (many builds do so by default)
+                was = await conn.fetchone("PRAGMA secure_delete") if self._db.dialect == "sqlite" else None
+                if was is not None:
                     await conn.execute("PRAGMA secure_delete = ON")
                 try:
                     await _erase_in(conn, self._db.org, call_id, at)
                 finally:
-                    if secure:
-                        await conn.execute("PRAGMA secure_delete = OFF")
+                    if was is not None:
+                        await conn.execute(f"PRAGMA secure_delete = {int(was[0])}")
             tomb = await conn.fetchone(f"SELECT {_TOMBSTONE} FROM calls WHERE id = ?", (call_id,))
         assert tomb is not None
         return {**dict(tomb), "org": self._db.org}
