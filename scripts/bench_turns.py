@@ -264,7 +264,7 @@ async def double_answers(utts: list[Utterance], detectors: list[str]) -> dict[st
     from voxd.agents.loader import LoadedAgent, load_agent_file
     from voxd.config import load_config
     from voxd.harness import standalone_calls
-    from voxd.suites.audio import AcceptingControl, Line
+    from voxd.suites.audio import AcceptingControl, HarnessLeg
 
     cfg, base = load_config(None)
     agent0 = load_agent_file(ROOT / "agents" / "receptionist.yaml")
@@ -280,7 +280,7 @@ async def double_answers(utts: list[Utterance], detectors: list[str]) -> dict[st
         for u in runs:
             control = AcceptingControl()
             session = manager.create(agent, control)
-            line = Line(session, control, virtual=True)
+            line = HarnessLeg(session, control, virtual=True)
             await session.start()
             await line.settle()
             over_ms = await line.play(u.pcm)

@@ -18,15 +18,17 @@ import numpy as np
 
 from voxd.agents.loader import LoadedAgent
 from voxd.call.driver import FRAME_S, frames_of
-from voxd.call.manager import CallManager
 from voxd.call.ports import NullControl
 from voxd.call.session import CallSession
+from voxd.config import VoxdConfig
+from voxd.harness import standalone_calls
 from voxd.media.audio import SAMPLE_RATE, SILENCE_FRAME, read_wav_as
 from voxd.media.frame import AudioFrame
 from voxd.suites import voices
-from voxd.suites.expect import check, mark, window_since
+from voxd.suites.expect import Mark, Window, check, mark, window_since
 from voxd.suites.model import LoadedSuite, Scenario, Step
 from voxd.suites.results import ScenarioResult, StepResult, transcript_of
+from voxd.suites.transport import Leg
 
 TAIL_S = 1.2  # quiet after the bot's last word before a step is over
 SETTLE_MAX_S = 45.0  # a step that never settles (the bot talks on and on) stops here
@@ -46,8 +48,8 @@ class AcceptingControl(TestControl):
         return True
 
 
-class Line:
-    """One call's media clock, driven step by step."""
+class HarnessLeg:
+    """One harness call's media clock, driven step by step (a `Leg`)."""
 
     def __init__(self, session: CallSession, control: NullControl, virtual: bool) -> None:
         self.session = session
@@ -61,6 +63,41 @@ class Line:
     @property
     def ended(self) -> bool:
         return self.session.closed
+
+    @property
+    def end_reason(self) -> str:
+        return self.session.record.end_reason or "closed"
+
+    @property
+    def call_seconds(self) -> float:
+        return self.frames * FRAME_S
+
+    async def start(self, until_bot_speaks: bool) -> None:
+        await self.session.start()
+        if self.virtual:
+            await self.session.wait_idle()
+        await self.settle(until_bot_speaks=until_bot_speaks)
+
+    def mark(self) -> Mark:
+        return mark(self.session.record, self.control.transfers)
+
+    async def window(self, m: object) -> Window:
+        assert isinstance(m, Mark)
+        s = self.session
+        hung_up = self.control.hung_up or (s.closed and s.record.ended_by == "agent")
+        return window_since(m, s.record, self.control.transfers, hung_up)
+
+    def unobservable(self, step: Step) -> list[str]:
+        return []
+
+    async def transferred(self) -> None:
+        await self.settle()
+        await self.session.close("transferred", ended_by="agent")  # the carrier took the call away
+
+    async def close(self) -> list[str]:
+        if not self.session.closed:
+            await self.session.close("caller_hangup", ended_by="caller")
+        return transcript_of(self.session.record.turns)
 
     async def tick(self, frame: bytes = SILENCE_FRAME) -> bool:
         """One frame each way; True if the bot made sound."""
@@ -131,6 +168,9 @@ class Line:
         return self.bot_frames >= need
 
 
+Line = HarnessLeg  # its earlier name
+
+
 def agent_voice(agent: LoadedAgent) -> str:
     """The agent's own voice in caller-voice terms (piper:joe, espeak:en-us, ...)."""
     v = agent.config.voice
@@ -157,29 +197,24 @@ def caller_audio(step: Step, default_voice: str, base: Path) -> np.ndarray:
     return voices.speech(voice, text)
 
 
-async def run_call(manager: CallManager, agent: LoadedAgent, loaded: LoadedSuite, index: int,
-                   scenario: Scenario, virtual: bool = True) -> ScenarioResult:
+async def run_call(leg: Leg, agent: LoadedAgent, loaded: LoadedSuite, index: int, scenario: Scenario,
+                   transport: str = "audio") -> ScenarioResult:
+    """One scenario over ``leg``: each step's caller action, then its expectations
+    checked on the leg's window (the same `check` for every transport)."""
     suite = loaded.suite
-    res = ScenarioResult(str(loaded.path), agent.name, scenario.name, "audio", loaded.line_of(index), scenario.tags)
+    res = ScenarioResult(str(loaded.path), agent.name, scenario.name, transport, loaded.line_of(index), scenario.tags)
     voice = scenario.voice or suite.voice
     res.note = own_voice_note(agent, scenario, suite.voice)
-    control = AcceptingControl()
-    session = manager.create(agent, control, from_uri=f"test:{scenario.name}")
-    line = Line(session, control, virtual)
     t0 = time.perf_counter()
     try:
-        await session.start()
-        if virtual:
-            await session.wait_idle()
-        await line.settle(until_bot_speaks=scenario.steps[0].interrupt is not None)
+        await leg.start(until_bot_speaks=scenario.steps[0].interrupt is not None)
         for j, step in enumerate(scenario.steps):
             sr = StepResult(j, step.action, step.words, loaded.line_of(index, j))
             res.steps.append(sr)
-            if line.ended and step.action not in ("wait", "silence"):
-                sr.failures.append("the call had already ended "
-                                   f"({session.record.end_reason or 'closed'}) before this step")
+            if leg.ended and step.action not in ("wait", "silence"):
+                sr.failures.append(f"the call had already ended ({leg.end_reason}) before this step")
                 break
-            m = mark(session.record, control.transfers)
+            m = leg.mark()
             nxt = scenario.steps[j + 1] if j + 1 < len(scenario.steps) else None
             before_interrupt = nxt is not None and nxt.interrupt is not None
             try:
@@ -188,31 +223,50 @@ async def run_call(manager: CallManager, agent: LoadedAgent, loaded: LoadedSuite
             except (voices.VoiceUnavailable, OSError, ValueError, EOFError) as e:
                 res.status, res.note = "error", f"step {j + 1}: {e}"
                 break
-            if step.interrupt is not None and not await line.until_bot_spoke(step.after_ms):
+            if step.interrupt is not None and not await leg.until_bot_spoke(step.after_ms):
                 sr.failures.append(f"the bot did not speak for {step.after_ms} ms to be interrupted")
             talked_over = 0.0
             if pcm is not None:
-                talked_over = await line.play(pcm)
+                talked_over = await leg.play(pcm)
             elif step.dtmf is not None:
-                await line.digits(step.dtmf)
+                await leg.digits(step.dtmf)
             elif step.wait is not None:
-                await line.quiet(step.wait)
+                await leg.quiet(step.wait)
             elif step.silence is not None:
-                await line.quiet(step.silence)
+                await leg.quiet(step.silence)
             if step.wait is None:
-                await line.settle(until_bot_speaks=before_interrupt)
-            hung_up = control.hung_up or (session.closed and session.record.ended_by == "agent")
-            sr.window = window_since(m, session.record, control.transfers, hung_up)
+                await leg.settle(until_bot_speaks=before_interrupt)
+            sr.window = await leg.window(m)
             if step.interrupt is None:
                 sr.window.bot_over_caller_ms = talked_over
-            sr.failures += check(step, sr.window)
-            if sr.window.transfers and not session.closed:
-                await line.settle()
-                await session.close("transferred", ended_by="agent")  # the carrier took the call away
+            sr.failures += leg.unobservable(step) + check(step, sr.window)
+            if sr.window.transfers and not leg.ended:
+                await leg.transferred()
     finally:
-        if not session.closed:
-            await session.close("caller_hangup", ended_by="caller")
+        res.transcript = await leg.close()
         res.seconds = time.perf_counter() - t0
-        res.transcript = transcript_of(session.record.turns)
-        res.call_seconds = line.frames * FRAME_S
+        res.call_seconds = leg.call_seconds
     return res
+
+
+class HarnessTransport:
+    """Scenarios as harness calls on one call manager (`voxd call`'s)."""
+
+    name = "harness"
+
+    def __init__(self, cfg: VoxdConfig, base: Path, virtual: bool = True) -> None:
+        self.manager, self.library = standalone_calls(cfg, base)
+        self.virtual = virtual
+
+    async def warm_up(self, agent: LoadedAgent) -> None:
+        await self.library.warm_up([agent.config])
+        await self.manager.warm_up([agent])
+
+    async def leg(self, agent: LoadedAgent, scenario: str) -> HarnessLeg:
+        control = AcceptingControl()
+        session = self.manager.create(agent, control, from_uri=f"test:{scenario}")
+        return HarnessLeg(session, control, self.virtual)
+
+    async def close(self) -> None:
+        await self.manager.close_all()
+        await self.library.close()

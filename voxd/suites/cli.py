@@ -21,6 +21,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # t
     t.add_argument("--agent", help="test this agent file instead of the one each suite names")
     t.add_argument("-k", dest="select", help="only scenarios whose name or tags contain this")
     t.add_argument("--realtime", action="store_true", help="pace calls in real time instead of the virtual clock")
+    t.add_argument("--transport", choices=("harness", "sip"), default="harness",
+                   help="harness: frames straight into the call; sip: a real SIP/RTP call on loopback (real time)")
+    t.add_argument("--target", help="with --transport sip: call this running endpoint (sip:agent@127.0.0.1:5080) "
+                   "instead of starting one in-process")
     t.add_argument("--junit", default="test-results/voxd-test.xml", help="JUnit XML report ('' for none)")
     t.add_argument("--json", dest="json_out", default="test-results/voxd-test.json", help="JSON report ('' for none)")
     t.add_argument("--quiet", "-q", action="store_true", help="only the summary table")
@@ -52,7 +56,13 @@ async def run_test(args: argparse.Namespace) -> int:
         return 2
     logging.getLogger("voxd").setLevel(logging.ERROR)
     opts = Options(text=args.text, virtual=not args.realtime, llm=args.llm, select=args.select,
-                   agent=Path(args.agent) if args.agent else None)
+                   agent=Path(args.agent) if args.agent else None, transport=args.transport, target=args.target)
+    if args.target and args.transport != "sip":
+        print("voxd test: --target needs --transport sip", file=sys.stderr)
+        return 2
+    if args.transport == "sip" and args.text:
+        print("voxd test: --text and --transport sip exclude each other", file=sys.stderr)
+        return 2
 
     def progress(r: ScenarioResult) -> None:
         if not args.quiet:

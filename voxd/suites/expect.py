@@ -36,6 +36,8 @@ class Window:
     interrupted_replies: int = 0
     heard: list[str] = field(default_factory=list)  # what the recogniser heard the caller say
     bot_over_caller_ms: float = 0.0  # the bot's sound while the caller was still saying this step's words
+    # the bot's own text for its replies, when `replies` is what a recogniser heard on the wire (SIP)
+    texts: list[str] = field(default_factory=list)
 
     @property
     def reply(self) -> str:
@@ -48,7 +50,7 @@ class Window:
                        "result": _jsonable(t.result)} for t in self.tools],
             "transfers": self.transfers, "hung_up": self.hung_up, "latencies_ms": self.latencies_ms,
             "interruptions": self.interruptions, "interrupted_replies": self.interrupted_replies,
-            "bot_over_caller_ms": self.bot_over_caller_ms,
+            "bot_over_caller_ms": self.bot_over_caller_ms, **({"texts": self.texts} if self.texts else {}),
         }
 
 
@@ -101,6 +103,22 @@ def window_since(m: Mark, record: CallRecord, transfers: list[str], hung_up: boo
 def words(text: str) -> str:
     """Lower case, punctuation gone, single spaces: "Nine A.M.!" -> "nine a m"."""
     return " ".join(re.sub(r"[^\w']+", " ", text.lower()).replace("'", "").split())
+
+
+_DIGIT_WORDS = {w: str(i) for i, w in enumerate(
+    ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"])}
+
+
+def folded(text: str) -> str:
+    """`words` with small numbers as digits ("nine to hang up" -> "9 to hang up"): a
+    recogniser writes "nine" where the agent's text said "9", and the other way round."""
+    return " ".join(_DIGIT_WORDS.get(w, w) for w in words(text).split())
+
+
+def contains(reply: str, want: str) -> bool:
+    """``want`` occurs in ``reply`` as words, or as words with small numbers folded."""
+    w = words(want)
+    return bool(w) and (w in words(reply) or folded(want) in folded(reply))
 
 
 def _as_list(v: str | list[str] | None) -> list[str]:
@@ -168,12 +186,14 @@ def check(step: Step, w: Window) -> list[str]:
     if step.no_tool and w.tools:
         out.append("expected no function call, the bot called "
                    + ", ".join(f"{t.name}({json.dumps(t.arguments, default=str)})" for t in w.tools))
-    reply = words(w.reply)
     said = f"the bot said {w.reply!r}" if w.reply else "the bot said nothing"
-    missing = [s for s in _as_list(step.reply_contains) if words(s) not in reply]
+    text = " ".join(t for t in w.texts if t)
+    if text and words(text) != words(w.reply):
+        said += f" (heard on the line; its text was {text!r})"
+    missing = [s for s in _as_list(step.reply_contains) if not contains(w.reply, s)]
     if missing:
         out.append(f"reply lacks {', '.join(repr(s) for s in missing)}: {said}")
-    present = [s for s in _as_list(step.reply_not_contains) if words(s) and words(s) in reply]
+    present = [s for s in _as_list(step.reply_not_contains) if contains(w.reply, s)]
     if present:
         out.append(f"reply must not contain {', '.join(repr(s) for s in present)}: {said}")
     if step.reply_matches is not None and not re.search(step.reply_matches, w.reply, re.IGNORECASE):

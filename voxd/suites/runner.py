@@ -13,12 +13,12 @@ from voxd.agents.loader import AgentLoadError, FieldError, LoadedAgent, load_age
 from voxd.agents.schema import LLMConfig
 from voxd.call.conversations import ConversationManager
 from voxd.config import VoxdConfig
-from voxd.harness import standalone_calls
-from voxd.suites.audio import run_call
+from voxd.suites.audio import HarnessTransport, run_call
 from voxd.suites.judge import Judge, judge_config
 from voxd.suites.model import LoadedSuite, SuiteError, load_suite_file
 from voxd.suites.results import ScenarioResult
 from voxd.suites.text import run_conversation
+from voxd.suites.transport import Transport
 from voxd.tools.library import ToolLibrary
 
 log = logging.getLogger("voxd.suites")
@@ -31,6 +31,8 @@ class Options:
     llm: str | None = None  # pin every agent's llm engine (e.g. "dialog")
     select: str | None = None  # only scenarios whose name or tags contain this
     agent: Path | None = None  # test this agent file instead of the suite's own
+    transport: str = "harness"  # "harness": frames into the session; "sip": a SIP/RTP call on loopback
+    target: str | None = None  # with sip: call this SIP URI instead of starting an endpoint in-process
 
 
 @dataclass
@@ -109,21 +111,29 @@ async def _judged(res: ScenarioResult, loaded: LoadedSuite, index: int, judge: J
         res.verdict = await judge.ask(scenario.judge, lines)
 
 
+def _transport(cfg: VoxdConfig, base: Path, opts: Options) -> Transport:
+    if opts.transport == "sip":
+        from voxd.suites.sipleg import SipTransport
+
+        return SipTransport(cfg, base, target=opts.target)
+    return HarnessTransport(cfg, base, virtual=opts.virtual)
+
+
 async def _audio(loaded: LoadedSuite, agent: LoadedAgent, cfg: VoxdConfig, base: Path, chosen: list[int],
                  opts: Options, progress: Callable[[ScenarioResult], None] | None, judge: Judge) -> list[ScenarioResult]:
-    manager, library = standalone_calls(cfg, base)
+    transport = _transport(cfg, base, opts)
+    mode = "sip" if opts.transport == "sip" else "audio"
     out: list[ScenarioResult] = []
     try:
-        await library.warm_up([agent.config])
-        await manager.warm_up([agent])
+        await transport.warm_up(agent)
         for i in chosen:
             sc = loaded.suite.scenarios[i]
             agent_i = pinned(agent, opts.llm or sc.llm or loaded.suite.llm)
             if sc.only == "text":
-                res = ScenarioResult(str(loaded.path), agent.name, sc.name, "audio", loaded.line_of(i), sc.tags,
+                res = ScenarioResult(str(loaded.path), agent.name, sc.name, mode, loaded.line_of(i), sc.tags,
                                      status="skipped", note="only: text")
             else:
-                res = await _guarded(run_call(manager, agent_i, loaded, i, sc, virtual=opts.virtual), loaded, agent_i, i)
+                res = await _guarded(_one_call(transport, agent_i, loaded, i, mode), loaded, agent_i, i, mode)
                 res.xfail = sc.xfail
                 await _judged(res, loaded, i, judge)
                 res.settle()
@@ -131,9 +141,15 @@ async def _audio(loaded: LoadedSuite, agent: LoadedAgent, cfg: VoxdConfig, base:
             if progress:
                 progress(res)
     finally:
-        await manager.close_all()
-        await library.close()
+        await transport.close()
     return out
+
+
+async def _one_call(transport: Transport, agent: LoadedAgent, loaded: LoadedSuite, i: int,
+                    mode: str) -> ScenarioResult:
+    sc = loaded.suite.scenarios[i]
+    leg = await transport.leg(agent, sc.name)
+    return await run_call(leg, agent, loaded, i, sc, mode)
 
 
 async def _text(loaded: LoadedSuite, agent: LoadedAgent, library: ToolLibrary, chosen: list[int], outbound: object,
