@@ -207,7 +207,7 @@ net_interface		127.0.0.1
 audio_player		aubridge,nil
 audio_source		aufile,{source}
 audio_alert		aubridge,nil
-audio_srate		8000
+audio_srate		{srate}
 audio_channels		1
 module_path		/usr/lib/baresip/modules
 module			g711.so
@@ -243,6 +243,7 @@ class Baresip:
     quit_after_s: int = 60
     account: str = "<sip:caller@127.0.0.1>;regint=0;audio_codecs=PCMU"
     extra_config: str = ""  # more config lines (modules such as srtp.so, sip_cafile ...)
+    srate: int = 8000  # audio_srate: the microphone WAV's and the recordings' rate (16000 for G.722)
     proc: asyncio.subprocess.Process | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
     _reader: asyncio.StreamReader | None = None
@@ -264,7 +265,8 @@ class Baresip:
             ctrl_port = free_port(socket.SOCK_STREAM)
             if abs(ctrl_port - sip_port) > 1:
                 break
-        text = BARESIP_CONFIG.format(sip_port=sip_port, source=self.source_wav, rec=self.rec_dir, ctrl_port=ctrl_port)
+        text = BARESIP_CONFIG.format(sip_port=sip_port, source=self.source_wav, rec=self.rec_dir, ctrl_port=ctrl_port,
+                                     srate=self.srate)
         if self.rtp_range[0]:
             text += f"rtp_ports\t\t{self.rtp_range[0]}-{self.rtp_range[1]}\n"
         (cfg / "config").write_text(text + self.extra_config)

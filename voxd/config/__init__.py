@@ -23,6 +23,7 @@ from voxd.config.sip import (
     SipTraceConfig,
     SrtpPolicy,
     TrunkOutboundConfig,
+    codec_list,
 )
 from voxd.config.tools import ToolsConfig
 from voxd.core.egress import AllowRule, EgressPolicy
@@ -150,9 +151,17 @@ class TrunkConfig(_Model):
         None, description="SRTP (SDES) for this trunk's calls, both ways: off, optional (when the peer offers "
         "or accepts a=crypto) or required (never cleartext media: an offer without crypto gets 488). "
         "Default: sip.srtp.")
+    codecs: list[str] | None = Field(
+        None, description="Codec preference for this trunk's calls, both ways, best first: PCMU, PCMA, G722 "
+        "(16 kHz wideband), opus (RFC 7587), e.g. [opus, G722, PCMU, PCMA]. Default: sip.codecs.")
     options_interval_s: float = Field(
         0.0, ge=0, le=3600, description="Send an OPTIONS keepalive to the trunk's proxy (or domain) this often "
         "and report its health (GET /api/v1/sip/trunks, voxd_sip_trunk_up); 0: never. Needs `outbound`.")
+
+    @field_validator("codecs")
+    @classmethod
+    def _codecs(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else codec_list(v, "codecs")
 
     @property
     def outbound_only(self) -> bool:
@@ -183,7 +192,10 @@ class SipListenConfig(_Model):
         120.0, ge=1, le=86400,
         description="Close a SIP-over-TCP connection silent this long that carries no call "
                     "(keep-alive CRLFs count as traffic).")
-    codecs: list[str] = Field(default_factory=lambda: ["PCMU", "PCMA"], description="Preference order.")
+    codecs: list[str] = Field(
+        default_factory=lambda: ["PCMU", "PCMA"],
+        description="Codec preference, best first, for calls not on a trunk with its own codecs: PCMU, PCMA, "
+        "G722, opus. The default is G.711 only; add G722 / opus to offer and accept wideband.")
     hold_audio: str | None = Field(
         None, description="WAV file a caller hears while voxd holds it (an attended transfer's consultation); "
         "default: a soft two-tone pattern every 3 s (voxd/media/hold.py).")
@@ -205,6 +217,15 @@ class SipListenConfig(_Model):
                                   description="Per-call SIP traces (voxd/net/sip_trace.py).")
     dns: SipDnsConfig = Field(default_factory=lambda: SipDnsConfig(),
                               description="RFC 3263 resolution of trunk and registrar host names (voxd/net/sip_dns.py).")
+
+    @field_validator("codecs")
+    @classmethod
+    def _codecs(cls, v: list[str]) -> list[str]:
+        return codec_list(v, "codecs")
+
+    def codecs_for(self, trunk: TrunkConfig | None) -> list[str]:
+        """The codec preference of a call on ``trunk`` (None: no trunk)."""
+        return trunk.codecs if trunk is not None and trunk.codecs is not None else self.codecs
 
     @model_validator(mode="after")
     def _unique_names(self) -> SipListenConfig:

@@ -19,6 +19,26 @@ _NO_PLAIN = ("passwords never go in voxd.yaml: name where it is read from with p
              "(a variable's NAME), password_file (a path) or password_secret (a declared secret)")
 
 
+# codec names a preference may use, as SDP spells them (voxd.proto.negotiate.KNOWN)
+CODECS = ("PCMU", "PCMA", "G722", "opus")
+
+
+def codec_list(names: list[str], where: str) -> list[str]:
+    """A codec preference with each name as SDP spells it ("g722" -> "G722"), in order,
+    once each; a clear error for an unknown name or an empty list."""
+    by_upper = {c.upper(): c for c in CODECS}
+    out: list[str] = []
+    for name in names:
+        known = by_upper.get(str(name).upper())
+        if known is None:
+            raise ValueError(f"{where}: unknown codec {name!r} (known: {', '.join(CODECS)})")
+        if known not in out:
+            out.append(known)
+    if not out:
+        raise ValueError(f"{where}: name at least one codec ({', '.join(CODECS)})")
+    return out
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

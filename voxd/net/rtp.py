@@ -1,4 +1,4 @@
-"""One call's RTP media: a UDP socket, G.711 in and out, RFC 4733 and in-band DTMF.
+"""One call's RTP media: a UDP socket, G.711, G.722 or Opus in and out, RFC 4733 and in-band DTMF.
 
 Clocked by the shared MediaClock (through the call's CallLeg): each tick plays one
 frame out of the jitter buffer into the call and sends one 20 ms packet of bot audio
@@ -6,7 +6,9 @@ frame out of the jitter buffer into the call and sends one 20 ms packet of bot a
 audio is never burst: a tick sends exactly one packet. The payloads are made and
 read by the negotiated codec's object (voxd.media.codecs), which owns the
 resampling; a PCMU frame that already carries mu-law (a mu-law voice) goes out as
-it came. While RFC 4733 digits are being sent they replace the audio, and the bot's
+it came. The RTP clock is the codec's (`Codec.rtp_samples` a packet: 160 for G.711
+and for G.722, whose clock is 8000 although it samples at 16 kHz, 960 for Opus);
+in-band DTMF is listened for on G.711 only. While RFC 4733 digits are being sent they replace the audio, and the bot's
 audio is held (`sending_dtmf`: the leg does not pull it), not dropped.
 
 RTCP (RFC 3550): every ~5 s (randomised, RtcpSession in voxd.proto.rtcp) a compound
@@ -52,7 +54,6 @@ from voxd.proto.rtp import ReceiverStats, RtpPacket, RtpParseError, RtpSender, i
 
 log = logging.getLogger("voxd.rtp")
 
-SAMPLES_8K = 160
 
 
 class PortPool:
@@ -158,13 +159,15 @@ class RtpStream(asyncio.DatagramProtocol):
         self.codec = codecs.get(neg.codec.name, neg.codec.clock_rate)
         self._enc = self.codec.encoder()
         self._dec = self.codec.decoder()
-        self.jitter = JitterBuffer()
-        self.stats = ReceiverStats()
-        self.sender = RtpSender(self.codec_pt)
+        self._samples = self.codec.rtp_samples  # timestamp units a packet
+        rate = self.codec.clock_rate
+        self.jitter = JitterBuffer(clock_rate=rate)
+        self.stats = ReceiverStats(clock_rate=rate)
+        self.sender = RtpSender(self.codec_pt, clock_rate=rate)
         self.dtmf_rx_types = set(neg.dtmf_payload_types)
-        self.dtmf_rx = DtmfReceiver(self.dtmf_rx_types)
+        self.dtmf_rx = DtmfReceiver(self.dtmf_rx_types, rate)
         self.dtmf_tx = DtmfSender(self.sender, self.dtmf_pt) if self.dtmf_pt is not None else None
-        self.inband = DtmfDetector(8000) if self.dtmf_pt is None else None
+        self.inband = DtmfDetector(8000) if self.dtmf_pt is None and isinstance(self._dec, G711Decoder) else None
         self._silence = self.codec.silence()
         self._dtmf_out: list[ScheduledPacket] = []
         self._dtmf_started = 0.0
@@ -269,7 +272,8 @@ class RtpStream(asyncio.DatagramProtocol):
             log.info("rtp: no media for %.0f s: ending the call", self.inactivity.timeout_s)
             self.on_inactive()
         payload = self.jitter.pop()
-        if payload is None or len(payload) != SAMPLES_8K:
+        size = self.codec.payload_bytes  # 0: variable (Opus)
+        if not payload or (size and len(payload) != size):
             return None
         if not isinstance(self._dec, G711Decoder):
             return self._dec.decode_packet(payload)
@@ -298,12 +302,14 @@ class RtpStream(asyncio.DatagramProtocol):
         if self._dtmf_out:
             self._send_dtmf_due()
             return
+        if out is None and self.codec.stateful:
+            out = SILENCE  # through the encoder, which the far end's decoder follows
         data = self._silence if out is None else self._enc.encode(out)
         self._clock_ref = (self.sender.timestamp, time.monotonic())
         if self.on_hold:
-            self.sender.skip(SAMPLES_8K)
+            self.sender.skip(self._samples)
             return
-        self._send(self.sender.packet(data, SAMPLES_8K).serialize())
+        self._send(self.sender.packet(data, self._samples).serialize())
 
     def _send(self, data: bytes) -> None:
         if self.transport is not None and self.remote is not None:

@@ -448,7 +448,7 @@ class SipEndpoint:
         call.rtp_port = port
         call.srtp_policy = self.srtp_policy(e.source)
         try:
-            neg = secure_sdp.answer(offer, self.host, port, self.cfg.codecs, policy=call.srtp_policy,
+            neg = secure_sdp.answer(offer, self.host, port, self.codec_prefs(e.source), policy=call.srtp_policy,
                                     session_id=int(now))
         except negotiate.SdpNegotiationError as err:
             self.ports.release(port)
@@ -456,7 +456,7 @@ class SipEndpoint:
             log.info("SIP INVITE from %s refused (488): %s", src, err)
             ua.reject(e.call_id, 488, now, reason="Not Acceptable Here")
             return
-        leg = CallLeg(self.env, "sip", call, call, codec=codecs.get(neg.codec.name))
+        leg = CallLeg(self.env, "sip", call, call, codec=codecs.get(neg.codec.name, neg.codec.clock_rate))
         try:
             meta: dict[str, object] = {"sip_call_id": e.call_id, "codec": neg.codec.name,
                                        "srtp": neg.srtp.suite if neg.srtp is not None else None,
@@ -511,6 +511,10 @@ class SipEndpoint:
                                      srtp=self.cfg.srtp, variables=variables, metadata=metadata,
                                      peer=targets[0].addr, failover=Failover(targets, uri.host))
 
+    def codec_prefs(self, source: Addr) -> list[str]:
+        """The codec preference of a call from ``source``: its trunk's, else sip.codecs."""
+        return self.cfg.codecs_for(self._trunk_for(source) if self.cfg.trunks else None)
+
     def srtp_policy(self, source: Addr) -> Policy:
         """The srtp policy of a call from ``source``: its trunk's, else sip.srtp."""
         trunk = self._trunk_for(source) if self.cfg.trunks else None
@@ -521,7 +525,9 @@ class SipEndpoint:
         srtp = call.rtp.srtp if call.rtp is not None else None
         keys = call.rtp.neg.srtp if call.rtp is not None else None
         try:  # an SRTP call stays SRTP (never falls back), a plain one stays plain; one we hold stays held
-            neg = secure_sdp.answer(SessionDescription.parse(e.offer), self.host, call.rtp_port or 0, self.cfg.codecs,
+            # the stream keeps its codec: a re-offer without it is refused
+            prefs = [call.rtp.neg.codec.name] if call.rtp is not None else self.codec_prefs(call.source)
+            neg = secure_sdp.answer(SessionDescription.parse(e.offer), self.host, call.rtp_port or 0, prefs,
                                     policy="required" if srtp is not None else "off",
                                     local=keys.local if keys is not None else None,
                                     session_id=int(now), session_version=int(now), hold=call.hold_audio is not None)

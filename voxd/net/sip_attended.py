@@ -80,7 +80,7 @@ class Consultation:
         peer = (uri.host, uri.port or 5060)
         sock, port = ep.ports.bind(ep.cfg.host)
         policy = ep.srtp_policy(peer)
-        offer, cryptos = secure_sdp.offer(ep.host, port, ep.cfg.codecs, policy=policy, session_id=int(time.time()))
+        offer, cryptos = secure_sdp.offer(ep.host, port, ep.codec_prefs(peer), policy=policy, session_id=int(time.time()))
         try:
             call_id = ep.invite(uri.serialize(), offer.serialize(), peer, "voxd")
         except Exception:

@@ -252,7 +252,7 @@ class SipCallTable:
             return False
         stream = self.rtp_stream(call, neg)
         if call.leg is not None:
-            call.leg.codec = codecs.get(neg.codec.name)
+            call.leg.codec = codecs.get(neg.codec.name, neg.codec.clock_rate)
         assert call.outbound_sock is not None
         await stream.open(call.outbound_sock, self.ports.rtcp_socket(call.rtp_port))
         call.rtp = stream

@@ -140,7 +140,7 @@ async def replace_dialog(ep: SipEndpoint, old: SipCall, e: ev.IncomingCall) -> N
         return
     policy = ep.srtp_policy(e.source)
     try:
-        neg = secure_sdp.answer(offer, ep.host, port, ep.cfg.codecs, policy=policy, session_id=int(now))
+        neg = secure_sdp.answer(offer, ep.host, port, ep.codec_prefs(e.source), policy=policy, session_id=int(now))
     except negotiate.SdpNegotiationError:
         ep.ports.release(port)
         sock.close()
@@ -156,7 +156,7 @@ async def replace_dialog(ep: SipEndpoint, old: SipCall, e: ev.IncomingCall) -> N
     stream = table.rtp_stream(old, neg)
     await stream.open(sock, ep.ports.rtcp_socket(port))
     old.rtp, old.rtp_port = stream, port
-    old.leg.codec = codecs.get(neg.codec.name)
+    old.leg.codec = codecs.get(neg.codec.name, neg.codec.clock_rate)
     if old_rtp is not None:
         old_rtp.close()
     if old_port is not None:

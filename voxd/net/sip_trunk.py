@@ -203,7 +203,7 @@ async def dial_trunk(endpoint: SipEndpoint, agent: LoadedAgent, trunk: TrunkConf
         meta["sip_failover"] = failover.summary()
     try:
         session = await endpoint.table.dial(
-            agent, target.serialize(), codec_names=endpoint.cfg.codecs, from_user=from_user or out.from_user or "voxd",
+            agent, target.serialize(), codec_names=endpoint.cfg.codecs_for(trunk), from_user=from_user or out.from_user or "voxd",
             peer=first.addr, metadata=meta, srtp=trunk.srtp or endpoint.cfg.srtp,
             variables=variables, failover=failover,
             invite_options={

@@ -1,4 +1,10 @@
-"""SDP offer/answer for G.711 audio with telephone-event (RFC 3264, RFC 4733)."""
+"""SDP offer/answer for audio with telephone-event (RFC 3264, RFC 4733).
+
+Codecs: G.711 (PCMU, PCMA), G.722 (static payload type 9, clock rate 8000 although it
+samples at 16 kHz: RFC 3551 §4.5.2) and Opus (RFC 7587: always ``opus/48000/2``, a
+dynamic payload type, our ``a=fmtp`` saying we send and want mono wideband). The
+preference order is ours (a trunk's ``codecs``); the offerer's payload numbers are kept.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,26 @@ from .sdp import Codec, Media, SessionDescription
 if TYPE_CHECKING:
     from .sdes import SrtpKeys
 
-SUPPORTED = ("PCMU", "PCMA")
+SUPPORTED = ("PCMU", "PCMA")  # the default preference: G.711 only
+KNOWN = ("PCMU", "PCMA", "G722", "opus")  # what a preference may name (case-insensitive)
+OPUS_PAYLOAD_TYPE = 111  # ours in an offer (any dynamic number would do)
+OPUS_EVENT_PAYLOAD_TYPE = 110  # telephone-event/48000 next to Opus in an offer
+# what we ask of the peer's Opus and say of ours (RFC 7587 §6.1): mono, wideband is enough
+OPUS_FMTP = "maxplaybackrate=16000;sprop-maxcapturerate=16000;stereo=0;sprop-stereo=0;useinbandfec=1"
+# name -> (SDP name, RTP clock rate, channels in rtpmap, static payload type or None)
+_FORMATS: dict[str, tuple[str, int, int, int | None]] = {
+    "PCMU": ("PCMU", 8000, 1, 0), "PCMA": ("PCMA", 8000, 1, 8),
+    "G722": ("G722", 8000, 1, 9), "OPUS": ("opus", 48000, 2, None),
+}
+
+
+def canonical(name: str) -> str:
+    """A preference's name as SDP writes it ("g722" -> "G722", "OPUS" -> "opus");
+    ValueError naming the known ones when it is none of them."""
+    fmt = _FORMATS.get(name.upper())
+    if fmt is None:
+        raise ValueError(f"unknown codec {name!r} (known: {', '.join(KNOWN)})")
+    return fmt[0]
 
 
 class SdpNegotiationError(ValueError):
@@ -75,8 +100,9 @@ def _pick_codec(media: Media, prefs: Sequence[str]) -> tuple[Codec, Codec | None
     codecs = media.codecs()
     chosen: Codec | None = None
     for name in prefs:
+        rate = _FORMATS[name.upper()][1]
         for codec in codecs:
-            if codec.name.upper() == name.upper() and codec.clock_rate == 8000:
+            if codec.name.upper() == name.upper() and codec.clock_rate == rate:
                 chosen = codec
                 break
         if chosen is not None:
@@ -108,7 +134,7 @@ def answer(
     ``protos``: the media profiles taken (SRTP ones only through voxd.proto.secure_sdp,
     which adds the keys); the answer echoes the offer's.
     """
-    prefs = [p for p in prefs if p.upper() in SUPPORTED] or list(SUPPORTED)
+    prefs = [p for p in prefs if p.upper() in _FORMATS] or list(SUPPORTED)
     chosen: tuple[int, Codec, Codec | None] | None = None
     for index, media in enumerate(offer.media):
         if media.kind != "audio" or media.port == 0 or media.proto.upper() not in protos:
@@ -143,6 +169,8 @@ def answer(
             continue
         formats = [str(codec.payload_type)]
         attrs: list[tuple[str, str | None]] = [("rtpmap", codec.rtpmap())]
+        if codec.name.upper() == "OPUS":
+            attrs.append(("fmtp", f"{codec.payload_type} {OPUS_FMTP}"))
         if dtmf is not None:
             formats.append(str(dtmf.payload_type))
             attrs.append(("rtpmap", dtmf.rtpmap()))
@@ -182,20 +210,28 @@ def offer(
     direction: str = "sendrecv",
     rtcp_mux: bool = True,
 ) -> SessionDescription:
-    """An offer for outbound calls: G.711 codecs in order plus telephone-event/8000, and
-    rtcp-mux (RFC 5761) which the answer may take; without it RTCP uses the next port,
-    which the port pool holds either way."""
-    static = {"PCMU": 0, "PCMA": 8}
+    """An offer for outbound calls: the codecs in order (static payload types, Opus on
+    111 with its fmtp) plus telephone-event/8000 (and /48000 when Opus is offered, as
+    RFC 4733 wants the event clock to be the codec's), and rtcp-mux (RFC 5761) which the
+    answer may take; without it RTCP uses the next port, which the port pool holds either way."""
     kind = _ip_kind(local_ip)
     formats: list[str] = []
     attrs: list[tuple[str, str | None]] = []
-    for name in codecs:
-        pt = static[name.upper()]
+    rates: list[int] = []
+    for name in dict.fromkeys(n.upper() for n in codecs):
+        sdp_name, rate, channels, static = _FORMATS[name]
+        pt = static if static is not None else OPUS_PAYLOAD_TYPE
         formats.append(str(pt))
-        attrs.append(("rtpmap", f"{pt} {name.upper()}/8000"))
-    formats.append(str(dtmf_payload_type))
-    attrs.append(("rtpmap", f"{dtmf_payload_type} telephone-event/8000"))
-    attrs.append(("fmtp", f"{dtmf_payload_type} 0-16"))
+        attrs.append(("rtpmap", Codec(pt, sdp_name, rate, channels).rtpmap()))
+        if name == "OPUS":
+            attrs.append(("fmtp", f"{pt} {OPUS_FMTP}"))
+        if rate not in rates:
+            rates.append(rate)
+    for rate in sorted(rates):
+        pt = dtmf_payload_type if rate == 8000 else OPUS_EVENT_PAYLOAD_TYPE
+        formats.append(str(pt))
+        attrs.append(("rtpmap", f"{pt} telephone-event/{rate}"))
+        attrs.append(("fmtp", f"{pt} 0-16"))
     attrs += [("ptime", "20"), (direction, None)]
     if rtcp_mux:
         attrs.append(("rtcp-mux", None))
@@ -214,8 +250,9 @@ def accept_answer(our_offer: SessionDescription, answer_sdp: SessionDescription)
         raise SdpNegotiationError("answer rejected the audio stream")
     codecs = media.codecs()
     ours = our_offer.audio()
-    our_names = {c.name.upper() for c in ours.codecs()} if ours else set(SUPPORTED)
-    codec = next((c for c in codecs if c.name.upper() in our_names
+    our_names = {(c.name.upper(), c.clock_rate) for c in ours.codecs()} if ours else {
+        (n, 8000) for n in SUPPORTED}
+    codec = next((c for c in codecs if (c.name.upper(), c.clock_rate) in our_names
                   and c.name.lower() != "telephone-event"), None)
     if codec is None:
         raise SdpNegotiationError("answer has no codec we offered")

@@ -3,7 +3,7 @@
     codec = codecs.get("PCMU")          # shared, stateless
     enc, dec = codec.encoder(), codec.decoder()   # per call: they hold filter state
 
-G.722 and Opus register here the same way (`register("G722", factory)`).
+G.722 and Opus (voxd.media.codecs.pyav, through PyAV) are registered the same way.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Callable
 from voxd.media.codecs.base import Codec, Decoder, Encoder
 from voxd.media.codecs.g711 import G711, PCMA, PCMU
 from voxd.media.codecs.linear import L16
+from voxd.media.codecs.pyav import G722_CODEC, OPUS_CODEC
 
 __all__ = ["G711", "L16", "PCMA", "PCMU", "Codec", "Decoder", "Encoder", "get", "register"]
 
@@ -20,6 +21,8 @@ _REGISTRY: dict[str, Callable[[int], Codec]] = {
     "PCMU": lambda rate: PCMU,
     "PCMA": lambda rate: PCMA,
     "L16": L16,
+    "G722": lambda rate: G722_CODEC,
+    "OPUS": lambda rate: OPUS_CODEC,
 }
 
 

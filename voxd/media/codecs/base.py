@@ -39,6 +39,9 @@ class Decoder(abc.ABC):
 class Codec(abc.ABC):
     name: str  # SDP encoding name, e.g. "PCMU"
     clock_rate: int
+    # payloads depend on the ones before (ADPCM, Opus): silence must go through the
+    # call's own encoder, or the far end's decoder drifts from it (G.711 is stateless)
+    stateful: bool = False
 
     @abc.abstractmethod
     def encoder(self) -> Encoder: ...
@@ -50,6 +53,12 @@ class Codec(abc.ABC):
     def payload_bytes(self) -> int:
         """Bytes of one 20 ms payload (0 when variable)."""
         return 0
+
+    @property
+    def rtp_samples(self) -> int:
+        """RTP timestamp units of one 20 ms packet (the RTP clock, not the sampling
+        rate: 160 for G.722, whose clock is 8000, 960 for Opus)."""
+        return self.clock_rate // 50
 
     def silence(self) -> bytes:
         """One 20 ms payload of silence."""
