@@ -30,6 +30,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     ol.add_argument("name")
     for opt in ("--api-requests-per-minute", "--calls-concurrent", "--calls-per-day"):
         ol.add_argument(opt, type=_limit_value, metavar="N|none")
+    orr = osub.add_parser("retention", help="show or set how many days an organisation keeps each kind of data "
+                          "('none': for ever); the daemon purges older data")
+    orr.add_argument("name")
+    for opt in ("--transcripts-days", "--recordings-days", "--function-logs-days", "--audit-days"):
+        orr.add_argument(opt, type=_limit_value, metavar="DAYS|none")
     oe = osub.add_parser("export", help="everything of one organisation as JSON lines: agents, members, key "
                          "metadata, functions, webhooks, calls with transcripts, conversations, audit log")
     oe.add_argument("name")
@@ -95,6 +100,8 @@ async def _orgs(args: argparse.Namespace, db: Store) -> int:
         return await _export(args, db)
     elif args.orgs_cmd == "limits":
         return await _limits(args, db)
+    elif args.orgs_cmd == "retention":
+        return await _retention(args, db)
     else:
         for org in await db.orgs().list():
             print(json.dumps(org))
@@ -127,6 +134,28 @@ async def _limits(args: argparse.Namespace, db: Store) -> int:
         await db.for_org(args.name).audit().append(actor="cli", action="org_limits", target=args.name,
                                                    before=before, after=org["limits"])
     print(json.dumps(org["limits"], sort_keys=True))
+    return 0
+
+
+async def _retention(args: argparse.Namespace, db: Store) -> int:
+    from voxd.store.orgs import RETENTION
+
+    given = {n: getattr(args, n) for n in RETENTION if getattr(args, n) is not None}
+    days = await db.orgs().retention(args.name)
+    if days is None:
+        print(f"voxd orgs: no organisation {args.name!r}", file=sys.stderr)
+        return 2
+    if given:
+        before = days
+        try:
+            days = await db.orgs().set_retention(args.name, {n: None if v == "none" else v
+                                                             for n, v in given.items()})
+        except ValueError as e:
+            print(f"voxd orgs: {e}", file=sys.stderr)
+            return 2
+        await db.for_org(args.name).audit().append(actor="cli", action="org_retention", target=args.name,
+                                                   before=before, after=days)
+    print(json.dumps(days, sort_keys=True))
     return 0
 
 

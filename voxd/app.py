@@ -83,6 +83,7 @@ class Daemon:
         self.sip: SipEndpoint | None = None
         self.webhooks: Webhooks | None = None
         self.analysis: Any = None  # voxd.analysis.service.AnalysisService, once started
+        self.retention: Any = None  # voxd.call.retention.RetentionJob, once started
         self.calls: CallManager | None = None
         self._runner: web.AppRunner | None = None
         self._api_deps: ApiDeps | None = None  # once the HTTP app is built (reload swaps its settings)
@@ -158,6 +159,9 @@ class Daemon:
         self.calls.recorder = rec.recorder_for  # stopped before webhooks: its last recording.ready goes out
         self.services.append(("recordings", lambda: rec.start(self.cfg.recordings.sweep_interval_s), rec.stop))
         close_cut_calls_at_start(self)  # after recordings are recovered, before analysis and listeners
+        from voxd.daemon_sources import setup_retention
+
+        self.retention = setup_retention(self)
         hooks.worker.on_attempt = self.metrics.on_webhook_attempt
         from voxd.daemon_sources import setup_analysis
 

@@ -219,6 +219,17 @@ def setup_analysis(daemon: Any) -> Any:
     return svc
 
 
+def setup_retention(daemon: Any) -> Any:
+    """The purge job of each organisation's retention (``voxd.call.retention``); a service."""
+    from voxd.call.retention import RetentionJob
+
+    rec = daemon.cfg.recordings
+    job = RetentionJob(daemon.db, daemon.cfg.resolved_recordings(), rec.org_retention_interval_s,
+                       rec.org_retention_batch)
+    daemon.services.append(("retention", job.start, job.stop))
+    return job
+
+
 def close_cut_calls_at_start(daemon: Any) -> None:
     """A service of a ``voxd.app.Daemon`` on a store of its own (SQLite): at start, after
     recordings are recovered and before the analysis worker and any listener, the calls a

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from voxd.api.auth import client_ip
 from voxd.api.models import (
     CALL_ID_RE,
     ActiveCalls,
@@ -16,7 +17,8 @@ from voxd.api.models import (
     EndResult,
 )
 from voxd.api.org_limits import check_call_limits
-from voxd.api.problems import validation_problem
+from voxd.api.problems import ApiProblem, validation_problem
+from voxd.api.recordings import recording_room
 from voxd.api.routing import Ctx, Reply, RouteTable
 from voxd.core.errors import NotFound
 from voxd.core.pii import KEEP
@@ -73,6 +75,26 @@ async def get_call(ctx: Ctx) -> Reply:
     if call is None:
         raise NotFound(f"no call {call_id!r}")
     return Reply(CallDetail.model_validate(call))
+
+
+@routes.route("DELETE", BASE + "/{call_id}", scope="users:admin", summary="Erase a call (right to erasure)",
+              tag=TAG, limit_class="write", status=204, problems=("not-found", "conflict"), self_audited=True,
+              description="Deletes the call's transcript, tool calls, DTMF digits, recording files, post-call "
+              "analysis, function log, caller and callee, metadata and variables, and empties its webhook "
+              "messages. A tombstone stays (id, agent, direction, status, times, `erased_at`) so usage still adds "
+              "up. 409 while the call is in progress. Audited as `erase_call` (without any of the erased content).")
+async def erase_call(ctx: Ctx) -> Reply:
+    call_id = ctx.path["call_id"]
+    if any(a.get("id") == call_id for a in await ctx.services.deps.calls.active()):
+        raise ApiProblem("conflict", f"call {call_id!r} is in progress: end it first")
+    tomb = await ctx.services.calls.erase(call_id)  # this organisation's calls only
+    if tomb is None:
+        raise NotFound(f"no call {call_id!r}")
+    files = recording_room(ctx).delete_files(call_id)
+    await ctx.services.audit.append(actor=ctx.actor, ip=client_ip(ctx.request, ctx.services.settings.trust_forwarded_for),
+                                    action="erase_call", target=call_id,
+                                    after={**tomb, "recording_deleted": files})
+    return Reply(status=204)
 
 
 @routes.route("POST", BASE + "/{call_id}/end", scope="calls:write", summary="End an active call",

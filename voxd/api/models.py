@@ -202,6 +202,8 @@ class CallBase(BaseModel):
     interruptions: int
     metadata: dict[str, Any]
     variables: dict[str, str] = Field(default_factory=dict, description="The call's variables, defaults filled in.")
+    erased_at: float | None = Field(None, description="When the call was erased (right to erasure or transcript "
+                                    "retention): only its tombstone is left, with no transcript or details.")
 
 
 class CallSummary(CallBase):

@@ -64,7 +64,7 @@ class RecordingDeleted(BaseModel):
     deleted: bool = True
 
 
-def _room(ctx: Ctx) -> Recordings:
+def recording_room(ctx: Ctx) -> Recordings:
     directory = ctx.services.deps.recordings
     if directory is None:
         directory = Path(str(ctx.services.deps.db.path)).parent / "recordings"
@@ -77,7 +77,7 @@ async def _recording(ctx: Ctx) -> tuple[str, dict[str, Any], Path]:
     info = (call or {}).get("metadata", {}).get("recording")
     if not isinstance(info, dict) or info.get("format") not in CONTENT_TYPES or info.get("status") == "deleted":
         raise NotFound(f"no recording of call {call_id!r}")
-    path = _room(ctx).path_for(call_id, info["format"])
+    path = recording_room(ctx).path_for(call_id, info["format"])
     if not path.is_file():
         raise NotFound(f"no recording of call {call_id!r}")
     return call_id, info, path
@@ -124,7 +124,7 @@ async def get_recording(ctx: Ctx) -> Reply:
               "`status: deleted`.")
 async def delete_recording(ctx: Ctx) -> Reply:
     call_id, info, _ = await _recording(ctx)
-    _room(ctx).delete_files(call_id)
+    recording_room(ctx).delete_files(call_id)
     await ctx.services.calls.set_recording(call_id, {**info, "status": "deleted", "deleted_at": time.time(),
                                                      "deleted_by": ctx.actor})
     return Reply(RecordingDeleted(id=call_id))

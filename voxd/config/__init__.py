@@ -386,6 +386,10 @@ class RecordingsConfig(_Model):
 
     directory: str | None = Field(None, description="Default: <state_dir>/recordings")
     sweep_interval_s: float = Field(3600.0, gt=0, description="How often expired recordings are deleted (retention_days).")
+    org_retention_interval_s: float = Field(3600.0, gt=0, description="How often each organisation's retention "
+                                            "(`voxd orgs retention`) purges transcripts, recordings, function logs and audit rows.")
+    org_retention_batch: int = Field(500, ge=1, le=100_000, description="At most this many of each kind per "
+                                     "organisation and run.")
 
 
 def _vendor_secrets() -> dict[str, SecretConfig]:

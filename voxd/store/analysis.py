@@ -88,7 +88,8 @@ class AnalysisRepository:
         analysis = scrub.value(self._db.pii(), analysis)
         async with self._db.transaction() as conn:
             await conn.execute(
-                "UPDATE calls SET analysis = ?, outcome = ?, sentiment = ?, mos = ? WHERE id = ? AND org = ?",
+                "UPDATE calls SET analysis = ?, outcome = ?, sentiment = ?, mos = ? WHERE id = ? AND org = ? "
+                "AND erased_at IS NULL",
                 (json.dumps(analysis, separators=(",", ":"), default=str), headline.get("outcome"),
                  headline.get("sentiment"), headline.get("mos"), job.call_id, job.org))
             await conn.execute(

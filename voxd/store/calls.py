@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
@@ -21,6 +23,9 @@ _CALL_COLUMNS = (
     "id, agent, agent_version, transport, from_uri, to_uri, direction, status, started_at, "
     "answered_at, ended_at, end_reason, ended_by, interruptions, metadata, variables"
 )
+_READ_COLUMNS = _CALL_COLUMNS + ", erased_at"
+# what a call's erasure (or its transcript's retention) keeps: enough for usage and billing
+_TOMBSTONE = "id, agent, direction, status, started_at, answered_at, ended_at, erased_at"
 _ANALYSIS_COLUMNS = "analysis, outcome, sentiment, mos"
 
 
@@ -56,6 +61,8 @@ class CallRepository:
         record = scrub.record(self._db.pii(), record)
         async with self._db.transaction() as conn:
             await owned(conn, "calls", record.id, self._db.org)
+            if await conn.fetchone("SELECT 1 FROM calls WHERE id = ? AND erased_at IS NOT NULL", (record.id,)):
+                return  # erased: nothing of it is written again
             for write in also:
                 await write(_txn(conn))
             await conn.execute(
@@ -109,7 +116,8 @@ class CallRepository:
         """Replace ``metadata.recording`` of a stored call; False when there is no such call."""
         info = scrub.value(self._db.pii(), info)
         async with self._db.transaction() as conn:
-            row = await conn.fetchone("SELECT metadata FROM calls WHERE id = ? AND org = ?", (call_id, self._db.org))
+            row = await conn.fetchone("SELECT metadata FROM calls WHERE id = ? AND org = ? AND erased_at IS NULL",
+                                      (call_id, self._db.org))
             if row is None:
                 return False
             meta = json.loads(row[0] or "{}")
@@ -118,10 +126,58 @@ class CallRepository:
                                (_dumps(meta), call_id, self._db.org))
         return True
 
+    async def erase(self, call_id: str, *, now: float | None = None) -> dict[str, Any] | None:
+        """Right to erasure: the call's transcript (turns, tool calls, digits), analysis, function
+        log, caller and callee, metadata (the recording's entry too: its files are the caller's
+        to delete) and variables go; its webhook messages lose their payload and undelivered
+        ones are failed. What stays is the tombstone (``_TOMBSTONE``) usage and billing count.
+        None when the call is not this organisation's; an erased call answers its tombstone."""
+        at = time.time() if now is None else now
+        async with self._db.transaction() as conn:
+            row = await conn.fetchone("SELECT erased_at, ended_at FROM calls WHERE id = ? AND org = ?",
+                                      (call_id, self._db.org))
+            if row is None:
+                return None
+            if row["erased_at"] is None:
+                # SQLite: the freed bytes zeroed, not left in the file (many builds do so by default)
+                was = await conn.fetchone("PRAGMA secure_delete") if self._db.dialect == "sqlite" else None
+                if was is not None:
+                    await conn.execute("PRAGMA secure_delete = ON")
+                try:
+                    await _erase_in(conn, self._db.org, call_id, at)
+                finally:
+                    if was is not None:
+                        await conn.execute(f"PRAGMA secure_delete = {int(was[0])}")
+            tomb = await conn.fetchone(f"SELECT {_TOMBSTONE} FROM calls WHERE id = ?", (call_id,))
+        assert tomb is not None
+        return {**dict(tomb), "org": self._db.org}
+
+    async def purge_transcripts(self, before: float, limit: int) -> int:
+        """Transcript retention: the turns, tool calls and digits of up to ``limit`` calls that
+        ended before ``before`` (the call record, its analysis and recording stay); how many calls."""
+        async with self._db.transaction() as conn:
+            rows = await conn.fetchall(
+                "SELECT id FROM calls c WHERE org = ? AND ended_at IS NOT NULL AND ended_at < ? AND "
+                "(EXISTS (SELECT 1 FROM turns t WHERE t.call_id = c.id) OR "
+                "EXISTS (SELECT 1 FROM dtmf d WHERE d.call_id = c.id)) ORDER BY ended_at LIMIT ?",
+                (self._db.org, before, max(1, int(limit))))
+            for table in ("turns", "tool_calls", "dtmf"):
+                await conn.executemany(f"DELETE FROM {table} WHERE call_id = ?", [(r["id"],) for r in rows])
+        return len(rows)
+
+    async def recordings_before(self, before: float, limit: int) -> builtins.list[str]:
+        """Calls that ended before ``before`` whose recording is not deleted yet (oldest first,
+        at most ``limit``): what recording retention deletes next."""
+        rows = await self._db.fetchall(
+            "SELECT id, metadata FROM calls WHERE org = ? AND erased_at IS NULL AND ended_at IS NOT NULL AND "
+            "ended_at < ? AND metadata LIKE ? AND metadata NOT LIKE ? ORDER BY ended_at LIMIT ?",
+            (self._db.org, before, '%"recording":{%', '%"status":"deleted"%', max(1, int(limit))))
+        return [r["id"] for r in rows if (json.loads(r["metadata"]).get("recording") or {}).get("status") != "deleted"]
+
     async def get(self, call_id: str) -> dict[str, Any] | None:
         """The call as ``CallRecord.to_dict()`` shapes it (plus ``analysis``, None until the
         post-call analysis has run), or None."""
-        row = await self._db.fetchone(f"SELECT {_CALL_COLUMNS}, {_ANALYSIS_COLUMNS} FROM calls WHERE id = ? AND org = ?",
+        row = await self._db.fetchone(f"SELECT {_READ_COLUMNS}, {_ANALYSIS_COLUMNS} FROM calls WHERE id = ? AND org = ?",
                                        (call_id, self._db.org))
         if row is None:
             return None
@@ -213,7 +269,7 @@ class CallRepository:
             params += [c_started, c_started, c_id]
         limit = max(1, min(int(limit), 500))
         sql = (
-            f"SELECT {_CALL_COLUMNS}, outcome, sentiment, mos, "
+            f"SELECT {_READ_COLUMNS}, outcome, sentiment, mos, "
             "(SELECT COUNT(*) FROM turns t WHERE t.call_id = calls.id) AS turn_count FROM calls"
         )
         sql += " WHERE " + " AND ".join(where)
@@ -240,6 +296,22 @@ async def owned(conn: Txn, table: str, row_id: str, org: str) -> None:
         raise ForeignRow(f"{table} row {row_id!r} belongs to another organisation")
 
 
+async def _erase_in(conn: Txn, org: str, call_id: str, at: float) -> None:
+    for table in ("turns", "tool_calls", "dtmf"):
+        await conn.execute(f"DELETE FROM {table} WHERE call_id = ?", (call_id,))
+    await conn.execute("DELETE FROM function_executions WHERE org = ? AND call_id = ?", (org, call_id))
+    await conn.execute("DELETE FROM analysis_jobs WHERE call_id = ? AND org = ?", (call_id, org))
+    await conn.execute(
+        "UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL, last_error = 'call erased' "
+        "WHERE status = 'pending' AND message_id IN (SELECT id FROM webhook_messages WHERE org = ? AND call_id = ?)",
+        (org, call_id))
+    await conn.execute("UPDATE webhook_messages SET payload = '{}' WHERE org = ? AND call_id = ?", (org, call_id))
+    await conn.execute(
+        "UPDATE calls SET from_uri = '', to_uri = '', metadata = '{}', variables = '{}', end_reason = NULL, "
+        "analysis = NULL, outcome = NULL, sentiment = NULL, mos = NULL, erased_at = ? WHERE id = ? AND org = ?",
+        (at, call_id, org))
+
+
 def _txn(conn: Txn) -> Transaction:
     return conn
 
@@ -262,6 +334,7 @@ def _call_dict(row: Row) -> dict[str, Any]:
         "metadata": json.loads(row["metadata"]),
         "variables": json.loads(row["variables"]),
         "status": row["status"],
+        **({"erased_at": row["erased_at"]} if row["erased_at"] is not None else {}),  # only a tombstone has it
     }
 
 

@@ -59,6 +59,18 @@ class ConversationRepository:
                   _dumps([asdict(tc) for tc in t.tool_calls])) for t in record.turns],
             )
 
+    async def purge_turns(self, before: float, limit: int) -> int:
+        """Transcript retention: the turns of up to ``limit`` conversations that ended before
+        ``before`` (the conversation record stays); how many conversations."""
+        async with self._db.transaction() as conn:
+            rows = await conn.fetchall(
+                "SELECT id FROM conversations c WHERE org = ? AND ended_at IS NOT NULL AND ended_at < ? AND "
+                "EXISTS (SELECT 1 FROM conversation_turns t WHERE t.conversation_id = c.id) ORDER BY ended_at LIMIT ?",
+                (self._db.org, before, max(1, int(limit))))
+            await conn.executemany("DELETE FROM conversation_turns WHERE conversation_id = ?",
+                                   [(r["id"],) for r in rows])
+        return len(rows)
+
     async def get(self, conversation_id: str) -> dict[str, Any] | None:
         row = await self._db.fetchone(f"SELECT {_COLUMNS} FROM conversations WHERE id = ? AND org = ?",
                                        (conversation_id, self._db.org))

@@ -68,8 +68,13 @@ class ExecutionLogRepository:
             )
         return [_row(r) for r in rows]
 
-    async def prune(self, before: float) -> int:
-        """Drop rows older than ``before`` (unix seconds); returns how many."""
+    async def prune(self, before: float, limit: int | None = None) -> int:
+        """Drop rows older than ``before`` (unix seconds), the oldest ``limit`` of them when
+        given; returns how many."""
         async with self._db.transaction() as conn:
-            return await conn.execute("DELETE FROM function_executions WHERE org = ? AND at < ?",
-                                      (self._db.org, before))
+            if limit is None:
+                return await conn.execute("DELETE FROM function_executions WHERE org = ? AND at < ?",
+                                          (self._db.org, before))
+            return await conn.execute(
+                "DELETE FROM function_executions WHERE id IN (SELECT id FROM function_executions "
+                "WHERE org = ? AND at < ? ORDER BY id LIMIT ?)", (self._db.org, before, max(1, int(limit))))

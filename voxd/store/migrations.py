@@ -438,4 +438,26 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX oidc_logins_expiry ON oidc_logins (expires_at)",
         ),
     ),
+    Migration(
+        15,
+        "compliance: erased calls keep a tombstone, retention per organisation, the audit chain's purged part",
+        (
+            "ALTER TABLE calls ADD COLUMN erased_at REAL",
+            "ALTER TABLE orgs ADD COLUMN retention TEXT NOT NULL DEFAULT '{}'",
+            # where verification starts once the oldest rows are purged: the last purged row's seq and hash
+            """CREATE TABLE audit_anchor (
+                id INTEGER PRIMARY KEY,
+                seq INTEGER NOT NULL,
+                hash TEXT NOT NULL,
+                purged_at REAL NOT NULL
+            )""",
+            # rows purged after a row still kept (another organisation's): only their links remain
+            """CREATE TABLE audit_purged (
+                seq INTEGER PRIMARY KEY,
+                prev_hash TEXT NOT NULL,
+                hash TEXT NOT NULL,
+                purged_at REAL NOT NULL
+            )""",
+        ),
+    ),
 )

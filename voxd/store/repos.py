@@ -139,6 +139,21 @@ class CallRepo(Protocol):
         """Calls started at or after ``since``: ``count``, ``answered`` and connected ``seconds``."""
         ...
 
+    async def erase(self, call_id: str, *, now: float | None = None) -> dict[str, Any] | None:
+        """Erase the call's transcript, analysis, function log and details, keeping a tombstone
+        (id, agent, direction, status, times, ``erased_at``, ``org``), which it returns; None
+        when it is not this organisation's call."""
+        ...
+
+    async def purge_transcripts(self, before: float, limit: int) -> int:
+        """Transcript retention: turns, tool calls and digits of up to ``limit`` calls ended
+        before ``before``; how many calls."""
+        ...
+
+    async def recordings_before(self, before: float, limit: int) -> builtins.list[str]:
+        """Calls ended before ``before`` whose recording is not deleted yet (recording retention)."""
+        ...
+
 
 @runtime_checkable
 class AnalysisRepo(Protocol):
@@ -176,6 +191,10 @@ class ConversationRepo(Protocol):
         ...
 
     async def get(self, conversation_id: str) -> dict[str, Any] | None: ...
+
+    async def purge_turns(self, before: float, limit: int) -> int:
+        """Transcript retention: the turns of up to ``limit`` conversations ended before ``before``."""
+        ...
 
     async def list(
         self, *, agent: str | None = None, status: str | None = None, limit: int = 50, cursor: str | None = None
@@ -244,7 +263,7 @@ class ExecutionLogRepo(Protocol):
 
     async def recent(self, name: str | None = None, limit: int = 50) -> builtins.list[dict[str, Any]]: ...
 
-    async def prune(self, before: float) -> int: ...
+    async def prune(self, before: float, limit: int | None = None) -> int: ...
 
 
 @runtime_checkable
@@ -337,6 +356,12 @@ class OrgRepo(Protocol):
     async def list(self) -> builtins.list[dict[str, Any]]: ...
 
     async def set_limits(self, org_id: str, limits: dict[str, int | None]) -> dict[str, Any]: ...
+
+    async def retention(self, org_id: str) -> dict[str, int] | None: ...
+
+    async def all_retention(self) -> dict[str, dict[str, int]]: ...
+
+    async def set_retention(self, org_id: str, days: dict[str, int | None]) -> dict[str, int]: ...
 
 
 @runtime_checkable
@@ -435,6 +460,11 @@ class AuditRepo(Protocol):
     async def verify(self) -> Tampered | None: ...
 
     async def export(self) -> builtins.list[dict[str, Any]]: ...
+
+    async def purge(self, before: float, limit: int = 500, now: float | None = None) -> int:
+        """Retention: up to ``limit`` of this organisation's rows older than ``before`` go, their
+        links kept so ``verify`` still checks the rest of the chain; how many."""
+        ...
 
 
 @runtime_checkable
