@@ -124,7 +124,7 @@ async def test_registration_fails_over_to_the_next_srv_target(tmp_path: Path, mo
             assert regs is not None
             await wait_for(regs.ready, 15.0)
             assert down.methods == ["REGISTER"]  # the preferred target answered 503 once
-            assert len(registrar.requests) == 2  # challenged, then registered, at the second
+            assert len(registrar.transactions()) == 2  # challenged, then registered, at the second
             (st,) = regs.status()
             assert st["registered"] and st["last_status"] == 200 and st["target"] == f"127.0.0.1:{p2}"
             assert regs.clients[0].peer == ("127.0.0.1", p2)

@@ -6,6 +6,7 @@ unregisters (Expires: 0) when it drains."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +32,19 @@ class UdpRegistrar(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+
+    def transactions(self) -> list[SipRequest]:
+        """The requests without their retransmissions (same Via branch): on a loaded box a
+        REGISTER is legitimately resent after Timer A before its answer is taken."""
+        seen: set[str] = set()
+        out: list[SipRequest] = []
+        for req in self.requests:
+            branch = re.search(r"branch=([^;,\s]+)", req.headers.get("Via") or "")
+            key = branch.group(1) if branch else str(id(req))
+            if key not in seen:
+                seen.add(key)
+                out.append(req)
+        return out
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         req = parse_message(data)
@@ -80,10 +94,10 @@ async def test_register_refresh_state_and_unregister_on_drain(tmp_path: Path,
         regs = daemon.registrations
         assert isinstance(regs, Registrations)
         await wait_for(regs.ready)
-        first_ok = len(registrar.requests)
-        assert first_ok == 2 and "Authorization" in registrar.requests[1].headers
+        txns = registrar.transactions()
+        assert "Authorization" not in txns[0].headers and "Authorization" in txns[1].headers
         # granted 4 s although 600 were asked: refreshed after ~2 s
-        await wait_for(lambda: len(registrar.requests) > first_ok, 8.0)
+        await wait_for(lambda: len(registrar.transactions()) > 2, 8.0)
         await wait_for(regs.ready)
         key = await create_key(daemon.db, "t", ["calls:read"])
         url = f"http://127.0.0.1:{daemon.http_port}"
