@@ -19,7 +19,9 @@ import aiohttp
 import pytest
 
 from tests.daemons import start_daemon
+from tests.net.test_webrtc import Browser
 from tests.orgs.test_org_routing import ORGS, agent, keys
+from tests.synth import silence
 from voxd.app import Daemon
 from voxd.net.webtoken import WebTokens
 
@@ -64,7 +66,7 @@ async def _stored(d: Daemon, http: aiohttp.ClientSession, call_id: str,
                   auth: dict[str, dict[str, str]]) -> dict[str, Any]:
     """The call's record as its organisation reads it; every other organisation gets 404."""
     assert d.calls is not None
-    for _ in range(100):
+    for _ in range(300):
         if call_id not in d.calls.active:
             break
         await asyncio.sleep(0.02)
@@ -137,6 +139,32 @@ async def test_a_web_token_minted_by_an_org_reaches_its_agent(daemon: Daemon) ->
         token = "vxw1." + body64 + "." + body["token"].split(".")[2]
         async with http.get(base + "/media/voxd?token=" + token) as r:
             assert r.status == 403 and "signature" in await r.text()
+
+
+@pytest.mark.timeout(60)
+async def test_webrtc_offers_follow_the_credentials_org(daemon: Daemon) -> None:
+    base = f"http://127.0.0.1:{daemon.http_port}"
+    auth = await keys(daemon)
+    b = Browser(silence(0.3))
+    try:  # globex's key, acme's agent: the refusal of a missing agent
+        assert await b.offer(base, agent="sales", headers=auth["globex"]) == (404, "no agent 'sales'")
+    finally:
+        await b.close()
+    async with aiohttp.ClientSession() as http, http.post(
+            base + "/api/v1/calls/web-token", json={"agent": "sales", "ttl_s": 60}, headers=auth["acme"]) as r:
+        token = (await r.json())["token"]
+    for credential in ({"headers": auth["acme"]}, {"token": token}):
+        b = Browser(silence(0.3))
+        try:
+            status, answer = await b.offer(base, agent="sales", **credential)
+            assert status == 200, answer
+            started = await b.wait_for(lambda m: m["type"] == "started")
+            assert started["agent"] == "sales"
+        finally:
+            await b.close()
+        async with aiohttp.ClientSession() as http:
+            rec = await _stored(daemon, http, answer["call_id"], auth)
+        assert rec["_org"] == "acme" and rec["transport"] == "webrtc"
 
 
 def test_a_token_without_an_org_claim_is_the_default_orgs() -> None:
