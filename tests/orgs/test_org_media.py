@@ -22,6 +22,7 @@ from tests.daemons import start_daemon
 from tests.net.test_webrtc import Browser
 from tests.orgs.test_org_routing import ORGS, agent, keys
 from tests.synth import silence
+from tests.webhooks.receiver import Receiver
 from voxd.app import Daemon
 from voxd.net.webtoken import WebTokens
 
@@ -32,7 +33,8 @@ async def _daemon(tmp_path: Path, anonymous: bool) -> Daemon:
         (tmp_path / "agents" / org).mkdir(parents=True)
         (tmp_path / "agents" / org / f"{name}.yaml").write_text(text)
     d = await start_daemon(tmp_path, {"desk": agent("The default desk.")}, default_agent="desk",
-                           drain_timeout_s=0, http={"media_unauthenticated": anonymous})
+                           drain_timeout_s=0, http={"media_unauthenticated": anonymous},
+                           webhooks={"allow_private_destinations": True, "retry_schedule_s": [0.2]})
     assert d.db is not None
     for org in ORGS[1:]:
         await d.db.orgs().create(org)
@@ -183,7 +185,24 @@ def test_a_token_without_an_org_claim_is_the_default_orgs() -> None:
 async def test_a_text_conversation_runs_the_orgs_agent_and_is_its_alone(daemon: Daemon) -> None:
     api = f"http://127.0.0.1:{daemon.http_port}/api/v1/conversations"
     auth = await keys(daemon)
+    receivers = {org: Receiver() for org in ORGS}
+    for rcv in receivers.values():
+        await rcv.start()
+    try:
+        await _converse(daemon, api, auth, receivers)
+    finally:
+        for rcv in receivers.values():
+            await rcv.stop()
+
+
+async def _converse(daemon: Daemon, api: str, auth: dict[str, dict[str, str]], receivers: dict[str, Receiver]) -> None:
+    hooks = api.replace("/conversations", "/webhooks")
     async with aiohttp.ClientSession() as http:
+        for org, rcv in receivers.items():
+            async with http.post(hooks, headers=auth[org], json={"url": rcv.url, "events": [
+                    "conversation.updated", "conversation.ended"]}) as r:
+                assert r.status == 201, await r.text()
+                rcv.secrets.append((await r.json())["secret"])
         async with http.post(api, json={"agent": "sales"}, headers=auth["globex"]) as r:
             globex_refusal = (r.status, (await r.json())["errors"])
         async with http.post(api, json={"agent": "nobody"}, headers=auth["globex"]) as r:
@@ -210,6 +229,18 @@ async def test_a_text_conversation_runs_the_orgs_agent_and_is_its_alone(daemon: 
             assert [c["id"] for c in (await r.json())["conversations"]] == [cid]
         async with http.delete(f"{api}/{cid}", headers=auth["acme"]) as r:
             assert r.status == 200 and (await r.json())["status"] == "ended"
+    # its webhooks went to acme's endpoint only; a default conversation after it reaches default's
+    await receivers["acme"].wait_for(lambda r: any(p["type"] == "conversation.ended" for p in r.accepted.values()))
+    assert {p["data"]["conversation_id"] for p in receivers["acme"].accepted.values()} == {cid}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(api, json={"agent": "desk"}, headers=auth["default"]) as r:
+            mine = (await r.json())["id"]
+        async with http.delete(f"{api}/{mine}", headers=auth["default"]) as r:
+            assert r.status == 200
+    await receivers["default"].wait_for(lambda r: any(p["type"] == "conversation.ended"
+                                                      for p in r.accepted.values()))
+    assert {p["data"]["conversation_id"] for p in receivers["default"].accepted.values()} == {mine}
+    assert receivers["globex"].received == []
     assert daemon.db is not None
     assert await daemon.db.conversations().get(cid) is None
     stored = await daemon.db.for_org("acme").conversations().get(cid)
