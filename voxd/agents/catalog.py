@@ -16,7 +16,7 @@ import asyncio
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,7 +60,7 @@ class AgentCatalog:
         self._file_agent: dict[Path, str] = {}
         self.errors: dict[Path, list[FieldError]] = {}
         self.listeners: list[Callable[[ReloadReport], None]] = []
-        self._task: asyncio.Task[None] | None = None
+        self._watcher = Watcher(self.refresh)
 
     # -- queries
     def names(self) -> list[str]:
@@ -258,10 +258,25 @@ class AgentCatalog:
 
     # -- watching
     def start_watching(self, interval_s: float = 1.0) -> None:
+        self._watcher.start(interval_s)
+
+    async def stop_watching(self) -> None:
+        await self._watcher.stop()
+
+
+class Watcher:
+    """Calls ``refresh`` every ``interval_s`` until stopped; a reload that fails is logged
+    and the agents already loaded keep serving."""
+
+    def __init__(self, refresh: Callable[[], Awaitable[object]]) -> None:
+        self._refresh = refresh
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, interval_s: float) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._watch(interval_s), name="agents-watch")
 
-    async def stop_watching(self) -> None:
+    async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             try:
@@ -274,6 +289,6 @@ class AgentCatalog:
         while True:
             await asyncio.sleep(interval_s)
             try:
-                await self.refresh()
+                await self._refresh()
             except Exception:
                 log.exception("agent reload failed")

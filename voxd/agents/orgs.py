@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from voxd.agents.catalog import AgentCatalog, ReloadReport
+from voxd.agents.catalog import AgentCatalog, ReloadReport, Watcher
 from voxd.agents.loader import LoadedAgent
 
 log = logging.getLogger("voxd.agents")
@@ -38,7 +38,7 @@ class OrgCatalogs:
         default.fleet = self
         self._orgs: dict[str, AgentCatalog] = {}
         self.listeners: list[OrgListener] = []  # for the organisations' catalogs (not the default's)
-        self._task: asyncio.Task[None] | None = None
+        self._watcher = Watcher(self.refresh)
 
     @property
     def root(self) -> Path:
@@ -132,22 +132,7 @@ class OrgCatalogs:
 
     # -- watching
     def start_watching(self, interval_s: float = 1.0) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._watch(interval_s), name="agents-watch")
+        self._watcher.start(interval_s)
 
     async def stop_watching(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-
-    async def _watch(self, interval_s: float) -> None:
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                await self.refresh()
-            except Exception:
-                log.exception("agent reload failed")
+        await self._watcher.stop()
