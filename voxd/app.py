@@ -75,6 +75,7 @@ class Daemon:
         self.agent_orgs = OrgCatalogs(self.agents)  # and agents/<org>/ for every other organisation
         self.org_writing: dict[str, set[str]] = {}  # per organisation: agents the API is writing
         self.api_writing: set[str] = set()  # agents being written through the API (audited there)
+        self.org_conversations: dict[str, ConversationManager] = {}  # other organisations' text conversations
         self.tools = default_registry()
         self.clock = MediaClock()
         self.metrics = Metrics()
@@ -203,18 +204,25 @@ class Daemon:
         log.info("voxd %s ready: agents=%s http=%s errors=%d", __version__, self.agents.names(),
                  f"{self.cfg.http.host}:{self.http_port}" if self.http_port else "off", len(report.errors))
 
-    def _conversations(self) -> ConversationManager:
-        """Text conversations: the agents, function library and egress of calls; stored beside
-        them; their events go to the function log and webhooks."""
+    def _conversations(self, org: str = "default") -> ConversationManager:
+        """Text conversations of ``org``: its agents, the function library and egress of
+        calls; stored with its calls; their events go to the function log and its webhooks."""
         assert self.db is not None and self.webhooks is not None
 
         async def agent(name: str) -> LoadedAgent | None:
-            return self.agents.get(name)
+            return self.agents.getter(org)(name)  # asked each time: the folder may appear later
 
-        conversations = ConversationManager(agent, lambda a: self.tool_library.registry_for(a.config),
-                                            repo=self.db.conversations(), outbound=self.outbound)
+        conversations = ConversationManager(agent, lambda a: self.tool_library.registry_for(a.config, a.org),
+                                            repo=self.db.for_org(org).conversations(), outbound=self.outbound)
         conversations.listeners += [self.function_log, self.webhooks.on_text_event]
         return conversations
+
+    def _org_conversations(self, org: str) -> ConversationManager:
+        """Another organisation's text conversations (one manager per organisation, made on first use)."""
+        found = self.org_conversations.get(org)
+        if found is None:
+            found = self.org_conversations[org] = self._conversations(org)
+        return found
 
     def build_http_app(self) -> web.Application:
         assert self.calls is not None and self.db is not None
@@ -245,7 +253,7 @@ class Daemon:
                          settings=lambda: WebRtcSettings.from_config(self.cfg.webrtc, self.cfg.http.host))
         from voxd.api import webtokens
 
-        app[webtokens.WEB_TOKEN_MINT] = tokens.mint
+        app[webtokens.WEB_TOKEN_MINT] = lambda agent, ttl_s, org: tokens.mint(agent, ttl_s, org=org)
         app[SIP_REGISTRATIONS] = lambda: self.registrations.status() if self.registrations else []
         app[SIP_TRUNKS] = lambda: self.trunk_probes.status() if self.trunk_probes else []
         if self.sip_tracer is not None:
@@ -261,6 +269,7 @@ class Daemon:
                                  DaemonCalls(self.calls, self.agents, lambda: self.sip, lambda: self.outbound.secrets),
                                  LibraryFunctionSource(self.tool_library, not_found=NotFound), api_settings(self.cfg.api),
                                  conversations=self.conversations,
+                                 org_conversations=self._org_conversations,
                                  org_agents=OrgAgentDirs(self.agent_orgs, self.org_writing),
                                  org_calls=lambda org: org_calls(calls, self.agent_orgs, lambda: self.sip,
                                                                  lambda: self.outbound.secrets, org),
@@ -465,6 +474,8 @@ class Daemon:
             self.calls.outbound = outbound
         if getattr(self, "conversations", None) is not None:
             self.conversations.outbound = outbound
+        for manager in self.org_conversations.values():
+            manager.outbound = outbound
         log.info("reload: egress policy and declared secrets applied")
 
     async def _reload_sip(self, old: VoxdConfig, new: VoxdConfig) -> None:
@@ -558,6 +569,8 @@ class Daemon:
             await self.metrics.stop()
             if getattr(self, "conversations", None) is not None:
                 await self.conversations.close_all()
+            for manager in self.org_conversations.values():
+                await manager.close_all()
             if getattr(self, "function_log", None) is not None:
                 await self.function_log.close()
             if getattr(self, "tool_library", None) is not None:

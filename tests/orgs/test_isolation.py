@@ -221,9 +221,9 @@ async def test_creating_with_another_orgs_names_makes_ones_own(backend, tmp_path
 
 
 @pytest.mark.parametrize("backend", backend_params())
-async def test_another_orgs_key_opens_no_transport(backend, tmp_path, request):
-    """WebRTC offers and websocket media ask KeyAuthority.check: they reach the default
-    organisation's agents only, so a key of another organisation is refused there."""
+async def test_the_transports_key_check_names_the_keys_org(backend, tmp_path, request):
+    """WebRTC offers and websocket media ask KeyAuthority.check: it answers the key's
+    organisation (whose agents the call may reach), None for a refused key."""
     db = await open_test_store(backend, tmp_path, request)
     try:
         await db.orgs().create("acme")
@@ -235,7 +235,10 @@ async def test_another_orgs_key_opens_no_transport(backend, tmp_path, request):
         check = AppKeyCheck(app)
         theirs, _ = await db.for_org("acme").api_keys(pepper=PEPPER).create("k", ["calls:write"], created_by="t")
         ours, _ = await db.api_keys(pepper=PEPPER).create("k", ["calls:write"], created_by="t")
-        assert await check.check(ours, "calls:write")
-        assert not await check.check(theirs, "calls:write")
+        assert await check.check(ours, "calls:write") == "default"
+        assert await check.check(theirs, "calls:write") == "acme"
+        reader, _ = await db.for_org("acme").api_keys(pepper=PEPPER).create("r", ["calls:read"], created_by="t")
+        assert await check.check(reader, "calls:write") is None
+        assert await check.check("vxk_" + "0" * 40, "calls:write") is None
     finally:
         await db.close()

@@ -118,9 +118,10 @@ class AppKeyCheck:
     def __init__(self, app: web.Application) -> None:
         self._app = app
 
-    async def check(self, raw: str, scope: str) -> bool:
+    async def check(self, raw: str, scope: str) -> str | None:
+        """The key's organisation, None when it is refused."""
         services = self._app.get(SERVICES_KEY)
-        return services is not None and await services.authority.check(raw, scope)
+        return None if services is None else await services.authority.check(raw, scope)
 
 
 def all_specs(extra_routes: Iterable[RouteTable] = ()) -> list[RouteSpec]:

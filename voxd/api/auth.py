@@ -42,7 +42,7 @@ CREDENTIAL_ROUTES = re.compile(r"^/(webrtc/|media/|twiml/|talk/[^/]+/token$)")
 class KeyCheck(Protocol):
     """What a transport needs to accept an API key (``voxd.net.webtoken.api_key_check``)."""
 
-    async def check(self, raw: str, scope: str) -> bool: ...
+    async def check(self, raw: str, scope: str) -> str | None: ...
 
 
 def is_user(principal: ApiKey) -> bool:
@@ -105,12 +105,12 @@ class KeyAuthority:
             return key, "expired"
         return key, ""
 
-    async def check(self, raw: str, scope: str) -> bool:
-        """True when ``raw`` is a live key holding ``scope`` (or admin), of the default
-        organisation: the transports that ask (WebRTC, websocket media) reach the daemon's
-        own agents only, so another organisation's key opens none of them."""
+    async def check(self, raw: str, scope: str) -> str | None:
+        """The key's organisation when ``raw`` is a live key holding ``scope`` (or admin),
+        else None: the transports that ask (WebRTC, websocket media) reach that
+        organisation's agents only."""
         key, why = await self.verify(raw)
-        return key is not None and not why and holds(key, scope) and key.org == "default"
+        return key.org if key is not None and not why and holds(key, scope) else None
 
     async def authenticate(self, header: str, ip: str, outcomes: list[Outcome]) -> ApiKey:
         """The pipeline's check of an ``Authorization`` header; ApiProblem when refused."""

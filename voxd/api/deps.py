@@ -180,6 +180,8 @@ class ApiDeps:
     functions: FunctionSource
     settings: ApiSettings = field(default_factory=ApiSettings)
     conversations: ConversationSource | None = None  # None: setup_api builds a stand-alone one
+    # another organisation's text conversations (on its agents, stored with it); None: none
+    org_conversations: Callable[[str], ConversationSource] | None = None
     # the agents of an organisation other than the default (``agents/<org>/``); None: it has none
     org_agents: Callable[[str], AgentSource] | None = None
     # the live calls of an organisation other than the default; None: it has none

@@ -85,8 +85,8 @@ class Services:
 
     def for_org(self, org: str) -> Services:
         """The view of ``org``: every repository bound to it; another organisation's agents
-        and live calls come from ``deps.org_agents`` and ``deps.org_calls``; text
-        conversations run on the default organisation's agents only."""
+        and live calls come from ``deps.org_agents`` and ``deps.org_calls``, its text
+        conversations from ``deps.org_conversations``."""
         if org == self.org:
             return self
         view = self._views.get(org)
@@ -94,7 +94,9 @@ class Services:
             db = self.deps.db.for_org(org)
             agents = self.deps.org_agents(org) if self.deps.org_agents is not None else NoAgents()
             calls = self.deps.org_calls(org) if self.deps.org_calls is not None else NoCalls()
-            deps = replace(self.deps, agents=agents, calls=calls, conversations=NoConversations())
+            conversations = (self.deps.org_conversations(org) if self.deps.org_conversations is not None
+                             else NoConversations())
+            deps = replace(self.deps, agents=agents, calls=calls, conversations=conversations)
             view = Services(deps=deps, keys=db.api_keys(pepper=self.settings.pepper), calls=db.calls(),
                             functions=db.functions(), agent_changes=db.agent_changes(), usage=self.usage,
                             conversations=db.conversations(), buckets=self.buckets, org=org,
@@ -152,7 +154,7 @@ class NoCalls:
 
 
 class NoConversations:
-    """Text conversations run on the daemon's (default organisation's) agents only, so far."""
+    """An organisation whose text conversations this process does not run (no daemon)."""
 
     async def start(self, agent_name: str, metadata: dict[str, Any] | None = None,
                     variables: dict[str, str] | None = None) -> CallRecord:

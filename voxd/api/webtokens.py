@@ -1,6 +1,7 @@
 """`POST /api/v1/calls/web-token`: a short-lived token for one agent's browser call, so a
 public web page never holds an API key. The daemon provides the minting function
-(WebRTC's token store) under `WEB_TOKEN_MINT`; without it the route answers 501."""
+(WebRTC's token store) under `WEB_TOKEN_MINT`; without it the route answers 501. The
+token carries the caller's organisation: it reaches that organisation's agent only."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from voxd.api.models import NAME_PATTERN, Request
 from voxd.api.routing import Ctx, Reply, RouteTable
 from voxd.core.errors import NotSupported
 
-Mint = Callable[[str, float | None], tuple[str, float]]
+Mint = Callable[[str, float | None, str], tuple[str, float]]  # (agent, ttl_s, org)
 WEB_TOKEN_MINT: web.AppKey[Mint] = web.AppKey("voxd_web_token_mint")
 
 routes = RouteTable()
@@ -37,13 +38,11 @@ class WebToken(BaseModel):
               "Single use, valid for `ttl_s` seconds, only for the named agent.")
 async def mint_web_token(ctx: Ctx) -> Reply:
     body: WebTokenRequest = ctx.body
-    await ctx.services.deps.agents.get(body.agent)  # NotFound for an unknown agent
+    await ctx.services.deps.agents.get(body.agent)  # NotFound for an agent the caller's organisation lacks
     mint = ctx.request.app.get(WEB_TOKEN_MINT)
-    if ctx.org != "default":  # browser calls reach the daemon's own (default organisation's) agents only
-        raise NotSupported("browser calls are served for the default organisation's agents only")
     if mint is None:
         raise NotSupported("browser calls (WebRTC) are not enabled in this daemon")
-    token, expires_at = mint(body.agent, body.ttl_s)
+    token, expires_at = mint(body.agent, body.ttl_s, ctx.org)
     return Reply(WebToken(token=token, expires_at=expires_at, talk_url=f"/talk/{body.agent}?token={token}"), status=201)
 
 

@@ -89,7 +89,8 @@ class ConversationManager:
             raise ConversationLimitReached(f"{self.max_active} conversations active")
         conv = self._build(agent, CallRecord(id=new_conversation_id(), agent=agent.name, agent_version=agent.version,
                                              transport="text", metadata=dict(metadata or {}),
-                                             variables=call_values(agent.config.variables, variables)))
+                                             variables=call_values(agent.config.variables, variables),
+                                             org=agent.org))
         conv.open()
         await self._save(conv)
         if self._sweeper is None or self._sweeper.done():
@@ -136,7 +137,7 @@ class ConversationManager:
         conv = self._build(agent, CallRecord(
             id=stored["id"], agent=stored["agent"], agent_version=agent.version, transport=stored["channel"],
             started_at=stored["started_at"], answered_at=stored["started_at"], metadata=stored["metadata"],
-            variables=stored.get("variables") or {}))
+            variables=stored.get("variables") or {}, org=agent.org))
         conv.restore([_turn(t) for t in stored["turns"]])
         self.active[conv.record.id] = conv
         log.info("conversation %s carried on from the store (agent %s)", conv.record.id, agent.name)

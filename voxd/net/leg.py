@@ -151,12 +151,22 @@ class LegEnv:
                             metadata={**(metadata or {}), "inbound_lookup": outcome.info},
                             variables=outcome.variables)
 
-    def agent(self, name: str | None = None, *, number: str | None = None, qualified: bool = False) -> LoadedAgent:
+    def agent(self, name: str | None = None, *, number: str | None = None, qualified: bool = False,
+              org: str | None = None) -> LoadedAgent:
         """The agent a call asked for (by name, or by dialled number), else the default.
         ``qualified``: the name may be ``<org>/<agent>`` (configuration names it: a
-        registration's agent), an agent of that organisation."""
+        registration's agent), an agent of that organisation. ``org``: the caller's
+        credential is that organisation's, so only its agents are found (another's
+        name is refused as a missing one is)."""
         if self.agents is None:
             raise Refused("no_agent", "no agents loaded")
+        if org is not None and org != self.agents.org:
+            fleet = self.agents.fleet
+            catalog = fleet.catalog(org) if fleet is not None else None
+            found = (catalog.get(name) if name else catalog.default()) if catalog is not None else None
+            if found is None:
+                raise Refused("no_agent", f"no agent {name!r}" if name else "no agents loaded")
+            return found
         if qualified and name and "/" in name:
             org, _, short = name.partition("/")
             found = self.agents.getter(org)(short)

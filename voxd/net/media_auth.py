@@ -9,6 +9,10 @@ is accepted only where the operator opened the listener to anonymous callers
 (`http.media_unauthenticated`, allowed only on a loopback-bound listener), and then
 counts against the unauthenticated call caps (voxd.call.admission).
 
+The grant names the credential's organisation (an API key's, or the one that minted
+a web token): the call reaches that organisation's agent and is stored with it. An
+anonymous caller is the default organisation's.
+
 Failed attempts answer 401/403, which the failed-authentication throttle counts
 (voxd.api.auth.credential_throttle covers /media/).
 """
@@ -29,6 +33,7 @@ WEB_TOKEN_PREFIX = "vxw1."
 class Grant:
     authenticated: bool
     agent: str | None  # the agent asked for, or the one a web token names
+    org: str = "default"  # whose agents the caller may reach
 
 
 @dataclass
@@ -59,7 +64,8 @@ class MediaAuth:
                 claims = self.tokens.verify(raw, agent)
             except InvalidToken as e:
                 raise web.HTTPForbidden(text=str(e)) from None
-            return Grant(authenticated=True, agent=claims.agent)
-        if self.key_check is not None and await self.key_check(raw):
-            return Grant(authenticated=True, agent=agent)
+            return Grant(authenticated=True, agent=claims.agent, org=claims.org)
+        org = await self.key_check(raw) if self.key_check is not None else None
+        if org is not None:
+            return Grant(authenticated=True, agent=agent, org=org)
         raise web.HTTPForbidden(text="invalid web token or API key")

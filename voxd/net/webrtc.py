@@ -321,8 +321,8 @@ def setup_webrtc(
     trickle = Trickle()
     env = LegEnv(calls, clock, agents, accepting)
 
-    async def authorize(request: web.Request, body: dict[str, Any]) -> str | None:
-        """The agent the caller may reach; raises 401/403."""
+    async def authorize(request: web.Request, body: dict[str, Any]) -> tuple[str | None, str]:
+        """(the agent the caller may reach, the credential's organisation); raises 401/403."""
         header = request.headers.get("Authorization", "")
         token = body.get("token") or (header[7:].strip() if header.lower().startswith("bearer ") else "")
         agent = body.get("agent") if isinstance(body.get("agent"), str) else None
@@ -330,11 +330,13 @@ def setup_webrtc(
             raise web.HTTPUnauthorized(text="send a web token (or an API key with calls:write)")
         if token.startswith("vxw1."):
             try:
-                return tokens.verify(token, agent).agent
+                claims = tokens.verify(token, agent)
             except InvalidToken as e:
                 raise web.HTTPForbidden(text=str(e)) from None
-        if key_check is not None and await key_check(token):
-            return agent
+            return claims.agent, claims.org
+        org = await key_check(token) if key_check is not None else None
+        if org is not None:
+            return agent, org
         raise web.HTTPForbidden(text="invalid web token or API key")
 
     async def offer(request: web.Request) -> web.Response:
@@ -345,9 +347,9 @@ def setup_webrtc(
         body = await json_body(request)
         if not isinstance(body, dict) or body.get("type") != "offer" or not isinstance(body.get("sdp"), str):
             raise bad_request('expected {"type": "offer", "sdp": "..."}')
-        name = await authorize(request, body)
+        name, org = await authorize(request, body)
         try:
-            agent = env.agent(name)
+            agent = env.agent(name, org=org)  # the credential's organisation's agents only
         except Refused as e:
             raise web.HTTPNotFound(text=e.message) from None
         meta: dict[str, Any] = {"user_agent": request.headers.get("User-Agent", "")[:200]}

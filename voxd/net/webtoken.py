@@ -1,7 +1,11 @@
 """Short-lived web tokens: a page may start one browser call to one agent, never hold an API key.
 
     token = "vxw1." + base64url(JSON claims) + "." + base64url(HMAC-SHA256(secret, "vxw1." + claims))
-    claims = {"agent": "support", "exp": 1760000000, "nonce": "..."}
+    claims = {"agent": "support", "exp": 1760000000, "nonce": "...", "org": "acme"}
+
+`org` is the organisation whose key minted the token: the call reaches that
+organisation's agent and is stored with it (a token without one, minted before
+organisations, is the default organisation's).
 
 A backend holding an API key mints a token (the control API's
 `POST /api/v1/calls/web-token` calls `WebTokens.mint`) and hands it to the page,
@@ -50,6 +54,7 @@ class WebTokenClaims:
     agent: str
     expires_at: float
     nonce: str
+    org: str = "default"
 
 
 def _b64(data: bytes) -> str:
@@ -84,11 +89,12 @@ class WebTokens:
                 f.write(secret)
         return cls(secret)
 
-    def mint(self, agent: str, ttl_s: float | None = None, now: float | None = None) -> tuple[str, float]:
-        """A token for one call to `agent`; returns (token, expires_at unix seconds)."""
+    def mint(self, agent: str, ttl_s: float | None = None, now: float | None = None,
+             org: str = "default") -> tuple[str, float]:
+        """A token for one call to `agent` of `org`; returns (token, expires_at unix seconds)."""
         ttl = min(max(ttl_s if ttl_s is not None else self.default_ttl_s, 1.0), MAX_TTL_S)
         exp = (time.time() if now is None else now) + ttl
-        claims = json.dumps({"agent": agent, "exp": round(exp, 3), "nonce": secrets.token_urlsafe(12)},
+        claims = json.dumps({"agent": agent, "exp": round(exp, 3), "nonce": secrets.token_urlsafe(12), "org": org},
                             separators=(",", ":")).encode()
         body = f"{PREFIX}.{_b64(claims)}"
         return f"{body}.{_b64(self._sign(body))}", exp
@@ -112,9 +118,10 @@ class WebTokens:
         except (binascii.Error, ValueError):
             raise InvalidToken("malformed web token claims") from None
         if not (isinstance(raw, dict) and isinstance(raw.get("agent"), str)
-                and isinstance(raw.get("exp"), int | float) and isinstance(raw.get("nonce"), str)):
+                and isinstance(raw.get("exp"), int | float) and isinstance(raw.get("nonce"), str)
+                and isinstance(raw.get("org", "default"), str) and raw.get("org", "default")):
             raise InvalidToken("malformed web token claims")
-        claims = WebTokenClaims(raw["agent"], float(raw["exp"]), raw["nonce"])
+        claims = WebTokenClaims(raw["agent"], float(raw["exp"]), raw["nonce"], raw.get("org", "default"))
         if claims.expires_at <= now:
             raise InvalidToken("web token expired")
         if agent is not None and agent != claims.agent:
@@ -134,22 +141,23 @@ class WebTokens:
             self._used = {n: exp for n, exp in self._used.items() if exp > now}
 
 
-ApiKeyCheck = Callable[[str], Awaitable[bool]]
+# the organisation of a live API key holding calls:write (or admin), else None
+ApiKeyCheck = Callable[[str], Awaitable[str | None]]
 
 
 class KeyChecker(Protocol):
     """The daemon's one API-key check (``voxd.api.auth.KeyAuthority``), injected: the
     transports never read the key store themselves."""
 
-    async def check(self, raw: str, scope: str) -> bool: ...
+    async def check(self, raw: str, scope: str) -> str | None: ...
 
 
 def api_key_check(checker: KeyChecker) -> ApiKeyCheck:
-    """True when `raw` is a live API key holding `calls:write` (or `admin`). Failed
-    attempts count in the daemon's failed-auth throttle (``voxd.api.auth.credential_throttle``
-    sees the 403 the offer answers)."""
+    """The key's organisation when `raw` is a live API key holding `calls:write` (or
+    `admin`), else None. Failed attempts count in the daemon's failed-auth throttle
+    (``voxd.api.auth.credential_throttle`` sees the 403 the offer answers)."""
 
-    async def check(raw: str) -> bool:
+    async def check(raw: str) -> str | None:
         return await checker.check(raw, CALL_SCOPE)
 
     return check

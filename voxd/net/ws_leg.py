@@ -253,12 +253,14 @@ async def serve_stream(
     agent: str | None = None,
     authenticated: bool = True,
     on_start: StartHook | None = None,
+    org: str | None = None,
 ) -> web.StreamResponse:
     """Run one media websocket from upgrade to close. `start`: the stream's identity
     when the URL carries it (the plain protocol); else the protocol's own start frame.
     `check(request, start, agent)` may refuse the stream (a problem string). `agent`: the
     one a credential named (it wins over the stream's); `authenticated`: whether anyone
-    vouched for the caller (admission's unauthenticated caps, by source address).
+    vouched for the caller (admission's unauthenticated caps, by source address); `org`:
+    the organisation the credential is of (its agents only; None: the default's).
     `on_start(wire, start)`: the platform's part once the stream is accepted (call control)."""
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=1 << 20)
     await ws.prepare(request)
@@ -275,7 +277,7 @@ async def serve_stream(
     problem: str | None = None
     agent_name = agent or start.agent or request.query.get("agent")
     try:
-        chosen = env.agent(agent_name)
+        chosen = env.agent(agent_name, org=org)
     except Refused as e:
         problem = e.message
     else:

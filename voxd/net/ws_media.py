@@ -72,11 +72,12 @@ def setup_ws_media(
             raise web.HTTPBadRequest(text=f"sample_rate must be one of {RATES}")
         grant = await media_auth.authorize(request, request.query.get("agent") or None)
         try:
-            agent = env.agent(grant.agent)
+            agent = env.agent(grant.agent, org=grant.org)
         except Refused as e:
             raise web.HTTPNotFound(text=e.message) from None
         start = StreamStart(agent=agent.name, from_uri=request.remote or "", metadata={"sample_rate": rate})
-        return await serve_stream(request, env, PlainSerializer(rate), start=start, authenticated=grant.authenticated)
+        return await serve_stream(request, env, PlainSerializer(rate), start=start, authenticated=grant.authenticated,
+                                  org=grant.org)
 
     async def telnyx(request: web.Request) -> web.StreamResponse:
         try:
@@ -85,7 +86,7 @@ def setup_ws_media(
             raise web.HTTPServiceUnavailable(text=e.message, headers={"Retry-After": "30"}) from None
         grant = await media_auth.authorize(request, request.query.get("agent") or None)
         return await serve_stream(request, env, TelnyxSerializer(), agent=grant.agent,
-                                  authenticated=grant.authenticated)
+                                  authenticated=grant.authenticated, org=grant.org)
 
     app.router.add_get("/media/voxd", plain)
     app.router.add_get(TELNYX_PATH, telnyx)

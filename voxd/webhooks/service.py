@@ -132,7 +132,7 @@ class Webhooks:
     def on_text_event(self, event: TextEvent) -> None:
         """A text conversation's event (``ConversationManager.listeners``)."""
         try:
-            self.outbox.publish(events.from_text_event(event))
+            self.outbox.publish(events.from_text_event(event), org=event.record.org)  # its organisation's endpoints
         except Exception:
             log.exception("webhooks: could not build the payload for %s", type(event).__name__)
 
