@@ -48,7 +48,6 @@ from voxd.tools.builtins import default_registry
 
 if TYPE_CHECKING:
     from voxd.agents.catalog import ReloadReport
-    from voxd.agents.loader import LoadedAgent
     from voxd.api.deps import ApiDeps
     from voxd.api.routing import RouteTable
     from voxd.core.secrets import Outbound
@@ -205,24 +204,15 @@ class Daemon:
                  f"{self.cfg.http.host}:{self.http_port}" if self.http_port else "off", len(report.errors))
 
     def _conversations(self, org: str = "default") -> ConversationManager:
-        """Text conversations of ``org``: its agents, the function library and egress of
-        calls; stored with its calls; their events go to the function log and its webhooks."""
-        assert self.db is not None and self.webhooks is not None
+        from voxd.daemon_sources import text_conversations
 
-        async def agent(name: str) -> LoadedAgent | None:
-            return self.agents.getter(org)(name)  # asked each time: the folder may appear later
-
-        conversations = ConversationManager(agent, lambda a: self.tool_library.registry_for(a.config, a.org),
-                                            repo=self.db.for_org(org).conversations(), outbound=self.outbound)
-        conversations.listeners += [self.function_log, self.webhooks.on_text_event]
-        return conversations
+        return text_conversations(self, org)
 
     def _org_conversations(self, org: str) -> ConversationManager:
         """Another organisation's text conversations (one manager per organisation, made on first use)."""
-        found = self.org_conversations.get(org)
-        if found is None:
-            found = self.org_conversations[org] = self._conversations(org)
-        return found
+        if org not in self.org_conversations:
+            self.org_conversations[org] = self._conversations(org)
+        return self.org_conversations[org]
 
     def build_http_app(self) -> web.Application:
         assert self.calls is not None and self.db is not None

@@ -15,6 +15,7 @@ from voxd.agents.loader import AgentLoadError, FieldError, LoadedAgent
 from voxd.agents.orgs import DEFAULT_ORG, OrgCatalogs
 from voxd.api.agent_yaml import api_errors
 from voxd.api.deps import AgentInfo, AgentSource, InvalidAgent
+from voxd.call.conversations import ConversationManager
 from voxd.call.manager import CallManager
 from voxd.call.recording import REQUEST_KEY
 from voxd.core.errors import NotFound, NotSupported
@@ -198,6 +199,22 @@ def rate_buckets(cfg: RedisConfig, metrics: Metrics, app: web.Application) -> Bu
     metrics.before_scrape.append(refresh)
     app.on_cleanup.append(close)
     return buckets
+def text_conversations(daemon: Any, org: str = DEFAULT_ORG) -> ConversationManager:
+    """Text conversations of ``org`` for a ``voxd.app.Daemon``: its agents, the function
+    library and egress of calls; stored with its calls; their events go to the function
+    log and its webhooks."""
+    assert daemon.db is not None and daemon.webhooks is not None
+
+    async def agent(name: str) -> LoadedAgent | None:
+        found: LoadedAgent | None = daemon.agents.getter(org)(name)  # asked each time: the folder may appear later
+        return found
+
+    conversations = ConversationManager(agent, lambda a: daemon.tool_library.registry_for(a.config, a.org),
+                                        repo=daemon.db.for_org(org).conversations(), outbound=daemon.outbound)
+    conversations.listeners += [daemon.function_log, daemon.webhooks.on_text_event]
+    return conversations
+
+
 def setup_analysis(daemon: Any) -> Any:
     """The post-call analysis worker of a ``voxd.app.Daemon`` whose store, calls, agents,
     webhooks and metrics exist: jobs owed in the ended call's transaction, its results
